@@ -1,0 +1,1 @@
+//! The Switchboard server: tokio transports, call control, HTTP API and metrics.
