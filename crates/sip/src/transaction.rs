@@ -1,0 +1,599 @@
+//! RFC 3261 §17 transaction state machines (with the RFC 6026 "Accepted" states).
+//!
+//! These machines know only what the RFC makes them depend on: whether the transaction is
+//! for an INVITE, whether the transport is reliable, response status codes, and time. They
+//! hold no messages; they tell the [`Endpoint`](crate::Endpoint) what to do with the messages
+//! it keeps (retransmit the request, send an ACK, pass a response up, report a timeout).
+
+use std::time::Duration;
+
+use crate::time::{Instant, Timer, TimerConfig, TimerSlots};
+
+/// State of a client transaction (§17.1.1 for INVITE, §17.1.2 for non-INVITE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientState {
+    /// INVITE sent, no response yet.
+    Calling,
+    /// Non-INVITE request sent, no response yet.
+    Trying,
+    /// A provisional response was received.
+    Proceeding,
+    /// A final response (non-2xx for INVITE) was received; absorbing retransmissions.
+    Completed,
+    /// INVITE got a 2xx; further 2xx are passed up so the dialog can ACK them (RFC 6026).
+    Accepted,
+    /// Done; the endpoint forgets the transaction.
+    Terminated,
+}
+
+/// What the endpoint must do after a client transaction consumed an input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAction {
+    /// Nothing (absorbed, or a timer that only changed state).
+    Nothing,
+    /// Pass the response up to the TU.
+    PassToTu,
+    /// Send the ACK for the non-2xx final response, then pass the response up.
+    AckAndPassToTu,
+    /// Send the ACK again (a retransmitted non-2xx final response); do not pass it up.
+    ResendAck,
+    /// Retransmit the request.
+    Retransmit,
+    /// The transaction timed out (Timer B or F); tell the TU.
+    Timeout,
+}
+
+/// A client transaction state machine.
+#[derive(Debug, Clone)]
+pub struct ClientTxn {
+    invite: bool,
+    reliable: bool,
+    cfg: TimerConfig,
+    state: ClientState,
+    timers: TimerSlots,
+    retransmit_interval: Duration,
+}
+
+impl ClientTxn {
+    /// A transaction whose request was handed to the transport at `now`.
+    pub fn new(now: Instant, invite: bool, reliable: bool, cfg: TimerConfig) -> ClientTxn {
+        let cfg = cfg.sanitized();
+        let mut txn = ClientTxn {
+            invite,
+            reliable,
+            cfg,
+            state: if invite {
+                ClientState::Calling
+            } else {
+                ClientState::Trying
+            },
+            timers: TimerSlots::default(),
+            retransmit_interval: cfg.t1,
+        };
+        let (retransmit, timeout) = if invite {
+            (Timer::A, Timer::B)
+        } else {
+            (Timer::E, Timer::F)
+        };
+        txn.arm(now, retransmit);
+        txn.arm(now, timeout);
+        txn
+    }
+
+    /// Current state.
+    pub fn state(&self) -> ClientState {
+        self.state
+    }
+
+    /// Whether this is an INVITE transaction.
+    pub fn is_invite(&self) -> bool {
+        self.invite
+    }
+
+    /// Whether the transaction is over.
+    pub fn is_terminated(&self) -> bool {
+        self.state == ClientState::Terminated
+    }
+
+    /// The earliest armed timer.
+    pub fn next_timer(&self) -> Option<(Instant, Timer)> {
+        self.timers.next()
+    }
+
+    /// A response with `status` matched this transaction.
+    pub fn on_response(&mut self, now: Instant, status: u16) -> ClientAction {
+        if self.invite {
+            self.invite_response(now, status)
+        } else {
+            self.non_invite_response(now, status)
+        }
+    }
+
+    fn invite_response(&mut self, now: Instant, status: u16) -> ClientAction {
+        use ClientState::*;
+        match (self.state, status) {
+            (Calling | Proceeding, 100..=199) => {
+                self.state = Proceeding;
+                self.timers.disarm(Timer::A);
+                self.timers.disarm(Timer::B);
+                ClientAction::PassToTu
+            }
+            (Calling | Proceeding, 200..=299) => {
+                self.state = Accepted;
+                self.timers.clear();
+                self.arm(now, Timer::M);
+                ClientAction::PassToTu
+            }
+            (Calling | Proceeding, 300..=699) => {
+                self.state = Completed;
+                self.timers.clear();
+                self.arm(now, Timer::D);
+                ClientAction::AckAndPassToTu
+            }
+            (Completed, 300..=699) => ClientAction::ResendAck,
+            (Accepted, 200..=299) => ClientAction::PassToTu,
+            _ => ClientAction::Nothing,
+        }
+    }
+
+    fn non_invite_response(&mut self, now: Instant, status: u16) -> ClientAction {
+        use ClientState::*;
+        match (self.state, status) {
+            (Trying | Proceeding, 100..=199) => {
+                self.state = Proceeding;
+                ClientAction::PassToTu
+            }
+            (Trying | Proceeding, 200..=699) => {
+                self.state = Completed;
+                self.timers.clear();
+                self.arm(now, Timer::K);
+                ClientAction::PassToTu
+            }
+            _ => ClientAction::Nothing,
+        }
+    }
+
+    /// `timer` reached its deadline. Callers fire only the timer [`Self::next_timer`] named.
+    pub fn on_timer(&mut self, now: Instant, timer: Timer) -> ClientAction {
+        use ClientState::*;
+        self.timers.disarm(timer);
+        match (self.state, timer) {
+            (Calling, Timer::A) => {
+                self.retransmit_interval = self.retransmit_interval.saturating_mul(2);
+                self.timers.arm(Timer::A, now + self.retransmit_interval);
+                ClientAction::Retransmit
+            }
+            (Trying | Proceeding, Timer::E) => {
+                self.retransmit_interval = if self.state == Trying {
+                    self.retransmit_interval.saturating_mul(2).min(self.cfg.t2)
+                } else {
+                    self.cfg.t2
+                };
+                self.timers.arm(Timer::E, now + self.retransmit_interval);
+                ClientAction::Retransmit
+            }
+            (Calling, Timer::B) | (Trying | Proceeding, Timer::F) => {
+                self.terminate();
+                ClientAction::Timeout
+            }
+            (Completed, Timer::D | Timer::K) | (Accepted, Timer::M) => {
+                self.terminate();
+                ClientAction::Nothing
+            }
+            _ => ClientAction::Nothing,
+        }
+    }
+
+    /// The transport could not deliver the request (§17.1.4): the transaction ends.
+    pub fn on_transport_error(&mut self) {
+        self.terminate();
+    }
+
+    fn terminate(&mut self) {
+        self.state = ClientState::Terminated;
+        self.timers.clear();
+    }
+
+    fn arm(&mut self, now: Instant, timer: Timer) {
+        if let Some(d) = timer.initial(&self.cfg, self.reliable) {
+            self.timers.arm(timer, now + d);
+        }
+    }
+}
+
+/// State of a server transaction (§17.2.1 for INVITE, §17.2.2 for non-INVITE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerState {
+    /// Non-INVITE request received, no response sent yet.
+    Trying,
+    /// A provisional response was sent (INVITE transactions start here: the endpoint sends
+    /// 100 Trying at once).
+    Proceeding,
+    /// A final response was sent (non-2xx for INVITE); answering retransmissions.
+    Completed,
+    /// INVITE: the ACK for the non-2xx final response arrived; absorbing ACK retransmissions.
+    Confirmed,
+    /// INVITE: a 2xx was sent; INVITE retransmissions are absorbed (RFC 6026).
+    Accepted,
+    /// Done; the endpoint forgets the transaction.
+    Terminated,
+}
+
+/// What the endpoint must do after a server transaction consumed an input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerAction {
+    /// Nothing (absorbed, or a timer that only changed state).
+    Nothing,
+    /// Send the last response again.
+    ResendResponse,
+    /// The ACK never came (Timer H); tell the TU.
+    Timeout,
+}
+
+/// Why the TU may not send a response on a server transaction now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RespondRefusal {
+    /// A final response was already sent.
+    AlreadyFinal,
+    /// The transaction has ended.
+    Terminated,
+    /// Status outside 100–699.
+    BadStatus,
+}
+
+/// A server transaction state machine.
+#[derive(Debug, Clone)]
+pub struct ServerTxn {
+    invite: bool,
+    reliable: bool,
+    cfg: TimerConfig,
+    state: ServerState,
+    timers: TimerSlots,
+    retransmit_interval: Duration,
+}
+
+impl ServerTxn {
+    /// A transaction for a request just received.
+    pub fn new(invite: bool, reliable: bool, cfg: TimerConfig) -> ServerTxn {
+        let cfg = cfg.sanitized();
+        ServerTxn {
+            invite,
+            reliable,
+            cfg,
+            state: if invite {
+                ServerState::Proceeding
+            } else {
+                ServerState::Trying
+            },
+            timers: TimerSlots::default(),
+            retransmit_interval: cfg.t1,
+        }
+    }
+
+    /// Current state.
+    pub fn state(&self) -> ServerState {
+        self.state
+    }
+
+    /// Whether this is an INVITE transaction.
+    pub fn is_invite(&self) -> bool {
+        self.invite
+    }
+
+    /// Whether the transaction is over.
+    pub fn is_terminated(&self) -> bool {
+        self.state == ServerState::Terminated
+    }
+
+    /// Whether a final response has been sent.
+    pub fn has_final(&self) -> bool {
+        !matches!(self.state, ServerState::Trying | ServerState::Proceeding)
+    }
+
+    /// The earliest armed timer.
+    pub fn next_timer(&self) -> Option<(Instant, Timer)> {
+        self.timers.next()
+    }
+
+    /// A retransmission of the request arrived.
+    pub fn on_request_retransmit(&mut self) -> ServerAction {
+        match self.state {
+            // Trying: no response yet, nothing to resend. Accepted: RFC 6026 absorbs; the
+            // 2xx is retransmitted by the dialog layer on its own schedule.
+            ServerState::Trying | ServerState::Accepted | ServerState::Terminated => {
+                ServerAction::Nothing
+            }
+            ServerState::Proceeding | ServerState::Completed => ServerAction::ResendResponse,
+            ServerState::Confirmed => ServerAction::Nothing,
+        }
+    }
+
+    /// An ACK matched this (INVITE) transaction.
+    pub fn on_ack(&mut self, now: Instant) -> ServerAction {
+        if self.invite && self.state == ServerState::Completed {
+            self.state = ServerState::Confirmed;
+            self.timers.clear();
+            self.arm(now, Timer::I);
+        }
+        ServerAction::Nothing
+    }
+
+    /// The TU sends a response with `status`; on `Ok` the endpoint transmits it.
+    pub fn on_tu_response(&mut self, now: Instant, status: u16) -> Result<(), RespondRefusal> {
+        use ServerState::*;
+        if !(100..=699).contains(&status) {
+            return Err(RespondRefusal::BadStatus);
+        }
+        match (self.state, status) {
+            (Terminated, _) => Err(RespondRefusal::Terminated),
+            // A 2xx retransmission by the dialog layer while the transaction lingers.
+            (Accepted, 200..=299) if self.invite => Ok(()),
+            (Completed | Confirmed | Accepted, _) => Err(RespondRefusal::AlreadyFinal),
+            (Trying | Proceeding, 100..=199) => {
+                self.state = Proceeding;
+                Ok(())
+            }
+            (Trying | Proceeding, 200..=299) if self.invite => {
+                self.state = Accepted;
+                self.timers.clear();
+                self.arm(now, Timer::L);
+                Ok(())
+            }
+            (Trying | Proceeding, _) => {
+                self.state = Completed;
+                self.timers.clear();
+                if self.invite {
+                    self.arm(now, Timer::G);
+                    self.arm(now, Timer::H);
+                } else {
+                    self.arm(now, Timer::J);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// `timer` reached its deadline. Callers fire only the timer [`Self::next_timer`] named.
+    pub fn on_timer(&mut self, now: Instant, timer: Timer) -> ServerAction {
+        use ServerState::*;
+        self.timers.disarm(timer);
+        match (self.state, timer) {
+            (Completed, Timer::G) => {
+                self.retransmit_interval =
+                    self.retransmit_interval.saturating_mul(2).min(self.cfg.t2);
+                self.timers.arm(Timer::G, now + self.retransmit_interval);
+                ServerAction::ResendResponse
+            }
+            (Completed, Timer::H) => {
+                self.terminate();
+                ServerAction::Timeout
+            }
+            (Confirmed, Timer::I) | (Completed, Timer::J) | (Accepted, Timer::L) => {
+                self.terminate();
+                ServerAction::Nothing
+            }
+            _ => ServerAction::Nothing,
+        }
+    }
+
+    /// The transport could not deliver a response (§17.2.4): the transaction ends.
+    pub fn on_transport_error(&mut self) {
+        self.terminate();
+    }
+
+    fn terminate(&mut self) {
+        self.state = ServerState::Terminated;
+        self.timers.clear();
+    }
+
+    fn arm(&mut self, now: Instant, timer: Timer) {
+        if let Some(d) = timer.initial(&self.cfg, self.reliable) {
+            self.timers.arm(timer, now + d);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Instant {
+        Instant::from_micros(n * 1000)
+    }
+
+    /// Fires timers until none is left before `until`; returns (fire time ms, timer, action).
+    fn run_client(txn: &mut ClientTxn, until: Instant) -> Vec<(u64, Timer, ClientAction)> {
+        let mut out = Vec::new();
+        for _ in 0..1000 {
+            match txn.next_timer() {
+                Some((at, t)) if at <= until => {
+                    let a = txn.on_timer(at, t);
+                    out.push((at.as_micros() / 1000, t, a));
+                }
+                _ => break,
+            }
+        }
+        out
+    }
+
+    fn run_server(txn: &mut ServerTxn, until: Instant) -> Vec<(u64, Timer, ServerAction)> {
+        let mut out = Vec::new();
+        for _ in 0..1000 {
+            match txn.next_timer() {
+                Some((at, t)) if at <= until => {
+                    let a = txn.on_timer(at, t);
+                    out.push((at.as_micros() / 1000, t, a));
+                }
+                _ => break,
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn timer_a_doubles_until_timer_b() {
+        let mut txn = ClientTxn::new(ms(0), true, false, TimerConfig::default());
+        let fired = run_client(&mut txn, ms(100_000));
+        let retransmits: Vec<u64> = fired
+            .iter()
+            .filter(|f| f.2 == ClientAction::Retransmit)
+            .map(|f| f.0)
+            .collect();
+        // 500, +1000, +2000, +4000, +8000, +16000 → all before 32 s.
+        assert_eq!(retransmits, vec![500, 1500, 3500, 7500, 15_500, 31_500]);
+        assert_eq!(
+            fired.last(),
+            Some(&(32_000, Timer::B, ClientAction::Timeout))
+        );
+        assert!(txn.is_terminated());
+    }
+
+    #[test]
+    fn reliable_invite_has_no_retransmissions() {
+        let mut txn = ClientTxn::new(ms(0), true, true, TimerConfig::default());
+        let fired = run_client(&mut txn, ms(100_000));
+        assert_eq!(fired, vec![(32_000, Timer::B, ClientAction::Timeout)]);
+    }
+
+    #[test]
+    fn timer_e_caps_at_t2_and_goes_to_t2_in_proceeding() {
+        let mut txn = ClientTxn::new(ms(0), false, false, TimerConfig::default());
+        let fired = run_client(&mut txn, ms(10_000));
+        let at: Vec<u64> = fired.iter().map(|f| f.0).collect();
+        assert_eq!(at, vec![500, 1500, 3500, 7500]);
+        assert_eq!(txn.on_response(ms(8_000), 100), ClientAction::PassToTu);
+        let fired = run_client(&mut txn, ms(20_000));
+        let at: Vec<u64> = fired.iter().map(|f| f.0).collect();
+        // Next E was armed at 7500+4000; after that, T2 steps.
+        assert_eq!(at, vec![11_500, 15_500, 19_500]);
+        let fired = run_client(&mut txn, ms(40_000));
+        assert_eq!(
+            fired.last(),
+            Some(&(32_000, Timer::F, ClientAction::Timeout))
+        );
+    }
+
+    #[test]
+    fn non_2xx_final_is_acked_and_retransmissions_absorbed_until_d() {
+        let mut txn = ClientTxn::new(ms(0), true, false, TimerConfig::default());
+        assert_eq!(txn.on_response(ms(100), 180), ClientAction::PassToTu);
+        assert_eq!(txn.on_response(ms(200), 486), ClientAction::AckAndPassToTu);
+        assert_eq!(txn.on_response(ms(300), 486), ClientAction::ResendAck);
+        let fired = run_client(&mut txn, ms(100_000));
+        assert_eq!(fired, vec![(32_200, Timer::D, ClientAction::Nothing)]);
+        assert!(txn.is_terminated());
+    }
+
+    #[test]
+    fn reliable_d_and_k_are_zero() {
+        let mut inv = ClientTxn::new(ms(0), true, true, TimerConfig::default());
+        inv.on_response(ms(10), 404);
+        assert_eq!(inv.next_timer(), Some((ms(10), Timer::D)));
+        let mut reg = ClientTxn::new(ms(0), false, true, TimerConfig::default());
+        reg.on_response(ms(10), 200);
+        assert_eq!(reg.next_timer(), Some((ms(10), Timer::K)));
+    }
+
+    #[test]
+    fn invite_2xx_enters_accepted_and_passes_retransmitted_2xx() {
+        let mut txn = ClientTxn::new(ms(0), true, false, TimerConfig::default());
+        assert_eq!(txn.on_response(ms(50), 200), ClientAction::PassToTu);
+        assert_eq!(txn.state(), ClientState::Accepted);
+        assert_eq!(txn.on_response(ms(550), 200), ClientAction::PassToTu);
+        let fired = run_client(&mut txn, ms(100_000));
+        assert_eq!(fired, vec![(32_050, Timer::M, ClientAction::Nothing)]);
+    }
+
+    #[test]
+    fn non_invite_k_absorbs_then_ends() {
+        let mut txn = ClientTxn::new(ms(0), false, false, TimerConfig::default());
+        assert_eq!(txn.on_response(ms(10), 200), ClientAction::PassToTu);
+        assert_eq!(txn.on_response(ms(20), 200), ClientAction::Nothing);
+        let fired = run_client(&mut txn, ms(100_000));
+        assert_eq!(fired, vec![(5_010, Timer::K, ClientAction::Nothing)]);
+    }
+
+    #[test]
+    fn server_invite_g_retransmits_capped_then_h_times_out() {
+        let mut txn = ServerTxn::new(true, false, TimerConfig::default());
+        assert_eq!(txn.on_tu_response(ms(0), 100), Ok(()));
+        assert_eq!(txn.on_request_retransmit(), ServerAction::ResendResponse);
+        assert_eq!(txn.on_tu_response(ms(1000), 486), Ok(()));
+        let fired = run_server(&mut txn, ms(100_000));
+        let g: Vec<u64> = fired
+            .iter()
+            .filter(|f| f.1 == Timer::G)
+            .map(|f| f.0 - 1000)
+            .collect();
+        // 500, 1000, 2000, 4000, 4000, ... (capped at T2) until H at 32 s.
+        assert_eq!(&g[..5], &[500, 1500, 3500, 7500, 11_500]);
+        assert!(g.windows(2).skip(3).all(|w| w[1] - w[0] == 4000));
+        assert_eq!(
+            fired.last(),
+            Some(&(33_000, Timer::H, ServerAction::Timeout))
+        );
+    }
+
+    #[test]
+    fn server_invite_ack_confirms_then_i_ends() {
+        let mut txn = ServerTxn::new(true, false, TimerConfig::default());
+        txn.on_tu_response(ms(0), 487).unwrap();
+        assert_eq!(txn.on_ack(ms(100)), ServerAction::Nothing);
+        assert_eq!(txn.state(), ServerState::Confirmed);
+        assert_eq!(txn.on_ack(ms(200)), ServerAction::Nothing);
+        assert_eq!(txn.on_request_retransmit(), ServerAction::Nothing);
+        let fired = run_server(&mut txn, ms(100_000));
+        assert_eq!(fired, vec![(5_100, Timer::I, ServerAction::Nothing)]);
+    }
+
+    #[test]
+    fn server_invite_2xx_accepted_absorbs_invite_and_allows_2xx_retransmission() {
+        let mut txn = ServerTxn::new(true, false, TimerConfig::default());
+        txn.on_tu_response(ms(0), 200).unwrap();
+        assert_eq!(txn.state(), ServerState::Accepted);
+        assert_eq!(txn.on_request_retransmit(), ServerAction::Nothing);
+        assert_eq!(txn.on_tu_response(ms(500), 200), Ok(()));
+        assert_eq!(
+            txn.on_tu_response(ms(500), 486),
+            Err(RespondRefusal::AlreadyFinal)
+        );
+        let fired = run_server(&mut txn, ms(100_000));
+        assert_eq!(fired, vec![(32_000, Timer::L, ServerAction::Nothing)]);
+    }
+
+    #[test]
+    fn server_non_invite_trying_absorbs_and_completed_resends_until_j() {
+        let mut txn = ServerTxn::new(false, false, TimerConfig::default());
+        assert_eq!(txn.on_request_retransmit(), ServerAction::Nothing);
+        txn.on_tu_response(ms(10), 200).unwrap();
+        assert_eq!(txn.on_request_retransmit(), ServerAction::ResendResponse);
+        let fired = run_server(&mut txn, ms(100_000));
+        assert_eq!(fired, vec![(32_010, Timer::J, ServerAction::Nothing)]);
+        let mut tcp = ServerTxn::new(false, true, TimerConfig::default());
+        tcp.on_tu_response(ms(10), 200).unwrap();
+        assert_eq!(tcp.next_timer(), Some((ms(10), Timer::J)));
+    }
+
+    #[test]
+    fn reliable_server_invite_has_no_g_and_zero_i() {
+        let mut txn = ServerTxn::new(true, true, TimerConfig::default());
+        txn.on_tu_response(ms(0), 603).unwrap();
+        assert_eq!(txn.next_timer(), Some((ms(32_000), Timer::H)));
+        txn.on_ack(ms(5));
+        assert_eq!(txn.next_timer(), Some((ms(5), Timer::I)));
+    }
+
+    #[test]
+    fn server_rejects_bad_status_and_second_final() {
+        let mut txn = ServerTxn::new(false, false, TimerConfig::default());
+        assert_eq!(
+            txn.on_tu_response(ms(0), 99),
+            Err(RespondRefusal::BadStatus)
+        );
+        txn.on_tu_response(ms(0), 404).unwrap();
+        assert_eq!(
+            txn.on_tu_response(ms(0), 200),
+            Err(RespondRefusal::AlreadyFinal)
+        );
+    }
+}

@@ -1,1 +1,0 @@
-//! Harness for the integration tests: spawns the real server and real peers.
