@@ -1,0 +1,456 @@
+//! The agent registrar (RFC 3261 §10.3) with digest authentication.
+//!
+//! Agents are the `[[agents]]` of the configuration (id and password); the realm is the
+//! `[sip] domain`. A binding remembers the [`Peer`] the REGISTER came from, so requests to
+//! an agent behind NAT or on a TCP/WebSocket connection go back the same way (RFC 5626-lite).
+//!
+//! **Unknown users and wrong passwords get the same answer**: a `401` whose headers are
+//! identical apart from the fresh nonce, so the registrar does not reveal which agent ids
+//! exist. `stale=true` is only ever sent to a client that proved knowledge of the password.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use switchboard_sipmsg::{ContactValue, HeaderName, NameAddr, Request, Response, Uri};
+
+use crate::digest::{Algorithm, Challenge, Credentials, NonceCounts, NonceSource, NonceStatus};
+use crate::endpoint::{ConnId, Peer};
+use crate::time::Instant;
+
+/// One agent allowed to register.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentCredentials {
+    /// SIP user name (`[[agents]] id`).
+    pub id: String,
+    /// Digest password.
+    pub password: String,
+}
+
+/// Registrar settings.
+#[derive(Debug, Clone)]
+pub struct RegistrarConfig {
+    /// Agents that may register.
+    pub agents: Vec<AgentCredentials>,
+    /// Shortest accepted non-zero expiry (seconds); shorter → `423` with `Min-Expires`.
+    pub min_expires: u32,
+    /// Longest granted expiry (seconds); longer requests are clamped.
+    pub max_expires: u32,
+    /// Expiry when the request gives none (seconds).
+    pub default_expires: u32,
+    /// Most bindings one agent may hold at once.
+    pub max_bindings_per_agent: usize,
+}
+
+impl Default for RegistrarConfig {
+    fn default() -> Self {
+        RegistrarConfig {
+            agents: Vec::new(),
+            min_expires: 60,
+            max_expires: 3600,
+            default_expires: 3600,
+            max_bindings_per_agent: 16,
+        }
+    }
+}
+
+/// One registered contact of an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// The contact URI to send requests to.
+    pub contact: Uri,
+    /// The Contact value as registered (without `expires`), echoed in 200 responses.
+    pub contact_addr: NameAddr,
+    /// Where the REGISTER came from: transport, source address and connection.
+    pub source: Peer,
+    /// When the binding lapses unless refreshed.
+    pub expires_at: Instant,
+    /// `+sip.instance` (RFC 5626) when the UA sent one; then the binding key.
+    pub instance: Option<String>,
+    /// Call-ID of the REGISTER that created or last refreshed the binding.
+    pub call_id: String,
+    /// CSeq number of that REGISTER.
+    pub cseq: u32,
+    key: String,
+}
+
+impl Binding {
+    /// Seconds left at `now` (rounded down).
+    pub fn remaining_secs(&self, now: Instant) -> u64 {
+        self.expires_at.saturating_duration_since(now).as_secs()
+    }
+}
+
+/// What the registrar decided about one REGISTER.
+#[derive(Debug, Clone)]
+pub struct RegisterOutcome {
+    /// The response to send (the endpoint adds the To tag and Server header).
+    pub response: Response,
+    /// The agent whose set of bindings changed (added or removed), if any.
+    pub changed: Option<String>,
+}
+
+/// The registrar: credentials, nonces and bindings.
+#[derive(Debug)]
+pub struct Registrar {
+    cfg: RegistrarConfig,
+    realm: String,
+    passwords: HashMap<String, String>,
+    nonces: NonceSource,
+    nonce_counts: NonceCounts,
+    bindings: BTreeMap<String, Vec<Binding>>,
+}
+
+/// A password no agent has: verifying against it keeps the work for an unknown user the
+/// same as for a known one.
+const DUMMY_PASSWORD: &str = "\u{0}switchboard-no-such-agent";
+
+impl Registrar {
+    /// A registrar for `realm` with nonces from `nonces`.
+    pub fn new(cfg: RegistrarConfig, realm: impl Into<String>, nonces: NonceSource) -> Registrar {
+        let passwords = cfg
+            .agents
+            .iter()
+            .map(|a| (a.id.clone(), a.password.clone()))
+            .collect();
+        Registrar {
+            cfg,
+            realm: realm.into(),
+            passwords,
+            nonces,
+            nonce_counts: NonceCounts::default(),
+            bindings: BTreeMap::new(),
+        }
+    }
+
+    /// The realm (registrar domain).
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
+    /// Replaces the agent list (configuration reload). Bindings of removed agents are
+    /// dropped; returns their ids.
+    pub fn set_agents(&mut self, agents: Vec<AgentCredentials>) -> Vec<String> {
+        self.passwords = agents
+            .iter()
+            .map(|a| (a.id.clone(), a.password.clone()))
+            .collect();
+        self.cfg.agents = agents;
+        let gone: Vec<String> = self
+            .bindings
+            .keys()
+            .filter(|id| !self.passwords.contains_key(*id))
+            .cloned()
+            .collect();
+        for id in &gone {
+            self.bindings.remove(id);
+        }
+        gone
+    }
+
+    /// Live bindings of `agent_id` at `now`.
+    pub fn contacts_for(&self, agent_id: &str, now: Instant) -> Vec<Binding> {
+        self.bindings
+            .get(agent_id)
+            .map(|v| v.iter().filter(|b| b.expires_at > now).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Agents with at least one binding, sorted by id.
+    pub fn registered_agents(&self) -> Vec<String> {
+        self.bindings
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Total number of bindings.
+    pub fn binding_count(&self) -> usize {
+        self.bindings.values().map(Vec::len).sum()
+    }
+
+    /// When the next binding lapses.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.bindings
+            .values()
+            .flat_map(|v| v.iter().map(|b| b.expires_at))
+            .min()
+    }
+
+    /// Drops bindings that lapsed by `now`; returns the agents that lost one.
+    pub fn expire(&mut self, now: Instant) -> Vec<String> {
+        self.nonce_counts
+            .prune(Instant::from_micros(now.as_micros().saturating_sub(
+                u64::try_from(self.nonces.lifetime().as_micros()).unwrap_or(u64::MAX),
+            )));
+        self.retain_bindings(|b| b.expires_at > now)
+    }
+
+    /// Drops bindings learnt over connection `conn` (it closed: the agent is unreachable
+    /// through it); returns the agents that lost one.
+    pub fn remove_connection(&mut self, conn: ConnId) -> Vec<String> {
+        self.retain_bindings(|b| b.source.conn != Some(conn))
+    }
+
+    fn retain_bindings(&mut self, keep: impl Fn(&Binding) -> bool) -> Vec<String> {
+        let mut changed = Vec::new();
+        for (agent, list) in self.bindings.iter_mut() {
+            let before = list.len();
+            list.retain(&keep);
+            if list.len() != before {
+                changed.push(agent.clone());
+            }
+        }
+        self.bindings.retain(|_, v| !v.is_empty());
+        changed
+    }
+
+    /// A `401` with fresh challenges: SHA-256 first, then MD5 (RFC 8760 §2.4).
+    pub fn challenge(&self, req: &Request, now: Instant, stale: bool) -> Response {
+        let nonce = self.nonces.issue(now);
+        let mut resp = Response::from_request(req, 401, "Unauthorized", None);
+        for algorithm in [Algorithm::Sha256, Algorithm::Md5] {
+            let c = Challenge {
+                realm: self.realm.clone(),
+                nonce: nonce.clone(),
+                algorithm,
+                qop_auth: true,
+                opaque: None,
+                stale,
+            };
+            resp.headers
+                .push(HeaderName::WwwAuthenticate, c.to_header_value());
+        }
+        resp
+    }
+
+    /// Checks the digest credentials of `req`: `Ok(username)` or the `401` to send.
+    pub fn authenticate(&mut self, req: &Request, now: Instant) -> Result<String, Box<Response>> {
+        let creds = req
+            .headers
+            .get_all(&HeaderName::Authorization)
+            .filter_map(|v| Credentials::parse(v).ok())
+            .find(|c| c.realm == self.realm);
+        let Some(creds) = creds else {
+            return Err(Box::new(self.challenge(req, now, false)));
+        };
+        let status = self.nonces.check(&creds.nonce, now);
+        let password = self.passwords.get(&creds.username);
+        let verified = creds.verify(
+            req.method.as_str(),
+            password.map_or(DUMMY_PASSWORD, String::as_str),
+        ) && password.is_some();
+        // qop-less responses are accepted for MD5 only (RFC 2069 user agents).
+        let qop_ok = creds.qop_auth.is_some() || creds.algorithm == Algorithm::Md5;
+        if status == NonceStatus::Invalid || !verified || !qop_ok {
+            return Err(Box::new(self.challenge(req, now, false)));
+        }
+        if status == NonceStatus::Stale {
+            return Err(Box::new(self.challenge(req, now, true)));
+        }
+        if let Some((nc, _)) = &creds.qop_auth {
+            let issued = self.nonces.issued_at(&creds.nonce).unwrap_or(now);
+            if !self.nonce_counts.accept(&creds.nonce, *nc, issued) {
+                return Err(Box::new(self.challenge(req, now, false)));
+            }
+        }
+        Ok(creds.username)
+    }
+
+    /// Handles a REGISTER received from `src` at `now`.
+    pub fn handle_register(&mut self, now: Instant, req: &Request, src: &Peer) -> RegisterOutcome {
+        let reject = |status: u16, reason: &str| RegisterOutcome {
+            response: Response::from_request(req, status, reason, None),
+            changed: None,
+        };
+        let user = match self.authenticate(req, now) {
+            Ok(user) => user,
+            Err(challenge) => {
+                return RegisterOutcome {
+                    response: *challenge,
+                    changed: None,
+                };
+            }
+        };
+        let Ok(to) = req.to_hdr() else {
+            return reject(400, "Bad Request - Malformed To");
+        };
+        if to.uri.user.as_deref() != Some(user.as_str()) {
+            return reject(403, "Forbidden - To Does Not Match Credentials");
+        }
+        let Some(call_id) = req.call_id().map(str::to_string) else {
+            return reject(400, "Bad Request - Missing Call-ID");
+        };
+        let Ok(cseq) = req.cseq() else {
+            return reject(400, "Bad Request - Malformed CSeq");
+        };
+        let Ok(contacts) = req.contacts() else {
+            return reject(400, "Bad Request - Malformed Contact");
+        };
+        let header_expires = req.expires();
+
+        let changed = if contacts.iter().any(|c| matches!(c, ContactValue::Star)) {
+            // RFC 3261 §10.3 step 6: "*" only alone and only with Expires: 0.
+            if contacts.len() != 1 || header_expires != Some(0) {
+                return reject(400, "Bad Request - Contact * Requires Expires: 0");
+            }
+            let out_of_order = self
+                .bindings
+                .get(&user)
+                .into_iter()
+                .flatten()
+                .any(|b| b.call_id == call_id && b.cseq >= cseq.seq);
+            if out_of_order {
+                return reject(400, "Bad Request - Out-of-Order CSeq");
+            }
+            self.bindings.remove(&user).is_some()
+        } else {
+            let mut updates = Vec::new();
+            for c in &contacts {
+                let ContactValue::Addr(addr) = c else {
+                    continue;
+                };
+                let expires = match addr.param("expires") {
+                    Some(Some(v)) => v.trim().parse::<u32>().ok(),
+                    _ => None,
+                }
+                .or(header_expires)
+                .unwrap_or(self.cfg.default_expires);
+                if expires != 0 && expires < self.cfg.min_expires {
+                    let mut resp = Response::from_request(req, 423, "Interval Too Brief", None);
+                    resp.headers
+                        .push(HeaderName::MinExpires, self.cfg.min_expires.to_string());
+                    return RegisterOutcome {
+                        response: resp,
+                        changed: None,
+                    };
+                }
+                updates.push((addr.clone(), expires.min(self.cfg.max_expires)));
+            }
+            match self.apply(&user, updates, &call_id, cseq.seq, src, now) {
+                Ok(changed) => changed,
+                Err((status, reason)) => return reject(status, reason),
+            }
+        };
+
+        let mut response = Response::from_request(req, 200, "OK", None);
+        for b in self.contacts_for(&user, now) {
+            let mut addr = b.contact_addr.clone();
+            addr.params
+                .retain(|p| !p.name.eq_ignore_ascii_case("expires"));
+            response.headers.push(
+                HeaderName::Contact,
+                format!("{addr};expires={}", b.remaining_secs(now)),
+            );
+        }
+        RegisterOutcome {
+            response,
+            changed: changed.then_some(user),
+        }
+    }
+
+    /// Validates all contact updates first (§10.3 step 7), then applies them.
+    fn apply(
+        &mut self,
+        user: &str,
+        updates: Vec<(NameAddr, u32)>,
+        call_id: &str,
+        cseq: u32,
+        src: &Peer,
+        now: Instant,
+    ) -> Result<bool, (u16, &'static str)> {
+        let list = self.bindings.entry(user.to_string()).or_default();
+        let keyed: Vec<(String, Option<String>, NameAddr, u32)> = updates
+            .into_iter()
+            .map(|(addr, exp)| {
+                let instance = addr
+                    .param("+sip.instance")
+                    .flatten()
+                    .map(|s| s.trim_matches('"').to_string());
+                (
+                    binding_key(&addr.uri, instance.as_deref()),
+                    instance,
+                    addr,
+                    exp,
+                )
+            })
+            .collect();
+        for (key, ..) in &keyed {
+            if let Some(b) = list.iter().find(|b| &b.key == key)
+                && b.call_id == call_id
+                && cseq <= b.cseq
+            {
+                return Err((400, "Bad Request - Out-of-Order CSeq"));
+            }
+        }
+        let new_keys = keyed
+            .iter()
+            .filter(|(key, _, _, exp)| *exp != 0 && !list.iter().any(|b| &b.key == key))
+            .count();
+        let removed_keys = keyed
+            .iter()
+            .filter(|(key, _, _, exp)| *exp == 0 && list.iter().any(|b| &b.key == key))
+            .count();
+        if list
+            .len()
+            .saturating_add(new_keys)
+            .saturating_sub(removed_keys)
+            > self.cfg.max_bindings_per_agent
+        {
+            return Err((403, "Forbidden - Too Many Contacts"));
+        }
+        let mut changed = false;
+        for (key, instance, mut addr, expires) in keyed {
+            let existing = list.iter().position(|b| b.key == key);
+            if expires == 0 {
+                if let Some(i) = existing {
+                    list.remove(i);
+                    changed = true;
+                }
+                continue;
+            }
+            addr.params
+                .retain(|p| !p.name.eq_ignore_ascii_case("expires"));
+            let binding = Binding {
+                contact: addr.uri.clone(),
+                contact_addr: addr,
+                source: src.clone(),
+                expires_at: now + Duration::from_secs(u64::from(expires)),
+                instance,
+                call_id: call_id.to_string(),
+                cseq,
+                key,
+            };
+            match existing.and_then(|i| list.get_mut(i)) {
+                Some(slot) => *slot = binding,
+                None => {
+                    list.push(binding);
+                    changed = true;
+                }
+            }
+        }
+        if list.is_empty() {
+            self.bindings.remove(user);
+        }
+        Ok(changed)
+    }
+}
+
+/// Binding identity: the `+sip.instance` when present, else the contact URI without
+/// parameters, host lower-cased (RFC 3261 §19.1.4 compares hosts case-insensitively).
+fn binding_key(uri: &Uri, instance: Option<&str>) -> String {
+    if let Some(i) = instance {
+        return format!("instance:{i}");
+    }
+    let mut bare = uri.clone();
+    bare.params.clear();
+    bare.headers.clear();
+    let host = bare.host.to_string().to_ascii_lowercase();
+    format!(
+        "uri:{}:{}@{}:{}",
+        bare.scheme,
+        bare.user.as_deref().unwrap_or(""),
+        host,
+        bare.port.map(|p| p.to_string()).unwrap_or_default()
+    )
+}
