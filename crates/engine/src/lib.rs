@@ -1,4 +1,128 @@
-//! Switchboard's queue engine: agents, skills, queues and the company's routing rules.
+//! Switchboard's queue engine: agents, skills, queues and the company's routing rules
+//! (PRODUCT §2–§3). It decides which agent is offered which call.
 //!
-//! Contains no networking, no database, no async runtime and no clock: time and
-//! randomness come in as arguments.
+//! **What it is not.** It contains no networking, no database, no async runtime, no threads
+//! and no clock: time ([`Time`], milliseconds since an epoch the caller chooses) and the seed
+//! of the `random` strategy come in as arguments. The server drives it; the store implements
+//! [`ClientDirectory`]; the CDR writer consumes its [`Event`]s.
+//!
+//! # Using it
+//!
+//! ```
+//! use switchboard_engine::*;
+//! let mut cfg = EngineConfig::default();
+//! cfg.agents.push(AgentConfig { id: "kira".into(), skills: vec![("orders".into(), 5)], ..Default::default() });
+//! cfg.queues.push(QueueConfig::new("orders", "orders"));
+//! cfg.queues.push(QueueConfig::new("regional", "regional"));
+//! let engine = Engine::new(cfg).unwrap();
+//! let kira = engine.agent_idx("kira").unwrap();
+//! let t = Time::from_secs(1);
+//! engine.set_agent_state(t, kira, AgentStateChange::Available).unwrap();
+//! let call = engine.route_call(t, CallRequest {
+//!     caller: "+385100".into(), purpose: Purpose::Order, priority: None,
+//!     client: Some(Client { number: "+385100".into(), name: "Shop".into(),
+//!         client_type: ClientType::Retail, manager: None, region: None, overdue_debt: 0 }),
+//! }).unwrap();
+//! let offer = engine.next_offer().unwrap();          // ring these agents
+//! assert_eq!(offer.agents, vec![kira]);
+//! assert_eq!(offer.route, "queue:orders(kira)");     // for the CDR `route` column
+//! engine.report(t, call, Outcome::Answered(kira)).unwrap();
+//! engine.hangup(Time::from_secs(60), call, HangupSide::Caller).unwrap();
+//! while let Some(_event) = engine.poll_event() { /* queue_events, agent_sessions, SSE */ }
+//! // sleep until engine.poll_timeout(), then engine.handle_timeout(now)
+//! ```
+//!
+//! The driver loop: feed inputs ([`Engine::route_call`], [`Engine::report`],
+//! [`Engine::hangup`], [`Engine::set_agent_state`]), carry out [`Engine::next_offer`]s (ring
+//! the agents; report [`Outcome::NoAnswer`] after [`Offer::ring_timeout_ms`]), drain
+//! [`Engine::poll_event`], and call [`Engine::handle_timeout`] at [`Engine::poll_timeout`]
+//! (wrap-up ends, queue max waits, busy-manager waits).
+//!
+//! # Routing
+//!
+//! [`classify`] derives the client class in PRODUCT order (debt → key → new → regional →
+//! other → complaint → standard); each class has a route chain ([`default_chain`], or
+//! `[routing]` overrides in [`EngineConfig::routing`]). A queue's overflow target is spliced
+//! into the chain right after the queue. A call *reaches* steps one by one:
+//!
+//! - `assigned_manager`: the client's manager, or while they are `absent` their substitute
+//!   (one level). No manager, or absent without a present substitute: skipped at once. A
+//!   logged-out / on-break / not-ready manager is skipped at once; a busy one (ringing, on a
+//!   call, wrap-up) holds the call for [`EngineConfig::busy_manager_wait_s`] (default 0).
+//!   `agent:<id>` behaves the same.
+//! - `role:<role>`: any agent with the role, longest idle first; if none is available the call
+//!   moves on at once.
+//! - `queue:<name>`: agents with the queue's skill, higher level first, then the strategy. The
+//!   call holds here until the queue's max wait, then moves on to the overflow target and the
+//!   rest of the chain **while keeping its place** in this queue. A full queue is skipped.
+//!
+//! Every reached step stays eligible: a call waiting after `key = [assigned_manager,
+//! role:key_account_manager, role:head_of_wholesale]` is offered to whichever of those frees
+//! first. When nothing can take a call now it waits in the lists of all reached steps — for a
+//! chain ending in `role:` steps these are per-role waiting lists — so a call is never lost;
+//! only a chain where no step has anybody at all is refused with [`EngineError::NoRoute`].
+//!
+//! Within a list, calls are ordered by (priority desc, arrival). Priority is per class
+//! ([`EngineConfig::class_priority`], key clients 10 by default), per queue overridable.
+//! A no-answer puts the call back under the same key: its original position.
+//!
+//! Every [`Offer`] carries a route trace for the CDR, e.g.
+//! `assigned_manager(ana: absent → marko: on_call) > role:key_account_manager(none available) >
+//! role:head_of_wholesale(ivan)`; steps before the serving one are described by their state at
+//! the moment of the offer (why they did not get it).
+//!
+//! # Concurrency design
+//!
+//! Every method takes `&self`; route, offer, report, hang-up, state changes and timeouts may
+//! run from many threads at once, with no `Mutex`/`RwLock` on any path:
+//!
+//! - **Agents** live in a fixed slab indexed by [`AgentIdx`]. Each slot's state is one
+//!   `AtomicU64` word `tag | generation | call`; **the word is the truth**. Claiming an agent
+//!   is one CAS `available(g) → ringing(call)`; every transition bumps the generation.
+//! - **Calls** have one `AtomicU64` status word `waiting | offered(agent) | talking(agent) |
+//!   ended | gone`. Offering is one CAS `waiting → offered`; withdrawal (caller gone) is a CAS
+//!   to `gone`; put-back after no-answer is `offered → waiting`.
+//! - **An offer** = claim the agent(s) first, then CAS the call; if the call CAS fails (another
+//!   thread offered it, or the caller left) the claims are undone.
+//! - **Waiting lists** (per queue, per role, per agent) are lock-free ordered maps
+//!   (`crossbeam-skiplist`) keyed by (priority, sequence). A call stays in its lists until it
+//!   is answered or gone; scanners skip calls that are not `waiting` and remove finished ones.
+//! - **Agent hints**: per skill (and strategy key) and per role, an ordered map of available
+//!   agents keyed by (level desc, strategy key, index, generation). They are only *hints*:
+//!   a hint is used by CAS-claiming the agent word with the hint's generation, and a hint whose
+//!   generation no longer matches is dropped. Correctness never depends on them being current;
+//!   they make selection O(log n) at 10k agents.
+//! - **No lost wake-ups**: a new or put-back call is registered in its lists *before* agents
+//!   are searched; an agent is published as available (word + hints) *before* waiting calls are
+//!   searched; a SeqCst fence separates publish and search on both sides, so a call and an agent
+//!   meeting concurrently cannot both miss each other.
+//! - Offers and events go through lock-free queues (`crossbeam-queue`); timers are an ordered
+//!   map where removing an entry is the right to fire it, so each timer fires once.
+//!
+//! Invariants, proved by the loom models in `tests/loom.rs` (which run this very code with
+//! loom's atomics, and the ordered maps replaced by a linearizable stand-in loom can see — see
+//! `sync.rs`): an agent is never claimed by two calls (outside `ring_all`, where one call claims
+//! several agents); a call is never offered twice at once; no call is lost (a waiting call and
+//! an available agent that can serve it are never both left idle) or duplicated; FIFO holds
+//! within a priority. `tests/routing_props.rs` checks the routing rules over random
+//! populations with proptest; `tests/simulation.rs` checks a simulated day against Erlang C.
+//!
+//! [`baseline::MutexEngine`] is the same API behind one `Mutex`, for benchmarks only.
+
+mod config;
+mod engine;
+mod error;
+mod model;
+mod sync;
+
+#[cfg(not(loom))]
+pub mod baseline;
+
+pub use config::{AgentConfig, EngineConfig, QueueConfig, classify, default_chain};
+pub use engine::{Engine, QueueEngine};
+pub use error::EngineError;
+pub use model::{
+    AgentIdx, AgentSnapshot, AgentState, AgentStateChange, AgentStateKind, CallId, CallRequest,
+    Class, Client, ClientDirectory, ClientType, Event, HangupSide, Offer, Outcome, Purpose,
+    QueueIdx, QueueStats, Step, Strategy, Time,
+};

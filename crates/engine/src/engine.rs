@@ -1,0 +1,2838 @@
+//! The lock-free engine: agent slots, waiting lists, agent hints, the offer protocol and timers.
+//! See the crate documentation for the protocol and its invariants.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ops::{Bound, ControlFlow};
+use std::sync::Arc;
+
+use crossbeam_utils::CachePadded;
+
+use crate::config::{EngineConfig, QueueConfig, classify, default_chain};
+use crate::error::EngineError;
+use crate::model::{
+    AgentIdx, AgentSnapshot, AgentState, AgentStateChange, AgentStateKind, CallId, CallRequest,
+    Class, Client, ClientDirectory, Event, HangupSide, Offer, Outcome, Purpose, QueueIdx,
+    QueueStats, Step, Strategy, Time,
+};
+use crate::sync::{AtomicU32, AtomicU64, Fifo, OrderedMap, Ordering::SeqCst, fence};
+
+// ---- the agent word: state tag | generation | call -------------------------------------------
+
+const TAG_SHIFT: u32 = 60;
+const GEN_SHIFT: u32 = 40;
+const GEN_MASK: u64 = (1 << 20) - 1;
+/// Calls are identified in agent words by the low 40 bits of their id (10^12 calls).
+const CALL_MASK: u64 = (1 << 40) - 1;
+const NONE: u32 = u32::MAX;
+
+fn pack(kind: AgentStateKind, generation: u64, call: u64) -> u64 {
+    ((kind as u64) << TAG_SHIFT) | ((generation & GEN_MASK) << GEN_SHIFT) | (call & CALL_MASK)
+}
+fn tag(w: u64) -> AgentStateKind {
+    AgentStateKind::from_tag(w >> TAG_SHIFT)
+}
+fn generation(w: u64) -> u64 {
+    (w >> GEN_SHIFT) & GEN_MASK
+}
+fn call_of(w: u64) -> u64 {
+    w & CALL_MASK
+}
+
+// ---- the call status word: status << 56 | agent ---------------------------------------------
+
+const CS_WAITING: u64 = 0;
+const CS_OFFERED: u64 = 1;
+const CS_TALKING: u64 = 2;
+const CS_ENDED: u64 = 3;
+const CS_GONE: u64 = 4;
+/// Agent field of a `ring_all` offer (the agents are in `ring_sets`).
+const RING_ALL: u32 = u32::MAX;
+
+fn status(st: u64) -> u64 {
+    st >> 56
+}
+fn status_agent(st: u64) -> u32 {
+    (st & 0xffff_ffff) as u32
+}
+fn mk_status(s: u64, agent: u32) -> u64 {
+    (s << 56) | u64::from(agent)
+}
+fn status_name(st: u64) -> &'static str {
+    match status(st) {
+        CS_WAITING => "waiting",
+        CS_OFFERED => "offered",
+        CS_TALKING => "talking",
+        CS_ENDED => "ended",
+        _ => "gone",
+    }
+}
+
+/// One agent's mutable state. The `word` is the truth; everything else is bookkeeping that
+/// only its current owner (the thread that moved the word) writes.
+struct AgentSlot {
+    word: AtomicU64,
+    state_since: AtomicU64,
+    idle_since: AtomicU64,
+    calls_today: AtomicU64,
+    talk_ms_today: AtomicU64,
+    no_answer_streak: AtomicU32,
+    substitute: AtomicU32,
+}
+
+struct AgentInfo {
+    id: String,
+    name: String,
+    roles: Vec<u32>,
+    skills: Vec<(u32, u8)>,
+    default_substitute: u32,
+    /// Waiting lists this agent can serve: its own, its roles', its skills' queues'.
+    lists: Vec<ListRef>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ListRef {
+    Agent(u32),
+    Role(u32),
+    Queue(u32),
+}
+
+/// Order of a hint index entry: higher level first, then the strategy key, then the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct HintKey {
+    level_rev: u8,
+    key: u64,
+    idx: u32,
+    generation: u32,
+}
+
+/// Which agent-global key a hint index is ordered by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HintKind {
+    Idle = 0,
+    Index = 1,
+    Calls = 2,
+    Talk = 3,
+}
+
+fn hint_kind(s: Strategy) -> HintKind {
+    match s {
+        Strategy::LongestIdle => HintKind::Idle,
+        Strategy::FewestCalls => HintKind::Calls,
+        Strategy::LeastTalkTime => HintKind::Talk,
+        Strategy::RoundRobin | Strategy::RingAll | Strategy::Random | Strategy::Linear => {
+            HintKind::Index
+        }
+    }
+}
+
+/// Position in a waiting list: higher priority first, then arrival order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct WaitKey {
+    prio_rev: u8,
+    seq: u64,
+}
+
+type WaitList = OrderedMap<WaitKey, Arc<CallCell>>;
+type HintIndex = OrderedMap<HintKey, ()>;
+
+struct QueueRt {
+    cfg: QueueConfig,
+    skill: u32,
+    waiting: WaitList,
+    rr_cursor: AtomicU32,
+    agents: Vec<u32>,
+    entered: AtomicU64,
+    answered: AtomicU64,
+    answered_within: AtomicU64,
+    abandoned: AtomicU64,
+    overflowed: AtomicU64,
+    wait_total: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Agent(u32),
+    Role(u32),
+    Queue(u32),
+    Nobody,
+}
+
+#[derive(Debug, Clone)]
+enum TemplateKind {
+    AssignedManager,
+    Agent(u32),
+    Role(u32),
+    Queue(u32),
+}
+
+#[derive(Debug, Clone)]
+struct TemplateStep {
+    label: Arc<str>,
+    kind: TemplateKind,
+}
+
+/// A resolved step of one call's chain.
+struct CallStep {
+    label: Arc<str>,
+    target: Target,
+    /// For `assigned_manager`: the manager (the target may be their substitute).
+    manager: u32,
+    /// Position key priority in the target's list.
+    prio: u8,
+}
+
+/// One call. Immutable routing data plus the atomics of the offer protocol.
+struct CallCell {
+    id: CallId,
+    enqueued_at: Time,
+    steps: Vec<CallStep>,
+    /// [`CS_WAITING`] ... with the offered/talking agent in the low bits. Every move of a call
+    /// is one CAS on this word: "never offered twice at once" is this CAS.
+    status: AtomicU64,
+    /// Steps `0..frontier` have been reached; reached steps stay eligible.
+    frontier: AtomicU32,
+    frontier_since: AtomicU64,
+    /// Bit i: step i's target list holds this call.
+    registered: AtomicU64,
+    attempts: AtomicU32,
+    ringing: AtomicU32,
+    last_no_answer: AtomicU32,
+    offered_step: AtomicU32,
+    stats_queue: AtomicU32,
+    answered_at: AtomicU64,
+}
+
+impl CallCell {
+    fn st(&self) -> u64 {
+        self.status.load(SeqCst)
+    }
+    fn is_registered(&self, i: usize) -> bool {
+        i < 64 && self.registered.load(SeqCst) & (1u64 << i) != 0
+    }
+    fn key(&self, i: usize) -> Option<WaitKey> {
+        self.steps.get(i).map(|s| WaitKey {
+            prio_rev: u8::MAX - s.prio,
+            seq: self.id.0,
+        })
+    }
+    fn step_for(&self, lr: ListRef) -> Option<usize> {
+        self.steps.iter().enumerate().position(|(i, s)| {
+            self.is_registered(i)
+                && match (lr, s.target) {
+                    (ListRef::Agent(a), Target::Agent(b)) => a == b,
+                    (ListRef::Role(a), Target::Role(b)) => a == b,
+                    (ListRef::Queue(a), Target::Queue(b)) => a == b,
+                    _ => false,
+                }
+        })
+    }
+}
+
+const T_ADVANCE: u8 = 0;
+const T_WRAPUP: u8 = 1;
+
+/// A timer: (deadline, kind, call or agent, stage or call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct TimerKey {
+    at: u64,
+    kind: u8,
+    id: u64,
+    aux: u64,
+}
+
+enum Attempt {
+    Offered,
+    CallTaken,
+    NoAgent,
+}
+
+enum Hold {
+    Until(Time),
+    Forever,
+    Pass,
+}
+
+/// The queue engine. All methods take `&self` and may be called from many threads at once;
+/// see the crate documentation.
+pub struct Engine {
+    no_answer_limit: u32,
+    busy_wait_ms: u64,
+    sl_threshold_ms: u64,
+    seed: u64,
+    default_ring_ms: u64,
+    default_wrap_ms: u64,
+    ring_all_limit: usize,
+    class_priority: [u8; 7],
+
+    agents: Vec<AgentInfo>,
+    slots: Vec<CachePadded<AgentSlot>>,
+    agent_by_id: HashMap<String, u32>,
+    agent_lists: Vec<WaitList>,
+    role_names: Vec<String>,
+    role_lists: Vec<WaitList>,
+    role_hints: Vec<HintIndex>,
+    skill_hints: Vec<[Option<HintIndex>; 4]>,
+    queues: Vec<QueueRt>,
+    queue_by_name: HashMap<String, u32>,
+    chains: Vec<Vec<TemplateStep>>,
+
+    calls: OrderedMap<u64, Arc<CallCell>>,
+    next_call: AtomicU64,
+    rng_counter: AtomicU64,
+    timers: OrderedMap<TimerKey, ()>,
+    ring_sets: OrderedMap<u64, Arc<Vec<u32>>>,
+    reasons: OrderedMap<u32, String>,
+    offers: Fifo<Offer>,
+    events: Fifo<Event>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("agents", &self.agents.len())
+            .field("queues", &self.queues.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn cfg_err(key: String, message: impl Into<String>) -> EngineError {
+    EngineError::Config {
+        key,
+        message: message.into(),
+    }
+}
+
+fn intern(names: &mut Vec<String>, map: &mut HashMap<String, u32>, name: &str) -> u32 {
+    if let Some(&i) = map.get(name) {
+        return i;
+    }
+    let i = names.len() as u32;
+    names.push(name.to_owned());
+    map.insert(name.to_owned(), i);
+    i
+}
+
+fn secs_to_ms(s: u32) -> u64 {
+    u64::from(s) * 1000
+}
+
+impl Engine {
+    /// Builds an engine. Every agent starts `logged_out`. Errors name the config key at fault.
+    pub fn new(cfg: EngineConfig) -> Result<Engine, EngineError> {
+        if cfg.agents.len() >= NONE as usize {
+            return Err(cfg_err("agents".into(), "too many agents"));
+        }
+        let mut agent_by_id = HashMap::new();
+        for (i, a) in cfg.agents.iter().enumerate() {
+            if agent_by_id.insert(a.id.clone(), i as u32).is_some() {
+                return Err(cfg_err(
+                    format!("agents[{i}].id"),
+                    format!("duplicate agent {:?}", a.id),
+                ));
+            }
+        }
+        let mut role_names = Vec::new();
+        let mut role_map = HashMap::new();
+        let mut skill_names = Vec::new();
+        let mut skill_map = HashMap::new();
+        let mut agents = Vec::with_capacity(cfg.agents.len());
+        for (i, a) in cfg.agents.iter().enumerate() {
+            let roles = a
+                .roles
+                .iter()
+                .map(|r| intern(&mut role_names, &mut role_map, r))
+                .collect();
+            let skills = a
+                .skills
+                .iter()
+                .map(|(s, l)| (intern(&mut skill_names, &mut skill_map, s), *l))
+                .collect();
+            let default_substitute = match &a.substitute {
+                None => NONE,
+                Some(s) => *agent_by_id.get(s).ok_or_else(|| {
+                    cfg_err(
+                        format!("agents[{i}].substitute"),
+                        format!("unknown agent {s:?}"),
+                    )
+                })?,
+            };
+            agents.push(AgentInfo {
+                id: a.id.clone(),
+                name: a.name.clone(),
+                roles,
+                skills,
+                default_substitute,
+                lists: Vec::new(),
+            });
+        }
+        let mut queue_by_name = HashMap::new();
+        for (i, q) in cfg.queues.iter().enumerate() {
+            if queue_by_name.insert(q.name.clone(), i as u32).is_some() {
+                return Err(cfg_err(
+                    format!("queues[{i}].name"),
+                    format!("duplicate queue {:?}", q.name),
+                ));
+            }
+        }
+        let resolve = |step: &Step,
+                       key: String,
+                       role_names: &mut Vec<String>,
+                       role_map: &mut HashMap<String, u32>| {
+            Ok::<_, EngineError>(match step {
+                Step::AssignedManager => TemplateKind::AssignedManager,
+                Step::Agent(id) => TemplateKind::Agent(
+                    *agent_by_id
+                        .get(id)
+                        .ok_or_else(|| cfg_err(key, format!("unknown agent {id:?}")))?,
+                ),
+                Step::Role(r) => TemplateKind::Role(intern(role_names, role_map, r)),
+                Step::Queue(q) => TemplateKind::Queue(
+                    *queue_by_name
+                        .get(q)
+                        .ok_or_else(|| cfg_err(key, format!("unknown queue {q:?}")))?,
+                ),
+            })
+        };
+        let mut overflow = Vec::with_capacity(cfg.queues.len());
+        for (i, q) in cfg.queues.iter().enumerate() {
+            overflow.push(match &q.overflow {
+                None => None,
+                Some(step) => Some(TemplateStep {
+                    label: step.to_string().into(),
+                    kind: resolve(
+                        step,
+                        format!("queues[{i}].overflow"),
+                        &mut role_names,
+                        &mut role_map,
+                    )?,
+                }),
+            });
+        }
+        let mut chains = Vec::with_capacity(Class::ALL.len());
+        for class in Class::ALL {
+            let (steps, origin) = match cfg.routing.get(&class) {
+                Some(s) => (s.clone(), "routing"),
+                None => (default_chain(class), "built-in chain"),
+            };
+            if steps.is_empty() {
+                return Err(cfg_err(
+                    format!("routing.{}", class.as_str()),
+                    "empty route chain",
+                ));
+            }
+            let mut chain = Vec::new();
+            for (i, step) in steps.iter().enumerate() {
+                let key = format!("routing.{}[{i}]", class.as_str());
+                let kind = resolve(step, key.clone(), &mut role_names, &mut role_map).map_err(|e| match e {
+                    EngineError::Config { key, message } if origin != "routing" => EngineError::Config {
+                        key,
+                        message: format!("{message} (needed by the {origin}; define it or override routing.{})", class.as_str()),
+                    },
+                    e => e,
+                })?;
+                let of_queue = if let TemplateKind::Queue(q) = kind {
+                    Some(q)
+                } else {
+                    None
+                };
+                chain.push(TemplateStep {
+                    label: step.to_string().into(),
+                    kind,
+                });
+                if let Some(ov) = of_queue.and_then(|q| overflow.get(q as usize).cloned().flatten())
+                {
+                    chain.push(ov);
+                }
+            }
+            if chain.len() > 64 {
+                return Err(cfg_err(
+                    format!("routing.{}", class.as_str()),
+                    "more than 64 steps",
+                ));
+            }
+            chains.push(chain);
+        }
+        let mut skill_kinds: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); skill_names.len()];
+        let mut queues = Vec::with_capacity(cfg.queues.len());
+        for q in &cfg.queues {
+            let skill = intern(&mut skill_names, &mut skill_map, &q.skill);
+            if skill_kinds.len() < skill_names.len() {
+                skill_kinds.resize(skill_names.len(), BTreeSet::new());
+            }
+            if let Some(set) = skill_kinds.get_mut(skill as usize) {
+                set.insert(hint_kind(q.strategy) as usize);
+            }
+            queues.push(QueueRt {
+                cfg: q.clone(),
+                skill,
+                waiting: OrderedMap::new(),
+                rr_cursor: AtomicU32::new(0),
+                agents: Vec::new(),
+                entered: AtomicU64::new(0),
+                answered: AtomicU64::new(0),
+                answered_within: AtomicU64::new(0),
+                abandoned: AtomicU64::new(0),
+                overflowed: AtomicU64::new(0),
+                wait_total: AtomicU64::new(0),
+            });
+        }
+        for (ai, a) in agents.iter_mut().enumerate() {
+            let ai = ai as u32;
+            a.lists.push(ListRef::Agent(ai));
+            a.lists.extend(a.roles.iter().map(|&r| ListRef::Role(r)));
+            for (qi, q) in queues.iter_mut().enumerate() {
+                if a.skills.iter().any(|&(s, _)| s == q.skill) {
+                    a.lists.push(ListRef::Queue(qi as u32));
+                    q.agents.push(ai);
+                }
+            }
+        }
+        let skill_hints = skill_kinds
+            .iter()
+            .map(|kinds| std::array::from_fn(|k| kinds.contains(&k).then(OrderedMap::new)))
+            .collect();
+        let mut class_priority = [0u8; 7];
+        for (c, p) in &cfg.class_priority {
+            if let Some(slot) = class_priority.get_mut(c.index()) {
+                *slot = *p;
+            }
+        }
+        let slots = agents
+            .iter()
+            .map(|a| {
+                CachePadded::new(AgentSlot {
+                    word: AtomicU64::new(pack(AgentStateKind::LoggedOut, 0, 0)),
+                    state_since: AtomicU64::new(0),
+                    idle_since: AtomicU64::new(0),
+                    calls_today: AtomicU64::new(0),
+                    talk_ms_today: AtomicU64::new(0),
+                    no_answer_streak: AtomicU32::new(0),
+                    substitute: AtomicU32::new(a.default_substitute),
+                })
+            })
+            .collect();
+        Ok(Engine {
+            no_answer_limit: cfg.no_answer_limit.max(1),
+            busy_wait_ms: secs_to_ms(cfg.busy_manager_wait_s),
+            sl_threshold_ms: secs_to_ms(cfg.service_level_threshold_s),
+            seed: cfg.seed,
+            default_ring_ms: secs_to_ms(cfg.default_ring_timeout_s),
+            default_wrap_ms: secs_to_ms(cfg.default_wrap_up_s),
+            ring_all_limit: cfg.ring_all_limit.max(1),
+            class_priority,
+            agent_lists: agents.iter().map(|_| OrderedMap::new()).collect(),
+            role_lists: role_names.iter().map(|_| OrderedMap::new()).collect(),
+            role_hints: role_names.iter().map(|_| OrderedMap::new()).collect(),
+            role_names,
+            skill_hints,
+            agents,
+            slots,
+            agent_by_id,
+            queues,
+            queue_by_name,
+            chains,
+            calls: OrderedMap::new(),
+            next_call: AtomicU64::new(1),
+            rng_counter: AtomicU64::new(0),
+            timers: OrderedMap::new(),
+            ring_sets: OrderedMap::new(),
+            reasons: OrderedMap::new(),
+            offers: Fifo::new(),
+            events: Fifo::new(),
+        })
+    }
+
+    // ---- lookups ---------------------------------------------------------------------------
+
+    /// Index of an agent id.
+    pub fn agent_idx(&self, id: &str) -> Option<AgentIdx> {
+        self.agent_by_id.get(id).map(|&i| AgentIdx(i))
+    }
+
+    /// Id of an agent index.
+    pub fn agent_id(&self, agent: AgentIdx) -> Option<&str> {
+        self.agents.get(agent.0 as usize).map(|a| a.id.as_str())
+    }
+
+    /// Index of a queue name.
+    pub fn queue_idx(&self, name: &str) -> Option<QueueIdx> {
+        self.queue_by_name.get(name).map(|&i| QueueIdx(i))
+    }
+
+    /// Name of a queue index.
+    pub fn queue_name(&self, queue: QueueIdx) -> Option<&str> {
+        self.queues
+            .get(queue.0 as usize)
+            .map(|q| q.cfg.name.as_str())
+    }
+
+    /// Number of configured agents.
+    pub fn agent_count(&self) -> usize {
+        self.agents.len()
+    }
+
+    /// Number of configured queues.
+    pub fn queue_count(&self) -> usize {
+        self.queues.len()
+    }
+
+    /// The client class of a caller (PRODUCT §3).
+    pub fn classify(&self, client: Option<&Client>, purpose: Purpose) -> Class {
+        classify(client, purpose)
+    }
+
+    /// Number of calls in the engine (waiting, ringing or talking).
+    pub fn active_calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    // ---- outputs ---------------------------------------------------------------------------
+
+    /// The next offer to carry out (ring these agents). Offers are made eagerly by the
+    /// operation that created the opportunity (a call arriving, an agent becoming available,
+    /// a timeout); this only hands them out. Any thread may take any offer.
+    pub fn next_offer(&self) -> Option<Offer> {
+        self.offers.pop()
+    }
+
+    /// All pending offers.
+    pub fn poll_offers(&self) -> Vec<Offer> {
+        std::iter::from_fn(|| self.offers.pop()).collect()
+    }
+
+    /// The next event, in the order the engine produced them per thread.
+    pub fn poll_event(&self) -> Option<Event> {
+        self.events.pop()
+    }
+
+    /// When [`Engine::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.timers.first_key().map(|k| Time::from_millis(k.at))
+    }
+
+    /// Fires every timer due at `now`: wrap-up ends, queue max waits (overflow), busy-manager
+    /// waits. Several threads may call it; each timer fires once.
+    pub fn handle_timeout(&self, now: Time) {
+        while let Some(k) = self.timers.first_key() {
+            if k.at > now.as_millis() {
+                break;
+            }
+            if !self.timers.remove(&k) {
+                continue;
+            }
+            match k.kind {
+                T_ADVANCE => {
+                    if let Some(cell) = self.calls.get(&k.id)
+                        && u64::from(cell.frontier.load(SeqCst)) == k.aux
+                    {
+                        self.dispatch_call(now, &cell);
+                    }
+                }
+                _ => {
+                    let Some(slot) = self.slots.get(k.id as usize) else {
+                        continue;
+                    };
+                    let w = slot.word.load(SeqCst);
+                    if tag(w) == AgentStateKind::WrapUp
+                        && call_of(w) == k.aux & CALL_MASK
+                        && self.move_agent(now, k.id as u32, w, AgentStateKind::Available, 0)
+                    {
+                        self.dispatch_agent(now, k.id as u32);
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- calls -----------------------------------------------------------------------------
+
+    /// Routes a call whose client the caller already looked up: classifies it, walks its
+    /// route chain and either offers it at once (see [`Engine::next_offer`]) or lets it wait.
+    /// `Err(NoRoute)` when no step of the chain can ever take it.
+    pub fn route_call(&self, now: Time, req: CallRequest) -> Result<CallId, EngineError> {
+        let class = classify(req.client.as_ref(), req.purpose);
+        let id = self.next_call.fetch_add(1, SeqCst);
+        let base_prio = req
+            .priority
+            .unwrap_or_else(|| self.class_priority.get(class.index()).copied().unwrap_or(0));
+        let steps = self.resolve_chain(class, req.client.as_ref(), base_prio);
+        if steps.iter().all(|s| s.target == Target::Nobody) {
+            return Err(EngineError::NoRoute(CallId(id)));
+        }
+        let cell = Arc::new(CallCell {
+            id: CallId(id),
+            enqueued_at: now,
+            steps,
+            status: AtomicU64::new(mk_status(CS_WAITING, NONE)),
+            frontier: AtomicU32::new(1),
+            frontier_since: AtomicU64::new(now.as_millis()),
+            registered: AtomicU64::new(0),
+            attempts: AtomicU32::new(0),
+            ringing: AtomicU32::new(0),
+            last_no_answer: AtomicU32::new(NONE),
+            offered_step: AtomicU32::new(0),
+            stats_queue: AtomicU32::new(NONE),
+            answered_at: AtomicU64::new(0),
+        });
+        self.calls.insert(id, cell.clone());
+        self.register(&cell, 0);
+        let queue = match cell.stats_queue.load(SeqCst) {
+            NONE => None,
+            q => Some(QueueIdx(q)),
+        };
+        self.events.push(Event::CallEnqueued {
+            call: cell.id,
+            class,
+            queue,
+            at: now,
+        });
+        self.dispatch_call(now, &cell);
+        if cell.registered.load(SeqCst) == 0
+            && cell
+                .status
+                .compare_exchange(
+                    mk_status(CS_WAITING, NONE),
+                    mk_status(CS_GONE, NONE),
+                    SeqCst,
+                    SeqCst,
+                )
+                .is_ok()
+        {
+            self.calls.remove(&id);
+            return Err(EngineError::NoRoute(cell.id));
+        }
+        Ok(cell.id)
+    }
+
+    /// [`Engine::route_call`] with the client looked up in `directory`.
+    pub fn route_call_with(
+        &self,
+        now: Time,
+        caller: &str,
+        purpose: Purpose,
+        directory: &dyn ClientDirectory,
+    ) -> Result<CallId, EngineError> {
+        self.route_call(
+            now,
+            CallRequest {
+                caller: caller.to_owned(),
+                purpose,
+                client: directory.lookup(caller),
+                priority: None,
+            },
+        )
+    }
+
+    /// Reports what became of an offer (or that the caller left).
+    pub fn report(&self, now: Time, call: CallId, outcome: Outcome) -> Result<(), EngineError> {
+        let cell = self
+            .calls
+            .get(&call.0)
+            .ok_or(EngineError::UnknownCall(call))?;
+        match outcome {
+            Outcome::Answered(a) => self.answered(now, &cell, a.0),
+            Outcome::Rejected(a) => {
+                self.not_answered(now, &cell, a.0, AgentStateKind::Available, true)
+            }
+            Outcome::NoAnswer(a) => {
+                let slot = self.slot(a.0)?;
+                let ringing_us = {
+                    let w = slot.word.load(SeqCst);
+                    tag(w) == AgentStateKind::Ringing && call_of(w) == call.0 & CALL_MASK
+                };
+                if !ringing_us {
+                    return Err(EngineError::NotRinging { call, agent: a });
+                }
+                let streak = slot.no_answer_streak.fetch_add(1, SeqCst).saturating_add(1);
+                let to = if streak >= self.no_answer_limit {
+                    slot.no_answer_streak.store(0, SeqCst);
+                    AgentStateKind::NotReady
+                } else {
+                    AgentStateKind::Available
+                };
+                self.not_answered(now, &cell, a.0, to, false)
+            }
+            Outcome::AgentGone(a) => {
+                let st = cell.st();
+                if status(st) == CS_TALKING && status_agent(st) == a.0 {
+                    self.hangup(now, call, HangupSide::Agent)?;
+                    return self.set_agent_state(now, a, AgentStateChange::LoggedOut);
+                }
+                self.not_answered(now, &cell, a.0, AgentStateKind::LoggedOut, false)
+            }
+            Outcome::CallerGone => self.caller_gone(now, &cell),
+        }
+    }
+
+    /// Ends a talking call: the agent goes to wrap-up (or straight to available when the
+    /// wrap-up time is zero) and their call count and talk time grow.
+    pub fn hangup(&self, now: Time, call: CallId, side: HangupSide) -> Result<(), EngineError> {
+        let cell = self
+            .calls
+            .get(&call.0)
+            .ok_or(EngineError::UnknownCall(call))?;
+        let st = cell.st();
+        if status(st) != CS_TALKING
+            || cell
+                .status
+                .compare_exchange(st, mk_status(CS_ENDED, status_agent(st)), SeqCst, SeqCst)
+                .is_err()
+        {
+            return Err(EngineError::WrongCallState {
+                call,
+                state: status_name(cell.st()),
+            });
+        }
+        let a = status_agent(st);
+        let talk_ms = now.millis_since(Time::from_millis(cell.answered_at.load(SeqCst)));
+        let wrap_ms = match cell
+            .steps
+            .get(cell.offered_step.load(SeqCst) as usize)
+            .map(|s| s.target)
+        {
+            Some(Target::Queue(q)) => self
+                .queues
+                .get(q as usize)
+                .map_or(self.default_wrap_ms, |q| secs_to_ms(q.cfg.wrap_up_s)),
+            _ => self.default_wrap_ms,
+        };
+        self.calls.remove(&call.0);
+        if let Some(slot) = self.slots.get(a as usize) {
+            slot.calls_today.fetch_add(1, SeqCst);
+            slot.talk_ms_today.fetch_add(talk_ms, SeqCst);
+            slot.idle_since.store(now.as_millis(), SeqCst);
+            let w = slot.word.load(SeqCst);
+            if tag(w) == AgentStateKind::OnCall && call_of(w) == call.0 & CALL_MASK {
+                if wrap_ms > 0 {
+                    if self.move_agent(now, a, w, AgentStateKind::WrapUp, call.0) {
+                        self.timers.insert(
+                            TimerKey {
+                                at: now.plus_millis(wrap_ms).as_millis(),
+                                kind: T_WRAPUP,
+                                id: u64::from(a),
+                                aux: call.0,
+                            },
+                            (),
+                        );
+                    }
+                } else if self.move_agent(now, a, w, AgentStateKind::Available, 0) {
+                    self.dispatch_agent(now, a);
+                }
+            }
+        }
+        self.events.push(Event::CallEnded {
+            call,
+            agent: AgentIdx(a),
+            talk_ms,
+            side,
+            at: now,
+        });
+        Ok(())
+    }
+
+    // ---- agents ----------------------------------------------------------------------------
+
+    /// Changes an agent's state (login, break, logout, absence). A ringing agent's offer is
+    /// withdrawn and the call goes back to its place; a talking agent is refused.
+    pub fn set_agent_state(
+        &self,
+        now: Time,
+        agent: AgentIdx,
+        change: AgentStateChange,
+    ) -> Result<(), EngineError> {
+        let a = agent.0;
+        let slot = self.slot(a)?;
+        let to = match &change {
+            AgentStateChange::Available => AgentStateKind::Available,
+            AgentStateChange::Break { .. } => AgentStateKind::Break,
+            AgentStateChange::LoggedOut => AgentStateKind::LoggedOut,
+            AgentStateChange::Absent { .. } => AgentStateKind::Absent,
+            AgentStateChange::NotReady => AgentStateKind::NotReady,
+        };
+        match &change {
+            AgentStateChange::Break { reason } => {
+                self.reasons.insert(a, reason.clone().unwrap_or_default());
+            }
+            AgentStateChange::Absent { substitute } => {
+                let sub = match substitute {
+                    None => self
+                        .agents
+                        .get(a as usize)
+                        .map_or(NONE, |i| i.default_substitute),
+                    Some(id) => *self
+                        .agent_by_id
+                        .get(id)
+                        .ok_or_else(|| EngineError::UnknownAgent(id.clone()))?,
+                };
+                slot.substitute.store(sub, SeqCst);
+            }
+            _ => {}
+        }
+        loop {
+            let w = slot.word.load(SeqCst);
+            let from = tag(w);
+            match from {
+                AgentStateKind::OnCall => return Err(EngineError::AgentOnCall(agent)),
+                AgentStateKind::Available | AgentStateKind::Ringing
+                    if to == AgentStateKind::Available =>
+                {
+                    return Ok(());
+                }
+                _ => {}
+            }
+            if from == to && to != AgentStateKind::Available {
+                return Ok(());
+            }
+            if !self.move_agent(now, a, w, to, 0) {
+                continue;
+            }
+            if to == AgentStateKind::Available {
+                slot.no_answer_streak.store(0, SeqCst);
+            }
+            if from == AgentStateKind::Ringing
+                && let Some(cell) = self.call_by_low_bits(call_of(w))
+            {
+                self.release_ring(now, &cell);
+            }
+            if to == AgentStateKind::Available {
+                self.dispatch_agent(now, a);
+            }
+            return Ok(());
+        }
+    }
+
+    /// Zeroes every agent's calls and talk time today (call at the start of the day).
+    pub fn reset_daily_counters(&self) {
+        for (a, slot) in self.slots.iter().enumerate() {
+            let w = slot.word.load(SeqCst);
+            let avail = tag(w) == AgentStateKind::Available;
+            if avail {
+                self.unindex(a as u32, generation(w));
+            }
+            slot.calls_today.store(0, SeqCst);
+            slot.talk_ms_today.store(0, SeqCst);
+            if avail {
+                self.index(a as u32, generation(w));
+                // The agent may have left `available` meanwhile; its new hints are then stale
+                // and are dropped by the next scan that meets them.
+            }
+        }
+    }
+
+    /// Snapshot of every agent.
+    pub fn agents(&self) -> Vec<AgentSnapshot> {
+        self.agents
+            .iter()
+            .zip(&self.slots)
+            .enumerate()
+            .map(|(i, (info, slot))| AgentSnapshot {
+                idx: AgentIdx(i as u32),
+                id: info.id.clone(),
+                name: info.name.clone(),
+                roles: info
+                    .roles
+                    .iter()
+                    .filter_map(|&r| self.role_names.get(r as usize).cloned())
+                    .collect(),
+                state: self.agent_state_of(i as u32),
+                state_since: Time::from_millis(slot.state_since.load(SeqCst)),
+                calls_today: slot.calls_today.load(SeqCst),
+                talk_ms_today: slot.talk_ms_today.load(SeqCst),
+                idle_since: Time::from_millis(slot.idle_since.load(SeqCst)),
+            })
+            .collect()
+    }
+
+    /// Current state of one agent.
+    pub fn agent_state(&self, agent: AgentIdx) -> Option<AgentState> {
+        self.slots
+            .get(agent.0 as usize)
+            .map(|_| self.agent_state_of(agent.0))
+    }
+
+    /// Statistics of one queue; the oldest wait is measured at `now`.
+    pub fn stats(&self, now: Time, queue: QueueIdx) -> Option<QueueStats> {
+        let q = self.queues.get(queue.0 as usize)?;
+        let mut waiting = 0;
+        let mut oldest: Option<Time> = None;
+        q.waiting.scan(Bound::Unbounded, |_, cell| {
+            let s = status(cell.st());
+            if s == CS_WAITING || s == CS_OFFERED {
+                waiting += 1;
+                oldest = Some(oldest.map_or(cell.enqueued_at, |o| o.min(cell.enqueued_at)));
+            }
+            ControlFlow::Continue(())
+        });
+        let mut by_state = [0usize; 8];
+        for &a in &q.agents {
+            if let Some(slot) = self.slots.get(a as usize)
+                && let Some(n) = by_state.get_mut(tag(slot.word.load(SeqCst)) as usize)
+            {
+                *n += 1;
+            }
+        }
+        Some(QueueStats {
+            name: q.cfg.name.clone(),
+            waiting,
+            oldest_wait_ms: oldest.map_or(0, |o| now.millis_since(o)),
+            entered: q.entered.load(SeqCst),
+            answered: q.answered.load(SeqCst),
+            answered_within_threshold: q.answered_within.load(SeqCst),
+            abandoned: q.abandoned.load(SeqCst),
+            overflowed: q.overflowed.load(SeqCst),
+            answered_wait_ms_total: q.wait_total.load(SeqCst),
+            agents_by_state: AgentStateKind::ALL
+                .iter()
+                .zip(by_state)
+                .map(|(k, n)| (*k, n))
+                .collect(),
+        })
+    }
+
+    // ---- internals: agents -----------------------------------------------------------------
+
+    fn slot(&self, a: u32) -> Result<&AgentSlot, EngineError> {
+        self.slots
+            .get(a as usize)
+            .map(|s| &**s)
+            .ok_or_else(|| EngineError::UnknownAgent(format!("#{a}")))
+    }
+
+    fn agent_state_of(&self, a: u32) -> AgentState {
+        let Some(slot) = self.slots.get(a as usize) else {
+            return AgentState::LoggedOut;
+        };
+        let w = slot.word.load(SeqCst);
+        let call = CallId(call_of(w));
+        match tag(w) {
+            AgentStateKind::LoggedOut => AgentState::LoggedOut,
+            AgentStateKind::Available => AgentState::Available,
+            AgentStateKind::Ringing => AgentState::Ringing(call),
+            AgentStateKind::OnCall => AgentState::OnCall(call),
+            AgentStateKind::WrapUp => AgentState::WrapUp(call),
+            AgentStateKind::Break => AgentState::Break {
+                reason: self.reasons.get(&a).filter(|r| !r.is_empty()),
+            },
+            AgentStateKind::Absent => AgentState::Absent {
+                substitute: self
+                    .agents
+                    .get(slot.substitute.load(SeqCst) as usize)
+                    .map(|i| i.id.clone()),
+            },
+            AgentStateKind::NotReady => AgentState::NotReady,
+        }
+    }
+
+    fn kind_of(&self, a: u32) -> AgentStateKind {
+        self.slots
+            .get(a as usize)
+            .map_or(AgentStateKind::LoggedOut, |s| tag(s.word.load(SeqCst)))
+    }
+
+    fn id_of(&self, a: u32) -> &str {
+        self.agents.get(a as usize).map_or("?", |i| i.id.as_str())
+    }
+
+    fn hint_value(slot: &AgentSlot, kind: usize) -> u64 {
+        match kind {
+            0 => slot.idle_since.load(SeqCst),
+            2 => slot.calls_today.load(SeqCst),
+            3 => slot.talk_ms_today.load(SeqCst),
+            _ => 0,
+        }
+    }
+
+    /// Inserts the hints of an agent that just became available (generation `g`).
+    fn index(&self, a: u32, g: u64) {
+        self.for_each_hint(a, g, |map, k| map.insert(k, ()));
+    }
+
+    /// Removes the hints of an agent that left `available` (generation `g`).
+    fn unindex(&self, a: u32, g: u64) {
+        self.for_each_hint(a, g, |map, k| {
+            map.remove(&k);
+        });
+    }
+
+    fn for_each_hint(&self, a: u32, g: u64, mut f: impl FnMut(&HintIndex, HintKey)) {
+        let (Some(info), Some(slot)) = (self.agents.get(a as usize), self.slots.get(a as usize))
+        else {
+            return;
+        };
+        for &(s, level) in &info.skills {
+            if let Some(kinds) = self.skill_hints.get(s as usize) {
+                for (kind, map) in kinds.iter().enumerate() {
+                    if let Some(map) = map {
+                        f(
+                            map,
+                            HintKey {
+                                level_rev: u8::MAX - level,
+                                key: Self::hint_value(slot, kind),
+                                idx: a,
+                                generation: g as u32,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        let idle = slot.idle_since.load(SeqCst);
+        for &r in &info.roles {
+            if let Some(map) = self.role_hints.get(r as usize) {
+                f(
+                    map,
+                    HintKey {
+                        level_rev: 0,
+                        key: idle,
+                        idx: a,
+                        generation: g as u32,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Moves agent `a` from word `w` to `to` (with `call` for ringing/on-call/wrap-up) by one
+    /// CAS; on success keeps the hints, `state_since` and the event stream in step.
+    fn move_agent(&self, now: Time, a: u32, w: u64, to: AgentStateKind, call: u64) -> bool {
+        let Some(slot) = self.slots.get(a as usize) else {
+            return false;
+        };
+        let g = generation(w).wrapping_add(1) & GEN_MASK;
+        if slot
+            .word
+            .compare_exchange(w, pack(to, g, call), SeqCst, SeqCst)
+            .is_err()
+        {
+            return false;
+        }
+        let from = tag(w);
+        if from == AgentStateKind::Available {
+            self.unindex(a, generation(w));
+        }
+        slot.state_since.store(now.as_millis(), SeqCst);
+        if to == AgentStateKind::Available {
+            self.index(a, g);
+        }
+        self.events.push(Event::AgentStateChanged {
+            agent: AgentIdx(a),
+            from,
+            to,
+            at: now,
+        });
+        true
+    }
+
+    /// Claims an available agent for `call` (available → ringing). `want_gen` restricts the
+    /// claim to one availability period (a hint's).
+    fn claim(&self, now: Time, a: u32, call: u64, want_gen: Option<u32>) -> bool {
+        let Some(slot) = self.slots.get(a as usize) else {
+            return false;
+        };
+        let w = slot.word.load(SeqCst);
+        if tag(w) != AgentStateKind::Available
+            || want_gen.is_some_and(|g| u64::from(g) != generation(w))
+        {
+            return false;
+        }
+        self.move_agent(now, a, w, AgentStateKind::Ringing, call)
+    }
+
+    /// Undoes a claim: ringing(call) → available.
+    fn unclaim(&self, now: Time, a: u32, call: u64) -> bool {
+        let Some(slot) = self.slots.get(a as usize) else {
+            return false;
+        };
+        let w = slot.word.load(SeqCst);
+        tag(w) == AgentStateKind::Ringing
+            && call_of(w) == call & CALL_MASK
+            && self.move_agent(now, a, w, AgentStateKind::Available, 0)
+    }
+
+    fn hint_live(&self, k: &HintKey) -> bool {
+        self.slots.get(k.idx as usize).is_some_and(|s| {
+            let w = s.word.load(SeqCst);
+            tag(w) == AgentStateKind::Available && generation(w) == u64::from(k.generation)
+        })
+    }
+
+    /// Scans a hint index from `from` while `within` holds and claims the first live agent,
+    /// preferring anyone over the agent who just did not answer this call. Stale hints met on
+    /// the way are removed.
+    fn claim_scan(
+        &self,
+        now: Time,
+        map: &HintIndex,
+        from: Bound<&HintKey>,
+        within: impl Fn(&HintKey) -> bool,
+        cell: &CallCell,
+    ) -> Option<u32> {
+        let avoid = cell.last_no_answer.load(SeqCst);
+        let mut fallback = None;
+        let mut got = None;
+        let mut stale = Vec::new();
+        map.scan(from, |k, _| {
+            if !within(k) {
+                return ControlFlow::Break(());
+            }
+            if !self.hint_live(k) {
+                stale.push(*k);
+                return ControlFlow::Continue(());
+            }
+            if k.idx == avoid {
+                fallback = Some(*k);
+                return ControlFlow::Continue(());
+            }
+            if self.claim(now, k.idx, cell.id.0, Some(k.generation)) {
+                got = Some(k.idx);
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        });
+        for k in &stale {
+            if !self.hint_live(k) {
+                map.remove(k);
+            }
+        }
+        if got.is_none()
+            && let Some(k) = fallback
+            && self.claim(now, k.idx, cell.id.0, Some(k.generation))
+        {
+            got = Some(k.idx);
+        }
+        got
+    }
+
+    /// The level (as `level_rev`) of the first live hint.
+    fn best_level(&self, map: &HintIndex) -> Option<u8> {
+        let mut level = None;
+        let mut stale = Vec::new();
+        map.scan(Bound::Unbounded, |k, _| {
+            if self.hint_live(k) {
+                level = Some(k.level_rev);
+                ControlFlow::Break(())
+            } else {
+                stale.push(*k);
+                ControlFlow::Continue(())
+            }
+        });
+        for k in &stale {
+            if !self.hint_live(k) {
+                map.remove(k);
+            }
+        }
+        level
+    }
+
+    /// Claims an agent within the best level, starting at index `start` and wrapping.
+    fn claim_rotating(
+        &self,
+        now: Time,
+        map: &HintIndex,
+        cell: &CallCell,
+        start: impl Fn() -> u32,
+    ) -> Option<u32> {
+        for _ in 0..8 {
+            let level = self.best_level(map)?;
+            let s = start();
+            let from = HintKey {
+                level_rev: level,
+                key: 0,
+                idx: s,
+                generation: 0,
+            };
+            if let Some(a) = self.claim_scan(
+                now,
+                map,
+                Bound::Included(&from),
+                |k| k.level_rev == level,
+                cell,
+            ) {
+                return Some(a);
+            }
+            let head = HintKey { idx: 0, ..from };
+            if let Some(a) = self.claim_scan(
+                now,
+                map,
+                Bound::Included(&head),
+                |k| k.level_rev == level && k.idx < s,
+                cell,
+            ) {
+                return Some(a);
+            }
+        }
+        None
+    }
+
+    // ---- internals: calls ------------------------------------------------------------------
+
+    fn call_by_low_bits(&self, low: u64) -> Option<Arc<CallCell>> {
+        // Call ids stay below 2^40 in practice, so the low bits are the id.
+        self.calls.get(&low)
+    }
+
+    fn resolve_chain(&self, class: Class, client: Option<&Client>, base: u8) -> Vec<CallStep> {
+        let template = self.chains.get(class.index()).map_or(&[][..], |c| &c[..]);
+        template
+            .iter()
+            .map(|t| {
+                let (target, manager) = match t.kind {
+                    TemplateKind::Agent(a) => (Target::Agent(a), NONE),
+                    TemplateKind::Role(r) => (Target::Role(r), NONE),
+                    TemplateKind::Queue(q) => (Target::Queue(q), NONE),
+                    TemplateKind::AssignedManager => {
+                        match client
+                            .and_then(|c| c.manager.as_deref())
+                            .and_then(|m| self.agent_by_id.get(m).copied())
+                        {
+                            None => (Target::Nobody, NONE),
+                            Some(m) if self.kind_of(m) == AgentStateKind::Absent => {
+                                let sub = self
+                                    .slots
+                                    .get(m as usize)
+                                    .map_or(NONE, |s| s.substitute.load(SeqCst));
+                                if sub != NONE
+                                    && sub != m
+                                    && self.slots.get(sub as usize).is_some()
+                                    && self.kind_of(sub) != AgentStateKind::Absent
+                                {
+                                    (Target::Agent(sub), m)
+                                } else {
+                                    (Target::Nobody, m)
+                                }
+                            }
+                            Some(m) => (Target::Agent(m), m),
+                        }
+                    }
+                };
+                let prio = match target {
+                    Target::Queue(q) => self
+                        .queues
+                        .get(q as usize)
+                        .and_then(|q| q.cfg.class_priority.get(&class).copied())
+                        .unwrap_or(base),
+                    _ => base,
+                };
+                CallStep {
+                    label: t.label.clone(),
+                    target,
+                    manager,
+                    prio,
+                }
+            })
+            .collect()
+    }
+
+    fn list(&self, lr: ListRef) -> Option<&WaitList> {
+        match lr {
+            ListRef::Agent(a) => self.agent_lists.get(a as usize),
+            ListRef::Role(r) => self.role_lists.get(r as usize),
+            ListRef::Queue(q) => self.queues.get(q as usize).map(|q| &q.waiting),
+        }
+    }
+
+    fn list_of(&self, target: Target) -> Option<&WaitList> {
+        match target {
+            Target::Agent(a) => self.list(ListRef::Agent(a)),
+            Target::Role(r) => self.list(ListRef::Role(r)),
+            Target::Queue(q) => self.list(ListRef::Queue(q)),
+            Target::Nobody => None,
+        }
+    }
+
+    /// Puts the call into the waiting list of step `i` (a full queue is skipped).
+    fn register(&self, cell: &Arc<CallCell>, i: usize) {
+        let (Some(step), Some(key)) = (cell.steps.get(i), cell.key(i)) else {
+            return;
+        };
+        if let Target::Queue(q) = step.target
+            && let Some(rt) = self.queues.get(q as usize)
+        {
+            if rt.cfg.max_len.is_some_and(|max| rt.waiting.len() >= max) {
+                return;
+            }
+            if cell
+                .stats_queue
+                .compare_exchange(NONE, q, SeqCst, SeqCst)
+                .is_ok()
+            {
+                rt.entered.fetch_add(1, SeqCst);
+            }
+        }
+        if let Some(list) = self.list_of(step.target) {
+            cell.registered.fetch_or(1u64 << i, SeqCst);
+            list.insert(key, cell.clone());
+        }
+    }
+
+    fn unregister_all(&self, cell: &CallCell) {
+        let mask = cell.registered.load(SeqCst);
+        for (i, step) in cell.steps.iter().enumerate() {
+            if i < 64
+                && mask & (1u64 << i) != 0
+                && let (Some(list), Some(key)) = (self.list_of(step.target), cell.key(i))
+            {
+                list.remove(&key);
+            }
+        }
+    }
+
+    /// Should the call stay at its last reached step `i` rather than move on?
+    fn hold(&self, now: Time, cell: &CallCell, i: usize) -> Hold {
+        let Some(step) = cell.steps.get(i) else {
+            return Hold::Pass;
+        };
+        let since = Time::from_millis(cell.frontier_since.load(SeqCst));
+        let until = |ms: u64| {
+            let deadline = since.plus_millis(ms);
+            if now < deadline {
+                Hold::Until(deadline)
+            } else {
+                Hold::Pass
+            }
+        };
+        match step.target {
+            Target::Agent(a) if cell.is_registered(i) => {
+                let k = self.kind_of(a);
+                if self.busy_wait_ms > 0 && (k.is_busy() || k == AgentStateKind::Available) {
+                    until(self.busy_wait_ms)
+                } else {
+                    Hold::Pass
+                }
+            }
+            Target::Queue(q) if cell.is_registered(i) => {
+                match self.queues.get(q as usize).and_then(|q| q.cfg.max_wait_s) {
+                    None => Hold::Forever,
+                    Some(s) => until(secs_to_ms(s)),
+                }
+            }
+            _ => Hold::Pass,
+        }
+    }
+
+    /// Call-driven dispatch: tries every reached step in chain order; when none can serve,
+    /// moves the frontier over steps that do not hold the call, registering each new step.
+    /// The call is registered before agents are looked at, and an agent is published as
+    /// available before calls are looked at (with a SeqCst fence on both sides), so a call
+    /// and an agent that meet concurrently are never both left waiting.
+    fn dispatch_call(&self, now: Time, cell: &Arc<CallCell>) {
+        fence(SeqCst);
+        let n = cell.steps.len() as u32;
+        for _ in 0..=n {
+            if status(cell.st()) != CS_WAITING {
+                return;
+            }
+            let f = cell.frontier.load(SeqCst).clamp(1, n.max(1));
+            for i in 0..f as usize {
+                if cell.is_registered(i) {
+                    match self.try_step(now, cell, i) {
+                        Attempt::Offered | Attempt::CallTaken => return,
+                        Attempt::NoAgent => {}
+                    }
+                }
+            }
+            if f >= n {
+                return;
+            }
+            let last = (f - 1) as usize;
+            match self.hold(now, cell, last) {
+                Hold::Forever => return,
+                Hold::Until(deadline) => {
+                    self.timers.insert(
+                        TimerKey {
+                            at: deadline.as_millis(),
+                            kind: T_ADVANCE,
+                            id: cell.id.0,
+                            aux: u64::from(f),
+                        },
+                        (),
+                    );
+                    return;
+                }
+                Hold::Pass => {
+                    if cell
+                        .frontier
+                        .compare_exchange(f, f + 1, SeqCst, SeqCst)
+                        .is_ok()
+                    {
+                        cell.frontier_since.store(now.as_millis(), SeqCst);
+                        if let Some(Target::Queue(q)) = cell.steps.get(last).map(|s| s.target)
+                            && cell.is_registered(last)
+                        {
+                            if let Some(rt) = self.queues.get(q as usize) {
+                                rt.overflowed.fetch_add(1, SeqCst);
+                            }
+                            self.events.push(Event::CallOverflowed {
+                                call: cell.id,
+                                queue: QueueIdx(q),
+                                at: now,
+                            });
+                        }
+                        self.register(cell, f as usize);
+                        fence(SeqCst);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tries to find and claim agents for step `i` and offer them the call.
+    fn try_step(&self, now: Time, cell: &Arc<CallCell>, i: usize) -> Attempt {
+        let Some(step) = cell.steps.get(i) else {
+            return Attempt::NoAgent;
+        };
+        let call = cell.id.0;
+        let agents = match step.target {
+            Target::Nobody => return Attempt::NoAgent,
+            Target::Agent(a) => {
+                if !self.claim(now, a, call, None) {
+                    return Attempt::NoAgent;
+                }
+                vec![a]
+            }
+            Target::Role(r) => {
+                let Some(map) = self.role_hints.get(r as usize) else {
+                    return Attempt::NoAgent;
+                };
+                match self.claim_scan(now, map, Bound::Unbounded, |_| true, cell) {
+                    Some(a) => vec![a],
+                    None => return Attempt::NoAgent,
+                }
+            }
+            Target::Queue(q) => {
+                let Some(rt) = self.queues.get(q as usize) else {
+                    return Attempt::NoAgent;
+                };
+                let strategy = rt.cfg.strategy;
+                let Some(map) = self
+                    .skill_hints
+                    .get(rt.skill as usize)
+                    .and_then(|k| k.get(hint_kind(strategy) as usize))
+                    .and_then(Option::as_ref)
+                else {
+                    return Attempt::NoAgent;
+                };
+                match strategy {
+                    Strategy::RingAll => {
+                        let Some(level) = self.best_level(map) else {
+                            return Attempt::NoAgent;
+                        };
+                        let mut got = Vec::new();
+                        let mut keys = Vec::new();
+                        map.scan(Bound::Unbounded, |k, _| {
+                            if k.level_rev != level || keys.len() >= self.ring_all_limit {
+                                return ControlFlow::Break(());
+                            }
+                            keys.push(*k);
+                            ControlFlow::Continue(())
+                        });
+                        for k in keys {
+                            if self.claim(now, k.idx, call, Some(k.generation)) {
+                                got.push(k.idx);
+                            }
+                        }
+                        if got.is_empty() {
+                            return Attempt::NoAgent;
+                        }
+                        got
+                    }
+                    Strategy::RoundRobin => {
+                        match self.claim_rotating(now, map, cell, || rt.rr_cursor.load(SeqCst)) {
+                            Some(a) => {
+                                rt.rr_cursor.store(a.wrapping_add(1), SeqCst);
+                                vec![a]
+                            }
+                            None => return Attempt::NoAgent,
+                        }
+                    }
+                    Strategy::Random => {
+                        let n = rt.agents.len().max(1) as u32;
+                        let pick = || {
+                            use rand::{Rng, SeedableRng};
+                            let c = self.rng_counter.fetch_add(1, SeqCst);
+                            let mut rng =
+                                rand::rngs::SmallRng::seed_from_u64(self.seed ^ c.rotate_left(17));
+                            rt.agents
+                                .get(rng.random_range(0..n) as usize)
+                                .copied()
+                                .unwrap_or(0)
+                        };
+                        match self.claim_rotating(now, map, cell, pick) {
+                            Some(a) => vec![a],
+                            None => return Attempt::NoAgent,
+                        }
+                    }
+                    _ => match self.claim_scan(now, map, Bound::Unbounded, |_| true, cell) {
+                        Some(a) => vec![a],
+                        None => return Attempt::NoAgent,
+                    },
+                }
+            }
+        };
+        self.commit(now, cell, i, agents, true)
+    }
+
+    /// Second half of an offer: the agents are claimed; move the call waiting → offered.
+    /// If another thread offered (or the caller withdrew) the call first, the claims are
+    /// undone and, when `redispatch`, the agents look for other calls.
+    fn commit(
+        &self,
+        now: Time,
+        cell: &Arc<CallCell>,
+        i: usize,
+        agents: Vec<u32>,
+        redispatch: bool,
+    ) -> Attempt {
+        let call = cell.id.0;
+        let marker = match agents.as_slice() {
+            [one] => *one,
+            _ => RING_ALL,
+        };
+        let undo = |agents: &[u32]| {
+            for &a in agents {
+                if self.unclaim(now, a, call) && redispatch {
+                    self.dispatch_agent(now, a);
+                }
+            }
+        };
+        if cell
+            .status
+            .compare_exchange(
+                mk_status(CS_WAITING, NONE),
+                mk_status(CS_OFFERED, marker),
+                SeqCst,
+                SeqCst,
+            )
+            .is_err()
+        {
+            undo(&agents);
+            return Attempt::CallTaken;
+        }
+        cell.ringing.store(agents.len() as u32, SeqCst);
+        cell.offered_step.store(i as u32, SeqCst);
+        let attempt = cell.attempts.fetch_add(1, SeqCst).saturating_add(1);
+        if marker == RING_ALL {
+            self.ring_sets.insert(call, Arc::new(agents.clone()));
+            // A caller who left between the CAS and the insert found no ring set to release.
+            if cell.st() != mk_status(CS_OFFERED, RING_ALL) {
+                self.ring_sets.remove(&call);
+                undo(&agents);
+                return Attempt::CallTaken;
+            }
+        }
+        let (queue, ring_ms) = match cell.steps.get(i).map(|s| s.target) {
+            Some(Target::Queue(q)) => (
+                Some(QueueIdx(q)),
+                self.queues
+                    .get(q as usize)
+                    .map_or(self.default_ring_ms, |q| secs_to_ms(q.cfg.ring_timeout_s)),
+            ),
+            _ => (None, self.default_ring_ms),
+        };
+        let offer = Offer {
+            call: cell.id,
+            agents: agents.iter().map(|&a| AgentIdx(a)).collect(),
+            queue,
+            ring_timeout_ms: ring_ms,
+            attempt,
+            route: self.trace(cell, i, &agents),
+        };
+        self.events.push(Event::CallOffered {
+            offer: offer.clone(),
+            at: now,
+        });
+        self.offers.push(offer);
+        Attempt::Offered
+    }
+
+    /// Agent-driven dispatch: agent `a` became available; offer it the best waiting call it
+    /// can serve (highest priority, then oldest) from its own, its roles' and its queues' lists.
+    fn dispatch_agent(&self, now: Time, a: u32) {
+        fence(SeqCst);
+        let (Some(info), Some(slot)) = (self.agents.get(a as usize), self.slots.get(a as usize))
+        else {
+            return;
+        };
+        for _ in 0..16 {
+            let w = slot.word.load(SeqCst);
+            if tag(w) != AgentStateKind::Available {
+                return;
+            }
+            let mut best: Option<(WaitKey, Arc<CallCell>, ListRef)> = None;
+            for &lr in &info.lists {
+                let Some(list) = self.list(lr) else { continue };
+                let mut garbage = Vec::new();
+                list.scan(Bound::Unbounded, |k, cell| match status(cell.st()) {
+                    CS_WAITING => {
+                        if cell.last_no_answer.load(SeqCst) == a {
+                            return ControlFlow::Continue(());
+                        }
+                        if best.as_ref().is_none_or(|(bk, _, _)| k < bk) {
+                            best = Some((*k, cell.clone(), lr));
+                        }
+                        ControlFlow::Break(())
+                    }
+                    CS_OFFERED => ControlFlow::Continue(()),
+                    _ => {
+                        garbage.push(*k);
+                        ControlFlow::Continue(())
+                    }
+                });
+                for k in &garbage {
+                    list.remove(k);
+                }
+            }
+            let Some((_, cell, lr)) = best else { return };
+            let Some(i) = cell.step_for(lr) else { continue };
+            if !self.move_agent(now, a, w, AgentStateKind::Ringing, cell.id.0) {
+                continue;
+            }
+            if let Attempt::Offered = self.commit(now, &cell, i, vec![a], false) {
+                return;
+            }
+        }
+    }
+
+    /// One ringing agent let go of an offer; the last one puts the call back in its place.
+    fn release_ring(&self, now: Time, cell: &Arc<CallCell>) {
+        let prev = cell
+            .ringing
+            .fetch_update(SeqCst, SeqCst, |n| Some(n.saturating_sub(1)))
+            .unwrap_or(0);
+        if prev != 1 {
+            return;
+        }
+        let st = cell.st();
+        if status(st) == CS_OFFERED
+            && cell
+                .status
+                .compare_exchange(st, mk_status(CS_WAITING, NONE), SeqCst, SeqCst)
+                .is_ok()
+        {
+            if status_agent(st) == RING_ALL {
+                self.ring_sets.remove(&cell.id.0);
+            }
+            self.dispatch_call(now, cell);
+        }
+    }
+
+    fn answered(&self, now: Time, cell: &Arc<CallCell>, a: u32) -> Result<(), EngineError> {
+        let call = cell.id;
+        let slot = self.slot(a)?;
+        let st = cell.st();
+        if status(st) != CS_OFFERED {
+            return Err(EngineError::WrongCallState {
+                call,
+                state: status_name(st),
+            });
+        }
+        let w = slot.word.load(SeqCst);
+        if tag(w) != AgentStateKind::Ringing
+            || call_of(w) != call.0 & CALL_MASK
+            || !self.move_agent(now, a, w, AgentStateKind::OnCall, call.0)
+        {
+            return Err(EngineError::NotRinging {
+                call,
+                agent: AgentIdx(a),
+            });
+        }
+        if cell
+            .status
+            .compare_exchange(st, mk_status(CS_TALKING, a), SeqCst, SeqCst)
+            .is_err()
+        {
+            // The caller left meanwhile: the agent is free again.
+            let w = slot.word.load(SeqCst);
+            if tag(w) == AgentStateKind::OnCall
+                && call_of(w) == call.0 & CALL_MASK
+                && self.move_agent(now, a, w, AgentStateKind::Available, 0)
+            {
+                self.dispatch_agent(now, a);
+            }
+            return Err(EngineError::WrongCallState {
+                call,
+                state: status_name(cell.st()),
+            });
+        }
+        slot.no_answer_streak.store(0, SeqCst);
+        cell.answered_at.store(now.as_millis(), SeqCst);
+        let wait_ms = now.millis_since(cell.enqueued_at);
+        if let Some(q) = self.queues.get(cell.stats_queue.load(SeqCst) as usize) {
+            q.answered.fetch_add(1, SeqCst);
+            q.wait_total.fetch_add(wait_ms, SeqCst);
+            if wait_ms <= self.sl_threshold_ms {
+                q.answered_within.fetch_add(1, SeqCst);
+            }
+        }
+        if status_agent(st) == RING_ALL
+            && let Some(set) = self.ring_sets.get(&call.0)
+        {
+            self.ring_sets.remove(&call.0);
+            for &b in set.iter().filter(|&&b| b != a) {
+                if self.unclaim(now, b, call.0) {
+                    self.dispatch_agent(now, b);
+                }
+            }
+        }
+        self.unregister_all(cell);
+        let queue = match cell
+            .steps
+            .get(cell.offered_step.load(SeqCst) as usize)
+            .map(|s| s.target)
+        {
+            Some(Target::Queue(q)) => Some(QueueIdx(q)),
+            _ => None,
+        };
+        self.events.push(Event::CallAnswered {
+            call,
+            agent: AgentIdx(a),
+            queue,
+            wait_ms,
+            at: now,
+        });
+        Ok(())
+    }
+
+    fn not_answered(
+        &self,
+        now: Time,
+        cell: &Arc<CallCell>,
+        a: u32,
+        to: AgentStateKind,
+        rejected: bool,
+    ) -> Result<(), EngineError> {
+        let call = cell.id;
+        let slot = self.slot(a)?;
+        let w = slot.word.load(SeqCst);
+        if tag(w) != AgentStateKind::Ringing
+            || call_of(w) != call.0 & CALL_MASK
+            || !self.move_agent(now, a, w, to, 0)
+        {
+            return Err(EngineError::NotRinging {
+                call,
+                agent: AgentIdx(a),
+            });
+        }
+        cell.last_no_answer.store(a, SeqCst);
+        self.events.push(Event::CallNotAnswered {
+            call,
+            agent: AgentIdx(a),
+            rejected,
+            at: now,
+        });
+        self.release_ring(now, cell);
+        if to == AgentStateKind::Available {
+            self.dispatch_agent(now, a);
+        }
+        Ok(())
+    }
+
+    fn caller_gone(&self, now: Time, cell: &Arc<CallCell>) -> Result<(), EngineError> {
+        let call = cell.id;
+        let st = loop {
+            let st = cell.st();
+            match status(st) {
+                CS_WAITING | CS_OFFERED => {
+                    if cell
+                        .status
+                        .compare_exchange(st, mk_status(CS_GONE, status_agent(st)), SeqCst, SeqCst)
+                        .is_ok()
+                    {
+                        break st;
+                    }
+                }
+                CS_TALKING => return self.hangup(now, call, HangupSide::Caller),
+                _ => {
+                    return Err(EngineError::WrongCallState {
+                        call,
+                        state: status_name(st),
+                    });
+                }
+            }
+        };
+        if status(st) == CS_OFFERED {
+            let agents = match status_agent(st) {
+                RING_ALL => {
+                    let set = self.ring_sets.get(&call.0);
+                    self.ring_sets.remove(&call.0);
+                    set.map(|s| s.to_vec()).unwrap_or_default()
+                }
+                one => vec![one],
+            };
+            for b in agents {
+                if self.unclaim(now, b, call.0) {
+                    self.dispatch_agent(now, b);
+                }
+            }
+        }
+        let wait_ms = now.millis_since(cell.enqueued_at);
+        if let Some(q) = self.queues.get(cell.stats_queue.load(SeqCst) as usize) {
+            q.abandoned.fetch_add(1, SeqCst);
+        }
+        self.unregister_all(cell);
+        self.calls.remove(&call.0);
+        self.events.push(Event::CallAbandoned {
+            call,
+            wait_ms,
+            at: now,
+        });
+        Ok(())
+    }
+
+    /// The explanation of an offer from step `served` to `agents`.
+    fn trace(&self, cell: &CallCell, served: usize, agents: &[u32]) -> String {
+        let mut parts = Vec::with_capacity(served + 1);
+        for (i, step) in cell.steps.iter().enumerate().take(served + 1) {
+            let label = &step.label;
+            let names = || {
+                agents
+                    .iter()
+                    .map(|&a| self.id_of(a))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let part = if step.manager != NONE {
+                let m = self.id_of(step.manager);
+                match step.target {
+                    Target::Agent(s) if s != step.manager => {
+                        if i == served {
+                            format!("{label}({m}: absent → {})", self.id_of(s))
+                        } else {
+                            format!(
+                                "{label}({m}: absent → {}: {})",
+                                self.id_of(s),
+                                self.kind_of(s).as_str()
+                            )
+                        }
+                    }
+                    Target::Agent(_) if i == served => format!("{label}({m})"),
+                    Target::Agent(_) => {
+                        format!("{label}({m}: {})", self.kind_of(step.manager).as_str())
+                    }
+                    _ => format!("{label}({m}: absent → no substitute)"),
+                }
+            } else if i == served {
+                format!("{label}({})", names())
+            } else {
+                match step.target {
+                    Target::Nobody => format!("{label}(no manager)"),
+                    Target::Agent(a) => format!("{label}({})", self.kind_of(a).as_str()),
+                    Target::Role(_) => format!("{label}(none available)"),
+                    Target::Queue(_) if cell.is_registered(i) => format!("{label}(max wait)"),
+                    Target::Queue(_) => format!("{label}(full)"),
+                }
+            };
+            parts.push(part);
+        }
+        parts.join(" > ")
+    }
+}
+
+/// The API the server drives, implemented by [`Engine`] and by the benchmark baseline
+/// [`crate::baseline::MutexEngine`].
+pub trait QueueEngine: Send + Sync {
+    /// See [`Engine::route_call`].
+    fn route_call(&self, now: Time, req: CallRequest) -> Result<CallId, EngineError>;
+    /// See [`Engine::next_offer`].
+    fn next_offer(&self) -> Option<Offer>;
+    /// See [`Engine::report`].
+    fn report(&self, now: Time, call: CallId, outcome: Outcome) -> Result<(), EngineError>;
+    /// See [`Engine::hangup`].
+    fn hangup(&self, now: Time, call: CallId, side: HangupSide) -> Result<(), EngineError>;
+    /// See [`Engine::set_agent_state`].
+    fn set_agent_state(
+        &self,
+        now: Time,
+        agent: AgentIdx,
+        change: AgentStateChange,
+    ) -> Result<(), EngineError>;
+    /// See [`Engine::handle_timeout`].
+    fn handle_timeout(&self, now: Time);
+    /// See [`Engine::poll_event`].
+    fn poll_event(&self) -> Option<Event>;
+}
+
+impl QueueEngine for Engine {
+    fn route_call(&self, now: Time, req: CallRequest) -> Result<CallId, EngineError> {
+        Engine::route_call(self, now, req)
+    }
+    fn next_offer(&self) -> Option<Offer> {
+        Engine::next_offer(self)
+    }
+    fn report(&self, now: Time, call: CallId, outcome: Outcome) -> Result<(), EngineError> {
+        Engine::report(self, now, call, outcome)
+    }
+    fn hangup(&self, now: Time, call: CallId, side: HangupSide) -> Result<(), EngineError> {
+        Engine::hangup(self, now, call, side)
+    }
+    fn set_agent_state(
+        &self,
+        now: Time,
+        agent: AgentIdx,
+        change: AgentStateChange,
+    ) -> Result<(), EngineError> {
+        Engine::set_agent_state(self, now, agent, change)
+    }
+    fn handle_timeout(&self, now: Time) {
+        Engine::handle_timeout(self, now);
+    }
+    fn poll_event(&self) -> Option<Event> {
+        Engine::poll_event(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AgentConfig;
+    use crate::model::ClientType;
+
+    fn agent(id: &str, roles: &[&str], skills: &[(&str, u8)]) -> AgentConfig {
+        AgentConfig {
+            id: id.into(),
+            name: id.to_uppercase(),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            skills: skills.iter().map(|(s, l)| ((*s).to_owned(), *l)).collect(),
+            substitute: None,
+        }
+    }
+
+    fn queue(name: &str, strategy: Strategy) -> QueueConfig {
+        QueueConfig {
+            strategy,
+            wrap_up_s: 0,
+            ..QueueConfig::new(name, name)
+        }
+    }
+
+    fn cfg(agents: Vec<AgentConfig>) -> EngineConfig {
+        EngineConfig {
+            agents,
+            queues: vec![
+                queue("orders", Strategy::LongestIdle),
+                queue("regional", Strategy::LongestIdle),
+            ],
+            ..EngineConfig::default()
+        }
+    }
+
+    /// The company of PRODUCT §2: operators, key-account managers, heads, finance, quality.
+    fn company() -> Engine {
+        let mut agents = vec![
+            agent("olga", &["operator"], &[("orders", 5)]),
+            agent("omar", &["operator"], &[("orders", 5), ("regional", 5)]),
+            agent("ana", &["key_account_manager"], &[]),
+            agent("marko", &["key_account_manager"], &[]),
+            agent("kira", &["key_account_manager"], &[]),
+            agent("wes", &["head_of_wholesale"], &[]),
+            agent("sam", &["head_of_sales", "department_head"], &[]),
+            agent("fin", &["finance"], &[]),
+            agent("qa", &["quality"], &[]),
+        ];
+        agents[2].substitute = Some("marko".into());
+        Engine::new(cfg(agents)).unwrap()
+    }
+
+    fn t(s: u64) -> Time {
+        Time::from_secs(s)
+    }
+
+    fn idx(e: &Engine, id: &str) -> AgentIdx {
+        e.agent_idx(id).unwrap()
+    }
+
+    fn login_all(e: &Engine, now: Time) {
+        for a in 0..e.agent_count() {
+            e.set_agent_state(now, AgentIdx(a as u32), AgentStateChange::Available)
+                .unwrap();
+        }
+    }
+
+    fn set(e: &Engine, id: &str, change: AgentStateChange) {
+        e.set_agent_state(t(1), idx(e, id), change).unwrap();
+    }
+
+    fn client(t: ClientType, manager: Option<&str>, debt: u64) -> Client {
+        Client {
+            number: "+1".into(),
+            name: "c".into(),
+            client_type: t,
+            manager: manager.map(Into::into),
+            region: None,
+            overdue_debt: debt,
+        }
+    }
+
+    fn call(e: &Engine, now: Time, c: Option<Client>, purpose: Purpose) -> CallId {
+        e.route_call(
+            now,
+            CallRequest {
+                caller: "+1".into(),
+                purpose,
+                client: c,
+                priority: None,
+            },
+        )
+        .unwrap()
+    }
+
+    fn offered_to(e: &Engine) -> Vec<String> {
+        let o = e.next_offer().expect("an offer");
+        o.agents
+            .iter()
+            .map(|&a| e.agent_id(a).unwrap().to_owned())
+            .collect()
+    }
+
+    /// Answers and ends the next offer after `talk` seconds; returns the agent.
+    fn serve(e: &Engine, at: u64, talk: u64) -> String {
+        let o = e.next_offer().expect("an offer");
+        let a = o.agents[0];
+        e.report(t(at), o.call, Outcome::Answered(a)).unwrap();
+        e.hangup(t(at + talk), o.call, HangupSide::Caller).unwrap();
+        e.agent_id(a).unwrap().to_owned()
+    }
+
+    // ---- PRODUCT §2 rules 3–9 -----------------------------------------------------------
+
+    #[test]
+    fn rule3_operators_take_orders_from_ordinary_clients() {
+        let e = company();
+        login_all(&e, t(1));
+        for ty in [
+            ClientType::Retail,
+            ClientType::Marketer,
+            ClientType::OwnOutlet,
+        ] {
+            let c = call(&e, t(2), Some(client(ty, Some("ana"), 0)), Purpose::Order);
+            let o = e.next_offer().unwrap();
+            assert_eq!(o.queue, e.queue_idx("orders"));
+            assert!(o.route.starts_with("queue:orders("), "{}", o.route);
+            e.report(t(2), c, Outcome::CallerGone).unwrap();
+        }
+        // Information calls of ordinary clients go to the order desk too.
+        call(
+            &e,
+            t(3),
+            Some(client(ClientType::Retail, None, 0)),
+            Purpose::Information,
+        );
+        assert!(["olga", "omar"].contains(&offered_to(&e)[0].as_str()));
+    }
+
+    #[test]
+    fn rule4_key_clients_go_to_their_manager_then_other_kams_then_head_of_wholesale() {
+        let e = company();
+        login_all(&e, t(1));
+        let key = || Some(client(ClientType::Key, Some("ana"), 0));
+        call(&e, t(2), key(), Purpose::Order);
+        let o = e.next_offer().unwrap();
+        assert_eq!(o.route, "assigned_manager(ana)");
+        e.report(t(2), o.call, Outcome::Answered(idx(&e, "ana")))
+            .unwrap();
+        // ana busy → another key-account manager (longest idle: marko, then kira).
+        call(&e, t(3), key(), Purpose::Order);
+        let o = e.next_offer().unwrap();
+        assert_eq!(
+            o.route,
+            "assigned_manager(ana: on_call) > role:key_account_manager(marko)"
+        );
+        e.report(t(3), o.call, Outcome::Answered(idx(&e, "marko")))
+            .unwrap();
+        call(&e, t(4), key(), Purpose::Order);
+        assert_eq!(offered_to(&e), ["kira"]);
+        // No key-account manager available → head of wholesale; never the order desk.
+        call(&e, t(5), key(), Purpose::Order);
+        let o = e.next_offer().unwrap();
+        assert_eq!(
+            o.route,
+            "assigned_manager(ana: on_call) > role:key_account_manager(none available) > role:head_of_wholesale(wes)"
+        );
+    }
+
+    #[test]
+    fn rule5_debtors_go_to_manager_or_finance_never_the_order_desk() {
+        let e = company();
+        login_all(&e, t(1));
+        call(
+            &e,
+            t(2),
+            Some(client(ClientType::Retail, Some("kira"), 100)),
+            Purpose::Order,
+        );
+        assert_eq!(offered_to(&e), ["kira"]);
+        call(
+            &e,
+            t(2),
+            Some(client(ClientType::Retail, None, 100)),
+            Purpose::Order,
+        );
+        let o = e.next_offer().unwrap();
+        assert_eq!(
+            o.route,
+            "assigned_manager(none) > role:finance(fin)".replace("(none)", "(no manager)")
+        );
+        // Finance busy: the debtor waits for finance rather than reaching operators.
+        let c = call(
+            &e,
+            t(3),
+            Some(client(ClientType::Retail, None, 100)),
+            Purpose::Order,
+        );
+        assert!(e.next_offer().is_none());
+        e.report(t(4), o.call, Outcome::Answered(idx(&e, "fin")))
+            .unwrap();
+        e.hangup(t(5), o.call, HangupSide::Agent).unwrap();
+        let o = e.next_offer().unwrap();
+        assert_eq!(
+            (o.call, offered_to_ids(&e, &o)),
+            (c, vec!["fin".to_owned()])
+        );
+        // Debt only matters for orders: an information call takes the ordinary route.
+        call(
+            &e,
+            t(6),
+            Some(client(ClientType::Retail, None, 100)),
+            Purpose::Information,
+        );
+        assert_eq!(e.next_offer().unwrap().queue, e.queue_idx("orders"));
+    }
+
+    fn offered_to_ids(e: &Engine, o: &Offer) -> Vec<String> {
+        o.agents
+            .iter()
+            .map(|&a| e.agent_id(a).unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn rule6_new_clients_go_to_department_heads() {
+        let e = company();
+        login_all(&e, t(1));
+        call(&e, t(2), None, Purpose::Order);
+        assert_eq!(offered_to(&e), ["sam"]);
+        call(
+            &e,
+            t(2),
+            Some(client(ClientType::New, None, 0)),
+            Purpose::Order,
+        );
+        // sam is ringing: the new client waits for a department head, not the order desk.
+        assert!(e.next_offer().is_none());
+    }
+
+    #[test]
+    fn rule7_regional_clients_go_to_regional_operators() {
+        let e = company();
+        login_all(&e, t(1));
+        call(
+            &e,
+            t(2),
+            Some(client(ClientType::Regional, None, 0)),
+            Purpose::Order,
+        );
+        let o = e.next_offer().unwrap();
+        assert_eq!(o.route, "queue:regional(omar)");
+        call(
+            &e,
+            t(2),
+            Some(client(ClientType::Regional, None, 0)),
+            Purpose::Order,
+        );
+        assert!(e.next_offer().is_none(), "olga lacks the regional skill");
+    }
+
+    #[test]
+    fn rule8_other_purposes_go_to_manager_else_head_of_sales() {
+        let e = company();
+        login_all(&e, t(1));
+        call(
+            &e,
+            t(2),
+            Some(client(ClientType::Retail, Some("kira"), 0)),
+            Purpose::Other,
+        );
+        assert_eq!(offered_to(&e), ["kira"]);
+        set(&e, "wes", AgentStateChange::Absent { substitute: None });
+        call(
+            &e,
+            t(3),
+            Some(client(ClientType::Retail, Some("wes"), 0)),
+            Purpose::Other,
+        );
+        let o = e.next_offer().unwrap();
+        assert_eq!(
+            o.route,
+            "assigned_manager(wes: absent → no substitute) > role:head_of_sales(sam)"
+        );
+    }
+
+    #[test]
+    fn rule9_an_absent_agents_clients_ring_the_substitute() {
+        let e = company();
+        login_all(&e, t(1));
+        set(&e, "ana", AgentStateChange::Absent { substitute: None });
+        call(
+            &e,
+            t(2),
+            Some(client(ClientType::Key, Some("ana"), 0)),
+            Purpose::Order,
+        );
+        let o = e.next_offer().unwrap();
+        assert_eq!(o.route, "assigned_manager(ana: absent → marko)");
+        e.report(t(2), o.call, Outcome::Answered(idx(&e, "marko")))
+            .unwrap();
+        // Substitute busy: the issue's example trace.
+        call(
+            &e,
+            t(3),
+            Some(client(ClientType::Key, Some("ana"), 0)),
+            Purpose::Order,
+        );
+        let o = e.next_offer().unwrap();
+        assert_eq!(
+            o.route,
+            "assigned_manager(ana: absent → marko: on_call) > role:key_account_manager(kira)"
+        );
+        // An explicit substitute overrides the configured one; an absent agent never rings.
+        set(
+            &e,
+            "wes",
+            AgentStateChange::Absent {
+                substitute: Some("sam".into()),
+            },
+        );
+        call(
+            &e,
+            t(4),
+            Some(client(ClientType::Retail, Some("wes"), 0)),
+            Purpose::Other,
+        );
+        assert_eq!(offered_to(&e), ["sam"]);
+    }
+
+    #[test]
+    fn complaints_go_to_quality() {
+        let e = company();
+        login_all(&e, t(1));
+        call(
+            &e,
+            t(2),
+            Some(client(ClientType::Retail, Some("kira"), 0)),
+            Purpose::Complaint,
+        );
+        assert_eq!(offered_to(&e), ["qa"]);
+    }
+
+    #[test]
+    fn busy_manager_is_waited_for_then_skipped() {
+        let mut c = cfg(vec![
+            agent("ana", &["key_account_manager"], &[]),
+            agent("kira", &["key_account_manager"], &[]),
+        ]);
+        c.busy_manager_wait_s = 10;
+        let e = Engine::new(c).unwrap();
+        login_all(&e, t(0));
+        let key = || Some(client(ClientType::Key, Some("ana"), 0));
+        let first = call(&e, t(1), key(), Purpose::Order);
+        assert_eq!(offered_to(&e), ["ana"]);
+        e.report(t(1), first, Outcome::Answered(idx(&e, "ana")))
+            .unwrap();
+        // ana is busy: wait for her (kira stays idle) ...
+        let second = call(&e, t(2), key(), Purpose::Order);
+        assert!(e.next_offer().is_none());
+        assert_eq!(e.poll_timeout(), Some(t(12)));
+        // ... she frees within the wait and gets it.
+        e.hangup(t(5), first, HangupSide::Caller).unwrap();
+        let o = e.next_offer().unwrap();
+        assert_eq!((o.call, o.agents.clone()), (second, vec![idx(&e, "ana")]));
+        e.report(t(5), second, Outcome::Answered(idx(&e, "ana")))
+            .unwrap();
+        // A third call waits 10 s, then moves on to kira.
+        let third = call(&e, t(6), key(), Purpose::Order);
+        e.handle_timeout(t(15));
+        assert!(e.next_offer().is_none());
+        e.handle_timeout(t(16));
+        let o = e.next_offer().unwrap();
+        assert_eq!((o.call, o.agents.clone()), (third, vec![idx(&e, "kira")]));
+        assert_eq!(
+            o.route,
+            "assigned_manager(ana: on_call) > role:key_account_manager(kira)"
+        );
+    }
+
+    #[test]
+    fn absent_manager_is_skipped_at_once_even_with_a_busy_wait() {
+        let mut c = cfg(vec![
+            agent("ana", &["key_account_manager"], &[]),
+            agent("kira", &["key_account_manager"], &[]),
+        ]);
+        c.busy_manager_wait_s = 60;
+        let e = Engine::new(c).unwrap();
+        login_all(&e, t(0));
+        set(&e, "ana", AgentStateChange::Absent { substitute: None });
+        call(
+            &e,
+            t(1),
+            Some(client(ClientType::Key, Some("ana"), 0)),
+            Purpose::Order,
+        );
+        assert_eq!(offered_to(&e), ["kira"]);
+    }
+
+    // ---- strategies ---------------------------------------------------------------------
+
+    fn strategy_engine(strategy: Strategy, levels: &[u8]) -> Engine {
+        let agents = levels
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| agent(&format!("a{i}"), &["operator"], &[("orders", l)]))
+            .collect();
+        let mut c = cfg(agents);
+        c.queues[0].strategy = strategy;
+        let e = Engine::new(c).unwrap();
+        login_all(&e, t(0));
+        e
+    }
+
+    fn order(e: &Engine, at: u64) -> CallId {
+        call(
+            e,
+            t(at),
+            Some(client(ClientType::Retail, None, 0)),
+            Purpose::Order,
+        )
+    }
+
+    #[test]
+    fn longest_idle_offers_the_agent_idle_longest() {
+        let e = strategy_engine(Strategy::LongestIdle, &[1, 1, 1]);
+        // Each call ends at a later time: a0 at 10, a1 at 20, a2 at 30.
+        for (i, end) in [10, 20, 30].into_iter().enumerate() {
+            order(&e, end - 5);
+            let o = e.next_offer().unwrap();
+            assert_eq!(
+                o.agents,
+                vec![AgentIdx(i as u32)],
+                "never-used agents go first"
+            );
+            e.report(t(end - 5), o.call, Outcome::Answered(o.agents[0]))
+                .unwrap();
+            e.hangup(t(end), o.call, HangupSide::Caller).unwrap();
+        }
+        order(&e, 40);
+        assert_eq!(offered_to(&e), ["a0"]);
+        order(&e, 40);
+        assert_eq!(offered_to(&e), ["a1"]);
+    }
+
+    #[test]
+    fn higher_skill_level_is_offered_first() {
+        for s in [
+            Strategy::LongestIdle,
+            Strategy::RoundRobin,
+            Strategy::FewestCalls,
+            Strategy::LeastTalkTime,
+            Strategy::Random,
+            Strategy::Linear,
+            Strategy::RingAll,
+        ] {
+            let e = strategy_engine(s, &[1, 9, 5, 9]);
+            order(&e, 1);
+            let mut got = offered_to(&e);
+            got.sort();
+            let want: &[&str] = if s == Strategy::RingAll {
+                &["a1", "a3"]
+            } else if s == Strategy::Random {
+                if got == ["a1"] { &["a1"] } else { &["a3"] }
+            } else {
+                &["a1"]
+            };
+            assert_eq!(got, want, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn round_robin_rotates() {
+        let e = strategy_engine(Strategy::RoundRobin, &[1, 1, 1]);
+        let got: Vec<String> = (0..4).map(|i| serve_one(&e, i)).collect();
+        assert_eq!(got, ["a0", "a1", "a2", "a0"]);
+    }
+
+    fn serve_one(e: &Engine, at: u64) -> String {
+        order(e, at * 10);
+        serve(e, at * 10, 1)
+    }
+
+    #[test]
+    fn linear_always_starts_from_the_first() {
+        let e = strategy_engine(Strategy::Linear, &[1, 1, 1]);
+        let got: Vec<String> = (0..3).map(|i| serve_one(&e, i)).collect();
+        assert_eq!(got, ["a0", "a0", "a0"]);
+        order(&e, 100);
+        order(&e, 100);
+        assert_eq!(offered_to(&e), ["a0"]);
+        assert_eq!(offered_to(&e), ["a1"]);
+    }
+
+    #[test]
+    fn fewest_calls_prefers_the_least_used() {
+        let e = strategy_engine(Strategy::FewestCalls, &[1, 1, 1]);
+        let mut got: Vec<String> = (0..3).map(|i| serve_one(&e, i)).collect();
+        set(&e, "a0", AgentStateChange::Break { reason: None });
+        got.extend((3..5).map(|i| serve_one(&e, i)));
+        set(&e, "a0", AgentStateChange::Available);
+        // a0 has 1 call, a1 and a2 have 2: a0, then a tie broken by index: a0 again.
+        got.extend((5..7).map(|i| serve_one(&e, i)));
+        assert_eq!(got, ["a0", "a1", "a2", "a1", "a2", "a0", "a0"]);
+        assert_eq!(e.agents()[0].calls_today, 3);
+    }
+
+    #[test]
+    fn least_talk_time_prefers_the_least_talked() {
+        let e = strategy_engine(Strategy::LeastTalkTime, &[1, 1]);
+        order(&e, 1);
+        assert_eq!(serve(&e, 1, 100), "a0");
+        order(&e, 200);
+        assert_eq!(serve(&e, 200, 10), "a1");
+        // a0 talked 100 s, a1 10 s: a1 again.
+        order(&e, 300);
+        assert_eq!(serve(&e, 300, 10), "a1");
+        order(&e, 400);
+        assert_eq!(serve(&e, 400, 200), "a1");
+        order(&e, 700);
+        assert_eq!(serve(&e, 700, 1), "a0");
+    }
+
+    #[test]
+    fn random_is_seeded_and_spreads() {
+        let run = |seed: u64| {
+            let agents = (0..8)
+                .map(|i| agent(&format!("a{i}"), &[], &[("orders", 1)]))
+                .collect();
+            let mut c = cfg(agents);
+            c.queues[0].strategy = Strategy::Random;
+            c.seed = seed;
+            let e = Engine::new(c).unwrap();
+            login_all(&e, t(0));
+            (0..40).map(|i| serve_one(&e, i)).collect::<Vec<_>>()
+        };
+        let a = run(7);
+        assert_eq!(a, run(7), "same seed, same choices");
+        assert_ne!(a, run(8), "another seed, other choices");
+        let distinct: BTreeSet<_> = a.iter().collect();
+        assert!(distinct.len() >= 5, "{distinct:?}");
+    }
+
+    #[test]
+    fn ring_all_rings_everyone_and_the_first_answer_wins() {
+        let e = strategy_engine(Strategy::RingAll, &[1, 1, 1]);
+        let c = order(&e, 1);
+        let o = e.next_offer().unwrap();
+        assert_eq!(o.agents.len(), 3);
+        e.report(t(2), c, Outcome::Answered(AgentIdx(1))).unwrap();
+        assert_eq!(e.agent_state(AgentIdx(0)), Some(AgentState::Available));
+        assert_eq!(e.agent_state(AgentIdx(1)), Some(AgentState::OnCall(c)));
+        assert!(e.report(t(2), c, Outcome::Answered(AgentIdx(2))).is_err());
+        // No answer from all: the call goes back and rings again.
+        let c2 = order(&e, 3);
+        let o = e.next_offer().unwrap();
+        assert_eq!(o.agents.len(), 2);
+        for a in &o.agents {
+            e.report(t(4), c2, Outcome::NoAnswer(*a)).unwrap();
+        }
+        let o = e.next_offer().unwrap();
+        assert_eq!((o.call, o.attempt), (c2, 2));
+    }
+
+    // ---- queue order, offers, timers ----------------------------------------------------
+
+    #[test]
+    fn priority_then_fifo() {
+        let e = strategy_engine(Strategy::LongestIdle, &[1]);
+        let first = order(&e, 1);
+        assert!(e.next_offer().is_some()); // a0 rings for `first`
+        let c1 = order(&e, 2);
+        let c2 = order(&e, 3);
+        let vip = e
+            .route_call(
+                t(4),
+                CallRequest {
+                    caller: "+9".into(),
+                    purpose: Purpose::Order,
+                    client: Some(client(ClientType::Retail, None, 0)),
+                    priority: Some(5),
+                },
+            )
+            .unwrap();
+        let c3 = order(&e, 5);
+        e.report(t(6), first, Outcome::Answered(AgentIdx(0)))
+            .unwrap();
+        let mut served = Vec::new();
+        let mut now = 7;
+        e.hangup(t(now), first, HangupSide::Caller).unwrap();
+        while let Some(o) = e.next_offer() {
+            served.push(o.call);
+            e.report(t(now), o.call, Outcome::Answered(AgentIdx(0)))
+                .unwrap();
+            now += 1;
+            e.hangup(t(now), o.call, HangupSide::Caller).unwrap();
+        }
+        assert_eq!(served, [vip, c1, c2, c3]);
+    }
+
+    #[test]
+    fn no_answer_keeps_the_place_and_repeated_no_answers_set_not_ready() {
+        let mut c = cfg(vec![
+            agent("a0", &[], &[("orders", 1)]),
+            agent("a1", &[], &[("orders", 1)]),
+        ]);
+        c.no_answer_limit = 2;
+        let e = Engine::new(c).unwrap();
+        e.set_agent_state(t(0), AgentIdx(0), AgentStateChange::Available)
+            .unwrap();
+        let c1 = order(&e, 1);
+        let o = e.next_offer().unwrap();
+        let c2 = order(&e, 2);
+        e.report(t(3), c1, Outcome::NoAnswer(o.agents[0])).unwrap();
+        // c1 is back at its original place (ahead of c2); a0 is the only agent, so it rings again.
+        let o = e.next_offer().unwrap();
+        assert_eq!((o.call, o.attempt), (c1, 2));
+        e.report(t(4), c1, Outcome::NoAnswer(AgentIdx(0))).unwrap();
+        assert_eq!(e.agent_state(AgentIdx(0)), Some(AgentState::NotReady));
+        assert!(e.next_offer().is_none());
+        // Another agent logs in and gets c1 first.
+        e.set_agent_state(t(5), AgentIdx(1), AgentStateChange::Available)
+            .unwrap();
+        assert_eq!(e.next_offer().unwrap().call, c1);
+        let _ = c2;
+    }
+
+    #[test]
+    fn wrap_up_returns_the_agent_after_wrap_up_s() {
+        let mut c = cfg(vec![agent("a0", &[], &[("orders", 1)])]);
+        c.queues[0].wrap_up_s = 5;
+        let e = Engine::new(c).unwrap();
+        login_all(&e, t(0));
+        let c1 = order(&e, 1);
+        e.next_offer().unwrap();
+        e.report(t(1), c1, Outcome::Answered(AgentIdx(0))).unwrap();
+        let c2 = order(&e, 2);
+        e.hangup(t(10), c1, HangupSide::Agent).unwrap();
+        assert_eq!(e.agent_state(AgentIdx(0)), Some(AgentState::WrapUp(c1)));
+        assert_eq!(e.poll_timeout(), Some(t(15)));
+        e.handle_timeout(t(14));
+        assert!(e.next_offer().is_none());
+        e.handle_timeout(t(15));
+        assert_eq!(e.next_offer().unwrap().call, c2);
+    }
+
+    #[test]
+    fn overflow_after_max_wait_keeps_the_place() {
+        let mut c = cfg(vec![
+            agent("op", &["operator"], &[("orders", 1)]),
+            agent("sam", &["head_of_sales"], &[]),
+        ]);
+        c.queues[0].max_wait_s = Some(30);
+        c.queues[0].overflow = Some(Step::Role("head_of_sales".into()));
+        let e = Engine::new(c).unwrap();
+        e.set_agent_state(t(0), AgentIdx(0), AgentStateChange::Available)
+            .unwrap();
+        let c0 = order(&e, 0);
+        e.next_offer().unwrap();
+        e.report(t(0), c0, Outcome::Answered(AgentIdx(0))).unwrap();
+        let c1 = order(&e, 1);
+        let c2 = order(&e, 2);
+        e.handle_timeout(t(31));
+        // c1 overflowed, but sam is logged out: nothing yet; c1 still first in `orders`.
+        assert!(e.next_offer().is_none());
+        e.hangup(t(40), c0, HangupSide::Caller).unwrap();
+        let o = e.next_offer().unwrap();
+        assert_eq!(o.call, c1, "the overflowed call kept its place");
+        e.report(t(40), c1, Outcome::Answered(AgentIdx(0))).unwrap();
+        e.handle_timeout(t(41));
+        e.set_agent_state(t(42), AgentIdx(1), AgentStateChange::Available)
+            .unwrap();
+        let o = e.next_offer().unwrap();
+        assert_eq!(o.call, c2);
+        assert_eq!(o.route, "queue:orders(max wait) > role:head_of_sales(sam)");
+        let s = e.stats(t(42), QueueIdx(0)).unwrap();
+        assert_eq!((s.overflowed, s.entered), (2, 3));
+    }
+
+    #[test]
+    fn caller_gone_while_waiting_and_while_ringing() {
+        let e = strategy_engine(Strategy::LongestIdle, &[1]);
+        let c1 = order(&e, 1);
+        e.next_offer().unwrap();
+        let c2 = order(&e, 2);
+        e.report(t(3), c2, Outcome::CallerGone).unwrap();
+        e.report(t(4), c1, Outcome::CallerGone).unwrap();
+        assert_eq!(e.agent_state(AgentIdx(0)), Some(AgentState::Available));
+        assert!(e.next_offer().is_none());
+        assert_eq!(e.active_calls(), 0);
+        let s = e.stats(t(5), QueueIdx(0)).unwrap();
+        assert_eq!((s.abandoned, s.waiting), (2, 0));
+        assert!(matches!(
+            e.report(t(6), c1, Outcome::CallerGone),
+            Err(EngineError::UnknownCall(_))
+        ));
+    }
+
+    #[test]
+    fn state_change_while_ringing_withdraws_the_offer() {
+        let e = strategy_engine(Strategy::LongestIdle, &[1, 1]);
+        let c = order(&e, 1);
+        let o = e.next_offer().unwrap();
+        e.set_agent_state(
+            t(2),
+            o.agents[0],
+            AgentStateChange::Break {
+                reason: Some("lunch".into()),
+            },
+        )
+        .unwrap();
+        let o2 = e.next_offer().unwrap();
+        assert_eq!(o2.call, c);
+        assert_ne!(o2.agents, o.agents);
+        assert_eq!(
+            e.agent_state(o.agents[0]),
+            Some(AgentState::Break {
+                reason: Some("lunch".into())
+            })
+        );
+        e.report(t(3), c, Outcome::Answered(o2.agents[0])).unwrap();
+        assert_eq!(
+            e.set_agent_state(t(3), o2.agents[0], AgentStateChange::LoggedOut),
+            Err(EngineError::AgentOnCall(o2.agents[0]))
+        );
+    }
+
+    #[test]
+    fn stats_service_level_and_asa() {
+        let e = strategy_engine(Strategy::LongestIdle, &[1]);
+        let c1 = order(&e, 0);
+        e.next_offer().unwrap();
+        e.report(t(5), c1, Outcome::Answered(AgentIdx(0))).unwrap();
+        let c2 = order(&e, 1);
+        let c3 = order(&e, 2);
+        e.hangup(t(60), c1, HangupSide::Caller).unwrap(); // c2 offered at 60 s
+        e.report(t(61), c2, Outcome::Answered(AgentIdx(0))).unwrap();
+        let s = e.stats(t(62), QueueIdx(0)).unwrap();
+        assert_eq!((s.waiting, s.oldest_wait_ms), (1, 60_000));
+        e.report(t(70), c3, Outcome::CallerGone).unwrap();
+        let s = e.stats(t(70), QueueIdx(0)).unwrap();
+        assert_eq!(
+            (s.answered, s.answered_within_threshold, s.abandoned),
+            (2, 1, 1)
+        );
+        assert_eq!(s.service_level(), Some(1.0 / 3.0));
+        assert_eq!(s.asa_ms(), Some(32_500.0));
+        assert_eq!(s.abandonment_rate(), Some(1.0 / 3.0));
+        assert_eq!(s.agents_by_state[3], (AgentStateKind::OnCall, 1));
+    }
+
+    #[test]
+    fn config_errors_name_the_key() {
+        let mut c = cfg(vec![agent("a", &[], &[])]);
+        c.routing
+            .insert(Class::Key, vec![Step::Queue("nope".into())]);
+        let err = Engine::new(c).unwrap_err();
+        assert!(
+            err.to_string().starts_with("routing.key[0]: unknown queue"),
+            "{err}"
+        );
+        let mut c = cfg(vec![]);
+        c.queues.remove(1);
+        let err = Engine::new(c).unwrap_err().to_string();
+        assert!(
+            err.contains("routing.regional[0]") && err.contains("built-in chain"),
+            "{err}"
+        );
+        let mut c = cfg(vec![agent("a", &[], &[]), agent("a", &[], &[])]);
+        assert!(Engine::new(c.clone()).is_err());
+        c.agents.pop();
+        c.agents[0].substitute = Some("ghost".into());
+        assert!(
+            Engine::new(c)
+                .unwrap_err()
+                .to_string()
+                .contains("agents[0].substitute")
+        );
+    }
+
+    #[test]
+    fn routing_override_is_used() {
+        let mut c = cfg(vec![
+            agent("kira", &[], &[("key_accounts", 3)]),
+            agent("wes", &["head_of_wholesale"], &[]),
+        ]);
+        c.queues.push(queue("key_accounts", Strategy::LongestIdle));
+        c.routing.insert(
+            Class::Key,
+            [
+                "assigned_manager",
+                "queue:key_accounts",
+                "role:head_of_wholesale",
+            ]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect(),
+        );
+        let e = Engine::new(c).unwrap();
+        login_all(&e, t(0));
+        call(
+            &e,
+            t(1),
+            Some(client(ClientType::Key, None, 0)),
+            Purpose::Order,
+        );
+        assert_eq!(
+            e.next_offer().unwrap().route,
+            "assigned_manager(no manager) > queue:key_accounts(kira)"
+        );
+    }
+
+    #[test]
+    fn no_route_is_refused() {
+        let mut c = cfg(vec![]);
+        c.routing.insert(Class::Other, vec![Step::AssignedManager]);
+        let e = Engine::new(c).unwrap();
+        let r = e.route_call(
+            t(0),
+            CallRequest {
+                caller: "1".into(),
+                purpose: Purpose::Other,
+                client: Some(client(ClientType::Retail, None, 0)),
+                priority: None,
+            },
+        );
+        assert!(matches!(r, Err(EngineError::NoRoute(_))));
+    }
+
+    #[test]
+    fn events_describe_the_call() {
+        let e = strategy_engine(Strategy::LongestIdle, &[1]);
+        while e.poll_event().is_some() {}
+        let c = order(&e, 1);
+        let o = e.next_offer().unwrap();
+        e.report(t(2), c, Outcome::Answered(o.agents[0])).unwrap();
+        e.hangup(t(9), c, HangupSide::Agent).unwrap();
+        let kinds: Vec<&str> = std::iter::from_fn(|| e.poll_event())
+            .map(|ev| match ev {
+                Event::CallEnqueued { .. } => "enqueued",
+                Event::CallOffered { .. } => "offered",
+                Event::CallAnswered { wait_ms: 1000, .. } => "answered",
+                Event::CallEnded { talk_ms: 7000, .. } => "ended",
+                Event::AgentStateChanged { .. } => "agent",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "enqueued", "agent", "offered", "agent", "answered", "agent", "ended"
+            ]
+        );
+    }
+}
