@@ -167,6 +167,7 @@ impl NameAddr {
                 Some((u, _)) => (u, s.get(u.len()..).unwrap_or_default()),
                 None => (s, ""),
             };
+            let uri = trim_wsp(uri);
             if uri.contains(['?', ',']) {
                 return Err(ParseError::BadNameAddr);
             }
