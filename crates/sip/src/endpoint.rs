@@ -1436,7 +1436,10 @@ fn raw_error_response(
         "From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq}\r\nServer: {server}\r\nContent-Length: 0\r\n\r\n"
     ));
     let top = via.first().map(|v| split_first_element(v).0.to_string());
-    Some((out.into_bytes(), top))
+    // Copied lines may themselves be malformed: never send what a parser would reject.
+    let out = out.into_bytes();
+    Message::parse(&out).ok()?;
+    Some((out, top))
 }
 
 fn find_subslice(hay: &[u8], needle: &[u8]) -> Option<usize> {

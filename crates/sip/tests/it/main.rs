@@ -1,0 +1,10 @@
+//! Integration tests of `switchboard-sip`: endpoints driven in virtual time.
+
+// Test helpers outside `#[test]` functions unwrap too.
+#![allow(clippy::unwrap_used)]
+
+mod endpoint;
+mod fuzz;
+mod registrar;
+mod transactions;
+mod util;
