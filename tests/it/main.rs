@@ -1,1 +1,15 @@
-//! Integration tests, one binary (see ../lib.rs for the harness).
+//! Integration tests: the real `switchboard` binary over real loopback sockets, with real
+//! peers (SIPp) where the behaviour concerns other SIP software. One binary, so the
+//! workspace links once. The harness is in `harness.rs`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
+
+mod cli;
+mod harness;
+mod register;
+mod sip_basics;

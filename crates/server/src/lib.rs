@@ -1,1 +1,15 @@
-//! The Switchboard server: tokio transports, call control, HTTP API and metrics.
+//! The Switchboard server: tokio transports driving the sans-IO SIP endpoint, the HTTP
+//! surface (health, metrics, API), records to the store, and the command line.
+//!
+//! This crate is the edge: it owns sockets, the clock, signals and the Prometheus registry.
+//! Protocol decisions live in `switchboard-sip`, routing decisions in `switchboard-engine`,
+//! SQL in `switchboard-store`.
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod logging;
+pub mod metrics;
+pub mod server;
+pub mod transport;

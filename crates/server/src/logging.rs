@@ -1,0 +1,14 @@
+//! Structured logs on stderr through `tracing`. `RUST_LOG` filters (default `info`);
+//! `SWITCHBOARD_LOG_FORMAT=json` is not offered yet: the text format carries the fields.
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global subscriber once; later calls are no-ops.
+pub fn init() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(true)
+        .try_init();
+}

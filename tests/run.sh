@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The whole Switchboard test suite: installs the real peers it needs when missing, then runs
+# formatting and lint checks, every unit/integration/property test, and the loom models.
+#
+#   tests/run.sh            # what CI runs (via .ci/run)
+#
+# Needs root (or sudo) only when something must be installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# ---- peers and tools ---------------------------------------------------------------------
+missing=()
+command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
+if ((${#missing[@]})); then
+  step "installing: ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || { echo "need root or sudo to install ${missing[*]}" >&2; exit 1; }
+    SUDO="sudo"
+  fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+if ! id postgres >/dev/null 2>&1; then
+  step "creating the postgres system user for throwaway test clusters"
+  useradd --system --no-create-home --shell /usr/sbin/nologin postgres
+fi
+command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
+
+# ---- checks ------------------------------------------------------------------------------
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+# ---- tests -------------------------------------------------------------------------------
+step "loom models of the queue engine (bounded preemptions)"
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=2 \
+  cargo test -p switchboard-engine --release --test loom
+
+step "unit, property, store and integration tests (real SIPp, real PostgreSQL)"
+cargo nextest run --workspace --no-fail-fast
