@@ -11,7 +11,9 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use switchboard_sipmsg::{HeaderName, Host, Message, Method, ParseError, Request, Response, Via};
+use switchboard_sipmsg::{
+    HeaderName, Host, Message, Method, ParseError, Request, Response, Uri, Via,
+};
 
 use crate::Error;
 use crate::dialog;
@@ -215,6 +217,8 @@ pub struct EndpointConfig {
     pub user_agent: String,
     /// Larger datagrams are dropped unread.
     pub max_message_size: usize,
+    /// Most live server transactions; beyond it new requests get a stateless `503`.
+    pub max_transactions: usize,
     /// Agents and expiry limits.
     pub registrar: RegistrarConfig,
     /// Key for nonces and generated ids (random bytes chosen by the driver).
@@ -237,6 +241,7 @@ impl EndpointConfig {
             timers: TimerConfig::default(),
             user_agent: concat!("Switchboard/", env!("CARGO_PKG_VERSION")).to_string(),
             max_message_size: 65_535,
+            max_transactions: 10_000,
             registrar: RegistrarConfig::default(),
             nonce_secret,
             nonce_lifetime: NonceSource::DEFAULT_LIFETIME,
@@ -476,6 +481,20 @@ impl Endpoint {
         format!("{BRANCH_MAGIC}{}", self.new_token())
     }
 
+    /// A URI of this endpoint for Contact headers: `sip:[user@]host:port[;transport=..]`.
+    pub fn local_uri(&self, user: Option<&str>, transport: Transport) -> Uri {
+        let host = Host::parse(&self.cfg.advertised_host)
+            .unwrap_or_else(|_| Host::Domain(self.cfg.advertised_host.clone()));
+        let mut uri = Uri::sip(user, host, Some(self.cfg.port(transport)));
+        if transport != Transport::Udp {
+            uri.set_param(
+                "transport",
+                Some(&transport.via_token().to_ascii_lowercase()),
+            );
+        }
+        uri
+    }
+
     /// `host:port` this endpoint puts in Via for `transport`.
     pub fn sent_by(&self, transport: Transport) -> String {
         format!("{}:{}", self.cfg.advertised_host, self.cfg.port(transport))
@@ -701,6 +720,10 @@ impl Endpoint {
         let key = server_match(&req, &via, req.method.as_str());
         if let Some(&id) = self.server_index.get(&key) {
             self.on_server_retransmit(id);
+            return;
+        }
+        if self.servers.len() >= self.cfg.max_transactions {
+            self.reply_stateless(&req, reply_to, 503, "Service Unavailable");
             return;
         }
         let id = self.new_server(now, key, req.clone(), reply_to);
@@ -1444,4 +1467,91 @@ fn raw_error_response(
 
 fn find_subslice(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_element_split_respects_quotes() {
+        assert_eq!(split_first_element("a, b, c"), ("a", Some("b, c")));
+        assert_eq!(
+            split_first_element("a;x=\"1,2\", b"),
+            ("a;x=\"1,2\"", Some("b"))
+        );
+        assert_eq!(split_first_element("a"), ("a", None));
+        assert_eq!(split_first_element("a, "), ("a", None));
+    }
+
+    #[test]
+    fn reply_target_follows_rport_and_streams() {
+        let src = Peer::udp("203.0.113.5:40000".parse().unwrap());
+        let via = Via::parse("SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK1;rport").unwrap();
+        assert_eq!(reply_target(&src, &via).addr, src.addr);
+        let via = Via::parse("SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK1").unwrap();
+        assert_eq!(
+            reply_target(&src, &via).addr.to_string(),
+            "203.0.113.5:5070"
+        );
+        let via = Via::parse("SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1").unwrap();
+        assert_eq!(
+            reply_target(&src, &via).addr.to_string(),
+            "203.0.113.5:5060"
+        );
+        let tcp = Peer::stream(Transport::Tcp, src.addr, ConnId(3));
+        assert_eq!(reply_target(&tcp, &via), tcp);
+    }
+
+    #[test]
+    fn raw_400_needs_the_five_headers_and_skips_ack() {
+        let err = ParseError::BadContentLength;
+        let ok = b"MESSAGE sip:x SIP/2.0\r\nv: SIP/2.0/UDP h;branch=z9hG4bKa\r\nf: <sip:a@b>;tag=1\r\nt: <sip:c@d>\r\ni: id\r\nCSeq: 1 MESSAGE\r\nl: x\r\n\r\n";
+        let (bytes, via) = raw_error_response(ok, &err, "t1", "SB").unwrap();
+        let Message::Response(r) = Message::parse(&bytes).unwrap() else {
+            panic!("not a response")
+        };
+        assert_eq!(r.status, 400);
+        assert_eq!(r.to_hdr().unwrap().tag(), Some("t1"));
+        assert_eq!(via.as_deref(), Some("SIP/2.0/UDP h;branch=z9hG4bKa"));
+        let no_call_id = String::from_utf8_lossy(ok).replace("i: id\r\n", "");
+        assert!(raw_error_response(no_call_id.as_bytes(), &err, "t", "SB").is_none());
+        let ack = String::from_utf8_lossy(ok).replace("MESSAGE", "ACK");
+        assert!(raw_error_response(ack.as_bytes(), &err, "t", "SB").is_none());
+    }
+
+    #[test]
+    fn local_uri_names_the_transport() {
+        let ep = Endpoint::new(EndpointConfig::new("d", "192.0.2.1", b"s".to_vec()));
+        assert_eq!(
+            ep.local_uri(Some("q"), Transport::Udp).to_string(),
+            "sip:q@192.0.2.1:5060"
+        );
+        assert_eq!(
+            ep.local_uri(None, Transport::Tcp).to_string(),
+            "sip:192.0.2.1:5060;transport=tcp"
+        );
+    }
+
+    #[test]
+    fn transaction_cap_sheds_load_with_503() {
+        let mut cfg = EndpointConfig::new("d", "192.0.2.1", b"s".to_vec());
+        cfg.max_transactions = 1;
+        let mut ep = Endpoint::new(cfg);
+        let src = Peer::udp("203.0.113.5:5060".parse().unwrap());
+        for (i, want) in [(1, "SIP/2.0 200"), (2, "SIP/2.0 503")] {
+            let msg = format!(
+                "OPTIONS sip:d SIP/2.0\r\nVia: SIP/2.0/UDP 203.0.113.5;branch=z9hG4bK{i}\r\n\
+                 From: <sip:a@b>;tag=1\r\nTo: <sip:d>\r\nCall-ID: c{i}\r\nCSeq: 1 OPTIONS\r\n\
+                 Content-Length: 0\r\n\r\n"
+            );
+            ep.handle_datagram(Instant::ZERO, src.clone(), msg.as_bytes());
+            let t = ep.poll_transmit().unwrap();
+            assert!(
+                t.bytes.starts_with(want.as_bytes()),
+                "{}",
+                String::from_utf8_lossy(&t.bytes)
+            );
+        }
+    }
 }
