@@ -1,0 +1,715 @@
+//! All SQL lives here: connecting, migrations, batch inserts and queries, for PostgreSQL and
+//! SQLite. Statements are written once with `$N` placeholders (both drivers accept them) and
+//! run through the runtime query API; timestamps are bound as `timestamptz` for PostgreSQL and
+//! as ISO-8601 text for SQLite.
+
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::query::Query;
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, Postgres, Row, SqlSafeStr, Sqlite};
+
+use crate::model::{
+    AgentSessionEvent, CallRecord, Callback, Client, Money, QueueEvent, Record, Timestamp,
+};
+use crate::{StoreError, StoreOptions};
+
+/// Most rows in one INSERT statement. Batches are cut into power-of-two pieces up to this size
+/// so that each connection prepares at most nine statement shapes per table.
+const MAX_ROWS_PER_STATEMENT: usize = 256;
+
+/// Where the records go, parsed from `[database] url`.
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    Postgres(PgConnectOptions),
+    Sqlite(SqliteConnectOptions),
+}
+
+impl Target {
+    pub(crate) fn parse(url: &str) -> Result<Target, StoreError> {
+        let bad = |reason: String| StoreError::Url {
+            url: redact(url),
+            reason,
+        };
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let opts = PgConnectOptions::from_str(url).map_err(|e| bad(e.to_string()))?;
+            Ok(Target::Postgres(opts))
+        } else if url.starts_with("sqlite:") {
+            if url.contains(":memory:") || url.contains("mode=memory") {
+                return Err(bad(
+                    "an in-memory SQLite database cannot hold records: give a file path".into(),
+                ));
+            }
+            let opts = SqliteConnectOptions::from_str(url)
+                .map_err(|e| bad(e.to_string()))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(5));
+            Ok(Target::Sqlite(opts))
+        } else {
+            Err(bad(
+                "expected postgres://… or sqlite://… (for example sqlite://switchboard.db)".into(),
+            ))
+        }
+    }
+}
+
+/// The URL without its password, for messages.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = url.get(scheme + 3..at).unwrap_or("");
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!(
+                    "{}{user}:***{}",
+                    url.get(..scheme + 3).unwrap_or(""),
+                    url.get(at..).unwrap_or("")
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn migrator(target: &Target) -> Migrator {
+    let (sql, kind) = match target {
+        Target::Postgres(_) => (
+            include_str!("../migrations/postgres/0001_records.sql"),
+            "postgres",
+        ),
+        Target::Sqlite(_) => (
+            include_str!("../migrations/sqlite/0001_records.sql"),
+            "sqlite",
+        ),
+    };
+    let mut m = Migrator::with_migrations(vec![Migration::new(
+        1,
+        Cow::Owned(format!("records ({kind})")),
+        MigrationType::Simple,
+        sql.into_sql_str(),
+        false,
+    )]);
+    m.set_locking(true);
+    m
+}
+
+/// A connection pool for one backend.
+#[derive(Debug, Clone)]
+pub(crate) enum Db {
+    Pg(PgPool),
+    Lite(SqlitePool),
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool of either backend.
+macro_rules! on_db {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            Db::Pg($pool) => $body,
+            Db::Lite($pool) => $body,
+        }
+    };
+}
+
+/// A bind value. Timestamps are encoded per backend.
+#[derive(Debug)]
+enum Val<'a> {
+    Text(Option<&'a str>),
+    Owned(String),
+    Int(i64),
+    Ts(Option<Timestamp>),
+}
+
+/// SQLite text form of a timestamp: fixed width, so text order is time order.
+pub(crate) fn sqlite_ts(t: &Timestamp) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+trait BindVals: Sized {
+    fn bind_vals(self, vals: &[Val<'_>]) -> Self;
+}
+
+impl BindVals for Query<'_, Postgres, PgArguments> {
+    fn bind_vals(mut self, vals: &[Val<'_>]) -> Self {
+        for v in vals {
+            self = match v {
+                Val::Text(t) => self.bind(*t),
+                Val::Owned(s) => self.bind(s.clone()),
+                Val::Int(i) => self.bind(*i),
+                Val::Ts(t) => self.bind(*t),
+            };
+        }
+        self
+    }
+}
+
+impl BindVals for Query<'_, Sqlite, SqliteArguments> {
+    fn bind_vals(mut self, vals: &[Val<'_>]) -> Self {
+        for v in vals {
+            self = match v {
+                Val::Text(t) => self.bind(t.map(str::to_owned)),
+                Val::Owned(s) => self.bind(s.clone()),
+                Val::Int(i) => self.bind(*i),
+                Val::Ts(t) => self.bind(t.as_ref().map(sqlite_ts)),
+            };
+        }
+        self
+    }
+}
+
+fn decode_err(e: impl std::error::Error + Send + Sync + 'static) -> sqlx::Error {
+    sqlx::Error::Decode(Box::new(e))
+}
+
+/// Reads columns the same way from both backends' rows.
+trait RowExt {
+    fn text(&self, col: &str) -> Result<String, sqlx::Error>;
+    fn opt_text(&self, col: &str) -> Result<Option<String>, sqlx::Error>;
+    fn int(&self, col: &str) -> Result<i64, sqlx::Error>;
+    fn opt_ts(&self, col: &str) -> Result<Option<Timestamp>, sqlx::Error>;
+
+    fn ts(&self, col: &str) -> Result<Timestamp, sqlx::Error> {
+        self.opt_ts(col)?.ok_or_else(|| sqlx::Error::ColumnDecode {
+            index: col.to_owned(),
+            source: "unexpected NULL".into(),
+        })
+    }
+
+    fn parsed<T: FromStr<Err = StoreError>>(&self, col: &str) -> Result<T, sqlx::Error> {
+        self.text(col)?.parse().map_err(decode_err)
+    }
+}
+
+impl RowExt for PgRow {
+    fn text(&self, col: &str) -> Result<String, sqlx::Error> {
+        self.try_get(col)
+    }
+    fn opt_text(&self, col: &str) -> Result<Option<String>, sqlx::Error> {
+        self.try_get(col)
+    }
+    fn int(&self, col: &str) -> Result<i64, sqlx::Error> {
+        self.try_get(col)
+    }
+    fn opt_ts(&self, col: &str) -> Result<Option<Timestamp>, sqlx::Error> {
+        self.try_get(col)
+    }
+}
+
+impl RowExt for SqliteRow {
+    fn text(&self, col: &str) -> Result<String, sqlx::Error> {
+        self.try_get(col)
+    }
+    fn opt_text(&self, col: &str) -> Result<Option<String>, sqlx::Error> {
+        self.try_get(col)
+    }
+    fn int(&self, col: &str) -> Result<i64, sqlx::Error> {
+        self.try_get(col)
+    }
+    fn opt_ts(&self, col: &str) -> Result<Option<Timestamp>, sqlx::Error> {
+        let text: Option<String> = self.try_get(col)?;
+        text.map(|t| {
+            chrono::DateTime::parse_from_rfc3339(&t)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .map_err(decode_err)
+        })
+        .transpose()
+    }
+}
+
+const CALL_COLS: &[&str] = &[
+    "id",
+    "sip_call_id",
+    "direction",
+    "trunk",
+    "caller",
+    "dialed",
+    "client_number",
+    "client_class",
+    "purpose",
+    "queue",
+    "agent_id",
+    "route",
+    "started_at",
+    "queued_at",
+    "answered_at",
+    "ended_at",
+    "wait_ms",
+    "talk_ms",
+    "outcome",
+    "hangup_side",
+    "recording",
+];
+const QUEUE_EVENT_COLS: &[&str] = &["id", "at", "call_id", "queue", "agent_id", "event", "data"];
+const AGENT_SESSION_COLS: &[&str] = &["id", "at", "agent_id", "event", "state", "reason"];
+
+fn call_vals<'a>(c: &'a CallRecord, out: &mut Vec<Val<'a>>) {
+    out.extend([
+        Val::Text(Some(&c.id)),
+        Val::Text(Some(&c.sip_call_id)),
+        Val::Text(Some(c.direction.as_str())),
+        Val::Text(c.trunk.as_deref()),
+        Val::Text(Some(&c.caller)),
+        Val::Text(Some(&c.dialed)),
+        Val::Text(c.client_number.as_deref()),
+        Val::Text(c.client_class.as_deref()),
+        Val::Text(c.purpose.as_deref()),
+        Val::Text(c.queue.as_deref()),
+        Val::Text(c.agent_id.as_deref()),
+        Val::Text(Some(&c.route)),
+        Val::Ts(Some(c.started_at)),
+        Val::Ts(c.queued_at),
+        Val::Ts(c.answered_at),
+        Val::Ts(Some(c.ended_at)),
+        Val::Int(c.wait_ms),
+        Val::Int(c.talk_ms),
+        Val::Text(Some(c.outcome.as_str())),
+        Val::Text(Some(c.hangup_side.as_str())),
+        Val::Text(c.recording.as_deref()),
+    ]);
+}
+
+fn queue_event_vals<'a>(e: &'a QueueEvent, out: &mut Vec<Val<'a>>) {
+    out.extend([
+        Val::Text(Some(&e.id)),
+        Val::Ts(Some(e.at)),
+        Val::Text(Some(&e.call_id)),
+        Val::Text(Some(&e.queue)),
+        Val::Text(e.agent_id.as_deref()),
+        Val::Text(Some(e.event.as_str())),
+        Val::Text(e.data.as_deref()),
+    ]);
+}
+
+fn agent_session_vals<'a>(e: &'a AgentSessionEvent, out: &mut Vec<Val<'a>>) {
+    out.extend([
+        Val::Text(Some(&e.id)),
+        Val::Ts(Some(e.at)),
+        Val::Text(Some(&e.agent_id)),
+        Val::Text(Some(e.event.as_str())),
+        Val::Text(e.state.as_deref()),
+        Val::Text(e.reason.as_deref()),
+    ]);
+}
+
+/// `INSERT INTO table (cols) VALUES ($1, …), (…) ON CONFLICT (id) DO NOTHING` for `rows` rows.
+/// The text holds only our column names and placeholders, never data.
+fn insert_sql(table: &str, cols: &[&str], rows: usize) -> String {
+    let mut sql = format!("INSERT INTO {table} ({}) VALUES ", cols.join(", "));
+    let mut n = 0usize;
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 0..cols.len() {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            n += 1;
+            sql.push('$');
+            sql.push_str(&n.to_string());
+        }
+        sql.push(')');
+    }
+    sql.push_str(" ON CONFLICT (id) DO NOTHING");
+    sql
+}
+
+/// Cuts `len` into pieces of power-of-two sizes, at most [`MAX_ROWS_PER_STATEMENT`].
+fn piece_sizes(mut len: usize) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        if len == 0 {
+            return None;
+        }
+        let piece = if len >= MAX_ROWS_PER_STATEMENT {
+            MAX_ROWS_PER_STATEMENT
+        } else {
+            1usize << len.ilog2()
+        };
+        len -= piece;
+        Some(piece)
+    })
+}
+
+/// Inserts `items` into `table` on the open transaction `$tx`.
+macro_rules! insert_rows {
+    ($tx:expr, $items:expr, $table:expr, $cols:expr, $vals:path) => {{
+        let items = $items;
+        let mut start = 0usize;
+        for piece in piece_sizes(items.len()) {
+            let end = start + piece;
+            let mut vals = Vec::with_capacity(piece * $cols.len());
+            for item in items.get(start..end).unwrap_or_default() {
+                $vals(item, &mut vals);
+            }
+            sqlx::query(AssertSqlSafe(insert_sql($table, $cols, piece)))
+                .bind_vals(&vals)
+                .execute(&mut *$tx)
+                .await?;
+            start = end;
+        }
+    }};
+}
+
+/// The column list of `SELECT … FROM calls`.
+const CALL_SELECT: &str = "id, sip_call_id, direction, trunk, caller, dialed, client_number, \
+     client_class, purpose, queue, agent_id, route, started_at, queued_at, answered_at, ended_at, \
+     wait_ms, talk_ms, outcome, hangup_side, recording";
+
+fn call_from_row<R: RowExt>(r: &R) -> Result<CallRecord, sqlx::Error> {
+    Ok(CallRecord {
+        id: r.text("id")?,
+        sip_call_id: r.text("sip_call_id")?,
+        direction: r.parsed("direction")?,
+        trunk: r.opt_text("trunk")?,
+        caller: r.text("caller")?,
+        dialed: r.text("dialed")?,
+        client_number: r.opt_text("client_number")?,
+        client_class: r.opt_text("client_class")?,
+        purpose: r.opt_text("purpose")?,
+        queue: r.opt_text("queue")?,
+        agent_id: r.opt_text("agent_id")?,
+        route: r.text("route")?,
+        started_at: r.ts("started_at")?,
+        queued_at: r.opt_ts("queued_at")?,
+        answered_at: r.opt_ts("answered_at")?,
+        ended_at: r.ts("ended_at")?,
+        wait_ms: r.int("wait_ms")?,
+        talk_ms: r.int("talk_ms")?,
+        outcome: r.parsed("outcome")?,
+        hangup_side: r.parsed("hangup_side")?,
+        recording: r.opt_text("recording")?,
+    })
+}
+
+fn client_from_row<R: RowExt>(r: &R) -> Result<Client, sqlx::Error> {
+    Ok(Client {
+        number: r.text("number")?,
+        name: r.text("name")?,
+        client_type: r.parsed("type")?,
+        manager: r.opt_text("manager")?,
+        region: r.opt_text("region")?,
+        overdue_debt: r.parsed::<Money>("overdue_debt")?,
+    })
+}
+
+fn callback_from_row<R: RowExt>(r: &R) -> Result<Callback, sqlx::Error> {
+    Ok(Callback {
+        id: r.text("id")?,
+        number: r.text("number")?,
+        at: r.opt_ts("at")?,
+        queue: r.opt_text("queue")?,
+        created_at: r.ts("created_at")?,
+        status: r.parsed("status")?,
+    })
+}
+
+/// Whether an error says something about the data (retrying the same rows will fail again)
+/// rather than about the connection (retrying later may succeed).
+pub(crate) fn is_data_error(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            if !matches!(db.kind(), sqlx::error::ErrorKind::Other) {
+                return true; // unique / foreign key / not null / check violation
+            }
+            // PostgreSQL data exceptions (class 22) and integrity violations (class 23).
+            db.code()
+                .is_some_and(|c| c.starts_with("22") || c.starts_with("23"))
+        }
+        sqlx::Error::Encode(_) | sqlx::Error::TypeNotFound { .. } => true,
+        _ => false,
+    }
+}
+
+impl Db {
+    /// A pool that connects on first use, so a down database does not stop start-up.
+    pub(crate) fn connect_lazy(target: &Target, opts: &StoreOptions) -> Db {
+        match target {
+            Target::Postgres(o) => Db::Pg(
+                PgPoolOptions::new()
+                    .max_connections(opts.max_connections)
+                    .acquire_timeout(opts.db_timeout)
+                    .connect_lazy_with(o.clone()),
+            ),
+            Target::Sqlite(o) => Db::Lite(
+                SqlitePoolOptions::new()
+                    .max_connections(opts.max_connections)
+                    .acquire_timeout(opts.db_timeout)
+                    .connect_lazy_with(o.clone()),
+            ),
+        }
+    }
+
+    /// Applies the migrations that are not applied yet.
+    pub(crate) async fn migrate(&self, target: &Target) -> Result<(), StoreError> {
+        let m = migrator(target);
+        match self {
+            Db::Pg(pool) => m.run(pool).await?,
+            Db::Lite(pool) => m.run(pool).await?,
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn ping(&self) -> Result<(), sqlx::Error> {
+        on_db!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(drop))
+    }
+
+    pub(crate) async fn close(&self) {
+        on_db!(self, pool => pool.close().await)
+    }
+
+    /// Inserts a batch in one transaction, in order per table; rows whose id is already
+    /// stored are skipped (idempotent replay).
+    pub(crate) async fn insert_records(&self, records: &[Record]) -> Result<(), sqlx::Error> {
+        let mut calls = Vec::new();
+        let mut queue_events = Vec::new();
+        let mut sessions = Vec::new();
+        for r in records {
+            match r {
+                Record::Call(c) => calls.push(c.as_ref()),
+                Record::QueueEvent(e) => queue_events.push(e),
+                Record::AgentSession(e) => sessions.push(e),
+            }
+        }
+        fn call_ref<'a>(c: &&'a CallRecord, out: &mut Vec<Val<'a>>) {
+            call_vals(c, out);
+        }
+        fn qe_ref<'a>(e: &&'a QueueEvent, out: &mut Vec<Val<'a>>) {
+            queue_event_vals(e, out);
+        }
+        fn as_ref<'a>(e: &&'a AgentSessionEvent, out: &mut Vec<Val<'a>>) {
+            agent_session_vals(e, out);
+        }
+        on_db!(self, pool => {
+            let mut tx = pool.begin().await?;
+            insert_rows!(tx, calls.as_slice(), "calls", CALL_COLS, call_ref);
+            insert_rows!(tx, queue_events.as_slice(), "queue_events", QUEUE_EVENT_COLS, qe_ref);
+            insert_rows!(tx, sessions.as_slice(), "agent_sessions", AGENT_SESSION_COLS, as_ref);
+            tx.commit().await
+        })
+    }
+
+    /// Call-detail records that started at or after `since`, newest first.
+    pub(crate) async fn recent_calls(
+        &self,
+        since: Option<Timestamp>,
+        limit: u32,
+    ) -> Result<Vec<CallRecord>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {CALL_SELECT} FROM calls WHERE ($1 IS NULL OR started_at >= $2) \
+             ORDER BY started_at DESC, seq DESC LIMIT $3"
+        );
+        let vals = [Val::Ts(since), Val::Ts(since), Val::Int(i64::from(limit))];
+        on_db!(self, pool => {
+            let rows = sqlx::query(AssertSqlSafe(sql)).bind_vals(&vals).fetch_all(pool).await?;
+            rows.iter().map(call_from_row).collect()
+        })
+    }
+
+    fn debt_text(&self) -> &'static str {
+        match self {
+            Db::Pg(_) => "overdue_debt::text AS overdue_debt",
+            // NUMERIC affinity stores 12.50 as REAL 12.5: print it back with two digits.
+            Db::Lite(_) => "printf('%.2f', overdue_debt) AS overdue_debt",
+        }
+    }
+
+    /// The directory's version (bumped on every change).
+    pub(crate) async fn directory_version(&self) -> Result<i64, sqlx::Error> {
+        on_db!(self, pool => {
+            let row = sqlx::query("SELECT version FROM directory_version WHERE id = 1")
+                .fetch_one(pool)
+                .await?;
+            row.int("version")
+        })
+    }
+
+    /// The whole directory and its version, read in one transaction.
+    pub(crate) async fn load_directory(&self) -> Result<(i64, Vec<Client>), sqlx::Error> {
+        let sql = format!(
+            "SELECT number, name, type, manager, region, {} FROM clients",
+            self.debt_text()
+        );
+        on_db!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let version = sqlx::query("SELECT version FROM directory_version WHERE id = 1")
+                .fetch_one(&mut *tx)
+                .await?
+                .int("version")?;
+            let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(&mut *tx).await?;
+            tx.commit().await?;
+            let clients = rows.iter().map(client_from_row).collect::<Result<Vec<_>, _>>()?;
+            Ok((version, clients))
+        })
+    }
+
+    /// Inserts or replaces clients in one transaction; returns the new directory version.
+    pub(crate) async fn upsert_clients(
+        &self,
+        clients: &[Client],
+        now: Timestamp,
+    ) -> Result<i64, sqlx::Error> {
+        const SQL: &str = "INSERT INTO clients (number, name, type, manager, region, overdue_debt, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, CAST($6 AS NUMERIC), $7) \
+             ON CONFLICT (number) DO UPDATE SET name = excluded.name, type = excluded.type, \
+             manager = excluded.manager, region = excluded.region, \
+             overdue_debt = excluded.overdue_debt, updated_at = excluded.updated_at";
+        on_db!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for c in clients {
+                let vals = [
+                    Val::Text(Some(&c.number)),
+                    Val::Text(Some(&c.name)),
+                    Val::Text(Some(c.client_type.as_str())),
+                    Val::Text(c.manager.as_deref()),
+                    Val::Text(c.region.as_deref()),
+                    Val::Owned(c.overdue_debt.to_string()),
+                    Val::Ts(Some(now)),
+                ];
+                sqlx::query(SQL).bind_vals(&vals).execute(&mut *tx).await?;
+            }
+            let version = sqlx::query(
+                "UPDATE directory_version SET version = version + 1 WHERE id = 1 RETURNING version",
+            )
+            .fetch_one(&mut *tx)
+            .await?
+            .int("version")?;
+            tx.commit().await?;
+            Ok(version)
+        })
+    }
+
+    /// Removes a client; returns the new directory version, or `None` when it was not there.
+    pub(crate) async fn delete_client(&self, number: &str) -> Result<Option<i64>, sqlx::Error> {
+        let vals = [Val::Text(Some(number))];
+        on_db!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let gone = sqlx::query("DELETE FROM clients WHERE number = $1")
+                .bind_vals(&vals)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if gone == 0 {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+            let version = sqlx::query(
+                "UPDATE directory_version SET version = version + 1 WHERE id = 1 RETURNING version",
+            )
+            .fetch_one(&mut *tx)
+            .await?
+            .int("version")?;
+            tx.commit().await?;
+            Ok(Some(version))
+        })
+    }
+
+    pub(crate) async fn insert_callback(&self, cb: &Callback) -> Result<(), sqlx::Error> {
+        let vals = [
+            Val::Text(Some(&cb.id)),
+            Val::Text(Some(&cb.number)),
+            Val::Ts(cb.at),
+            Val::Text(cb.queue.as_deref()),
+            Val::Ts(Some(cb.created_at)),
+            Val::Text(Some(cb.status.as_str())),
+        ];
+        on_db!(self, pool => sqlx::query(
+            "INSERT INTO callbacks (id, number, at, queue, created_at, status) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind_vals(&vals)
+        .execute(pool)
+        .await
+        .map(drop))
+    }
+
+    /// Pending call-backs due at `now` (or without a time), oldest first.
+    pub(crate) async fn due_callbacks(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Callback>, sqlx::Error> {
+        let vals = [Val::Ts(Some(now)), Val::Int(i64::from(limit))];
+        on_db!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT id, number, at, queue, created_at, status FROM callbacks \
+                 WHERE status = 'pending' AND (at IS NULL OR at <= $1) \
+                 ORDER BY COALESCE(at, created_at), created_at LIMIT $2",
+            )
+            .bind_vals(&vals)
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(callback_from_row).collect()
+        })
+    }
+
+    /// Sets a call-back's status; returns whether it exists.
+    pub(crate) async fn set_callback_status(
+        &self,
+        id: &str,
+        status: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let vals = [Val::Text(Some(status)), Val::Text(Some(id))];
+        on_db!(self, pool => sqlx::query("UPDATE callbacks SET status = $1 WHERE id = $2")
+            .bind_vals(&vals)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected() > 0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_sql_numbers_placeholders_in_order() {
+        assert_eq!(
+            insert_sql("t", &["id", "a"], 2),
+            "INSERT INTO t (id, a) VALUES ($1, $2), ($3, $4) ON CONFLICT (id) DO NOTHING"
+        );
+    }
+
+    #[test]
+    fn batches_are_cut_into_power_of_two_pieces() {
+        assert_eq!(piece_sizes(0).count(), 0);
+        assert_eq!(piece_sizes(7).collect::<Vec<_>>(), vec![4, 2, 1]);
+        assert_eq!(
+            piece_sizes(600).collect::<Vec<_>>(),
+            vec![256, 256, 64, 16, 8]
+        );
+        assert_eq!(piece_sizes(600).sum::<usize>(), 600);
+    }
+
+    #[test]
+    fn urls_are_checked_and_passwords_hidden() {
+        assert!(matches!(
+            Target::parse("sqlite://switchboard.db"),
+            Ok(Target::Sqlite(_))
+        ));
+        assert!(matches!(
+            Target::parse("postgres://u:p@127.0.0.1:5/db"),
+            Ok(Target::Postgres(_))
+        ));
+        assert!(Target::parse("mysql://x").is_err());
+        assert!(Target::parse("sqlite::memory:").is_err());
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("sqlite://a.db"), "sqlite://a.db");
+    }
+
+    #[test]
+    fn sqlite_timestamps_sort_as_text() {
+        let a = Timestamp::from_timestamp(1_700_000_000, 5_000).unwrap();
+        let b = Timestamp::from_timestamp(1_700_000_000, 120_000_000).unwrap();
+        assert_eq!(sqlite_ts(&a), "2023-11-14T22:13:20.000005Z");
+        assert!(sqlite_ts(&a) < sqlite_ts(&b));
+    }
+}
