@@ -431,7 +431,15 @@ impl Endpoint {
         &self.registrar
     }
 
-    /// Mutable registrar (e.g. [`Registrar::set_agents`] on configuration reload).
+    /// Replaces the agents allowed to register (configuration reload); agents that are
+    /// gone lose their bindings, reported as [`Event::RegistrationChanged`].
+    pub fn set_agents(&mut self, now: Instant, agents: Vec<crate::AgentCredentials>) {
+        for agent in self.registrar.set_agents(agents) {
+            self.registration_changed(agent, now);
+        }
+    }
+
+    /// Mutable registrar (prefer [`Self::set_agents`], which also reports changes).
     pub fn registrar_mut(&mut self) -> &mut Registrar {
         &mut self.registrar
     }

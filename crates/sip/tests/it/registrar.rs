@@ -597,3 +597,58 @@ fn tcp_bindings_remember_the_connection_and_die_with_it() {
         matches!(&ua.events()[..], [Event::RegistrationChanged { agent, contacts }] if agent == "ana" && contacts.is_empty())
     );
 }
+
+#[test]
+fn removed_agents_lose_their_bindings_on_reload() {
+    let mut ua = Ua::new();
+    assert_eq!(
+        ua.login(
+            "ana",
+            "ana-secret",
+            "reg-r",
+            1,
+            &["<sip:ana@198.51.100.7>"],
+            None
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        ua.login(
+            "marko",
+            "marko-secret",
+            "reg-r2",
+            1,
+            &["<sip:marko@198.51.100.7>"],
+            None
+        )
+        .status,
+        200
+    );
+    ua.events();
+    let now = ua.now;
+    ua.ep.set_agents(
+        now,
+        vec![AgentCredentials {
+            id: "marko".into(),
+            password: "new".into(),
+        }],
+    );
+    assert_eq!(
+        ua.ep.registrar().registered_agents(),
+        vec!["marko".to_string()]
+    );
+    assert!(
+        matches!(&ua.events()[..], [Event::RegistrationChanged { agent, contacts }] if agent == "ana" && contacts.is_empty())
+    );
+    // The new password is in force.
+    assert_eq!(
+        ua.login("marko", "marko-secret", "reg-r2", 10, &[], None)
+            .status,
+        401
+    );
+    assert_eq!(
+        ua.login("marko", "new", "reg-r2", 20, &[], None).status,
+        200
+    );
+}
