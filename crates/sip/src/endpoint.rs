@@ -202,8 +202,8 @@ pub enum Event {
     },
 }
 
-/// Endpoint settings.
-#[derive(Debug, Clone)]
+/// Endpoint settings. `Debug` does not print the secret or passwords.
+#[derive(Clone)]
 pub struct EndpointConfig {
     /// Registrar domain and digest realm (`[sip] domain`).
     pub domain: String,
@@ -225,6 +225,23 @@ pub struct EndpointConfig {
     pub nonce_secret: Vec<u8>,
     /// How long a digest nonce stays fresh.
     pub nonce_lifetime: Duration,
+}
+
+impl std::fmt::Debug for EndpointConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointConfig")
+            .field("domain", &self.domain)
+            .field("advertised_host", &self.advertised_host)
+            .field("advertised_ports", &self.advertised_ports)
+            .field("timers", &self.timers)
+            .field("user_agent", &self.user_agent)
+            .field("max_message_size", &self.max_message_size)
+            .field("max_transactions", &self.max_transactions)
+            .field("registrar", &self.registrar)
+            .field("nonce_secret", &"<redacted>")
+            .field("nonce_lifetime", &self.nonce_lifetime)
+            .finish()
+    }
 }
 
 impl EndpointConfig {
@@ -1526,6 +1543,20 @@ mod tests {
         assert!(raw_error_response(no_call_id.as_bytes(), &err, "t", "SB").is_none());
         let ack = String::from_utf8_lossy(ok).replace("MESSAGE", "ACK");
         assert!(raw_error_response(ack.as_bytes(), &err, "t", "SB").is_none());
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let mut cfg = EndpointConfig::new("d", "h", b"very-secret-key".to_vec());
+        cfg.registrar.agents.push(crate::AgentCredentials {
+            id: "ana".into(),
+            password: "ana-pass".into(),
+        });
+        let ep = Endpoint::new(cfg);
+        let text = format!("{ep:?}");
+        assert!(text.contains("ana"));
+        assert!(!text.contains("ana-pass"));
+        assert!(!text.contains("118, 101, 114, 121")); // "very" as bytes
     }
 
     #[test]

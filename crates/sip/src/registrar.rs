@@ -17,13 +17,22 @@ use crate::digest::{Algorithm, Challenge, Credentials, NonceCounts, NonceSource,
 use crate::endpoint::{ConnId, Peer};
 use crate::time::Instant;
 
-/// One agent allowed to register.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One agent allowed to register. `Debug` does not print the password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct AgentCredentials {
     /// SIP user name (`[[agents]] id`).
     pub id: String,
     /// Digest password.
     pub password: String,
+}
+
+impl std::fmt::Debug for AgentCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentCredentials")
+            .field("id", &self.id)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Registrar settings.
@@ -90,7 +99,8 @@ pub struct RegisterOutcome {
 }
 
 /// The registrar: credentials, nonces and bindings.
-#[derive(Debug)]
+///
+/// `Debug` shows the configuration with passwords redacted, never the passwords map.
 pub struct Registrar {
     cfg: RegistrarConfig,
     realm: String,
@@ -98,6 +108,16 @@ pub struct Registrar {
     nonces: NonceSource,
     nonce_counts: NonceCounts,
     bindings: BTreeMap<String, Vec<Binding>>,
+}
+
+impl std::fmt::Debug for Registrar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registrar")
+            .field("realm", &self.realm)
+            .field("cfg", &self.cfg)
+            .field("bindings", &self.bindings)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A password no agent has: verifying against it keeps the work for an unknown user the
