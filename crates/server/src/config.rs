@@ -97,6 +97,10 @@ pub struct SipConfig {
     /// How long a digest nonce stays valid before `stale=true`.
     #[serde(default = "default_nonce_lifetime")]
     pub nonce_lifetime_s: u32,
+    /// Digest challenges offered to registering agents, in preference order
+    /// (`MD5`, `SHA-256`). Many softphones answer only the first challenge.
+    #[serde(default = "default_digest_algorithms")]
+    pub digest_algorithms: Vec<String>,
     /// Most simultaneous TCP connections.
     #[serde(default = "default_max_connections")]
     pub max_tcp_connections: usize,
@@ -125,6 +129,9 @@ fn default_max_expires() -> u32 {
 }
 fn default_nonce_lifetime() -> u32 {
     300
+}
+fn default_digest_algorithms() -> Vec<String> {
+    vec!["MD5".to_owned(), "SHA-256".to_owned()]
 }
 fn default_max_connections() -> usize {
     4096
@@ -657,6 +664,26 @@ impl Config {
         }
         if sip.nonce_lifetime_s < 10 {
             errors.push(err("sip.nonce_lifetime_s", "must be at least 10 seconds"));
+        }
+        if sip.digest_algorithms.is_empty() {
+            errors.push(err(
+                "sip.digest_algorithms",
+                "at least one algorithm is required",
+            ));
+        }
+        let mut seen_alg = HashSet::new();
+        for (i, alg) in sip.digest_algorithms.iter().enumerate() {
+            if alg != "MD5" && alg != "SHA-256" {
+                errors.push(err(
+                    format!("sip.digest_algorithms[{i}]"),
+                    format!("{alg:?} is not a digest algorithm (expected \"MD5\" or \"SHA-256\")"),
+                ));
+            } else if !seen_alg.insert(alg.as_str()) {
+                errors.push(err(
+                    format!("sip.digest_algorithms[{i}]"),
+                    format!("{alg:?} is listed twice"),
+                ));
+            }
         }
         if sip.max_tcp_connections == 0 {
             errors.push(err("sip.max_tcp_connections", "must be positive"));

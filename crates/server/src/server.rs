@@ -239,6 +239,12 @@ fn endpoint_config(
         min_expires: config.sip.min_expires_s,
         max_expires: config.sip.max_expires_s,
         default_expires: config.sip.max_expires_s,
+        algorithms: config
+            .sip
+            .digest_algorithms
+            .iter()
+            .filter_map(|a| switchboard_sip::digest::Algorithm::from_token(a))
+            .collect(),
         ..RegistrarConfig::default()
     };
     Ok(cfg)

@@ -48,6 +48,10 @@ pub struct RegistrarConfig {
     pub default_expires: u32,
     /// Most bindings one agent may hold at once.
     pub max_bindings_per_agent: usize,
+    /// Challenges offered in a `401`, in order of preference. Clients answer the first one
+    /// they support, but many deployed ones (SIPp, older softphones) only try the first: MD5
+    /// first by default keeps them working while SHA-256 clients can still choose SHA-256.
+    pub algorithms: Vec<Algorithm>,
 }
 
 impl Default for RegistrarConfig {
@@ -58,6 +62,7 @@ impl Default for RegistrarConfig {
             max_expires: 3600,
             default_expires: 3600,
             max_bindings_per_agent: 16,
+            algorithms: vec![Algorithm::Md5, Algorithm::Sha256],
         }
     }
 }
@@ -225,11 +230,12 @@ impl Registrar {
         changed
     }
 
-    /// A `401` with fresh challenges: SHA-256 first, then MD5 (RFC 8760 §2.4).
+    /// A `401` with fresh challenges, one per configured algorithm in preference order
+    /// (RFC 8760 §2.4).
     pub fn challenge(&self, req: &Request, now: Instant, stale: bool) -> Response {
         let nonce = self.nonces.issue(now);
         let mut resp = Response::from_request(req, 401, "Unauthorized", None);
-        for algorithm in [Algorithm::Sha256, Algorithm::Md5] {
+        for &algorithm in &self.cfg.algorithms {
             let c = Challenge {
                 realm: self.realm.clone(),
                 nonce: nonce.clone(),

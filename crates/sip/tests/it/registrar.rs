@@ -175,12 +175,10 @@ fn challenge_then_register_echoes_the_binding() {
     assert_eq!(challenge.status, 401);
     let ch = challenges(&challenge);
     assert_eq!(ch.len(), 2);
-    assert_eq!(
-        ch[0].algorithm,
-        Algorithm::Sha256,
-        "SHA-256 offered first (RFC 8760)"
-    );
-    assert_eq!(ch[1].algorithm, Algorithm::Md5);
+    // Default preference: MD5 first (clients that only read the first challenge), then
+    // SHA-256; both are accepted below.
+    assert_eq!(ch[0].algorithm, Algorithm::Md5);
+    assert_eq!(ch[1].algorithm, Algorithm::Sha256);
     assert!(
         ch.iter()
             .all(|c| c.qop_auth && c.realm == "callcenter.local" && !c.stale)
