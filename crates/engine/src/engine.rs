@@ -1476,8 +1476,47 @@ impl Engine {
         }
     }
 
-    /// Tries to find and claim agents for step `i` and offer them the call.
+    /// Serves step `i` of `cell` in list order: while an earlier call waits in the same list,
+    /// the agents found go to that call first (FIFO within a priority also on the call path).
     fn try_step(&self, now: Time, cell: &Arc<CallCell>, i: usize) -> Attempt {
+        let (Some(step), Some(my_key)) = (cell.steps.get(i), cell.key(i)) else {
+            return Attempt::NoAgent;
+        };
+        let Some(list) = self.list_of(step.target) else {
+            return Attempt::NoAgent;
+        };
+        // Each round either offers a call, or finds the head taken by another thread; the
+        // bound only protects against a pathological stream of such races, after which the
+        // call is served directly (never left waiting next to an idle agent).
+        for _ in 0..64 {
+            let mut head: Option<Arc<CallCell>> = None;
+            list.scan(Bound::Unbounded, |k, c| {
+                if *k >= my_key {
+                    return ControlFlow::Break(());
+                }
+                if status(c.st()) == CS_WAITING {
+                    head = Some(c.clone());
+                    return ControlFlow::Break(());
+                }
+                ControlFlow::Continue(())
+            });
+            let Some(head) = head else { break };
+            let Some(j) = head.steps.iter().position(|s| s.target == step.target) else {
+                break;
+            };
+            match self.try_step_direct(now, &head, j) {
+                Attempt::NoAgent => return Attempt::NoAgent,
+                Attempt::Offered | Attempt::CallTaken => {}
+            }
+            if status(cell.st()) != CS_WAITING {
+                return Attempt::CallTaken;
+            }
+        }
+        self.try_step_direct(now, cell, i)
+    }
+
+    /// Tries to find and claim agents for step `i` and offer them the call.
+    fn try_step_direct(&self, now: Time, cell: &Arc<CallCell>, i: usize) -> Attempt {
         let Some(step) = cell.steps.get(i) else {
             return Attempt::NoAgent;
         };
@@ -1658,19 +1697,24 @@ impl Engine {
             if tag(w) != AgentStateKind::Available {
                 return;
             }
+            // A call this agent just did not answer is taken only when nothing else waits.
             let mut best: Option<(WaitKey, Arc<CallCell>, ListRef)> = None;
+            let mut fallback: Option<(WaitKey, Arc<CallCell>, ListRef)> = None;
             for &lr in &info.lists {
                 let Some(list) = self.list(lr) else { continue };
                 let mut garbage = Vec::new();
                 list.scan(Bound::Unbounded, |k, cell| match status(cell.st()) {
                     CS_WAITING => {
-                        if cell.last_no_answer.load(SeqCst) == a {
-                            return ControlFlow::Continue(());
+                        let declined = cell.last_no_answer.load(SeqCst) == a;
+                        let slot = if declined { &mut fallback } else { &mut best };
+                        if slot.as_ref().is_none_or(|(bk, _, _)| k < bk) {
+                            *slot = Some((*k, cell.clone(), lr));
                         }
-                        if best.as_ref().is_none_or(|(bk, _, _)| k < bk) {
-                            best = Some((*k, cell.clone(), lr));
+                        if declined {
+                            ControlFlow::Continue(())
+                        } else {
+                            ControlFlow::Break(())
                         }
-                        ControlFlow::Break(())
                     }
                     CS_OFFERED => ControlFlow::Continue(()),
                     _ => {
@@ -1682,7 +1726,9 @@ impl Engine {
                     list.remove(k);
                 }
             }
-            let Some((_, cell, lr)) = best else { return };
+            let Some((_, cell, lr)) = best.or(fallback) else {
+                return;
+            };
             let Some(i) = cell.step_for(lr) else { continue };
             if !self.move_agent(now, a, w, AgentStateKind::Ringing, cell.id.0) {
                 continue;
