@@ -1,0 +1,151 @@
+//! Switchboard's media plane: the RTP relay that anchors every call's audio.
+//!
+//! What it is: an RTP port pool ([`ports`]), symmetric-RTP latching and relaying between a
+//! call's customer (trunk) leg and agent leg, G.711 µ-law/A-law with transcoding
+//! ([`g711`]), RFC 4733 telephone-events passed through and detected ([`dtmf`]), SDP offer /
+//! answer for those codecs ([`sdp`]), music on hold and prompts from 8 kHz WAV files paced
+//! at 20 ms ([`sounds`], [`stream`]), and stereo call recording ([`recording`]). One tokio
+//! task per call ([`Session`]) drives it.
+//!
+//! What it is not: no SIP (the call controller in `switchboard` decides when to answer,
+//! bridge or hold and carries the SDP), no jitter buffer or mixing (packets are relayed as
+//! they come), no SRTP/ICE/WebRTC yet, no RTCP generation (RTCP is received, counted and
+//! dropped), no Prometheus (counters are plain numbers: [`Media::totals`],
+//! [`Session::stats`]). Only [`session`] and [`ports`] touch sockets; [`rtp`], [`g711`],
+//! [`dtmf`], [`sdp`], [`stream`] and the aligner in [`recording`] are pure and tokio-free.
+//!
+//! # Use
+//! ```no_run
+//! # async fn demo() -> switchboard_media::Result<()> {
+//! use switchboard_media::{Media, MediaConfig, Sdp};
+//! let media = Media::new(MediaConfig {
+//!     ports: (20000, 29999),
+//!     bind_ip: "127.0.0.1".parse().unwrap(),
+//!     advertised_ip: "127.0.0.1".parse().unwrap(),
+//!     sounds_dir: "sounds".into(),
+//! })?;
+//! let mut session = media.open_session("call-id@host")?;
+//! # let invite_body = "";
+//! let answer = session.caller_answer(&Sdp::parse(invite_body)?)?; // 200 OK body to the trunk
+//! session.play_prompts(vec!["welcome.wav".into()])?;            // then music
+//! let mut digits = session.dtmf_events().expect("taken once");
+//! let offer = session.agent_offer();                             // INVITE body to the agent
+//! # let agent_200_body = "";
+//! session.set_agent_remote(&Sdp::parse(agent_200_body)?)?;
+//! session.bridge()?;
+//! session.start_recording("recordings/call.wav".as_ref())?;
+//! let stats = session.close().await;                            // ports freed, WAV complete
+//! # let _ = (answer, offer, digits.try_recv(), stats);
+//! # Ok(()) }
+//! ```
+
+mod clock;
+pub mod dtmf;
+mod error;
+pub mod g711;
+pub mod ports;
+pub mod recording;
+pub mod rtp;
+pub mod sdp;
+mod session;
+pub mod sounds;
+mod stats;
+pub mod stream;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use error::{MediaError, Result};
+pub use g711::Codec;
+pub use sdp::{Direction, Negotiated, Sdp};
+pub use session::{OFFERED_CODECS, PromptEnd, Session, TELEPHONE_EVENT_PT};
+pub use stats::{LegStats, MediaTotals, SessionStats};
+
+use ports::PortPool;
+use sounds::SoundCache;
+use stats::TotalCounters;
+
+/// Media settings (from `[media]` and `[sip] advertised_address`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaConfig {
+    /// Inclusive RTP port range `[first, last]` (`[media] rtp_ports`).
+    pub ports: (u16, u16),
+    /// Address the RTP sockets bind to.
+    pub bind_ip: IpAddr,
+    /// Address written into SDP (`c=`, `o=`).
+    pub advertised_ip: IpAddr,
+    /// Directory of the prompt and music WAV files (8 kHz mono 16-bit).
+    pub sounds_dir: PathBuf,
+}
+
+/// The media plane of one server: port pool, sound cache and totals. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Media {
+    cfg: Arc<MediaConfig>,
+    pool: Arc<PortPool>,
+    sounds: Arc<SoundCache>,
+    music: sounds::Samples,
+    totals: Arc<TotalCounters>,
+}
+
+impl Media {
+    /// Validates the port range and loads the hold music (`sounds_dir/music.wav`); binds
+    /// nothing yet.
+    pub fn new(cfg: MediaConfig) -> Result<Media> {
+        let pool = PortPool::new(cfg.ports.0, cfg.ports.1, cfg.bind_ip)?;
+        let sounds = Arc::new(SoundCache::default());
+        let music = sounds.get(&cfg.sounds_dir.join(sounds::MUSIC))?;
+        Ok(Media {
+            cfg: Arc::new(cfg),
+            pool,
+            sounds,
+            music,
+            totals: Arc::new(TotalCounters::default()),
+        })
+    }
+
+    /// Allocates the caller and agent port pairs and starts the call's media task. Must be
+    /// called inside a tokio runtime. Fails with [`MediaError::PortsExhausted`] when the
+    /// range is used up.
+    pub fn open_session(&self, call_id: &str) -> Result<Session> {
+        let caller = self.pool.allocate()?;
+        let agent = self.pool.allocate()?;
+        let ctx = session::SessionContext {
+            advertised_ip: self.cfg.advertised_ip,
+            music: self.music.clone(),
+            totals: Arc::clone(&self.totals),
+            sounds: Arc::clone(&self.sounds),
+            sounds_dir: self.cfg.sounds_dir.clone(),
+        };
+        let s = Session::spawn(call_id, ctx, caller, agent)?;
+        stats::bump(&self.totals.sessions_opened, 1);
+        Ok(s)
+    }
+
+    /// Totals across all sessions since start.
+    pub fn totals(&self) -> MediaTotals {
+        self.totals.snapshot(self.pool.in_use())
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &MediaConfig {
+        &self.cfg
+    }
+
+    /// Path of a shipped sound, e.g. `media.sound("welcome.wav")`.
+    pub fn sound(&self, name: &str) -> PathBuf {
+        self.cfg.sounds_dir.join(name)
+    }
+
+    /// Prompt list announcing a queue position and expected wait (see
+    /// [`sounds::announce_position`]).
+    pub fn announce_position(&self, position: u32, wait_minutes: u32) -> Vec<PathBuf> {
+        sounds::announce_position(&self.cfg.sounds_dir, position, wait_minutes)
+    }
+
+    /// Loads (or fetches from cache) and checks one sound file.
+    pub fn preload(&self, path: &Path) -> Result<()> {
+        self.sounds.get(&self.cfg.sounds_dir.join(path)).map(|_| ())
+    }
+}

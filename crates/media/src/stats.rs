@@ -1,0 +1,130 @@
+//! Plain counters, readable at any time (the binary turns them into Prometheus metrics).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Live counters of one leg (updated by the media task).
+#[derive(Debug, Default)]
+pub(crate) struct LegCounters {
+    pub packets_in: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub packets_out: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub lost: AtomicU64,
+    pub invalid: AtomicU64,
+    pub foreign: AtomicU64,
+    pub rtcp_in: AtomicU64,
+    pub send_errors: AtomicU64,
+}
+
+pub(crate) fn bump(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Relaxed);
+}
+
+impl LegCounters {
+    pub fn snapshot(&self) -> LegStats {
+        LegStats {
+            packets_in: self.packets_in.load(Relaxed),
+            bytes_in: self.bytes_in.load(Relaxed),
+            packets_out: self.packets_out.load(Relaxed),
+            bytes_out: self.bytes_out.load(Relaxed),
+            lost: self.lost.load(Relaxed),
+            invalid: self.invalid.load(Relaxed),
+            foreign_source: self.foreign.load(Relaxed),
+            rtcp_in: self.rtcp_in.load(Relaxed),
+            send_errors: self.send_errors.load(Relaxed),
+        }
+    }
+}
+
+/// Live counters of one session.
+#[derive(Debug, Default)]
+pub(crate) struct SessionCounters {
+    pub caller: LegCounters,
+    pub agent: LegCounters,
+    pub dtmf_digits: AtomicU64,
+}
+
+/// Counters of one leg at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LegStats {
+    /// RTP packets accepted from the far end (valid, from the latched address).
+    pub packets_in: u64,
+    /// Bytes of those packets.
+    pub bytes_in: u64,
+    /// RTP packets sent to the far end.
+    pub packets_out: u64,
+    /// Bytes of those packets.
+    pub bytes_out: u64,
+    /// Inbound packets presumed lost (sequence gaps).
+    pub lost: u64,
+    /// Datagrams on the RTP port that were not RTP.
+    pub invalid: u64,
+    /// Valid RTP from an address other than the latched one (dropped).
+    pub foreign_source: u64,
+    /// RTCP datagrams received (drained, not relayed).
+    pub rtcp_in: u64,
+    /// Sends that failed (socket buffer full, unreachable).
+    pub send_errors: u64,
+}
+
+/// Counters of one session at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    /// The customer (trunk) leg.
+    pub caller: LegStats,
+    /// The agent leg.
+    pub agent: LegStats,
+    /// DTMF digits detected from the caller.
+    pub dtmf_digits: u64,
+    /// The recording file, once one was started (after `close`, it is complete).
+    pub recording: Option<PathBuf>,
+}
+
+/// Process-wide totals across every session (for `switchboard_rtp_packets_total`).
+#[derive(Debug, Default)]
+pub(crate) struct TotalCounters {
+    pub packets_in: AtomicU64,
+    pub packets_out: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub lost: AtomicU64,
+    pub invalid: AtomicU64,
+    pub sessions_opened: AtomicU64,
+}
+
+/// Process-wide media totals at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MediaTotals {
+    /// RTP packets received on all legs (`direction="in"`).
+    pub packets_in: u64,
+    /// RTP packets sent on all legs (`direction="out"`).
+    pub packets_out: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Inbound packets presumed lost, summed over closed and open sessions.
+    pub lost: u64,
+    /// Non-RTP datagrams received on RTP ports.
+    pub invalid: u64,
+    /// Sessions opened since start.
+    pub sessions_opened: u64,
+    /// Port pairs currently allocated.
+    pub ports_in_use: u64,
+}
+
+impl TotalCounters {
+    pub fn snapshot(&self, ports_in_use: usize) -> MediaTotals {
+        MediaTotals {
+            packets_in: self.packets_in.load(Relaxed),
+            packets_out: self.packets_out.load(Relaxed),
+            bytes_in: self.bytes_in.load(Relaxed),
+            bytes_out: self.bytes_out.load(Relaxed),
+            lost: self.lost.load(Relaxed),
+            invalid: self.invalid.load(Relaxed),
+            sessions_opened: self.sessions_opened.load(Relaxed),
+            ports_in_use: ports_in_use as u64,
+        }
+    }
+}
