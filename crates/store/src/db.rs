@@ -458,6 +458,25 @@ impl Db {
         Ok(())
     }
 
+    /// Connects once (no pool, so the real connection error is reported) and migrates.
+    pub(crate) async fn migrate_once(target: &Target) -> Result<(), StoreError> {
+        use sqlx::{ConnectOptions, Connection};
+        let m = migrator(target);
+        match target {
+            Target::Postgres(o) => {
+                let mut conn = o.connect().await?;
+                m.run(&mut conn).await?;
+                conn.close().await?;
+            }
+            Target::Sqlite(o) => {
+                let mut conn = o.connect().await?;
+                m.run(&mut conn).await?;
+                conn.close().await?;
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) async fn ping(&self) -> Result<(), sqlx::Error> {
         on_db!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(drop))
     }

@@ -310,10 +310,14 @@ impl Store {
     /// Fails when the database cannot be reached.
     pub async fn migrate(url: &str) -> Result<(), StoreError> {
         let target = Target::parse(url)?;
-        let db = Db::connect_lazy(&target, &StoreOptions::default());
-        let result = db.migrate(&target).await;
-        db.close().await;
-        result
+        const LIMIT: Duration = Duration::from_secs(30);
+        match tokio::time::timeout(LIMIT, Db::migrate_once(&target)).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Io {
+                what: format!("reach the database at {}", db::redact(url)),
+                source: std::io::ErrorKind::TimedOut.into(),
+            }),
+        }
     }
 
     /// The sink call control sends records to.

@@ -294,7 +294,11 @@ impl Spool {
         let Some(front) = self.segments.front() else {
             return Ok(Chunk::default());
         };
-        let is_active = self.active.as_ref().is_some_and(|a| a.seq == front.seq);
+        // The segment this process appends to, unless a failed write left it unusable.
+        let is_active = self
+            .active
+            .as_ref()
+            .is_some_and(|a| a.seq == front.seq && !a.broken);
         let (lines, end_offset, at_end, torn) = read_lines(&front.path, self.read_offset, max)?;
         let mut chunk = Chunk {
             end_offset,
