@@ -56,4 +56,10 @@ impl QueueEngine for MutexEngine {
     fn poll_event(&self) -> Option<Event> {
         self.with(Engine::poll_event)
     }
+    fn poll_offers(&self) -> Vec<Offer> {
+        self.with(Engine::poll_offers)
+    }
+    fn drain_events(&self, out: &mut Vec<Event>) {
+        self.with(|e| out.extend(std::iter::from_fn(|| e.poll_event())));
+    }
 }

@@ -270,11 +270,14 @@ pub struct Engine {
     agent_lists: Vec<WaitList>,
     role_names: Vec<String>,
     role_lists: Vec<WaitList>,
-    role_hints: Vec<HintIndex>,
+    /// Per role: available agents, longest idle first; `None` for roles no chain uses.
+    role_hints: Vec<Option<HintIndex>>,
     skill_hints: Vec<[Option<HintIndex>; 4]>,
     queues: Vec<QueueRt>,
     queue_by_name: HashMap<String, u32>,
     chains: Vec<Vec<TemplateStep>>,
+    /// Per queue: the chain of a call routed straight to it (the queue and its overflow).
+    queue_chains: Vec<Vec<TemplateStep>>,
 
     calls: OrderedMap<u64, Arc<CallCell>>,
     next_call: AtomicU64,
@@ -452,6 +455,19 @@ impl Engine {
             }
             chains.push(chain);
         }
+        let queue_chains: Vec<Vec<TemplateStep>> = cfg
+            .queues
+            .iter()
+            .enumerate()
+            .map(|(i, q)| {
+                let mut chain = vec![TemplateStep {
+                    label: format!("queue:{}", q.name).into(),
+                    kind: TemplateKind::Queue(i as u32),
+                }];
+                chain.extend(overflow.get(i).cloned().flatten());
+                chain
+            })
+            .collect();
         let mut skill_kinds: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); skill_names.len()];
         let mut queues = Vec::with_capacity(cfg.queues.len());
         for q in &cfg.queues {
@@ -522,7 +538,16 @@ impl Engine {
             class_priority,
             agent_lists: agents.iter().map(|_| OrderedMap::new()).collect(),
             role_lists: role_names.iter().map(|_| OrderedMap::new()).collect(),
-            role_hints: role_names.iter().map(|_| OrderedMap::new()).collect(),
+            role_hints: (0..role_names.len() as u32)
+                .map(|r| {
+                    let used = chains
+                        .iter()
+                        .chain(queue_chains.iter())
+                        .flatten()
+                        .any(|t| matches!(t.kind, TemplateKind::Role(x) if x == r));
+                    used.then(OrderedMap::new)
+                })
+                .collect(),
             role_names,
             skill_hints,
             agents,
@@ -531,6 +556,7 @@ impl Engine {
             queues,
             queue_by_name,
             chains,
+            queue_chains,
             calls: OrderedMap::new(),
             next_call: AtomicU64::new(1),
             rng_counter: AtomicU64::new(0),
@@ -655,7 +681,16 @@ impl Engine {
         let base_prio = req
             .priority
             .unwrap_or_else(|| self.class_priority.get(class.index()).copied().unwrap_or(0));
-        let steps = self.resolve_chain(class, req.client.as_ref(), base_prio);
+        let template = match req.queue {
+            Some(q) => self.queue_chains.get(q.0 as usize),
+            None => self.chains.get(class.index()),
+        };
+        let steps = self.resolve_chain(
+            template.map_or(&[][..], |c| &c[..]),
+            class,
+            req.client.as_ref(),
+            base_prio,
+        );
         if steps.iter().all(|s| s.target == Target::Nobody) {
             return Err(EngineError::NoRoute(CallId(id)));
         }
@@ -719,6 +754,7 @@ impl Engine {
                 purpose,
                 client: directory.lookup(caller),
                 priority: None,
+                queue: None,
             },
         )
     }
@@ -1078,7 +1114,7 @@ impl Engine {
         }
         let idle = slot.idle_since.load(SeqCst);
         for &r in &info.roles {
-            if let Some(map) = self.role_hints.get(r as usize) {
+            if let Some(Some(map)) = self.role_hints.get(r as usize) {
                 f(
                     map,
                     HintKey {
@@ -1271,8 +1307,13 @@ impl Engine {
         self.calls.get(&low)
     }
 
-    fn resolve_chain(&self, class: Class, client: Option<&Client>, base: u8) -> Vec<CallStep> {
-        let template = self.chains.get(class.index()).map_or(&[][..], |c| &c[..]);
+    fn resolve_chain(
+        &self,
+        template: &[TemplateStep],
+        class: Class,
+        client: Option<&Client>,
+        base: u8,
+    ) -> Vec<CallStep> {
         template
             .iter()
             .map(|t| {
@@ -1530,7 +1571,7 @@ impl Engine {
                 vec![a]
             }
             Target::Role(r) => {
-                let Some(map) = self.role_hints.get(r as usize) else {
+                let Some(Some(map)) = self.role_hints.get(r as usize) else {
                     return Attempt::NoAgent;
                 };
                 match self.claim_scan(now, map, Bound::Unbounded, |_| true, cell) {
@@ -1996,6 +2037,10 @@ pub trait QueueEngine: Send + Sync {
     fn handle_timeout(&self, now: Time);
     /// See [`Engine::poll_event`].
     fn poll_event(&self) -> Option<Event>;
+    /// See [`Engine::poll_offers`].
+    fn poll_offers(&self) -> Vec<Offer>;
+    /// Moves every pending event into `out`.
+    fn drain_events(&self, out: &mut Vec<Event>);
 }
 
 impl QueueEngine for Engine {
@@ -2024,6 +2069,12 @@ impl QueueEngine for Engine {
     }
     fn poll_event(&self) -> Option<Event> {
         Engine::poll_event(self)
+    }
+    fn poll_offers(&self) -> Vec<Offer> {
+        Engine::poll_offers(self)
+    }
+    fn drain_events(&self, out: &mut Vec<Event>) {
+        out.extend(std::iter::from_fn(|| self.events.pop()));
     }
 }
 
@@ -2117,6 +2168,7 @@ mod tests {
                 purpose,
                 client: c,
                 priority: None,
+                queue: None,
             },
         )
         .unwrap()
@@ -2608,6 +2660,7 @@ mod tests {
                     purpose: Purpose::Order,
                     client: Some(client(ClientType::Retail, None, 0)),
                     priority: Some(5),
+                    queue: None,
                 },
             )
             .unwrap();
@@ -2851,6 +2904,7 @@ mod tests {
                 purpose: Purpose::Other,
                 client: Some(client(ClientType::Retail, None, 0)),
                 priority: None,
+                queue: None,
             },
         );
         assert!(matches!(r, Err(EngineError::NoRoute(_))));

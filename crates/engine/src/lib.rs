@@ -19,7 +19,7 @@
 //! let t = Time::from_secs(1);
 //! engine.set_agent_state(t, kira, AgentStateChange::Available).unwrap();
 //! let call = engine.route_call(t, CallRequest {
-//!     caller: "+385100".into(), purpose: Purpose::Order, priority: None,
+//!     caller: "+385100".into(), purpose: Purpose::Order, priority: None, queue: None,
 //!     client: Some(Client { number: "+385100".into(), name: "Shop".into(),
 //!         client_type: ClientType::Retail, manager: None, region: None, overdue_debt: 0 }),
 //! }).unwrap();

@@ -516,7 +516,7 @@ impl HangupSide {
 }
 
 /// A request to route one inbound (or callback) call.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CallRequest {
     /// Caller number.
     pub caller: String,
@@ -526,6 +526,9 @@ pub struct CallRequest {
     pub client: Option<Client>,
     /// Explicit caller priority (higher first); `None` uses the class priority from config.
     pub priority: Option<u8>,
+    /// Route straight to this queue (callbacks, transfers to a queue) instead of the class
+    /// chain; the queue's overflow still applies.
+    pub queue: Option<QueueIdx>,
 }
 
 /// The engine's decision: ring these agents for this call. Each agent in `agents` has been

@@ -50,6 +50,7 @@ fn order(priority: Option<u8>) -> CallRequest {
             overdue_debt: 0,
         }),
         priority,
+        queue: None,
     }
 }
 

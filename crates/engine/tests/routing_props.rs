@@ -177,6 +177,7 @@ fn build(agents: &[AgentSpec], setup_class: Class) -> Engine {
                         overdue_debt: 0,
                     }),
                     priority: None,
+                    queue: None,
                 },
             )
             .unwrap();
@@ -223,7 +224,7 @@ proptest! {
             .collect();
         let routed = e.route_call(
             Time::from_secs(2),
-            CallRequest { caller: "+1".into(), purpose, client: client.clone(), priority: None },
+            CallRequest { caller: "+1".into(), purpose, client: client.clone(), priority: None, queue: None },
         );
         let Ok(call) = routed else {
             // Only a chain with nobody at all may be refused.
@@ -340,7 +341,7 @@ proptest! {
             match op {
                 0 | 1 => {
                     let c = e.route_call(t, CallRequest {
-                        caller: "+1".into(), purpose: Purpose::Order, priority: Some((k % 2) as u8),
+                        caller: "+1".into(), purpose: Purpose::Order, priority: Some((k % 2) as u8), queue: None,
                         client: Some(Client { number: "+1".into(), name: "c".into(), client_type: ClientType::Retail,
                             manager: None, region: None, overdue_debt: 0 }),
                     }).unwrap();

@@ -107,6 +107,7 @@ fn simulate_day(seed: u64, a: f64, c: u32, mean_talk_s: f64, hours: u64) -> Day 
                             purpose: Purpose::Order,
                             client: Some(client.clone()),
                             priority: None,
+                            queue: None,
                         },
                     )
                     .unwrap();
