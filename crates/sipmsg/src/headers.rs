@@ -77,7 +77,9 @@ pub enum HeaderName {
     Other(String),
 }
 
-/// Known full names and their variants (matched case-insensitively).
+/// Known full names and their variants: the reference list `KNOWN_BY_LEN` is checked
+/// against.
+#[cfg(test)]
 const KNOWN: &[(&str, HeaderName)] = &[
     ("Via", HeaderName::Via),
     ("From", HeaderName::From),
@@ -111,6 +113,85 @@ const KNOWN: &[(&str, HeaderName)] = &[
     ("Subject", HeaderName::Subject),
 ];
 
+/// The known header names that have `len` bytes (a cheap first filter: most
+/// messages carry a dozen headers and this runs for each).
+fn known_with_len(len: usize) -> &'static [(&'static str, HeaderName)] {
+    KNOWN_BY_LEN
+        .iter()
+        .find(|(l, _)| *l == len)
+        .map_or(&[], |(_, entries)| *entries)
+}
+
+/// Known full names (matched case-insensitively) grouped by length; a unit test checks
+/// this table against the flat list.
+const KNOWN_BY_LEN: &[(usize, &[(&str, HeaderName)])] = &[
+    (2, &[("To", HeaderName::To)]),
+    (3, &[("Via", HeaderName::Via)]),
+    (
+        4,
+        &[
+            ("From", HeaderName::From),
+            ("CSeq", HeaderName::CSeq),
+            ("Date", HeaderName::Date),
+        ],
+    ),
+    (
+        5,
+        &[
+            ("Route", HeaderName::Route),
+            ("Allow", HeaderName::Allow),
+            ("Event", HeaderName::Event),
+        ],
+    ),
+    (
+        6,
+        &[
+            ("Server", HeaderName::Server),
+            ("Accept", HeaderName::Accept),
+        ],
+    ),
+    (
+        7,
+        &[
+            ("Call-ID", HeaderName::CallId),
+            ("Contact", HeaderName::Contact),
+            ("Expires", HeaderName::Expires),
+            ("Require", HeaderName::Require),
+            ("Subject", HeaderName::Subject),
+        ],
+    ),
+    (8, &[("Refer-To", HeaderName::ReferTo)]),
+    (9, &[("Supported", HeaderName::Supported)]),
+    (10, &[("User-Agent", HeaderName::UserAgent)]),
+    (
+        11,
+        &[
+            ("Min-Expires", HeaderName::MinExpires),
+            ("Referred-By", HeaderName::ReferredBy),
+            ("Retry-After", HeaderName::RetryAfter),
+        ],
+    ),
+    (
+        12,
+        &[
+            ("Max-Forwards", HeaderName::MaxForwards),
+            ("Content-Type", HeaderName::ContentType),
+            ("Record-Route", HeaderName::RecordRoute),
+        ],
+    ),
+    (13, &[("Authorization", HeaderName::Authorization)]),
+    (14, &[("Content-Length", HeaderName::ContentLength)]),
+    (16, &[("WWW-Authenticate", HeaderName::WwwAuthenticate)]),
+    (18, &[("Proxy-Authenticate", HeaderName::ProxyAuthenticate)]),
+    (
+        19,
+        &[
+            ("Proxy-Authorization", HeaderName::ProxyAuthorization),
+            ("P-Asserted-Identity", HeaderName::PAssertedIdentity),
+        ],
+    ),
+];
+
 impl HeaderName {
     /// Maps a received name (full or compact form, any case) to a `HeaderName`.
     /// Does not check that `name` is a token; the message parser does.
@@ -140,7 +221,7 @@ impl HeaderName {
                 _ => HeaderName::Other(name.to_owned()),
             };
         }
-        KNOWN
+        known_with_len(name.len())
             .iter()
             .find(|(full, _)| full.eq_ignore_ascii_case(name))
             .map_or_else(|| HeaderName::Other(name.to_owned()), |(_, h)| h.clone())
@@ -380,6 +461,23 @@ mod tests {
         );
         assert_eq!(HeaderName::parse("X-Foo").to_string(), "X-Foo");
         assert_ne!(HeaderName::Other("Via".into()), HeaderName::Via);
+    }
+
+    #[test]
+    fn every_known_name_is_found_in_any_case() {
+        let grouped: usize = KNOWN_BY_LEN.iter().map(|(_, e)| e.len()).sum();
+        assert_eq!(grouped, KNOWN.len(), "KNOWN_BY_LEN misses a name");
+        for (full, variant) in KNOWN {
+            assert_eq!(HeaderName::parse(full), *variant, "{full}");
+            assert_eq!(HeaderName::parse(&full.to_lowercase()), *variant, "{full}");
+            assert_eq!(HeaderName::parse(&full.to_uppercase()), *variant, "{full}");
+            assert_eq!(variant.as_str(), *full);
+        }
+        for (len, entries) in KNOWN_BY_LEN {
+            for (full, _) in *entries {
+                assert_eq!(full.len(), *len, "{full}");
+            }
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::fmt::{self, Write as _};
 use crate::ParseError;
 use crate::headers::{Header, HeaderName, Headers};
 use crate::method::Method;
-use crate::scan::{check_controls, is_ctl, is_token, trim_wsp, trim_wsp_bytes};
+use crate::scan::{check_controls, is_token, trim_wsp};
 use crate::typed::{CSeq, ContactValue, NameAddr, Via};
 use crate::uri::Uri;
 
@@ -150,36 +150,44 @@ fn parse_message(bytes: &[u8]) -> Result<Message, ParseError> {
         .iter()
         .position(|b| *b != b'\r' && *b != b'\n')
         .ok_or(ParseError::Empty)?;
-    let mut rest = bytes.get(start..).unwrap_or_default();
+    let data = bytes.get(start..).unwrap_or_default();
+    let mut lines = LineReader::new(data);
 
-    let (line, after) = next_line(rest)?;
-    let start_line = parse_start_line(line)?;
-    rest = after;
+    let first = lines.next_line()?;
+    if has_controls(first) {
+        return Err(ParseError::ControlCharacter);
+    }
+    let start_line = parse_start_line(first)?;
 
     let mut headers: Vec<Header> = Vec::with_capacity(16);
-    let body_start = loop {
-        let (line, after) = next_line(rest)?;
-        rest = after;
-        match line {
-            [] => break rest,
-            [b' ' | b'\t', ..] => {
-                // Continuation line (RFC 3261 §7.3.1): the fold is one SP.
-                let last = headers.last_mut().ok_or(ParseError::BadHeaderName)?;
-                let more = std::str::from_utf8(trim_wsp_bytes(line))
-                    .map_err(|_| ParseError::InvalidUtf8)?;
-                let kept = last.value.trim_end_matches([' ', '\t']).len();
-                last.value.truncate(kept);
-                if !last.value.is_empty() && !more.is_empty() {
-                    last.value.push(' ');
-                }
-                last.value.push_str(more);
-            }
-            _ => headers.push(parse_header_line(line)?),
+    let mut controls_seen = false;
+    loop {
+        let line = lines.next_line()?;
+        if line.is_empty() {
+            break;
         }
-    };
-    for h in &headers {
-        check_controls(h.value.as_bytes())?;
+        controls_seen |= has_controls(line);
+        if line.starts_with([' ', '\t']) {
+            // Continuation line (RFC 3261 §7.3.1): the fold is one SP.
+            let last = headers.last_mut().ok_or(ParseError::BadHeaderName)?;
+            let more = trim_wsp(line);
+            let kept = last.value.trim_end_matches([' ', '\t']).len();
+            last.value.truncate(kept);
+            if !last.value.is_empty() && !more.is_empty() {
+                last.value.push(' ');
+            }
+            last.value.push_str(more);
+        } else {
+            headers.push(parse_header_line(line)?);
+        }
     }
+    if controls_seen {
+        // Rare: allowed only as a quoted-pair inside a quoted string.
+        for h in &headers {
+            check_controls(h.value.as_bytes())?;
+        }
+    }
+    let body_start = data.get(lines.offset..).unwrap_or_default();
 
     let mut content_length = None;
     for h in headers
@@ -229,35 +237,60 @@ fn parse_message(bytes: &[u8]) -> Result<Message, ParseError> {
     })
 }
 
-/// Splits off one line terminated by LF (a preceding CR is dropped). A bare LF is
-/// accepted as a line end; a line without LF means the head is truncated.
-fn next_line(bytes: &[u8]) -> Result<(&[u8], &[u8]), ParseError> {
-    let nl = bytes
-        .iter()
-        .position(|b| *b == b'\n')
-        .ok_or(ParseError::Incomplete)?;
-    let (line, rest) = bytes.split_at_checked(nl).ok_or(ParseError::Incomplete)?;
-    let rest = rest.get(1..).unwrap_or_default();
-    Ok((line.strip_suffix(b"\r").unwrap_or(line), rest))
+/// Reads the head line by line over the longest UTF-8 prefix of the input (validated in
+/// one pass; the body may be binary), tracking the byte offset of the next line.
+struct LineReader<'a> {
+    segments: std::str::SplitInclusive<'a, char>,
+    offset: usize,
+    /// What running out of lines means: `Incomplete`, or `InvalidUtf8` when the valid
+    /// prefix ended before the input did.
+    end: ParseError,
 }
 
-fn parse_header_line(line: &[u8]) -> Result<Header, ParseError> {
-    let colon = line
-        .iter()
-        .position(|b| *b == b':')
-        .ok_or(ParseError::MissingColon)?;
-    let (name, value) = line
-        .split_at_checked(colon)
-        .ok_or(ParseError::MissingColon)?;
-    let value = value.get(1..).unwrap_or_default();
-    let name = std::str::from_utf8(trim_wsp_bytes(name)).map_err(|_| ParseError::BadHeaderName)?;
+impl<'a> LineReader<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        let (text, end) = match std::str::from_utf8(data) {
+            Ok(text) => (text, ParseError::Incomplete),
+            Err(e) => (
+                data.get(..e.valid_up_to())
+                    .and_then(|valid| std::str::from_utf8(valid).ok())
+                    .unwrap_or_default(),
+                ParseError::InvalidUtf8,
+            ),
+        };
+        LineReader {
+            segments: text.split_inclusive('\n'),
+            offset: 0,
+            end,
+        }
+    }
+
+    /// The next line without its LF and the CR before it (a bare LF also ends a line).
+    fn next_line(&mut self) -> Result<&'a str, ParseError> {
+        let segment = self.segments.next().ok_or_else(|| self.end.clone())?;
+        let line = segment.strip_suffix('\n').ok_or_else(|| self.end.clone())?;
+        self.offset = self.offset.saturating_add(segment.len());
+        Ok(line.strip_suffix('\r').unwrap_or(line))
+    }
+}
+
+/// Whether a line (its line end removed) holds a control character other than HTAB —
+/// including a bare CR. A branch-free fold, so it vectorises.
+fn has_controls(line: &str) -> bool {
+    line.bytes().fold(0u8, |acc, b| {
+        acc | u8::from(b < 0x20 && b != b'\t') | u8::from(b == 0x7f)
+    }) != 0
+}
+
+fn parse_header_line(line: &str) -> Result<Header, ParseError> {
+    let (name, value) = line.split_once(':').ok_or(ParseError::MissingColon)?;
+    let name = name.trim_end_matches([' ', '\t']);
     if !is_token(name) {
         return Err(ParseError::BadHeaderName);
     }
-    let value = std::str::from_utf8(trim_wsp_bytes(value)).map_err(|_| ParseError::InvalidUtf8)?;
     Ok(Header {
         name: HeaderName::parse(name),
-        value: value.to_owned(),
+        value: trim_wsp(value).to_owned(),
     })
 }
 
@@ -271,11 +304,7 @@ fn parse_version(v: &str) -> Result<(), ParseError> {
     }
 }
 
-fn parse_start_line(line: &[u8]) -> Result<StartLine, ParseError> {
-    if line.iter().any(|b| is_ctl(*b) && *b != b'\t') {
-        return Err(ParseError::ControlCharacter);
-    }
-    let line = std::str::from_utf8(line).map_err(|_| ParseError::InvalidUtf8)?;
+fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
     if line
         .get(..4)
         .is_some_and(|p| p.eq_ignore_ascii_case("SIP/"))
