@@ -580,3 +580,74 @@ async fn garbage_and_rtcp_are_counted_and_ignored() {
     assert_eq!(st.caller.rtcp_in, 6);
     assert_eq!(st.caller.packets_in, 1);
 }
+
+/// SIPp (`sip-tester`) as the agent's far end with `-rtp_echo`: a real RTP peer that sends
+/// back whatever it receives, so caller audio goes caller → relay → SIPp → relay → caller.
+/// Skipped (with a note) where `sipp` is not installed.
+#[tokio::test]
+async fn sipp_rtp_echo_as_the_agent() {
+    let Ok(mut sipp) = std::process::Command::new("timeout")
+        .args([
+            "20",
+            "sipp",
+            "-sn",
+            "uas",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            "42190",
+            "-mi",
+            "127.0.0.1",
+        ])
+        .args(["-mp", "42196", "-rtp_echo", "-nostdin"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    else {
+        eprintln!("sipp not runnable here; skipping");
+        return;
+    };
+    let echo: SocketAddr = "127.0.0.1:42196".parse().unwrap();
+    // Wait (bounded) until SIPp's echo socket answers.
+    let probe = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut up = false;
+    for _ in 0..40 {
+        probe.send_to(b"probe", echo).await.unwrap();
+        let mut b = [0u8; 64];
+        if timeout(Duration::from_millis(100), probe.recv_from(&mut b))
+            .await
+            .is_ok()
+        {
+            up = true;
+            break;
+        }
+    }
+    if !up {
+        let _ = sipp.kill();
+        let _ = sipp.wait();
+        eprintln!("sipp did not start (not installed?); skipping");
+        return;
+    }
+    let m = media(42_100, 42_109);
+    let mut s = m.open_session("sipp").unwrap();
+    let mut caller = Peer::new(0x77, 1, 1).await;
+    s.caller_answer(&caller.sdp("0", "")).unwrap();
+    s.agent_offer();
+    s.set_agent_remote(&Sdp::parse(&sdp_text(echo, "0", "")).unwrap())
+        .unwrap();
+    s.bridge().unwrap();
+    settle().await;
+    for i in 0..20u8 {
+        caller.send(s.caller_port(), 0, false, &[i; 160], 160).await;
+        sleep(Duration::from_millis(5)).await;
+    }
+    let back = caller.recv(20, Duration::from_secs(3)).await;
+    let _ = sipp.kill();
+    let _ = sipp.wait();
+    assert_eq!(back.len(), 20, "echoed through SIPp");
+    for (i, p) in back.iter().enumerate() {
+        assert_eq!(p.payload.as_ref(), [i as u8; 160]);
+    }
+    let st = s.close().await;
+    assert_eq!((st.agent.packets_out, st.agent.packets_in), (20, 20));
+}
