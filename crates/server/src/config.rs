@@ -146,6 +146,13 @@ pub struct MediaConfig {
     /// Inclusive RTP port range `[first, last]`.
     #[serde(default = "default_rtp_ports")]
     pub rtp_ports: [u16; 2],
+    /// Prompts and hold music (8 kHz mono WAV files, see `sounds/`).
+    #[serde(default = "default_sounds_dir")]
+    pub sounds_dir: PathBuf,
+}
+
+fn default_sounds_dir() -> PathBuf {
+    PathBuf::from("sounds")
 }
 
 fn default_rtp_ports() -> [u16; 2] {
@@ -156,6 +163,7 @@ impl Default for MediaConfig {
     fn default() -> Self {
         MediaConfig {
             rtp_ports: default_rtp_ports(),
+            sounds_dir: default_sounds_dir(),
         }
     }
 }

@@ -39,6 +39,19 @@ pub struct AppState {
     pub readiness: Arc<Readiness>,
     /// Refreshes gauges that mirror other components just before a scrape.
     pub refresh: Arc<dyn Fn() + Send + Sync>,
+    /// The queue engine (lock-free; agent state changes go straight to it, then
+    /// `shared.wake` lets the endpoint task carry out the resulting offers).
+    pub engine: Arc<switchboard_engine::Engine>,
+    /// Records, client directory, call history, callbacks.
+    pub store: switchboard_store::Store,
+    /// Snapshots published by the endpoint task (registrations, active calls) and its wake-up.
+    pub shared: Arc<crate::shared::Shared>,
+    /// The live event stream.
+    pub events: crate::events::EventBus,
+    /// The bearer token of `/api/v1` (config or `SWITCHBOARD_API_TOKEN`).
+    pub api_token: Arc<str>,
+    /// The configuration in force.
+    pub config: Arc<crate::config::Config>,
 }
 
 impl std::fmt::Debug for AppState {

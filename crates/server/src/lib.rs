@@ -5,11 +5,16 @@
 //! Protocol decisions live in `switchboard-sip`, routing decisions in `switchboard-engine`,
 //! SQL in `switchboard-store`.
 
+pub mod callmedia;
+pub mod calls;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod events;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod routing;
 pub mod server;
+pub mod shared;
 pub mod transport;

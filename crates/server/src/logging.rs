@@ -1,6 +1,8 @@
 //! Structured logs on stderr through `tracing`. `RUST_LOG` filters (default `info`);
 //! `SWITCHBOARD_LOG_FORMAT=json` is not offered yet: the text format carries the fields.
 
+use std::io::IsTerminal as _;
+
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber once; later calls are no-ops.
@@ -9,6 +11,7 @@ pub fn init() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(true)
         .try_init();
 }

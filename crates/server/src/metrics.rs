@@ -2,8 +2,14 @@
 //! touches the `prometheus` crate (libraries keep plain counters that are copied in here).
 
 use prometheus::{
-    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
+
+/// Call-center time buckets: 1 s … 10 min.
+const CALL_BUCKETS: [f64; 12] = [
+    1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 180.0, 300.0, 450.0, 600.0,
+];
 
 /// Every metric the server exports.
 #[derive(Debug, Clone)]
@@ -15,6 +21,13 @@ pub struct Metrics {
     pub agents: IntGaugeVec,
     pub cdr_pending: IntGauge,
     pub cdr_write_errors_total: IntCounter,
+    pub calls_total: IntCounterVec,
+    pub wait_seconds: HistogramVec,
+    pub talk_seconds: HistogramVec,
+    pub queue_waiting: IntGaugeVec,
+    pub queue_oldest_wait_seconds: prometheus::GaugeVec,
+    pub service_level_ratio: prometheus::GaugeVec,
+    pub rtp_packets_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -56,6 +69,61 @@ impl Metrics {
             "Failed database or spool writes of records since start.",
         ))
         .unwrap_or_else(|e| unreachable_metric(&e));
+        let calls_total = IntCounterVec::new(
+            Opts::new(
+                "switchboard_calls_total",
+                "Calls ended, by queue and outcome.",
+            ),
+            &["queue", "outcome"],
+        )
+        .unwrap_or_else(|e| unreachable_metric(&e));
+        let wait_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "switchboard_wait_seconds",
+                "Time callers waited for an agent (answered or not).",
+            )
+            .buckets(CALL_BUCKETS.to_vec()),
+            &["queue"],
+        )
+        .unwrap_or_else(|e| unreachable_metric(&e));
+        let talk_seconds = HistogramVec::new(
+            HistogramOpts::new("switchboard_talk_seconds", "Talk time of answered calls.")
+                .buckets(CALL_BUCKETS.to_vec()),
+            &["queue"],
+        )
+        .unwrap_or_else(|e| unreachable_metric(&e));
+        let queue_waiting = IntGaugeVec::new(
+            Opts::new(
+                "switchboard_queue_waiting",
+                "Callers waiting in a queue now.",
+            ),
+            &["queue"],
+        )
+        .unwrap_or_else(|e| unreachable_metric(&e));
+        let queue_oldest_wait_seconds = prometheus::GaugeVec::new(
+            Opts::new(
+                "switchboard_queue_oldest_wait_seconds",
+                "How long the longest-waiting caller of a queue has waited.",
+            ),
+            &["queue"],
+        )
+        .unwrap_or_else(|e| unreachable_metric(&e));
+        let service_level_ratio = prometheus::GaugeVec::new(
+            Opts::new(
+                "switchboard_service_level_ratio",
+                "Calls answered within the service-level threshold / calls offered, per queue.",
+            ),
+            &["queue"],
+        )
+        .unwrap_or_else(|e| unreachable_metric(&e));
+        let rtp_packets_total = IntCounterVec::new(
+            Opts::new(
+                "switchboard_rtp_packets_total",
+                "RTP packets through the relay, by direction (in, out).",
+            ),
+            &["direction"],
+        )
+        .unwrap_or_else(|e| unreachable_metric(&e));
         for collector in [
             Box::new(sip_requests_total.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(sip_responses_total.clone()),
@@ -63,6 +131,13 @@ impl Metrics {
             Box::new(agents.clone()),
             Box::new(cdr_pending.clone()),
             Box::new(cdr_write_errors_total.clone()),
+            Box::new(calls_total.clone()),
+            Box::new(wait_seconds.clone()),
+            Box::new(talk_seconds.clone()),
+            Box::new(queue_waiting.clone()),
+            Box::new(queue_oldest_wait_seconds.clone()),
+            Box::new(service_level_ratio.clone()),
+            Box::new(rtp_packets_total.clone()),
         ] {
             if let Err(e) = registry.register(collector) {
                 unreachable_metric(&e);
@@ -83,6 +158,13 @@ impl Metrics {
             agents,
             cdr_pending,
             cdr_write_errors_total,
+            calls_total,
+            wait_seconds,
+            talk_seconds,
+            queue_waiting,
+            queue_oldest_wait_seconds,
+            service_level_ratio,
+            rtp_packets_total,
         }
     }
 

@@ -19,10 +19,15 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::callmedia::MediaSetup;
+use crate::calls::{self, CallDeps, Calls};
 use crate::clock;
 use crate::config::{Config, DEMO_API_TOKEN, ListenTransport};
+use crate::events::EventBus;
 use crate::http::{AppState, Readiness};
 use crate::metrics::Metrics;
+use crate::routing;
+use crate::shared::Shared;
 use crate::transport::{self, Connections, Inbound, Limits, Listeners, TransportStats};
 
 /// How long calls in progress may continue after SIGTERM before the server exits.
@@ -31,15 +36,16 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Checks that need the environment as well as the file: the demo token must not be used
 /// on an address other machines can reach. Returns (key path, message).
 pub fn preflight(config: &Config) -> Result<(), (String, String)> {
-    if let Ok(addr) = config.http.listen.parse::<SocketAddr>() {
-        if !addr.ip().is_loopback() && config.api_token() == DEMO_API_TOKEN {
-            return Err((
-                "http.api_token".to_owned(),
-                format!(
-                    "the demo token {DEMO_API_TOKEN:?} is refused on the non-loopback address {addr}; set http.api_token or SWITCHBOARD_API_TOKEN"
-                ),
-            ));
-        }
+    if let Ok(addr) = config.http.listen.parse::<SocketAddr>()
+        && !addr.ip().is_loopback()
+        && config.api_token() == DEMO_API_TOKEN
+    {
+        return Err((
+            "http.api_token".to_owned(),
+            format!(
+                "the demo token {DEMO_API_TOKEN:?} is refused on the non-loopback address {addr}; set http.api_token or SWITCHBOARD_API_TOKEN"
+            ),
+        ));
     }
     Ok(())
 }
@@ -117,17 +123,48 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
         stop.clone(),
     );
     let endpoint = Endpoint::new(endpoint_config(&config, &udp_addrs, &tcp_addrs)?);
-    let driver = tokio::spawn(drive_endpoint(
-        endpoint,
-        inbound_rx,
-        udp,
-        metrics.clone(),
-        Arc::clone(&readiness),
-        store.writer(),
-        stop.clone(),
-    ));
 
-    // 4. HTTP.
+    // 4. Routing and call control.
+    let engine = Arc::new(
+        switchboard_engine::Engine::new(routing::engine_config(&config)?)
+            .context("cannot build the queue engine")?,
+    );
+    let events = EventBus::new(1024);
+    let shared = Shared::new();
+    let media = MediaSetup::new(&config).context("cannot set up media")?;
+    let calls = Calls::new(
+        &config,
+        CallDeps {
+            engine: Arc::clone(&engine),
+            directory: routing::StoreDirectory(store.clients()),
+            records: store.writer(),
+            metrics: metrics.clone(),
+            events: events.clone(),
+            media,
+            shared: Arc::clone(&shared),
+        },
+    );
+    let mono_start = clock::now();
+    let wall_start = clock::wall_now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let driver = Driver {
+        endpoint,
+        calls,
+        conns: Connections::default(),
+        udp,
+        metrics: metrics.clone(),
+        readiness: Arc::clone(&readiness),
+        records: store.writer(),
+        registered: HashSet::new(),
+        shared: Arc::clone(&shared),
+        mono_start,
+        wall_start,
+    };
+    let drain = CancellationToken::new();
+    let driver = tokio::spawn(driver.run(inbound_rx, drain.clone()));
+
+    // 5. HTTP.
     let refresh_store = store.clone();
     let refresh_metrics = metrics.clone();
     let refresh: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
@@ -141,6 +178,12 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         readiness: Arc::clone(&readiness),
         refresh,
+        engine: Arc::clone(&engine),
+        store: store.clone(),
+        shared: Arc::clone(&shared),
+        events: events.clone(),
+        api_token: Arc::from(config.api_token()),
+        config: Arc::new(config.clone()),
     });
     let http_stop = stop.clone();
     let http = tokio::spawn(async move {
@@ -174,11 +217,11 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
     wait_for_signal().await;
     info!("shutdown requested: refusing new work, flushing records");
     readiness.shutting_down.store(true, Ordering::Release);
-    // Calls are not carried yet by this version, so nothing needs the grace period beyond
-    // draining transactions that are already answered.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    stop.cancel();
+    // New INVITEs get 503; calls in progress may finish within the grace period while the
+    // transports keep carrying their BYEs.
+    drain.cancel();
     let _ = driver.await;
+    stop.cancel();
     match http.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => warn!("HTTP server ended with an error: {e}"),
@@ -281,62 +324,232 @@ async fn wait_for_signal() {
     }
 }
 
-/// Owns the sans-IO endpoint: feeds it bytes and time, sends what it emits, acts on events.
-async fn drive_endpoint(
-    mut endpoint: Endpoint,
-    mut inbound: mpsc::Receiver<Inbound>,
+/// The endpoint task: owns the sans-IO endpoint and call control; feeds them bytes and time,
+/// sends what they emit and acts on their events.
+struct Driver {
+    endpoint: Endpoint,
+    calls: Calls,
+    conns: Connections,
     udp: Vec<Arc<UdpSocket>>,
     metrics: Metrics,
     readiness: Arc<Readiness>,
     records: switchboard_store::RecordSink,
-    stop: CancellationToken,
-) {
-    // Endpoint time counts from the UNIX epoch (so digest nonces stay verifiable across a
-    // restart) but advances with the monotonic clock.
-    let mono_start = clock::now();
-    let wall_start = clock::wall_now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let now = move || {
+    registered: HashSet<String>,
+    shared: Arc<Shared>,
+    /// Monotonic and wall-clock readings at start: endpoint time counts from the UNIX epoch
+    /// (so digest nonces stay verifiable across a restart) but advances monotonically.
+    mono_start: std::time::Instant,
+    wall_start: Duration,
+}
+
+impl Driver {
+    fn now(&self) -> switchboard_sip::Instant {
         switchboard_sip::Instant::from_duration(
-            wall_start + clock::now().duration_since(mono_start),
+            self.wall_start + clock::now().duration_since(self.mono_start),
         )
-    };
-    let mut conns = Connections::default();
-    let mut registered: HashSet<String> = HashSet::new();
-    loop {
-        let deadline = endpoint.poll_timeout().map(|t| {
-            let from_start = t.since_epoch().saturating_sub(wall_start);
-            tokio::time::Instant::from_std(mono_start + from_start)
-        });
-        tokio::select! {
-            biased;
-            () = stop.cancelled() => break,
-            msg = inbound.recv() => {
-                let Some(msg) = msg else { break };
-                handle_inbound(&mut endpoint, &mut conns, now(), msg);
-                // Take what else is already waiting before flushing: fewer wake-ups under load.
-                for _ in 0..64 {
-                    match inbound.try_recv() {
-                        Ok(msg) => handle_inbound(&mut endpoint, &mut conns, now(), msg),
-                        Err(_) => break,
+    }
+
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        let next = match (self.endpoint.poll_timeout(), self.calls.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }?;
+        let from_start = next.since_epoch().saturating_sub(self.wall_start);
+        Some(tokio::time::Instant::from_std(self.mono_start + from_start))
+    }
+
+    async fn run(mut self, mut inbound: mpsc::Receiver<Inbound>, drain: CancellationToken) {
+        let mut draining = false;
+        let mut grace_over = None;
+        loop {
+            let deadline = self.deadline();
+            tokio::select! {
+                biased;
+                () = drain.cancelled(), if !draining => {
+                    // Refuse new calls; let those in progress finish within the grace period.
+                    draining = true;
+                    grace_over = Some(tokio::time::Instant::from_std(clock::now() + SHUTDOWN_GRACE));
+                    self.calls.begin_shutdown();
+                    if self.calls.active() == 0 {
+                        break;
+                    }
+                    info!(calls = self.calls.active(), "waiting for calls in progress to end");
+                }
+                () = sleep_until(grace_over), if draining => {
+                    let now = self.now();
+                    warn!(calls = self.calls.active(), "grace period over: ending calls");
+                    self.calls.end_all(&mut self.endpoint, now);
+                    self.flush(now);
+                    break;
+                }
+                msg = inbound.recv() => {
+                    let Some(msg) = msg else { break };
+                    let now = self.now();
+                    self.handle_inbound(now, msg);
+                    // Take what else is already waiting before flushing: fewer wake-ups under load.
+                    for _ in 0..64 {
+                        match inbound.try_recv() {
+                            Ok(msg) => self.handle_inbound(now, msg),
+                            Err(_) => break,
+                        }
+                    }
+                    self.flush(now);
+                }
+                () = self.shared.wake.notified() => {
+                    // The API changed agent states: carry out what the engine decides now.
+                    let now = self.now();
+                    self.flush(now);
+                }
+                () = sleep_until(deadline) => {
+                    let now = self.now();
+                    self.endpoint.handle_timeout(now);
+                    self.calls.handle_timeout(&mut self.endpoint, now);
+                    self.flush(now);
+                }
+            }
+            if draining && self.calls.active() == 0 {
+                break;
+            }
+        }
+        // Let the last BYEs and responses leave.
+        let now = self.now();
+        self.flush(now);
+        debug!("SIP endpoint task stopped");
+    }
+
+    fn handle_inbound(&mut self, now: switchboard_sip::Instant, msg: Inbound) {
+        match msg {
+            Inbound::Datagram { from, bytes, .. } => {
+                self.endpoint.handle_datagram(now, Peer::udp(from), &bytes);
+            }
+            Inbound::Stream { conn, from, bytes } => {
+                self.endpoint.handle_datagram(
+                    now,
+                    Peer::stream(Transport::Tcp, from, ConnId(conn)),
+                    &bytes,
+                );
+            }
+            Inbound::Opened { conn, from, writer } => self.conns.opened(conn, from, writer),
+            Inbound::Closed { conn } => {
+                self.conns.closed(conn);
+                self.endpoint.handle_connection_closed(now, ConnId(conn));
+            }
+        }
+    }
+
+    fn flush(&mut self, now: switchboard_sip::Instant) {
+        // Events first: answering a request produces more transmits.
+        while let Some(event) = self.endpoint.poll_event() {
+            self.on_event(event, now);
+        }
+        // Carry out what the engine decided (offers → INVITEs to agents, records).
+        self.calls.pump(&mut self.endpoint, now);
+        while let Some(t) = self.endpoint.poll_transmit() {
+            send(&t.dest, t.bytes, &self.udp, &self.conns);
+        }
+        let count = self.endpoint.registrar().binding_count();
+        self.metrics
+            .registrations
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    fn on_event(&mut self, event: Event, now: switchboard_sip::Instant) {
+        let ep = &mut self.endpoint;
+        match event {
+            Event::NewRequest { txn, req, src } => {
+                self.metrics
+                    .sip_requests_total
+                    .with_label_values(&[req.method.to_string().as_str()])
+                    .inc();
+                if self
+                    .calls
+                    .on_request(ep, now, txn, req.clone(), src.clone())
+                {
+                    return;
+                }
+                let (status, reason) = match req.method {
+                    Method::Message => (405, "Method Not Allowed"),
+                    _ => (481, "Call/Transaction Does Not Exist"),
+                };
+                debug!(method = %req.method, %status, peer = %src.addr, "request outside any call");
+                let tag = ep.new_tag();
+                let mut resp = Response::from_request(&req, status, reason, Some(&tag));
+                if status == 405 {
+                    resp.headers.push(HeaderName::Allow, switchboard_sip::ALLOW);
+                }
+                if let Err(e) = ep.respond(now, txn, resp) {
+                    debug!("response not sent: {e}");
+                }
+            }
+            Event::Response { txn, resp } => {
+                let class = format!("{}xx", resp.status / 100);
+                self.metrics
+                    .sip_responses_total
+                    .with_label_values(&[class.as_str()])
+                    .inc();
+                self.calls.on_response(ep, now, txn, resp);
+            }
+            Event::CancelRequested { invite_txn, cancel } => {
+                if !self.calls.on_cancel(ep, now, invite_txn) {
+                    let tag = ep.new_tag();
+                    if let Some(invite) = ep.server_request(invite_txn).cloned() {
+                        let resp =
+                            Response::from_request(&invite, 487, "Request Terminated", Some(&tag));
+                        if let Err(e) = ep.respond(now, invite_txn, resp) {
+                            debug!("487 not sent: {e}");
+                        }
+                    }
+                }
+                debug!(
+                    call_id = cancel.call_id().unwrap_or_default(),
+                    "INVITE cancelled"
+                );
+            }
+            Event::AckTimeout { invite_txn } => self.calls.on_ack_timeout(ep, now, invite_txn),
+            Event::TransactionTimeout {
+                txn: switchboard_sip::TxnKey::Client(txn),
+            }
+            | Event::TransportError { txn } => self.calls.on_client_failure(ep, now, txn),
+            Event::RegistrationChanged { agent, contacts } => {
+                let at = calls::timestamp(now);
+                self.shared.set_registration(
+                    &agent,
+                    contacts.iter().map(|b| b.contact.to_string()).collect(),
+                );
+                if contacts.is_empty() {
+                    if self.registered.remove(&agent) {
+                        info!(%agent, "agent unregistered");
+                        record_session(
+                            &self.records,
+                            &agent,
+                            AgentEventKind::Logout,
+                            "unregistered",
+                            at,
+                        );
+                        self.calls.registration_changed(now, &agent, false);
+                    }
+                } else {
+                    let list: Vec<String> =
+                        contacts.iter().map(|b| b.contact.to_string()).collect();
+                    if self.registered.insert(agent.clone()) {
+                        info!(%agent, contacts = ?list, "agent registered");
+                        record_session(
+                            &self.records,
+                            &agent,
+                            AgentEventKind::Login,
+                            "registered",
+                            at,
+                        );
+                        self.calls.registration_changed(now, &agent, true);
+                    } else {
+                        debug!(%agent, contacts = ?list, "agent bindings changed");
                     }
                 }
             }
-            () = sleep_until(deadline) => endpoint.handle_timeout(now()),
+            other => debug!(event = ?other, "SIP event"),
         }
-        flush(
-            &mut endpoint,
-            &udp,
-            &conns,
-            &metrics,
-            &readiness,
-            &records,
-            &mut registered,
-            now(),
-        );
+        let _ = &self.readiness;
     }
-    debug!("SIP endpoint task stopped");
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
@@ -344,59 +557,6 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
-}
-
-fn handle_inbound(
-    endpoint: &mut Endpoint,
-    conns: &mut Connections,
-    now: switchboard_sip::Instant,
-    msg: Inbound,
-) {
-    match msg {
-        Inbound::Datagram {
-            socket,
-            from,
-            bytes,
-        } => {
-            let _ = socket;
-            endpoint.handle_datagram(now, Peer::udp(from), &bytes);
-        }
-        Inbound::Stream { conn, from, bytes } => {
-            endpoint.handle_datagram(
-                now,
-                Peer::stream(Transport::Tcp, from, ConnId(conn)),
-                &bytes,
-            );
-        }
-        Inbound::Opened { conn, from, writer } => conns.opened(conn, from, writer),
-        Inbound::Closed { conn } => {
-            conns.closed(conn);
-            endpoint.handle_connection_closed(now, ConnId(conn));
-        }
-    }
-}
-
-fn flush(
-    endpoint: &mut Endpoint,
-    udp: &[Arc<UdpSocket>],
-    conns: &Connections,
-    metrics: &Metrics,
-    readiness: &Readiness,
-    records: &switchboard_store::RecordSink,
-    registered: &mut HashSet<String>,
-    now: switchboard_sip::Instant,
-) {
-    // Events first: answering a request produces more transmits.
-    while let Some(event) = endpoint.poll_event() {
-        on_event(endpoint, event, readiness, records, registered, now);
-    }
-    while let Some(t) = endpoint.poll_transmit() {
-        send(&t.dest, t.bytes, udp, conns);
-    }
-    let count = endpoint.registrar().binding_count();
-    metrics
-        .registrations
-        .set(i64::try_from(count).unwrap_or(i64::MAX));
 }
 
 fn send(dest: &Peer, bytes: Vec<u8>, udp: &[Arc<UdpSocket>], conns: &Connections) {
@@ -434,72 +594,6 @@ fn send(dest: &Peer, bytes: Vec<u8>, udp: &[Arc<UdpSocket>], conns: &Connections
             }
         }
         other => debug!(dest = %dest.addr, "transport {other:?} is not served; message dropped"),
-    }
-}
-
-fn on_event(
-    endpoint: &mut Endpoint,
-    event: Event,
-    readiness: &Readiness,
-    records: &switchboard_store::RecordSink,
-    registered: &mut HashSet<String>,
-    now: switchboard_sip::Instant,
-) {
-    match event {
-        Event::NewRequest { txn, req, src } => {
-            let (status, reason) = match req.method {
-                Method::Invite if readiness.shutting_down.load(Ordering::Acquire) => {
-                    (503, "Shutting Down")
-                }
-                // Call control (queues, agent legs, media) is not part of this version.
-                Method::Invite => (503, "Call Handling Not Available"),
-                Method::Message => (405, "Method Not Allowed"),
-                _ => (481, "Call/Transaction Does Not Exist"),
-            };
-            debug!(method = %req.method, %status, peer = %src.addr, "request answered without a dialog");
-            let tag = endpoint.new_tag();
-            let mut resp = Response::from_request(&req, status, reason, Some(&tag));
-            if status == 503 {
-                resp.headers.push(HeaderName::RetryAfter, "30");
-            }
-            if status == 405 {
-                resp.headers.push(HeaderName::Allow, switchboard_sip::ALLOW);
-            }
-            if let Err(e) = endpoint.respond(now, txn, resp) {
-                debug!("response not sent: {e}");
-            }
-        }
-        Event::RegistrationChanged { agent, contacts } => {
-            let at = switchboard_store::now_utc();
-            if contacts.is_empty() {
-                if registered.remove(&agent) {
-                    info!(%agent, "agent unregistered");
-                    record_session(records, &agent, AgentEventKind::Logout, "unregistered", at);
-                }
-            } else {
-                let list: Vec<String> = contacts.iter().map(|b| b.contact.to_string()).collect();
-                if registered.insert(agent.clone()) {
-                    info!(%agent, contacts = ?list, "agent registered");
-                    record_session(records, &agent, AgentEventKind::Login, "registered", at);
-                } else {
-                    debug!(%agent, contacts = ?list, "agent bindings changed");
-                }
-            }
-        }
-        Event::CancelRequested { invite_txn, cancel } => {
-            let tag = endpoint.new_tag();
-            if let Some(invite) = endpoint.server_request(invite_txn).cloned() {
-                let resp = Response::from_request(&invite, 487, "Request Terminated", Some(&tag));
-                if let Err(e) = endpoint.respond(now, invite_txn, resp) {
-                    debug!("487 not sent: {e}");
-                }
-            }
-            debug!(
-                call_id = cancel.call_id().unwrap_or_default(),
-                "INVITE cancelled"
-            );
-        }
-        other => debug!(event = ?other, "SIP event"),
     }
 }
 

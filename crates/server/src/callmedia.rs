@@ -1,0 +1,268 @@
+//! Call control's view of the media plane: one [`CallMedia`] per call wraps a
+//! `switchboard_media::Session` (caller leg + agent leg) with the few operations the B2BUA
+//! needs, and turns media errors into SIP answers.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use switchboard_media::{Media, MediaConfig, MediaError, Sdp, Session};
+use tracing::{debug, warn};
+
+use crate::config::Config;
+
+/// Why a call's media could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The caller's SDP is missing, malformed or offers no codec we speak.
+    #[error("unusable SDP offer: {0}")]
+    Offer(String),
+    /// No RTP ports left, or a socket could not be bound.
+    #[error("media resources: {0}")]
+    Resources(String),
+}
+
+impl OpenError {
+    /// 488 for a bad offer, 503 otherwise.
+    pub fn is_offer_problem(&self) -> bool {
+        matches!(self, OpenError::Offer(_))
+    }
+}
+
+/// The media plane of the server.
+#[derive(Debug, Clone)]
+pub struct MediaSetup {
+    media: Media,
+    sounds_dir: PathBuf,
+    recording_dir: PathBuf,
+}
+
+/// Where the shipped prompts are: `[media] sounds_dir` when it exists, else the `sounds/`
+/// directory of the source tree this binary was built from.
+fn sounds_dir(config: &Config) -> PathBuf {
+    let configured = config.media.sounds_dir.clone();
+    if configured.is_dir() {
+        return configured;
+    }
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sounds");
+    if configured.is_relative() && built.is_dir() {
+        return built;
+    }
+    configured
+}
+
+impl MediaSetup {
+    pub fn new(config: &Config) -> anyhow::Result<MediaSetup> {
+        let advertised_ip: IpAddr = config
+            .sip
+            .advertised_address
+            .parse()
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let bind_ip = config
+            .listen_addrs()
+            .first()
+            .map_or(advertised_ip, |l| l.addr.ip());
+        let sounds_dir = sounds_dir(config);
+        let media = Media::new(MediaConfig {
+            ports: (config.media.rtp_ports[0], config.media.rtp_ports[1]),
+            bind_ip,
+            advertised_ip,
+            sounds_dir: sounds_dir.clone(),
+        })
+        .with_context(|| format!("media.sounds_dir {}", sounds_dir.display()))?;
+        Ok(MediaSetup {
+            media,
+            sounds_dir,
+            recording_dir: config.recording.dir.clone(),
+        })
+    }
+
+    /// Packets in/out across all calls since start.
+    pub fn totals(&self) -> (u64, u64) {
+        let t = self.media.totals();
+        (t.packets_in, t.packets_out)
+    }
+
+    /// Opens the media of a new call and answers the caller's offer.
+    pub fn open(&self, call_id: &str, caller_offer: &[u8]) -> Result<CallMedia, OpenError> {
+        if caller_offer.is_empty() {
+            return Err(OpenError::Offer(
+                "the INVITE carries no SDP offer (offerless INVITEs are not supported)".into(),
+            ));
+        }
+        let offer = Sdp::parse_bytes(caller_offer).map_err(|e| OpenError::Offer(e.to_string()))?;
+        let mut session = self.media.open_session(call_id).map_err(|e| match e {
+            MediaError::PortsExhausted { .. } | MediaError::Io { .. } => {
+                OpenError::Resources(e.to_string())
+            }
+            other => OpenError::Resources(other.to_string()),
+        })?;
+        let answer = session
+            .caller_answer(&offer)
+            .map_err(|e| OpenError::Offer(e.to_string()))?;
+        Ok(CallMedia {
+            session: Some(session),
+            caller_sdp: answer.into_bytes(),
+            sounds_dir: self.sounds_dir.clone(),
+            recording_dir: self.recording_dir.clone(),
+        })
+    }
+}
+
+/// Packet counts of a finished call's media.
+#[derive(Debug, Clone, Default)]
+pub struct CallMediaStats {
+    pub packets_in: u64,
+    pub packets_out: u64,
+    pub recording: Option<PathBuf>,
+}
+
+/// The media of one call.
+#[derive(Debug)]
+pub struct CallMedia {
+    session: Option<Session>,
+    caller_sdp: Vec<u8>,
+    sounds_dir: PathBuf,
+    recording_dir: PathBuf,
+}
+
+impl CallMedia {
+    /// Our SDP answer on the caller leg.
+    pub fn caller_sdp(&self) -> Vec<u8> {
+        self.caller_sdp.clone()
+    }
+
+    /// Hold music for the caller.
+    pub fn play_music(&self) {
+        if let Some(s) = &self.session
+            && let Err(e) = s.play_music()
+        {
+            warn!(call_id = s.call_id(), "music: {e}");
+        }
+    }
+
+    /// "You are number N in the queue; expected waiting time M minutes", then music.
+    pub fn announce_position(&self, position: usize, wait_minutes: u64) {
+        let Some(s) = &self.session else { return };
+        let files = switchboard_media::sounds::announce_position(
+            &self.sounds_dir,
+            u32::try_from(position).unwrap_or(u32::MAX),
+            u32::try_from(wait_minutes).unwrap_or(u32::MAX),
+        );
+        if let Err(e) = s.play_prompts(files) {
+            warn!(call_id = s.call_id(), "announcement: {e}");
+        }
+    }
+
+    /// Our offer to an agent.
+    pub fn agent_offer_sdp(&mut self) -> Vec<u8> {
+        self.session
+            .as_mut()
+            .map(|s| s.agent_offer().into_bytes())
+            .unwrap_or_default()
+    }
+
+    /// The agent answered with `answer`: point the agent leg at it, bridge, and start the
+    /// recording when `record_as` names the call (queue with `record = true`).
+    pub fn bridge_agent(&mut self, answer: &[u8], record_as: Option<&str>) -> Result<(), String> {
+        let Some(s) = self.session.as_mut() else {
+            return Err("media already closed".into());
+        };
+        let applied = Sdp::parse_bytes(answer)
+            .map_err(|e| e.to_string())
+            .and_then(|sdp| {
+                s.set_agent_remote(&sdp)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = s.bridge() {
+            warn!(call_id = s.call_id(), "bridge: {e}");
+        }
+        if let Some(name) = record_as {
+            let path = self.recording_dir.join(format!("{name}.wav"));
+            if let Some(dir) = path.parent()
+                && let Err(e) = std::fs::create_dir_all(dir)
+            {
+                warn!(dir = %dir.display(), "cannot create the recording directory: {e}");
+            }
+            match s.start_recording(&path) {
+                Ok(()) => debug!(call_id = s.call_id(), path = %path.display(), "recording"),
+                Err(e) => {
+                    warn!(call_id = s.call_id(), path = %path.display(), "recording not started: {e}")
+                }
+            }
+        }
+        applied
+    }
+
+    /// The agent put the caller on hold (`true`) or took them back.
+    pub fn hold(&self, held: bool) {
+        if let Some(s) = &self.session
+            && let Err(e) = s.hold(held)
+        {
+            warn!(call_id = s.call_id(), "hold: {e}");
+        }
+    }
+
+    /// Our answer to an agent's re-INVITE offer (hold / resume).
+    pub fn agent_sdp_for_reinvite(&mut self, offer: &[u8]) -> Vec<u8> {
+        let Some(s) = self.session.as_mut() else {
+            return Vec::new();
+        };
+        match Sdp::parse_bytes(offer)
+            .map_err(|e| e.to_string())
+            .and_then(|sdp| s.agent_answer(&sdp).map_err(|e| e.to_string()))
+        {
+            Ok(answer) => answer.into_bytes(),
+            Err(e) => {
+                warn!(
+                    call_id = s.call_id(),
+                    "re-INVITE offer unusable ({e}); answering with our offer"
+                );
+                s.agent_offer().into_bytes()
+            }
+        }
+    }
+
+    /// Ends the media: counters now, ports freed and the recording finished in the background.
+    pub fn close(&mut self) -> CallMediaStats {
+        let Some(session) = self.session.take() else {
+            return CallMediaStats::default();
+        };
+        let stats = session.stats();
+        let result = CallMediaStats {
+            packets_in: stats
+                .caller
+                .packets_in
+                .saturating_add(stats.agent.packets_in),
+            packets_out: stats
+                .caller
+                .packets_out
+                .saturating_add(stats.agent.packets_out),
+            recording: stats.recording.clone(),
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    let _ = session.close().await;
+                });
+            }
+            // Outside the runtime (process exit): dropping the session frees its ports.
+            Err(_) => drop(session),
+        }
+        result
+    }
+}
+
+impl Drop for CallMedia {
+    fn drop(&mut self) {
+        if self.session.is_some() {
+            self.close();
+        }
+    }
+}
+
+/// Whether an SDP offer puts the other side on hold (sendonly, inactive or `c=0.0.0.0`).
+pub fn is_hold_offer(body: &[u8]) -> bool {
+    Sdp::parse_bytes(body).is_ok_and(|s| s.is_hold())
+}

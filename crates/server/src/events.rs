@@ -1,0 +1,66 @@
+//! The live event stream (`GET /api/v1/events`): call and agent events fanned out to every
+//! subscriber. Slow subscribers lose old events (a broadcast channel), never slow calls down.
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+/// One event of the live stream, serialised as JSON with a `type` field.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LiveEvent {
+    /// A caller entered the queue engine.
+    CallEnqueued {
+        call: u64,
+        caller: String,
+        class: String,
+        purpose: String,
+    },
+    /// Agents are being rung for a call.
+    CallOffered {
+        call: u64,
+        agents: Vec<String>,
+        route: String,
+    },
+    /// An agent answered.
+    CallAnswered { call: u64, agent: String },
+    /// A call ended.
+    CallEnded {
+        call: u64,
+        outcome: String,
+        hangup_side: String,
+    },
+    /// An agent's state changed.
+    AgentState { agent: String, state: String },
+}
+
+impl LiveEvent {
+    /// The SSE `event:` name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LiveEvent::CallEnqueued { .. } => "call_enqueued",
+            LiveEvent::CallOffered { .. } => "call_offered",
+            LiveEvent::CallAnswered { .. } => "call_answered",
+            LiveEvent::CallEnded { .. } => "call_ended",
+            LiveEvent::AgentState { .. } => "agent_state",
+        }
+    }
+}
+
+/// Sender side of the live stream. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct EventBus(broadcast::Sender<LiveEvent>);
+
+impl EventBus {
+    pub fn new(capacity: usize) -> EventBus {
+        EventBus(broadcast::channel(capacity).0)
+    }
+
+    /// Publishes to whoever listens; nobody listening is fine.
+    pub fn send(&self, event: LiveEvent) {
+        let _ = self.0.send(event);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
+        self.0.subscribe()
+    }
+}
