@@ -24,6 +24,11 @@ pub struct StreamFramer {
     buf: Vec<u8>,
     max_message_size: usize,
     failed: Option<ParseError>,
+    /// Where the search for the end of the current head resumes (bytes before it hold
+    /// no terminator), so a head trickling in byte by byte is scanned once.
+    scanned: usize,
+    /// Total length (head + body) of the current message once its head is complete.
+    pending: Option<usize>,
 }
 
 impl StreamFramer {
@@ -33,6 +38,8 @@ impl StreamFramer {
             buf: Vec::new(),
             max_message_size,
             failed: None,
+            scanned: 0,
+            pending: None,
         }
     }
 
@@ -46,7 +53,8 @@ impl StreamFramer {
         self.buf.len()
     }
 
-    /// Pops the next frame: `Ok(None)` when more bytes are needed.
+    /// Pops the next frame: `Ok(None)` when more bytes are needed. The work is linear in
+    /// the bytes received, however they are split.
     ///
     /// A buffer holding exactly `"\r\n"` is reported as [`Frame::KeepAlivePong`]; a ping
     /// split after its first CRLF is therefore seen as two pongs — harmless, as a pong
@@ -63,50 +71,69 @@ impl StreamFramer {
     }
 
     fn pop(&mut self) -> Result<Option<Frame>, ParseError> {
-        if self.buf.starts_with(b"\r\n\r\n") {
-            self.buf.drain(..4);
-            return Ok(Some(Frame::KeepAlivePing));
-        }
-        if self.buf.starts_with(b"\r\n") && !self.buf.starts_with(b"\r\n\r") {
-            self.buf.drain(..2);
-            return Ok(Some(Frame::KeepAlivePong));
-        }
-        if self.buf == b"\r\n\r" || self.buf == b"\r" || self.buf.is_empty() {
-            return Ok(None);
-        }
-        let Some(head_len) = head_length(&self.buf) else {
-            if self.buf.len() > self.max_message_size {
-                return Err(ParseError::TooLarge {
-                    size: self.buf.len(),
-                    limit: self.max_message_size,
-                });
+        let total = match self.pending {
+            Some(total) => total,
+            None => {
+                if let Some(keep_alive) = self.pop_keep_alive() {
+                    return Ok(keep_alive);
+                }
+                let Some(head_len) = head_length(&self.buf, self.scanned) else {
+                    self.scanned = self.buf.len().saturating_sub(2);
+                    if self.buf.len() > self.max_message_size {
+                        return Err(ParseError::TooLarge {
+                            size: self.buf.len(),
+                            limit: self.max_message_size,
+                        });
+                    }
+                    return Ok(None);
+                };
+                let head = self.buf.get(..head_len).unwrap_or_default();
+                let total = head_len
+                    .checked_add(content_length(head)?)
+                    .ok_or(ParseError::BadContentLength)?;
+                if total > self.max_message_size {
+                    return Err(ParseError::TooLarge {
+                        size: total,
+                        limit: self.max_message_size,
+                    });
+                }
+                self.pending = Some(total);
+                total
             }
-            return Ok(None);
         };
-        let head = self.buf.get(..head_len).unwrap_or_default();
-        let body_len = content_length(head)?;
-        let total = head_len
-            .checked_add(body_len)
-            .ok_or(ParseError::BadContentLength)?;
-        if total > self.max_message_size {
-            return Err(ParseError::TooLarge {
-                size: total,
-                limit: self.max_message_size,
-            });
-        }
         if self.buf.len() < total {
             return Ok(None);
         }
         let rest = self.buf.split_off(total);
         let frame = std::mem::replace(&mut self.buf, rest);
+        self.pending = None;
+        self.scanned = 0;
         Ok(Some(Frame::Message(frame)))
+    }
+
+    /// At a message boundary: `Some(Some(frame))` for a keep-alive, `Some(None)` when the
+    /// bytes so far could still become one, `None` when a message starts here.
+    fn pop_keep_alive(&mut self) -> Option<Option<Frame>> {
+        if self.buf.starts_with(b"\r\n\r\n") {
+            self.buf.drain(..4);
+            return Some(Some(Frame::KeepAlivePing));
+        }
+        if self.buf.starts_with(b"\r\n") && !self.buf.starts_with(b"\r\n\r") {
+            self.buf.drain(..2);
+            return Some(Some(Frame::KeepAlivePong));
+        }
+        if self.buf == b"\r\n\r" || self.buf == b"\r" || self.buf.is_empty() {
+            return Some(None);
+        }
+        None
     }
 }
 
-/// Length of the head including the terminating empty line (`\r\n\r\n` or `\n\n`).
-fn head_length(buf: &[u8]) -> Option<usize> {
-    let mut offset = 0usize;
-    let mut rest = buf;
+/// Length of the head including the terminating empty line (`\r\n\r\n` or `\n\n`),
+/// searching for the LF that starts the terminator from `from` on.
+fn head_length(buf: &[u8], from: usize) -> Option<usize> {
+    let mut offset = from;
+    let mut rest = buf.get(from..)?;
     loop {
         let nl = rest.iter().position(|b| *b == b'\n')?;
         let after = nl.checked_add(1)?;
@@ -184,6 +211,27 @@ mod tests {
             panic!()
         };
         assert!(Message::parse(bytes).is_ok());
+    }
+
+    #[test]
+    fn trickled_long_head_and_body() {
+        let mut msg = b"MESSAGE sip:a@b SIP/2.0\r\n".to_vec();
+        for i in 0..200 {
+            msg.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
+        }
+        msg.extend_from_slice(b"Content-Length: 300\r\n\r\n");
+        msg.extend(std::iter::repeat_n(b'z', 300));
+        let mut f = StreamFramer::new(1 << 16);
+        for (i, b) in msg.iter().enumerate() {
+            f.push(std::slice::from_ref(b));
+            let frame = f.next_frame().unwrap();
+            if i + 1 < msg.len() {
+                assert_eq!(frame, None, "early frame at byte {i}");
+            } else {
+                assert_eq!(frame, Some(Frame::Message(msg.clone())));
+            }
+        }
+        assert_eq!(f.buffered(), 0);
     }
 
     #[test]
