@@ -493,7 +493,11 @@ macro_rules! header_accessors {
                     return Err(ParseError::BadCallId);
                 }
                 self.cseq()?;
-                self.contacts()?;
+                let contacts = self.contacts()?;
+                if contacts.len() > 1 && contacts.contains(&ContactValue::Star) {
+                    // RFC 3261 §10.2.2: `*` stands alone.
+                    return Err(ParseError::BadContact);
+                }
                 Ok(())
             }
         }
@@ -553,7 +557,7 @@ impl Request {
     /// RFC 3261 §8.1.1 / §8.2 checks a UAS makes before processing, in this order:
     /// Via, From, To, Call-ID and CSeq present; From, To, Call-ID, CSeq, Max-Forwards,
     /// Content-Type not repeated; every Via, From, To, Call-ID, CSeq and Contact
-    /// well-formed; CSeq method equal to the request method; Max-Forwards (optional) in
+    /// well-formed (`Contact: *` only alone); CSeq method equal to the request method; Max-Forwards (optional) in
     /// 0..=255; no headers in the Request-URI (RFC 3261 §19.1.5). The error's
     /// [`ParseError::reason_phrase`] suits a `400` answer.
     pub fn validate(&self) -> Result<(), ParseError> {
@@ -942,6 +946,10 @@ t: <sip:a@b>\r\ni: abc\r\nCSEQ: 0009\r\n  OPTIONS\r\nX-Long:   one\r\n\ttwo  \r\
             Err(ParseError::BadRequestUri)
         );
         assert_eq!(with(&|r| r.headers.set(HeaderName::Contact, "*")), Ok(()));
+        assert_eq!(
+            with(&|r| r.headers.push(HeaderName::Contact, "*")),
+            Err(ParseError::BadContact)
+        );
         assert_eq!(
             with(&|r| r.headers.remove(&HeaderName::MaxForwards)),
             Ok(())
