@@ -17,7 +17,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use switchboard_sipmsg::{
-    ContactValue, Frame, HeaderName, Message, ParseError, StreamFramer, Uri, Via,
+    CSeq, ContactValue, Frame, HeaderName, Message, ParseError, StreamFramer, Uri, Via,
 };
 
 fn corpus_dir(kind: &str) -> PathBuf {
@@ -154,6 +154,34 @@ fn fact(m: &Message, key: &str) -> String {
     }
 }
 
+/// Every typed view that parses prints to something that parses back equal.
+fn assert_typed_round_trips(m: &Message) {
+    for v in m.headers().list(&HeaderName::Via) {
+        if let Ok(via) = Via::parse(v) {
+            assert_eq!(Via::parse(&via.to_string()), Ok(via.clone()), "{v:?}");
+        }
+    }
+    for name in [
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::Contact,
+        HeaderName::Route,
+        HeaderName::RecordRoute,
+    ] {
+        for v in m.headers().list(&name) {
+            if let Ok(c) = ContactValue::parse(v) {
+                assert_eq!(ContactValue::parse(&c.to_string()), Ok(c.clone()), "{v:?}");
+            }
+        }
+    }
+    if let Some(Ok(cseq)) = m.headers().get(&HeaderName::CSeq).map(CSeq::parse) {
+        assert_eq!(CSeq::parse(&cseq.to_string()), Ok(cseq.clone()));
+    }
+    if let Message::Request(r) = m {
+        assert_eq!(r.uri.to_string().parse::<Uri>(), Ok(r.uri.clone()));
+    }
+}
+
 #[test]
 fn valid_corpus_parses_validates_and_round_trips() {
     let files = files("valid");
@@ -163,6 +191,7 @@ fn valid_corpus_parses_validates_and_round_trips() {
         let bytes = fs::read(path).unwrap();
         let m = Message::parse(&bytes).unwrap_or_else(|e| panic!("{name}: {e:?}"));
         assert_round_trip(&m, &name);
+        assert_typed_round_trips(&m);
 
         // The printed form frames as exactly one message on a stream.
         let printed = m.to_bytes();
