@@ -152,6 +152,10 @@ fn head_length(buf: &[u8], from: usize) -> Option<usize> {
 fn content_length(head: &[u8]) -> Result<usize, ParseError> {
     let mut found = None;
     for line in head.split(|b| *b == b'\n').skip(1) {
+        if line.starts_with(b" ") || line.starts_with(b"\t") {
+            // A continuation line belongs to the header before it, as in the parser.
+            continue;
+        }
         let Some(colon) = line.iter().position(|b| *b == b':') else {
             continue;
         };
@@ -232,6 +236,16 @@ mod tests {
             }
         }
         assert_eq!(f.buffered(), 0);
+    }
+
+    #[test]
+    fn continuation_lines_are_not_headers() {
+        let msg = b"MESSAGE sip:a@b SIP/2.0\r\nX-Foo: a\r\n l: 99\r\nl: 2\r\n\r\nhi";
+        let mut f = StreamFramer::new(4096);
+        f.push(msg);
+        assert_eq!(f.next_frame(), Ok(Some(Frame::Message(msg.to_vec()))));
+        let m = Message::parse(msg).unwrap();
+        assert_eq!(m.body(), b"hi");
     }
 
     #[test]
