@@ -1,4 +1,5 @@
-//! The HTTP surface on `[http] listen`: liveness, readiness and Prometheus metrics.
+//! The HTTP surface on `[http] listen`: liveness, readiness, Prometheus metrics and the
+//! operations API under `/api/v1` (see [`crate::api`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,7 +9,9 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde_json::json;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use utoipa::ToSchema;
 
 use crate::metrics::Metrics;
 
@@ -52,6 +55,8 @@ pub struct AppState {
     pub api_token: Arc<str>,
     /// The configuration in force.
     pub config: Arc<crate::config::Config>,
+    /// Cancelled when the HTTP server stops: long-lived responses (the event stream) end.
+    pub stop: CancellationToken,
 }
 
 impl std::fmt::Debug for AppState {
@@ -67,22 +72,60 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .nest("/api/v1", crate::api::routes(state.clone()))
         .with_state(state)
 }
 
-async fn healthz() -> Response {
-    (StatusCode::OK, axum::Json(json!({"status": "ok"}))).into_response()
+/// Body of `/healthz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    pub status: &'static str,
 }
 
-async fn readyz(State(state): State<AppState>) -> Response {
+/// Liveness: the process answers HTTP.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "health",
+    responses((status = 200, description = "Alive", body = Health))
+)]
+pub async fn healthz() -> Response {
+    (StatusCode::OK, axum::Json(Health { status: "ok" })).into_response()
+}
+
+/// Body of `/readyz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadyState {
+    /// All of: SIP listeners bound, database reachable, not shutting down.
+    pub ready: bool,
+    pub sip_bound: bool,
+    pub database: bool,
+    pub shutting_down: bool,
+}
+
+/// Readiness for new calls: 200 when SIP listeners are bound, the database is reachable and
+/// the server is not shutting down; 503 otherwise.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = ReadyState),
+        (status = 503, description = "Not ready (starting, database down, or shutting down)", body = ReadyState),
+    )
+)]
+pub async fn readyz(State(state): State<AppState>) -> Response {
     let r = &state.readiness;
-    let body = json!({
-        "ready": r.is_ready(),
-        "sip_bound": r.sip_bound.load(Ordering::Acquire),
-        "database": r.database.load(Ordering::Acquire),
-        "shutting_down": r.shutting_down.load(Ordering::Acquire),
-    });
-    let status = if r.is_ready() {
+    let body = ReadyState {
+        ready: r.is_ready(),
+        sip_bound: r.sip_bound.load(Ordering::Acquire),
+        database: r.database.load(Ordering::Acquire),
+        shutting_down: r.shutting_down.load(Ordering::Acquire),
+    };
+    let status = if body.ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -90,7 +133,16 @@ async fn readyz(State(state): State<AppState>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+/// Prometheus metrics (text exposition format 0.0.4): the names of PRODUCT §4 plus the
+/// standard `process_*` metrics.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "health",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain; version=0.0.4", body = String))
+)]
+pub async fn metrics(State(state): State<AppState>) -> Response {
     (state.refresh)();
     (
         StatusCode::OK,

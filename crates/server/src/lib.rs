@@ -5,6 +5,7 @@
 //! Protocol decisions live in `switchboard-sip`, routing decisions in `switchboard-engine`,
 //! SQL in `switchboard-store`.
 
+pub mod api;
 pub mod callmedia;
 pub mod calls;
 pub mod cli;

@@ -1,6 +1,8 @@
 //! The Prometheus registry. Names and labels are fixed by PRODUCT.md §4; only this crate
 //! touches the `prometheus` crate (libraries keep plain counters that are copied in here).
 
+use switchboard_engine::AgentStateKind;
+
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -176,6 +178,60 @@ impl Metrics {
         }
     }
 
+    /// Brings the gauges and counters that mirror other components up to date; called just
+    /// before every scrape. `now` is engine time (for the oldest wait), `rtp` the relay's
+    /// (packets in, packets out) since start.
+    pub fn refresh(
+        &self,
+        engine: &switchboard_engine::Engine,
+        now: switchboard_engine::Time,
+        records: &switchboard_store::WriterStats,
+        rtp: (u64, u64),
+    ) {
+        self.cdr_pending
+            .set(i64::try_from(records.pending).unwrap_or(i64::MAX));
+        Metrics::advance_to(&self.cdr_write_errors_total, records.write_errors);
+        Metrics::advance_to(&self.rtp_packets_total.with_label_values(&["in"]), rtp.0);
+        Metrics::advance_to(&self.rtp_packets_total.with_label_values(&["out"]), rtp.1);
+
+        let mut by_state = [0i64; AgentStateKind::ALL.len()];
+        for agent in engine.agents() {
+            if let Some(n) = AgentStateKind::ALL
+                .iter()
+                .position(|k| *k == agent.state.kind())
+                .and_then(|i| by_state.get_mut(i))
+            {
+                *n = n.saturating_add(1);
+            }
+        }
+        for (kind, n) in AgentStateKind::ALL.iter().zip(by_state) {
+            self.agents.with_label_values(&[kind.as_str()]).set(n);
+        }
+
+        for i in 0..engine.queue_count() {
+            let Some(stats) = u32::try_from(i)
+                .ok()
+                .and_then(|i| engine.stats(now, switchboard_engine::QueueIdx(i)))
+            else {
+                continue;
+            };
+            let queue = [stats.name.as_str()];
+            self.queue_waiting
+                .with_label_values(&queue)
+                .set(i64::try_from(stats.waiting).unwrap_or(i64::MAX));
+            #[allow(clippy::cast_precision_loss)] // waits are far below 2^53 ms
+            self.queue_oldest_wait_seconds
+                .with_label_values(&queue)
+                .set(stats.oldest_wait_ms as f64 / 1000.0);
+            // No series until a call has finished waiting: an empty queue has no service level.
+            if let Some(level) = stats.service_level() {
+                self.service_level_ratio
+                    .with_label_values(&queue)
+                    .set(level);
+            }
+        }
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
@@ -211,5 +267,49 @@ mod tests {
         assert!(text.contains("switchboard_sip_requests_total{method=\"REGISTER\"} 1"));
         assert!(text.contains("switchboard_registrations 0"));
         assert!(text.contains("switchboard_cdr_pending 0"));
+    }
+
+    #[test]
+    fn refresh_mirrors_engine_store_and_media() {
+        use switchboard_engine::{AgentConfig, AgentStateChange, EngineConfig, QueueConfig, Time};
+        let mut cfg = EngineConfig::default();
+        for id in ["kira", "lena"] {
+            cfg.agents.push(AgentConfig {
+                id: id.into(),
+                skills: vec![("orders".into(), 5)],
+                ..Default::default()
+            });
+        }
+        cfg.queues.push(QueueConfig::new("orders", "orders"));
+        cfg.queues.push(QueueConfig::new("regional", "regional"));
+        let engine = switchboard_engine::Engine::new(cfg).unwrap();
+        let t = Time::from_secs(10);
+        let kira = engine.agent_idx("kira").unwrap();
+        engine
+            .set_agent_state(t, kira, AgentStateChange::Available)
+            .unwrap();
+        let m = Metrics::new();
+        let stats = switchboard_store::WriterStats {
+            pending: 3,
+            write_errors: 2,
+            ..Default::default()
+        };
+        m.refresh(&engine, t, &stats, (10, 7));
+        m.refresh(&engine, t, &stats, (12, 7));
+        let text = m.render();
+        for line in [
+            "switchboard_agents{state=\"available\"} 1",
+            "switchboard_agents{state=\"logged_out\"} 1",
+            "switchboard_agents{state=\"on_call\"} 0",
+            "switchboard_queue_waiting{queue=\"orders\"} 0",
+            "switchboard_queue_oldest_wait_seconds{queue=\"orders\"} 0",
+            "switchboard_cdr_pending 3",
+            "switchboard_cdr_write_errors_total 2",
+            "switchboard_rtp_packets_total{direction=\"in\"} 12",
+            "switchboard_rtp_packets_total{direction=\"out\"} 7",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert!(!text.contains("switchboard_service_level_ratio{"));
     }
 }

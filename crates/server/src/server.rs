@@ -132,6 +132,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
     let events = EventBus::new(1024);
     let shared = Shared::new();
     let media = MediaSetup::new(&config).context("cannot set up media")?;
+    let refresh_media = media.clone();
     let calls = Calls::new(
         &config,
         CallDeps {
@@ -167,12 +168,16 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
     // 5. HTTP.
     let refresh_store = store.clone();
     let refresh_metrics = metrics.clone();
+    let refresh_engine = Arc::clone(&engine);
     let refresh: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
-        let s = refresh_store.stats();
-        refresh_metrics
-            .cdr_pending
-            .set(i64::try_from(s.pending).unwrap_or(i64::MAX));
-        Metrics::advance_to(&refresh_metrics.cdr_write_errors_total, s.write_errors);
+        refresh_metrics.refresh(
+            &refresh_engine,
+            calls::engine_time(switchboard_sip::Instant::from_duration(
+                wall_start + clock::now().duration_since(mono_start),
+            )),
+            &refresh_store.stats(),
+            refresh_media.totals(),
+        );
     });
     let app = crate::http::router(AppState {
         metrics: metrics.clone(),
@@ -184,6 +189,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
         events: events.clone(),
         api_token: Arc::from(config.api_token()),
         config: Arc::new(config.clone()),
+        stop: stop.clone(),
     });
     let http_stop = stop.clone();
     let http = tokio::spawn(async move {

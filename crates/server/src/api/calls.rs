@@ -1,0 +1,265 @@
+//! `GET /api/v1/calls` (call-detail records, newest first) and `GET /api/v1/calls/active`.
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use switchboard_store::CallRecord;
+use switchboard_store::chrono::{DateTime, SecondsFormat, Utc};
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{ApiError, ApiQuery, ErrorBody};
+use crate::http::AppState;
+use crate::shared::ActiveCall;
+
+/// Default and largest `limit` of `GET /api/v1/calls`.
+const DEFAULT_LIMIT: u32 = 100;
+const MAX_LIMIT: u32 = 1000;
+
+/// Query of `GET /api/v1/calls`.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// Only calls that started at or after this instant (RFC 3339, e.g.
+    /// `2026-03-02T08:00:00Z`).
+    pub since: Option<String>,
+    /// At most this many records (1..=1000, default 100).
+    pub limit: Option<u32>,
+}
+
+/// One call-detail record (table `calls`, PRODUCT §4).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CallView {
+    pub id: String,
+    pub sip_call_id: String,
+    /// `inbound` or `outbound`.
+    #[schema(example = "inbound")]
+    pub direction: String,
+    pub trunk: Option<String>,
+    pub caller: String,
+    pub dialed: String,
+    pub client_number: Option<String>,
+    /// `debt`, `key`, `new`, `regional`, `other`, `complaint` or `standard`.
+    pub client_class: Option<String>,
+    /// `order`, `information`, `other` or `complaint`.
+    pub purpose: Option<String>,
+    pub queue: Option<String>,
+    pub agent_id: Option<String>,
+    /// The route chain steps tried and why each was skipped.
+    #[schema(example = "role:department_head(ivan)")]
+    pub route: String,
+    #[schema(format = DateTime)]
+    pub started_at: String,
+    #[schema(format = DateTime)]
+    pub queued_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub answered_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub ended_at: String,
+    pub wait_ms: i64,
+    pub talk_ms: i64,
+    /// `answered`, `abandoned`, `timeout`, `no_agent`, `rejected`, `transferred` or `failed`.
+    #[schema(example = "answered")]
+    pub outcome: String,
+    /// `caller`, `agent` or `system`.
+    #[schema(example = "caller")]
+    pub hangup_side: String,
+    pub recording: Option<String>,
+}
+
+fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl From<CallRecord> for CallView {
+    fn from(r: CallRecord) -> Self {
+        // Destructured in full: a new CDR column fails to compile here until the API shows it.
+        let CallRecord {
+            id,
+            sip_call_id,
+            direction,
+            trunk,
+            caller,
+            dialed,
+            client_number,
+            client_class,
+            purpose,
+            queue,
+            agent_id,
+            route,
+            started_at,
+            queued_at,
+            answered_at,
+            ended_at,
+            wait_ms,
+            talk_ms,
+            outcome,
+            hangup_side,
+            recording,
+        } = r;
+        CallView {
+            id,
+            sip_call_id,
+            direction: direction.as_str().to_owned(),
+            trunk,
+            caller,
+            dialed,
+            client_number,
+            client_class,
+            purpose,
+            queue,
+            agent_id,
+            route,
+            started_at: time(started_at),
+            queued_at: queued_at.map(time),
+            answered_at: answered_at.map(time),
+            ended_at: time(ended_at),
+            wait_ms,
+            talk_ms,
+            outcome: outcome.as_str().to_owned(),
+            hangup_side: hangup_side.as_str().to_owned(),
+            recording,
+        }
+    }
+}
+
+/// Call-detail records, newest first. Records of calls that ended in the last moments may
+/// still be on their way to the database.
+#[utoipa::path(
+    get,
+    path = "/api/v1/calls",
+    operation_id = "listCalls",
+    tag = "calls",
+    security(("bearer" = [])),
+    params(HistoryQuery),
+    responses(
+        (status = 200, description = "Records, newest first", body = [CallView]),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 422, description = "Bad `since` or `limit`", body = ErrorBody),
+        (status = 503, description = "The database is unreachable", body = ErrorBody),
+    )
+)]
+pub async fn history(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
+) -> Result<Json<Vec<CallView>>, ApiError> {
+    let since = match q.since.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(
+            DateTime::parse_from_rfc3339(s)
+                .map_err(|e| {
+                    ApiError::unprocessable(format!(
+                        "since: {s:?} is not an RFC 3339 time such as 2026-03-02T08:00:00Z ({e})"
+                    ))
+                })?
+                .with_timezone(&Utc),
+        ),
+    };
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::unprocessable(format!(
+            "limit: must be between 1 and {MAX_LIMIT}"
+        )));
+    }
+    let records = state
+        .store
+        .recent_calls(since, limit)
+        .await
+        .map_err(ApiError::from_store)?;
+    Ok(Json(records.into_iter().map(CallView::from).collect()))
+}
+
+/// A call in progress.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ActiveCallView {
+    /// Switchboard's call number (as in the live events).
+    pub call: u64,
+    /// The id its call-detail record will have.
+    pub id: String,
+    pub sip_call_id: String,
+    pub trunk: String,
+    pub caller: String,
+    pub dialed: String,
+    pub client_class: String,
+    pub purpose: String,
+    /// `queued`, `ringing` or `talking`.
+    #[schema(example = "talking")]
+    pub state: String,
+    pub queue: Option<String>,
+    /// Agents being rung now.
+    pub ringing: Vec<String>,
+    /// The agent talking to the caller.
+    pub agent: Option<String>,
+    /// The route so far: chain steps tried and why.
+    pub route: String,
+    #[schema(format = DateTime)]
+    pub started_at: String,
+    #[schema(format = DateTime)]
+    pub answered_at: Option<String>,
+    pub on_hold: bool,
+}
+
+impl From<ActiveCall> for ActiveCallView {
+    fn from(c: ActiveCall) -> Self {
+        // Destructured in full so a new field of the snapshot is not silently left out.
+        let ActiveCall {
+            call,
+            id,
+            sip_call_id,
+            trunk,
+            caller,
+            dialed,
+            client_class,
+            purpose,
+            state,
+            queue,
+            ringing,
+            agent,
+            route,
+            started_at,
+            answered_at,
+            on_hold,
+        } = c;
+        ActiveCallView {
+            call,
+            id,
+            sip_call_id,
+            trunk,
+            caller,
+            dialed,
+            client_class,
+            purpose,
+            state,
+            queue,
+            ringing,
+            agent,
+            route,
+            started_at,
+            answered_at,
+            on_hold,
+        }
+    }
+}
+
+/// Calls in progress, oldest first, with their state and the route so far. The snapshot is
+/// at most 200 ms old.
+#[utoipa::path(
+    get,
+    path = "/api/v1/calls/active",
+    operation_id = "listActiveCalls",
+    tag = "calls",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Calls in progress", body = [ActiveCallView]),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+    )
+)]
+pub async fn active(State(state): State<AppState>) -> Json<Vec<ActiveCallView>> {
+    Json(
+        state
+            .shared
+            .active_calls()
+            .into_iter()
+            .map(ActiveCallView::from)
+            .collect(),
+    )
+}

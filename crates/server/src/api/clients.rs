@@ -1,0 +1,293 @@
+//! The client directory: `GET /api/v1/clients`, `PUT`/`GET`/`DELETE /api/v1/clients/{number}`.
+//!
+//! Changes take effect on the next call from that number: routing reads the store's
+//! in-memory directory, which `upsert`/`delete` update before they answer.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use switchboard_store::{Client, ClientType, Money, normalize_number};
+use tracing::info;
+use utoipa::ToSchema;
+
+use super::error::{ApiError, ApiJson, ErrorBody};
+use crate::http::AppState;
+
+/// A client type (PRODUCT §2). Mirrors `switchboard_store::ClientType`; a unit test keeps
+/// the two sets equal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientTypeName {
+    Key,
+    Regional,
+    Retail,
+    Marketer,
+    OwnOutlet,
+    New,
+    Wholesale,
+}
+
+/// A client of the directory.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ClientView {
+    /// Normalised telephone number (digits, optional leading `+`).
+    #[schema(example = "+38591555001")]
+    pub number: String,
+    #[schema(example = "Veletrgovina d.o.o.")]
+    pub name: String,
+    #[serde(rename = "type")]
+    #[schema(value_type = ClientTypeName)]
+    pub client_type: String,
+    /// Assigned manager (agent id).
+    #[schema(example = "ana")]
+    pub manager: Option<String>,
+    pub region: Option<String>,
+    /// Overdue debt in currency units (not cents), two decimals.
+    #[schema(example = 1500.5)]
+    pub overdue_debt: f64,
+}
+
+impl From<Client> for ClientView {
+    fn from(c: Client) -> Self {
+        let Client {
+            number,
+            name,
+            client_type,
+            manager,
+            region,
+            overdue_debt,
+        } = c;
+        #[allow(clippy::cast_precision_loss)] // exact below 2^53 cents
+        let overdue_debt = overdue_debt.cents() as f64 / 100.0;
+        ClientView {
+            number,
+            name,
+            client_type: client_type.as_str().to_owned(),
+            manager,
+            region,
+            overdue_debt,
+        }
+    }
+}
+
+/// Body of `PUT /api/v1/clients/{number}`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientBody {
+    /// Optional; when given it must be the number of the path.
+    pub number: Option<String>,
+    #[schema(example = "Veletrgovina d.o.o.")]
+    pub name: String,
+    #[serde(rename = "type")]
+    pub client_type: ClientTypeName,
+    /// Assigned manager: a configured agent id.
+    #[schema(example = "ana")]
+    pub manager: Option<String>,
+    #[schema(example = "north")]
+    pub region: Option<String>,
+    /// Overdue debt in currency units (not cents): a non-negative number with at most two
+    /// decimals (a decimal string such as `"1500.50"` is accepted too). Default 0. Above
+    /// zero, order calls go to the assigned manager or finance.
+    #[serde(default)]
+    #[schema(value_type = Option<f64>, minimum = 0, example = 1500.5)]
+    pub overdue_debt: Money,
+}
+
+fn path_number(raw: &str) -> Result<String, ApiError> {
+    normalize_number(raw).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// The whole client directory, sorted by number.
+#[utoipa::path(
+    get,
+    path = "/api/v1/clients",
+    operation_id = "listClients",
+    tag = "clients",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every client", body = [ClientView]),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+    )
+)]
+pub async fn list(State(state): State<AppState>) -> Json<Vec<ClientView>> {
+    Json(
+        state
+            .store
+            .clients()
+            .all()
+            .into_iter()
+            .map(ClientView::from)
+            .collect(),
+    )
+}
+
+/// One client.
+#[utoipa::path(
+    get,
+    path = "/api/v1/clients/{number}",
+    operation_id = "getClient",
+    tag = "clients",
+    security(("bearer" = [])),
+    params(("number" = String, Path, description = "Telephone number (spaces, dashes and parentheses are ignored)")),
+    responses(
+        (status = 200, description = "The client", body = ClientView),
+        (status = 400, description = "Not a telephone number", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 404, description = "No client with this number", body = ErrorBody),
+    )
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    Path(number): Path<String>,
+) -> Result<Json<ClientView>, ApiError> {
+    let number = path_number(&number)?;
+    state
+        .store
+        .clients()
+        .get(&number)
+        .map(|c| Json(c.into()))
+        .ok_or_else(|| ApiError::not_found(format!("no client {number}")))
+}
+
+/// Creates or replaces a client (201 when created, 200 when replaced). The next call from
+/// this number is routed with the new record.
+#[utoipa::path(
+    put,
+    path = "/api/v1/clients/{number}",
+    operation_id = "putClient",
+    tag = "clients",
+    security(("bearer" = [])),
+    params(("number" = String, Path, description = "Telephone number (spaces, dashes and parentheses are ignored)")),
+    request_body = ClientBody,
+    responses(
+        (status = 200, description = "Replaced", body = ClientView),
+        (status = 201, description = "Created", body = ClientView),
+        (status = 400, description = "Not a telephone number, or malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 422, description = "A field is missing or invalid", body = ErrorBody),
+        (status = 503, description = "The database is unreachable", body = ErrorBody),
+    )
+)]
+pub async fn put(
+    State(state): State<AppState>,
+    Path(number): Path<String>,
+    ApiJson(body): ApiJson<ClientBody>,
+) -> Result<Response, ApiError> {
+    let number = path_number(&number)?;
+    if let Some(given) = &body.number {
+        let given =
+            normalize_number(given).map_err(|e| ApiError::unprocessable(format!("number: {e}")))?;
+        if given != number {
+            return Err(ApiError::unprocessable(format!(
+                "number: {given} differs from the number of the path, {number}"
+            )));
+        }
+    }
+    if body.name.trim().is_empty() {
+        return Err(ApiError::unprocessable("name: must not be empty"));
+    }
+    let manager = body
+        .manager
+        .map(|m| m.trim().to_owned())
+        .filter(|m| !m.is_empty());
+    if let Some(m) = &manager
+        && state.engine.agent_idx(m).is_none()
+    {
+        return Err(ApiError::unprocessable(format!(
+            "manager: no agent {m:?} is configured"
+        )));
+    }
+    let client_type: ClientType = serde_json::to_value(body.client_type)
+        .ok()
+        .and_then(|v| v.as_str().and_then(|s| s.parse().ok()))
+        .ok_or_else(|| ApiError::unprocessable("type: unknown client type"))?;
+    let directory = state.store.clients();
+    let existed = directory.get(&number).is_some();
+    let stored = directory
+        .upsert(Client {
+            number,
+            name: body.name,
+            client_type,
+            manager,
+            region: body.region,
+            overdue_debt: body.overdue_debt,
+        })
+        .await
+        .map_err(ApiError::from_store)?;
+    info!(number = %stored.number, created = !existed, "client stored through the API");
+    let status = if existed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(ClientView::from(stored))).into_response())
+}
+
+/// Removes a client; its next call is treated as a new client's.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/clients/{number}",
+    operation_id = "deleteClient",
+    tag = "clients",
+    security(("bearer" = [])),
+    params(("number" = String, Path, description = "Telephone number")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "Not a telephone number", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 404, description = "No client with this number", body = ErrorBody),
+        (status = 503, description = "The database is unreachable", body = ErrorBody),
+    )
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(number): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let number = path_number(&number)?;
+    if state
+        .store
+        .clients()
+        .delete(&number)
+        .await
+        .map_err(ApiError::from_store)?
+    {
+        info!(%number, "client removed through the API");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("no client {number}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_type_names_match_the_store() {
+        let ours: Vec<String> = [
+            ClientTypeName::Key,
+            ClientTypeName::Regional,
+            ClientTypeName::Retail,
+            ClientTypeName::Marketer,
+            ClientTypeName::OwnOutlet,
+            ClientTypeName::New,
+            ClientTypeName::Wholesale,
+        ]
+        .iter()
+        .map(|t| {
+            serde_json::to_value(t)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+        let store: Vec<String> = ClientType::ALL
+            .iter()
+            .map(|t| t.as_str().to_owned())
+            .collect();
+        assert_eq!(ours, store);
+    }
+}
