@@ -179,6 +179,8 @@ impl Uri {
     }
 }
 
+/// `%HH` decoding, by hand: a dozen lines instead of a dependency (the crate depends on
+/// `thiserror` only), and it must accept malformed escapes as literal text.
 fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(s.len());
     let mut bytes = s.bytes();
