@@ -50,11 +50,17 @@ impl Ports {
     }
 }
 
-/// A config for tests: the demo company on the given ports.
+/// A config for tests: the demo company on the given ports, with an RTP range of its own
+/// (tests run in parallel processes).
 pub fn demo_config(ports: &Ports) -> String {
     let demo = std::fs::read_to_string(repo_root().join("config/demo.toml")).expect("demo config");
+    let rtp_first = 30_000 + (ports.sip % 250) * 80;
     demo.replace("127.0.0.1:5060", &format!("127.0.0.1:{}", ports.sip))
         .replace("127.0.0.1:8080", &format!("127.0.0.1:{}", ports.http))
+        .replace(
+            "rtp_ports = [20000, 29999]",
+            &format!("rtp_ports = [{}, {}]", rtp_first, rtp_first + 79),
+        )
 }
 
 /// A running server; stopped (SIGTERM, then SIGKILL) on drop.
@@ -242,4 +248,205 @@ pub fn sipp(
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     let messages = std::fs::read_to_string(&trace).unwrap_or_default();
     (out.status, text, messages)
+}
+
+/// An agent softphone played by SIPp: its contact is registered with digest auth, then a
+/// SIPp UAS answers calls on that address and echoes their RTP (`-rtp_echo`).
+pub struct SippAgent {
+    pub id: String,
+    pub port: u16,
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl SippAgent {
+    /// Registers `id` (password `<id>-secret` as in the demo config) and starts answering.
+    /// `scenario`: None for SIPp's built-in `uas`, or a file under tests/data/sipp.
+    pub fn start(server: &Server, id: &str, scenario: Option<&str>) -> SippAgent {
+        let port = free_port();
+        let password = format!("{id}-secret");
+        let (status, out, messages) = sipp_at(
+            "register_contact.xml",
+            server.sip_addr(),
+            port,
+            &["-s", id, "-au", id, "-ap", &password],
+            Duration::from_secs(10),
+        );
+        assert!(
+            status.success(),
+            "registering {id} failed:\n{out}\n{messages}"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let media_port = free_port();
+        let mut cmd = Command::new("timeout");
+        cmd.arg("60").arg("sipp");
+        match scenario {
+            None => {
+                cmd.args(["-sn", "uas"]);
+            }
+            Some(file) => {
+                cmd.arg("-sf").arg(data(&format!("sipp/{file}")));
+            }
+        }
+        cmd.args(["-i", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "-mi",
+                "127.0.0.1",
+                "-mp",
+                &media_port.to_string(),
+                "-rtp_echo",
+            ])
+            .args(["-nostdin", "-trace_msg", "-message_file"])
+            .arg(dir.path().join("messages.log"))
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd.spawn().expect("spawn sipp uas");
+        // SIPp binds at once; give it a moment before calls arrive.
+        std::thread::sleep(Duration::from_millis(200));
+        SippAgent {
+            id: id.to_owned(),
+            port,
+            child,
+            dir,
+        }
+    }
+
+    /// Everything this agent's SIPp sent and received so far.
+    pub fn messages(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("messages.log")).unwrap_or_default()
+    }
+
+    /// INVITEs that reached this agent.
+    pub fn invites(&self) -> usize {
+        self.messages()
+            .lines()
+            .filter(|l| l.starts_with("INVITE sip:"))
+            .count()
+    }
+}
+
+impl Drop for SippAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a SIPp scenario from a given local port.
+pub fn sipp_at(
+    scenario: &str,
+    target: SocketAddr,
+    local_port: u16,
+    extra: &[&str],
+    timeout: Duration,
+) -> (ExitStatus, String, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trace = dir.path().join("messages.log");
+    let out = Command::new("timeout")
+        .arg(timeout.as_secs().to_string())
+        .arg("sipp")
+        .arg(target.to_string())
+        .arg("-sf")
+        .arg(data(&format!("sipp/{scenario}")))
+        .args(["-i", "127.0.0.1", "-p", &local_port.to_string()])
+        .args(["-m", "1", "-nostdin", "-timeout_error"])
+        .args([
+            "-timeout",
+            &format!("{}s", timeout.as_secs().saturating_sub(1).max(1)),
+        ])
+        .arg("-trace_msg")
+        .arg("-message_file")
+        .arg(&trace)
+        .args(extra)
+        .current_dir(dir.path())
+        .output()
+        .expect("run sipp");
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    let messages = std::fs::read_to_string(&trace).unwrap_or_default();
+    (out.status, text, messages)
+}
+
+/// A trunk call from `caller` to DID `dialed`, talking for `talk_ms` after the queue answers.
+pub fn trunk_call(
+    server: &Server,
+    caller: &str,
+    dialed: &str,
+    talk_ms: u64,
+) -> (ExitStatus, String, String) {
+    let media_port = free_port();
+    sipp_at(
+        "trunk_call.xml",
+        server.sip_addr(),
+        free_port(),
+        &[
+            "-key",
+            "caller",
+            caller,
+            "-s",
+            dialed,
+            "-d",
+            &talk_ms.to_string(),
+            "-mi",
+            "127.0.0.1",
+            "-mp",
+            &media_port.to_string(),
+        ],
+        Duration::from_secs(30),
+    )
+}
+
+/// Writes a client directory CSV and loads it with `switchboard clients import` into the
+/// database of a server that is about to start in `dir` with `config`.
+pub fn import_clients(dir: &Path, config: &str, csv: &str) {
+    let config_path = dir.join("switchboard.toml");
+    std::fs::write(&config_path, config).expect("write config");
+    let csv_path = dir.join("clients.csv");
+    std::fs::write(&csv_path, csv).expect("write csv");
+    let out = Command::new(switchboard_bin())
+        .args(["clients", "import"])
+        .arg(&csv_path)
+        .arg("--config")
+        .arg(&config_path)
+        .current_dir(dir)
+        .output()
+        .expect("run import");
+    assert!(
+        out.status.success(),
+        "import failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The fields of the server's `call ended` log line for a finished call, as key=value pairs.
+pub fn ended_calls(log: &str) -> Vec<std::collections::HashMap<String, String>> {
+    log.lines()
+        .filter(|l| l.contains("call ended"))
+        .map(|l| {
+            // `route` is the last field and may contain spaces.
+            let (fields, route) = l.split_once(" route=").unwrap_or((l, ""));
+            let mut map: std::collections::HashMap<String, String> = fields
+                .split_whitespace()
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
+                .collect();
+            map.insert("route".to_owned(), route.trim().to_owned());
+            map
+        })
+        .collect()
+}
+
+/// Waits until `f` holds, polling, or panics with `what` and the server log.
+pub fn wait_until(server: &Server, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}; log:\n{}", server.log());
 }

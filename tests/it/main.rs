@@ -9,6 +9,7 @@
     clippy::disallowed_methods
 )]
 
+mod calls;
 mod cli;
 mod harness;
 mod register;

@@ -112,8 +112,12 @@ impl MediaSetup {
 /// Packet counts of a finished call's media.
 #[derive(Debug, Clone, Default)]
 pub struct CallMediaStats {
-    pub packets_in: u64,
-    pub packets_out: u64,
+    /// RTP packets from the caller (trunk) / sent to the caller.
+    pub caller_in: u64,
+    pub caller_out: u64,
+    /// RTP packets from the agent / sent to the agent.
+    pub agent_in: u64,
+    pub agent_out: u64,
     pub recording: Option<PathBuf>,
 }
 
@@ -231,14 +235,10 @@ impl CallMedia {
         };
         let stats = session.stats();
         let result = CallMediaStats {
-            packets_in: stats
-                .caller
-                .packets_in
-                .saturating_add(stats.agent.packets_in),
-            packets_out: stats
-                .caller
-                .packets_out
-                .saturating_add(stats.agent.packets_out),
+            caller_in: stats.caller.packets_in,
+            caller_out: stats.caller.packets_out,
+            agent_in: stats.agent.packets_in,
+            agent_out: stats.agent.packets_out,
             recording: stats.recording.clone(),
         };
         match tokio::runtime::Handle::try_current() {

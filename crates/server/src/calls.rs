@@ -1096,8 +1096,11 @@ impl Calls {
             agent = agent_id.as_deref().unwrap_or("-"),
             wait_ms,
             talk_ms,
-            rtp_in = stats.packets_in,
-            rtp_out = stats.packets_out,
+            caller_rtp_in = stats.caller_in,
+            caller_rtp_out = stats.caller_out,
+            agent_rtp_in = stats.agent_in,
+            agent_rtp_out = stats.agent_out,
+            route = %call.route,
             "call ended"
         );
         self.events.send(LiveEvent::CallEnded {

@@ -1,0 +1,347 @@
+//! Calls end to end through the real server: a SIPp trunk calls in, agents played by SIPp
+//! (registered with digest, answering and echoing RTP) take the calls. Each test checks which
+//! agent rang, that RTP crossed Switchboard both ways on both legs, and the call's outcome
+//! and route. One test per routing rule of PRODUCT.md §2.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::harness::*;
+
+const CLIENTS: &str = "number,name,type,manager,region,overdue_debt
++38511000001,Key Shop,key,ana,,0
++38511000002,Debtor Ltd,retail,petra,,1250.50
++38511000003,Coastal Store,regional,,south,0
++38511000004,Retail Corner,retail,oleg,,0
++38511000005,Indebted Key,key,ana,,99
+";
+
+fn skip() -> bool {
+    if have_sipp() {
+        return false;
+    }
+    eprintln!("SKIPPED: sipp (package sip-tester) is not installed; tests/run.sh installs it");
+    true
+}
+
+/// A server with the demo company and the test client directory.
+fn company() -> Server {
+    let ports = Ports::new();
+    let config = demo_config(&ports);
+    let dir = tempfile::tempdir().unwrap();
+    import_clients(dir.path(), &config, CLIENTS);
+    Server::start_in(dir, &config, ports)
+}
+
+/// Places one call (the caller stays 1.5 s after the queue answers) and returns the server's
+/// record of it.
+fn call(server: &Server, caller: &str, did: &str) -> HashMap<String, String> {
+    call_for(server, caller, did, 1500)
+}
+
+fn call_for(server: &Server, caller: &str, did: &str, stay_ms: u64) -> HashMap<String, String> {
+    let before = ended_calls(&server.log()).len();
+    let (status, out, messages) = trunk_call(server, caller, did, stay_ms);
+    assert!(
+        status.success(),
+        "trunk call failed ({status:?}):\n{out}\n--- trunk messages ---\n{messages}\n--- server ---\n{}",
+        server.log()
+    );
+    wait_until(server, "the call record", Duration::from_secs(5), || {
+        ended_calls(&server.log()).len() > before
+    });
+    ended_calls(&server.log()).swap_remove(before)
+}
+
+fn num(rec: &HashMap<String, String>, key: &str) -> u64 {
+    rec.get(key).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// The call was answered by `agent` and audio crossed Switchboard in all four directions.
+fn assert_answered_by(rec: &HashMap<String, String>, agent: &str, server: &Server) {
+    assert_eq!(
+        rec.get("outcome").map(String::as_str),
+        Some("answered"),
+        "{rec:?}\n{}",
+        server.log()
+    );
+    assert_eq!(rec.get("agent").map(String::as_str), Some(agent), "{rec:?}");
+    // 1.5 s of talk at 50 packets/s: well over 20 packets each way on each leg.
+    for key in [
+        "caller_rtp_in",
+        "caller_rtp_out",
+        "agent_rtp_in",
+        "agent_rtp_out",
+    ] {
+        assert!(num(rec, key) > 20, "too few RTP packets for {key}: {rec:?}");
+    }
+}
+
+#[test]
+fn new_client_goes_to_a_department_head() {
+    if skip() {
+        return;
+    }
+    let server = company();
+    let ivan = SippAgent::start(&server, "ivan", None);
+    let olga = SippAgent::start(&server, "olga", None);
+    let rec = call(&server, "+38599999999", "100");
+    assert_answered_by(&rec, "ivan", &server);
+    assert!(rec["route"].starts_with("role:department_head"), "{rec:?}");
+    assert_eq!(ivan.invites(), 1);
+    assert_eq!(olga.invites(), 0, "an operator never takes a new client");
+}
+
+#[test]
+fn key_client_goes_to_their_own_manager() {
+    if skip() {
+        return;
+    }
+    let server = company();
+    let marko = SippAgent::start(&server, "marko", None);
+    let ana = SippAgent::start(&server, "ana", None);
+    // The trunk's formatting of the number is normalised before the directory lookup.
+    let rec = call(&server, "+385-1-1000-001", "100");
+    assert_answered_by(&rec, "ana", &server);
+    assert!(rec["route"].starts_with("assigned_manager(ana"), "{rec:?}");
+    assert_eq!(ana.invites(), 1);
+    assert_eq!(marko.invites(), 0);
+}
+
+#[test]
+fn key_client_without_a_free_key_account_manager_reaches_the_head_of_wholesale() {
+    if skip() {
+        return;
+    }
+    let server = company();
+    // ana and marko are not logged in; ivan heads wholesale; olga is an operator.
+    let ivan = SippAgent::start(&server, "ivan", None);
+    let olga = SippAgent::start(&server, "olga", None);
+    let rec = call(&server, "+38511000001", "100");
+    assert_answered_by(&rec, "ivan", &server);
+    assert!(
+        rec["route"].contains("role:head_of_wholesale(ivan)"),
+        "{rec:?}"
+    );
+    assert_eq!(
+        olga.invites(),
+        0,
+        "a key client never reaches the order desk"
+    );
+    assert_eq!(ivan.invites(), 1);
+}
+
+#[test]
+fn debtor_goes_to_their_manager_else_finance() {
+    if skip() {
+        return;
+    }
+    let server = company();
+    let fina = SippAgent::start(&server, "fina", None);
+    let olga = SippAgent::start(&server, "olga", None);
+    // petra (the manager) is not logged in: finance takes it.
+    let rec = call(&server, "+38511000002", "100");
+    assert_answered_by(&rec, "fina", &server);
+    assert!(rec["route"].contains("role:finance(fina)"), "{rec:?}");
+    assert_eq!(fina.invites(), 1);
+    let petra = SippAgent::start(&server, "petra", None);
+    let rec = call(&server, "+38511000002", "100");
+    assert_answered_by(&rec, "petra", &server);
+    assert!(
+        rec["route"].starts_with("assigned_manager(petra"),
+        "{rec:?}"
+    );
+    assert_eq!(olga.invites(), 0, "a debtor never reaches the order desk");
+    assert_eq!(petra.invites(), 1);
+}
+
+#[test]
+fn regional_client_goes_to_the_regional_queue() {
+    if skip() {
+        return;
+    }
+    let server = company();
+    let oleg = SippAgent::start(&server, "oleg", None);
+    let rita = SippAgent::start(&server, "rita", None);
+    let rec = call(&server, "+38511000003", "100");
+    assert_answered_by(&rec, "rita", &server);
+    assert!(rec["route"].starts_with("queue:regional(rita)"), "{rec:?}");
+    assert_eq!(rita.invites(), 1);
+    assert_eq!(oleg.invites(), 0, "oleg has no regional skill");
+}
+
+#[test]
+fn other_purpose_goes_to_the_manager_else_the_head_of_sales() {
+    if skip() {
+        return;
+    }
+    let server = company();
+    let petra = SippAgent::start(&server, "petra", None);
+    // DID 300 = purpose "other"; the manager oleg is not logged in.
+    let rec = call(&server, "+38511000004", "300");
+    assert_answered_by(&rec, "petra", &server);
+    assert!(
+        rec["route"].contains("role:head_of_sales(petra)"),
+        "{rec:?}"
+    );
+    let oleg = SippAgent::start(&server, "oleg", None);
+    let rec = call(&server, "+38511000004", "300");
+    assert_answered_by(&rec, "oleg", &server);
+    assert!(rec["route"].starts_with("assigned_manager(oleg"), "{rec:?}");
+    assert_eq!(oleg.invites(), 1);
+    assert_eq!(petra.invites(), 1);
+}
+
+#[test]
+fn standard_order_goes_to_the_operators_queue_by_skill_level() {
+    if skip() {
+        return;
+    }
+    let server = company();
+    let oleg = SippAgent::start(&server, "oleg", None);
+    let olga = SippAgent::start(&server, "olga", None);
+    let rec = call(&server, "+38511000004", "100");
+    // olga's orders skill (7) beats oleg's (5).
+    assert_answered_by(&rec, "olga", &server);
+    assert!(rec["route"].starts_with("queue:orders(olga)"), "{rec:?}");
+    assert_eq!(olga.invites(), 1);
+    assert_eq!(oleg.invites(), 0);
+}
+
+#[test]
+fn complaint_goes_to_quality_control() {
+    if skip() {
+        return;
+    }
+    let server = company();
+    let quinn = SippAgent::start(&server, "quinn", None);
+    let rec = call(&server, "+38511000004", "400");
+    assert_answered_by(&rec, "quinn", &server);
+    assert!(rec["route"].starts_with("role:quality(quinn)"), "{rec:?}");
+    assert_eq!(quinn.invites(), 1);
+}
+
+#[test]
+fn unknown_source_is_refused_and_no_route_is_recorded() {
+    if skip() {
+        return;
+    }
+    // Nobody logged in: a standard call waits in the queue (music) until the caller leaves.
+    let server = company();
+    let (status, _out, messages) = trunk_call(&server, "+38511000004", "100", 500);
+    assert!(status.success(), "{messages}");
+    wait_until(&server, "the call record", Duration::from_secs(5), || {
+        !ended_calls(&server.log()).is_empty()
+    });
+    let rec = &ended_calls(&server.log())[0];
+    assert_eq!(rec["outcome"], "abandoned", "{rec:?}");
+    assert_eq!(rec["hangup"], "caller", "{rec:?}");
+    assert!(
+        num(rec, "caller_rtp_out") > 10,
+        "the waiting caller heard music: {rec:?}"
+    );
+}
+
+/// The demo company with a short ring timeout and no wrap-up on the orders queue, and a
+/// no-answer limit of 2.
+fn impatient_company() -> Server {
+    let ports = Ports::new();
+    let config = demo_config(&ports)
+        .replacen("ring_timeout_s = 15", "ring_timeout_s = 2", 1)
+        .replacen("wrap_up_s = 5", "wrap_up_s = 0", 1)
+        .replace("no_answer_limit = 3", "no_answer_limit = 2");
+    let dir = tempfile::tempdir().unwrap();
+    import_clients(dir.path(), &config, CLIENTS);
+    Server::start_in(dir, &config, ports)
+}
+
+#[test]
+fn unanswered_agent_is_passed_over_and_set_not_ready_after_repeated_no_answers() {
+    if skip() {
+        return;
+    }
+    let server = impatient_company();
+    let olga = SippAgent::start(&server, "olga", Some("agent_noanswer.xml"));
+    let oleg = SippAgent::start(&server, "oleg", None);
+    for round in 1..=2 {
+        // Olga rings for the 2 s ring timeout first: the caller stays long enough.
+        let rec = call_for(&server, "+38511000004", "100", 4000);
+        assert_answered_by(&rec, "oleg", &server);
+        assert_eq!(
+            olga.invites(),
+            round,
+            "olga (higher skill) rang first in round {round}"
+        );
+    }
+    wait_until(
+        &server,
+        "olga set not_ready",
+        Duration::from_secs(3),
+        || {
+            server
+                .log()
+                .lines()
+                .any(|l| l.contains("agent state agent=olga") && l.contains("to=NotReady"))
+        },
+    );
+    // Not ready: the next call goes straight to oleg.
+    let rec = call(&server, "+38511000004", "100");
+    assert_answered_by(&rec, "oleg", &server);
+    assert_eq!(olga.invites(), 2, "a not_ready agent is not offered calls");
+}
+
+#[test]
+fn rejecting_agent_is_passed_over() {
+    if skip() {
+        return;
+    }
+    let server = company();
+    let olga = SippAgent::start(&server, "olga", Some("agent_reject.xml"));
+    let oleg = SippAgent::start(&server, "oleg", None);
+    let rec = call(&server, "+38511000004", "100");
+    assert_answered_by(&rec, "oleg", &server);
+    assert_eq!(olga.invites(), 1);
+    assert_eq!(oleg.invites(), 1);
+    assert!(server.log().contains("status=486"), "{}", server.log());
+}
+
+#[test]
+fn agent_holds_resumes_and_hangs_up() {
+    if skip() {
+        return;
+    }
+    let server = company();
+    let _oleg = SippAgent::start(&server, "oleg", Some("agent_hold_hangup.xml"));
+    let media_port = free_port();
+    let (status, out, messages) = sipp_at(
+        "trunk_call_wait_bye.xml",
+        server.sip_addr(),
+        free_port(),
+        &[
+            "-key",
+            "caller",
+            "+38511000004",
+            "-s",
+            "100",
+            "-mi",
+            "127.0.0.1",
+            "-mp",
+            &media_port.to_string(),
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(status.success(), "{out}\n{messages}\n{}", server.log());
+    wait_until(&server, "the call record", Duration::from_secs(5), || {
+        !ended_calls(&server.log()).is_empty()
+    });
+    let rec = &ended_calls(&server.log())[0];
+    assert_eq!(rec["outcome"], "answered", "{rec:?}");
+    assert_eq!(rec["hangup"], "agent", "{rec:?}");
+    assert_eq!(rec["agent"], "oleg", "{rec:?}");
+    let log = server.log();
+    let held = log.find("agent holds the caller").expect("hold seen");
+    let resumed = log.find("agent resumes the caller").expect("resume seen");
+    assert!(held < resumed, "hold, then resume");
+    // While held the caller heard music: Switchboard kept sending to the caller.
+    assert!(num(rec, "caller_rtp_out") > 100, "{rec:?}");
+}
