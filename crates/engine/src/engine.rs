@@ -87,6 +87,8 @@ struct AgentInfo {
     default_substitute: u32,
     /// Waiting lists this agent can serve: its own, its roles', its skills' queues'.
     lists: Vec<ListRef>,
+    /// The agent's place in each availability index it belongs to: (index, position).
+    hints: Vec<(usize, usize)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,16 +98,7 @@ enum ListRef {
     Queue(u32),
 }
 
-/// Order of a hint index entry: higher level first, then the strategy key, then the index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct HintKey {
-    level_rev: u8,
-    key: u64,
-    idx: u32,
-    generation: u32,
-}
-
-/// Which agent-global key a hint index is ordered by.
+/// Which agent-global key orders a strategy's choice within a skill level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum HintKind {
     Idle = 0,
@@ -125,6 +118,93 @@ fn hint_kind(s: Strategy) -> HintKind {
     }
 }
 
+/// The available agents of one skill (or role), as a *hint*: one bit per member, plus each
+/// member's strategy keys as they were when it became available.
+///
+/// Members have fixed positions, ordered by (level desc, agent index), so a level is a
+/// contiguous range of bits and index order within a level is bit order. Publishing or
+/// withdrawing an agent is one `fetch_or` / `fetch_and` per skill — no search, no allocation
+/// (a lock-free ordered map here cost a skip-list search per skill × strategy key on every
+/// availability change). A claim always re-validates the agent word, so a set bit whose agent
+/// is no longer available (a *stale* bit) only costs a look; the invariant the engine keeps is
+/// the other direction: **an available agent's bits are set** once its publisher has run
+/// (see [`Engine::unindex`]). Keys only order the choice; a key that moved during a scan is
+/// made up for by a final pass in index order, so a live agent is never passed over.
+struct AvailIndex {
+    /// Agent indices by (level desc, index asc).
+    members: Vec<u32>,
+    /// Level ranges over `members`, best level first: `start..end`.
+    levels: Vec<(usize, usize)>,
+    /// Bit p set: `members[p]` is (probably) available.
+    bits: Vec<AtomicU64>,
+    /// Per [`HintKind`] with a key (idle since, calls today, talk today), when a queue on this
+    /// skill uses it: each member's key at the moment it became available.
+    keys: [Option<Vec<AtomicU64>>; 4],
+}
+
+impl AvailIndex {
+    fn new(mut members: Vec<(u8, u32)>, kinds: &BTreeSet<usize>) -> AvailIndex {
+        members.sort_by_key(|&(level, a)| (u8::MAX - level, a));
+        let mut levels: Vec<(usize, usize)> = Vec::new();
+        for (p, w) in members.windows(2).enumerate() {
+            if let [(l0, _), (l1, _)] = w
+                && l0 != l1
+            {
+                levels.push((levels.last().map_or(0, |l| l.1), p + 1));
+            }
+        }
+        if !members.is_empty() {
+            levels.push((levels.last().map_or(0, |l| l.1), members.len()));
+        }
+        let n = members.len();
+        AvailIndex {
+            members: members.into_iter().map(|(_, a)| a).collect(),
+            levels,
+            bits: (0..n.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
+            keys: std::array::from_fn(|k| {
+                (k != HintKind::Index as usize && kinds.contains(&k))
+                    .then(|| (0..n).map(|_| AtomicU64::new(0)).collect())
+            }),
+        }
+    }
+
+    fn set(&self, pos: usize, on: bool) {
+        if let Some(w) = self.bits.get(pos / 64) {
+            let bit = 1u64 << (pos % 64);
+            if on {
+                w.fetch_or(bit, SeqCst);
+            } else {
+                w.fetch_and(!bit, SeqCst);
+            }
+        }
+    }
+
+    /// Calls `f` with every set position in `start..end`, in order, until it breaks.
+    fn each_set(
+        &self,
+        start: usize,
+        end: usize,
+        mut f: impl FnMut(usize) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        let mut p = start;
+        while p < end {
+            let wi = p / 64;
+            let Some(word) = self.bits.get(wi) else { break };
+            let mut w = (word.load(SeqCst) >> (p % 64)) << (p % 64);
+            let word_end = (wi + 1) * 64;
+            if end < word_end {
+                w &= (1u64 << (end % 64)) - 1;
+            }
+            while w != 0 {
+                f(wi * 64 + w.trailing_zeros() as usize)?;
+                w &= w - 1;
+            }
+            p = word_end;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
 /// Position in a waiting list: higher priority first, then arrival order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct WaitKey {
@@ -132,8 +212,49 @@ struct WaitKey {
     seq: u64,
 }
 
-type WaitList = OrderedMap<WaitKey, Arc<CallCell>>;
-type HintIndex = OrderedMap<HintKey, ()>;
+/// A waiting list: calls by (priority desc, arrival).
+struct WaitList {
+    map: OrderedMap<WaitKey, Arc<CallCell>>,
+    /// Incremented before every insert, decremented after every successful remove, so it is
+    /// never below the number of entries: zero means "nothing to scan". Agent-side dispatch
+    /// reads it after its SeqCst fence, which orders it against a caller's increment the same
+    /// way the scan itself would be (see [`Engine::dispatch_agent`]). A call registered twice
+    /// under the same key leaves it one too high: a wasted scan, never a missed call.
+    count: AtomicU64,
+}
+
+impl WaitList {
+    fn new() -> WaitList {
+        WaitList {
+            map: OrderedMap::new(),
+            count: AtomicU64::new(0),
+        }
+    }
+    fn insert(&self, key: WaitKey, cell: Arc<CallCell>) {
+        self.count.fetch_add(1, SeqCst);
+        self.map.insert(key, cell);
+    }
+    fn remove(&self, key: &WaitKey) -> bool {
+        let removed = self.map.remove(key);
+        if removed {
+            self.count.fetch_sub(1, SeqCst);
+        }
+        removed
+    }
+    fn maybe_nonempty(&self) -> bool {
+        self.count.load(SeqCst) != 0
+    }
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+    fn scan(
+        &self,
+        from: Bound<&WaitKey>,
+        f: impl FnMut(&WaitKey, &Arc<CallCell>) -> ControlFlow<()>,
+    ) {
+        self.map.scan(from, f);
+    }
+}
 
 struct QueueRt {
     cfg: QueueConfig,
@@ -270,9 +391,12 @@ pub struct Engine {
     agent_lists: Vec<WaitList>,
     role_names: Vec<String>,
     role_lists: Vec<WaitList>,
-    /// Per role: available agents, longest idle first; `None` for roles no chain uses.
-    role_hints: Vec<Option<HintIndex>>,
-    skill_hints: Vec<[Option<HintIndex>; 4]>,
+    /// Availability indices: one per skill a queue uses and per role a chain uses.
+    avail: Vec<AvailIndex>,
+    /// Per skill: its availability index, `None` when no queue needs the skill.
+    skill_avail: Vec<Option<usize>>,
+    /// Per role: its availability index (longest idle first), `None` when no chain uses it.
+    role_avail: Vec<Option<usize>>,
     queues: Vec<QueueRt>,
     queue_by_name: HashMap<String, u32>,
     chains: Vec<Vec<TemplateStep>>,
@@ -366,6 +490,7 @@ impl Engine {
                 skills,
                 default_substitute,
                 lists: Vec::new(),
+                hints: Vec::new(),
             });
         }
         let mut queue_by_name = HashMap::new();
@@ -481,7 +606,7 @@ impl Engine {
             queues.push(QueueRt {
                 cfg: q.clone(),
                 skill,
-                waiting: OrderedMap::new(),
+                waiting: WaitList::new(),
                 rr_cursor: AtomicU32::new(0),
                 agents: Vec::new(),
                 entered: AtomicU64::new(0),
@@ -503,10 +628,55 @@ impl Engine {
                 }
             }
         }
-        let skill_hints = skill_kinds
-            .iter()
-            .map(|kinds| std::array::from_fn(|k| kinds.contains(&k).then(OrderedMap::new)))
-            .collect();
+        // Availability indices: per skill a queue uses (keys for its queues' strategies), per
+        // role a chain uses (longest idle first).
+        let mut avail = Vec::new();
+        let mut skill_avail = vec![None; skill_kinds.len()];
+        for (s, kinds) in skill_kinds.iter().enumerate() {
+            if kinds.is_empty() {
+                continue;
+            }
+            let members = agents
+                .iter()
+                .enumerate()
+                .filter_map(|(ai, a)| {
+                    a.skills
+                        .iter()
+                        .find(|&&(sk, _)| sk as usize == s)
+                        .map(|&(_, level)| (level, ai as u32))
+                })
+                .collect();
+            if let Some(slot) = skill_avail.get_mut(s) {
+                *slot = Some(avail.len());
+            }
+            avail.push(AvailIndex::new(members, kinds));
+        }
+        let idle_only = BTreeSet::from([HintKind::Idle as usize]);
+        let mut role_avail = vec![None; role_names.len()];
+        for (r, slot) in role_avail.iter_mut().enumerate() {
+            let used = chains
+                .iter()
+                .chain(queue_chains.iter())
+                .flatten()
+                .any(|t| matches!(t.kind, TemplateKind::Role(x) if x as usize == r));
+            if used {
+                let members = agents
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, a)| a.roles.iter().any(|&x| x as usize == r))
+                    .map(|(ai, _)| (0, ai as u32))
+                    .collect();
+                *slot = Some(avail.len());
+                avail.push(AvailIndex::new(members, &idle_only));
+            }
+        }
+        for (ix, index) in avail.iter().enumerate() {
+            for (pos, &a) in index.members.iter().enumerate() {
+                if let Some(info) = agents.get_mut(a as usize) {
+                    info.hints.push((ix, pos));
+                }
+            }
+        }
         let mut class_priority = [0u8; 7];
         for (c, p) in &cfg.class_priority {
             if let Some(slot) = class_priority.get_mut(c.index()) {
@@ -536,20 +706,12 @@ impl Engine {
             default_wrap_ms: secs_to_ms(cfg.default_wrap_up_s),
             ring_all_limit: cfg.ring_all_limit.max(1),
             class_priority,
-            agent_lists: agents.iter().map(|_| OrderedMap::new()).collect(),
-            role_lists: role_names.iter().map(|_| OrderedMap::new()).collect(),
-            role_hints: (0..role_names.len() as u32)
-                .map(|r| {
-                    let used = chains
-                        .iter()
-                        .chain(queue_chains.iter())
-                        .flatten()
-                        .any(|t| matches!(t.kind, TemplateKind::Role(x) if x == r));
-                    used.then(OrderedMap::new)
-                })
-                .collect(),
+            agent_lists: agents.iter().map(|_| WaitList::new()).collect(),
+            role_lists: role_names.iter().map(|_| WaitList::new()).collect(),
             role_names,
-            skill_hints,
+            avail,
+            skill_avail,
+            role_avail,
             agents,
             slots,
             agent_by_id,
@@ -940,17 +1102,12 @@ impl Engine {
     /// Zeroes every agent's calls and talk time today (call at the start of the day).
     pub fn reset_daily_counters(&self) {
         for (a, slot) in self.slots.iter().enumerate() {
-            let w = slot.word.load(SeqCst);
-            let avail = tag(w) == AgentStateKind::Available;
-            if avail {
-                self.unindex(a as u32, generation(w));
-            }
             slot.calls_today.store(0, SeqCst);
             slot.talk_ms_today.store(0, SeqCst);
-            if avail {
-                self.index(a as u32, generation(w));
-                // The agent may have left `available` meanwhile; its new hints are then stale
-                // and are dropped by the next scan that meets them.
+            if tag(slot.word.load(SeqCst)) == AgentStateKind::Available {
+                // Rewrites the keys. If the agent leaves `available` meanwhile its bits may be
+                // left set: a stale bit, skipped by the next scan that meets it.
+                self.index(a as u32);
             }
         }
     }
@@ -1078,58 +1235,57 @@ impl Engine {
         }
     }
 
-    /// Inserts the hints of an agent that just became available (generation `g`).
-    fn index(&self, a: u32, g: u64) {
-        self.for_each_hint(a, g, |map, k| map.insert(k, ()));
-    }
-
-    /// Removes the hints of an agent that left `available` (generation `g`).
-    fn unindex(&self, a: u32, g: u64) {
-        self.for_each_hint(a, g, |map, k| {
-            map.remove(&k);
-        });
-    }
-
-    fn for_each_hint(&self, a: u32, g: u64, mut f: impl FnMut(&HintIndex, HintKey)) {
+    /// Publishes agent `a` as available in its skills' and roles' indices: keys first, then
+    /// the bit.
+    fn index(&self, a: u32) {
         let (Some(info), Some(slot)) = (self.agents.get(a as usize), self.slots.get(a as usize))
         else {
             return;
         };
-        for &(s, level) in &info.skills {
-            if let Some(kinds) = self.skill_hints.get(s as usize) {
-                for (kind, map) in kinds.iter().enumerate() {
-                    if let Some(map) = map {
-                        f(
-                            map,
-                            HintKey {
-                                level_rev: u8::MAX - level,
-                                key: Self::hint_value(slot, kind),
-                                idx: a,
-                                generation: g as u32,
-                            },
-                        );
-                    }
+        for &(ix, pos) in &info.hints {
+            let Some(index) = self.avail.get(ix) else {
+                continue;
+            };
+            for (kind, keys) in index.keys.iter().enumerate() {
+                if let Some(k) = keys.as_ref().and_then(|keys| keys.get(pos)) {
+                    k.store(Self::hint_value(slot, kind), SeqCst);
                 }
             }
+            index.set(pos, true);
         }
-        let idle = slot.idle_since.load(SeqCst);
-        for &r in &info.roles {
-            if let Some(Some(map)) = self.role_hints.get(r as usize) {
-                f(
-                    map,
-                    HintKey {
-                        level_rev: 0,
-                        key: idle,
-                        idx: a,
-                        generation: g as u32,
-                    },
-                );
+    }
+
+    /// Withdraws agent `a` (which just left `available`) from its indices.
+    ///
+    /// Another thread may have made the agent available again — and set its bits — between
+    /// our CAS and our clearing them. So after clearing, the word is read again: if the agent
+    /// is available, this thread publishes it itself, fence and dispatch included. With every
+    /// operation SeqCst, either that read sees the other thread's move (and we re-publish) or
+    /// the other thread's `fetch_or` comes after our `fetch_and` (and the bits stay set): an
+    /// available agent's bits are never left clear, and a call that scanned while they were
+    /// clear is found by the re-publishing dispatch.
+    fn unindex(&self, now: Time, a: u32) {
+        let (Some(info), Some(slot)) = (self.agents.get(a as usize), self.slots.get(a as usize))
+        else {
+            return;
+        };
+        if info.hints.is_empty() {
+            return;
+        }
+        for &(ix, pos) in &info.hints {
+            if let Some(index) = self.avail.get(ix) {
+                index.set(pos, false);
             }
+        }
+        if tag(slot.word.load(SeqCst)) == AgentStateKind::Available {
+            self.index(a);
+            self.dispatch_agent(now, a);
         }
     }
 
     /// Moves agent `a` from word `w` to `to` (with `call` for ringing/on-call/wrap-up) by one
-    /// CAS; on success keeps the hints, `state_since` and the event stream in step.
+    /// CAS; on success keeps the availability indices, `state_since` and the event stream in
+    /// step.
     fn move_agent(&self, now: Time, a: u32, w: u64, to: AgentStateKind, call: u64) -> bool {
         let Some(slot) = self.slots.get(a as usize) else {
             return false;
@@ -1143,12 +1299,9 @@ impl Engine {
             return false;
         }
         let from = tag(w);
-        if from == AgentStateKind::Available {
-            self.unindex(a, generation(w));
-        }
         slot.state_since.store(now.as_millis(), SeqCst);
         if to == AgentStateKind::Available {
-            self.index(a, g);
+            self.index(a);
         }
         self.events.push(Event::AgentStateChanged {
             agent: AgentIdx(a),
@@ -1156,22 +1309,20 @@ impl Engine {
             to,
             at: now,
         });
+        if from == AgentStateKind::Available {
+            self.unindex(now, a);
+        }
         true
     }
 
-    /// Claims an available agent for `call` (available → ringing). `want_gen` restricts the
-    /// claim to one availability period (a hint's).
-    fn claim(&self, now: Time, a: u32, call: u64, want_gen: Option<u32>) -> bool {
+    /// Claims an available agent for `call` (available → ringing).
+    fn claim(&self, now: Time, a: u32, call: u64) -> bool {
         let Some(slot) = self.slots.get(a as usize) else {
             return false;
         };
         let w = slot.word.load(SeqCst);
-        if tag(w) != AgentStateKind::Available
-            || want_gen.is_some_and(|g| u64::from(g) != generation(w))
-        {
-            return false;
-        }
-        self.move_agent(now, a, w, AgentStateKind::Ringing, call)
+        tag(w) == AgentStateKind::Available
+            && self.move_agent(now, a, w, AgentStateKind::Ringing, call)
     }
 
     /// Undoes a claim: ringing(call) → available.
@@ -1185,115 +1336,131 @@ impl Engine {
             && self.move_agent(now, a, w, AgentStateKind::Available, 0)
     }
 
-    fn hint_live(&self, k: &HintKey) -> bool {
-        self.slots.get(k.idx as usize).is_some_and(|s| {
-            let w = s.word.load(SeqCst);
-            tag(w) == AgentStateKind::Available && generation(w) == u64::from(k.generation)
-        })
+    fn live(&self, a: u32) -> bool {
+        self.slots
+            .get(a as usize)
+            .is_some_and(|s| tag(s.word.load(SeqCst)) == AgentStateKind::Available)
     }
 
-    /// Scans a hint index from `from` while `within` holds and claims the first live agent,
-    /// preferring anyone over the agent who just did not answer this call. Stale hints met on
-    /// the way are removed.
-    fn claim_scan(
+    /// One candidate from an index: claimed if available, except the agent who just did not
+    /// answer this call (`avoid`), who is set aside as the fallback.
+    fn try_candidate(
         &self,
         now: Time,
-        map: &HintIndex,
-        from: Bound<&HintKey>,
-        within: impl Fn(&HintKey) -> bool,
+        a: u32,
+        cell: &CallCell,
+        avoid: u32,
+        fallback: &mut Option<u32>,
+    ) -> bool {
+        if !self.live(a) {
+            return false;
+        }
+        if a == avoid {
+            *fallback = Some(a);
+            return false;
+        }
+        self.claim(now, a, cell.id.0)
+    }
+
+    /// Claims the first available member in (level desc, key asc, index asc) order, where the
+    /// key is the strategy's (`Index` has none), preferring anyone over the agent who just did
+    /// not answer this call.
+    fn claim_ordered(
+        &self,
+        now: Time,
+        index: &AvailIndex,
+        kind: HintKind,
         cell: &CallCell,
     ) -> Option<u32> {
         let avoid = cell.last_no_answer.load(SeqCst);
         let mut fallback = None;
-        let mut got = None;
-        let mut stale = Vec::new();
-        map.scan(from, |k, _| {
-            if !within(k) {
-                return ControlFlow::Break(());
+        let keys = index.keys.get(kind as usize).and_then(Option::as_ref);
+        for &(start, end) in &index.levels {
+            if let Some(keys) = keys {
+                // Lowest (key, index) above the last one tried, one pass per candidate; the
+                // first candidate is nearly always claimed.
+                let mut after: Option<(u64, u32)> = None;
+                for _ in start..end {
+                    let mut best: Option<(u64, u32)> = None;
+                    let _ = index.each_set(start, end, |p| {
+                        if let (Some(&a), Some(k)) = (index.members.get(p), keys.get(p)) {
+                            let c = (k.load(SeqCst), a);
+                            if after.is_none_or(|x| c > x) && best.is_none_or(|b| c < b) {
+                                best = Some(c);
+                            }
+                        }
+                        ControlFlow::Continue(())
+                    });
+                    let Some(c) = best else { break };
+                    after = Some(c);
+                    if self.try_candidate(now, c.1, cell, avoid, &mut fallback) {
+                        return Some(c.1);
+                    }
+                }
             }
-            if !self.hint_live(k) {
-                stale.push(*k);
-                return ControlFlow::Continue(());
-            }
-            if k.idx == avoid {
-                fallback = Some(*k);
-                return ControlFlow::Continue(());
-            }
-            if self.claim(now, k.idx, cell.id.0, Some(k.generation)) {
-                got = Some(k.idx);
-                return ControlFlow::Break(());
-            }
-            ControlFlow::Continue(())
-        });
-        for k in &stale {
-            if !self.hint_live(k) {
-                map.remove(k);
+            // Index order: the order itself for `Index`; for keyed kinds the pass that finds
+            // an available member whose key moved while the passes above ran.
+            let mut got = None;
+            let _ = index.each_set(start, end, |p| match index.members.get(p) {
+                Some(&a) if self.try_candidate(now, a, cell, avoid, &mut fallback) => {
+                    got = Some(a);
+                    ControlFlow::Break(())
+                }
+                _ => ControlFlow::Continue(()),
+            });
+            if got.is_some() {
+                return got;
             }
         }
-        if got.is_none()
-            && let Some(k) = fallback
-            && self.claim(now, k.idx, cell.id.0, Some(k.generation))
-        {
-            got = Some(k.idx);
-        }
-        got
+        fallback.filter(|&a| self.claim(now, a, cell.id.0))
     }
 
-    /// The level (as `level_rev`) of the first live hint.
-    fn best_level(&self, map: &HintIndex) -> Option<u8> {
-        let mut level = None;
-        let mut stale = Vec::new();
-        map.scan(Bound::Unbounded, |k, _| {
-            if self.hint_live(k) {
-                level = Some(k.level_rev);
-                ControlFlow::Break(())
-            } else {
-                stale.push(*k);
-                ControlFlow::Continue(())
-            }
-        });
-        for k in &stale {
-            if !self.hint_live(k) {
-                map.remove(k);
-            }
-        }
-        level
+    /// The best level with an available member: its range of positions.
+    fn best_level(&self, index: &AvailIndex) -> Option<(usize, usize)> {
+        index.levels.iter().copied().find(|&(start, end)| {
+            index
+                .each_set(start, end, |p| match index.members.get(p) {
+                    Some(&a) if self.live(a) => ControlFlow::Break(()),
+                    _ => ControlFlow::Continue(()),
+                })
+                .is_break()
+        })
     }
 
-    /// Claims an agent within the best level, starting at index `start` and wrapping.
+    /// Claims an agent within the best level, starting at agent index `start` and wrapping.
     fn claim_rotating(
         &self,
         now: Time,
-        map: &HintIndex,
+        index: &AvailIndex,
         cell: &CallCell,
         start: impl Fn() -> u32,
     ) -> Option<u32> {
+        let avoid = cell.last_no_answer.load(SeqCst);
         for _ in 0..8 {
-            let level = self.best_level(map)?;
+            let (lo, hi) = self.best_level(index)?;
             let s = start();
-            let from = HintKey {
-                level_rev: level,
-                key: 0,
-                idx: s,
-                generation: 0,
-            };
-            if let Some(a) = self.claim_scan(
-                now,
-                map,
-                Bound::Included(&from),
-                |k| k.level_rev == level,
-                cell,
-            ) {
-                return Some(a);
+            let mid = lo
+                + index
+                    .members
+                    .get(lo..hi)
+                    .map_or(0, |m| m.partition_point(|&a| a < s));
+            let mut fallback = None;
+            for (from, to) in [(mid, hi), (lo, mid)] {
+                let mut got = None;
+                let _ = index.each_set(from, to, |p| match index.members.get(p) {
+                    Some(&a) if self.try_candidate(now, a, cell, avoid, &mut fallback) => {
+                        got = Some(a);
+                        ControlFlow::Break(())
+                    }
+                    _ => ControlFlow::Continue(()),
+                });
+                if got.is_some() {
+                    return got;
+                }
             }
-            let head = HintKey { idx: 0, ..from };
-            if let Some(a) = self.claim_scan(
-                now,
-                map,
-                Bound::Included(&head),
-                |k| k.level_rev == level && k.idx < s,
-                cell,
-            ) {
+            if let Some(a) = fallback
+                && self.claim(now, a, cell.id.0)
+            {
                 return Some(a);
             }
         }
@@ -1565,16 +1732,22 @@ impl Engine {
         let agents = match step.target {
             Target::Nobody => return Attempt::NoAgent,
             Target::Agent(a) => {
-                if !self.claim(now, a, call, None) {
+                if !self.claim(now, a, call) {
                     return Attempt::NoAgent;
                 }
                 vec![a]
             }
             Target::Role(r) => {
-                let Some(Some(map)) = self.role_hints.get(r as usize) else {
+                let Some(index) = self
+                    .role_avail
+                    .get(r as usize)
+                    .copied()
+                    .flatten()
+                    .and_then(|ix| self.avail.get(ix))
+                else {
                     return Attempt::NoAgent;
                 };
-                match self.claim_scan(now, map, Bound::Unbounded, |_| true, cell) {
+                match self.claim_ordered(now, index, HintKind::Idle, cell) {
                     Some(a) => vec![a],
                     None => return Attempt::NoAgent,
                 }
@@ -1584,40 +1757,39 @@ impl Engine {
                     return Attempt::NoAgent;
                 };
                 let strategy = rt.cfg.strategy;
-                let Some(map) = self
-                    .skill_hints
+                let Some(index) = self
+                    .skill_avail
                     .get(rt.skill as usize)
-                    .and_then(|k| k.get(hint_kind(strategy) as usize))
-                    .and_then(Option::as_ref)
+                    .copied()
+                    .flatten()
+                    .and_then(|ix| self.avail.get(ix))
                 else {
                     return Attempt::NoAgent;
                 };
                 match strategy {
                     Strategy::RingAll => {
-                        let Some(level) = self.best_level(map) else {
+                        let Some((lo, hi)) = self.best_level(index) else {
                             return Attempt::NoAgent;
                         };
                         let mut got = Vec::new();
-                        let mut keys = Vec::new();
-                        map.scan(Bound::Unbounded, |k, _| {
-                            if k.level_rev != level || keys.len() >= self.ring_all_limit {
+                        let _ = index.each_set(lo, hi, |p| {
+                            if got.len() >= self.ring_all_limit {
                                 return ControlFlow::Break(());
                             }
-                            keys.push(*k);
+                            if let Some(&a) = index.members.get(p)
+                                && self.claim(now, a, call)
+                            {
+                                got.push(a);
+                            }
                             ControlFlow::Continue(())
                         });
-                        for k in keys {
-                            if self.claim(now, k.idx, call, Some(k.generation)) {
-                                got.push(k.idx);
-                            }
-                        }
                         if got.is_empty() {
                             return Attempt::NoAgent;
                         }
                         got
                     }
                     Strategy::RoundRobin => {
-                        match self.claim_rotating(now, map, cell, || rt.rr_cursor.load(SeqCst)) {
+                        match self.claim_rotating(now, index, cell, || rt.rr_cursor.load(SeqCst)) {
                             Some(a) => {
                                 rt.rr_cursor.store(a.wrapping_add(1), SeqCst);
                                 vec![a]
@@ -1637,12 +1809,12 @@ impl Engine {
                                 .copied()
                                 .unwrap_or(0)
                         };
-                        match self.claim_rotating(now, map, cell, pick) {
+                        match self.claim_rotating(now, index, cell, pick) {
                             Some(a) => vec![a],
                             None => return Attempt::NoAgent,
                         }
                     }
-                    _ => match self.claim_scan(now, map, Bound::Unbounded, |_| true, cell) {
+                    _ => match self.claim_ordered(now, index, hint_kind(strategy), cell) {
                         Some(a) => vec![a],
                         None => return Attempt::NoAgent,
                     },
@@ -1742,7 +1914,11 @@ impl Engine {
             let mut best: Option<(WaitKey, Arc<CallCell>, ListRef)> = None;
             let mut fallback: Option<(WaitKey, Arc<CallCell>, ListRef)> = None;
             for &lr in &info.lists {
-                let Some(list) = self.list(lr) else { continue };
+                // Read after the fence above: a call registered before a caller's fence is
+                // counted here, or that caller's agent search sees this agent's bits.
+                let Some(list) = self.list(lr).filter(|l| l.maybe_nonempty()) else {
+                    continue;
+                };
                 let mut garbage = Vec::new();
                 list.scan(Bound::Unbounded, |k, cell| match status(cell.st()) {
                     CS_WAITING => {
@@ -1966,52 +2142,60 @@ impl Engine {
         Ok(())
     }
 
-    /// The explanation of an offer from step `served` to `agents`.
+    /// The explanation of an offer from step `served` to `agents`, written into one string
+    /// (it is built on every offer, so no intermediate strings).
     fn trace(&self, cell: &CallCell, served: usize, agents: &[u32]) -> String {
-        let mut parts = Vec::with_capacity(served + 1);
+        use std::fmt::Write as _;
+        let mut out = String::with_capacity(48 * (served + 1));
         for (i, step) in cell.steps.iter().enumerate().take(served + 1) {
-            let label = &step.label;
-            let names = || {
-                agents
-                    .iter()
-                    .map(|&a| self.id_of(a))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            let part = if step.manager != NONE {
+            if i > 0 {
+                out.push_str(" > ");
+            }
+            out.push_str(&step.label);
+            out.push('(');
+            // Writing into a String cannot fail.
+            let _ = if step.manager != NONE {
                 let m = self.id_of(step.manager);
                 match step.target {
                     Target::Agent(s) if s != step.manager => {
                         if i == served {
-                            format!("{label}({m}: absent → {})", self.id_of(s))
+                            write!(out, "{m}: absent → {}", self.id_of(s))
                         } else {
-                            format!(
-                                "{label}({m}: absent → {}: {})",
+                            write!(
+                                out,
+                                "{m}: absent → {}: {}",
                                 self.id_of(s),
                                 self.kind_of(s).as_str()
                             )
                         }
                     }
-                    Target::Agent(_) if i == served => format!("{label}({m})"),
+                    Target::Agent(_) if i == served => write!(out, "{m}"),
                     Target::Agent(_) => {
-                        format!("{label}({m}: {})", self.kind_of(step.manager).as_str())
+                        write!(out, "{m}: {}", self.kind_of(step.manager).as_str())
                     }
-                    _ => format!("{label}({m}: absent → no substitute)"),
+                    _ => write!(out, "{m}: absent → no substitute"),
                 }
             } else if i == served {
-                format!("{label}({})", names())
-            } else {
-                match step.target {
-                    Target::Nobody => format!("{label}(no manager)"),
-                    Target::Agent(a) => format!("{label}({})", self.kind_of(a).as_str()),
-                    Target::Role(_) => format!("{label}(none available)"),
-                    Target::Queue(_) if cell.is_registered(i) => format!("{label}(max wait)"),
-                    Target::Queue(_) => format!("{label}(full)"),
+                for (n, &a) in agents.iter().enumerate() {
+                    if n > 0 {
+                        out.push_str(", ");
+                    }
+                    out.push_str(self.id_of(a));
                 }
+                Ok(())
+            } else {
+                out.push_str(match step.target {
+                    Target::Nobody => "no manager",
+                    Target::Agent(a) => self.kind_of(a).as_str(),
+                    Target::Role(_) => "none available",
+                    Target::Queue(_) if cell.is_registered(i) => "max wait",
+                    Target::Queue(_) => "full",
+                });
+                Ok(())
             };
-            parts.push(part);
+            out.push(')');
         }
-        parts.join(" > ")
+        out
     }
 }
 

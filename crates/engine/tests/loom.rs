@@ -223,3 +223,36 @@ fn fifo_within_a_priority() {
         assert_eq!(offers[0].call, a);
     });
 }
+
+/// Two threads flip the same agent (break / available) at once. The thread that takes the
+/// agent out of `available` clears its index bits after its CAS, possibly after the other
+/// thread made it available again and set them: it must then re-publish the agent, or a call
+/// arriving later would find no available agent and wait next to an idle one.
+#[test]
+fn racing_state_flips_leave_an_available_agent_findable() {
+    loom::model(|| {
+        let e = engine(1);
+        available(&e, 0);
+        let e1 = e.clone();
+        let flip_off = thread::spawn(move || {
+            e1.set_agent_state(t(), AgentIdx(0), AgentStateChange::Break { reason: None })
+                .unwrap();
+        });
+        let e2 = e.clone();
+        let flip_on = thread::spawn(move || available(&e2, 0));
+        flip_off.join().unwrap();
+        flip_on.join().unwrap();
+        let call = e.route_call(t(), order(None)).unwrap();
+        let offers = e.poll_offers();
+        match e.agent_state(AgentIdx(0)) {
+            Some(AgentState::Available) => {
+                panic!("call {call:?} waits while its only agent is available")
+            }
+            Some(AgentState::Ringing(c)) => {
+                assert_eq!(c, call);
+                assert_eq!(offers.len(), 1);
+            }
+            _ => assert!(offers.is_empty()),
+        }
+    });
+}
