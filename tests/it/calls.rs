@@ -272,6 +272,7 @@ fn unanswered_agent_is_passed_over_and_set_not_ready_after_repeated_no_answers()
             round,
             "olga (higher skill) rang first in round {round}"
         );
+        assert_eq!(oleg.invites(), round);
     }
     wait_until(
         &server,
@@ -344,4 +345,79 @@ fn agent_holds_resumes_and_hangs_up() {
     assert!(held < resumed, "hold, then resume");
     // While held the caller heard music: Switchboard kept sending to the caller.
     assert!(num(rec, "caller_rtp_out") > 100, "{rec:?}");
+}
+
+/// The demo company with the voice menu on for DIDs that name no purpose.
+fn company_with_menu() -> Server {
+    let ports = Ports::new();
+    let config = format!(
+        "{}\n[ivr]\nenabled = true\ntimeout_s = 3\noptions = {{ \"1\" = \"order\", \"2\" = \"information\", \"3\" = \"other\", \"4\" = \"complaint\" }}\n",
+        demo_config(&ports)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    import_clients(dir.path(), &config, CLIENTS);
+    Server::start_in(dir, &config, ports)
+}
+
+#[test]
+fn dtmf_menu_choice_sets_the_purpose() {
+    if skip() {
+        return;
+    }
+    let server = company_with_menu();
+    let quinn = SippAgent::start(&server, "quinn", None);
+    let olga = SippAgent::start(&server, "olga", None);
+    // Press 4 (complaint) on a DID without a purpose: quality control takes it.
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("trunk_dtmf.xml");
+    let template = std::fs::read_to_string(data("sipp/trunk_call_dtmf.xml")).unwrap();
+    std::fs::write(
+        &scenario,
+        template.replace("DTMF_PCAP", "/usr/share/sip-tester/dtmf_2833_4.pcap"),
+    )
+    .unwrap();
+    let media_port = free_port();
+    let (status, out, messages) = sipp_at(
+        scenario.to_str().unwrap(),
+        server.sip_addr(),
+        free_port(),
+        &[
+            "-key",
+            "caller",
+            "+38511000004",
+            "-s",
+            "500",
+            "-d",
+            "3000",
+            "-mi",
+            "127.0.0.1",
+            "-mp",
+            &media_port.to_string(),
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(status.success(), "{out}\n{messages}\n{}", server.log());
+    wait_until(&server, "the call record", Duration::from_secs(5), || {
+        !ended_calls(&server.log()).is_empty()
+    });
+    let rec = &ended_calls(&server.log())[0];
+    assert_eq!(rec["outcome"], "answered", "{rec:?}\n{}", server.log());
+    assert_eq!(rec["agent"], "quinn", "{rec:?}");
+    assert!(server.log().contains("menu choice"), "{}", server.log());
+    assert_eq!(quinn.invites(), 1);
+    assert_eq!(olga.invites(), 0);
+}
+
+#[test]
+fn no_menu_choice_is_routed_as_an_order() {
+    if skip() {
+        return;
+    }
+    let server = company_with_menu();
+    let olga = SippAgent::start(&server, "olga", None);
+    // No digit within the 3 s menu timeout: an order, for the operators.
+    let rec = call_for(&server, "+38511000004", "500", 5000);
+    assert_answered_by(&rec, "olga", &server);
+    assert_eq!(olga.invites(), 1);
+    assert!(server.log().contains("no menu choice"), "{}", server.log());
 }

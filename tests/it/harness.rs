@@ -231,7 +231,11 @@ pub fn sipp(
         .arg("sipp")
         .arg(target.to_string())
         .arg("-sf")
-        .arg(data(&format!("sipp/{scenario}")))
+        .arg(if scenario.starts_with('/') {
+            PathBuf::from(scenario)
+        } else {
+            data(&format!("sipp/{scenario}"))
+        })
         .args(["-i", "127.0.0.1", "-p", &local_port.to_string()])
         .args(["-m", "1", "-nostdin", "-timeout_error"])
         .args([
@@ -253,8 +257,6 @@ pub fn sipp(
 /// An agent softphone played by SIPp: its contact is registered with digest auth, then a
 /// SIPp UAS answers calls on that address and echoes their RTP (`-rtp_echo`).
 pub struct SippAgent {
-    pub id: String,
-    pub port: u16,
     child: Child,
     dir: tempfile::TempDir,
 }
@@ -305,12 +307,7 @@ impl SippAgent {
         let child = cmd.spawn().expect("spawn sipp uas");
         // SIPp binds at once; give it a moment before calls arrive.
         std::thread::sleep(Duration::from_millis(200));
-        SippAgent {
-            id: id.to_owned(),
-            port,
-            child,
-            dir,
-        }
+        SippAgent { child, dir }
     }
 
     /// Everything this agent's SIPp sent and received so far.
@@ -349,7 +346,11 @@ pub fn sipp_at(
         .arg("sipp")
         .arg(target.to_string())
         .arg("-sf")
-        .arg(data(&format!("sipp/{scenario}")))
+        .arg(if scenario.starts_with('/') {
+            PathBuf::from(scenario)
+        } else {
+            data(&format!("sipp/{scenario}"))
+        })
         .args(["-i", "127.0.0.1", "-p", &local_port.to_string()])
         .args(["-m", "1", "-nostdin", "-timeout_error"])
         .args([

@@ -158,6 +158,19 @@ impl CallMedia {
         }
     }
 
+    /// A prompt (file under the sounds directory), then hold music.
+    pub fn play_prompt_then_music(&self, file: &str) {
+        let Some(s) = &self.session else { return };
+        if let Err(e) = s.play_prompts(vec![self.sounds_dir.join(file)]) {
+            warn!(call_id = s.call_id(), "prompt {file}: {e}");
+        }
+    }
+
+    /// The caller's DTMF digits (once per call).
+    pub fn take_dtmf(&mut self) -> Option<tokio::sync::mpsc::Receiver<char>> {
+        self.session.as_mut().and_then(Session::dtmf_events)
+    }
+
     /// Our offer to an agent.
     pub fn agent_offer_sdp(&mut self) -> Vec<u8> {
         self.session

@@ -83,6 +83,8 @@ struct Bridged {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
+    /// In the voice menu: answered, not yet routed.
+    Menu,
     /// Waiting for an agent (music, announcements; agents may be ringing).
     Queued,
     /// Bridged to an agent.
@@ -92,7 +94,8 @@ enum Phase {
 #[derive(Debug)]
 struct Call {
     key: u64,
-    engine_call: CallId,
+    /// `None` while the caller is still in the voice menu.
+    engine_call: Option<CallId>,
     record_id: String,
     trunk: String,
     caller: String,
@@ -124,6 +127,15 @@ enum Timer {
     RingTimeout { key: u64, agent: AgentIdx },
     /// Time for the next position announcement of call `key`.
     Announce { key: u64 },
+    /// The caller of `key` chose nothing in the voice menu.
+    MenuTimeout { key: u64 },
+}
+
+/// Input for call control from tasks other than the endpoint task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallInput {
+    /// A DTMF digit from the caller of call `key`.
+    Digit { key: u64, digit: char },
 }
 
 /// Counters for `/metrics` that call control owns.
@@ -142,6 +154,8 @@ pub struct CallDeps {
     pub events: EventBus,
     pub media: MediaSetup,
     pub shared: Arc<Shared>,
+    /// Where tasks outside the endpoint task send call input (DTMF digits).
+    pub inputs: tokio::sync::mpsc::UnboundedSender<CallInput>,
 }
 
 /// The call-control state of the endpoint task.
@@ -166,6 +180,8 @@ pub struct Calls {
     orphans: HashMap<ClientTxnKey, Peer>,
     shutting_down: bool,
     shared: Arc<Shared>,
+    ivr: Option<config::IvrConfig>,
+    inputs: tokio::sync::mpsc::UnboundedSender<CallInput>,
     /// The active-call snapshot is stale; it is republished at most every [`PUBLISH_EVERY`].
     dirty: bool,
     last_publish: Instant,
@@ -212,6 +228,7 @@ impl Calls {
             events,
             media,
             shared,
+            inputs,
         } = deps;
         let trunks = config
             .trunks
@@ -254,6 +271,8 @@ impl Calls {
             orphans: HashMap::new(),
             shutting_down: false,
             shared,
+            ivr: config.ivr.clone(),
+            inputs,
             dirty: false,
             last_publish: Instant::ZERO,
         }
@@ -294,6 +313,10 @@ impl Calls {
             match timer {
                 Timer::RingTimeout { key, agent } => self.ring_timeout(ep, now, key, agent),
                 Timer::Announce { key } => self.announce(now, key),
+                Timer::MenuTimeout { key } => {
+                    info!(call = key, "no menu choice: routing as an order");
+                    self.leave_menu(ep, now, key, Purpose::Order);
+                }
             }
         }
         self.pump(ep, now);
@@ -332,6 +355,7 @@ impl Calls {
                 client_class: c.class.clone(),
                 purpose: c.purpose.as_str().to_owned(),
                 state: match (c.phase, c.offered.is_empty()) {
+                    (Phase::Menu, _) => "menu",
                     (Phase::Talking, _) => "talking",
                     (Phase::Queued, false) => "ringing",
                     (Phase::Queued, true) => "queued",
@@ -464,40 +488,48 @@ impl Calls {
                 return;
             }
         };
-        let engine_call = match self.engine.route_call(
-            engine_time(now),
-            CallRequest {
-                caller: client_number.clone(),
-                purpose,
-                client,
-                priority: None,
-                queue: None,
-            },
-        ) {
-            Ok(c) => c,
-            Err(e) => {
-                let why = match e {
-                    EngineError::NoRoute(_) => "no agent can serve this call",
-                    _ => "routing failed",
-                };
-                info!(call_id = %sip_call_id, caller = %caller, class = class.as_str(), "call refused: {why}");
-                reject(ep, 480, "No Agent Available");
-                self.write_unrouted_cdr(
-                    now,
-                    Unrouted {
-                        trunk: &trunk.name,
-                        caller: &caller,
-                        dialed: &dialed,
-                        client_number: &client_number,
-                        class: class.as_str(),
-                        purpose,
-                        sip_call_id: &sip_call_id,
-                    },
-                );
-                return;
+        // The purpose comes from the DID, else from the voice menu when one is configured.
+        let did_purpose = trunk.dids.get(&dialed).copied();
+        let menu = did_purpose.is_none() && self.ivr.as_ref().is_some_and(|m| m.enabled);
+        let purpose = did_purpose.unwrap_or(Purpose::Order);
+        let engine_call = if menu {
+            None
+        } else {
+            match self.engine.route_call(
+                engine_time(now),
+                CallRequest {
+                    caller: client_number.clone(),
+                    purpose,
+                    client,
+                    priority: None,
+                    queue: None,
+                },
+            ) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    let why = match e {
+                        EngineError::NoRoute(_) => "no agent can serve this call",
+                        _ => "routing failed",
+                    };
+                    info!(call_id = %sip_call_id, caller = %caller, class = class.as_str(), "call refused: {why}");
+                    reject(ep, 480, "No Agent Available");
+                    self.write_unrouted_cdr(
+                        now,
+                        Unrouted {
+                            trunk: &trunk.name,
+                            caller: &caller,
+                            dialed: &dialed,
+                            client_number: &client_number,
+                            class: class.as_str(),
+                            purpose,
+                            sip_call_id: &sip_call_id,
+                        },
+                    );
+                    return;
+                }
             }
         };
-        // Ringing first, then the queue answers (music, announcements).
+        // Ringing first, then the queue (or the menu) answers.
         let tag = ep.new_tag();
         respond(ep, now, txn, &req, 180, "Ringing", Some(&tag));
         let mut ok = Response::from_request(&req, 200, "OK", Some(&tag));
@@ -512,9 +544,11 @@ impl Calls {
             Ok(d) => d,
             Err(e) => {
                 warn!(call_id = %sip_call_id, "INVITE without a usable Contact: {e}");
-                let _ = self
-                    .engine
-                    .report(engine_time(now), engine_call, Outcome::CallerGone);
+                if let Some(ec) = engine_call {
+                    let _ = self
+                        .engine
+                        .report(engine_time(now), ec, Outcome::CallerGone);
+                }
                 reject(ep, 400, "Bad Request - Missing Contact");
                 return;
             }
@@ -522,26 +556,31 @@ impl Calls {
         if let Err(e) = ep.respond(now, txn, ok) {
             warn!(call_id = %sip_call_id, "200 not sent: {e}");
         }
-        media.play_music();
-
         let key = self.next_key;
         self.next_key = self.next_key.wrapping_add(1);
-        info!(
-            call = key,
-            call_id = %sip_call_id,
-            trunk = %trunk.name,
-            caller = %caller,
-            dialed = %dialed,
-            class = class.as_str(),
-            purpose = purpose.as_str(),
-            "call queued"
-        );
-        self.events.send(LiveEvent::CallEnqueued {
-            call: key,
-            caller: caller.clone(),
-            class: class.as_str().to_owned(),
-            purpose: purpose.as_str().to_owned(),
-        });
+        let mut media = media;
+        if menu {
+            self.start_menu(now, key, &mut media);
+            info!(call = key, call_id = %sip_call_id, trunk = %trunk.name, caller = %caller, dialed = %dialed, "call in the voice menu");
+        } else {
+            media.play_music();
+            info!(
+                call = key,
+                call_id = %sip_call_id,
+                trunk = %trunk.name,
+                caller = %caller,
+                dialed = %dialed,
+                class = class.as_str(),
+                purpose = purpose.as_str(),
+                "call queued"
+            );
+            self.events.send(LiveEvent::CallEnqueued {
+                call: key,
+                caller: caller.clone(),
+                class: class.as_str().to_owned(),
+                purpose: purpose.as_str().to_owned(),
+            });
+        }
         let call = Call {
             key,
             engine_call,
@@ -556,7 +595,7 @@ impl Calls {
             caller_dialog,
             caller_peer: src,
             caller_sip_call_id: sip_call_id.clone(),
-            phase: Phase::Queued,
+            phase: if menu { Phase::Menu } else { Phase::Queued },
             legs: Vec::new(),
             offered: Vec::new(),
             bridged: None,
@@ -567,11 +606,121 @@ impl Calls {
             answered_at: None,
             media,
         };
-        self.by_engine.insert(engine_call, key);
+        if let Some(ec) = engine_call {
+            self.by_engine.insert(ec, key);
+        }
         self.by_invite.insert(txn, key);
         self.by_sip_call_id.insert(sip_call_id, (key, Side::Caller));
         self.calls.insert(key, call);
-        self.schedule_announcement(now, key);
+        if !menu {
+            self.schedule_announcement(now, key);
+        }
+    }
+
+    // ----- voice menu -----------------------------------------------------------------------
+
+    /// Plays the menu prompt and forwards the caller's first digits to the endpoint task.
+    fn start_menu(&mut self, now: Instant, key: u64, media: &mut CallMedia) {
+        let Some(menu) = self.ivr.clone() else { return };
+        let prompt = menu.prompt.unwrap_or_else(|| "ivr_menu.wav".to_owned());
+        media.play_prompt_then_music(&prompt);
+        if let Some(mut digits) = media.take_dtmf() {
+            let inputs = self.inputs.clone();
+            tokio::spawn(async move {
+                while let Some(digit) = digits.recv().await {
+                    if inputs.send(CallInput::Digit { key, digit }).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        self.timers.insert((
+            now + Duration::from_secs(u64::from(menu.timeout_s)),
+            Timer::MenuTimeout { key },
+        ));
+    }
+
+    /// Input for call control from tasks outside the endpoint task.
+    pub fn on_input(&mut self, ep: &mut Endpoint, now: Instant, input: CallInput) {
+        match input {
+            CallInput::Digit { key, digit } => self.on_digit(ep, now, key, digit),
+        }
+        self.pump(ep, now);
+    }
+
+    fn on_digit(&mut self, ep: &mut Endpoint, now: Instant, key: u64, digit: char) {
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        if call.phase != Phase::Menu {
+            debug!(call = key, %digit, "DTMF outside the menu ignored");
+            return;
+        }
+        let choice = self
+            .ivr
+            .as_ref()
+            .and_then(|m| m.options.get(&digit.to_string()))
+            .and_then(|p| Purpose::from_str(p).ok());
+        match choice {
+            Some(purpose) => {
+                info!(call = key, %digit, purpose = purpose.as_str(), "menu choice");
+                self.leave_menu(ep, now, key, purpose);
+            }
+            None => debug!(call = key, %digit, "not a menu option"),
+        }
+    }
+
+    /// The menu is done (a choice, or its timeout: purpose `order`): classify and queue.
+    fn leave_menu(&mut self, ep: &mut Endpoint, now: Instant, key: u64, purpose: Purpose) {
+        self.timers
+            .retain(|(_, t)| *t != Timer::MenuTimeout { key });
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        if call.phase != Phase::Menu {
+            return;
+        }
+        let client = self.directory.lookup(&call.client_number);
+        let class = self.engine.classify(client.as_ref(), purpose);
+        call.purpose = purpose;
+        call.class = class.as_str().to_owned();
+        call.queued_at = now;
+        let routed = self.engine.route_call(
+            engine_time(now),
+            CallRequest {
+                caller: call.client_number.clone(),
+                purpose,
+                client,
+                priority: None,
+                queue: None,
+            },
+        );
+        match routed {
+            Ok(ec) => {
+                call.engine_call = Some(ec);
+                call.phase = Phase::Queued;
+                call.media.play_music();
+                info!(
+                    call = key,
+                    class = class.as_str(),
+                    purpose = purpose.as_str(),
+                    "call queued"
+                );
+                self.events.send(LiveEvent::CallEnqueued {
+                    call: key,
+                    caller: call.caller.clone(),
+                    class: class.as_str().to_owned(),
+                    purpose: purpose.as_str().to_owned(),
+                });
+                self.by_engine.insert(ec, key);
+                self.schedule_announcement(now, key);
+            }
+            Err(e) => {
+                info!(call = key, "call refused after the menu: {e}");
+                call.route = "no route: no step of the chain has an agent".to_owned();
+                self.end_call(ep, now, key, Ended::NoAgent);
+            }
+        }
     }
 
     fn trunk_for(&self, ip: IpAddr) -> Option<&Trunk> {
@@ -865,7 +1014,9 @@ impl Calls {
         if !take(&mut call.offered, leg.agent) {
             return;
         }
-        let engine_call = call.engine_call;
+        let Some(engine_call) = call.engine_call else {
+            return;
+        };
         let outcome = match status {
             486 | 480 | 600 | 603 => Outcome::Rejected(leg.agent),
             408 | 487 => Outcome::NoAnswer(leg.agent),
@@ -947,7 +1098,9 @@ impl Calls {
             .unwrap_or_default()
             .to_owned();
         info!(call = key, agent = %agent_id, route = %call.route, "answered");
-        let engine_call = call.engine_call;
+        let Some(engine_call) = call.engine_call else {
+            return;
+        };
         call.bridged = Some(Bridged {
             agent: leg.agent,
             dialog,
@@ -985,10 +1138,11 @@ impl Calls {
             }
         }
         info!(call = key, agent = ?self.engine.agent_id(agent), "no answer");
-        let engine_call = call.engine_call;
-        let _ = self
-            .engine
-            .report(engine_time(now), engine_call, Outcome::NoAnswer(agent));
+        if let Some(engine_call) = call.engine_call {
+            let _ = self
+                .engine
+                .report(engine_time(now), engine_call, Outcome::NoAnswer(agent));
+        }
     }
 
     fn remove_ring_timer(&mut self, key: u64, agent: AgentIdx) {
@@ -1002,11 +1156,15 @@ impl Calls {
         let Some(mut call) = self.calls.remove(&key) else {
             return;
         };
-        self.by_engine.remove(&call.engine_call);
+        if let Some(ec) = call.engine_call {
+            self.by_engine.remove(&ec);
+        }
         self.by_invite.remove(&call.caller_invite_txn);
         self.by_sip_call_id.remove(&call.caller_sip_call_id);
         self.timers.retain(|(_, t)| match t {
-            Timer::RingTimeout { key: k, .. } | Timer::Announce { key: k } => *k != key,
+            Timer::RingTimeout { key: k, .. }
+            | Timer::Announce { key: k }
+            | Timer::MenuTimeout { key: k } => *k != key,
         });
         let t = engine_time(now);
         // Stop every agent leg still ringing.
@@ -1030,7 +1188,7 @@ impl Calls {
                 let _ = ep.send_request(now, call.caller_peer.clone(), bye);
                 (CdrOutcome::Answered, CdrHangup::Agent)
             }
-            (Some(b), Ended::Failed | Ended::Shutdown) => {
+            (Some(b), Ended::Failed | Ended::Shutdown | Ended::NoAgent) => {
                 let mut d = b.dialog.clone();
                 let _ = ep.send_request(now, b.dest.clone(), d.request(Method::Bye));
                 let bye = call.caller_dialog.request(Method::Bye);
@@ -1045,6 +1203,11 @@ impl Calls {
                 let _ = ep.send_request(now, call.caller_peer.clone(), bye);
                 (CdrOutcome::Failed, CdrHangup::System)
             }
+            (None, Ended::NoAgent) => {
+                let bye = call.caller_dialog.request(Method::Bye);
+                let _ = ep.send_request(now, call.caller_peer.clone(), bye);
+                (CdrOutcome::NoAgent, CdrHangup::System)
+            }
         };
         if let Some(b) = &call.bridged {
             self.by_sip_call_id.remove(&b.sip_call_id);
@@ -1053,16 +1216,16 @@ impl Calls {
                 CdrHangup::Agent => HangupSide::Agent,
                 CdrHangup::System => HangupSide::System,
             };
-            if let Err(e) = self.engine.hangup(t, call.engine_call, engine_side) {
+            if let Some(ec) = call.engine_call
+                && let Err(e) = self.engine.hangup(t, ec, engine_side)
+            {
                 warn!(call = key, "engine hangup: {e}");
             }
-        } else {
+        } else if let Some(ec) = call.engine_call {
             for agent in std::mem::take(&mut call.offered) {
-                let _ = self
-                    .engine
-                    .report(t, call.engine_call, Outcome::NoAnswer(agent));
+                let _ = self.engine.report(t, ec, Outcome::NoAnswer(agent));
             }
-            if let Err(e) = self.engine.report(t, call.engine_call, Outcome::CallerGone) {
+            if let Err(e) = self.engine.report(t, ec, Outcome::CallerGone) {
                 debug!(call = key, "engine: caller gone: {e}");
             }
         }
@@ -1375,6 +1538,8 @@ enum Ended {
     AgentHungUp,
     Failed,
     Shutdown,
+    /// Nobody can take the call (after the voice menu).
+    NoAgent,
 }
 
 fn take(list: &mut Vec<AgentIdx>, agent: AgentIdx) -> bool {

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::callmedia::MediaSetup;
-use crate::calls::{self, CallDeps, Calls};
+use crate::calls::{self, CallDeps, CallInput, Calls};
 use crate::clock;
 use crate::config::{Config, DEMO_API_TOKEN, ListenTransport};
 use crate::events::EventBus;
@@ -131,6 +131,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
     );
     let events = EventBus::new(1024);
     let shared = Shared::new();
+    let (inputs_tx, inputs_rx) = tokio::sync::mpsc::unbounded_channel();
     let media = MediaSetup::new(&config).context("cannot set up media")?;
     let refresh_media = media.clone();
     let calls = Calls::new(
@@ -143,6 +144,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
             events: events.clone(),
             media,
             shared: Arc::clone(&shared),
+            inputs: inputs_tx,
         },
     );
     let mono_start = clock::now();
@@ -163,7 +165,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
         wall_start,
     };
     let drain = CancellationToken::new();
-    let driver = tokio::spawn(driver.run(inbound_rx, drain.clone()));
+    let driver = tokio::spawn(driver.run(inbound_rx, inputs_rx, drain.clone()));
 
     // 5. HTTP.
     let refresh_store = store.clone();
@@ -364,7 +366,12 @@ impl Driver {
         Some(tokio::time::Instant::from_std(self.mono_start + from_start))
     }
 
-    async fn run(mut self, mut inbound: mpsc::Receiver<Inbound>, drain: CancellationToken) {
+    async fn run(
+        mut self,
+        mut inbound: mpsc::Receiver<Inbound>,
+        mut inputs: mpsc::UnboundedReceiver<CallInput>,
+        drain: CancellationToken,
+    ) {
         let mut draining = false;
         let mut grace_over = None;
         loop {
@@ -399,6 +406,11 @@ impl Driver {
                             Err(_) => break,
                         }
                     }
+                    self.flush(now);
+                }
+                Some(input) = inputs.recv() => {
+                    let now = self.now();
+                    self.calls.on_input(&mut self.endpoint, now, input);
                     self.flush(now);
                 }
                 () = self.shared.wake.notified() => {
