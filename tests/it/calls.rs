@@ -222,7 +222,7 @@ fn complaint_goes_to_quality_control() {
 }
 
 #[test]
-fn unknown_source_is_refused_and_no_route_is_recorded() {
+fn caller_who_leaves_the_queue_is_recorded_as_abandoned() {
     if skip() {
         return;
     }
@@ -420,4 +420,187 @@ fn no_menu_choice_is_routed_as_an_order() {
     assert_answered_by(&rec, "olga", &server);
     assert_eq!(olga.invites(), 1);
     assert!(server.log().contains("no menu choice"), "{}", server.log());
+}
+
+#[test]
+fn recorded_queue_writes_a_stereo_wav_named_in_the_call_record() {
+    if skip() {
+        return;
+    }
+    let ports = Ports::new();
+    let config = demo_config(&ports).replacen(
+        "priority = { key = 10 }",
+        "priority = { key = 10 }\nrecord = true",
+        1,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    import_clients(dir.path(), &config, CLIENTS);
+    let server = Server::start_in(dir, &config, ports);
+    let _olga = SippAgent::start(&server, "olga", None);
+    let rec = call_for(&server, "+38511000004", "100", 2000);
+    assert_answered_by(&rec, "olga", &server);
+    // The call record names the file.
+    let mut recording = String::new();
+    wait_until(
+        &server,
+        "the CDR in the database",
+        Duration::from_secs(10),
+        || {
+            let Ok((200, body)) = api_get(server.ports.http, "/api/v1/calls?limit=5") else {
+                return false;
+            };
+            let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            let list = json.get("calls").cloned().unwrap_or(json);
+            let Some(first) = list.as_array().and_then(|a| a.first()).cloned() else {
+                return false;
+            };
+            recording = first["recording"].as_str().unwrap_or_default().to_owned();
+            !recording.is_empty()
+        },
+    );
+    let path = server.dir.path().join(&recording);
+    let path = if std::path::Path::new(&recording).is_absolute() {
+        std::path::PathBuf::from(&recording)
+    } else {
+        path
+    };
+    // Stereo (caller left, agent right), 8 kHz, 16-bit, with audio in both channels.
+    let mut wav = Vec::new();
+    wait_until(
+        &server,
+        "the finished recording",
+        Duration::from_secs(5),
+        || {
+            wav = std::fs::read(&path).unwrap_or_default();
+            wav.len() > 44
+                && u32::from_le_bytes(wav[40..44].try_into().unwrap()) as usize == wav.len() - 44
+        },
+    );
+    assert_eq!(&wav[0..4], b"RIFF");
+    assert_eq!(&wav[8..12], b"WAVE");
+    assert_eq!(u16::from_le_bytes([wav[22], wav[23]]), 2, "two channels");
+    assert_eq!(u32::from_le_bytes(wav[24..28].try_into().unwrap()), 8000);
+    let samples: Vec<i16> = wav[44..]
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    let energy = |ch: usize| {
+        samples
+            .iter()
+            .skip(ch)
+            .step_by(2)
+            .map(|s| i64::from(*s).abs())
+            .sum::<i64>()
+    };
+    assert!(energy(0) > 0, "caller channel is silent");
+    assert!(energy(1) > 0, "agent channel is silent");
+    // About 2 s of talk: at least one second of stereo frames.
+    assert!(samples.len() / 2 >= 8000, "{} frames", samples.len() / 2);
+}
+
+#[test]
+fn short_load_run_fifty_calls_at_ten_per_second_all_answered() {
+    if skip() {
+        return;
+    }
+    let ports = Ports::new();
+    let config = demo_config(&ports).replacen("wrap_up_s = 5", "wrap_up_s = 0", 1);
+    let dir = tempfile::tempdir().unwrap();
+    import_clients(dir.path(), &config, CLIENTS);
+    let server = Server::start_in(dir, &config, ports);
+    // Six agents with the orders skill, their softphones on one SIPp UAS.
+    let agents = SippAgent::start_many(
+        &server,
+        &["olga", "oleg", "petra", "ana", "marko", "rita"],
+        None,
+    );
+    let media_port = free_port();
+    let (status, out, messages) = sipp_at(
+        "trunk_call.xml",
+        server.sip_addr(),
+        free_port(),
+        &[
+            "-key",
+            "caller",
+            "+38511000004",
+            "-s",
+            "100",
+            "-d",
+            "300",
+            "-m",
+            "50",
+            "-r",
+            "10",
+            "-l",
+            "20",
+            "-mi",
+            "127.0.0.1",
+            "-mp",
+            &media_port.to_string(),
+        ],
+        Duration::from_secs(60),
+    );
+    let summary: String = out
+        .lines()
+        .filter(|l| l.contains("Successful call") || l.contains("Failed call"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        status.success(),
+        "SIPp reported failed calls:\n{summary}\n{out}\n{}",
+        &messages[..messages.len().min(4000)]
+    );
+    wait_until(&server, "50 call records", Duration::from_secs(10), || {
+        ended_calls(&server.log()).len() == 50
+    });
+    let records = ended_calls(&server.log());
+    let answered = records
+        .iter()
+        .filter(|r| r["outcome"] == "answered")
+        .count();
+    assert_eq!(answered, 50, "every call reached an agent: {records:?}");
+    assert_eq!(agents.invites(), 50, "one INVITE per call to the agents");
+    assert!(!server.log().contains("panicked"));
+}
+
+#[test]
+fn invite_from_an_address_of_no_trunk_is_refused() {
+    if skip() {
+        return;
+    }
+    let ports = Ports::new();
+    let config =
+        demo_config(&ports).replace("allow = [\"127.0.0.1/32\"]", "allow = [\"192.0.2.0/24\"]");
+    let server = Server::start(&config, ports);
+    let (status, _out, messages) = trunk_call(&server, "+38511000004", "100", 500);
+    assert!(!status.success());
+    assert!(messages.contains("SIP/2.0 403 Forbidden"), "{messages}");
+    assert!(ended_calls(&server.log()).is_empty());
+}
+
+#[test]
+fn absent_manager_is_replaced_by_their_substitute() {
+    if skip() {
+        return;
+    }
+    let server = company();
+    let ana = SippAgent::start(&server, "ana", None);
+    let marko = SippAgent::start(&server, "marko", None);
+    // Ana goes on a business trip; marko is her configured substitute.
+    let (status, body) = api_post(
+        server.ports.http,
+        "/api/v1/agents/ana/state",
+        r#"{"state": "absent", "reason": "business trip"}"#,
+    )
+    .unwrap();
+    assert!((200..300).contains(&status), "{status} {body}");
+    let rec = call(&server, "+38511000001", "100");
+    assert_answered_by(&rec, "marko", &server);
+    assert!(
+        rec["route"].starts_with("assigned_manager(ana: absent"),
+        "{rec:?}"
+    );
+    assert!(rec["route"].contains("marko"), "{rec:?}");
+    assert_eq!(ana.invites(), 0, "an absent agent is never offered a call");
+    assert_eq!(marko.invites(), 1);
 }

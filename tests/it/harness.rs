@@ -265,19 +265,26 @@ impl SippAgent {
     /// Registers `id` (password `<id>-secret` as in the demo config) and starts answering.
     /// `scenario`: None for SIPp's built-in `uas`, or a file under tests/data/sipp.
     pub fn start(server: &Server, id: &str, scenario: Option<&str>) -> SippAgent {
+        SippAgent::start_many(server, &[id], scenario)
+    }
+
+    /// Several agents whose softphones share one SIPp UAS (one address, many calls at once).
+    pub fn start_many(server: &Server, ids: &[&str], scenario: Option<&str>) -> SippAgent {
         let port = free_port();
-        let password = format!("{id}-secret");
-        let (status, out, messages) = sipp_at(
-            "register_contact.xml",
-            server.sip_addr(),
-            port,
-            &["-s", id, "-au", id, "-ap", &password],
-            Duration::from_secs(10),
-        );
-        assert!(
-            status.success(),
-            "registering {id} failed:\n{out}\n{messages}"
-        );
+        for id in ids {
+            let password = format!("{id}-secret");
+            let (status, out, messages) = sipp_at(
+                "register_contact.xml",
+                server.sip_addr(),
+                port,
+                &["-s", id, "-au", id, "-ap", &password],
+                Duration::from_secs(10),
+            );
+            assert!(
+                status.success(),
+                "registering {id} failed:\n{out}\n{messages}"
+            );
+        }
         let dir = tempfile::tempdir().expect("tempdir");
         let media_port = free_port();
         let mut cmd = Command::new("timeout");
@@ -450,4 +457,70 @@ pub fn wait_until(server: &Server, what: &str, timeout: Duration, mut f: impl Fn
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("timed out waiting for {what}; log:\n{}", server.log());
+}
+
+/// An HTTP/1.1 GET with the API token of the demo configuration: (status, body).
+pub fn api_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer change-me\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let head_end = response.find("\r\n\r\n").map_or(response.len(), |i| i + 4);
+    let (head, body) = response.split_at(head_end);
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Ok((status, body))
+}
+
+/// An HTTP/1.1 POST of a JSON body with the demo API token: (status, body).
+pub fn api_post(port: u16, path: &str, json: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer change-me\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+        json.len()
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
 }
