@@ -15,6 +15,9 @@ missing=()
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
+# promtool checks the /metrics exposition and deploy/prometheus (Debian ships it in prometheus).
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
 if ((${#missing[@]})); then
   step "installing: ${missing[*]}"
   SUDO=""
@@ -30,6 +33,12 @@ if ! id postgres >/dev/null 2>&1; then
   useradd --system --no-create-home --shell /usr/sbin/nologin postgres
 fi
 command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
+# The OpenAPI document served at /api/v1/openapi.json is checked with a real validator (PyPI).
+if ! python3 -c 'import openapi_spec_validator' >/dev/null 2>&1; then
+  step "installing openapi-spec-validator (PyPI)"
+  python3 -m pip install --quiet openapi-spec-validator \
+    || python3 -m pip install --quiet --break-system-packages openapi-spec-validator
+fi
 
 # ---- checks ------------------------------------------------------------------------------
 step "cargo fmt --check"

@@ -9,6 +9,7 @@
     clippy::disallowed_methods
 )]
 
+mod api;
 mod calls;
 mod cli;
 mod harness;

@@ -208,6 +208,26 @@ impl Metrics {
             self.agents.with_label_values(&[kind.as_str()]).set(n);
         }
 
+        // Every series a dashboard or alert rule expects exists from the first scrape, at 0,
+        // so `rate()` and `increase()` see the first call.
+        for method in ["INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "OPTIONS"] {
+            self.sip_requests_total.with_label_values(&[method]);
+        }
+        for class in ["1xx", "2xx", "3xx", "4xx", "5xx", "6xx"] {
+            self.sip_responses_total.with_label_values(&[class]);
+        }
+        let queues = (0..engine.queue_count())
+            .filter_map(|i| u32::try_from(i).ok())
+            .filter_map(|i| engine.queue_name(switchboard_engine::QueueIdx(i)));
+        for queue in queues.chain(["none"]) {
+            for outcome in switchboard_store::Outcome::ALL {
+                self.calls_total
+                    .with_label_values(&[queue, outcome.as_str()]);
+            }
+            self.wait_seconds.with_label_values(&[queue]);
+            self.talk_seconds.with_label_values(&[queue]);
+        }
+
         for i in 0..engine.queue_count() {
             let Some(stats) = u32::try_from(i)
                 .ok()
@@ -311,5 +331,14 @@ mod tests {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
         assert!(!text.contains("switchboard_service_level_ratio{"));
+        for line in [
+            "switchboard_calls_total{outcome=\"answered\",queue=\"orders\"} 0",
+            "switchboard_calls_total{outcome=\"no_agent\",queue=\"none\"} 0",
+            "switchboard_wait_seconds_count{queue=\"regional\"} 0",
+            "switchboard_sip_requests_total{method=\"INVITE\"} 0",
+            "switchboard_sip_responses_total{class=\"5xx\"} 0",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
     }
 }
