@@ -1055,12 +1055,15 @@ fn live_events_active_calls_history_and_metrics_follow_real_calls() {
         assert_eq!(mine[3].data["outcome"], "answered");
         assert_eq!(mine[3].data["hangup_side"], "caller");
     }
-    // Ivan's state changes were streamed too, and queue figures at the start.
-    assert!(
-        seen.iter()
-            .any(|e| e.event == "agent_state" && e.data["agent"] == "ivan"),
-        "{seen:#?}"
-    );
+    // Ivan's state changes were streamed too, in PRODUCT spelling, and queue figures.
+    let ivan_states: Vec<&str> = seen
+        .iter()
+        .filter(|e| e.event == "agent_state" && e.data["agent"] == "ivan")
+        .filter_map(|e| e.data["state"].as_str())
+        .collect();
+    for state in ["ringing", "on_call"] {
+        assert!(ivan_states.contains(&state), "{ivan_states:?}");
+    }
     assert!(
         seen.iter()
             .any(|e| e.event == "queue_figures" && e.data["name"] == "orders")

@@ -1490,7 +1490,7 @@ impl Calls {
         debug!(agent = %id, from = ?from, to = ?to, "agent state");
         self.events.send(LiveEvent::AgentState {
             agent: id.clone(),
-            state: format!("{to:?}").to_lowercase(),
+            state: state_name(to).to_owned(),
         });
         let record = switchboard_store::AgentSessionEvent {
             id: switchboard_store::new_record_id(),
