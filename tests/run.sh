@@ -13,6 +13,7 @@ step() { printf '\n==> %s\n' "$*"; }
 # ---- peers and tools ---------------------------------------------------------------------
 missing=()
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
+[ -e /usr/lib/baresip/modules/g711.so ] || missing+=(baresip-core)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
 # promtool checks the /metrics exposition and deploy/prometheus (Debian ships it in prometheus).

@@ -24,6 +24,17 @@ fn skip() -> bool {
     true
 }
 
+fn skip_baresip() -> bool {
+    if skip() {
+        return true;
+    }
+    if have_baresip() {
+        return false;
+    }
+    eprintln!("SKIPPED: baresip (package baresip-core) is not installed; tests/run.sh installs it");
+    true
+}
+
 /// A server with the demo company and the test client directory.
 fn company() -> Server {
     let ports = Ports::new();
@@ -603,4 +614,42 @@ fn absent_manager_is_replaced_by_their_substitute() {
     assert!(rec["route"].contains("marko"), "{rec:?}");
     assert_eq!(ana.invites(), 0, "an absent agent is never offered a call");
     assert_eq!(marko.invites(), 1);
+}
+
+#[test]
+fn baresip_key_account_manager_takes_their_client_with_audio_both_ways() {
+    if skip_baresip() {
+        return;
+    }
+    let server = company();
+    let ana = Baresip::start(&server, "ana");
+    let marko = Baresip::start(&server, "marko");
+    let rec = call_for(&server, "+38511000001", "100", 3000);
+    assert_answered_by(&rec, "ana", &server);
+    assert!(rec["route"].starts_with("assigned_manager(ana"), "{rec:?}");
+    // Ana's softphone heard the caller (SIPp's A-law recording, relayed and re-coded to µ-law).
+    let heard = ana.heard();
+    assert!(
+        heard.len() > 8000,
+        "ana heard {} samples\n{}",
+        heard.len(),
+        ana.log()
+    );
+    let loud = heard.iter().filter(|s| s.unsigned_abs() > 500).count();
+    assert!(loud > 1000, "ana heard only silence ({loud} loud samples)");
+    assert!(marko.heard().is_empty(), "marko never rang");
+    assert!(ana.log().contains("Call established"), "{}", ana.log());
+}
+
+#[test]
+fn baresip_operator_takes_a_standard_order() {
+    if skip_baresip() {
+        return;
+    }
+    let server = company();
+    let olga = Baresip::start(&server, "olga");
+    let rec = call_for(&server, "+38511000004", "100", 2500);
+    assert_answered_by(&rec, "olga", &server);
+    assert!(rec["route"].starts_with("queue:orders(olga)"), "{rec:?}");
+    assert!(olga.heard().iter().any(|s| s.unsigned_abs() > 500));
 }

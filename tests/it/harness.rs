@@ -524,3 +524,114 @@ fn dechunk(mut body: &str) -> String {
     }
     out
 }
+
+/// Is baresip installed? Tests that need it say why they skip when it is not.
+pub fn have_baresip() -> bool {
+    Path::new("/usr/bin/baresip").exists() && Path::new("/usr/lib/baresip/modules/g711.so").exists()
+}
+
+/// An agent softphone played by baresip (headless): registers with digest, answers calls
+/// automatically, sends a prompt WAV as its voice and records what it hears (sndfile).
+pub struct Baresip {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Baresip {
+    pub fn start(server: &Server, id: &str) -> Baresip {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sip_port = free_port();
+        let ctrl_port = free_port();
+        let rtp_first = 40_000 + (sip_port % 100) * 20;
+        std::fs::create_dir_all(dir.path().join("snd")).expect("snd dir");
+        let config = format!(
+            "sip_listen 127.0.0.1:{sip_port}\n\
+             net_interface 127.0.0.1\n\
+             audio_player aubridge,sink\n\
+             audio_source aufile,{voice}\n\
+             audio_alert aubridge,sink\n\
+             rtp_ports {rtp_first}-{rtp_last}\n\
+             module_path /usr/lib/baresip/modules\n\
+             module g711.so\n\
+             module aufile.so\n\
+             module aubridge.so\n\
+             module sndfile.so\n\
+             module ctrl_tcp.so\n\
+             module_tmp uuid.so\n\
+             module_tmp account.so\n\
+             module_app menu.so\n\
+             ctrl_tcp_listen 127.0.0.1:{ctrl_port}\n\
+             snd_path {snd}\n",
+            voice = repo_root().join("sounds/welcome.wav").display(),
+            rtp_last = rtp_first + 19,
+            snd = dir.path().join("snd").display(),
+        );
+        std::fs::write(dir.path().join("config"), config).expect("baresip config");
+        std::fs::write(
+            dir.path().join("accounts"),
+            format!(
+                "<sip:{id}@127.0.0.1:{}>;auth_pass={id}-secret;answermode=auto;regint=600\n",
+                server.ports.sip
+            ),
+        )
+        .expect("baresip accounts");
+        let log = std::fs::File::create(dir.path().join("baresip.log")).expect("log");
+        let child = Command::new("timeout")
+            .args(["60", "baresip", "-f"])
+            .arg(dir.path())
+            .args(["-t", "55"])
+            .env("HOME", dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn baresip");
+        let agent = Baresip { child, dir };
+        wait_until(
+            server,
+            &format!("baresip {id} registered"),
+            Duration::from_secs(10),
+            || {
+                server
+                    .log()
+                    .lines()
+                    .any(|l| l.contains("agent registered") && l.contains(&format!("agent={id} ")))
+            },
+        );
+        agent
+    }
+
+    /// baresip's own output.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("baresip.log")).unwrap_or_default()
+    }
+
+    /// The audio this softphone heard (sndfile's `*-dec.wav`), as samples.
+    pub fn heard(&self) -> Vec<i16> {
+        let Ok(entries) = std::fs::read_dir(self.dir.path().join("snd")) else {
+            return Vec::new();
+        };
+        let mut samples = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with("-dec.wav") {
+                let bytes = std::fs::read(entry.path()).unwrap_or_default();
+                samples.extend(
+                    bytes
+                        .get(44..)
+                        .unwrap_or_default()
+                        .chunks_exact(2)
+                        .map(|b| i16::from_le_bytes([b[0], b[1]])),
+                );
+            }
+        }
+        samples
+    }
+}
+
+impl Drop for Baresip {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -122,3 +122,78 @@ fn unknown_user_and_wrong_password_look_the_same() {
     };
     assert_eq!(shape("ana"), shape("nobody"));
 }
+
+/// A REGISTER over raw UDP from `port`, with optional Authorization.
+fn register_request(user: &str, port: u16, cseq: u32, auth: Option<&str>) -> String {
+    format!(
+        "REGISTER sip:callcenter.local SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-sha-{cseq};rport\r\n\
+         From: <sip:{user}@callcenter.local>;tag=sha{port}\r\n\
+         To: <sip:{user}@callcenter.local>\r\n\
+         Call-ID: sha256-{port}@127.0.0.1\r\n\
+         CSeq: {cseq} REGISTER\r\n\
+         Contact: <sip:{user}@127.0.0.1:{port}>\r\n\
+         Expires: 300\r\n\
+         {}Max-Forwards: 70\r\n\
+         Content-Length: 0\r\n\r\n",
+        auth.map(|a| format!("Authorization: {a}\r\n"))
+            .unwrap_or_default()
+    )
+}
+
+#[test]
+fn sha256_digest_registers_when_offered_first() {
+    use switchboard_sip::digest::{Algorithm, Challenge, answer_challenge};
+    let ports = Ports::new();
+    let config = demo_config(&ports).replace(
+        "advertised_address = \"127.0.0.1\"",
+        "advertised_address = \"127.0.0.1\"\ndigest_algorithms = [\"SHA-256\", \"MD5\"]",
+    );
+    let server = Server::start(&config, ports);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let mut buf = [0u8; 8192];
+    sock.send_to(
+        register_request("rita", port, 1, None).as_bytes(),
+        server.sip_addr(),
+    )
+    .unwrap();
+    let (n, _) = sock.recv_from(&mut buf).unwrap();
+    let challenge = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
+    let offered: Vec<Challenge> = challenge
+        .lines()
+        .filter_map(|l| l.strip_prefix("WWW-Authenticate: "))
+        .map(|v| Challenge::parse(v).unwrap())
+        .collect();
+    assert_eq!(offered.len(), 2, "{challenge}");
+    assert_eq!(
+        offered[0].algorithm,
+        Algorithm::Sha256,
+        "SHA-256 first as configured"
+    );
+    let creds = answer_challenge(
+        &offered[0],
+        "rita",
+        "rita-secret",
+        "REGISTER",
+        "sip:callcenter.local",
+        "c0ffee",
+        1,
+    );
+    let auth = creds.to_header_value();
+    assert!(auth.contains("algorithm=SHA-256"), "{auth}");
+    sock.send_to(
+        register_request("rita", port, 2, Some(&auth)).as_bytes(),
+        server.sip_addr(),
+    )
+    .unwrap();
+    let (n, _) = sock.recv_from(&mut buf).unwrap();
+    let ok = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    assert!(
+        ok.contains(&format!("<sip:rita@127.0.0.1:{port}>;expires=")),
+        "{ok}"
+    );
+}

@@ -97,8 +97,10 @@ pub struct SipConfig {
     /// How long a digest nonce stays valid before `stale=true`.
     #[serde(default = "default_nonce_lifetime")]
     pub nonce_lifetime_s: u32,
-    /// Digest challenges offered to registering agents, in preference order
-    /// (`MD5`, `SHA-256`). Many softphones answer only the first challenge.
+    /// Digest challenges offered to registering agents, in preference order (`MD5`,
+    /// `SHA-256`). The default is MD5 alone: deployed softphones answer only the first
+    /// challenge (SIPp) or reject a 401 that names an algorithm they do not know (baresip 1.0
+    /// / libre). Add "SHA-256" for fleets that support RFC 8760.
     #[serde(default = "default_digest_algorithms")]
     pub digest_algorithms: Vec<String>,
     /// Most simultaneous TCP connections.
@@ -131,7 +133,7 @@ fn default_nonce_lifetime() -> u32 {
     300
 }
 fn default_digest_algorithms() -> Vec<String> {
-    vec!["MD5".to_owned(), "SHA-256".to_owned()]
+    vec!["MD5".to_owned()]
 }
 fn default_max_connections() -> usize {
     4096
