@@ -22,7 +22,10 @@ use switchboard_engine::{
 const AGENTS: u32 = 10_000;
 const QUEUES: u32 = 200;
 const SKILLS: u32 = 20;
-const RUN: Duration = Duration::from_millis(2500);
+const RUN: Duration = Duration::from_millis(1000);
+/// Rounds per thread count; lock-free and mutex runs alternate so load from other processes
+/// hits both alike, and the medians are compared.
+const ROUNDS: u64 = 5;
 
 /// xorshift64*: a tiny deterministic generator, so the benchmark needs no extra dependency.
 struct Rng(u64);
@@ -157,22 +160,27 @@ fn worker<E: QueueEngine>(e: &E, seed: u64, stop: &AtomicBool) -> u64 {
     ops
 }
 
-fn throughput<E: QueueEngine + 'static>(make: impl Fn() -> E, threads: u64) -> f64 {
-    let e = Arc::new(make());
-    login_all(&*e);
+/// Ops/s of `threads` workers on `e` for one [`RUN`].
+fn throughput<E: QueueEngine + 'static>(e: &Arc<E>, threads: u64, round: u64) -> f64 {
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let handles: Vec<_> = (0..threads)
         .map(|i| {
             let e = e.clone();
             let stop = stop.clone();
-            std::thread::spawn(move || worker(&*e, 0x1234_5678 + i * 7919, &stop))
+            let seed = 0x1234_5678 + i * 7919 + round * 104_729;
+            std::thread::spawn(move || worker(&*e, seed, &stop))
         })
         .collect();
     std::thread::sleep(RUN);
     stop.store(true, Ordering::Relaxed);
     let ops: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
     ops as f64 / start.elapsed().as_secs_f64()
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 /// Single-thread routing decision latency: `route_call` + `next_offer` with 10k agents,
@@ -207,27 +215,50 @@ fn latency() -> (Duration, Duration, Duration) {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; a filter argument is accepted and ignored.
+    // `cargo bench` passes `--bench`; a further argument `throughput` or `latency` runs only
+    // that part (for profiling), anything else runs both.
+    let only = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with("--"))
+        .unwrap_or_default();
     println!(
-        "engine_contention: {AGENTS} agents, {QUEUES} queues, {SKILLS} skills, {RUN:?} per run"
+        "engine_contention: {AGENTS} agents, {QUEUES} queues, {SKILLS} skills, {ROUNDS} rounds of {RUN:?} per engine and thread count"
     );
-    let mut results = Vec::new();
-    for threads in [1u64, 2] {
-        let lock_free = throughput(|| Engine::new(config()).unwrap(), threads);
-        let mutex = throughput(|| MutexEngine::new(config()).unwrap(), threads);
-        println!(
-            "threads {threads}: lock-free {lock_free:>12.0} ops/s   mutex {mutex:>12.0} ops/s   ratio {:.2}",
-            lock_free / mutex
-        );
-        results.push((threads, lock_free, mutex));
+    if only != "latency" {
+        let mut results = Vec::new();
+        for threads in [1u64, 2] {
+            let lock_free = Arc::new(Engine::new(config()).unwrap());
+            let mutex = Arc::new(MutexEngine::new(config()).unwrap());
+            login_all(&*lock_free);
+            login_all(&*mutex);
+            let (mut lf, mut mx) = (Vec::new(), Vec::new());
+            for round in 0..ROUNDS {
+                lf.push(throughput(&lock_free, threads, round));
+                mx.push(throughput(&mutex, threads, round));
+            }
+            let ratios: Vec<String> = lf
+                .iter()
+                .zip(&mx)
+                .map(|(l, m)| format!("{:.2}", l / m))
+                .collect();
+            let (lf, mx) = (median(&mut lf), median(&mut mx));
+            println!(
+                "threads {threads}: lock-free {lf:>10.0} ops/s   mutex {mx:>10.0} ops/s   (medians of {ROUNDS})   ratio {:.2}   per round: {}",
+                lf / mx,
+                ratios.join(" ")
+            );
+            results.push((threads, lf, mx));
+        }
+        let (_, lf2, mx2) = results[1];
+        println!("engine lock-free/mutex ratio @2 threads: {:.2}", lf2 / mx2);
     }
-    let (p50, p99, p999) = latency();
-    println!(
-        "routing decision latency (route_call + next_offer, 1 thread, {AGENTS} agents): p50 {:.2} µs  p99 {:.2} µs  p99.9 {:.2} µs",
-        p50.as_secs_f64() * 1e6,
-        p99.as_secs_f64() * 1e6,
-        p999.as_secs_f64() * 1e6
-    );
-    let (_, lf2, mx2) = results[1];
-    println!("engine lock-free/mutex ratio @2 threads: {:.2}", lf2 / mx2);
+    if only != "throughput" {
+        let (p50, p99, p999) = latency();
+        println!(
+            "routing decision latency (route_call + next_offer, 1 thread, {AGENTS} agents): p50 {:.2} µs  p99 {:.2} µs  p99.9 {:.2} µs",
+            p50.as_secs_f64() * 1e6,
+            p99.as_secs_f64() * 1e6,
+            p999.as_secs_f64() * 1e6
+        );
+    }
 }

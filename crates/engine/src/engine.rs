@@ -14,7 +14,11 @@ use crate::model::{
     Class, Client, ClientDirectory, Event, HangupSide, Offer, Outcome, Purpose, QueueIdx,
     QueueStats, Step, Strategy, Time,
 };
-use crate::sync::{AtomicU32, AtomicU64, Fifo, OrderedMap, Ordering::SeqCst, fence};
+use crate::sync::{
+    AtomicU32, AtomicU64, Fifo, OrderedMap,
+    Ordering::{Relaxed, SeqCst},
+    fence,
+};
 
 // ---- the agent word: state tag | generation | call -------------------------------------------
 
@@ -24,6 +28,11 @@ const GEN_MASK: u64 = (1 << 20) - 1;
 /// Calls are identified in agent words by the low 40 bits of their id (10^12 calls).
 const CALL_MASK: u64 = (1 << 40) - 1;
 const NONE: u32 = u32::MAX;
+/// Shards of the call map (one under loom, whose models have a few calls).
+#[cfg(not(loom))]
+const CALL_SHARDS: u64 = 64;
+#[cfg(loom)]
+const CALL_SHARDS: u64 = 1;
 
 fn pack(kind: AgentStateKind, generation: u64, call: u64) -> u64 {
     ((kind as u64) << TAG_SHIFT) | ((generation & GEN_MASK) << GEN_SHIFT) | (call & CALL_MASK)
@@ -215,11 +224,12 @@ struct WaitKey {
 /// A waiting list: calls by (priority desc, arrival).
 struct WaitList {
     map: OrderedMap<WaitKey, Arc<CallCell>>,
-    /// Incremented before every insert, decremented after every successful remove, so it is
-    /// never below the number of entries: zero means "nothing to scan". Agent-side dispatch
-    /// reads it after its SeqCst fence, which orders it against a caller's increment the same
-    /// way the scan itself would be (see [`Engine::dispatch_agent`]). A call registered twice
-    /// under the same key leaves it one too high: a wasted scan, never a missed call.
+    /// Incremented before every insert (see [`Engine::register`]), decremented after every
+    /// successful remove, so it is never below the number of entries: zero means "nothing to
+    /// scan". Agent-side dispatch reads it after its SeqCst fence, which orders it against a
+    /// caller's increment the same way the scan itself would be (see
+    /// [`Engine::dispatch_agent`]). A call registered twice under the same key leaves it one
+    /// too high: a wasted scan, never a missed call.
     count: AtomicU64,
 }
 
@@ -229,10 +239,6 @@ impl WaitList {
             map: OrderedMap::new(),
             count: AtomicU64::new(0),
         }
-    }
-    fn insert(&self, key: WaitKey, cell: Arc<CallCell>) {
-        self.count.fetch_add(1, SeqCst);
-        self.map.insert(key, cell);
     }
     fn remove(&self, key: &WaitKey) -> bool {
         let removed = self.map.remove(key);
@@ -292,9 +298,15 @@ struct TemplateStep {
     kind: TemplateKind,
 }
 
-/// A resolved step of one call's chain.
+/// Which route chain template a call was resolved from (its steps' labels live there).
+#[derive(Debug, Clone, Copy)]
+enum TemplateRef {
+    Class(usize),
+    Queue(usize),
+}
+
+/// A resolved step of one call's chain (step `i` comes from step `i` of the call's template).
 struct CallStep {
-    label: Arc<str>,
     target: Target,
     /// For `assigned_manager`: the manager (the target may be their substitute).
     manager: u32,
@@ -305,6 +317,7 @@ struct CallStep {
 /// One call. Immutable routing data plus the atomics of the offer protocol.
 struct CallCell {
     id: CallId,
+    template: TemplateRef,
     enqueued_at: Time,
     steps: Vec<CallStep>,
     /// [`CS_WAITING`] ... with the offered/talking agent in the low bits. Every move of a call
@@ -386,6 +399,11 @@ pub struct Engine {
     class_priority: [u8; 7],
 
     agents: Vec<AgentInfo>,
+    /// Every agent id, concatenated, with `id_ends[a]` the end of agent `a`'s: route traces
+    /// read an id per offer, and this keeps them in a few cache lines rather than one heap
+    /// allocation per agent.
+    ids: String,
+    id_ends: Vec<u32>,
     slots: Vec<CachePadded<AgentSlot>>,
     agent_by_id: HashMap<String, u32>,
     agent_lists: Vec<WaitList>,
@@ -403,7 +421,9 @@ pub struct Engine {
     /// Per queue: the chain of a call routed straight to it (the queue and its overflow).
     queue_chains: Vec<Vec<TemplateStep>>,
 
-    calls: OrderedMap<u64, Arc<CallCell>>,
+    /// Calls by id, sharded by the low bits of the id so that threads routing consecutive
+    /// calls do not meet at the tail of one ordered map.
+    calls: [OrderedMap<u64, Arc<CallCell>>; CALL_SHARDS as usize],
     next_call: AtomicU64,
     rng_counter: AtomicU64,
     timers: OrderedMap<TimerKey, ()>,
@@ -709,6 +729,14 @@ impl Engine {
             agent_lists: agents.iter().map(|_| WaitList::new()).collect(),
             role_lists: role_names.iter().map(|_| WaitList::new()).collect(),
             role_names,
+            ids: agents.iter().map(|a| a.id.as_str()).collect(),
+            id_ends: agents
+                .iter()
+                .scan(0u32, |end, a| {
+                    *end = end.saturating_add(a.id.len() as u32);
+                    Some(*end)
+                })
+                .collect(),
             avail,
             skill_avail,
             role_avail,
@@ -719,7 +747,7 @@ impl Engine {
             queue_by_name,
             chains,
             queue_chains,
-            calls: OrderedMap::new(),
+            calls: std::array::from_fn(|_| OrderedMap::new()),
             next_call: AtomicU64::new(1),
             rng_counter: AtomicU64::new(0),
             timers: OrderedMap::new(),
@@ -771,7 +799,7 @@ impl Engine {
 
     /// Number of calls in the engine (waiting, ringing or talking).
     pub fn active_calls(&self) -> usize {
-        self.calls.len()
+        self.calls.iter().map(OrderedMap::len).sum()
     }
 
     // ---- outputs ---------------------------------------------------------------------------
@@ -810,7 +838,7 @@ impl Engine {
             }
             match k.kind {
                 T_ADVANCE => {
-                    if let Some(cell) = self.calls.get(&k.id)
+                    if let Some(cell) = self.call_shard(k.id).get(&k.id)
                         && u64::from(cell.frontier.load(SeqCst)) == k.aux
                     {
                         self.dispatch_call(now, &cell);
@@ -843,21 +871,18 @@ impl Engine {
         let base_prio = req
             .priority
             .unwrap_or_else(|| self.class_priority.get(class.index()).copied().unwrap_or(0));
-        let template = match req.queue {
-            Some(q) => self.queue_chains.get(q.0 as usize),
-            None => self.chains.get(class.index()),
+        let template_ref = match req.queue {
+            Some(q) => TemplateRef::Queue(q.0 as usize),
+            None => TemplateRef::Class(class.index()),
         };
-        let steps = self.resolve_chain(
-            template.map_or(&[][..], |c| &c[..]),
-            class,
-            req.client.as_ref(),
-            base_prio,
-        );
+        let template = self.template(template_ref);
+        let steps = self.resolve_chain(template, class, req.client.as_ref(), base_prio);
         if steps.iter().all(|s| s.target == Target::Nobody) {
             return Err(EngineError::NoRoute(CallId(id)));
         }
         let cell = Arc::new(CallCell {
             id: CallId(id),
+            template: template_ref,
             enqueued_at: now,
             steps,
             status: AtomicU64::new(mk_status(CS_WAITING, NONE)),
@@ -871,7 +896,7 @@ impl Engine {
             stats_queue: AtomicU32::new(NONE),
             answered_at: AtomicU64::new(0),
         });
-        self.calls.insert(id, cell.clone());
+        self.call_shard(id).insert(id, cell.clone());
         self.register(&cell, 0);
         let queue = match cell.stats_queue.load(SeqCst) {
             NONE => None,
@@ -895,7 +920,7 @@ impl Engine {
                 )
                 .is_ok()
         {
-            self.calls.remove(&id);
+            self.call_shard(id).remove(&id);
             return Err(EngineError::NoRoute(cell.id));
         }
         Ok(cell.id)
@@ -924,7 +949,7 @@ impl Engine {
     /// Reports what became of an offer (or that the caller left).
     pub fn report(&self, now: Time, call: CallId, outcome: Outcome) -> Result<(), EngineError> {
         let cell = self
-            .calls
+            .call_shard(call.0)
             .get(&call.0)
             .ok_or(EngineError::UnknownCall(call))?;
         match outcome {
@@ -966,7 +991,7 @@ impl Engine {
     /// wrap-up time is zero) and their call count and talk time grow.
     pub fn hangup(&self, now: Time, call: CallId, side: HangupSide) -> Result<(), EngineError> {
         let cell = self
-            .calls
+            .call_shard(call.0)
             .get(&call.0)
             .ok_or(EngineError::UnknownCall(call))?;
         let st = cell.st();
@@ -994,7 +1019,7 @@ impl Engine {
                 .map_or(self.default_wrap_ms, |q| secs_to_ms(q.cfg.wrap_up_s)),
             _ => self.default_wrap_ms,
         };
-        self.calls.remove(&call.0);
+        self.call_shard(call.0).remove(&call.0);
         if let Some(slot) = self.slots.get(a as usize) {
             slot.calls_today.fetch_add(1, SeqCst);
             slot.talk_ms_today.fetch_add(talk_ms, SeqCst);
@@ -1048,8 +1073,12 @@ impl Engine {
             AgentStateChange::NotReady => AgentStateKind::NotReady,
         };
         match &change {
-            AgentStateChange::Break { reason } => {
-                self.reasons.insert(a, reason.clone().unwrap_or_default());
+            AgentStateChange::Break { reason: Some(r) } => {
+                self.reasons.insert(a, r.clone());
+            }
+            AgentStateChange::Break { reason: None } => {
+                // No entry reads as no reason; removing allocates nothing.
+                self.reasons.remove(&a);
             }
             AgentStateChange::Absent { substitute } => {
                 let sub = match substitute {
@@ -1223,7 +1252,23 @@ impl Engine {
     }
 
     fn id_of(&self, a: u32) -> &str {
-        self.agents.get(a as usize).map_or("?", |i| i.id.as_str())
+        let a = a as usize;
+        let start = match a.checked_sub(1) {
+            None => 0,
+            Some(prev) => self.id_ends.get(prev).copied().unwrap_or(0),
+        };
+        self.id_ends
+            .get(a)
+            .and_then(|&end| self.ids.get(start as usize..end as usize))
+            .unwrap_or("?")
+    }
+
+    fn template(&self, t: TemplateRef) -> &[TemplateStep] {
+        match t {
+            TemplateRef::Class(c) => self.chains.get(c),
+            TemplateRef::Queue(q) => self.queue_chains.get(q),
+        }
+        .map_or(&[][..], |c| &c[..])
     }
 
     fn hint_value(slot: &AgentSlot, kind: usize) -> u64 {
@@ -1248,7 +1293,9 @@ impl Engine {
             };
             for (kind, keys) in index.keys.iter().enumerate() {
                 if let Some(k) = keys.as_ref().and_then(|keys| keys.get(pos)) {
-                    k.store(Self::hint_value(slot, kind), SeqCst);
+                    // Keys only order the choice (see `AvailIndex`); the SeqCst `fetch_or`
+                    // below is what publishes the agent.
+                    k.store(Self::hint_value(slot, kind), Relaxed);
                 }
             }
             index.set(pos, true);
@@ -1384,7 +1431,7 @@ impl Engine {
                     let mut best: Option<(u64, u32)> = None;
                     let _ = index.each_set(start, end, |p| {
                         if let (Some(&a), Some(k)) = (index.members.get(p), keys.get(p)) {
-                            let c = (k.load(SeqCst), a);
+                            let c = (k.load(Relaxed), a);
                             if after.is_none_or(|x| c > x) && best.is_none_or(|b| c < b) {
                                 best = Some(c);
                             }
@@ -1469,9 +1516,14 @@ impl Engine {
 
     // ---- internals: calls ------------------------------------------------------------------
 
+    fn call_shard(&self, id: u64) -> &OrderedMap<u64, Arc<CallCell>> {
+        // In range: the array has CALL_SHARDS entries.
+        &self.calls[(id % CALL_SHARDS) as usize]
+    }
+
     fn call_by_low_bits(&self, low: u64) -> Option<Arc<CallCell>> {
         // Call ids stay below 2^40 in practice, so the low bits are the id.
-        self.calls.get(&low)
+        self.call_shard(low).get(&low)
     }
 
     fn resolve_chain(
@@ -1522,7 +1574,6 @@ impl Engine {
                     _ => base,
                 };
                 CallStep {
-                    label: t.label.clone(),
                     target,
                     manager,
                     prio,
@@ -1568,8 +1619,11 @@ impl Engine {
             }
         }
         if let Some(list) = self.list_of(step.target) {
+            // Counted before the bit is set: whoever sees the bit sees the count include this
+            // call (`try_step` relies on it).
+            list.count.fetch_add(1, SeqCst);
             cell.registered.fetch_or(1u64 << i, SeqCst);
-            list.insert(key, cell.clone());
+            list.map.insert(key, cell.clone());
         }
     }
 
@@ -1697,6 +1751,11 @@ impl Engine {
         // bound only protects against a pathological stream of such races, after which the
         // call is served directly (never left waiting next to an idle agent).
         for _ in 0..64 {
+            // The count never falls below the entries, and this call is one of them: at most
+            // one means no earlier call to serve first.
+            if list.count.load(SeqCst) <= 1 {
+                break;
+            }
             let mut head: Option<Arc<CallCell>> = None;
             list.scan(Bound::Unbounded, |k, c| {
                 if *k >= my_key {
@@ -2133,7 +2192,7 @@ impl Engine {
             q.abandoned.fetch_add(1, SeqCst);
         }
         self.unregister_all(cell);
-        self.calls.remove(&call.0);
+        self.call_shard(call.0).remove(&call.0);
         self.events.push(Event::CallAbandoned {
             call,
             wait_ms,
@@ -2151,7 +2210,11 @@ impl Engine {
             if i > 0 {
                 out.push_str(" > ");
             }
-            out.push_str(&step.label);
+            out.push_str(
+                self.template(cell.template)
+                    .get(i)
+                    .map_or("?", |t| &t.label),
+            );
             out.push('(');
             // Writing into a String cannot fail.
             let _ = if step.manager != NONE {
