@@ -24,7 +24,10 @@ use crate::sync::{
 
 const TAG_SHIFT: u32 = 60;
 const GEN_SHIFT: u32 = 40;
-const GEN_MASK: u64 = (1 << 20) - 1;
+const GEN_MASK: u64 = (1 << 19) - 1;
+/// Set on a `ringing` word while its offer is being committed (see [`Engine::commit`]): the
+/// agent is claimed, but the call may not be offered to it yet.
+const PENDING: u64 = 1 << 59;
 /// Calls are identified in agent words by the low 40 bits of their id (10^12 calls).
 const CALL_MASK: u64 = (1 << 40) - 1;
 const NONE: u32 = u32::MAX;
@@ -46,6 +49,13 @@ fn generation(w: u64) -> u64 {
 fn call_of(w: u64) -> u64 {
     w & CALL_MASK
 }
+fn pending(w: u64) -> bool {
+    w & PENDING != 0
+}
+/// Agent `a`'s word says it rings for `call`, its offer committed.
+fn rings_for(w: u64, call: u64) -> bool {
+    tag(w) == AgentStateKind::Ringing && !pending(w) && call_of(w) == call & CALL_MASK
+}
 
 // ---- the call status word: status << 56 | agent ---------------------------------------------
 
@@ -65,6 +75,11 @@ fn status_agent(st: u64) -> u32 {
 }
 fn mk_status(s: u64, agent: u32) -> u64 {
     (s << 56) | u64::from(agent)
+}
+/// `offered` with the call's offer sequence number, so that each offer's status word is
+/// unique and "put the call back" is one CAS that only the offer's last releaser wins.
+fn mk_offered(seq: u32, agent: u32) -> u64 {
+    mk_status(CS_OFFERED, agent) | (u64::from(seq & 0xff_ffff) << 32)
 }
 fn status_name(st: u64) -> &'static str {
     match status(st) {
@@ -329,6 +344,9 @@ struct CallCell {
     /// Bit i: step i's target list holds this call.
     registered: AtomicU64,
     attempts: AtomicU32,
+    offer_seq: AtomicU32,
+    /// Agents still ringing for the current offer; the release that brings it to zero puts
+    /// the call back.
     ringing: AtomicU32,
     last_no_answer: AtomicU32,
     offered_step: AtomicU32,
@@ -364,6 +382,13 @@ impl CallCell {
 
 const T_ADVANCE: u8 = 0;
 const T_WRAPUP: u8 = 1;
+
+/// A claimed agent and the (pending) word its claim wrote.
+#[derive(Debug, Clone, Copy)]
+struct Claim {
+    agent: u32,
+    word: u64,
+}
 
 /// A timer: (deadline, kind, call or agent, stage or call).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -890,6 +915,7 @@ impl Engine {
             frontier_since: AtomicU64::new(now.as_millis()),
             registered: AtomicU64::new(0),
             attempts: AtomicU32::new(0),
+            offer_seq: AtomicU32::new(0),
             ringing: AtomicU32::new(0),
             last_no_answer: AtomicU32::new(NONE),
             offered_step: AtomicU32::new(0),
@@ -959,10 +985,7 @@ impl Engine {
             }
             Outcome::NoAnswer(a) => {
                 let slot = self.slot(a.0)?;
-                let ringing_us = {
-                    let w = slot.word.load(SeqCst);
-                    tag(w) == AgentStateKind::Ringing && call_of(w) == call.0 & CALL_MASK
-                };
+                let ringing_us = rings_for(slot.word.load(SeqCst), call.0);
                 if !ringing_us {
                     return Err(EngineError::NotRinging { call, agent: a });
                 }
@@ -1116,7 +1139,10 @@ impl Engine {
             if to == AgentStateKind::Available {
                 slot.no_answer_streak.store(0, SeqCst);
             }
+            // A pending claim is not part of an offer yet: its committer sees the claim gone
+            // and releases it (see `commit`).
             if from == AgentStateKind::Ringing
+                && !pending(w)
                 && let Some(cell) = self.call_by_low_bits(call_of(w))
             {
                 self.release_ring(now, &cell);
@@ -1334,16 +1360,23 @@ impl Engine {
     /// CAS; on success keeps the availability indices, `state_since` and the event stream in
     /// step.
     fn move_agent(&self, now: Time, a: u32, w: u64, to: AgentStateKind, call: u64) -> bool {
-        let Some(slot) = self.slots.get(a as usize) else {
-            return false;
-        };
+        self.move_agent_flagged(now, a, w, to, call, 0).is_some()
+    }
+
+    fn move_agent_flagged(
+        &self,
+        now: Time,
+        a: u32,
+        w: u64,
+        to: AgentStateKind,
+        call: u64,
+        flags: u64,
+    ) -> Option<u64> {
+        let slot = self.slots.get(a as usize)?;
         let g = generation(w).wrapping_add(1) & GEN_MASK;
-        if slot
-            .word
-            .compare_exchange(w, pack(to, g, call), SeqCst, SeqCst)
-            .is_err()
-        {
-            return false;
+        let new = pack(to, g, call) | flags;
+        if slot.word.compare_exchange(w, new, SeqCst, SeqCst).is_err() {
+            return None;
         }
         let from = tag(w);
         slot.state_since.store(now.as_millis(), SeqCst);
@@ -1359,28 +1392,59 @@ impl Engine {
         if from == AgentStateKind::Available {
             self.unindex(now, a);
         }
-        true
+        Some(new)
     }
 
-    /// Claims an available agent for `call` (available → ringing).
-    fn claim(&self, now: Time, a: u32, call: u64) -> bool {
-        let Some(slot) = self.slots.get(a as usize) else {
-            return false;
-        };
+    /// Claims an available agent for `call` (available → ringing, pending until
+    /// [`Engine::commit`] confirms it). The claim is the agent word it wrote: its generation
+    /// tells this claim from a later one of the same agent for the same call.
+    fn claim(&self, now: Time, a: u32, call: u64) -> Option<Claim> {
+        let slot = self.slots.get(a as usize)?;
         let w = slot.word.load(SeqCst);
-        tag(w) == AgentStateKind::Available
-            && self.move_agent(now, a, w, AgentStateKind::Ringing, call)
+        if tag(w) != AgentStateKind::Available {
+            return None;
+        }
+        self.claim_word(now, a, w, call)
     }
 
-    /// Undoes a claim: ringing(call) → available.
+    fn claim_word(&self, now: Time, a: u32, w: u64, call: u64) -> Option<Claim> {
+        self.move_agent_flagged(now, a, w, AgentStateKind::Ringing, call, PENDING)
+            .map(|word| Claim { agent: a, word })
+    }
+
+    /// Confirms a pending claim once the call is offered: false when the agent was taken out
+    /// of the claim meanwhile (a state change), which then did not release anything.
+    fn confirm(&self, c: &Claim) -> bool {
+        self.slots.get(c.agent as usize).is_some_and(|slot| {
+            slot.word
+                .compare_exchange(c.word, c.word & !PENDING, SeqCst, SeqCst)
+                .is_ok()
+        })
+    }
+
+    /// Undoes this very claim if it is still pending.
+    fn unclaim_pending(&self, now: Time, c: &Claim) -> bool {
+        self.move_agent(now, c.agent, c.word, AgentStateKind::Available, 0)
+    }
+
+    /// Undoes a claim, pending or committed: ringing(call) → available.
     fn unclaim(&self, now: Time, a: u32, call: u64) -> bool {
         let Some(slot) = self.slots.get(a as usize) else {
             return false;
         };
-        let w = slot.word.load(SeqCst);
-        tag(w) == AgentStateKind::Ringing
-            && call_of(w) == call & CALL_MASK
-            && self.move_agent(now, a, w, AgentStateKind::Available, 0)
+        // A pending claim may be confirmed between our load and our CAS; that is the only
+        // change that keeps the agent ringing for `call`, so two tries suffice (three to
+        // spare).
+        for _ in 0..3 {
+            let w = slot.word.load(SeqCst);
+            if tag(w) != AgentStateKind::Ringing || call_of(w) != call & CALL_MASK {
+                return false;
+            }
+            if self.move_agent(now, a, w, AgentStateKind::Available, 0) {
+                return true;
+            }
+        }
+        false
     }
 
     fn live(&self, a: u32) -> bool {
@@ -1398,13 +1462,13 @@ impl Engine {
         cell: &CallCell,
         avoid: u32,
         fallback: &mut Option<u32>,
-    ) -> bool {
+    ) -> Option<Claim> {
         if !self.live(a) {
-            return false;
+            return None;
         }
         if a == avoid {
             *fallback = Some(a);
-            return false;
+            return None;
         }
         self.claim(now, a, cell.id.0)
     }
@@ -1418,7 +1482,7 @@ impl Engine {
         index: &AvailIndex,
         kind: HintKind,
         cell: &CallCell,
-    ) -> Option<u32> {
+    ) -> Option<Claim> {
         let avoid = cell.last_no_answer.load(SeqCst);
         let mut fallback = None;
         let keys = index.keys.get(kind as usize).and_then(Option::as_ref);
@@ -1440,26 +1504,30 @@ impl Engine {
                     });
                     let Some(c) = best else { break };
                     after = Some(c);
-                    if self.try_candidate(now, c.1, cell, avoid, &mut fallback) {
-                        return Some(c.1);
+                    if let Some(claim) = self.try_candidate(now, c.1, cell, avoid, &mut fallback) {
+                        return Some(claim);
                     }
                 }
             }
             // Index order: the order itself for `Index`; for keyed kinds the pass that finds
             // an available member whose key moved while the passes above ran.
             let mut got = None;
-            let _ = index.each_set(start, end, |p| match index.members.get(p) {
-                Some(&a) if self.try_candidate(now, a, cell, avoid, &mut fallback) => {
-                    got = Some(a);
+            let _ = index.each_set(start, end, |p| {
+                got = index
+                    .members
+                    .get(p)
+                    .and_then(|&a| self.try_candidate(now, a, cell, avoid, &mut fallback));
+                if got.is_some() {
                     ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
                 }
-                _ => ControlFlow::Continue(()),
             });
             if got.is_some() {
                 return got;
             }
         }
-        fallback.filter(|&a| self.claim(now, a, cell.id.0))
+        fallback.and_then(|a| self.claim(now, a, cell.id.0))
     }
 
     /// The best level with an available member: its range of positions.
@@ -1481,7 +1549,7 @@ impl Engine {
         index: &AvailIndex,
         cell: &CallCell,
         start: impl Fn() -> u32,
-    ) -> Option<u32> {
+    ) -> Option<Claim> {
         let avoid = cell.last_no_answer.load(SeqCst);
         for _ in 0..8 {
             let (lo, hi) = self.best_level(index)?;
@@ -1494,21 +1562,23 @@ impl Engine {
             let mut fallback = None;
             for (from, to) in [(mid, hi), (lo, mid)] {
                 let mut got = None;
-                let _ = index.each_set(from, to, |p| match index.members.get(p) {
-                    Some(&a) if self.try_candidate(now, a, cell, avoid, &mut fallback) => {
-                        got = Some(a);
+                let _ = index.each_set(from, to, |p| {
+                    got = index
+                        .members
+                        .get(p)
+                        .and_then(|&a| self.try_candidate(now, a, cell, avoid, &mut fallback));
+                    if got.is_some() {
                         ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
                     }
-                    _ => ControlFlow::Continue(()),
                 });
                 if got.is_some() {
                     return got;
                 }
             }
-            if let Some(a) = fallback
-                && self.claim(now, a, cell.id.0)
-            {
-                return Some(a);
+            if let Some(claim) = fallback.and_then(|a| self.claim(now, a, cell.id.0)) {
+                return Some(claim);
             }
         }
         None
@@ -1790,12 +1860,10 @@ impl Engine {
         let call = cell.id.0;
         let agents = match step.target {
             Target::Nobody => return Attempt::NoAgent,
-            Target::Agent(a) => {
-                if !self.claim(now, a, call) {
-                    return Attempt::NoAgent;
-                }
-                vec![a]
-            }
+            Target::Agent(a) => match self.claim(now, a, call) {
+                Some(c) => vec![c],
+                None => return Attempt::NoAgent,
+            },
             Target::Role(r) => {
                 let Some(index) = self
                     .role_avail
@@ -1807,7 +1875,7 @@ impl Engine {
                     return Attempt::NoAgent;
                 };
                 match self.claim_ordered(now, index, HintKind::Idle, cell) {
-                    Some(a) => vec![a],
+                    Some(c) => vec![c],
                     None => return Attempt::NoAgent,
                 }
             }
@@ -1835,10 +1903,10 @@ impl Engine {
                             if got.len() >= self.ring_all_limit {
                                 return ControlFlow::Break(());
                             }
-                            if let Some(&a) = index.members.get(p)
-                                && self.claim(now, a, call)
+                            if let Some(c) =
+                                index.members.get(p).and_then(|&a| self.claim(now, a, call))
                             {
-                                got.push(a);
+                                got.push(c);
                             }
                             ControlFlow::Continue(())
                         });
@@ -1849,9 +1917,9 @@ impl Engine {
                     }
                     Strategy::RoundRobin => {
                         match self.claim_rotating(now, index, cell, || rt.rr_cursor.load(SeqCst)) {
-                            Some(a) => {
-                                rt.rr_cursor.store(a.wrapping_add(1), SeqCst);
-                                vec![a]
+                            Some(c) => {
+                                rt.rr_cursor.store(c.agent.wrapping_add(1), SeqCst);
+                                vec![c]
                             }
                             None => return Attempt::NoAgent,
                         }
@@ -1869,12 +1937,12 @@ impl Engine {
                                 .unwrap_or(0)
                         };
                         match self.claim_rotating(now, index, cell, pick) {
-                            Some(a) => vec![a],
+                            Some(c) => vec![c],
                             None => return Attempt::NoAgent,
                         }
                     }
                     _ => match self.claim_ordered(now, index, hint_kind(strategy), cell) {
-                        Some(a) => vec![a],
+                        Some(c) => vec![c],
                         None => return Attempt::NoAgent,
                     },
                 }
@@ -1891,46 +1959,58 @@ impl Engine {
         now: Time,
         cell: &Arc<CallCell>,
         i: usize,
-        agents: Vec<u32>,
+        claims: Vec<Claim>,
         redispatch: bool,
     ) -> Attempt {
         let call = cell.id.0;
-        let marker = match agents.as_slice() {
-            [one] => *one,
+        let marker = match claims.as_slice() {
+            [one] => one.agent,
             _ => RING_ALL,
         };
-        let undo = |agents: &[u32]| {
-            for &a in agents {
-                if self.unclaim(now, a, call) && redispatch {
-                    self.dispatch_agent(now, a);
+        // Only this commit's own pending claims are undone: the same agent may meanwhile
+        // have been claimed again, for this very call, by another thread.
+        let undo = |claims: &[Claim]| {
+            for c in claims {
+                if self.unclaim_pending(now, c) && redispatch {
+                    self.dispatch_agent(now, c.agent);
                 }
             }
         };
+        let seq = cell.offer_seq.fetch_add(1, SeqCst).wrapping_add(1);
+        let offered = mk_offered(seq, marker);
         if cell
             .status
-            .compare_exchange(
-                mk_status(CS_WAITING, NONE),
-                mk_status(CS_OFFERED, marker),
-                SeqCst,
-                SeqCst,
-            )
+            .compare_exchange(mk_status(CS_WAITING, NONE), offered, SeqCst, SeqCst)
             .is_err()
         {
-            undo(&agents);
+            undo(&claims);
             return Attempt::CallTaken;
         }
-        cell.ringing.store(agents.len() as u32, SeqCst);
+        cell.ringing.store(claims.len() as u32, SeqCst);
         cell.offered_step.store(i as u32, SeqCst);
-        let attempt = cell.attempts.fetch_add(1, SeqCst).saturating_add(1);
         if marker == RING_ALL {
-            self.ring_sets.insert(call, Arc::new(agents.clone()));
+            self.ring_sets
+                .insert(call, Arc::new(claims.iter().map(|c| c.agent).collect()));
             // A caller who left between the CAS and the insert found no ring set to release.
-            if cell.st() != mk_status(CS_OFFERED, RING_ALL) {
+            if cell.st() != offered {
                 self.ring_sets.remove(&call);
-                undo(&agents);
+                undo(&claims);
                 return Attempt::CallTaken;
             }
         }
+        // Confirm the claims. A claim lost meanwhile (a state change took the agent while it
+        // was pending) released nothing, so it is released here: each claimed agent is
+        // released exactly once, by whoever moves it out of `ringing` after its confirmation
+        // or by this loop, and the release that empties the offer puts the call back.
+        let mut agents = Vec::with_capacity(claims.len());
+        for c in &claims {
+            if self.confirm(c) {
+                agents.push(c.agent);
+            } else if self.release_ring(now, cell) {
+                return Attempt::CallTaken;
+            }
+        }
+        let attempt = cell.attempts.fetch_add(1, SeqCst).saturating_add(1);
         let (queue, ring_ms) = match cell.steps.get(i).map(|s| s.target) {
             Some(Target::Queue(q)) => (
                 Some(QueueIdx(q)),
@@ -2006,23 +2086,24 @@ impl Engine {
                 return;
             };
             let Some(i) = cell.step_for(lr) else { continue };
-            if !self.move_agent(now, a, w, AgentStateKind::Ringing, cell.id.0) {
+            let Some(claim) = self.claim_word(now, a, w, cell.id.0) else {
                 continue;
-            }
-            if let Attempt::Offered = self.commit(now, &cell, i, vec![a], false) {
+            };
+            if let Attempt::Offered = self.commit(now, &cell, i, vec![claim], false) {
                 return;
             }
         }
     }
 
     /// One ringing agent let go of an offer; the last one puts the call back in its place.
-    fn release_ring(&self, now: Time, cell: &Arc<CallCell>) {
+    /// Returns whether this was the last one (the offer is over).
+    fn release_ring(&self, now: Time, cell: &Arc<CallCell>) -> bool {
         let prev = cell
             .ringing
             .fetch_update(SeqCst, SeqCst, |n| Some(n.saturating_sub(1)))
             .unwrap_or(0);
         if prev != 1 {
-            return;
+            return false;
         }
         let st = cell.st();
         if status(st) == CS_OFFERED
@@ -2036,6 +2117,7 @@ impl Engine {
             }
             self.dispatch_call(now, cell);
         }
+        true
     }
 
     fn answered(&self, now: Time, cell: &Arc<CallCell>, a: u32) -> Result<(), EngineError> {
@@ -2049,10 +2131,7 @@ impl Engine {
             });
         }
         let w = slot.word.load(SeqCst);
-        if tag(w) != AgentStateKind::Ringing
-            || call_of(w) != call.0 & CALL_MASK
-            || !self.move_agent(now, a, w, AgentStateKind::OnCall, call.0)
-        {
+        if !rings_for(w, call.0) || !self.move_agent(now, a, w, AgentStateKind::OnCall, call.0) {
             return Err(EngineError::NotRinging {
                 call,
                 agent: AgentIdx(a),
@@ -2126,10 +2205,7 @@ impl Engine {
         let call = cell.id;
         let slot = self.slot(a)?;
         let w = slot.word.load(SeqCst);
-        if tag(w) != AgentStateKind::Ringing
-            || call_of(w) != call.0 & CALL_MASK
-            || !self.move_agent(now, a, w, to, 0)
-        {
+        if !rings_for(w, call.0) || !self.move_agent(now, a, w, to, 0) {
             return Err(EngineError::NotRinging {
                 call,
                 agent: AgentIdx(a),

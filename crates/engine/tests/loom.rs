@@ -256,3 +256,42 @@ fn racing_state_flips_leave_an_available_agent_findable() {
         }
     });
 }
+
+/// Two threads flip the same agent while a call arrives and claims it: a state change that
+/// takes the agent between the claim and the offer must leave the call waiting (and offered
+/// again when the agent returns), never offered to an agent who is not ringing for it.
+#[test]
+fn a_state_change_racing_an_offer_never_strands_the_call() {
+    loom::model(|| {
+        let e = engine(1);
+        available(&e, 0);
+        let e1 = e.clone();
+        let flip_off = thread::spawn(move || {
+            let _ = e1.set_agent_state(t(), AgentIdx(0), AgentStateChange::Break { reason: None });
+        });
+        let e2 = e.clone();
+        let flip_on = thread::spawn(move || available(&e2, 0));
+        let call = e.route_call(t(), order(None)).unwrap();
+        flip_off.join().unwrap();
+        flip_on.join().unwrap();
+        // The call is never answered, so the agent must end up ringing for it (the last
+        // offer made) or on break with the call waiting.
+        let last = e.poll_offers().last().map(|o| o.call);
+        match e.agent_state(AgentIdx(0)) {
+            Some(AgentState::Ringing(c)) => {
+                assert_eq!(c, call);
+                assert_eq!(last, Some(call));
+            }
+            Some(AgentState::Break { .. }) => {
+                e.report(t(), call, Outcome::CallerGone).unwrap();
+                assert_eq!(e.active_calls(), 0);
+            }
+            s => panic!(
+                "call {call:?} stranded while its only agent is {s:?}: {:?}",
+                std::iter::from_fn(|| e.poll_event())
+                    .map(|ev| format!("{ev:?}").chars().take(90).collect::<String>())
+                    .collect::<Vec<_>>()
+            ),
+        }
+    });
+}
