@@ -275,8 +275,9 @@ fn unanswered_agent_is_passed_over_and_set_not_ready_after_repeated_no_answers()
     let olga = SippAgent::start(&server, "olga", Some("agent_noanswer.xml"));
     let oleg = SippAgent::start(&server, "oleg", None);
     for round in 1..=2 {
-        // Olga rings for the 2 s ring timeout first: the caller stays long enough.
-        let rec = call_for(&server, "+38511000004", "100", 4000);
+        // Olga rings for the 2 s ring timeout first: the caller stays long enough for oleg
+        // to answer afterwards, with margin for a loaded machine.
+        let rec = call_for(&server, "+38511000004", "100", 6000);
         assert_answered_by(&rec, "oleg", &server);
         assert_eq!(
             olga.invites(),
@@ -515,16 +516,21 @@ fn short_load_run_fifty_calls_at_ten_per_second_all_answered() {
         return;
     }
     let ports = Ports::new();
-    let config = demo_config(&ports).replacen("wrap_up_s = 5", "wrap_up_s = 0", 1);
+    // Sixteen operators with no wrap-up: ten calls a second of one second each never wait
+    // for an agent, so every call must be answered.
+    let mut config = demo_config(&ports).replacen("wrap_up_s = 5", "wrap_up_s = 0", 1);
+    let extra: Vec<String> = (1..=10).map(|i| format!("op{i}")).collect();
+    for id in &extra {
+        config.push_str(&format!(
+            "\n[[agents]]\nid = \"{id}\"\npassword = \"{id}-secret\"\nroles = [\"operator\"]\nskills = {{ orders = 4 }}\n"
+        ));
+    }
     let dir = tempfile::tempdir().unwrap();
     import_clients(dir.path(), &config, CLIENTS);
     let server = Server::start_in(dir, &config, ports);
-    // Six agents with the orders skill, their softphones on one SIPp UAS.
-    let agents = SippAgent::start_many(
-        &server,
-        &["olga", "oleg", "petra", "ana", "marko", "rita"],
-        None,
-    );
+    let mut ids = vec!["olga", "oleg", "petra", "ana", "marko", "rita"];
+    ids.extend(extra.iter().map(String::as_str));
+    let agents = SippAgent::start_many(&server, &ids, None);
     let media_port = free_port();
     let (status, out, messages) = sipp_at(
         "trunk_call.xml",
@@ -537,7 +543,7 @@ fn short_load_run_fifty_calls_at_ten_per_second_all_answered() {
             "-s",
             "100",
             "-d",
-            "300",
+            "1000",
             "-m",
             "50",
             "-r",

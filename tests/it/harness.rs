@@ -83,26 +83,8 @@ impl Server {
     pub fn start_in(dir: tempfile::TempDir, config: &str, ports: Ports) -> Server {
         let config_path = dir.path().join("switchboard.toml");
         std::fs::write(&config_path, config).expect("write config");
-        let mut child = Command::new(switchboard_bin())
-            .arg("--config")
-            .arg(&config_path)
-            .current_dir(dir.path())
-            .env("RUST_LOG", "info,switchboard=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn switchboard");
         let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().expect("stderr");
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut log = sink.lock().expect("log lock");
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
+        let child = spawn_server(dir.path(), &log);
         let server = Server {
             child,
             dir,
@@ -111,6 +93,25 @@ impl Server {
         };
         server.wait_ready();
         server
+    }
+
+    /// SIGKILL: no shutdown, no flush (what a crash looks like).
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the binary again in the same directory with the same configuration.
+    pub fn restart(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.kill_hard();
+        }
+        self.log
+            .lock()
+            .expect("log lock")
+            .push_str("---- restart ----\n");
+        self.child = spawn_server(self.dir.path(), &self.log);
+        self.wait_ready();
     }
 
     fn wait_ready(&self) {
@@ -140,6 +141,29 @@ impl Server {
             panic!("server did not stop on SIGTERM; log:\n{}", self.log())
         })
     }
+}
+
+fn spawn_server(dir: &Path, log: &Arc<Mutex<String>>) -> Child {
+    let mut child = Command::new(switchboard_bin())
+        .arg("--config")
+        .arg(dir.join("switchboard.toml"))
+        .current_dir(dir)
+        .env("RUST_LOG", "info,switchboard=debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn switchboard");
+    let stderr = child.stderr.take().expect("stderr");
+    let sink = Arc::clone(log);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut log = sink.lock().expect("log lock");
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    child
 }
 
 impl Drop for Server {

@@ -12,6 +12,7 @@
 mod api;
 mod calls;
 mod cli;
+mod records;
 mod harness;
 mod register;
 mod sip_basics;

@@ -178,6 +178,8 @@ pub struct Calls {
     timers: BTreeSet<(Instant, Timer)>,
     /// Agent legs cancelled or left behind by their call: a late 2xx is ACKed and BYEd.
     orphans: HashMap<ClientTxnKey, Peer>,
+    /// Ended calls whose last engine events are still to come: record id and queue.
+    finished: HashMap<CallId, (String, Option<String>)>,
     shutting_down: bool,
     shared: Arc<Shared>,
     ivr: Option<config::IvrConfig>,
@@ -269,6 +271,7 @@ impl Calls {
             by_sip_call_id: HashMap::new(),
             timers: BTreeSet::new(),
             orphans: HashMap::new(),
+            finished: HashMap::new(),
             shutting_down: false,
             shared,
             ivr: config.ivr.clone(),
@@ -1158,6 +1161,12 @@ impl Calls {
         };
         if let Some(ec) = call.engine_call {
             self.by_engine.remove(&ec);
+            self.finished
+                .insert(ec, (call.record_id.clone(), call.queue.clone()));
+            // Bounded: entries leave with the call's last event; this only guards a bug.
+            if self.finished.len() > 100_000 {
+                self.finished.clear();
+            }
         }
         self.by_invite.remove(&call.caller_invite_txn);
         self.by_sip_call_id.remove(&call.caller_sip_call_id);
@@ -1453,20 +1462,38 @@ impl Calls {
     }
 
     fn write_queue_event_detached(
-        &self,
+        &mut self,
         call: CallId,
         kind: QueueEventKind,
         agent: Option<AgentIdx>,
         queue: Option<switchboard_engine::QueueIdx>,
         data: Option<String>,
     ) {
+        // The engine reports a call's last events (COMPLETE*, ABANDON) after call control has
+        // ended it: they belong to the record of the finished call.
+        let finished = if matches!(
+            kind,
+            QueueEventKind::CompleteAgent
+                | QueueEventKind::CompleteCaller
+                | QueueEventKind::Abandon
+        ) {
+            self.finished.remove(&call)
+        } else {
+            self.finished.get(&call).cloned()
+        };
+        let Some((record_id, last_queue)) = finished else {
+            debug!(call = %call, "queue event for an unknown call dropped");
+            return;
+        };
         let record = QueueEvent {
             id: switchboard_store::new_record_id(),
             at: switchboard_store::now_utc(),
-            call_id: format!("engine-{}", call.0),
+            call_id: record_id,
             queue: queue
                 .and_then(|q| self.engine.queue_name(q))
-                .unwrap_or("none")
+                .map(str::to_owned)
+                .or(last_queue)
+                .unwrap_or_else(|| "none".to_owned())
                 .to_owned(),
             agent_id: agent
                 .and_then(|a| self.engine.agent_id(a))
