@@ -659,3 +659,37 @@ fn baresip_operator_takes_a_standard_order() {
     assert!(rec["route"].starts_with("queue:orders(olga)"), "{rec:?}");
     assert!(olga.heard().iter().any(|s| s.unsigned_abs() > 500));
 }
+
+#[test]
+fn agent_put_on_break_while_ringing_stops_ringing_and_the_call_moves_on() {
+    if skip() {
+        return;
+    }
+    let server = std::sync::Arc::new(company());
+    let olga = SippAgent::start(&server, "olga", Some("agent_noanswer.xml"));
+    let oleg = SippAgent::start(&server, "oleg", None);
+    let caller = {
+        let server = std::sync::Arc::clone(&server);
+        std::thread::spawn(move || call_for(&server, "+38511000004", "100", 5000))
+    };
+    // Olga (higher skill) rings; she steps away before answering (ring timeout is 15 s).
+    wait_until(&server, "olga ringing", Duration::from_secs(5), || {
+        olga.invites() == 1
+    });
+    let (status, body) = api_post(
+        server.ports.http,
+        "/api/v1/agents/olga/state",
+        r#"{"state": "break", "reason": "coffee"}"#,
+    )
+    .unwrap();
+    assert!((200..300).contains(&status), "{status} {body}");
+    let rec = caller.join().unwrap();
+    assert_answered_by(&rec, "oleg", &server);
+    assert_eq!(oleg.invites(), 1);
+    assert!(
+        olga.messages().contains("CANCEL sip:"),
+        "olga's phone was cancelled:\n{}",
+        olga.messages()
+    );
+    assert!(server.log().contains("offer withdrawn"), "{}", server.log());
+}

@@ -331,7 +331,7 @@ impl Calls {
             self.ring(ep, now, offer);
         }
         while let Some(event) = self.engine.poll_event() {
-            self.on_engine_event(event);
+            self.on_engine_event(ep, now, event);
         }
         self.dirty = true;
         if now.saturating_duration_since(self.last_publish) >= PUBLISH_EVERY {
@@ -1148,6 +1148,28 @@ impl Calls {
         }
     }
 
+    /// The engine took an offer back (the agent went on a break or logged out while their
+    /// phone rang): stop ringing them now. Offers that ended otherwise are no longer listed.
+    fn stop_ringing(&mut self, ep: &mut Endpoint, now: Instant, agent: AgentIdx) {
+        let Some((key, call)) = self
+            .calls
+            .iter_mut()
+            .find(|(_, c)| c.offered.contains(&agent))
+        else {
+            return;
+        };
+        let key = *key;
+        take(&mut call.offered, agent);
+        for leg in call.legs.iter_mut().filter(|l| l.agent == agent) {
+            if leg.state == LegState::Calling {
+                leg.state = LegState::Cancelling;
+                let _ = ep.cancel(now, leg.txn);
+            }
+        }
+        info!(call = key, agent = ?self.engine.agent_id(agent), "offer withdrawn: ringing stopped");
+        self.remove_ring_timer(key, agent);
+    }
+
     fn remove_ring_timer(&mut self, key: u64, agent: AgentIdx) {
         self.timers
             .retain(|(_, t)| *t != Timer::RingTimeout { key, agent });
@@ -1360,7 +1382,12 @@ impl Calls {
 
     // ----- engine events → queue_events ------------------------------------------------------
 
-    fn on_engine_event(&mut self, event: switchboard_engine::Event) {
+    fn on_engine_event(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        event: switchboard_engine::Event,
+    ) {
         use switchboard_engine::Event as E;
         let (call, kind, agent, queue, data) = match &event {
             E::CallEnqueued { call, queue, .. } => {
@@ -1427,6 +1454,11 @@ impl Calls {
                 to,
                 at,
             } => {
+                if *from == AgentStateKind::Ringing
+                    && !matches!(to, AgentStateKind::Ringing | AgentStateKind::OnCall)
+                {
+                    self.stop_ringing(ep, now, *agent);
+                }
                 self.agent_state_changed(*agent, *from, *to, *at);
                 return;
             }
