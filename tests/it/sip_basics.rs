@@ -168,3 +168,24 @@ fn tcp_responses_use_the_same_connection_and_keepalives_are_answered() {
     let n = stream.read(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"\r\n");
 }
+
+#[test]
+fn http_client_that_never_finishes_its_headers_is_cut_off() {
+    let ports = Ports::new();
+    let server = Server::start(&demo_config(&ports), ports);
+    let mut slow = TcpStream::connect(("127.0.0.1", server.ports.http)).unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 1024];
+    // The server gives up on the request (10 s header timeout) and closes the connection.
+    let n = slow.read(&mut buf).unwrap_or(0);
+    let waited = started.elapsed();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(n == 0 || answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(waited < Duration::from_secs(15), "cut off after {waited:?}");
+    // Meanwhile and afterwards, well-behaved clients are served.
+    assert_eq!(http_get(server.ports.http, "/healthz").unwrap().0, 200);
+}

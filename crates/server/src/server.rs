@@ -194,11 +194,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
         stop: stop.clone(),
     });
     let http_stop = stop.clone();
-    let http = tokio::spawn(async move {
-        axum::serve(http_listener, app)
-            .with_graceful_shutdown(async move { http_stop.cancelled().await })
-            .await
-    });
+    let http = tokio::spawn(crate::http::serve(http_listener, app, http_stop));
 
     // Database readiness probe.
     let probe_store = store.clone();
@@ -230,10 +226,8 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
     drain.cancel();
     let _ = driver.await;
     stop.cancel();
-    match http.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => warn!("HTTP server ended with an error: {e}"),
-        Err(e) => warn!("HTTP task failed: {e}"),
+    if let Err(e) = http.await {
+        warn!("HTTP task failed: {e}");
     }
     if let Err(e) = store.flush(SHUTDOWN_GRACE).await {
         warn!("records not flushed to the database before exit: {e} (they stay in the spool)");
