@@ -12,7 +12,7 @@
 mod api;
 mod calls;
 mod cli;
-mod records;
 mod harness;
+mod records;
 mod register;
 mod sip_basics;
