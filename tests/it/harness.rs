@@ -51,10 +51,12 @@ impl Ports {
 }
 
 /// A config for tests: the demo company on the given ports, with an RTP range of its own
-/// (tests run in parallel processes).
+/// (tests run in parallel processes). Fixed test ports stay below Linux's ephemeral range
+/// (32768+), where sockets bound to port 0 land: 20000–27999 for test servers' RTP,
+/// 28000–28399 for the media crate's tests, 28400–29399 for baresip's RTP.
 pub fn demo_config(ports: &Ports) -> String {
     let demo = std::fs::read_to_string(repo_root().join("config/demo.toml")).expect("demo config");
-    let rtp_first = 30_000 + (ports.sip % 250) * 80;
+    let rtp_first = 20_000 + (ports.sip % 100) * 80;
     demo.replace("127.0.0.1:5060", &format!("127.0.0.1:{}", ports.sip))
         .replace("127.0.0.1:8080", &format!("127.0.0.1:{}", ports.http))
         .replace(
@@ -294,6 +296,16 @@ impl SippAgent {
 
     /// Several agents whose softphones share one SIPp UAS (one address, many calls at once).
     pub fn start_many(server: &Server, ids: &[&str], scenario: Option<&str>) -> SippAgent {
+        SippAgent::start_with(server, ids, scenario, &[])
+    }
+
+    /// As [`SippAgent::start_many`], with extra SIPp arguments (e.g. `-key target finance`).
+    pub fn start_with(
+        server: &Server,
+        ids: &[&str],
+        scenario: Option<&str>,
+        extra: &[&str],
+    ) -> SippAgent {
         let port = free_port();
         for id in ids {
             let password = format!("{id}-secret");
@@ -329,6 +341,7 @@ impl SippAgent {
                 &media_port.to_string(),
                 "-rtp_echo",
             ])
+            .args(extra)
             .args(["-nostdin", "-trace_msg", "-message_file"])
             .arg(dir.path().join("messages.log"))
             .current_dir(dir.path())
@@ -566,7 +579,7 @@ impl Baresip {
         let dir = tempfile::tempdir().expect("tempdir");
         let sip_port = free_port();
         let ctrl_port = free_port();
-        let rtp_first = 40_000 + (sip_port % 100) * 20;
+        let rtp_first = 28_400 + (sip_port % 50) * 20;
         std::fs::create_dir_all(dir.path().join("snd")).expect("snd dir");
         let config = format!(
             "sip_listen 127.0.0.1:{sip_port}\n\

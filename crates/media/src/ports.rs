@@ -177,12 +177,12 @@ mod tests {
 
     #[test]
     fn allocates_even_pairs_round_robin_and_releases() {
-        let pool = PortPool::new(43_100, 43_105, LO).unwrap();
+        let pool = PortPool::new(28_300, 28_305, LO).unwrap();
         let a = pool.allocate().unwrap();
         let b = pool.allocate().unwrap();
         let c = pool.allocate().unwrap();
-        assert_eq!((a.port(), b.port(), c.port()), (43_100, 43_102, 43_104));
-        assert_eq!(a.rtcp.local_addr().unwrap().port(), 43_101);
+        assert_eq!((a.port(), b.port(), c.port()), (28_300, 28_302, 28_304));
+        assert_eq!(a.rtcp.local_addr().unwrap().port(), 28_301);
         assert!(matches!(
             pool.allocate(),
             Err(MediaError::PortsExhausted { .. })
@@ -190,16 +190,16 @@ mod tests {
         drop(b);
         assert_eq!(pool.in_use(), 2);
         let d = pool.allocate().unwrap();
-        assert_eq!(d.port(), 43_102);
+        assert_eq!(d.port(), 28_302);
         drop((a, c, d));
         assert_eq!(pool.in_use(), 0);
     }
 
     #[test]
     fn skips_ports_held_elsewhere() {
-        let squatter = UdpSocket::bind((LO, 43_121)).unwrap();
-        let pool = PortPool::new(43_120, 43_123, LO).unwrap();
-        assert_eq!(pool.allocate().unwrap().port(), 43_122);
+        let squatter = UdpSocket::bind((LO, 28_321)).unwrap();
+        let pool = PortPool::new(28_320, 28_323, LO).unwrap();
+        assert_eq!(pool.allocate().unwrap().port(), 28_322);
         drop(squatter);
     }
 }

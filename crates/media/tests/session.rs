@@ -126,7 +126,7 @@ async fn bridged(m: &Media, agent_fmts: &str, agent_extra: &str) -> (Session, Pe
 
 #[tokio::test]
 async fn relays_both_ways_with_counts() {
-    let m = media(42_000, 42_009);
+    let m = media(28_000, 28_009);
     let (s, mut caller, mut agent) = bridged(&m, "0", "").await;
     let (cp, ap) = (s.caller_port(), s.agent_port());
     for _ in 0..50 {
@@ -155,7 +155,7 @@ async fn relays_both_ways_with_counts() {
 
 #[tokio::test]
 async fn latches_to_the_real_source_and_ignores_others() {
-    let m = media(42_010, 42_019);
+    let m = media(28_010, 28_019);
     let mut s = m.open_session("latch").unwrap();
     // The SDP names a port nobody listens on; the caller really sends from `caller`.
     let decoy = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -190,7 +190,7 @@ async fn latches_to_the_real_source_and_ignores_others() {
 
 #[tokio::test]
 async fn transcodes_pcmu_and_pcma_end_to_end() {
-    let m = media(42_020, 42_029);
+    let m = media(28_020, 28_029);
     let (s, mut caller, mut agent) = bridged(&m, "8", "a=rtpmap:8 PCMA/8000\r\n").await;
     let pcm: Vec<i16> = (0..160)
         .map(|i| ((i * 397) % 20_000 - 10_000) as i16)
@@ -249,7 +249,7 @@ async fn press(peer: &mut Peer, port: u16, pt: u8, digit: u8) {
 
 #[tokio::test]
 async fn telephone_events_pass_through_and_are_detected() {
-    let m = media(42_030, 42_039);
+    let m = media(28_030, 28_039);
     let mut s = m.open_session("dtmf").unwrap();
     let mut caller = Peer::new(1, 10, 0).await;
     let agent = Peer::new(2, 20, 0).await;
@@ -304,7 +304,7 @@ async fn telephone_events_pass_through_and_are_detected() {
 
 #[tokio::test]
 async fn music_to_agent_switch_keeps_one_continuous_stream() {
-    let m = media(42_040, 42_049);
+    let m = media(28_040, 28_049);
     let mut s = m.open_session("continuity").unwrap();
     let caller = Peer::new(1, 0, 0).await;
     let mut agent = Peer::new(0xABCD, 60_000, 123_456).await;
@@ -348,7 +348,7 @@ async fn music_to_agent_switch_keeps_one_continuous_stream() {
 
 #[tokio::test]
 async fn hold_plays_music_and_drops_agent_audio_until_resume() {
-    let m = media(42_050, 42_059);
+    let m = media(28_050, 28_059);
     let (s, mut caller, mut agent) = bridged(&m, "0", "").await;
     let (cp, ap) = (s.caller_port(), s.agent_port());
     s.hold(true).unwrap();
@@ -406,7 +406,7 @@ fn write_wav(path: &Path, samples: &[i16]) {
 
 #[tokio::test]
 async fn prompts_are_paced_at_20ms_then_music_resumes() {
-    let m = media(42_060, 42_069);
+    let m = media(28_060, 28_069);
     let dir = tempfile::tempdir().unwrap();
     let one_second = dir.path().join("tone.wav");
     write_wav(&one_second, &[4000; 8000]);
@@ -473,7 +473,7 @@ async fn prompts_are_paced_at_20ms_then_music_resumes() {
 
 #[tokio::test]
 async fn records_a_stereo_wav_with_both_parties() {
-    let m = media(42_070, 42_079);
+    let m = media(28_070, 28_079);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rec/call.wav");
     let (mut s, mut caller, mut agent) = bridged(&m, "0", "").await;
@@ -529,7 +529,7 @@ async fn records_a_stereo_wav_with_both_parties() {
 
 #[tokio::test]
 async fn port_exhaustion_is_an_error_and_ports_come_back() {
-    let m = media(42_080, 42_083); // two pairs: one session
+    let m = media(28_080, 28_083); // two pairs: one session
     let s = m.open_session("a").unwrap();
     assert!(matches!(
         m.open_session("b"),
@@ -553,7 +553,7 @@ async fn port_exhaustion_is_an_error_and_ports_come_back() {
 
 #[tokio::test]
 async fn garbage_and_rtcp_are_counted_and_ignored() {
-    let m = media(42_090, 42_099);
+    let m = media(28_090, 28_099);
     let (s, mut caller, agent) = bridged(&m, "0", "").await;
     let cp = s.caller_port();
     let junk: [&[u8]; 6] = [
@@ -595,11 +595,11 @@ async fn sipp_rtp_echo_as_the_agent() {
             "-i",
             "127.0.0.1",
             "-p",
-            "42190",
+            "28190",
             "-mi",
             "127.0.0.1",
         ])
-        .args(["-mp", "42196", "-rtp_echo", "-nostdin"])
+        .args(["-mp", "28196", "-rtp_echo", "-nostdin"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -607,7 +607,7 @@ async fn sipp_rtp_echo_as_the_agent() {
         eprintln!("sipp not runnable here; skipping");
         return;
     };
-    let echo: SocketAddr = "127.0.0.1:42196".parse().unwrap();
+    let echo: SocketAddr = "127.0.0.1:28196".parse().unwrap();
     // Wait (bounded) until SIPp's echo socket answers.
     let probe = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let mut up = false;
@@ -628,7 +628,7 @@ async fn sipp_rtp_echo_as_the_agent() {
         eprintln!("sipp did not start (not installed?); skipping");
         return;
     }
-    let m = media(42_100, 42_109);
+    let m = media(28_100, 28_109);
     let mut s = m.open_session("sipp").unwrap();
     let mut caller = Peer::new(0x77, 1, 1).await;
     s.caller_answer(&caller.sdp("0", "")).unwrap();
