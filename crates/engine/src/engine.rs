@@ -1488,14 +1488,15 @@ impl Engine {
         let keys = index.keys.get(kind as usize).and_then(Option::as_ref);
         for &(start, end) in &index.levels {
             if let Some(keys) = keys {
-                // Lowest (key, index) above the last one tried, one pass per candidate; the
-                // first candidate is nearly always claimed.
-                let mut after: Option<(u64, u32)> = None;
+                // Lowest (key, position) above the last one tried — within a level, position
+                // order is index order — one pass per candidate; the first candidate is nearly
+                // always claimed.
+                let mut after: Option<(u64, usize)> = None;
                 for _ in start..end {
-                    let mut best: Option<(u64, u32)> = None;
+                    let mut best: Option<(u64, usize)> = None;
                     let _ = index.each_set(start, end, |p| {
-                        if let (Some(&a), Some(k)) = (index.members.get(p), keys.get(p)) {
-                            let c = (k.load(Relaxed), a);
+                        if let Some(k) = keys.get(p) {
+                            let c = (k.load(Relaxed), p);
                             if after.is_none_or(|x| c > x) && best.is_none_or(|b| c < b) {
                                 best = Some(c);
                             }
@@ -1504,7 +1505,10 @@ impl Engine {
                     });
                     let Some(c) = best else { break };
                     after = Some(c);
-                    if let Some(claim) = self.try_candidate(now, c.1, cell, avoid, &mut fallback) {
+                    let Some(&a) = index.members.get(c.1) else {
+                        break;
+                    };
+                    if let Some(claim) = self.try_candidate(now, a, cell, avoid, &mut fallback) {
                         return Some(claim);
                     }
                 }

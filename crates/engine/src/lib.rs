@@ -77,21 +77,38 @@
 //! run from many threads at once, with no `Mutex`/`RwLock` on any path:
 //!
 //! - **Agents** live in a fixed slab indexed by [`AgentIdx`]. Each slot's state is one
-//!   `AtomicU64` word `tag | generation | call`; **the word is the truth**. Claiming an agent
-//!   is one CAS `available(g) → ringing(call)`; every transition bumps the generation.
+//!   `AtomicU64` word `tag | pending | generation | call`; **the word is the truth**. Claiming
+//!   an agent is one CAS `available(g) → ringing(call)` marked *pending*; every transition
+//!   bumps the generation.
 //! - **Calls** have one `AtomicU64` status word `waiting | offered(agent) | talking(agent) |
 //!   ended | gone`. Offering is one CAS `waiting → offered`; withdrawal (caller gone) is a CAS
 //!   to `gone`; put-back after no-answer is `offered → waiting`.
-//! - **An offer** = claim the agent(s) first, then CAS the call; if the call CAS fails (another
-//!   thread offered it, or the caller left) the claims are undone.
+//! - **An offer** = claim the agent(s) first, then CAS the call `waiting → offered(seq)`
+//!   (`seq` numbers the call's offers, so each offer's status word is unique), then
+//!   *confirm* each claim (clear its pending mark by a CAS on the exact claimed word). If the
+//!   call CAS fails (another thread offered it, or the caller left) the claims are undone. A
+//!   state change that takes an agent while its claim is pending releases nothing; the
+//!   committer, failing to confirm, releases it instead — each claimed agent is released
+//!   exactly once, and the release that empties an offer puts the call back.
 //! - **Waiting lists** (per queue, per role, per agent) are lock-free ordered maps
 //!   (`crossbeam-skiplist`) keyed by (priority, sequence). A call stays in its lists until it
 //!   is answered or gone; scanners skip calls that are not `waiting` and remove finished ones.
-//! - **Agent hints**: per skill (and strategy key) and per role, an ordered map of available
-//!   agents keyed by (level desc, strategy key, index, generation). They are only *hints*:
-//!   a hint is used by CAS-claiming the agent word with the hint's generation, and a hint whose
-//!   generation no longer matches is dropped. Correctness never depends on them being current;
-//!   they make selection O(log n) at 10k agents.
+//! - **Availability indices** (hints): per skill a queue uses and per role a chain uses, a
+//!   bitmap over the members (ordered by level desc, then index, so a level is a contiguous
+//!   bit range) plus each member's strategy keys (idle since, calls today, talk time today) as
+//!   they were when it became available. Publishing or withdrawing an agent is one
+//!   `fetch_or` / `fetch_and` per skill. Selection scans the best level's set bits (64 agents
+//!   per word; the keyed strategies take the lowest key among them), then claims by CAS on the
+//!   agent word, which is re-validated, so a *stale* set bit only costs a look and a key that
+//!   moved during a scan only bends the order (a final pass in index order still finds every
+//!   available member). The invariant they do keep is the other way round: **an available
+//!   agent's bits are set** once its publisher has run — whoever clears them re-reads the
+//!   word and, if the agent became available again meanwhile, publishes and dispatches it
+//!   itself. Cost: O(members at a level / 64) word loads per selection, plus a key
+//!   comparison per available member of the best level for the keyed strategies.
+//! - **Waiting-list counters**: each list counts its entries (incremented before the insert,
+//!   decremented after a successful remove, so never below the true number); an agent that
+//!   becomes available skips lists whose count is zero.
 //! - **No lost wake-ups**: a new or put-back call is registered in its lists *before* agents
 //!   are searched; an agent is published as available (word + hints) *before* waiting calls are
 //!   searched; a SeqCst fence separates publish and search on both sides, so a call and an agent
@@ -100,11 +117,12 @@
 //!   map where removing an entry is the right to fire it, so each timer fires once.
 //!
 //! Invariants, proved by the loom models in `tests/loom.rs` (which run this very code with
-//! loom's atomics, and the ordered maps replaced by a linearizable stand-in loom can see — see
-//! `sync.rs`): an agent is never claimed by two calls (outside `ring_all`, where one call claims
-//! several agents); a call is never offered twice at once; no call is lost (a waiting call and
-//! an available agent that can serve it are never both left idle) or duplicated; FIFO holds
-//! within a priority. `tests/routing_props.rs` checks the routing rules over random
+//! loom's atomics — the availability bitmaps and waiting-list counters included — and the
+//! ordered maps replaced by a linearizable stand-in loom can see, see `sync.rs`): an agent is
+//! never claimed by two calls (outside `ring_all`, where one call claims several agents); a
+//! call is never offered twice at once; no call is lost (a waiting call and an available agent
+//! that can serve it are never both left idle, also when state changes race the offer or each
+//! other) or duplicated; FIFO holds within a priority. `tests/routing_props.rs` checks the routing rules over random
 //! populations with proptest; `tests/simulation.rs` checks a simulated day against Erlang C.
 //!
 //! [`baseline::MutexEngine`] is the same API behind one `Mutex`, for benchmarks only.
