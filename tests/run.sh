@@ -55,3 +55,7 @@ RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=2 \
 
 step "unit, property, store and integration tests (real SIPp, real PostgreSQL)"
 cargo nextest run --workspace --no-fail-fast
+
+# ---- load benchmark harness ----------------------------------------------------------------
+step "load benchmark, quick mode (proves the harness; its figures are not asserted)"
+benches/load/run.sh --quick

@@ -1,0 +1,1057 @@
+#!/usr/bin/env python3
+"""Switchboard load benchmark: calls per second through the queue, CPU and memory per call,
+side by side with Kamailio (a stateful tm + record_route relay) in the same run.
+
+Run through benches/load/run.sh, which installs the peers and builds the binaries. Every
+process runs under `timeout`, every SIPp run is bounded by -m, and everything is on 127.0.0.1.
+Standard library only, so it runs on a fresh machine with any Python 3.
+"""
+
+import argparse
+import csv
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
+SIPP_DIR = os.path.join(HERE, "sipp")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+BUFF = str(8 * 1024 * 1024)  # SIPp socket buffers (capped by net.core.rmem_max/wmem_max)
+
+FULL = {
+    "agents": 4000,
+    "rates": [100, 250, 500, 1000, 1500, 2000, 3000],
+    "step_s": 10,
+    "hold_rates": [100, 250, 500, 1000, 1500],
+    "hold_ms": 2000,
+    "pg_rates": [100, 500, 1000, 2000, 3000],
+    "latency_rates": [100, 500, 1000, 2000, 3000],
+    "latency_s": 4,
+    "mem_first": 1000,
+    "mem_total": 100_000,
+    "mem_rate": 1500,
+    "mem_settle_s": 35,
+    "relay_calls": [100, 250, 500, 1000],
+    "relay_window_s": 5,
+}
+QUICK = {
+    "agents": 200,
+    "rates": [50, 100],
+    "step_s": 3,
+    "hold_rates": [50],
+    "hold_ms": 1000,
+    "pg_rates": [200],
+    "latency_rates": [200],
+    "latency_s": 2,
+    "mem_first": 200,
+    "mem_total": 2000,
+    "mem_rate": 250,
+    "mem_settle_s": 1,
+    "relay_calls": [20],
+    "relay_window_s": 2,
+}
+
+
+def log(msg):
+    print(f"[load {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
+# ---- ports and processes ----------------------------------------------------------------
+
+_taken = set()
+
+
+def free_port(span=1, lo=40000, hi=60000):
+    """A UDP+TCP port p such that p..p+span-1 are free now (SIPp binds media p and p+2)."""
+    for _ in range(2000):
+        p = int.from_bytes(os.urandom(2), "big") % (hi - lo) + lo
+        p -= p % 2
+        if any(q in _taken for q in range(p, p + span)):
+            continue
+        ok = True
+        for q in range(p, p + span):
+            for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                s = socket.socket(socket.AF_INET, kind)
+                try:
+                    s.bind(("127.0.0.1", q))
+                except OSError:
+                    ok = False
+                finally:
+                    s.close()
+        if ok:
+            _taken.update(range(p, p + span))
+            return p
+    raise RuntimeError("no free port")
+
+
+class Proc:
+    """A child under `timeout`; `pid` is the real program (the child of `timeout`)."""
+
+    def __init__(self, argv, limit_s, cwd, name, env=None, stdout=None):
+        self.name = name
+        self.log_path = os.path.join(cwd, f"{name}.log")
+        self.log = open(self.log_path, "wb")
+        self.popen = subprocess.Popen(
+            ["timeout", "-s", "TERM", "-k", "5", str(int(limit_s)), *argv],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout if stdout is not None else self.log,
+            stderr=self.log,
+        )
+        self.pid = None
+        for _ in range(200):
+            kids = children(self.popen.pid)
+            if kids:
+                self.pid = kids[0]
+                break
+            if self.popen.poll() is not None:
+                break
+            time.sleep(0.01)
+
+    def alive(self):
+        return self.popen.poll() is None
+
+    def stop(self, grace=10):
+        if self.popen.poll() is None and self.pid:
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        try:
+            self.popen.wait(grace)
+        except subprocess.TimeoutExpired:
+            if self.pid:
+                try:
+                    os.kill(self.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            self.popen.wait(10)
+        self.log.close()
+
+    def tail(self, n=2000):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read()[-n:].decode(errors="replace")
+        except OSError:
+            return ""
+
+
+def children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def tree(pid):
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children(p))
+    return out
+
+
+def cpu_seconds(pids):
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, IndexError):
+            pass
+    return total / CLK_TCK
+
+
+def memory_mb(pids):
+    """Proportional set size summed over the processes (equals RSS for one process; does not
+    count Kamailio's shared memory once per worker)."""
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def http_get(url, timeout=5):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.status, r.read().decode()
+
+
+def metric_sum(text, name):
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def metric_by_label(text, name, label):
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(name + "{"):
+            m = re.search(label + r'="([^"]*)"', line)
+            if m:
+                out[m.group(1)] = out.get(m.group(1), 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+# ---- SIPp ---------------------------------------------------------------------------------
+
+
+def elapsed_seconds(v):
+    # SIPp prints "HH:MM:SS:uuuuuu" (or "HH:MM:SS.uuuuuu" / "HH:MM:SS:mmm" in some versions).
+    parts = re.split(r"[:.]", v.strip())
+    h, m, s = int(parts[0]), int(parts[1]), int(parts[2])
+    frac = parts[3] if len(parts) > 3 else "0"
+    return h * 3600 + m * 60 + s + int(frac) / (10 ** len(frac))
+
+
+def read_stat(path):
+    with open(path, newline="") as f:
+        rows = [r for r in csv.reader(f, delimiter=";") if r]
+    if len(rows) < 2:
+        return None
+    head, last = rows[0], rows[-1]
+    d = dict(zip(head, last))
+    return {
+        "created": int(d.get("OutgoingCall(C)", "0") or 0) + int(d.get("IncomingCall(C)", "0") or 0),
+        "successful": int(d.get("SuccessfulCall(C)", "0") or 0),
+        "failed": int(d.get("FailedCall(C)", "0") or 0),
+        "retrans": int(d.get("Retransmissions(C)", "0") or 0),
+        "elapsed": elapsed_seconds(d.get("ElapsedTime(C)", "00:00:00:0")),
+        "rtt_ms": d.get("ResponseTime1(C)", ""),
+    }
+
+
+def sipp_uas(work, port, media_key_port, rtp_echo=False, limit_s=3600):
+    mp = free_port(4)
+    argv = [
+        "sipp", "-sf", os.path.join(SIPP_DIR, "agent_uas.xml"),
+        "-i", "127.0.0.1", "-p", str(port), "-mi", "127.0.0.1", "-mp", str(mp),
+        "-key", "agent_media", str(media_key_port or mp),
+        "-buff_size", BUFF, "-nostdin", "-max_socket", "60000",
+        "-trace_err", "-error_file", os.path.join(work, f"uas-{port}-err.log"),
+    ]
+    if rtp_echo:
+        argv.append("-rtp_echo")
+    p = Proc(argv, limit_s, work, f"uas-{port}")
+    time.sleep(0.3)
+    if not p.alive():
+        raise RuntimeError(f"agent SIPp did not start:\n{p.tail()}")
+    return p
+
+
+def sipp_trunk(work, target_port, tag, rate, calls, hold_ms, trunk_media=None, rate_period_ms=1000):
+    """Runs the trunk scenario to completion; returns SIPp's final statistics."""
+    port = free_port()
+    mp = free_port(4)
+    stat = os.path.join(work, f"trunk-{tag}.csv")
+    limit = max(200, int(rate * (hold_ms / 1000 + 3)))
+    budget = calls / max(rate, 1) + hold_ms / 1000 + 40
+    argv = [
+        "sipp", f"127.0.0.1:{target_port}", "-sf", os.path.join(SIPP_DIR, "trunk.xml"),
+        "-s", "100", "-i", "127.0.0.1", "-p", str(port), "-mi", "127.0.0.1", "-mp", str(mp),
+        "-key", "trunk_media", str(trunk_media or mp),
+        "-r", str(rate), "-rp", str(rate_period_ms), "-m", str(calls), "-l", str(limit),
+        "-d", str(hold_ms), "-recv_timeout", "8000", "-timeout", f"{int(budget)}s",
+        "-buff_size", BUFF, "-nostdin", "-max_socket", "60000",
+        "-trace_stat", "-stf", stat, "-fd", "1",
+        "-trace_err", "-error_file", os.path.join(work, f"trunk-{tag}-err.log"),
+    ]
+    p = Proc(argv, budget + 20, work, f"trunk-{tag}")
+    p.popen.wait()
+    p.log.close()
+    st = read_stat(stat)
+    if st is None:
+        raise RuntimeError(f"trunk SIPp wrote no statistics:\n{p.tail()}")
+    st["exit"] = p.popen.returncode
+    return st
+
+
+# ---- systems under test -------------------------------------------------------------------
+
+
+def switchboard_config(sip_port, http_port, agents, db_url):
+    lines = [
+        "[sip]",
+        f'listen = ["udp:127.0.0.1:{sip_port}"]',
+        'domain = "callcenter.local"',
+        'advertised_address = "127.0.0.1"',
+        "max_expires_s = 7200",
+        "",
+        "[media]",
+        "rtp_ports = [10000, 31999]",
+        "",
+        "[http]",
+        f'listen = "127.0.0.1:{http_port}"',
+        'api_token = "load-bench"',
+        "",
+        "[database]",
+        f'url = "{db_url}"',
+        'spool_dir = "spool"',
+        "",
+        "[[trunks]]",
+        'name = "load"',
+        'allow = ["127.0.0.1/32"]',
+        'dids = { "100" = "order" }',
+        "",
+        "[[queues]]",
+        'name = "orders"',
+        'skill = "orders"',
+        'strategy = "longest_idle"',
+        "ring_timeout_s = 15",
+        "wrap_up_s = 0",
+        "max_wait_s = 300",
+        "max_length = 100000",
+        "record = false",
+        "",
+        "[routing]",
+        'new = ["queue:orders"]',
+        'regional = ["queue:orders"]',
+        "",
+    ]
+    for i in range(1, agents + 1):
+        lines += [
+            "[[agents]]",
+            f'id = "a{i:05}"',
+            f'password = "pw{i:05}"',
+            'roles = ["operator"]',
+            "skills = { orders = 5 }",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+class Switchboard:
+    name = "switchboard"
+
+    def __init__(self, binary, work, agents, db_url="sqlite://switchboard.db", tag="sb"):
+        self.work = os.path.join(work, tag)
+        os.makedirs(self.work, exist_ok=True)
+        self.sip_port = free_port()
+        self.http_port = free_port()
+        self.agent_port = free_port()
+        self.agents = agents
+        cfg = os.path.join(self.work, "bench.toml")
+        with open(cfg, "w") as f:
+            f.write(switchboard_config(self.sip_port, self.http_port, agents, db_url))
+        env = dict(os.environ, RUST_LOG=os.environ.get("LOAD_RUST_LOG", "warn"))
+        self.proc = Proc([binary, "--config", cfg], 7200, self.work, "switchboard", env=env)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if http_get(f"http://127.0.0.1:{self.http_port}/readyz", 1)[0] == 200:
+                    break
+            except OSError:
+                pass
+            if not self.proc.alive():
+                raise RuntimeError(f"switchboard exited:\n{self.proc.tail()}")
+            time.sleep(0.2)
+        else:
+            raise RuntimeError(f"switchboard not ready:\n{self.proc.tail()}")
+        self.target_port = self.sip_port
+        self.uas = None
+
+    def pids(self):
+        return [self.proc.pid]
+
+    def metrics(self):
+        return http_get(f"http://127.0.0.1:{self.http_port}/metrics")[1]
+
+    def register(self, agent_port=None):
+        """Registers every agent from agent_port (one SIPp run, per-agent credentials)."""
+        agent_port = agent_port or self.agent_port
+        inf = os.path.join(self.work, "agents.csv")
+        with open(inf, "w") as f:
+            f.write("SEQUENTIAL\n")
+            for i in range(1, self.agents + 1):
+                f.write(f"a{i:05};[authentication username=a{i:05} password=pw{i:05}]\n")
+        # Concurrent REGISTERs answered in the same instant get the same nonce from Switchboard,
+        # and the second answer using it (nc=00000001 again) is refused as a replay, so a run at
+        # speed leaves some agents unregistered: one REGISTER at a time (-l 1), and the whole run
+        # repeated (a refresh is harmless)
+        # until every agent holds a binding.
+        regs, rc, p = 0.0, None, None
+        for attempt in range(8):
+            argv = [
+                "sipp", f"127.0.0.1:{self.sip_port}", "-sf", os.path.join(SIPP_DIR, "register_agents.xml"),
+                "-inf", inf, "-i", "127.0.0.1", "-p", str(agent_port), "-mp", str(free_port(4)),
+                "-r", "2000", "-m", str(self.agents), "-l", "1", "-nostdin", "-timeout", "120s",
+                "-trace_err", "-error_file", os.path.join(self.work, f"register-{attempt}-err.log"),
+            ]
+            p = Proc(argv, 150, self.work, f"register-{attempt}")
+            p.popen.wait()
+            p.log.close()
+            rc = p.popen.returncode
+            regs = metric_sum(self.metrics(), "switchboard_registrations")
+            if regs >= self.agents:
+                break
+            log(f"registration pass {attempt + 1}: {regs:.0f} of {self.agents} agents hold a binding")
+        if regs < self.agents:
+            raise RuntimeError(f"registration failed (exit {rc}, {regs} bindings):\n{p.tail()}")
+        log(f"{self.agents} agents registered from 127.0.0.1:{agent_port}")
+
+    def start_agents(self, agent_media=None):
+        self.uas = sipp_uas(self.work, self.agent_port, agent_media)
+
+    def ended(self):
+        return metric_sum(self.metrics(), "switchboard_calls_total")
+
+    def drain(self, before, expect, limit_s=30):
+        deadline = time.time() + limit_s
+        n = self.ended()
+        while n - before < expect and time.time() < deadline:
+            time.sleep(0.2)
+            n = self.ended()
+        return n - before
+
+    def outcomes(self):
+        return metric_by_label(self.metrics(), "switchboard_calls_total", "outcome")
+
+    def stop(self):
+        if self.uas:
+            self.uas.stop()
+        self.proc.stop(30)
+
+
+class Kamailio:
+    name = "kamailio"
+
+    def __init__(self, work):
+        self.work = os.path.join(work, "kamailio")
+        os.makedirs(os.path.join(self.work, "run"), exist_ok=True)
+        self.target_port = free_port()
+        self.agent_port = free_port()
+        with open(os.path.join(HERE, "kamailio-relay.cfg")) as f:
+            cfg = f.read().replace("@KAM_PORT@", str(self.target_port)).replace("@UAS_PORT@", str(self.agent_port))
+        path = os.path.join(self.work, "kamailio.cfg")
+        with open(path, "w") as f:
+            f.write(cfg)
+        argv = [
+            "kamailio", "-f", path, "-DD", "-E", "-m", "1024", "-M", "16",
+            "-Y", os.path.join(self.work, "run"), "-P", os.path.join(self.work, "run", "kamailio.pid"),
+            "-w", self.work,
+        ]
+        self.proc = Proc(argv, 7200, self.work, "kamailio")
+        time.sleep(1.5)
+        if not self.proc.alive():
+            raise RuntimeError(f"kamailio exited:\n{self.proc.tail()}")
+        self.uas = sipp_uas(self.work, self.agent_port, None)
+        self._calls = 0
+
+    def pids(self):
+        return tree(self.proc.pid)
+
+    def ended(self):
+        return 0.0
+
+    def outcomes(self):
+        return {}
+
+    def drain(self, before, expect, limit_s=30):
+        # Kamailio keeps no call count; wait for its transactions to go quiet instead.
+        time.sleep(1.0)
+        return expect
+
+    def stop(self):
+        self.uas.stop()
+        self.proc.stop(15)
+
+
+# ---- one step -----------------------------------------------------------------------------
+
+
+def run_step(sut, work, series, db, rate, step_s, hold_ms):
+    calls = int(rate * step_s)
+    pids = sut.pids()
+    before_ended = sut.ended()
+    out0 = sut.outcomes()
+    cpu0 = cpu_seconds(pids)
+    peak = [memory_mb(pids)]
+    la = loadavg()
+    tag = f"{sut.name}-{db}-{series}-{rate}"
+
+    # Sample memory while SIPp runs (a thread would add nothing: SIPp runs as a child).
+    result = {}
+
+    def trunk():
+        result["st"] = sipp_trunk(work, sut.target_port, tag, rate, calls, hold_ms)
+
+    import threading
+
+    t = threading.Thread(target=trunk)
+    t.start()
+    while t.is_alive():
+        peak.append(memory_mb(pids))
+        t.join(0.25)
+    st = result["st"]
+    done = sut.drain(before_ended, st["successful"])
+    time.sleep(0.5)
+    cpu1 = cpu_seconds(sut.pids())
+    rss_drained = memory_mb(sut.pids())
+    peak.append(rss_drained)
+    out1 = sut.outcomes()
+    answered = out1.get("answered", 0) - out0.get("answered", 0)
+    active = max(st["elapsed"] - hold_ms / 1000, 0.001)
+    achieved = st["successful"] / active
+    cpu = cpu1 - cpu0
+    row = {
+        "system": sut.name,
+        "db": db,
+        "series": series,
+        "hold_ms": hold_ms,
+        "offered_cps": rate,
+        "calls": calls,
+        "successful": st["successful"],
+        "failed": st["failed"],
+        "retransmissions": st["retrans"],
+        "achieved_cps": round(achieved, 1),
+        "cpu_s": round(cpu, 2),
+        "cpu_s_per_1k": round(cpu / max(st["successful"] + st["failed"], 1) * 1000, 3),
+        "peak_rss_mb": round(max(peak), 1),
+        "rss_drained_mb": round(rss_drained, 1),
+        "server_ended": int(done),
+        "server_answered": int(answered),
+        "loadavg": la,
+        "lat_p50_ms": "",
+        "lat_p99_ms": "",
+    }
+    log(
+        f"{sut.name:11} {db:8} {series:5} {rate:5}/s: ok {row['successful']:6} failed {row['failed']:4} "
+        f"retrans {row['retransmissions']:5} achieved {row['achieved_cps']:7.1f}/s cpu {row['cpu_s']:6.2f}s "
+        f"({row['cpu_s_per_1k']:.3f}/1k) peak {row['peak_rss_mb']:.0f} MB drained {row['rss_drained_mb']:.0f} MB "
+        f"load {la:.2f}"
+    )
+    return row
+
+
+# ---- latency from a capture ---------------------------------------------------------------
+
+
+def read_pcap(path):
+    """(timestamp, src_port, dst_port, payload) of every IPv4/UDP frame of a classic pcap
+    (written by dumpcap -P) on the loopback interface."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < 24:
+        return
+    magic = struct.unpack("<I", data[:4])[0]
+    endian = "<" if magic in (0xA1B2C3D4, 0xA1B23C4D) else ">"
+    nano = magic in (0xA1B23C4D, 0x4D3CB2A1)
+    linktype = struct.unpack(endian + "I", data[20:24])[0]
+    off = 24
+    while off + 16 <= len(data):
+        sec, frac, incl, _ = struct.unpack(endian + "IIII", data[off:off + 16])
+        off += 16
+        frame = data[off:off + incl]
+        off += incl
+        ts = sec + frac / (1e9 if nano else 1e6)
+        if linktype == 1:  # Ethernet (Linux lo)
+            if len(frame) < 14 or frame[12:14] != b"\x08\x00":
+                continue
+            ip = frame[14:]
+        elif linktype == 113:  # Linux cooked
+            ip = frame[16:]
+        else:
+            ip = frame
+        if len(ip) < 20 or ip[9] != 17:
+            continue
+        ihl = (ip[0] & 0x0F) * 4
+        udp = ip[ihl:]
+        if len(udp) < 8:
+            continue
+        sport, dport = struct.unpack(">HH", udp[:4])
+        yield ts, sport, dport, udp[8:]
+
+
+FROM_USER = re.compile(rb"\r\n(?:From|f)\s*:[^\r\n]*?sip:\+?(\d+)@", re.I)
+
+
+def invite_latency(pcap, sut_port, agent_port):
+    """INVITE in (to sut_port) -> INVITE out (from sut_port to agent_port), paired by the
+    caller number in From; the first copy of each (retransmissions ignored)."""
+    t_in, t_out = {}, {}
+    for ts, sport, dport, payload in read_pcap(pcap):
+        if not payload.startswith(b"INVITE "):
+            continue
+        m = FROM_USER.search(payload)
+        if not m:
+            continue
+        num = m.group(1)
+        if dport == sut_port and sport != agent_port:
+            t_in.setdefault(num, ts)
+        elif sport == sut_port and dport == agent_port:
+            t_out.setdefault(num, ts)
+    lat = sorted((t_out[n] - t_in[n]) * 1000 for n in t_out if n in t_in)
+    return lat, len(t_in)
+
+
+def pct(xs, p):
+    if not xs:
+        return float("nan")
+    return xs[min(len(xs) - 1, int(round((len(xs) - 1) * p)))]
+
+
+def latency_pass(sut, work, rates, secs):
+    out = {}
+    if not shutil.which("dumpcap"):
+        log("dumpcap (tshark) missing: no latency figures")
+        return out
+    for rate in rates:
+        pcap = os.path.join(work, f"lat-{sut.name}-{rate}.pcap")
+        cap = Proc(
+            ["dumpcap", "-q", "-P", "-i", "lo", "-B", "256", "-s", "1500", "-f",
+             f"udp port {sut.target_port}", "-w", pcap],
+            secs + 60, work, f"dumpcap-{sut.name}-{rate}",
+        )
+        time.sleep(1.0)
+        before = sut.ended()
+        st = sipp_trunk(work, sut.target_port, f"lat-{sut.name}-{rate}", rate, int(rate * secs), 0)
+        sut.drain(before, st["successful"])
+        time.sleep(0.5)
+        cap.stop()
+        lat, invites = invite_latency(pcap, sut.target_port, sut.agent_port)
+        out[rate] = (pct(lat, 0.5), pct(lat, 0.99), len(lat), invites)
+        log(f"{sut.name:11} latency @{rate}/s: INVITE in -> INVITE out p50 {out[rate][0]:.3f} ms "
+            f"p99 {out[rate][1]:.3f} ms ({len(lat)} of {invites} INVITEs paired)")
+        try:
+            os.remove(pcap)
+        except OSError:
+            pass
+    return out
+
+
+# ---- series -------------------------------------------------------------------------------
+
+
+def cps_series(sut, work, db, cfg, rows):
+    for rate in cfg["rates"]:
+        rows.append(run_step(sut, work, "zero", db, rate, cfg["step_s"], 0))
+    for rate in cfg["hold_rates"]:
+        rows.append(run_step(sut, work, "hold", db, rate, cfg["step_s"], cfg["hold_ms"]))
+
+
+def memory_check(binary, work, cfg):
+    sb = Switchboard(binary, work, cfg["agents"], tag="sb-memory")
+    try:
+        sb.register()
+        sb.start_agents()
+        pid = sb.proc.pid
+        rss0 = memory_mb([pid])
+        b = sb.ended()
+        st1 = sipp_trunk(sb.work, sb.sip_port, "mem-first", cfg["mem_rate"] // 2 or 1, cfg["mem_first"], 0)
+        sb.drain(b, st1["successful"])
+        time.sleep(cfg["mem_settle_s"])
+        rss1 = memory_mb([pid])
+        rest = cfg["mem_total"] - cfg["mem_first"]
+        b = sb.ended()
+        st2 = sipp_trunk(sb.work, sb.sip_port, "mem-rest", cfg["mem_rate"], rest, 0)
+        sb.drain(b, st2["successful"], limit_s=60)
+        time.sleep(cfg["mem_settle_s"])
+        rss2 = memory_mb([pid])
+        total_ok = st1["successful"] + st2["successful"]
+        total_failed = st1["failed"] + st2["failed"]
+        growth = (rss2 - rss1) / rss1 * 100 if rss1 else float("nan")
+        res = {
+            "rss_start_mb": round(rss0, 1),
+            "rss_after_first_mb": round(rss1, 1),
+            "rss_after_all_mb": round(rss2, 1),
+            "growth_pct": round(growth, 1),
+            "calls_ok": total_ok,
+            "calls_failed": total_failed,
+            "first": cfg["mem_first"],
+            "total": cfg["mem_total"],
+            "rate": cfg["mem_rate"],
+            "outcomes": sb.outcomes(),
+        }
+        log(f"memory: RSS start {rss0:.1f} MB, after {cfg['mem_first']} calls {rss1:.1f} MB, after "
+            f"{cfg['mem_total']} calls {rss2:.1f} MB ({growth:+.1f} %); {total_ok} ok, {total_failed} failed")
+        return res
+    finally:
+        sb.stop()
+
+
+def relay_series(binary, probe, work, cfg, rows_out):
+    m_max = max(cfg["relay_calls"])
+    sb = Switchboard(binary, work, max(cfg["agents"], m_max), tag="sb-relay")
+    try:
+        sb.register()
+        trunk_media = free_port(2)
+        agent_media = free_port(2)
+        sb.start_agents(agent_media=agent_media)
+        for m in cfg["relay_calls"]:
+            setup_rate = 100
+            setup_s = m / setup_rate
+            warmup_ms = int((setup_s + 2.0) * 1000)
+            window_ms = cfg["relay_window_s"] * 1000
+            hold_ms = warmup_ms + window_ms + 3000
+            pr = Proc(
+                [probe, "--trunk-port", str(trunk_media), "--agent-port", str(agent_media),
+                 "--warmup-ms", str(warmup_ms), "--window-ms", str(window_ms), "--drain-ms", "500"],
+                (warmup_ms + window_ms) / 1000 + 30, sb.work, f"probe-{m}", stdout=subprocess.PIPE,
+            )
+            import threading
+
+            result = {}
+            t = threading.Thread(target=lambda: result.update(
+                st=sipp_trunk(sb.work, sb.sip_port, f"relay-{m}", setup_rate, m, hold_ms, trunk_media=trunk_media)))
+            before = sb.ended()
+            t.start()
+            # CPU over the counting window only.
+            time.sleep(warmup_ms / 1000)
+            la = loadavg()
+            cpu0 = cpu_seconds([sb.proc.pid])
+            t0 = time.time()
+            time.sleep(window_ms / 1000)
+            cpu1 = cpu_seconds([sb.proc.pid])
+            t1 = time.time()
+            rtp = metric_by_label(sb.metrics(), "switchboard_rtp_packets_total", "direction")
+            out, _ = pr.popen.communicate(timeout=60)
+            pr.log.close()
+            t.join()
+            st = result["st"]
+            sb.drain(before, st["successful"])
+            try:
+                probe_res = json.loads(out.decode().strip().splitlines()[-1])
+            except (ValueError, IndexError):
+                raise RuntimeError(f"probe printed nothing:\n{pr.tail()}")
+            calls = probe_res["calls_in_window"]
+            sent = probe_res["sent_counted"]
+            ow = probe_res["one_way"]
+            rt = probe_res["round_trip"]
+            loss_ow = (1 - ow["received"] / sent) * 100 if sent else float("nan")
+            loss_rt = (1 - rt["received"] / sent) * 100 if sent else float("nan")
+            cpu = cpu1 - cpu0
+            per_call_pct = cpu / (t1 - t0) / max(calls, 1) * 100
+            row = {
+                "calls": m,
+                "bridged_in_window": calls,
+                "pkts_per_s": round(2 * 50 * calls),
+                "cpu_s": round(cpu, 2),
+                "window_s": round(t1 - t0, 2),
+                "core_pct_per_call": round(per_call_pct, 4),
+                "sent": sent,
+                "loss_one_way_pct": round(loss_ow, 3),
+                "loss_round_trip_pct": round(loss_rt, 3),
+                "transit_p50_ms": ow["transit_p50_ms"],
+                "transit_p99_ms": ow["transit_p99_ms"],
+                "jitter_mean_ms": ow["jitter_mean_ms"],
+                "jitter_max_ms": ow["jitter_max_ms"],
+                "rt_jitter_mean_ms": rt["jitter_mean_ms"],
+                "sipp_failed": st["failed"],
+                "loadavg": la,
+                "rtp_metric": json.dumps(rtp),
+            }
+            rows_out.append(row)
+            log(f"relay {m:5} calls ({calls} bridged in window): cpu {cpu:.2f}s over {t1 - t0:.1f}s = "
+                f"{per_call_pct:.4f} % of a core per call; loss one-way {loss_ow:.3f} % round-trip "
+                f"{loss_rt:.3f} %; jitter mean {ow['jitter_mean_ms']:.3f} ms max {ow['jitter_max_ms']:.3f} ms; "
+                f"transit p99 {ow['transit_p99_ms']:.3f} ms; SIPp failed {st['failed']}; load {la:.2f}")
+    finally:
+        sb.stop()
+
+
+# ---- PostgreSQL ---------------------------------------------------------------------------
+
+
+class Postgres:
+    def __init__(self, work):
+        bins = sorted(
+            (d for d in os.listdir("/usr/lib/postgresql") if os.path.isdir(f"/usr/lib/postgresql/{d}/bin")),
+            key=lambda s: [int(x) for x in re.findall(r"\d+", s)],
+        )
+        self.bin = f"/usr/lib/postgresql/{bins[-1]}/bin"
+        self.dir = tempfile.mkdtemp(prefix="sb-load-pg-")
+        shutil.chown(self.dir, "postgres", "postgres")
+        self.port = free_port()
+        as_pg = ["runuser", "-u", "postgres", "--"]
+        subprocess.run(
+            as_pg + [f"{self.bin}/initdb", "-D", f"{self.dir}/data", "-A", "trust", "-U", "postgres",
+                     "--no-sync", "-E", "UTF8"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120,
+        )
+        subprocess.run(
+            as_pg + [f"{self.bin}/pg_ctl", "-D", f"{self.dir}/data", "-l", f"{self.dir}/log", "-w", "-o",
+                     f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
+            check=True, stdout=subprocess.DEVNULL, timeout=120,
+        )
+        self.url = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+
+    def pids(self):
+        try:
+            with open(f"{self.dir}/data/postmaster.pid") as f:
+                return tree(int(f.readline()))
+        except OSError:
+            return []
+
+    def stop(self):
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", f"{self.bin}/pg_ctl", "-D", f"{self.dir}/data", "-m", "fast",
+             "-w", "stop"], stdout=subprocess.DEVNULL, timeout=120,
+        )
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ---- output -------------------------------------------------------------------------------
+
+
+def clean(row):
+    return row and row["failed"] == 0 and row["achieved_cps"] >= 0.95 * row["offered_cps"]
+
+
+def svg_chart(rows, path):
+    """Two panels against the offered rate: achieved calls/s, and CPU seconds per 1,000 calls."""
+    zero = [r for r in rows if r["series"] == "zero"]
+    series = {}
+    for r in zero:
+        series.setdefault(f"{r['system']} ({r['db']})", []).append(r)
+    colors = ["#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#ff7f0e"]
+    W, H, pad = 460, 320, 55
+    rates = sorted({r["offered_cps"] for r in zero}) or [1]
+    xmax = max(rates)
+
+    def panel(ox, title, key, ymax):
+        ymax = ymax or 1
+        out = [f'<g transform="translate({ox},0)">',
+               f'<text x="{W / 2}" y="20" text-anchor="middle" font-size="14">{title}</text>',
+               f'<line x1="{pad}" y1="{H - pad}" x2="{W - 10}" y2="{H - pad}" stroke="black"/>',
+               f'<line x1="{pad}" y1="30" x2="{pad}" y2="{H - pad}" stroke="black"/>']
+        sx = lambda x: pad + (W - 10 - pad) * x / xmax
+        sy = lambda y: H - pad - (H - pad - 30) * y / ymax
+        for i in range(5):
+            y = ymax * i / 4
+            out.append(f'<text x="{pad - 5}" y="{sy(y) + 4:.1f}" text-anchor="end" font-size="10">{y:.3g}</text>')
+            out.append(f'<line x1="{pad}" y1="{sy(y):.1f}" x2="{W - 10}" y2="{sy(y):.1f}" stroke="#ddd"/>')
+        for x in rates:
+            out.append(f'<text x="{sx(x):.1f}" y="{H - pad + 15}" text-anchor="middle" font-size="10">{x}</text>')
+        out.append(f'<text x="{W / 2}" y="{H - 15}" text-anchor="middle" font-size="11">offered calls/s (zero-length calls)</text>')
+        for i, (name, rs) in enumerate(sorted(series.items())):
+            c = colors[i % len(colors)]
+            pts = " ".join(f"{sx(r['offered_cps']):.1f},{sy(r[key]):.1f}" for r in sorted(rs, key=lambda r: r["offered_cps"]))
+            out.append(f'<polyline points="{pts}" fill="none" stroke="{c}" stroke-width="2"/>')
+            for r in rs:
+                out.append(f'<circle cx="{sx(r["offered_cps"]):.1f}" cy="{sy(r[key]):.1f}" r="3" fill="{c}"/>')
+            out.append(f'<text x="{pad + 10}" y="{45 + 14 * i}" font-size="11" fill="{c}">{name}</text>')
+        out.append("</g>")
+        return out
+
+    ymax_cps = max([r["achieved_cps"] for r in zero] + [r["offered_cps"] for r in zero] + [1]) * 1.05
+    ymax_cpu = max([r["cpu_s_per_1k"] for r in zero] + [0.5]) * 1.1
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * W}" height="{H}" font-family="sans-serif">',
+             '<rect width="100%" height="100%" fill="white"/>']
+    parts += panel(0, "achieved calls/s", "achieved_cps", ymax_cps)
+    parts += panel(W, "CPU seconds per 1,000 calls", "cpu_s_per_1k", ymax_cpu)
+    parts.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(parts) + "\n")
+
+
+def fmt(x, nd=2):
+    if x == "" or x is None:
+        return "—"
+    if isinstance(x, float):
+        return f"{x:.{nd}f}"
+    return str(x)
+
+
+def markdown(rows, relay, memory, latency, summary, meta):
+    out = [f"Run: {meta['date']}, {meta['mode']} mode, {meta['cores']} cores, load average at start "
+           f"{meta['load_start']:.2f}, at end {meta['load_end']:.2f}; {meta['agents']} agents; "
+           f"Switchboard `RUST_LOG={meta['rust_log']}`; Kamailio {meta['kamailio']}; SIPp {meta['sipp']}.", ""]
+    out.append("| system | CDRs | call length | offered/s | achieved/s | ok | failed | agent answered | retrans | CPU s/1k calls | "
+               "peak RSS MB | RSS drained MB | INVITE→INVITE p50/p99 ms | SB/Kam CPS | SB/Kam CPU | load |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    kam = {(r["series"], r["offered_cps"]): r for r in rows if r["system"] == "kamailio"}
+    for r in rows:
+        k = kam.get((r["series"], r["offered_cps"]))
+        ratio_cps = ratio_cpu = "—"
+        if r["system"] == "switchboard" and k:
+            ratio_cps = f"{r['achieved_cps'] / k['achieved_cps']:.2f}" if k["achieved_cps"] else "—"
+            ratio_cpu = f"{r['cpu_s_per_1k'] / k['cpu_s_per_1k']:.2f}" if k["cpu_s_per_1k"] else "—"
+        lat = "—"
+        if r["lat_p50_ms"] != "":
+            lat = f"{r['lat_p50_ms']:.2f} / {r['lat_p99_ms']:.2f}"
+        kind = "0 s" if r["series"] == "zero" else f"{r['hold_ms'] / 1000:g} s"
+        out.append(
+            f"| {r['system']} | {r['db']} | {kind} | {r['offered_cps']} | {r['achieved_cps']:.0f} | {r['successful']} | "
+            f"{r['failed']} | {r.get('server_answered', '—') if r['system'] == 'switchboard' else '—'} | {r['retransmissions']} | {r['cpu_s_per_1k']:.3f} | {r['peak_rss_mb']:.0f} | "
+            f"{r['rss_drained_mb']:.0f} | {lat} | {ratio_cps} | {ratio_cpu} | {r['loadavg']:.1f} |"
+        )
+    if relay:
+        out += ["", "| relayed calls | bridged in window | relayed pkt/s | CPU s (window) | % of a core per call | "
+                "loss one-way | loss round trip | transit p50/p99 ms | jitter mean/max ms | load |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in relay:
+            out.append(
+                f"| {r['calls']} | {r['bridged_in_window']} | {r['pkts_per_s']} | {r['cpu_s']:.2f} / {r['window_s']:.1f} s | "
+                f"{r['core_pct_per_call']:.4f} % | {r['loss_one_way_pct']:.3f} % | {r['loss_round_trip_pct']:.3f} % | "
+                f"{r['transit_p50_ms']:.3f} / {r['transit_p99_ms']:.3f} | {r['jitter_mean_ms']:.3f} / {r['jitter_max_ms']:.3f} | "
+                f"{r['loadavg']:.1f} |")
+    if memory:
+        out += ["", f"Memory growth: RSS {memory['rss_start_mb']} MB at start, {memory['rss_after_first_mb']} MB after "
+                f"the first {memory['first']:,} calls, {memory['rss_after_all_mb']} MB after {memory['total']:,} calls "
+                f"at {memory['rate']}/s ({memory['growth_pct']:+.1f} %; {memory['calls_ok']:,} ok, "
+                f"{memory['calls_failed']:,} failed; outcomes {json.dumps(memory['outcomes'])})."]
+    out += ["", "`" + summary + "`"]
+    return "\n".join(out) + "\n"
+
+
+def tool_version(argv, pattern):
+    try:
+        out = subprocess.run(argv, capture_output=True, timeout=10, text=True)
+        m = re.search(pattern, out.stdout + out.stderr)
+        return m.group(1) if m else "?"
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="small figures, under 3 minutes; proves the harness works")
+    ap.add_argument("--binary", required=True)
+    ap.add_argument("--probe", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, SIPp statistics)")
+    ap.add_argument("--only", default="sb,pg,kam,mem,relay,lat", help="comma list of phases")
+    args = ap.parse_args()
+    args.binary, args.probe = os.path.abspath(args.binary), os.path.abspath(args.probe)
+    cfg = QUICK if args.quick else FULL
+    phases = set(args.only.split(","))
+    os.makedirs(args.out, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="sb-load-")
+    meta = {
+        "date": time.strftime("%Y-%m-%d %H:%M"), "mode": "quick" if args.quick else "full",
+        "cores": os.cpu_count(), "load_start": loadavg(), "agents": cfg["agents"],
+        "rust_log": os.environ.get("LOAD_RUST_LOG", "warn"),
+        "kamailio": tool_version(["kamailio", "-v"], r"version:\s*kamailio\s+(\S+)"),
+        "sipp": tool_version(["sipp", "-v"], r"SIPp\s+v?(\S+)"),
+    }
+    log(f"work dir {work}; load average {meta['load_start']:.2f}; mode {meta['mode']}")
+    rows, relay, memory, lat_sb, lat_kam = [], [], None, {}, {}
+    t_start = time.time()
+    try:
+        if "sb" in phases:
+            sb = Switchboard(args.binary, work, cfg["agents"])
+            try:
+                sb.register()
+                sb.start_agents()
+                cps_series(sb, sb.work, "sqlite", cfg, rows)
+                if "lat" in phases:
+                    lat_sb = latency_pass(sb, sb.work, cfg["latency_rates"], cfg["latency_s"])
+            finally:
+                sb.stop()
+        if "kam" in phases:
+            kam = Kamailio(work)
+            try:
+                cps_series(kam, kam.work, "-", cfg, rows)
+                if "lat" in phases:
+                    lat_kam = latency_pass(kam, kam.work, cfg["latency_rates"], cfg["latency_s"])
+            finally:
+                kam.stop()
+        if "pg" in phases:
+            pg = Postgres(work)
+            try:
+                sb = Switchboard(args.binary, work, cfg["agents"], db_url=pg.url, tag="sb-pg")
+                try:
+                    sb.register()
+                    sb.start_agents()
+                    for rate in cfg["pg_rates"]:
+                        pg_cpu0 = cpu_seconds(pg.pids())
+                        row = run_step(sb, sb.work, "zero", "postgres", rate, cfg["step_s"], 0)
+                        row["postgres_cpu_s"] = round(cpu_seconds(pg.pids()) - pg_cpu0, 2)
+                        rows.append(row)
+                finally:
+                    sb.stop()
+            finally:
+                pg.stop()
+        if "mem" in phases:
+            memory = memory_check(args.binary, work, cfg)
+        if "relay" in phases:
+            relay_series(args.binary, args.probe, work, cfg, relay)
+    except Exception:
+        log(f"FAILED; logs kept in {work}")
+        raise
+
+    for r in rows:
+        lat = lat_sb if r["system"] == "switchboard" and r["db"] == "sqlite" else lat_kam if r["system"] == "kamailio" else {}
+        if r["series"] == "zero" and r["offered_cps"] in lat:
+            r["lat_p50_ms"], r["lat_p99_ms"] = lat[r["offered_cps"]][0], lat[r["offered_cps"]][1]
+
+    def best(system):
+        ok = [r for r in rows if r["system"] == system and r["db"] in ("sqlite", "-") and r["series"] == "zero" and clean(r)]
+        return max(ok, key=lambda r: r["offered_cps"]) if ok else None
+
+    b_sb, b_kam = best("switchboard"), best("kamailio")
+    x = b_sb["achieved_cps"] if b_sb else 0
+    y = b_kam["achieved_cps"] if b_kam else 0
+    # CPU per 1,000 calls compared at the highest rate clean for both systems.
+    both = [r["offered_cps"] for r in rows if r["system"] == "switchboard" and r["db"] == "sqlite"
+            and r["series"] == "zero" and clean(r)
+            and any(k["system"] == "kamailio" and k["series"] == "zero" and k["offered_cps"] == r["offered_cps"] and clean(k) for k in rows)]
+    a = b = 0.0
+    if both:
+        at = max(both)
+        a = next(r["cpu_s_per_1k"] for r in rows if r["system"] == "switchboard" and r["db"] == "sqlite" and r["series"] == "zero" and r["offered_cps"] == at)
+        b = next(r["cpu_s_per_1k"] for r in rows if r["system"] == "kamailio" and r["series"] == "zero" and r["offered_cps"] == at)
+    ratio = x / y if y else float("nan")
+    summary = (f"load: max clean CPS switchboard={x:.0f} kamailio={y:.0f} ratio={ratio:.2f}; "
+               f"cpu/1k switchboard={a:.3f} kamailio={b:.3f}")
+    if both:
+        summary_note = f"(CPU compared at {max(both)} calls/s, the highest rate clean for both)"
+    else:
+        summary_note = "(no rate was clean for both systems)"
+    meta["load_end"] = loadavg()
+    fields = ["system", "db", "series", "hold_ms", "offered_cps", "calls", "successful", "failed", "retransmissions",
+              "achieved_cps", "cpu_s", "cpu_s_per_1k", "peak_rss_mb", "rss_drained_mb", "server_ended", "server_answered",
+              "lat_p50_ms", "lat_p99_ms", "postgres_cpu_s", "loadavg"]
+    with open(os.path.join(args.out, "load.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    if relay:
+        with open(os.path.join(args.out, "relay.csv"), "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(relay[0].keys()))
+            w.writeheader()
+            w.writerows(relay)
+    if memory:
+        with open(os.path.join(args.out, "memory.json"), "w") as f:
+            json.dump(memory, f, indent=1)
+    svg_chart(rows, os.path.join(args.out, "load.svg"))
+    md = markdown(rows, relay, memory, (lat_sb, lat_kam), summary, meta)
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write(md + "\n" + summary_note + "\n")
+    print()
+    print(md)
+    log(f"wrote {args.out}/load.csv, load.svg, results.md in {time.time() - t_start:.0f} s {summary_note}")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    print(summary)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
