@@ -160,9 +160,25 @@ fn worker<E: QueueEngine>(e: &E, seed: u64, stop: &AtomicBool) -> u64 {
     ops
 }
 
-/// Ops/s of `threads` workers on `e` for one [`RUN`].
-fn throughput<E: QueueEngine + 'static>(e: &Arc<E>, threads: u64, round: u64) -> f64 {
+/// CPU time this process has used, in seconds (Linux `/proc/self/stat`, 100 ticks/s); zero
+/// where that cannot be read. Shows how many cores a run actually got on a shared machine.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Ops/s of `threads` workers on `e` for one [`RUN`], and the cores the run got.
+fn throughput<E: QueueEngine + 'static>(e: &Arc<E>, threads: u64, round: u64) -> (f64, f64) {
     let stop = Arc::new(AtomicBool::new(false));
+    let cpu0 = cpu_seconds();
     let start = Instant::now();
     let handles: Vec<_> = (0..threads)
         .map(|i| {
@@ -175,7 +191,8 @@ fn throughput<E: QueueEngine + 'static>(e: &Arc<E>, threads: u64, round: u64) ->
     std::thread::sleep(RUN);
     stop.store(true, Ordering::Relaxed);
     let ops: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
-    ops as f64 / start.elapsed().as_secs_f64()
+    let wall = start.elapsed().as_secs_f64();
+    (ops as f64 / wall, (cpu_seconds() - cpu0) / wall)
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -232,9 +249,14 @@ fn main() {
             login_all(&*lock_free);
             login_all(&*mutex);
             let (mut lf, mut mx) = (Vec::new(), Vec::new());
+            let (mut lf_cores, mut mx_cores) = (Vec::new(), Vec::new());
             for round in 0..ROUNDS {
-                lf.push(throughput(&lock_free, threads, round));
-                mx.push(throughput(&mutex, threads, round));
+                let (ops, cores) = throughput(&lock_free, threads, round);
+                lf.push(ops);
+                lf_cores.push(cores);
+                let (ops, cores) = throughput(&mutex, threads, round);
+                mx.push(ops);
+                mx_cores.push(cores);
             }
             let ratios: Vec<String> = lf
                 .iter()
@@ -243,9 +265,11 @@ fn main() {
                 .collect();
             let (lf, mx) = (median(&mut lf), median(&mut mx));
             println!(
-                "threads {threads}: lock-free {lf:>10.0} ops/s   mutex {mx:>10.0} ops/s   (medians of {ROUNDS})   ratio {:.2}   per round: {}",
+                "threads {threads}: lock-free {lf:>10.0} ops/s   mutex {mx:>10.0} ops/s   (medians of {ROUNDS})   ratio {:.2}   per round: {}   cores used: lock-free {:.2}, mutex {:.2}",
                 lf / mx,
-                ratios.join(" ")
+                ratios.join(" "),
+                median(&mut lf_cores),
+                median(&mut mx_cores)
             );
             results.push((threads, lf, mx));
         }
