@@ -693,3 +693,74 @@ fn agent_put_on_break_while_ringing_stops_ringing_and_the_call_moves_on() {
     );
     assert!(server.log().contains("offer withdrawn"), "{}", server.log());
 }
+
+#[test]
+fn agent_transfers_the_caller_to_finance_by_refer() {
+    if skip() {
+        return;
+    }
+    let server = company();
+    let olga = SippAgent::start_with(
+        &server,
+        &["olga"],
+        Some("agent_refer.xml"),
+        &["-key", "target", "finance"],
+    );
+    let fina = SippAgent::start(&server, "fina", None);
+    let before = ended_calls(&server.log()).len();
+    let (status, out, messages) = trunk_call(&server, "+38511000004", "100", 5000);
+    assert!(status.success(), "{out}\n{messages}\n{}", server.log());
+    wait_until(&server, "both records", Duration::from_secs(5), || {
+        ended_calls(&server.log()).len() >= before + 2
+    });
+    let records = ended_calls(&server.log());
+    let (first, second) = (&records[before], &records[before + 1]);
+    assert_eq!(first["outcome"], "transferred", "{first:?}");
+    assert_eq!(first["agent"], "olga", "{first:?}");
+    assert_eq!(second["outcome"], "answered", "{second:?}");
+    assert_eq!(second["agent"], "fina", "{second:?}");
+    assert!(second["route"].contains("role:finance(fina)"), "{second:?}");
+    for key in [
+        "caller_rtp_in",
+        "caller_rtp_out",
+        "agent_rtp_in",
+        "agent_rtp_out",
+    ] {
+        assert!(num(second, key) > 20, "{key}: {second:?}");
+    }
+    assert_eq!(fina.invites(), 1);
+    // The transferor saw 202, the sipfrag NOTIFYs (100 then 200) and Switchboard's BYE.
+    let m = olga.messages();
+    assert!(m.contains("SIP/2.0 202 Accepted"), "{m}");
+    assert!(m.contains("Content-Type: message/sipfrag"), "{m}");
+    assert!(
+        m.contains("SIP/2.0 100 Trying") && m.contains("SIP/2.0 200 OK"),
+        "{m}"
+    );
+    assert!(m.contains("BYE sip:"), "{m}");
+}
+
+#[test]
+fn transfer_to_an_unknown_target_is_refused() {
+    if skip() {
+        return;
+    }
+    let server = company();
+    let olga = SippAgent::start_with(
+        &server,
+        &["olga"],
+        Some("agent_refer.xml"),
+        &["-key", "target", "nobody"],
+    );
+    // The agent's scenario expects 202, so it fails on the 404; the call itself goes on
+    // until the caller hangs up.
+    let rec = call_for(&server, "+38511000004", "100", 2500);
+    assert_eq!(rec["outcome"], "answered", "{rec:?}");
+    assert_eq!(rec["agent"], "olga", "{rec:?}");
+    assert!(
+        olga.messages()
+            .contains("SIP/2.0 404 Unknown Transfer Target"),
+        "{}",
+        olga.messages()
+    );
+}

@@ -318,6 +318,10 @@ struct TemplateStep {
 enum TemplateRef {
     Class(usize),
     Queue(usize),
+    /// A transfer to one agent (`agent:<id>`).
+    Agent(usize),
+    /// A transfer to a role (`role:<role>`).
+    Role(usize),
 }
 
 /// A resolved step of one call's chain (step `i` comes from step `i` of the call's template).
@@ -445,6 +449,9 @@ pub struct Engine {
     chains: Vec<Vec<TemplateStep>>,
     /// Per queue: the chain of a call routed straight to it (the queue and its overflow).
     queue_chains: Vec<Vec<TemplateStep>>,
+    /// One-step chains for transfers: `agent:<id>` per agent, `role:<role>` per role.
+    agent_chains: Vec<Vec<TemplateStep>>,
+    role_chains: Vec<Vec<TemplateStep>>,
 
     /// Calls by id, sharded by the low bits of the id so that threads routing consecutive
     /// calls do not meet at the tail of one ordered map.
@@ -696,12 +703,33 @@ impl Engine {
             }
             avail.push(AvailIndex::new(members, kinds));
         }
+        let agent_chains: Vec<Vec<TemplateStep>> = agents
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                vec![TemplateStep {
+                    label: format!("agent:{}", a.id).into(),
+                    kind: TemplateKind::Agent(i as u32),
+                }]
+            })
+            .collect();
+        let role_chains: Vec<Vec<TemplateStep>> = role_names
+            .iter()
+            .enumerate()
+            .map(|(r, name)| {
+                vec![TemplateStep {
+                    label: format!("role:{name}").into(),
+                    kind: TemplateKind::Role(r as u32),
+                }]
+            })
+            .collect();
         let idle_only = BTreeSet::from([HintKind::Idle as usize]);
         let mut role_avail = vec![None; role_names.len()];
         for (r, slot) in role_avail.iter_mut().enumerate() {
             let used = chains
                 .iter()
                 .chain(queue_chains.iter())
+                .chain(role_chains.iter())
                 .flatten()
                 .any(|t| matches!(t.kind, TemplateKind::Role(x) if x as usize == r));
             if used {
@@ -772,6 +800,8 @@ impl Engine {
             queue_by_name,
             chains,
             queue_chains,
+            agent_chains,
+            role_chains,
             calls: std::array::from_fn(|_| OrderedMap::new()),
             next_call: AtomicU64::new(1),
             rng_counter: AtomicU64::new(0),
@@ -892,14 +922,62 @@ impl Engine {
     /// `Err(NoRoute)` when no step of the chain can ever take it.
     pub fn route_call(&self, now: Time, req: CallRequest) -> Result<CallId, EngineError> {
         let class = classify(req.client.as_ref(), req.purpose);
-        let id = self.next_call.fetch_add(1, SeqCst);
-        let base_prio = req
-            .priority
-            .unwrap_or_else(|| self.class_priority.get(class.index()).copied().unwrap_or(0));
         let template_ref = match req.queue {
             Some(q) => TemplateRef::Queue(q.0 as usize),
             None => TemplateRef::Class(class.index()),
         };
+        self.route_along(now, req, class, template_ref)
+    }
+
+    /// Routes a call to one named target instead of its class chain: a blind transfer to
+    /// `agent:<id>`, `role:<role>` or `queue:<name>` (whose overflow still applies). The
+    /// client and purpose still give the class (priority, the record).
+    pub fn route_call_to(
+        &self,
+        now: Time,
+        req: CallRequest,
+        target: &Step,
+    ) -> Result<CallId, EngineError> {
+        let class = classify(req.client.as_ref(), req.purpose);
+        let unknown = |what: &'static str, value: &str| EngineError::BadValue {
+            what,
+            value: value.to_owned(),
+        };
+        let template_ref = match target {
+            Step::Agent(id) => TemplateRef::Agent(
+                self.agent_by_id
+                    .get(id)
+                    .copied()
+                    .ok_or_else(|| unknown("agent", id))? as usize,
+            ),
+            Step::Role(role) => TemplateRef::Role(
+                self.role_names
+                    .iter()
+                    .position(|r| r == role)
+                    .ok_or_else(|| unknown("role", role))?,
+            ),
+            Step::Queue(name) => TemplateRef::Queue(
+                self.queue_by_name
+                    .get(name)
+                    .copied()
+                    .ok_or_else(|| unknown("queue", name))? as usize,
+            ),
+            Step::AssignedManager => TemplateRef::Class(class.index()),
+        };
+        self.route_along(now, req, class, template_ref)
+    }
+
+    fn route_along(
+        &self,
+        now: Time,
+        req: CallRequest,
+        class: Class,
+        template_ref: TemplateRef,
+    ) -> Result<CallId, EngineError> {
+        let id = self.next_call.fetch_add(1, SeqCst);
+        let base_prio = req
+            .priority
+            .unwrap_or_else(|| self.class_priority.get(class.index()).copied().unwrap_or(0));
         let template = self.template(template_ref);
         let steps = self.resolve_chain(template, class, req.client.as_ref(), base_prio);
         if steps.iter().all(|s| s.target == Target::Nobody) {
@@ -1293,6 +1371,8 @@ impl Engine {
         match t {
             TemplateRef::Class(c) => self.chains.get(c),
             TemplateRef::Queue(q) => self.queue_chains.get(q),
+            TemplateRef::Agent(a) => self.agent_chains.get(a),
+            TemplateRef::Role(r) => self.role_chains.get(r),
         }
         .map_or(&[][..], |c| &c[..])
     }

@@ -241,6 +241,22 @@ impl CallMedia {
         }
     }
 
+    /// Counters so far (the call goes on).
+    pub fn stats(&self) -> CallMediaStats {
+        self.session
+            .as_ref()
+            .map_or_else(CallMediaStats::default, |s| {
+                let stats = s.stats();
+                CallMediaStats {
+                    caller_in: stats.caller.packets_in,
+                    caller_out: stats.caller.packets_out,
+                    agent_in: stats.agent.packets_in,
+                    agent_out: stats.agent.packets_out,
+                    recording: stats.recording.clone(),
+                }
+            })
+    }
+
     /// Ends the media: counters now, ports freed and the recording finished in the background.
     pub fn close(&mut self) -> CallMediaStats {
         let Some(session) = self.session.take() else {

@@ -19,7 +19,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use switchboard_engine::{
     AgentIdx, AgentStateChange, AgentStateKind, CallId, CallRequest, ClientDirectory, Engine,
-    EngineError, HangupSide, Offer, Outcome, Purpose, Time,
+    EngineError, HangupSide, Offer, Outcome, Purpose, Step, Time,
 };
 use switchboard_sip::dialog::{self, Dialog};
 use switchboard_sip::{ClientTxnKey, Endpoint, Instant, Peer, ServerTxnKey, Transport};
@@ -30,7 +30,7 @@ use switchboard_store::{
 };
 use tracing::{debug, info, warn};
 
-use crate::callmedia::{CallMedia, MediaSetup};
+use crate::callmedia::{CallMedia, CallMediaStats, MediaSetup};
 use crate::config::{self, Config};
 use crate::events::{EventBus, LiveEvent};
 use crate::metrics::Metrics;
@@ -43,6 +43,40 @@ struct Trunk {
     name: String,
     allow: Vec<IpNet>,
     dids: HashMap<String, Purpose>,
+}
+
+/// How one record of a call ended (a transfer ends a segment, the call goes on).
+#[derive(Debug, Clone)]
+struct SegmentEnd {
+    agent: Option<String>,
+    outcome: CdrOutcome,
+    side: CdrHangup,
+}
+
+/// Sends a NOTIFY of the `refer` event package with a `message/sipfrag` body (RFC 3515).
+fn notify_sipfrag(
+    ep: &mut Endpoint,
+    now: Instant,
+    dialog: &mut Dialog,
+    dest: &Peer,
+    status_line: &str,
+    last: bool,
+) {
+    let mut notify = dialog.request(Method::Notify);
+    notify.headers.push(HeaderName::Event, "refer");
+    notify.headers.push(
+        HeaderName::Other("Subscription-State".into()),
+        if last {
+            "terminated;reason=noresource"
+        } else {
+            "active;expires=60"
+        },
+    );
+    notify
+        .headers
+        .push(HeaderName::ContentType, "message/sipfrag;version=2.0");
+    notify.body = format!("{status_line}\r\n").into_bytes();
+    let _ = ep.send_request(now, dest.clone(), notify);
 }
 
 /// Which side of a call a SIP dialog belongs to.
@@ -183,6 +217,8 @@ pub struct Calls {
     shutting_down: bool,
     shared: Arc<Shared>,
     ivr: Option<config::IvrConfig>,
+    /// Every role some agent holds (transfer targets).
+    roles: std::collections::HashSet<String>,
     inputs: tokio::sync::mpsc::UnboundedSender<CallInput>,
     /// The active-call snapshot is stale; it is republished at most every [`PUBLISH_EVERY`].
     dirty: bool,
@@ -275,6 +311,11 @@ impl Calls {
             shutting_down: false,
             shared,
             ivr: config.ivr.clone(),
+            roles: config
+                .agents
+                .iter()
+                .flat_map(|a| a.roles.iter().cloned())
+                .collect(),
             inputs,
             dirty: false,
             last_publish: Instant::ZERO,
@@ -433,8 +474,12 @@ impl Calls {
                 true
             }
             Method::Ack => true,
+            Method::Refer if side == Side::Agent => {
+                self.refer(ep, now, txn, &req, key);
+                true
+            }
             _ => {
-                // INFO, UPDATE, NOTIFY, REFER and the like inside a call: accepted, no action.
+                // INFO, UPDATE, NOTIFY and the like inside a call: accepted, no action.
                 respond(ep, now, txn, &req, 200, "OK", None);
                 true
             }
@@ -770,6 +815,162 @@ impl Calls {
         call.media
             .announce_position(position, waited_min.saturating_add(1));
         self.schedule_announcement(now, key);
+    }
+
+    // ----- transfer ---------------------------------------------------------------------------
+
+    /// The transfer target a REFER names: `queue-<name>` a queue, else an agent id, else a
+    /// role held by some agent.
+    fn transfer_target(&self, user: &str) -> Option<Step> {
+        if let Some(queue) = user.strip_prefix("queue-") {
+            return self
+                .engine
+                .queue_idx(queue)
+                .map(|_| Step::Queue(queue.to_owned()));
+        }
+        if self.engine.agent_idx(user).is_some() {
+            return Some(Step::Agent(user.to_owned()));
+        }
+        self.roles
+            .contains(user)
+            .then(|| Step::Role(user.to_owned()))
+    }
+
+    /// A blind transfer by the talking agent (RFC 3515): the caller goes back through the
+    /// engine to the named agent, role or queue, the agent's leg ends.
+    fn refer(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        txn: ServerTxnKey,
+        req: &Request,
+        key: u64,
+    ) {
+        let target = req
+            .headers
+            .get(&HeaderName::ReferTo)
+            .and_then(|v| NameAddr::parse(v).ok())
+            .and_then(|n| n.uri.user);
+        let Some(user) = target else {
+            respond(
+                ep,
+                now,
+                txn,
+                req,
+                400,
+                "Bad Request - Missing Refer-To",
+                None,
+            );
+            return;
+        };
+        let Some(step) = self.transfer_target(&user) else {
+            info!(call = key, target = %user, "transfer to an unknown target refused");
+            respond(ep, now, txn, req, 404, "Unknown Transfer Target", None);
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&key) else {
+            respond(
+                ep,
+                now,
+                txn,
+                req,
+                481,
+                "Call/Transaction Does Not Exist",
+                None,
+            );
+            return;
+        };
+        let (Some(bridged), Some(old_engine_call)) = (call.bridged.take(), call.engine_call) else {
+            respond(ep, now, txn, req, 491, "Request Pending", None);
+            return;
+        };
+        respond(ep, now, txn, req, 202, "Accepted", None);
+        let mut dialog = bridged.dialog;
+        let dest = bridged.dest.clone();
+        notify_sipfrag(ep, now, &mut dialog, &dest, "SIP/2.0 100 Trying", false);
+
+        // The first segment ends for the agent (wrap-up) and gets its own record.
+        let t = engine_time(now);
+        if let Err(e) = self.engine.hangup(t, old_engine_call, HangupSide::Agent) {
+            warn!(call = key, "engine hangup for transfer: {e}");
+        }
+        let client = self.directory.lookup(&call.client_number);
+        let routed = self.engine.route_call_to(
+            t,
+            CallRequest {
+                caller: call.client_number.clone(),
+                purpose: call.purpose,
+                client,
+                priority: None,
+                queue: None,
+            },
+            &step,
+        );
+        let agent_id = self
+            .engine
+            .agent_id(bridged.agent)
+            .unwrap_or_default()
+            .to_owned();
+        info!(call = key, agent = %agent_id, target = %step, "blind transfer");
+        let first = SegmentEnd {
+            agent: Some(agent_id.clone()),
+            outcome: CdrOutcome::Transferred,
+            side: CdrHangup::Agent,
+        };
+        self.write_cdr(now, key, &first);
+        self.write_queue_event(
+            key,
+            QueueEventKind::Transfer,
+            Some(agent_id),
+            Some(step.to_string()),
+        );
+        self.by_sip_call_id.remove(&bridged.sip_call_id);
+        self.finished.insert(old_engine_call, {
+            let c = &self.calls[&key];
+            (c.record_id.clone(), c.queue.clone())
+        });
+        self.by_engine.remove(&old_engine_call);
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        // The caller's next segment is a new record.
+        call.record_id = switchboard_store::new_record_id();
+        call.phase = Phase::Queued;
+        call.answered_at = None;
+        call.queued_at = now;
+        call.route = format!("transfer:{step}");
+        call.media.play_music();
+        match routed {
+            Ok(ec) => {
+                call.engine_call = Some(ec);
+                self.by_engine.insert(ec, key);
+                notify_sipfrag(ep, now, &mut dialog, &dest, "SIP/2.0 200 OK", true);
+            }
+            Err(e) => {
+                call.engine_call = None;
+                info!(call = key, "transfer target cannot take the call: {e}");
+                notify_sipfrag(
+                    ep,
+                    now,
+                    &mut dialog,
+                    &dest,
+                    "SIP/2.0 480 Temporarily Unavailable",
+                    true,
+                );
+            }
+        }
+        // The transferor's leg is done.
+        let bye = dialog.request(Method::Bye);
+        let _ = ep.send_request(now, dest, bye);
+        if self
+            .calls
+            .get(&key)
+            .is_some_and(|c| c.engine_call.is_none())
+        {
+            self.end_call(ep, now, key, Ended::NoAgent);
+        } else {
+            self.schedule_announcement(now, key);
+        }
     }
 
     fn reinvite(
@@ -1261,13 +1462,36 @@ impl Calls {
             }
         }
         let stats = call.media.close();
-        let wait_ms = millis_between(call.queued_at, call.answered_at.unwrap_or(now));
-        let talk_ms = call.answered_at.map_or(0, |a| millis_between(a, now));
-        let agent_id = call
+        let agent = call
             .bridged
             .as_ref()
             .and_then(|b| self.engine.agent_id(b.agent))
             .map(str::to_owned);
+        let end = SegmentEnd {
+            agent,
+            outcome,
+            side,
+        };
+        self.record_segment(now, &call, &end, &stats);
+    }
+
+    /// The CDR of a call segment in progress (a transfer), with media counts so far.
+    fn write_cdr(&self, now: Instant, key: u64, end: &SegmentEnd) {
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        let stats = call.media.stats();
+        self.record_segment(now, call, end, &stats);
+    }
+
+    /// Writes one call-detail record, counts it in the metrics, logs it and tells the live
+    /// event stream.
+    fn record_segment(&self, now: Instant, call: &Call, end: &SegmentEnd, stats: &CallMediaStats) {
+        let key = call.key;
+        let (outcome, side) = (end.outcome, end.side);
+        let wait_ms = millis_between(call.queued_at, call.answered_at.unwrap_or(now));
+        let talk_ms = call.answered_at.map_or(0, |a| millis_between(a, now));
+        let agent_id = end.agent.clone();
         let queue_label = call.queue.clone().unwrap_or_else(|| "none".to_owned());
         self.metrics
             .calls_total
@@ -1323,10 +1547,35 @@ impl Calls {
             talk_ms,
             outcome,
             hangup_side: side,
-            recording: stats.recording.map(|p| p.display().to_string()),
+            recording: stats.recording.as_ref().map(|p| p.display().to_string()),
         };
         if let Err(e) = self.records.send(record) {
             warn!(call = key, "call record not accepted: {e}");
+        }
+    }
+
+    /// A queue event of call `key` written by call control itself (TRANSFER).
+    fn write_queue_event(
+        &self,
+        key: u64,
+        kind: QueueEventKind,
+        agent: Option<String>,
+        data: Option<String>,
+    ) {
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        let record = QueueEvent {
+            id: switchboard_store::new_record_id(),
+            at: switchboard_store::now_utc(),
+            call_id: call.record_id.clone(),
+            queue: call.queue.clone().unwrap_or_else(|| "none".to_owned()),
+            agent_id: agent,
+            event: kind,
+            data,
+        };
+        if let Err(e) = self.records.send(record) {
+            warn!(call = key, "queue event not accepted: {e}");
         }
     }
 
