@@ -713,23 +713,12 @@ impl Engine {
                 }]
             })
             .collect();
-        let role_chains: Vec<Vec<TemplateStep>> = role_names
-            .iter()
-            .enumerate()
-            .map(|(r, name)| {
-                vec![TemplateStep {
-                    label: format!("role:{name}").into(),
-                    kind: TemplateKind::Role(r as u32),
-                }]
-            })
-            .collect();
         let idle_only = BTreeSet::from([HintKind::Idle as usize]);
         let mut role_avail = vec![None; role_names.len()];
         for (r, slot) in role_avail.iter_mut().enumerate() {
             let used = chains
                 .iter()
                 .chain(queue_chains.iter())
-                .chain(role_chains.iter())
                 .flatten()
                 .any(|t| matches!(t.kind, TemplateKind::Role(x) if x as usize == r));
             if used {
@@ -768,6 +757,32 @@ impl Engine {
                     no_answer_streak: AtomicU32::new(0),
                     substitute: AtomicU32::new(a.default_substitute),
                 })
+            })
+            .collect();
+        // Transfers to a role: roles the chains use have an availability index and route like
+        // a `role:` step; a role no chain uses gets no index (it would cost every availability
+        // change) and is served by its members as `agent:` steps, in configuration order.
+        let role_chains: Vec<Vec<TemplateStep>> = role_names
+            .iter()
+            .enumerate()
+            .map(|(r, name)| {
+                let label: Arc<str> = format!("role:{name}").into();
+                if role_avail.get(r).is_some_and(Option::is_some) {
+                    vec![TemplateStep {
+                        label,
+                        kind: TemplateKind::Role(r as u32),
+                    }]
+                } else {
+                    agents
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, a)| a.roles.iter().any(|&x| x as usize == r))
+                        .map(|(ai, _)| TemplateStep {
+                            label: Arc::clone(&label),
+                            kind: TemplateKind::Agent(ai as u32),
+                        })
+                        .collect()
+                }
             })
             .collect();
         Ok(Engine {

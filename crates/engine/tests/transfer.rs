@@ -98,3 +98,18 @@ fn transfer_to_an_unknown_target_is_an_error() {
     }
     assert!(e.next_offer().is_none());
 }
+
+#[test]
+fn transfer_to_a_role_no_chain_uses_rings_its_members_in_order() {
+    let e = engine();
+    // `operator` appears in no route chain, so it has no availability index.
+    e.route_call_to(
+        Time::from_secs(2),
+        request(),
+        &Step::Role("operator".into()),
+    )
+    .unwrap();
+    let (agents, route) = offered(&e);
+    assert_eq!(agents, vec!["olga"]);
+    assert!(route.contains("role:operator(olga)"), "{route}");
+}
