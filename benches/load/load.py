@@ -30,20 +30,24 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 BUFF = str(8 * 1024 * 1024)  # SIPp socket buffers (capped by net.core.rmem_max/wmem_max)
 
 FULL = {
-    "agents": 4000,
+    "agents": 3000,
     "rates": [100, 250, 500, 1000, 1500, 2000, 3000],
     "step_s": 10,
     "hold_rates": [100, 250, 500, 1000, 1500],
     "hold_ms": 2000,
     "pg_rates": [100, 500, 1000, 2000, 3000],
     "latency_rates": [100, 500, 1000, 2000, 3000],
+    "latency_rates_default": [100],
+    "tuned_t1_ms": 25,
     "latency_s": 4,
     "mem_first": 1000,
     "mem_total": 100_000,
-    "mem_rate": 1500,
-    "mem_settle_s": 35,
+    "mem_rate": 1000,
+    "mem_settle_s": 10,
+    "cooldown_cap_s": 60,
     "relay_calls": [100, 250, 500, 1000],
     "relay_window_s": 5,
+    "perf_rate": 1000,
 }
 QUICK = {
     "agents": 200,
@@ -53,13 +57,18 @@ QUICK = {
     "hold_ms": 1000,
     "pg_rates": [200],
     "latency_rates": [200],
+    "latency_rates_default": [100],
+    "tuned_t1_ms": 25,
     "latency_s": 2,
     "mem_first": 200,
     "mem_total": 2000,
     "mem_rate": 250,
     "mem_settle_s": 1,
+    # Quick steps are too small to fill the transaction table: no need to wait for Timer J.
+    "cooldown_cap_s": 1,
     "relay_calls": [20],
     "relay_window_s": 2,
+    "perf_rate": 100,
 }
 
 
@@ -75,6 +84,7 @@ def loadavg():
 # ---- ports and processes ----------------------------------------------------------------
 
 _taken = set()
+COOLDOWN_CAP_S = 60.0
 
 
 def free_port(span=1, lo=40000, hi=60000):
@@ -296,10 +306,11 @@ def sipp_trunk(work, target_port, tag, rate, calls, hold_ms, trunk_media=None, r
 # ---- systems under test -------------------------------------------------------------------
 
 
-def switchboard_config(sip_port, http_port, agents, db_url):
+def switchboard_config(sip_port, http_port, agents, db_url, t1_ms=None):
     lines = [
         "[sip]",
         f'listen = ["udp:127.0.0.1:{sip_port}"]',
+        *([f"t1_ms = {t1_ms}"] if t1_ms else []),
         'domain = "callcenter.local"',
         'advertised_address = "127.0.0.1"',
         "max_expires_s = 7200",
@@ -348,9 +359,11 @@ def switchboard_config(sip_port, http_port, agents, db_url):
 
 
 class Switchboard:
-    name = "switchboard"
-
-    def __init__(self, binary, work, agents, db_url="sqlite://switchboard.db", tag="sb"):
+    def __init__(self, binary, work, agents, db_url="sqlite://switchboard.db", tag="sb", t1_ms=None):
+        self.name = "switchboard" if not t1_ms else f"switchboard t1={t1_ms}ms"
+        # UDP server transactions live 64*T1 after their final response (Timer J, Timer L) and
+        # count against Switchboard's transaction cap; let them expire between steps.
+        self.cooldown_s = min(64 * (t1_ms or 500) / 1000 + 1, COOLDOWN_CAP_S)
         self.work = os.path.join(work, tag)
         os.makedirs(self.work, exist_ok=True)
         self.sip_port = free_port()
@@ -359,7 +372,7 @@ class Switchboard:
         self.agents = agents
         cfg = os.path.join(self.work, "bench.toml")
         with open(cfg, "w") as f:
-            f.write(switchboard_config(self.sip_port, self.http_port, agents, db_url))
+            f.write(switchboard_config(self.sip_port, self.http_port, agents, db_url, t1_ms))
         env = dict(os.environ, RUST_LOG=os.environ.get("LOAD_RUST_LOG", "warn"))
         self.proc = Proc([binary, "--config", cfg], 7200, self.work, "switchboard", env=env)
         deadline = time.time() + 60
@@ -414,7 +427,8 @@ class Switchboard:
             log(f"registration pass {attempt + 1}: {regs:.0f} of {self.agents} agents hold a binding")
         if regs < self.agents:
             raise RuntimeError(f"registration failed (exit {rc}, {regs} bindings):\n{p.tail()}")
-        log(f"{self.agents} agents registered from 127.0.0.1:{agent_port}")
+        log(f"{self.agents} agents registered from 127.0.0.1:{agent_port}; {self.cooldown_s:.0f} s for their transactions to expire")
+        time.sleep(self.cooldown_s)
 
     def start_agents(self, agent_media=None):
         self.uas = sipp_uas(self.work, self.agent_port, agent_media)
@@ -441,6 +455,7 @@ class Switchboard:
 
 class Kamailio:
     name = "kamailio"
+    cooldown_s = 3.0
 
     def __init__(self, work):
         self.work = os.path.join(work, "kamailio")
@@ -542,7 +557,7 @@ def run_step(sut, work, series, db, rate, step_s, hold_ms):
         "lat_p99_ms": "",
     }
     log(
-        f"{sut.name:11} {db:8} {series:5} {rate:5}/s: ok {row['successful']:6} failed {row['failed']:4} "
+        f"{sut.name:22} {db:8} {series:5} {rate:5}/s: ok {row['successful']:6} failed {row['failed']:4} "
         f"retrans {row['retransmissions']:5} achieved {row['achieved_cps']:7.1f}/s cpu {row['cpu_s']:6.2f}s "
         f"({row['cpu_s_per_1k']:.3f}/1k) peak {row['peak_rss_mb']:.0f} MB drained {row['rss_drained_mb']:.0f} MB "
         f"load {la:.2f}"
@@ -635,6 +650,7 @@ def latency_pass(sut, work, rates, secs):
         sut.drain(before, st["successful"])
         time.sleep(0.5)
         cap.stop()
+        time.sleep(sut.cooldown_s)
         lat, invites = invite_latency(pcap, sut.target_port, sut.agent_port)
         out[rate] = (pct(lat, 0.5), pct(lat, 0.99), len(lat), invites)
         log(f"{sut.name:11} latency @{rate}/s: INVITE in -> INVITE out p50 {out[rate][0]:.3f} ms "
@@ -649,15 +665,22 @@ def latency_pass(sut, work, rates, secs):
 # ---- series -------------------------------------------------------------------------------
 
 
-def cps_series(sut, work, db, cfg, rows):
-    for rate in cfg["rates"]:
-        rows.append(run_step(sut, work, "zero", db, rate, cfg["step_s"], 0))
-    for rate in cfg["hold_rates"]:
-        rows.append(run_step(sut, work, "hold", db, rate, cfg["step_s"], cfg["hold_ms"]))
+def cps_series(sut, work, db, cfg, rows, rates=None):
+    """Stepped rates, zero-length calls then calls of hold_ms. A series stops after a step in
+    which more than 10 % of the calls failed: the next, higher rate would only fail more, and
+    calls left behind by a collapse would distort it."""
+    for series, rate_list, hold in (("zero", rates or cfg["rates"], 0), ("hold", cfg["hold_rates"], cfg["hold_ms"])):
+        for rate in rate_list:
+            row = run_step(sut, work, series, db, rate, cfg["step_s"], hold)
+            rows.append(row)
+            time.sleep(sut.cooldown_s)
+            if row["failed"] > 0.1 * row["calls"]:
+                log(f"{sut.name} {series} series stopped after {rate}/s: {row['failed']} of {row['calls']} calls failed")
+                break
 
 
-def memory_check(binary, work, cfg):
-    sb = Switchboard(binary, work, cfg["agents"], tag="sb-memory")
+def memory_check(binary, work, cfg, t1_ms):
+    sb = Switchboard(binary, work, cfg["agents"], tag="sb-memory", t1_ms=t1_ms)
     try:
         sb.register()
         sb.start_agents()
@@ -692,6 +715,37 @@ def memory_check(binary, work, cfg):
         log(f"memory: RSS start {rss0:.1f} MB, after {cfg['mem_first']} calls {rss1:.1f} MB, after "
             f"{cfg['mem_total']} calls {rss2:.1f} MB ({growth:+.1f} %); {total_ok} ok, {total_failed} failed")
         return res
+    finally:
+        sb.stop()
+
+
+def perf_profile(binary, work, cfg, t1_ms, out_dir):
+    """perf record of Switchboard during one zero-length-call step; the report goes to perf.txt."""
+    if not shutil.which("perf"):
+        log("perf missing: no profile")
+        return
+    sb = Switchboard(binary, work, cfg["agents"], tag="sb-perf", t1_ms=t1_ms)
+    try:
+        sb.register()
+        sb.start_agents()
+        data = os.path.join(sb.work, "perf.data")
+        rate, secs = cfg["perf_rate"], cfg["step_s"]
+        rec = Proc(["perf", "record", "-F", "499", "-g", "-o", data, "-p", str(sb.proc.pid), "--", "sleep", str(secs)],
+                   secs + 60, sb.work, "perf-record")
+        st = sipp_trunk(sb.work, sb.sip_port, "perf", rate, rate * secs, 0)
+        rec.popen.wait()
+        rec.log.close()
+        report = subprocess.run(
+            ["perf", "report", "-i", data, "--stdio", "--no-children", "--percent-limit", "0.7",
+             "-g", "none", "--sort", "dso,symbol"],
+            capture_output=True, text=True, timeout=300,
+        ).stdout
+        path = os.path.join(out_dir, "perf.txt")
+        with open(path, "w") as f:
+            f.write(f"# perf record -F 499 -g of switchboard (t1={t1_ms} ms) during {rate} zero-length calls/s "
+                    f"for {secs} s: {st['successful']} ok, {st['failed']} failed\n")
+            f.write(report)
+        log(f"profile written to {path}")
     finally:
         sb.stop()
 
@@ -890,7 +944,7 @@ def markdown(rows, relay, memory, latency, summary, meta):
     for r in rows:
         k = kam.get((r["series"], r["offered_cps"]))
         ratio_cps = ratio_cpu = "—"
-        if r["system"] == "switchboard" and k:
+        if r["system"].startswith("switchboard") and k:
             ratio_cps = f"{r['achieved_cps'] / k['achieved_cps']:.2f}" if k["achieved_cps"] else "—"
             ratio_cpu = f"{r['cpu_s_per_1k'] / k['cpu_s_per_1k']:.2f}" if k["cpu_s_per_1k"] else "—"
         lat = "—"
@@ -899,7 +953,7 @@ def markdown(rows, relay, memory, latency, summary, meta):
         kind = "0 s" if r["series"] == "zero" else f"{r['hold_ms'] / 1000:g} s"
         out.append(
             f"| {r['system']} | {r['db']} | {kind} | {r['offered_cps']} | {r['achieved_cps']:.0f} | {r['successful']} | "
-            f"{r['failed']} | {r.get('server_answered', '—') if r['system'] == 'switchboard' else '—'} | {r['retransmissions']} | {r['cpu_s_per_1k']:.3f} | {r['peak_rss_mb']:.0f} | "
+            f"{r['failed']} | {r.get('server_answered', '—') if r['system'].startswith('switchboard') else '—'} | {r['retransmissions']} | {r['cpu_s_per_1k']:.3f} | {r['peak_rss_mb']:.0f} | "
             f"{r['rss_drained_mb']:.0f} | {lat} | {ratio_cps} | {ratio_cpu} | {r['loadavg']:.1f} |"
         )
     if relay:
@@ -917,7 +971,7 @@ def markdown(rows, relay, memory, latency, summary, meta):
                 f"the first {memory['first']:,} calls, {memory['rss_after_all_mb']} MB after {memory['total']:,} calls "
                 f"at {memory['rate']}/s ({memory['growth_pct']:+.1f} %; {memory['calls_ok']:,} ok, "
                 f"{memory['calls_failed']:,} failed; outcomes {json.dumps(memory['outcomes'])})."]
-    out += ["", "`" + summary + "`"]
+    out += [""] + ["`" + line + "`  " for line in summary.splitlines()]
     return "\n".join(out) + "\n"
 
 
@@ -937,11 +991,15 @@ def main():
     ap.add_argument("--probe", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, SIPp statistics)")
-    ap.add_argument("--only", default="sb,pg,kam,mem,relay,lat", help="comma list of phases")
+    ap.add_argument("--only", default="sb,tuned,kam,pg,mem,relay,lat,perf", help="comma list of phases")
     args = ap.parse_args()
     args.binary, args.probe = os.path.abspath(args.binary), os.path.abspath(args.probe)
     cfg = QUICK if args.quick else FULL
+    global COOLDOWN_CAP_S
+    COOLDOWN_CAP_S = cfg["cooldown_cap_s"]
     phases = set(args.only.split(","))
+    if args.quick:
+        phases.discard("perf")
     os.makedirs(args.out, exist_ok=True)
     work = tempfile.mkdtemp(prefix="sb-load-")
     meta = {
@@ -952,17 +1010,31 @@ def main():
         "sipp": tool_version(["sipp", "-v"], r"SIPp\s+v?(\S+)"),
     }
     log(f"work dir {work}; load average {meta['load_start']:.2f}; mode {meta['mode']}")
-    rows, relay, memory, lat_sb, lat_kam = [], [], None, {}, {}
+    rows, relay, memory, lat = [], [], None, {}
+    tuned = cfg["tuned_t1_ms"]
     t_start = time.time()
     try:
         if "sb" in phases:
+            # As shipped: RFC 3261 T1 = 500 ms.
             sb = Switchboard(args.binary, work, cfg["agents"])
             try:
                 sb.register()
                 sb.start_agents()
                 cps_series(sb, sb.work, "sqlite", cfg, rows)
                 if "lat" in phases:
-                    lat_sb = latency_pass(sb, sb.work, cfg["latency_rates"], cfg["latency_s"])
+                    lat[sb.name] = latency_pass(sb, sb.work, cfg["latency_rates_default"], cfg["latency_s"])
+            finally:
+                sb.stop()
+        if "tuned" in phases:
+            # The same server with a loopback-sized T1, so finished transactions leave the
+            # transaction table 20x sooner: shows what the rest of the server sustains.
+            sb = Switchboard(args.binary, work, cfg["agents"], tag="sb-tuned", t1_ms=tuned)
+            try:
+                sb.register()
+                sb.start_agents()
+                cps_series(sb, sb.work, "sqlite", cfg, rows)
+                if "lat" in phases:
+                    lat[sb.name] = latency_pass(sb, sb.work, cfg["latency_rates"], cfg["latency_s"])
             finally:
                 sb.stop()
         if "kam" in phases:
@@ -970,13 +1042,13 @@ def main():
             try:
                 cps_series(kam, kam.work, "-", cfg, rows)
                 if "lat" in phases:
-                    lat_kam = latency_pass(kam, kam.work, cfg["latency_rates"], cfg["latency_s"])
+                    lat[kam.name] = latency_pass(kam, kam.work, cfg["latency_rates"], cfg["latency_s"])
             finally:
                 kam.stop()
         if "pg" in phases:
             pg = Postgres(work)
             try:
-                sb = Switchboard(args.binary, work, cfg["agents"], db_url=pg.url, tag="sb-pg")
+                sb = Switchboard(args.binary, work, cfg["agents"], db_url=pg.url, tag="sb-pg", t1_ms=tuned)
                 try:
                     sb.register()
                     sb.start_agents()
@@ -985,44 +1057,56 @@ def main():
                         row = run_step(sb, sb.work, "zero", "postgres", rate, cfg["step_s"], 0)
                         row["postgres_cpu_s"] = round(cpu_seconds(pg.pids()) - pg_cpu0, 2)
                         rows.append(row)
+                        time.sleep(sb.cooldown_s)
+                        if row["failed"] > 0.1 * row["calls"]:
+                            break
                 finally:
                     sb.stop()
             finally:
                 pg.stop()
         if "mem" in phases:
-            memory = memory_check(args.binary, work, cfg)
+            memory = memory_check(args.binary, work, cfg, tuned)
         if "relay" in phases:
             relay_series(args.binary, args.probe, work, cfg, relay)
+        if "perf" in phases:
+            perf_profile(args.binary, work, cfg, tuned, args.out)
     except Exception:
         log(f"FAILED; logs kept in {work}")
         raise
 
     for r in rows:
-        lat = lat_sb if r["system"] == "switchboard" and r["db"] == "sqlite" else lat_kam if r["system"] == "kamailio" else {}
-        if r["series"] == "zero" and r["offered_cps"] in lat:
-            r["lat_p50_ms"], r["lat_p99_ms"] = lat[r["offered_cps"]][0], lat[r["offered_cps"]][1]
+        by_rate = lat.get(r["system"], {}) if r["db"] in ("sqlite", "-") and r["series"] == "zero" else {}
+        if r["offered_cps"] in by_rate:
+            r["lat_p50_ms"], r["lat_p99_ms"] = by_rate[r["offered_cps"]][0], by_rate[r["offered_cps"]][1]
 
-    def best(system):
-        ok = [r for r in rows if r["system"] == system and r["db"] in ("sqlite", "-") and r["series"] == "zero" and clean(r)]
-        return max(ok, key=lambda r: r["offered_cps"]) if ok else None
+    def zero_rows(system):
+        return [r for r in rows if r["system"] == system and r["db"] in ("sqlite", "-") and r["series"] == "zero"]
 
-    b_sb, b_kam = best("switchboard"), best("kamailio")
-    x = b_sb["achieved_cps"] if b_sb else 0
-    y = b_kam["achieved_cps"] if b_kam else 0
-    # CPU per 1,000 calls compared at the highest rate clean for both systems.
-    both = [r["offered_cps"] for r in rows if r["system"] == "switchboard" and r["db"] == "sqlite"
-            and r["series"] == "zero" and clean(r)
-            and any(k["system"] == "kamailio" and k["series"] == "zero" and k["offered_cps"] == r["offered_cps"] and clean(k) for k in rows)]
-    a = b = 0.0
+    def compare(system):
+        """(max clean CPS, kamailio's, cpu/1k of both at the highest rate clean for both)."""
+        mine, kams = zero_rows(system), zero_rows("kamailio")
+        x = max((r["achieved_cps"] for r in mine if clean(r)), default=0)
+        y = max((r["achieved_cps"] for r in kams if clean(r)), default=0)
+        kam_clean = {r["offered_cps"]: r for r in kams if clean(r)}
+        both = [r for r in mine if clean(r) and r["offered_cps"] in kam_clean]
+        a = b = 0.0
+        at = None
+        if both:
+            top = max(both, key=lambda r: r["offered_cps"])
+            at, a, b = top["offered_cps"], top["cpu_s_per_1k"], kam_clean[top["offered_cps"]]["cpu_s_per_1k"]
+        return x, y, a, b, at
+
+    lines = []
+    for system in (f"switchboard t1={tuned}ms", "switchboard"):
+        x, y, a, b, at = compare(system)
+        ratio = x / y if y else float("nan")
+        prefix = "load:" if system == "switchboard" else f"load ({system}):"
+        lines.append((f"{prefix} max clean CPS switchboard={x:.0f} kamailio={y:.0f} ratio={ratio:.2f}; "
+                      f"cpu/1k switchboard={a:.3f} kamailio={b:.3f}", at))
+    summary, at = lines[-1]
+    both = at is not None
     if both:
-        at = max(both)
-        a = next(r["cpu_s_per_1k"] for r in rows if r["system"] == "switchboard" and r["db"] == "sqlite" and r["series"] == "zero" and r["offered_cps"] == at)
-        b = next(r["cpu_s_per_1k"] for r in rows if r["system"] == "kamailio" and r["series"] == "zero" and r["offered_cps"] == at)
-    ratio = x / y if y else float("nan")
-    summary = (f"load: max clean CPS switchboard={x:.0f} kamailio={y:.0f} ratio={ratio:.2f}; "
-               f"cpu/1k switchboard={a:.3f} kamailio={b:.3f}")
-    if both:
-        summary_note = f"(CPU compared at {max(both)} calls/s, the highest rate clean for both)"
+        summary_note = f"(CPU compared at {at} calls/s, the highest rate clean for both)"
     else:
         summary_note = "(no rate was clean for both systems)"
     meta["load_end"] = loadavg()
@@ -1042,7 +1126,7 @@ def main():
         with open(os.path.join(args.out, "memory.json"), "w") as f:
             json.dump(memory, f, indent=1)
     svg_chart(rows, os.path.join(args.out, "load.svg"))
-    md = markdown(rows, relay, memory, (lat_sb, lat_kam), summary, meta)
+    md = markdown(rows, relay, memory, lat, "\n".join(l for l, _ in lines), meta)
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write(md + "\n" + summary_note + "\n")
     print()
@@ -1050,7 +1134,8 @@ def main():
     log(f"wrote {args.out}/load.csv, load.svg, results.md in {time.time() - t_start:.0f} s {summary_note}")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
-    print(summary)
+    for line, _ in lines:
+        print(line)
 
 
 if __name__ == "__main__":
