@@ -827,8 +827,7 @@ impl UasAgent {
 
 impl Drop for UasAgent {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        crate::harness::stop_wrapped(&mut self.0);
     }
 }
 

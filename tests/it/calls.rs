@@ -1,7 +1,9 @@
-//! Calls end to end through the real server: a SIPp trunk calls in, agents played by SIPp
-//! (registered with digest, answering and echoing RTP) take the calls. Each test checks which
-//! agent rang, that RTP crossed Switchboard both ways on both legs, and the call's outcome
-//! and route. One test per routing rule of PRODUCT.md §2.
+//! Calls end to end through the real server: a SIPp trunk calls in (A-law audio), agents take
+//! the calls on real softphones — baresip (registers with digest, auto-answers, speaks a
+//! prompt and records what it hears) for the routing rules, SIPp UAS scenarios where an agent
+//! must misbehave on purpose (no answer, reject, hold, transfer). Each test checks which agent
+//! rang, that RTP crossed Switchboard both ways on both legs (and that the agent heard the
+//! caller), and the call's outcome and route. One test per routing rule of PRODUCT.md §2.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -94,13 +96,14 @@ fn new_client_goes_to_a_department_head() {
         return;
     }
     let server = company();
-    let ivan = SippAgent::start(&server, "ivan", None);
-    let olga = SippAgent::start(&server, "olga", None);
+    let ivan = Phone::start(&server, "ivan");
+    let olga = Phone::start(&server, "olga");
     let rec = call(&server, "+38599999999", "100");
     assert_answered_by(&rec, "ivan", &server);
+    ivan.assert_heard_the_caller();
     assert!(rec["route"].starts_with("role:department_head"), "{rec:?}");
-    assert_eq!(ivan.invites(), 1);
-    assert_eq!(olga.invites(), 0, "an operator never takes a new client");
+    assert_eq!(ivan.rang(), 1);
+    assert_eq!(olga.rang(), 0, "an operator never takes a new client");
 }
 
 #[test]
@@ -109,14 +112,15 @@ fn key_client_goes_to_their_own_manager() {
         return;
     }
     let server = company();
-    let marko = SippAgent::start(&server, "marko", None);
-    let ana = SippAgent::start(&server, "ana", None);
+    let marko = Phone::start(&server, "marko");
+    let ana = Phone::start(&server, "ana");
     // The trunk's formatting of the number is normalised before the directory lookup.
     let rec = call(&server, "+385-1-1000-001", "100");
     assert_answered_by(&rec, "ana", &server);
+    ana.assert_heard_the_caller();
     assert!(rec["route"].starts_with("assigned_manager(ana"), "{rec:?}");
-    assert_eq!(ana.invites(), 1);
-    assert_eq!(marko.invites(), 0);
+    assert_eq!(ana.rang(), 1);
+    assert_eq!(marko.rang(), 0);
 }
 
 #[test]
@@ -126,20 +130,17 @@ fn key_client_without_a_free_key_account_manager_reaches_the_head_of_wholesale()
     }
     let server = company();
     // ana and marko are not logged in; ivan heads wholesale; olga is an operator.
-    let ivan = SippAgent::start(&server, "ivan", None);
-    let olga = SippAgent::start(&server, "olga", None);
+    let ivan = Phone::start(&server, "ivan");
+    let olga = Phone::start(&server, "olga");
     let rec = call(&server, "+38511000001", "100");
     assert_answered_by(&rec, "ivan", &server);
+    ivan.assert_heard_the_caller();
     assert!(
         rec["route"].contains("role:head_of_wholesale(ivan)"),
         "{rec:?}"
     );
-    assert_eq!(
-        olga.invites(),
-        0,
-        "a key client never reaches the order desk"
-    );
-    assert_eq!(ivan.invites(), 1);
+    assert_eq!(olga.rang(), 0, "a key client never reaches the order desk");
+    assert_eq!(ivan.rang(), 1);
 }
 
 #[test]
@@ -148,22 +149,24 @@ fn debtor_goes_to_their_manager_else_finance() {
         return;
     }
     let server = company();
-    let fina = SippAgent::start(&server, "fina", None);
-    let olga = SippAgent::start(&server, "olga", None);
+    let fina = Phone::start(&server, "fina");
+    let olga = Phone::start(&server, "olga");
     // petra (the manager) is not logged in: finance takes it.
     let rec = call(&server, "+38511000002", "100");
     assert_answered_by(&rec, "fina", &server);
+    fina.assert_heard_the_caller();
     assert!(rec["route"].contains("role:finance(fina)"), "{rec:?}");
-    assert_eq!(fina.invites(), 1);
-    let petra = SippAgent::start(&server, "petra", None);
+    assert_eq!(fina.rang(), 1);
+    let petra = Phone::start(&server, "petra");
     let rec = call(&server, "+38511000002", "100");
     assert_answered_by(&rec, "petra", &server);
+    petra.assert_heard_the_caller();
     assert!(
         rec["route"].starts_with("assigned_manager(petra"),
         "{rec:?}"
     );
-    assert_eq!(olga.invites(), 0, "a debtor never reaches the order desk");
-    assert_eq!(petra.invites(), 1);
+    assert_eq!(olga.rang(), 0, "a debtor never reaches the order desk");
+    assert_eq!(petra.rang(), 1);
 }
 
 #[test]
@@ -172,13 +175,14 @@ fn regional_client_goes_to_the_regional_queue() {
         return;
     }
     let server = company();
-    let oleg = SippAgent::start(&server, "oleg", None);
-    let rita = SippAgent::start(&server, "rita", None);
+    let oleg = Phone::start(&server, "oleg");
+    let rita = Phone::start(&server, "rita");
     let rec = call(&server, "+38511000003", "100");
     assert_answered_by(&rec, "rita", &server);
+    rita.assert_heard_the_caller();
     assert!(rec["route"].starts_with("queue:regional(rita)"), "{rec:?}");
-    assert_eq!(rita.invites(), 1);
-    assert_eq!(oleg.invites(), 0, "oleg has no regional skill");
+    assert_eq!(rita.rang(), 1);
+    assert_eq!(oleg.rang(), 0, "oleg has no regional skill");
 }
 
 #[test]
@@ -187,20 +191,22 @@ fn other_purpose_goes_to_the_manager_else_the_head_of_sales() {
         return;
     }
     let server = company();
-    let petra = SippAgent::start(&server, "petra", None);
+    let petra = Phone::start(&server, "petra");
     // DID 300 = purpose "other"; the manager oleg is not logged in.
     let rec = call(&server, "+38511000004", "300");
     assert_answered_by(&rec, "petra", &server);
+    petra.assert_heard_the_caller();
     assert!(
         rec["route"].contains("role:head_of_sales(petra)"),
         "{rec:?}"
     );
-    let oleg = SippAgent::start(&server, "oleg", None);
+    let oleg = Phone::start(&server, "oleg");
     let rec = call(&server, "+38511000004", "300");
     assert_answered_by(&rec, "oleg", &server);
+    oleg.assert_heard_the_caller();
     assert!(rec["route"].starts_with("assigned_manager(oleg"), "{rec:?}");
-    assert_eq!(oleg.invites(), 1);
-    assert_eq!(petra.invites(), 1);
+    assert_eq!(oleg.rang(), 1);
+    assert_eq!(petra.rang(), 1);
 }
 
 #[test]
@@ -209,14 +215,15 @@ fn standard_order_goes_to_the_operators_queue_by_skill_level() {
         return;
     }
     let server = company();
-    let oleg = SippAgent::start(&server, "oleg", None);
-    let olga = SippAgent::start(&server, "olga", None);
+    let oleg = Phone::start(&server, "oleg");
+    let olga = Phone::start(&server, "olga");
     let rec = call(&server, "+38511000004", "100");
     // olga's orders skill (7) beats oleg's (5).
     assert_answered_by(&rec, "olga", &server);
+    olga.assert_heard_the_caller();
     assert!(rec["route"].starts_with("queue:orders(olga)"), "{rec:?}");
-    assert_eq!(olga.invites(), 1);
-    assert_eq!(oleg.invites(), 0);
+    assert_eq!(olga.rang(), 1);
+    assert_eq!(oleg.rang(), 0);
 }
 
 #[test]
@@ -225,11 +232,12 @@ fn complaint_goes_to_quality_control() {
         return;
     }
     let server = company();
-    let quinn = SippAgent::start(&server, "quinn", None);
+    let quinn = Phone::start(&server, "quinn");
     let rec = call(&server, "+38511000004", "400");
     assert_answered_by(&rec, "quinn", &server);
+    quinn.assert_heard_the_caller();
     assert!(rec["route"].starts_with("role:quality(quinn)"), "{rec:?}");
-    assert_eq!(quinn.invites(), 1);
+    assert_eq!(quinn.rang(), 1);
 }
 
 #[test]
@@ -601,8 +609,8 @@ fn absent_manager_is_replaced_by_their_substitute() {
         return;
     }
     let server = company();
-    let ana = SippAgent::start(&server, "ana", None);
-    let marko = SippAgent::start(&server, "marko", None);
+    let ana = Phone::start(&server, "ana");
+    let marko = Phone::start(&server, "marko");
     // Ana goes on a business trip; marko is her configured substitute.
     let (status, body) = api_post(
         server.ports.http,
@@ -613,13 +621,14 @@ fn absent_manager_is_replaced_by_their_substitute() {
     assert!((200..300).contains(&status), "{status} {body}");
     let rec = call(&server, "+38511000001", "100");
     assert_answered_by(&rec, "marko", &server);
+    marko.assert_heard_the_caller();
     assert!(
         rec["route"].starts_with("assigned_manager(ana: absent"),
         "{rec:?}"
     );
     assert!(rec["route"].contains("marko"), "{rec:?}");
-    assert_eq!(ana.invites(), 0, "an absent agent is never offered a call");
-    assert_eq!(marko.invites(), 1);
+    assert_eq!(ana.rang(), 0, "an absent agent is never offered a call");
+    assert_eq!(marko.rang(), 1);
 }
 
 #[test]

@@ -368,10 +368,21 @@ impl SippAgent {
     }
 }
 
+/// Stops a peer started under `timeout`: SIGTERM, which `timeout` passes on to the peer
+/// (SIGKILL would kill `timeout` alone and orphan the peer), then SIGKILL if it lingers.
+pub fn stop_wrapped(child: &mut Child) {
+    if let Ok(None) = child.try_wait() {
+        signal(child.id(), "TERM");
+        if wait_with_timeout(child, Duration::from_secs(5)).is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 impl Drop for SippAgent {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop_wrapped(&mut self.child);
     }
 }
 
@@ -668,7 +679,55 @@ impl Baresip {
 
 impl Drop for Baresip {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop_wrapped(&mut self.child);
+    }
+}
+
+impl Baresip {
+    /// Calls this softphone auto-answered.
+    pub fn answered(&self) -> usize {
+        self.log().matches("call: answering call").count()
+    }
+}
+
+/// An agent's softphone for the routing tests: baresip when installed (a real softphone),
+/// else a SIPp UAS.
+pub enum Phone {
+    Baresip(Baresip),
+    Sipp(SippAgent),
+}
+
+impl Phone {
+    pub fn start(server: &Server, id: &str) -> Phone {
+        if have_baresip() {
+            Phone::Baresip(Baresip::start(server, id))
+        } else {
+            eprintln!("baresip is not installed: agent {id} is played by SIPp");
+            Phone::Sipp(SippAgent::start(server, id, None))
+        }
+    }
+
+    /// Calls that reached this phone.
+    pub fn rang(&self) -> usize {
+        match self {
+            Phone::Baresip(b) => b.answered(),
+            Phone::Sipp(s) => s.invites(),
+        }
+    }
+
+    /// The phone's user heard the caller: baresip's recording of what it played holds
+    /// audio (SIPp echoes, which the relay's per-leg counts already show).
+    pub fn assert_heard_the_caller(&self) {
+        if let Phone::Baresip(b) = self {
+            let heard = b.heard();
+            // G.711 silence decodes to within a few steps of zero; speech swings far wider.
+            let loud = heard.iter().filter(|s| s.unsigned_abs() > 500).count();
+            assert!(
+                loud > 200,
+                "the agent heard only silence ({loud} loud samples of {})\n{}",
+                heard.len(),
+                b.log()
+            );
+        }
     }
 }

@@ -623,8 +623,7 @@ async fn sipp_rtp_echo_as_the_agent() {
         }
     }
     if !up {
-        let _ = sipp.kill();
-        let _ = sipp.wait();
+        stop_sipp(&mut sipp);
         eprintln!("sipp did not start (not installed?); skipping");
         return;
     }
@@ -642,12 +641,27 @@ async fn sipp_rtp_echo_as_the_agent() {
         sleep(Duration::from_millis(5)).await;
     }
     let back = caller.recv(20, Duration::from_secs(3)).await;
-    let _ = sipp.kill();
-    let _ = sipp.wait();
+    stop_sipp(&mut sipp);
     assert_eq!(back.len(), 20, "echoed through SIPp");
     for (i, p) in back.iter().enumerate() {
         assert_eq!(p.payload.as_ref(), [i as u8; 160]);
     }
     let st = s.close().await;
     assert_eq!((st.agent.packets_out, st.agent.packets_in), (20, 20));
+}
+
+/// SIGTERM to the `timeout` wrapper, which passes it on to SIPp (SIGKILL would kill the
+/// wrapper alone and leave SIPp running).
+fn stop_sipp(child: &mut std::process::Child) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    for _ in 0..100 {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
