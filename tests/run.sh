@@ -50,12 +50,13 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 # ---- tests -------------------------------------------------------------------------------
 step "loom models of the queue engine (bounded preemptions)"
-RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=2 \
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=3 \
   cargo test -p switchboard-engine --release --test loom
-
-step "unit, property, store and integration tests (real SIPp, real PostgreSQL)"
-cargo nextest run --workspace --no-fail-fast
 
 # ---- load benchmark harness ----------------------------------------------------------------
 step "load benchmark, quick mode (proves the harness; its figures are not asserted)"
 benches/load/run.sh --quick
+
+# ---- tests (last, so the test runner's summary closes the output) ------------------------
+step "unit, property, store and integration tests (real SIPp, real PostgreSQL)"
+cargo nextest run --workspace --no-fail-fast
