@@ -46,14 +46,26 @@ fn company() -> Server {
     Server::start_in(dir, &config, ports)
 }
 
-/// Places one call (the caller stays 1.5 s after the queue answers) and returns the server's
-/// record of it.
+/// Places one call (the caller stays 2.5 s after the queue answers: time for the agent's
+/// phone to answer and talk, with margin for a loaded machine) and returns the server's record
+/// of it.
 fn call(server: &Server, caller: &str, did: &str) -> HashMap<String, String> {
-    call_for(server, caller, did, 1500)
+    call_for(server, caller, did, 2500)
+}
+
+/// The call-detail records in the server's database, newest first (`GET /api/v1/calls`).
+fn cdrs(server: &Server) -> Vec<serde_json::Value> {
+    let Ok((200, body)) = api_get(server.ports.http, "/api/v1/calls?limit=100") else {
+        return Vec::new();
+    };
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let list = json.get("calls").cloned().unwrap_or(json);
+    list.as_array().cloned().unwrap_or_default()
 }
 
 fn call_for(server: &Server, caller: &str, did: &str, stay_ms: u64) -> HashMap<String, String> {
     let before = ended_calls(&server.log()).len();
+    let stored_before = cdrs(server).len();
     let (status, out, messages) = trunk_call(server, caller, did, stay_ms);
     assert!(
         status.success(),
@@ -63,7 +75,30 @@ fn call_for(server: &Server, caller: &str, did: &str, stay_ms: u64) -> HashMap<S
     wait_until(server, "the call record", Duration::from_secs(5), || {
         ended_calls(&server.log()).len() > before
     });
-    ended_calls(&server.log()).swap_remove(before)
+    let rec = ended_calls(&server.log()).swap_remove(before);
+    // The call-detail record in the database says the same.
+    let mut stored = Vec::new();
+    wait_until(
+        server,
+        "the CDR in the database",
+        Duration::from_secs(10),
+        || {
+            stored = cdrs(server);
+            stored.len() > stored_before
+        },
+    );
+    let cdr = &stored[0];
+    assert_eq!(
+        cdr["outcome"].as_str(),
+        Some(rec["outcome"].as_str()),
+        "{cdr}"
+    );
+    assert_eq!(cdr["route"].as_str(), Some(rec["route"].as_str()), "{cdr}");
+    let agent = cdr["agent_id"].as_str().unwrap_or("-");
+    assert_eq!(agent, rec["agent"], "{cdr}");
+    assert_eq!(cdr["dialed"].as_str(), Some(did), "{cdr}");
+    assert_eq!(cdr["direction"].as_str(), Some("inbound"), "{cdr}");
+    rec
 }
 
 fn num(rec: &HashMap<String, String>, key: &str) -> u64 {
