@@ -823,6 +823,7 @@ def relay_series(binary, probe, work, cfg, rows_out):
                 "jitter_mean_ms": ow["jitter_mean_ms"],
                 "jitter_max_ms": ow["jitter_max_ms"],
                 "rt_jitter_mean_ms": rt["jitter_mean_ms"],
+                "probe_socket_drops": probe_res.get("probe_socket_drops", 0),
                 "sipp_failed": st["failed"],
                 "loadavg": la,
                 "rtp_metric": json.dumps(rtp),
@@ -830,7 +831,7 @@ def relay_series(binary, probe, work, cfg, rows_out):
             rows_out.append(row)
             log(f"relay {m:5} calls ({calls} bridged in window): cpu {cpu:.2f}s over {t1 - t0:.1f}s = "
                 f"{per_call_pct:.4f} % of a core per call; loss one-way {loss_ow:.3f} % round-trip "
-                f"{loss_rt:.3f} %; jitter mean {ow['jitter_mean_ms']:.3f} ms max {ow['jitter_max_ms']:.3f} ms; "
+                f"{loss_rt:.3f} % (probe socket drops {probe_res.get('probe_socket_drops', 0)}); jitter mean {ow['jitter_mean_ms']:.3f} ms max {ow['jitter_max_ms']:.3f} ms; "
                 f"transit p99 {ow['transit_p99_ms']:.3f} ms; SIPp failed {st['failed']}; load {la:.2f}")
     finally:
         sb.stop()
@@ -964,12 +965,13 @@ def markdown(rows, relay, memory, latency, summary, meta):
         )
     if relay:
         out += ["", "| relayed calls | bridged in window | relayed pkt/s | CPU s (window) | % of a core per call | "
-                "loss one-way | loss round trip | transit p50/p99 ms | jitter mean/max ms | load |",
-                "|---|---|---|---|---|---|---|---|---|---|"]
+                "loss one-way | loss round trip | probe's own socket drops | transit p50/p99 ms | jitter mean/max ms | load |",
+                "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in relay:
             out.append(
                 f"| {r['calls']} | {r['bridged_in_window']} | {r['pkts_per_s']} | {r['cpu_s']:.2f} / {r['window_s']:.1f} s | "
                 f"{r['core_pct_per_call']:.4f} % | {r['loss_one_way_pct']:.3f} % | {r['loss_round_trip_pct']:.3f} % | "
+                f"{r['probe_socket_drops']} | "
                 f"{r['transit_p50_ms']:.3f} / {r['transit_p99_ms']:.3f} | {r['jitter_mean_ms']:.3f} / {r['jitter_max_ms']:.3f} | "
                 f"{r['loadavg']:.1f} |")
     if memory:

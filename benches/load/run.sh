@@ -2,7 +2,7 @@
 # Switchboard load benchmark: calls per second through the queue, CPU and memory per call, an
 # RTP relay series, and Kamailio (stateful relay) as a yardstick in the same run.
 #
-#   benches/load/run.sh            # the full run (~20 min): release build, stepped rates
+#   benches/load/run.sh            # the full run (~25 min): release build, stepped rates
 #   benches/load/run.sh --quick    # the same harness with small figures (< 3 min, not asserted)
 #
 # Options after the mode are passed to load.py (--out DIR, --keep, --only sb,kam,pg,mem,relay,lat).
