@@ -172,12 +172,6 @@ pub enum CallInput {
     Digit { key: u64, digit: char },
 }
 
-/// Counters for `/metrics` that call control owns.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct CallCounters {
-    pub active: usize,
-}
-
 /// What call control works with, built by the server.
 #[derive(Debug)]
 pub struct CallDeps {

@@ -157,7 +157,6 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
         conns: Connections::default(),
         udp,
         metrics: metrics.clone(),
-        readiness: Arc::clone(&readiness),
         records: store.writer(),
         registered: HashSet::new(),
         shared: Arc::clone(&shared),
@@ -334,7 +333,6 @@ struct Driver {
     conns: Connections,
     udp: Vec<Arc<UdpSocket>>,
     metrics: Metrics,
-    readiness: Arc<Readiness>,
     records: switchboard_store::RecordSink,
     registered: HashSet<String>,
     shared: Arc<Shared>,
@@ -560,7 +558,6 @@ impl Driver {
             }
             other => debug!(event = ?other, "SIP event"),
         }
-        let _ = &self.readiness;
     }
 }
 

@@ -351,12 +351,4 @@ impl Connections {
             .find(|(_, (from, _))| *from == addr)
             .map(|(conn, _)| *conn)
     }
-
-    pub fn len(&self) -> usize {
-        self.writers.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.writers.is_empty()
-    }
 }
