@@ -88,6 +88,12 @@ pub struct SipConfig {
     /// Largest SIP message accepted on any transport, bytes.
     #[serde(default = "default_max_message_size")]
     pub max_message_size: usize,
+    /// Most live SIP server transactions; beyond it new requests get `503` with
+    /// `Retry-After`, while in-dialog requests (BYE, re-INVITE, REFER…) and CANCEL have a
+    /// reserve of as many again and ACK needs none. A finished UDP transaction stays 64·T1
+    /// (32 s at the default T1), two per call.
+    #[serde(default = "default_max_transactions")]
+    pub max_transactions: usize,
     /// Shortest registration accepted (`423 Interval Too Brief` below it).
     #[serde(default = "default_min_expires")]
     pub min_expires_s: u32,
@@ -122,6 +128,9 @@ fn default_t4_ms() -> u64 {
 }
 fn default_max_message_size() -> usize {
     65_535
+}
+fn default_max_transactions() -> usize {
+    switchboard_sip::EndpointConfig::DEFAULT_MAX_TRANSACTIONS
 }
 fn default_min_expires() -> u32 {
     60
@@ -663,6 +672,9 @@ impl Config {
                 "must be between 1024 and 1048576 bytes",
             ));
         }
+        if sip.max_transactions == 0 {
+            errors.push(err("sip.max_transactions", "must be positive"));
+        }
         if sip.min_expires_s == 0 {
             errors.push(err("sip.min_expires_s", "must be positive"));
         }
@@ -1096,6 +1108,7 @@ skill = "regional"
     fn minimal_config_gets_defaults() {
         let config = Config::from_toml(&minimal()).unwrap();
         assert_eq!(config.sip.t1_ms, 500);
+        assert_eq!(config.sip.max_transactions, 200_000);
         assert_eq!(config.media.rtp_ports, [20000, 29999]);
         assert_eq!(config.queues[0].strategy, Strategy::LongestIdle);
         assert_eq!(config.routing.no_answer_limit, 3);
@@ -1111,6 +1124,29 @@ skill = "regional"
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].path, "queues[0].strategi");
         assert!(errors[0].message.contains("strategi"), "{}", errors[0]);
+    }
+
+    #[test]
+    fn zero_transaction_cap_names_the_key() {
+        let text = minimal().replace(
+            "advertised_address = \"127.0.0.1\"",
+            "advertised_address = \"127.0.0.1\"\nmax_transactions = 0",
+        );
+        let errors = Config::from_toml(&text).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].path, "sip.max_transactions");
+        assert_eq!(
+            errors[0].to_string(),
+            "sip.max_transactions: must be positive"
+        );
+        let text = minimal().replace(
+            "advertised_address = \"127.0.0.1\"",
+            "advertised_address = \"127.0.0.1\"\nmax_transactions = 50000",
+        );
+        assert_eq!(
+            Config::from_toml(&text).unwrap().sip.max_transactions,
+            50_000
+        );
     }
 
     #[test]

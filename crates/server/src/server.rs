@@ -270,6 +270,7 @@ fn endpoint_config(
         t4: Duration::from_millis(config.sip.t4_ms),
     };
     cfg.max_message_size = config.sip.max_message_size;
+    cfg.max_transactions = config.sip.max_transactions;
     cfg.nonce_lifetime = Duration::from_secs(u64::from(config.sip.nonce_lifetime_s));
     cfg.registrar = RegistrarConfig {
         agents: config

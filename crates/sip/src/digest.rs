@@ -5,7 +5,8 @@
 //! backslash escapes and commas inside quotes) is small, and no crate in the workspace parses
 //! it for SIP.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -424,12 +425,19 @@ pub enum NonceStatus {
     Invalid,
 }
 
-/// Stateless nonces: `hex(issue time) || hex(HMAC-SHA-256(secret, issue time)[..16])`.
-/// Any instance with the same secret can verify a nonce and learn when it was issued.
+/// Stateless nonces:
+/// `hex(issue time) || hex(serial) || hex(HMAC-SHA-256(secret, issue time || serial)[..16])`.
+///
+/// Any instance with the same secret can verify a nonce and learn when it was issued; nothing
+/// is stored per challenge. The serial is a per-source counter: the driver hands the same
+/// `now` to every datagram of one wake-up, and without it concurrent REGISTERs were
+/// challenged with the same nonce, so the second client's `nc=00000001` looked like a replay
+/// of the first's. With it every nonce a source issues is distinct.
 #[derive(Clone)]
 pub struct NonceSource {
     secret: Vec<u8>,
     lifetime: Duration,
+    serial: u64,
 }
 
 impl std::fmt::Debug for NonceSource {
@@ -437,9 +445,13 @@ impl std::fmt::Debug for NonceSource {
         f.debug_struct("NonceSource")
             .field("secret", &"<redacted>")
             .field("lifetime", &self.lifetime)
+            .field("serial", &self.serial)
             .finish()
     }
 }
+
+/// Hex digits of a nonce: issue time (8 bytes), serial (8 bytes), MAC (16 bytes).
+const NONCE_HEX_LEN: usize = 64;
 
 impl NonceSource {
     /// Default nonce lifetime.
@@ -447,7 +459,11 @@ impl NonceSource {
 
     /// A source keyed by `secret` (random bytes chosen by the caller).
     pub fn new(secret: Vec<u8>, lifetime: Duration) -> NonceSource {
-        NonceSource { secret, lifetime }
+        NonceSource {
+            secret,
+            lifetime,
+            serial: 0,
+        }
     }
 
     /// How long a nonce stays fresh.
@@ -455,22 +471,26 @@ impl NonceSource {
         self.lifetime
     }
 
-    /// A nonce issued at `now`.
-    pub fn issue(&self, now: Instant) -> String {
-        let ts = now.as_micros().to_be_bytes();
-        let mac = hmac_sha256(&self.secret, &ts);
-        format!("{}{}", hex::encode(ts), hex::encode(&mac[..16]))
+    /// A fresh nonce issued at `now`, different from every other nonce of this source.
+    pub fn issue(&mut self, now: Instant) -> String {
+        self.serial = self.serial.wrapping_add(1);
+        let mut data = [0u8; 16];
+        data[..8].copy_from_slice(&now.as_micros().to_be_bytes());
+        data[8..].copy_from_slice(&self.serial.to_be_bytes());
+        let mac = hmac_sha256(&self.secret, &data);
+        format!("{}{}", hex::encode(data), hex::encode(&mac[..16]))
     }
 
     /// The issue time of `nonce` if it is one of ours.
     pub fn issued_at(&self, nonce: &str) -> Option<Instant> {
-        if nonce.len() != 48 || !nonce.is_ascii() {
+        if nonce.len() != NONCE_HEX_LEN || !nonce.is_ascii() {
             return None;
         }
-        let (ts_hex, mac_hex) = nonce.split_at(16);
-        let ts: [u8; 8] = hex::decode(ts_hex).ok()?.try_into().ok()?;
+        let (data_hex, mac_hex) = nonce.split_at(32);
+        let data: [u8; 16] = hex::decode(data_hex).ok()?.try_into().ok()?;
         let mac = hex::decode(mac_hex).ok()?;
-        let expected = hmac_sha256(&self.secret, &ts);
+        let expected = hmac_sha256(&self.secret, &data);
+        let ts: [u8; 8] = data.get(..8)?.try_into().ok()?;
         constant_time_eq(&mac, expected.get(..16)?)
             .then(|| Instant::from_micros(u64::from_be_bytes(ts)))
     }
@@ -487,9 +507,13 @@ impl NonceSource {
 }
 
 /// Highest nonce-count seen per nonce, so a replayed `nc` is refused (RFC 7616 §3.3).
+/// Nonces are unique per challenge ([`NonceSource::issue`]), so two clients never share an
+/// entry.
 #[derive(Debug, Clone, Default)]
 pub struct NonceCounts {
     seen: HashMap<String, (u32, Instant)>,
+    /// Every tracked nonce by issue time, oldest first, so pruning touches only what it drops.
+    by_issue: BinaryHeap<Reverse<(Instant, String)>>,
 }
 
 impl NonceCounts {
@@ -503,6 +527,7 @@ impl NonceCounts {
             }
             None => {
                 self.seen.insert(nonce.to_string(), (nc, issued));
+                self.by_issue.push(Reverse((issued, nonce.to_string())));
                 true
             }
         }
@@ -510,7 +535,13 @@ impl NonceCounts {
 
     /// Forgets nonces issued before `cutoff` (they can only be stale now).
     pub fn prune(&mut self, cutoff: Instant) {
-        self.seen.retain(|_, (_, issued)| *issued >= cutoff);
+        while let Some(Reverse((issued, _))) = self.by_issue.peek()
+            && *issued < cutoff
+        {
+            if let Some(Reverse((_, nonce))) = self.by_issue.pop() {
+                self.seen.remove(&nonce);
+            }
+        }
     }
 
     /// Number of nonces tracked.
@@ -647,7 +678,7 @@ mod tests {
 
     #[test]
     fn nonce_is_verifiable_and_expires() {
-        let src = NonceSource::new(b"secret".to_vec(), Duration::from_secs(300));
+        let mut src = NonceSource::new(b"secret".to_vec(), Duration::from_secs(300));
         let t0 = Instant::from_micros(1_000_000_000);
         let n = src.issue(t0);
         assert_eq!(src.issued_at(&n), Some(t0));
@@ -662,10 +693,34 @@ mod tests {
         let other = NonceSource::new(b"other".to_vec(), Duration::from_secs(300));
         assert_eq!(other.check(&n, t0), NonceStatus::Invalid);
         let mut forged = n.clone();
-        forged.replace_range(47..48, if n.ends_with('0') { "1" } else { "0" });
+        forged.replace_range(63..64, if n.ends_with('0') { "1" } else { "0" });
         assert_eq!(src.check(&forged, t0), NonceStatus::Invalid);
         assert_eq!(src.check("short", t0), NonceStatus::Invalid);
-        assert_eq!(src.check(&"é".repeat(24), t0), NonceStatus::Invalid);
+        assert_eq!(src.check(&"é".repeat(32), t0), NonceStatus::Invalid);
+        // The serial is under the MAC too: changing it invalidates the nonce.
+        let mut reserialed = n.clone();
+        reserialed.replace_range(31..32, if n[31..32] == *"0" { "1" } else { "0" });
+        assert_eq!(src.check(&reserialed, t0), NonceStatus::Invalid);
+    }
+
+    #[test]
+    fn nonces_issued_at_the_same_instant_are_distinct_and_each_verifies_once() {
+        let mut src = NonceSource::new(b"secret".to_vec(), Duration::from_secs(300));
+        let now = Instant::from_micros(1_700_000_000_000_000);
+        let nonces: Vec<String> = (0..1000).map(|_| src.issue(now)).collect();
+        let distinct: std::collections::HashSet<&String> = nonces.iter().collect();
+        assert_eq!(distinct.len(), 1000);
+        let mut counts = NonceCounts::default();
+        for n in &nonces {
+            assert_eq!(src.check(n, now), NonceStatus::Valid);
+            assert_eq!(src.issued_at(n), Some(now));
+            // Every client starts at nc=1 on its own nonce: never a replay of another's.
+            assert!(counts.accept(n, 1, now), "{n} refused as a replay");
+        }
+        for n in &nonces {
+            assert!(!counts.accept(n, 1, now), "{n} replayed");
+        }
+        assert_eq!(counts.len(), 1000);
     }
 
     #[test]
@@ -675,7 +730,11 @@ mod tests {
         assert!(nc.accept("n", 1, t));
         assert!(!nc.accept("n", 1, t));
         assert!(nc.accept("n", 2, t));
+        assert!(nc.accept("m", 1, Instant::from_micros(7)));
         nc.prune(Instant::from_micros(6));
+        assert_eq!(nc.len(), 1);
+        assert!(nc.accept("n", 1, t), "pruned nonces are forgotten");
+        nc.prune(Instant::from_micros(8));
         assert!(nc.is_empty());
     }
 

@@ -5,9 +5,14 @@
 //! [`Endpoint::poll_timeout`]. The endpoint owns the transactions, the registrar and the
 //! 2xx/ACK bookkeeping of INVITE dialogs, and answers by itself what needs no call
 //! control: malformed requests (400), REGISTER, out-of-dialog OPTIONS, unknown (501) and
-//! unsupported (405) methods, Max-Forwards: 0 (483), CANCEL (200/481).
+//! unsupported (405) methods, Max-Forwards: 0 (483), CANCEL (200/481), and new requests while
+//! the transaction table is full (503, see [`EndpointConfig::max_transactions`]).
+//!
+//! Timers cost nothing per live transaction: every deadline sits in one binary heap
+//! ([`Endpoint::poll_timeout`] reads its top) and only due entries are touched.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -34,6 +39,10 @@ pub const ALLOW: &str =
 /// Most timer firings handled per transaction per `handle_timeout` call (a bound, not a
 /// behaviour: every firing re-arms strictly later or disarms).
 const MAX_FIRINGS: usize = 64;
+
+/// `Retry-After` (seconds) on the `503` sent when the transaction table is full. Finished
+/// transactions leave it continuously (Timers J and L), so a short wait is enough.
+const OVERLOAD_RETRY_AFTER_S: u32 = 5;
 
 /// A SIP transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -217,7 +226,12 @@ pub struct EndpointConfig {
     pub user_agent: String,
     /// Larger datagrams are dropped unread.
     pub max_message_size: usize,
-    /// Most live server transactions; beyond it new requests get a stateless `503`.
+    /// Most live server transactions before new requests (INVITE without a To tag,
+    /// REGISTER, OPTIONS, MESSAGE…) get a stateless `503` with `Retry-After`. In-dialog
+    /// requests (a To tag: BYE, re-INVITE, REFER, NOTIFY…) and CANCEL are admitted up to
+    /// twice this, so a flood of new calls never keeps a call from ending; ACK never needs
+    /// a transaction. Over UDP a finished transaction stays 64·T1 (Timers J and L), so
+    /// size it for 2 × 64·T1 × the peak call rate (default: 3,125 calls/s at T1 = 500 ms).
     pub max_transactions: usize,
     /// Agents and expiry limits.
     pub registrar: RegistrarConfig,
@@ -245,6 +259,9 @@ impl std::fmt::Debug for EndpointConfig {
 }
 
 impl EndpointConfig {
+    /// Default [`Self::max_transactions`].
+    pub const DEFAULT_MAX_TRANSACTIONS: usize = 200_000;
+
     /// Defaults for everything but the domain, advertised host and secret.
     pub fn new(
         domain: impl Into<String>,
@@ -258,7 +275,7 @@ impl EndpointConfig {
             timers: TimerConfig::default(),
             user_agent: concat!("Switchboard/", env!("CARGO_PKG_VERSION")).to_string(),
             max_message_size: 65_535,
-            max_transactions: 10_000,
+            max_transactions: Self::DEFAULT_MAX_TRANSACTIONS,
             registrar: RegistrarConfig::default(),
             nonce_secret,
             nonce_lifetime: NonceSource::DEFAULT_LIFETIME,
@@ -295,6 +312,8 @@ pub struct EndpointStats {
     pub retransmissions_absorbed: u64,
     /// Timers B, F, H and 2xx ACK timeouts.
     pub transaction_timeouts: u64,
+    /// Requests refused with `503` because the transaction table was full.
+    pub overload_rejections: u64,
 }
 
 impl EndpointStats {
@@ -364,6 +383,7 @@ struct ServerEntry {
     request: Request,
     reply_to: Peer,
     last_response: Option<Vec<u8>>,
+    sched: Scheduled,
 }
 
 #[derive(Debug)]
@@ -376,11 +396,14 @@ struct ClientEntry {
     ack: Option<Vec<u8>>,
     /// A CANCEL the TU asked for before any provisional response (§9.1: wait for one).
     deferred_cancel: Option<ClientTxnKey>,
+    sched: Scheduled,
 }
 
 /// UAS side of a 2xx to INVITE: retransmit until the ACK comes (§13.3.1.4).
 #[derive(Debug)]
 struct PendingAck {
+    /// Call-ID and CSeq number of the INVITE.
+    key: (String, u32),
     invite_txn: ServerTxnKey,
     bytes: Vec<u8>,
     dest: Peer,
@@ -388,14 +411,68 @@ struct PendingAck {
     next_retransmit: Option<Instant>,
     give_up: Instant,
     acked: bool,
+    sched: Scheduled,
+}
+
+impl PendingAck {
+    fn deadline(&self) -> Instant {
+        match self.next_retransmit {
+            Some(at) if !self.acked => at.min(self.give_up),
+            _ => self.give_up,
+        }
+    }
 }
 
 /// UAC side: the ACK we sent for a 2xx, resent when the 2xx is retransmitted.
 #[derive(Debug)]
 struct SentAck {
+    /// Call-ID, CSeq number and To tag of the 2xx.
+    key: (String, u32, String),
     bytes: Vec<u8>,
     dest: Peer,
     until: Instant,
+    sched: Scheduled,
+}
+
+/// What a timer-queue entry belongs to: a transaction or 2xx/ACK record, by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerOwner {
+    Client(u64),
+    Server(u64),
+    PendingAck(u64),
+    SentAck(u64),
+}
+
+/// The deadline an owner is queued under, with the generation of its queue entry; `None`
+/// when it has no entry.
+type Scheduled = Option<(Instant, u64)>;
+
+/// Every deadline of the endpoint, soonest first: a binary heap with lazy deletion.
+///
+/// Each owner records the `(deadline, generation)` of its one live entry ([`Scheduled`]);
+/// when its next deadline moves, a new entry is pushed and the old one becomes stale. Stale
+/// entries are dropped when they reach the top, so pushing is O(log n), the next deadline is
+/// the top once the top is live, and nothing ever walks every transaction. `std`'s
+/// `BinaryHeap` is enough: a timer wheel crate would add a dependency for what this does with
+/// the std heap plus a generation per entry.
+#[derive(Debug, Default)]
+struct TimerQueue {
+    heap: BinaryHeap<Reverse<(Instant, u64, TimerOwner)>>,
+    generation: u64,
+}
+
+impl TimerQueue {
+    /// Makes the owner's queued deadline `sched` agree with its next deadline `next`.
+    fn update(&mut self, sched: &mut Scheduled, next: Option<Instant>, owner: TimerOwner) {
+        if sched.map(|(at, _)| at) == next {
+            return;
+        }
+        *sched = next.map(|at| {
+            self.generation = self.generation.wrapping_add(1);
+            self.heap.push(Reverse((at, self.generation, owner)));
+            (at, self.generation)
+        });
+    }
 }
 
 /// The sans-IO SIP endpoint: transactions, registrar, 2xx/ACK handling.
@@ -408,8 +485,12 @@ pub struct Endpoint {
     server_index: HashMap<ServerMatch, u64>,
     clients: HashMap<u64, ClientEntry>,
     client_index: HashMap<ClientMatch, u64>,
-    pending_acks: HashMap<(String, u32), PendingAck>,
-    sent_acks: HashMap<(String, u32, String), SentAck>,
+    next_ack_id: u64,
+    pending_acks: HashMap<u64, PendingAck>,
+    pending_ack_index: HashMap<(String, u32), u64>,
+    sent_acks: HashMap<u64, SentAck>,
+    sent_ack_index: HashMap<(String, u32, String), u64>,
+    timers: TimerQueue,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: EndpointStats,
@@ -430,8 +511,12 @@ impl Endpoint {
             server_index: HashMap::new(),
             clients: HashMap::new(),
             client_index: HashMap::new(),
+            next_ack_id: 0,
             pending_acks: HashMap::new(),
+            pending_ack_index: HashMap::new(),
             sent_acks: HashMap::new(),
+            sent_ack_index: HashMap::new(),
+            timers: TimerQueue::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: EndpointStats::default(),
@@ -553,6 +638,7 @@ impl Endpoint {
                 self.on_garbage(src, bytes, &e);
             }
         }
+        self.settle_timers();
     }
 
     /// The driver could not deliver to `dest` (ICMP error, connection refused or reset):
@@ -578,6 +664,7 @@ impl Endpoint {
             });
             self.remove_client(id);
         }
+        self.settle_timers();
     }
 
     /// Stream connection `conn` closed: bindings learnt over it are dropped (the agent is
@@ -598,21 +685,68 @@ impl Endpoint {
         for agent in self.registrar.remove_connection(conn) {
             self.registration_changed(agent, now);
         }
+        self.settle_timers();
     }
 
-    /// Fires every timer due at `now`.
+    /// Fires every timer due at `now`: client transactions first, then server transactions,
+    /// 2xx retransmissions and ACK timeouts, remembered ACKs, and registrations last; within
+    /// each kind, soonest deadline first.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.client_timers(now);
-        self.server_timers(now);
-        self.ack_timers(now);
-        self.sent_acks.retain(|_, a| a.until > now);
+        let mut due = Vec::new();
+        while let Some(&Reverse((at, generation, owner))) = self.timers.heap.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.heap.pop();
+            if self.unschedule(at, generation, owner) {
+                due.push(owner);
+            }
+        }
+        let ids = |want: fn(TimerOwner) -> Option<u64>| -> Vec<u64> {
+            due.iter().filter_map(|o| want(*o)).collect()
+        };
+        let clients = ids(|o| match o {
+            TimerOwner::Client(id) => Some(id),
+            _ => None,
+        });
+        let servers = ids(|o| match o {
+            TimerOwner::Server(id) => Some(id),
+            _ => None,
+        });
+        let pending = ids(|o| match o {
+            TimerOwner::PendingAck(id) => Some(id),
+            _ => None,
+        });
+        let sent = ids(|o| match o {
+            TimerOwner::SentAck(id) => Some(id),
+            _ => None,
+        });
+        self.client_timers(now, clients);
+        self.server_timers(now, servers);
+        self.ack_timers(now, pending);
+        for id in sent {
+            self.remove_sent_ack(id);
+        }
         for agent in self.registrar.expire(now) {
             self.registration_changed(agent, now);
         }
+        self.settle_timers();
     }
 
-    /// The next instant [`Self::handle_timeout`] must be called at, if any.
+    /// The next instant [`Self::handle_timeout`] must be called at, if any. O(log n) in the
+    /// registrations, O(1) in the transactions.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let queued = self.timers.heap.peek().map(|Reverse((at, ..))| *at);
+        match (queued, self.registrar.next_expiry()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// What [`Self::poll_timeout`] must answer, found the slow way: by asking every
+    /// transaction, 2xx/ACK record and binding. For tests that check the timer queue.
+    #[doc(hidden)]
+    pub fn poll_timeout_by_scan(&self) -> Option<Instant> {
         let clients = self
             .clients
             .values()
@@ -621,16 +755,24 @@ impl Endpoint {
             .servers
             .values()
             .filter_map(|e| e.txn.next_timer().map(|t| t.0));
-        let acks = self.pending_acks.values().map(|p| match p.next_retransmit {
-            Some(at) if !p.acked => at.min(p.give_up),
-            _ => p.give_up,
-        });
+        let acks = self.pending_acks.values().map(PendingAck::deadline);
         let sent = self.sent_acks.values().map(|a| a.until);
+        let bindings = self
+            .registrar
+            .registered_agents()
+            .into_iter()
+            .flat_map(|agent| {
+                self.registrar
+                    .contacts_for(&agent, Instant::ZERO)
+                    .into_iter()
+                    .map(|b| b.expires_at)
+            })
+            .collect::<Vec<_>>();
         clients
             .chain(servers)
             .chain(acks)
             .chain(sent)
-            .chain(self.registrar.next_expiry())
+            .chain(bindings)
             .min()
     }
 
@@ -656,7 +798,9 @@ impl Endpoint {
         txn: ServerTxnKey,
         resp: Response,
     ) -> Result<(), Error> {
-        self.send_response(now, txn.0, resp)
+        let result = self.send_response(now, txn.0, resp);
+        self.settle_timers();
+        result
     }
 
     /// The TU starts a client transaction: sends `req` to `dest`. Adds, when absent: a top
@@ -665,6 +809,7 @@ impl Endpoint {
     pub fn send_request(&mut self, now: Instant, dest: Peer, req: Request) -> ClientTxnKey {
         let id = self.alloc_id();
         self.start_client(now, id, dest, req);
+        self.settle_timers();
         ClientTxnKey(id)
     }
 
@@ -672,6 +817,11 @@ impl Endpoint {
     /// it for 64·T1 and resends it whenever the 2xx is retransmitted, without telling the
     /// TU again.
     pub fn send_ack(&mut self, now: Instant, dest: Peer, ack: Request) {
+        self.remember_and_send_ack(now, dest, ack);
+        self.settle_timers();
+    }
+
+    fn remember_and_send_ack(&mut self, now: Instant, dest: Peer, ack: Request) {
         let mut ack = ack;
         self.prepare_request(&mut ack, dest.transport);
         let bytes = ack.to_bytes();
@@ -681,14 +831,22 @@ impl Endpoint {
                 cseq.seq,
                 to.tag().unwrap_or("").to_string(),
             );
+            if let Some(old) = self.sent_ack_index.get(&key).copied() {
+                self.remove_sent_ack(old);
+            }
+            let id = self.alloc_ack_id();
+            self.sent_ack_index.insert(key.clone(), id);
             self.sent_acks.insert(
-                key,
+                id,
                 SentAck {
+                    key,
                     bytes: bytes.clone(),
                     dest: dest.clone(),
                     until: now + self.cfg.timers.t1_x64(),
+                    sched: None,
                 },
             );
+            self.schedule(TimerOwner::SentAck(id));
         }
         self.transmits.push_back(Transmit { dest, bytes });
     }
@@ -698,6 +856,12 @@ impl Endpoint {
     /// [`Event::Response`]. Before any provisional response the CANCEL is held and sent when
     /// the first one arrives (it is dropped if the INVITE ends first).
     pub fn cancel(&mut self, now: Instant, invite: ClientTxnKey) -> Result<ClientTxnKey, Error> {
+        let result = self.start_cancel(now, invite);
+        self.settle_timers();
+        result
+    }
+
+    fn start_cancel(&mut self, now: Instant, invite: ClientTxnKey) -> Result<ClientTxnKey, Error> {
         let id = self.alloc_id();
         let entry = self
             .clients
@@ -747,12 +911,38 @@ impl Endpoint {
             self.on_server_retransmit(id);
             return;
         }
-        if self.servers.len() >= self.cfg.max_transactions {
-            self.reply_stateless(&req, reply_to, 503, "Service Unavailable");
+        let in_dialog = req.to_hdr().ok().is_some_and(|to| to.tag().is_some());
+        if !self.has_room(in_dialog) {
+            self.refuse_overloaded(&req, reply_to);
             return;
         }
         let id = self.new_server(now, key, req.clone(), reply_to);
         self.dispatch_new(now, id, req, src);
+    }
+
+    /// Whether a new server transaction may be created. Requests outside a dialog stop at
+    /// `max_transactions`; in-dialog requests and CANCEL have a reserve of the same size
+    /// again, so the BYE that ends a call is not refused while new calls are (a refused BYE
+    /// ends the call for the caller but not here, leaving its media ports held). The reserve
+    /// only runs out when in-dialog transactions alone outnumber the cap, which live calls
+    /// cannot cause; it keeps the table bounded against a flood of forged To tags.
+    fn has_room(&self, in_dialog_or_cancel: bool) -> bool {
+        let cap = self.cfg.max_transactions;
+        let limit = if in_dialog_or_cancel {
+            cap.saturating_mul(2)
+        } else {
+            cap
+        };
+        self.servers.len() < limit
+    }
+
+    /// The stateless `503` of a full transaction table.
+    fn refuse_overloaded(&mut self, req: &Request, dest: Peer) {
+        bump(&mut self.stats.overload_rejections);
+        let mut resp = Response::from_request(req, 503, "Service Unavailable", None);
+        resp.headers
+            .push(HeaderName::RetryAfter, OVERLOAD_RETRY_AFTER_S.to_string());
+        self.send_stateless(req, dest, resp);
     }
 
     fn on_server_retransmit(&mut self, id: u64) {
@@ -771,6 +961,7 @@ impl Endpoint {
 
     fn new_server(&mut self, now: Instant, key: ServerMatch, req: Request, reply_to: Peer) -> u64 {
         let _ = now;
+        // A new server transaction arms no timer until it answers (send_response schedules).
         let id = self.alloc_id();
         let txn = ServerTxn::new(
             req.method == Method::Invite,
@@ -786,6 +977,7 @@ impl Endpoint {
                 request: req,
                 reply_to,
                 last_response: None,
+                sched: None,
             },
         );
         id
@@ -867,14 +1059,17 @@ impl Endpoint {
                 bump(&mut self.stats.retransmissions_absorbed);
             }
             e.txn.on_ack(now);
+            self.schedule(TimerOwner::Server(id));
             return;
         }
-        let pending = match (ack.call_id(), ack.cseq()) {
-            (Some(call_id), Ok(cseq)) => {
-                self.pending_acks.get_mut(&(call_id.to_string(), cseq.seq))
-            }
+        let pending_id = match (ack.call_id(), ack.cseq()) {
+            (Some(call_id), Ok(cseq)) => self
+                .pending_ack_index
+                .get(&(call_id.to_string(), cseq.seq))
+                .copied(),
             _ => None,
         };
+        let pending = pending_id.and_then(|id| self.pending_acks.get_mut(&id));
         let invite_txn = match pending {
             Some(p) if p.acked => {
                 bump(&mut self.stats.retransmissions_absorbed);
@@ -887,6 +1082,9 @@ impl Endpoint {
             }
             None => None,
         };
+        if let Some(id) = pending_id {
+            self.schedule(TimerOwner::PendingAck(id));
+        }
         self.events.push_back(Event::AckReceived {
             invite_txn,
             ack,
@@ -899,6 +1097,10 @@ impl Endpoint {
         let key = server_match(&cancel, via, "CANCEL");
         if let Some(&id) = self.server_index.get(&key) {
             self.on_server_retransmit(id);
+            return;
+        }
+        if !self.has_room(true) {
+            self.refuse_overloaded(&cancel, reply_to);
             return;
         }
         let invite = self
@@ -955,23 +1157,40 @@ impl Endpoint {
         if !was_accepted {
             bump_class(&mut self.stats.responses_sent, resp.status);
         }
+        self.schedule(TimerOwner::Server(id));
         if is_2xx_to_invite && let (Some(call_id), Ok(cseq)) = (resp.call_id(), resp.cseq()) {
             let t1 = self.cfg.timers.t1;
             let key = (call_id.to_string(), cseq.seq);
             let reliable = dest.transport.is_reliable();
-            let entry = self.pending_acks.entry(key).or_insert_with(|| PendingAck {
-                invite_txn: ServerTxnKey(id),
-                bytes: Vec::new(),
-                dest: dest.clone(),
-                interval: t1,
-                next_retransmit: None,
-                give_up: now + t1.saturating_mul(64),
-                acked: false,
-            });
-            entry.bytes = bytes.clone();
-            if !reliable && !entry.acked && entry.next_retransmit.is_none() {
-                entry.next_retransmit = Some(now + t1);
+            let ack_id = match self.pending_ack_index.get(&key) {
+                Some(&ack_id) => ack_id,
+                None => {
+                    let ack_id = self.alloc_ack_id();
+                    self.pending_ack_index.insert(key.clone(), ack_id);
+                    self.pending_acks.insert(
+                        ack_id,
+                        PendingAck {
+                            key,
+                            invite_txn: ServerTxnKey(id),
+                            bytes: Vec::new(),
+                            dest: dest.clone(),
+                            interval: t1,
+                            next_retransmit: None,
+                            give_up: now + t1.saturating_mul(64),
+                            acked: false,
+                            sched: None,
+                        },
+                    );
+                    ack_id
+                }
+            };
+            if let Some(entry) = self.pending_acks.get_mut(&ack_id) {
+                entry.bytes = bytes.clone();
+                if !reliable && !entry.acked && entry.next_retransmit.is_none() {
+                    entry.next_retransmit = Some(now + t1);
+                }
             }
+            self.schedule(TimerOwner::PendingAck(ack_id));
         }
         self.transmits.push_back(Transmit { dest, bytes });
         Ok(())
@@ -980,11 +1199,19 @@ impl Endpoint {
     /// A response outside any transaction (the request could not be matched or validated).
     /// Never for ACK.
     fn reply_stateless(&mut self, req: &Request, dest: Peer, status: u16, reason: &str) {
+        let resp = Response::from_request(req, status, reason, None);
+        self.send_stateless(req, dest, resp);
+    }
+
+    /// Sends `resp` to `req` outside any transaction, with a To tag and `Server`. Never for
+    /// ACK.
+    fn send_stateless(&mut self, req: &Request, dest: Peer, resp: Response) {
         if req.method == Method::Ack {
             bump(&mut self.stats.dropped);
             return;
         }
-        let mut resp = Response::from_request(req, status, reason, None);
+        let mut resp = resp;
+        let status = resp.status;
         let tag = self.new_tag();
         ensure_to_tag(&mut resp, &tag);
         resp.headers
@@ -1094,6 +1321,8 @@ impl Endpoint {
         }
         if self.clients.get(&id).is_some_and(|e| e.txn.is_terminated()) {
             self.remove_client(id);
+        } else {
+            self.schedule(TimerOwner::Client(id));
         }
     }
 
@@ -1107,7 +1336,11 @@ impl Endpoint {
             cseq.seq,
             to.tag().unwrap_or("").to_string(),
         );
-        match self.sent_acks.get(&key) {
+        match self
+            .sent_ack_index
+            .get(&key)
+            .and_then(|id| self.sent_acks.get(id))
+        {
             Some(a) => {
                 bump(&mut self.stats.retransmissions_absorbed);
                 self.transmits.push_back(Transmit {
@@ -1153,7 +1386,7 @@ impl Endpoint {
 
     fn start_client(&mut self, now: Instant, id: u64, dest: Peer, req: Request) {
         if req.method == Method::Ack {
-            self.send_ack(now, dest, req);
+            self.remember_and_send_ack(now, dest, req);
             return;
         }
         let mut req = req;
@@ -1191,8 +1424,10 @@ impl Endpoint {
                 dest,
                 ack: None,
                 deferred_cancel: None,
+                sched: None,
             },
         );
+        self.schedule(TimerOwner::Client(id));
     }
 
     fn remove_client(&mut self, id: u64) {
@@ -1213,13 +1448,97 @@ impl Endpoint {
 
     // ----- timers ------------------------------------------------------------------------
 
-    fn client_timers(&mut self, now: Instant) {
-        let due: Vec<u64> = self
-            .clients
-            .iter()
-            .filter(|(_, e)| e.txn.next_timer().is_some_and(|(at, _)| at <= now))
-            .map(|(id, _)| *id)
-            .collect();
+    fn alloc_ack_id(&mut self) -> u64 {
+        self.next_ack_id = self.next_ack_id.wrapping_add(1);
+        self.next_ack_id
+    }
+
+    fn remove_pending_ack(&mut self, id: u64) {
+        if let Some(p) = self.pending_acks.remove(&id)
+            && self.pending_ack_index.get(&p.key) == Some(&id)
+        {
+            self.pending_ack_index.remove(&p.key);
+        }
+    }
+
+    fn remove_sent_ack(&mut self, id: u64) {
+        if let Some(a) = self.sent_acks.remove(&id)
+            && self.sent_ack_index.get(&a.key) == Some(&id)
+        {
+            self.sent_ack_index.remove(&a.key);
+        }
+    }
+
+    /// The queue entry slot of `owner`; `None` when it is gone.
+    fn sched_mut(&mut self, owner: TimerOwner) -> Option<&mut Scheduled> {
+        match owner {
+            TimerOwner::Client(id) => self.clients.get_mut(&id).map(|e| &mut e.sched),
+            TimerOwner::Server(id) => self.servers.get_mut(&id).map(|e| &mut e.sched),
+            TimerOwner::PendingAck(id) => self.pending_acks.get_mut(&id).map(|p| &mut p.sched),
+            TimerOwner::SentAck(id) => self.sent_acks.get_mut(&id).map(|a| &mut a.sched),
+        }
+    }
+
+    /// Queues `owner` under its current next deadline. Every change of a transaction's
+    /// timers or of a 2xx/ACK record's deadline is followed by this call.
+    fn schedule(&mut self, owner: TimerOwner) {
+        let (sched, next) = match owner {
+            TimerOwner::Client(id) => match self.clients.get_mut(&id) {
+                Some(e) => (&mut e.sched, e.txn.next_timer().map(|t| t.0)),
+                None => return,
+            },
+            TimerOwner::Server(id) => match self.servers.get_mut(&id) {
+                Some(e) => (&mut e.sched, e.txn.next_timer().map(|t| t.0)),
+                None => return,
+            },
+            TimerOwner::PendingAck(id) => match self.pending_acks.get_mut(&id) {
+                Some(p) => {
+                    let next = p.deadline();
+                    (&mut p.sched, Some(next))
+                }
+                None => return,
+            },
+            TimerOwner::SentAck(id) => match self.sent_acks.get_mut(&id) {
+                Some(a) => (&mut a.sched, Some(a.until)),
+                None => return,
+            },
+        };
+        self.timers.update(sched, next, owner);
+    }
+
+    /// Takes a popped queue entry off its owner; whether the entry was live.
+    fn unschedule(&mut self, at: Instant, generation: u64, owner: TimerOwner) -> bool {
+        match self.sched_mut(owner) {
+            Some(sched) if *sched == Some((at, generation)) => {
+                *sched = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn is_live(&self, at: Instant, generation: u64, owner: TimerOwner) -> bool {
+        let sched = match owner {
+            TimerOwner::Client(id) => self.clients.get(&id).map(|e| e.sched),
+            TimerOwner::Server(id) => self.servers.get(&id).map(|e| e.sched),
+            TimerOwner::PendingAck(id) => self.pending_acks.get(&id).map(|p| p.sched),
+            TimerOwner::SentAck(id) => self.sent_acks.get(&id).map(|a| a.sched),
+        };
+        sched.flatten() == Some((at, generation))
+    }
+
+    /// Drops stale entries from the top of the timer queue, so that [`Self::poll_timeout`]
+    /// reads a live deadline. Every public method that changes timers ends with it.
+    fn settle_timers(&mut self) {
+        while let Some(&Reverse((at, generation, owner))) = self.timers.heap.peek() {
+            if self.is_live(at, generation, owner) {
+                break;
+            }
+            self.timers.heap.pop();
+        }
+    }
+
+    fn client_timers(&mut self, now: Instant, due: Vec<u64>) {
         for id in due {
             for _ in 0..MAX_FIRINGS {
                 let Some(e) = self.clients.get_mut(&id) else {
@@ -1247,17 +1566,13 @@ impl Endpoint {
             }
             if self.clients.get(&id).is_some_and(|e| e.txn.is_terminated()) {
                 self.remove_client(id);
+            } else {
+                self.schedule(TimerOwner::Client(id));
             }
         }
     }
 
-    fn server_timers(&mut self, now: Instant) {
-        let due: Vec<u64> = self
-            .servers
-            .iter()
-            .filter(|(_, e)| e.txn.next_timer().is_some_and(|(at, _)| at <= now))
-            .map(|(id, _)| *id)
-            .collect();
+    fn server_timers(&mut self, now: Instant, due: Vec<u64>) {
         for id in due {
             for _ in 0..MAX_FIRINGS {
                 let Some(e) = self.servers.get_mut(&id) else {
@@ -1287,18 +1602,24 @@ impl Endpoint {
             }
             if self.servers.get(&id).is_some_and(|e| e.txn.is_terminated()) {
                 self.remove_server(id);
+            } else {
+                self.schedule(TimerOwner::Server(id));
             }
         }
     }
 
-    fn ack_timers(&mut self, now: Instant) {
+    fn ack_timers(&mut self, now: Instant, due: Vec<u64>) {
         let t2 = self.cfg.timers.t2;
         let mut timed_out = Vec::new();
-        for p in self.pending_acks.values_mut() {
+        for id in due {
+            let Some(p) = self.pending_acks.get_mut(&id) else {
+                continue;
+            };
             if p.give_up <= now {
                 if !p.acked {
                     timed_out.push(p.invite_txn);
                 }
+                self.remove_pending_ack(id);
                 continue;
             }
             if let Some(at) = p.next_retransmit
@@ -1313,8 +1634,8 @@ impl Endpoint {
                 p.interval = p.interval.saturating_mul(2).min(t2);
                 p.next_retransmit = Some(now + p.interval);
             }
+            self.schedule(TimerOwner::PendingAck(id));
         }
-        self.pending_acks.retain(|_, p| p.give_up > now);
         for invite_txn in timed_out {
             bump(&mut self.stats.transaction_timeouts);
             self.events.push_back(Event::AckTimeout { invite_txn });
@@ -1572,25 +1893,198 @@ mod tests {
         );
     }
 
-    #[test]
-    fn transaction_cap_sheds_load_with_503() {
-        let mut cfg = EndpointConfig::new("d", "192.0.2.1", b"s".to_vec());
-        cfg.max_transactions = 1;
-        let mut ep = Endpoint::new(cfg);
+    fn udp_request(method: &str, branch: &str, call_id: &str, to_tag: Option<&str>) -> String {
+        let to_tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
+        format!(
+            "{method} sip:q@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP 203.0.113.5;branch=z9hG4bK{branch}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:q@192.0.2.1>{to_tag}\r\n\
+             Call-ID: {call_id}\r\nCSeq: 1 {method}\r\nContact: <sip:a@203.0.113.5>\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+    }
+
+    /// Feeds `text`; returns what went out (first line of each) and the TU events.
+    fn exchange(ep: &mut Endpoint, now: Instant, text: &str) -> (Vec<Response>, Vec<Event>) {
         let src = Peer::udp("203.0.113.5:5060".parse().unwrap());
-        for (i, want) in [(1, "SIP/2.0 200"), (2, "SIP/2.0 503")] {
-            let msg = format!(
-                "OPTIONS sip:d SIP/2.0\r\nVia: SIP/2.0/UDP 203.0.113.5;branch=z9hG4bK{i}\r\n\
-                 From: <sip:a@b>;tag=1\r\nTo: <sip:d>\r\nCall-ID: c{i}\r\nCSeq: 1 OPTIONS\r\n\
-                 Content-Length: 0\r\n\r\n"
+        ep.handle_datagram(now, src, text.as_bytes());
+        let sent = std::iter::from_fn(|| ep.poll_transmit())
+            .map(|t| match Message::parse(&t.bytes).unwrap() {
+                Message::Response(r) => r,
+                Message::Request(r) => panic!("unexpected request {r}"),
+            })
+            .collect();
+        (sent, std::iter::from_fn(|| ep.poll_event()).collect())
+    }
+
+    fn statuses(sent: &[Response]) -> Vec<u16> {
+        sent.iter().map(|r| r.status).collect()
+    }
+
+    #[test]
+    fn transaction_cap_refuses_new_requests_but_never_in_dialog_ones() {
+        let mut cfg = EndpointConfig::new("d", "192.0.2.1", b"s".to_vec());
+        cfg.max_transactions = 2;
+        let mut ep = Endpoint::new(cfg);
+        let now = Instant::ZERO;
+        // Two OPTIONS answered by the endpoint fill the table (Timer J keeps them 32 s).
+        for i in 0..2 {
+            let (sent, _) = exchange(
+                &mut ep,
+                now,
+                &udp_request("OPTIONS", &format!("o{i}"), "o", None),
             );
-            ep.handle_datagram(Instant::ZERO, src.clone(), msg.as_bytes());
-            let t = ep.poll_transmit().unwrap();
-            assert!(
-                t.bytes.starts_with(want.as_bytes()),
-                "{}",
-                String::from_utf8_lossy(&t.bytes)
-            );
+            assert_eq!(statuses(&sent), vec![200]);
         }
+        assert_eq!(ep.transaction_count(), (2, 0));
+
+        // A new call, a registration and a new OPTIONS are shed: 503 with Retry-After.
+        for method in ["INVITE", "REGISTER", "OPTIONS", "MESSAGE"] {
+            let (sent, events) = exchange(&mut ep, now, &udp_request(method, method, "new", None));
+            assert_eq!(statuses(&sent), vec![503], "{method}");
+            assert_eq!(sent[0].headers.get(&HeaderName::RetryAfter), Some("5"));
+            assert!(sent[0].to_hdr().unwrap().tag().is_some());
+            assert!(events.is_empty(), "{method}: {events:?}");
+        }
+        assert_eq!(ep.stats().overload_rejections, 4);
+        assert_eq!(ep.transaction_count(), (2, 0));
+
+        // The BYE of a call in progress still reaches the TU, on a transaction it can answer.
+        let bye = udp_request("BYE", "bye1", "call-1", Some("sb-tag"));
+        let (sent, events) = exchange(&mut ep, now, &bye);
+        assert!(sent.is_empty(), "{sent:?}");
+        let [Event::NewRequest { txn, req, .. }] = events.as_slice() else {
+            panic!("BYE did not reach the TU: {events:?}")
+        };
+        assert_eq!(req.method, Method::Bye);
+        ep.respond(now, *txn, Response::from_request(req, 200, "OK", None))
+            .unwrap();
+        assert_eq!(
+            statuses(
+                &std::iter::from_fn(|| ep.poll_transmit())
+                    .map(|t| match Message::parse(&t.bytes).unwrap() {
+                        Message::Response(r) => r,
+                        Message::Request(r) => panic!("unexpected request {r}"),
+                    })
+                    .collect::<Vec<_>>()
+            ),
+            vec![200]
+        );
+        // ACK needs no transaction; CANCEL gets its answer.
+        let (sent, events) = exchange(
+            &mut ep,
+            now,
+            &udp_request("ACK", "INVITE", "new", Some("x")),
+        );
+        assert!(sent.is_empty());
+        assert!(matches!(
+            events.as_slice(),
+            [Event::AckReceived {
+                invite_txn: None,
+                ..
+            }]
+        ));
+        let (sent, _) = exchange(&mut ep, now, &udp_request("CANCEL", "nothing", "c", None));
+        assert_eq!(statuses(&sent), vec![481]);
+        assert_eq!(ep.transaction_count(), (4, 0));
+        assert_eq!(ep.stats().overload_rejections, 4);
+
+        // The in-dialog reserve is as large as the cap: beyond it, 503 again (the table stays
+        // bounded whatever To tags a peer forges).
+        let (sent, events) = exchange(
+            &mut ep,
+            now,
+            &udp_request("INFO", "info1", "call-1", Some("sb-tag")),
+        );
+        assert_eq!(statuses(&sent), vec![503]);
+        assert!(events.is_empty());
+
+        // Once Timer J frees the table, new calls are admitted again.
+        ep.handle_timeout(now + Duration::from_secs(32));
+        assert_eq!(ep.transaction_count(), (0, 0));
+        let (sent, events) = exchange(
+            &mut ep,
+            now + Duration::from_secs(32),
+            &udp_request("INVITE", "inv2", "call-2", None),
+        );
+        assert_eq!(statuses(&sent), vec![100]);
+        assert!(matches!(events.as_slice(), [Event::NewRequest { .. }]));
+    }
+
+    /// 50,000 live transactions of every kind: the queue's next deadline always equals the
+    /// earliest deadline of any transaction, and every timer fires on time.
+    #[test]
+    fn timer_queue_stays_exact_with_50k_transactions() {
+        let mut ep = Endpoint::new(EndpointConfig::new("d", "192.0.2.1", b"s".to_vec()));
+        let check = |ep: &Endpoint| assert_eq!(ep.poll_timeout(), ep.poll_timeout_by_scan());
+        let ms = |n: u64| Instant::ZERO + Duration::from_millis(n);
+        let mut invites = Vec::new();
+        let src = Peer::udp("203.0.113.5:5060".parse().unwrap());
+        for i in 0..50_000u64 {
+            let now = ms(i / 10);
+            match i % 10 {
+                // Answered by the endpoint: Completed, Timer J (32 s).
+                0..=2 => {
+                    let text = udp_request("OPTIONS", &format!("o{i}"), "o", None);
+                    ep.handle_datagram(now, src.clone(), text.as_bytes());
+                }
+                // INVITEs answered later with 2xx (Timer L, 2xx retransmissions) or 486
+                // (Timers G and H).
+                3..=7 => {
+                    let text = udp_request("INVITE", &format!("i{i}"), &format!("c{i}"), None);
+                    ep.handle_datagram(now, src.clone(), text.as_bytes());
+                    if let Some(Event::NewRequest { txn, req, .. }) = ep.poll_event() {
+                        invites.push((txn, req, i % 2 == 0));
+                    }
+                }
+                // Client transactions towards a silent peer: Timers E and F.
+                _ => {
+                    let mut req =
+                        Request::new(Method::Message, "sip:x@198.51.100.1".parse().unwrap());
+                    req.headers
+                        .push(HeaderName::From, "<sip:q@192.0.2.1>;tag=f");
+                    req.headers.push(HeaderName::To, "<sip:x@198.51.100.1>");
+                    req.headers.push(HeaderName::CSeq, "1 MESSAGE");
+                    ep.send_request(now, Peer::udp("198.51.100.1:5060".parse().unwrap()), req);
+                }
+            }
+            while ep.poll_transmit().is_some() {}
+            if i % 4999 == 0 {
+                check(&ep);
+            }
+        }
+        for (n, (txn, req, ok)) in invites.into_iter().enumerate() {
+            let status = if ok { 200 } else { 486 };
+            let mut resp = Response::from_request(&req, status, "X", Some("t"));
+            resp.headers.push(HeaderName::Contact, "<sip:q@192.0.2.1>");
+            ep.respond(ms(5_000 + n as u64 / 10), txn, resp).unwrap();
+            if n % 4999 == 0 {
+                check(&ep);
+            }
+        }
+        let total = ep.transaction_count();
+        assert_eq!(total, (40_000, 10_000));
+        assert_eq!(ep.pending_acks.len(), 10_000);
+        while ep.poll_transmit().is_some() {}
+        while ep.poll_event().is_some() {}
+        // Jump from deadline to deadline until nothing is left.
+        let (mut fired, mut last) = (0u32, Instant::ZERO);
+        while let Some(at) = ep.poll_timeout() {
+            assert!(at >= last, "deadlines went backwards");
+            last = at;
+            ep.handle_timeout(at);
+            fired += 1;
+            if fired % 4999 == 0 {
+                check(&ep);
+            }
+            while ep.poll_transmit().is_some() {}
+            while ep.poll_event().is_some() {}
+            assert!(fired < 1_000_000, "the queue never drained");
+        }
+        assert_eq!(ep.transaction_count(), (0, 0));
+        assert_eq!(ep.poll_timeout_by_scan(), None);
+        // The last to go is the last INVITE answered (Timer H or the 2xx's ACK timeout, 64·T1
+        // after the answer).
+        assert_eq!(last, ms(5_000 + 24_999 / 10 + 32_000));
+        assert!(fired > 1000, "{fired}");
     }
 }

@@ -8,7 +8,7 @@
 //! identical apart from the fresh nonce, so the registrar does not reveal which agent ids
 //! exist. `stale=true` is only ever sent to a client that proved knowledge of the password.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use switchboard_sipmsg::{ContactValue, HeaderName, NameAddr, Request, Response, Uri};
@@ -113,6 +113,9 @@ pub struct Registrar {
     nonces: NonceSource,
     nonce_counts: NonceCounts,
     bindings: BTreeMap<String, Vec<Binding>>,
+    /// Every binding as (expiry, agent, key), soonest first: the next expiry and the lapsed
+    /// bindings are found without walking all of them.
+    expiries: BTreeSet<(Instant, String, String)>,
 }
 
 impl std::fmt::Debug for Registrar {
@@ -144,6 +147,7 @@ impl Registrar {
             nonces,
             nonce_counts: NonceCounts::default(),
             bindings: BTreeMap::new(),
+            expiries: BTreeSet::new(),
         }
     }
 
@@ -167,7 +171,7 @@ impl Registrar {
             .cloned()
             .collect();
         for id in &gone {
-            self.bindings.remove(id);
+            self.remove_agent_bindings(id);
         }
         gone
     }
@@ -189,26 +193,39 @@ impl Registrar {
             .collect()
     }
 
-    /// Total number of bindings.
+    /// Total number of bindings (O(1): the driver reads it after every wake-up).
     pub fn binding_count(&self) -> usize {
-        self.bindings.values().map(Vec::len).sum()
+        self.expiries.len()
     }
 
     /// When the next binding lapses.
     pub fn next_expiry(&self) -> Option<Instant> {
-        self.bindings
-            .values()
-            .flat_map(|v| v.iter().map(|b| b.expires_at))
-            .min()
+        self.expiries.first().map(|(at, ..)| *at)
     }
 
-    /// Drops bindings that lapsed by `now`; returns the agents that lost one.
+    /// Drops bindings that lapsed by `now`; returns the agents that lost one, sorted.
+    /// Costs O(log n) per lapsed binding, nothing per live one.
     pub fn expire(&mut self, now: Instant) -> Vec<String> {
         self.nonce_counts
             .prune(Instant::from_micros(now.as_micros().saturating_sub(
                 u64::try_from(self.nonces.lifetime().as_micros()).unwrap_or(u64::MAX),
             )));
-        self.retain_bindings(|b| b.expires_at > now)
+        let mut changed = BTreeSet::new();
+        while let Some((at, ..)) = self.expiries.first()
+            && *at <= now
+        {
+            let Some((_, agent, key)) = self.expiries.pop_first() else {
+                break;
+            };
+            if let Some(list) = self.bindings.get_mut(&agent) {
+                list.retain(|b| b.key != key);
+                if list.is_empty() {
+                    self.bindings.remove(&agent);
+                }
+            }
+            changed.insert(agent);
+        }
+        changed.into_iter().collect()
     }
 
     /// Drops bindings learnt over connection `conn` (it closed: the agent is unreachable
@@ -221,7 +238,14 @@ impl Registrar {
         let mut changed = Vec::new();
         for (agent, list) in self.bindings.iter_mut() {
             let before = list.len();
-            list.retain(&keep);
+            list.retain(|b| {
+                let kept = keep(b);
+                if !kept {
+                    self.expiries
+                        .remove(&(b.expires_at, agent.clone(), b.key.clone()));
+                }
+                kept
+            });
             if list.len() != before {
                 changed.push(agent.clone());
             }
@@ -230,9 +254,21 @@ impl Registrar {
         changed
     }
 
+    /// Drops every binding of `agent`; whether it had any.
+    fn remove_agent_bindings(&mut self, agent: &str) -> bool {
+        let Some(list) = self.bindings.remove(agent) else {
+            return false;
+        };
+        for b in list {
+            self.expiries
+                .remove(&(b.expires_at, agent.to_string(), b.key));
+        }
+        true
+    }
+
     /// A `401` with fresh challenges, one per configured algorithm in preference order
     /// (RFC 8760 §2.4).
-    pub fn challenge(&self, req: &Request, now: Instant, stale: bool) -> Response {
+    pub fn challenge(&mut self, req: &Request, now: Instant, stale: bool) -> Response {
         let nonce = self.nonces.issue(now);
         let mut resp = Response::from_request(req, 401, "Unauthorized", None);
         for &algorithm in &self.cfg.algorithms {
@@ -329,7 +365,7 @@ impl Registrar {
             if out_of_order {
                 return reject(400, "Bad Request - Out-of-Order CSeq");
             }
-            self.bindings.remove(&user).is_some()
+            self.remove_agent_bindings(&user)
         } else {
             let mut updates = Vec::new();
             for c in &contacts {
@@ -430,7 +466,9 @@ impl Registrar {
             let existing = list.iter().position(|b| b.key == key);
             if expires == 0 {
                 if let Some(i) = existing {
-                    list.remove(i);
+                    let gone = list.remove(i);
+                    self.expiries
+                        .remove(&(gone.expires_at, user.to_string(), gone.key));
                     changed = true;
                 }
                 continue;
@@ -447,8 +485,16 @@ impl Registrar {
                 cseq,
                 key,
             };
+            self.expiries
+                .insert((binding.expires_at, user.to_string(), binding.key.clone()));
             match existing.and_then(|i| list.get_mut(i)) {
-                Some(slot) => *slot = binding,
+                Some(slot) => {
+                    let old = std::mem::replace(slot, binding);
+                    if old.expires_at != slot.expires_at {
+                        self.expiries
+                            .remove(&(old.expires_at, user.to_string(), old.key));
+                    }
+                }
                 None => {
                     list.push(binding);
                     changed = true;

@@ -189,12 +189,17 @@ impl TimerSlots {
         self.0.get(timer.slot()).copied().flatten()
     }
 
-    /// The earliest armed deadline and its timer.
+    /// The earliest armed deadline and its timer (the first in table order on a tie).
     pub fn next(&self) -> Option<(Instant, Timer)> {
-        Timer::ALL
-            .iter()
-            .filter_map(|&t| self.deadline(t).map(|at| (at, t)))
-            .min()
+        let mut best: Option<(Instant, Timer)> = None;
+        for (slot, timer) in self.0.iter().zip(Timer::ALL) {
+            if let Some(at) = *slot
+                && best.is_none_or(|(earliest, _)| at < earliest)
+            {
+                best = Some((at, timer));
+            }
+        }
+        best
     }
 }
 
@@ -232,6 +237,11 @@ mod tests {
         assert_eq!(s.next(), Some((Instant::from_micros(10), Timer::A)));
         s.disarm(Timer::A);
         assert_eq!(s.next(), Some((Instant::from_micros(50), Timer::B)));
+        s.arm(Timer::H, Instant::from_micros(50));
+        s.arm(Timer::G, Instant::from_micros(50));
+        assert_eq!(s.next(), Some((Instant::from_micros(50), Timer::B)));
+        s.disarm(Timer::B);
+        assert_eq!(s.next(), Some((Instant::from_micros(50), Timer::G)));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use switchboard_sip::{ConnId, Peer, Transport};
 use switchboard_sipmsg::Message;
 
 use crate::registrar::Ua;
+use crate::util::check_indexes;
 
 const CORPUS: &[&str] = &[
     "INVITE sip:100@callcenter.local SIP/2.0\r\n\
@@ -198,8 +199,10 @@ fn thousands_of_mutated_messages_never_panic() {
         }
         while ua.ep.poll_event().is_some() {}
         if i % 50 == 0 {
+            check_indexes(&ua.ep);
             ua.now = ua.now + Duration::from_millis(rng.below(5000) as u64);
             ua.ep.handle_timeout(ua.now);
+            check_indexes(&ua.ep);
         }
     }
     assert!(sent > 1000, "the corpus should provoke answers, got {sent}");

@@ -6,7 +6,7 @@ use switchboard_sip::digest::{Algorithm, Challenge, answer_challenge};
 use switchboard_sip::{AgentCredentials, ConnId, Endpoint, Event, Instant, Peer, Transport};
 use switchboard_sipmsg::{HeaderName, Message, Response};
 
-use crate::util::config;
+use crate::util::{check_indexes, config};
 
 pub struct Ua {
     pub ep: Endpoint,
@@ -42,6 +42,7 @@ impl Ua {
     pub fn send(&mut self, text: &str) -> Vec<Response> {
         self.ep
             .handle_datagram(self.now, self.src.clone(), text.as_bytes());
+        check_indexes(&self.ep);
         let mut out = Vec::new();
         while let Some(t) = self.ep.poll_transmit() {
             match Message::parse(&t.bytes).unwrap() {
@@ -65,6 +66,7 @@ impl Ua {
     pub fn advance(&mut self, d: Duration) {
         self.now = self.now + d;
         self.ep.handle_timeout(self.now);
+        check_indexes(&self.ep);
     }
 
     /// A REGISTER from `to_user` with credentials `auth` (an Authorization value).
@@ -356,6 +358,58 @@ fn replayed_nonce_count_is_refused() {
     assert_eq!(ua.send_one(&req).status, 200);
 }
 
+/// Concurrent registrations handled at the same instant (one wake-up of the driver): each
+/// client gets its own nonce, and each one's `nc=00000001` is accepted.
+#[test]
+fn concurrent_registrations_each_get_their_own_nonce() {
+    let mut ua = Ua::new();
+    let clients: Vec<(&str, &str, String)> = (0..16)
+        .map(|i| {
+            let (user, pass) = if i % 2 == 0 {
+                ("ana", "ana-secret")
+            } else {
+                ("marko", "marko-secret")
+            };
+            (user, pass, format!("<sip:{user}@198.51.100.{i}>"))
+        })
+        .collect();
+    let challenged: Vec<Response> = clients
+        .iter()
+        .enumerate()
+        .map(|(i, (user, _, contact))| {
+            let req = ua.register(user, &format!("reg-c{i}"), 1, &[contact], None, None);
+            ua.send_one(&req)
+        })
+        .collect();
+    let nonces: std::collections::HashSet<String> = challenged
+        .iter()
+        .map(|r| challenges(r)[0].nonce.clone())
+        .collect();
+    assert_eq!(nonces.len(), clients.len(), "challenges shared a nonce");
+    for (i, ((user, pass, contact), challenge)) in clients.iter().zip(&challenged).enumerate() {
+        let ch = challenges(challenge).remove(0);
+        let auth = answer_challenge(
+            &ch,
+            user,
+            pass,
+            "REGISTER",
+            "sip:callcenter.local",
+            &format!("cnonce-{i}"),
+            1,
+        );
+        let req = ua.register(
+            user,
+            &format!("reg-c{i}"),
+            2,
+            &[contact],
+            None,
+            Some(&auth.to_header_value()),
+        );
+        assert_eq!(ua.send_one(&req).status, 200, "client {i} refused");
+    }
+    assert_eq!(ua.ep.registrar().binding_count(), clients.len());
+}
+
 #[test]
 fn qopless_md5_is_accepted_for_old_user_agents() {
     let mut ua = Ua::new();
@@ -591,6 +645,7 @@ fn tcp_bindings_remember_the_connection_and_die_with_it() {
     ua.events();
     ua.ep.handle_connection_closed(ua.now, ConnId(42));
     assert_eq!(ua.ep.registrar().binding_count(), 0);
+    check_indexes(&ua.ep);
     assert!(
         matches!(&ua.events()[..], [Event::RegistrationChanged { agent, contacts }] if agent == "ana" && contacts.is_empty())
     );
@@ -636,6 +691,8 @@ fn removed_agents_lose_their_bindings_on_reload() {
         ua.ep.registrar().registered_agents(),
         vec!["marko".to_string()]
     );
+    assert_eq!(ua.ep.registrar().binding_count(), 1);
+    check_indexes(&ua.ep);
     assert!(
         matches!(&ua.events()[..], [Event::RegistrationChanged { agent, contacts }] if agent == "ana" && contacts.is_empty())
     );

@@ -26,6 +26,27 @@ pub fn config(host: &str) -> EndpointConfig {
     EndpointConfig::new("callcenter.local", host, SECRET.to_vec())
 }
 
+/// The endpoint's timer queue must name exactly the deadline a scan of everything finds,
+/// and the registrar's expiry index must hold every binding once.
+pub fn check_indexes(ep: &Endpoint) {
+    assert_eq!(
+        ep.poll_timeout(),
+        ep.poll_timeout_by_scan(),
+        "timer queue disagrees with the transactions"
+    );
+    let registrar = ep.registrar();
+    let bindings: usize = registrar
+        .registered_agents()
+        .iter()
+        .map(|agent| registrar.contacts_for(agent, Instant::ZERO).len())
+        .sum();
+    assert_eq!(
+        registrar.binding_count(),
+        bindings,
+        "expiry index disagrees"
+    );
+}
+
 /// Which side of the simulation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -157,6 +178,8 @@ impl Sim {
     pub fn run_until(&mut self, until: Instant) {
         for _ in 0..100_000 {
             self.deliver();
+            check_indexes(&self.a);
+            check_indexes(&self.b);
             let next = [self.a.poll_timeout(), self.b.poll_timeout()]
                 .into_iter()
                 .flatten()
