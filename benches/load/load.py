@@ -43,6 +43,7 @@ FULL = {
     "mem_first": 1000,
     "mem_total": 100_000,
     "mem_rate": 1000,
+    "mem_chunks": 4,
     "mem_settle_s": 10,
     "cooldown_cap_s": 60,
     "relay_calls": [100, 250, 500, 1000],
@@ -63,6 +64,7 @@ QUICK = {
     "mem_first": 200,
     "mem_total": 2000,
     "mem_rate": 250,
+    "mem_chunks": 2,
     "mem_settle_s": 1,
     # Quick steps are too small to fill the transaction table: no need to wait for Timer J.
     "cooldown_cap_s": 1,
@@ -686,6 +688,11 @@ def cps_series(sut, work, db, cfg, rows, only=("zero", "hold")):
 
 
 def memory_check(binary, work, cfg, t1_ms):
+    """RSS after a first small batch of calls, then after each chunk of the rest at the full rate.
+
+    The first chunk at the full rate raises every high-water mark (transaction tables sized for
+    rate x 64*T1, allocator arenas); growth from the first full-rate checkpoint to the last is
+    what the server keeps per finished call."""
     sb = Switchboard(binary, work, cfg["agents"], tag="sb-memory", t1_ms=t1_ms)
     try:
         sb.register()
@@ -698,28 +705,44 @@ def memory_check(binary, work, cfg, t1_ms):
         time.sleep(cfg["mem_settle_s"])
         rss1 = memory_mb([pid])
         rest = cfg["mem_total"] - cfg["mem_first"]
-        b = sb.ended()
-        st2 = sipp_trunk(sb.work, sb.sip_port, "mem-rest", cfg["mem_rate"], rest, 0)
-        sb.drain(b, st2["successful"], limit_s=60)
-        time.sleep(cfg["mem_settle_s"])
-        rss2 = memory_mb([pid])
-        total_ok = st1["successful"] + st2["successful"]
-        total_failed = st1["failed"] + st2["failed"]
+        chunks = max(1, cfg["mem_chunks"])
+        done, ok, failed = cfg["mem_first"], st1["successful"], st1["failed"]
+        checkpoints = []
+        for i in range(chunks):
+            n = rest // chunks + (1 if i < rest % chunks else 0)
+            b = sb.ended()
+            st = sipp_trunk(sb.work, sb.sip_port, f"mem-rest-{i}", cfg["mem_rate"], n, 0)
+            sb.drain(b, st["successful"], limit_s=60)
+            time.sleep(cfg["mem_settle_s"])
+            done, ok, failed = done + n, ok + st["successful"], failed + st["failed"]
+            checkpoints.append({"calls": done, "rss_mb": round(memory_mb([pid]), 1)})
+            log(f"memory: after {done} calls RSS {checkpoints[-1]['rss_mb']:.1f} MB")
+        rss2 = checkpoints[-1]["rss_mb"]
         growth = (rss2 - rss1) / rss1 * 100 if rss1 else float("nan")
+        span = checkpoints[-1]["calls"] - checkpoints[0]["calls"]
+        per_call = ((checkpoints[-1]["rss_mb"] - checkpoints[0]["rss_mb"]) * 1024 * 1024 / span
+                    if span else float("nan"))
+        text = sb.metrics()
+        state = {k: v for k, v in metric_by_label(text, "switchboard_call_state_entries", "table").items()}
         res = {
             "rss_start_mb": round(rss0, 1),
             "rss_after_first_mb": round(rss1, 1),
             "rss_after_all_mb": round(rss2, 1),
             "growth_pct": round(growth, 1),
-            "calls_ok": total_ok,
-            "calls_failed": total_failed,
+            "checkpoints": checkpoints,
+            "bytes_per_call_after_first_chunk": round(per_call, 1),
+            "calls_ok": ok,
+            "calls_failed": failed,
             "first": cfg["mem_first"],
             "total": cfg["mem_total"],
             "rate": cfg["mem_rate"],
             "outcomes": sb.outcomes(),
+            "call_state_entries_after": state,
+            "engine_calls_after": metric_sum(text, "switchboard_engine_calls"),
         }
         log(f"memory: RSS start {rss0:.1f} MB, after {cfg['mem_first']} calls {rss1:.1f} MB, after "
-            f"{cfg['mem_total']} calls {rss2:.1f} MB ({growth:+.1f} %); {total_ok} ok, {total_failed} failed")
+            f"{cfg['mem_total']} calls {rss2:.1f} MB ({growth:+.1f} %; {per_call:+.0f} bytes per call after the "
+            f"first full-rate chunk); {ok} ok, {failed} failed")
         return res
     finally:
         sb.stop()
@@ -978,7 +1001,12 @@ def markdown(rows, relay, memory, latency, summary, meta):
         out += ["", f"Memory growth: RSS {memory['rss_start_mb']} MB at start, {memory['rss_after_first_mb']} MB after "
                 f"the first {memory['first']:,} calls, {memory['rss_after_all_mb']} MB after {memory['total']:,} calls "
                 f"at {memory['rate']}/s ({memory['growth_pct']:+.1f} %; {memory['calls_ok']:,} ok, "
-                f"{memory['calls_failed']:,} failed; outcomes {json.dumps(memory['outcomes'])})."]
+                f"{memory['calls_failed']:,} failed; outcomes {json.dumps(memory['outcomes'])}). "
+                f"RSS at each checkpoint: "
+                + ", ".join(f"{c['rss_mb']} MB after {c['calls']:,}" for c in memory["checkpoints"])
+                + f" ({memory['bytes_per_call_after_first_chunk']:+.0f} bytes per call from the first "
+                f"full-rate checkpoint to the last); call-control tables afterwards "
+                f"{json.dumps(memory['call_state_entries_after'])}, engine calls {memory['engine_calls_after']:.0f}."]
     out += [""] + ["`" + line + "`  " for line in summary.splitlines()]
     return "\n".join(out) + "\n"
 

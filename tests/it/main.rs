@@ -13,6 +13,7 @@ mod api;
 mod calls;
 mod cli;
 mod harness;
+mod per_call_state;
 mod records;
 mod register;
 mod sip_basics;

@@ -77,10 +77,9 @@ impl MediaSetup {
         })
     }
 
-    /// Packets in/out across all calls since start.
-    pub fn totals(&self) -> (u64, u64) {
-        let t = self.media.totals();
-        (t.packets_in, t.packets_out)
+    /// Packet totals since start and the port pairs in use now.
+    pub fn totals(&self) -> switchboard_media::MediaTotals {
+        self.media.totals()
     }
 
     /// Opens the media of a new call and answers the caller's offer.

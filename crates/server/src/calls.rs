@@ -163,7 +163,28 @@ enum Timer {
     Announce { key: u64 },
     /// The caller of `key` chose nothing in the voice menu.
     MenuTimeout { key: u64 },
+    /// Agent leg `txn`, given up on, still has no final response: forget it.
+    ForgetLeg { txn: ClientTxnKey },
 }
+
+/// An agent leg given up on (cancelled, or left behind by its call) is forgotten this many
+/// T1 later when its INVITE has still not ended: twice the 64·T1 within which RFC 3261 §9.1
+/// expects an INVITE to end after its CANCEL. A 2xx after that is never ACKed (the agent's
+/// phone ends that dialog itself), and call control keeps nothing of a call that is over.
+const FORGET_LEG_AFTER_T1: u32 = 128;
+
+/// The names of call control's tables, in the order of [`Calls::table_sizes`]: every one is
+/// empty when no call is in progress and no agent leg is still ending.
+pub const TABLES: [&str; 8] = [
+    "calls",
+    "by_engine",
+    "by_invite",
+    "by_client_txn",
+    "by_sip_call_id",
+    "timers",
+    "orphans",
+    "finished",
+];
 
 /// Input for call control from tasks other than the endpoint task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,7 +226,8 @@ pub struct Calls {
     by_sip_call_id: HashMap<String, (u64, Side)>,
     timers: BTreeSet<(Instant, Timer)>,
     /// Agent legs cancelled or left behind by their call: a late 2xx is ACKed and BYEd.
-    orphans: HashMap<ClientTxnKey, Peer>,
+    /// Where the leg's INVITE went, and when the leg is forgotten if it never ends.
+    orphans: HashMap<ClientTxnKey, (Peer, Instant)>,
     /// Ended calls whose last engine events are still to come: record id and queue.
     finished: HashMap<CallId, (String, Option<String>)>,
     shutting_down: bool,
@@ -321,6 +343,20 @@ impl Calls {
         self.calls.len()
     }
 
+    /// Entries in each table of [`TABLES`] (for the `switchboard_call_state_entries` gauge).
+    pub fn table_sizes(&self) -> [usize; TABLES.len()] {
+        [
+            self.calls.len(),
+            self.by_engine.len(),
+            self.by_invite.len(),
+            self.by_client_txn.len(),
+            self.by_sip_call_id.len(),
+            self.timers.len(),
+            self.orphans.len(),
+            self.finished.len(),
+        ]
+    }
+
     /// New INVITEs are refused from now on.
     pub fn begin_shutdown(&mut self) {
         self.shutting_down = true;
@@ -355,6 +391,7 @@ impl Calls {
                     info!(call = key, "no menu choice: routing as an order");
                     self.leave_menu(ep, now, key, Purpose::Order);
                 }
+                Timer::ForgetLeg { txn } => self.forget_leg(txn),
             }
         }
         self.pump(ep, now);
@@ -1175,8 +1212,7 @@ impl Calls {
         if status < 200 {
             return;
         }
-        if let Some(dest) = self.orphans.remove(&txn) {
-            self.by_client_txn.remove(&txn);
+        if let Some(dest) = self.unorphan(txn) {
             if (200..300).contains(&status) {
                 // Answered after we gave up on it: acknowledge and hang up.
                 ack_and_bye(ep, now, txn, dest, &resp);
@@ -1228,7 +1264,7 @@ impl Calls {
     /// A client transaction got no final response at all (Timer B) or could not be sent.
     pub fn on_client_failure(&mut self, ep: &mut Endpoint, now: Instant, txn: ClientTxnKey) {
         let Some(invite) = ep.client_request(txn).cloned() else {
-            self.orphans.remove(&txn);
+            self.unorphan(txn);
             self.by_client_txn.remove(&txn);
             return;
         };
@@ -1266,13 +1302,16 @@ impl Calls {
             return;
         };
         // Everyone else stops ringing.
-        for other in call.legs.drain(..) {
+        for other in std::mem::take(&mut call.legs) {
             if other.state == LegState::Calling {
                 let _ = ep.cancel(now, other.txn);
             }
-            self.orphans.insert(other.txn, other.dest);
             self.by_sip_call_id.remove(&other.sip_call_id);
+            self.orphan(ep, now, other.txn, other.dest);
         }
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         take(&mut call.offered, leg.agent);
         let others: Vec<AgentIdx> = std::mem::take(&mut call.offered);
         let record = call
@@ -1365,6 +1404,34 @@ impl Calls {
         self.remove_ring_timer(key, agent);
     }
 
+    /// An agent leg no call wants any more: a late 2xx for it is ACKed and BYEd, and it is
+    /// forgotten [`FORGET_LEG_AFTER_T1`]·T1 from now if its INVITE never ends.
+    fn orphan(&mut self, ep: &Endpoint, now: Instant, txn: ClientTxnKey, dest: Peer) {
+        let forget_at = now + ep.config().timers.t1.saturating_mul(FORGET_LEG_AFTER_T1);
+        if let Some((_, old)) = self.orphans.insert(txn, (dest, forget_at)) {
+            self.timers.remove(&(old, Timer::ForgetLeg { txn }));
+        }
+        self.timers.insert((forget_at, Timer::ForgetLeg { txn }));
+    }
+
+    /// The orphaned leg `txn` ended: its entries go. Returns where its INVITE went.
+    fn unorphan(&mut self, txn: ClientTxnKey) -> Option<Peer> {
+        let (dest, forget_at) = self.orphans.remove(&txn)?;
+        self.timers.remove(&(forget_at, Timer::ForgetLeg { txn }));
+        self.by_client_txn.remove(&txn);
+        Some(dest)
+    }
+
+    /// An orphaned leg's INVITE got no final response in time: nothing will come of it.
+    fn forget_leg(&mut self, txn: ClientTxnKey) {
+        if self.unorphan(txn).is_some() {
+            info!(
+                txn = ?txn,
+                "agent leg without a final response long after it was given up: forgotten"
+            );
+        }
+    }
+
     fn remove_ring_timer(&mut self, key: u64, agent: AgentIdx) {
         self.timers
             .retain(|(_, t)| *t != Timer::RingTimeout { key, agent });
@@ -1391,6 +1458,7 @@ impl Calls {
             Timer::RingTimeout { key: k, .. }
             | Timer::Announce { key: k }
             | Timer::MenuTimeout { key: k } => *k != key,
+            Timer::ForgetLeg { .. } => true,
         });
         let t = engine_time(now);
         // Stop every agent leg still ringing.
@@ -1398,9 +1466,8 @@ impl Calls {
             if leg.state == LegState::Calling {
                 let _ = ep.cancel(now, leg.txn);
             }
-            // A late 2xx for it is ACKed and BYEd.
-            self.orphans.insert(leg.txn, leg.dest);
             self.by_sip_call_id.remove(&leg.sip_call_id);
+            self.orphan(ep, now, leg.txn, leg.dest);
         }
         let (outcome, side) = match (&call.bridged, how) {
             (Some(b), Ended::CallerHungUp) => {

@@ -30,6 +30,23 @@ pub struct Metrics {
     pub queue_oldest_wait_seconds: prometheus::GaugeVec,
     pub service_level_ratio: prometheus::GaugeVec,
     pub rtp_packets_total: IntCounterVec,
+    pub calls_active: IntGauge,
+    pub sip_transactions: IntGaugeVec,
+    pub call_state_entries: IntGaugeVec,
+    pub engine_calls: IntGauge,
+    pub rtp_port_pairs_in_use: IntGauge,
+}
+
+/// The gauges the endpoint task sets after each batch of work: the size of every table that
+/// holds per-call state. With no call in progress they all fall back to 0 (SIP transactions
+/// after their 64·T1 of absorbing retransmissions); one that only grows is a leak.
+#[derive(Debug, Clone)]
+pub struct StateGauges {
+    pub calls_active: IntGauge,
+    pub sip_server_transactions: IntGauge,
+    pub sip_client_transactions: IntGauge,
+    /// One per name of [`crate::calls::TABLES`], in that order.
+    pub tables: Vec<IntGauge>,
 }
 
 impl Metrics {
@@ -126,6 +143,37 @@ impl Metrics {
             &["direction"],
         )
         .unwrap_or_else(|e| unreachable_metric(&e));
+        let calls_active = IntGauge::new(
+            "switchboard_calls_active",
+            "Calls in progress (caller connected: menu, queued, ringing or talking).",
+        )
+        .unwrap_or_else(|e| unreachable_metric(&e));
+        let sip_transactions = IntGaugeVec::new(
+            Opts::new(
+                "switchboard_sip_transactions",
+                "Live SIP transactions, by kind (server, client); finished ones stay 64*T1.",
+            ),
+            &["kind"],
+        )
+        .unwrap_or_else(|e| unreachable_metric(&e));
+        let call_state_entries = IntGaugeVec::new(
+            Opts::new(
+                "switchboard_call_state_entries",
+                "Entries in each table of call control; all 0 when no call is in progress.",
+            ),
+            &["table"],
+        )
+        .unwrap_or_else(|e| unreachable_metric(&e));
+        let engine_calls = IntGauge::new(
+            "switchboard_engine_calls",
+            "Calls the queue engine holds (waiting, ringing or talking).",
+        )
+        .unwrap_or_else(|e| unreachable_metric(&e));
+        let rtp_port_pairs_in_use = IntGauge::new(
+            "switchboard_rtp_port_pairs_in_use",
+            "RTP/RTCP port pairs allocated to calls (two per call).",
+        )
+        .unwrap_or_else(|e| unreachable_metric(&e));
         for collector in [
             Box::new(sip_requests_total.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(sip_responses_total.clone()),
@@ -140,6 +188,11 @@ impl Metrics {
             Box::new(queue_oldest_wait_seconds.clone()),
             Box::new(service_level_ratio.clone()),
             Box::new(rtp_packets_total.clone()),
+            Box::new(calls_active.clone()),
+            Box::new(sip_transactions.clone()),
+            Box::new(call_state_entries.clone()),
+            Box::new(engine_calls.clone()),
+            Box::new(rtp_port_pairs_in_use.clone()),
         ] {
             if let Err(e) = registry.register(collector) {
                 unreachable_metric(&e);
@@ -167,6 +220,25 @@ impl Metrics {
             queue_oldest_wait_seconds,
             service_level_ratio,
             rtp_packets_total,
+            calls_active,
+            sip_transactions,
+            call_state_entries,
+            engine_calls,
+            rtp_port_pairs_in_use,
+        }
+    }
+
+    /// Handles on the per-call state gauges, resolved once (the endpoint task sets them after
+    /// every batch of work).
+    pub fn state_gauges(&self) -> StateGauges {
+        StateGauges {
+            calls_active: self.calls_active.clone(),
+            sip_server_transactions: self.sip_transactions.with_label_values(&["server"]),
+            sip_client_transactions: self.sip_transactions.with_label_values(&["client"]),
+            tables: crate::calls::TABLES
+                .iter()
+                .map(|t| self.call_state_entries.with_label_values(&[t]))
+                .collect(),
         }
     }
 
@@ -179,20 +251,30 @@ impl Metrics {
     }
 
     /// Brings the gauges and counters that mirror other components up to date; called just
-    /// before every scrape. `now` is engine time (for the oldest wait), `rtp` the relay's
-    /// (packets in, packets out) since start.
+    /// before every scrape. `now` is engine time (for the oldest wait), `media` the relay's
+    /// totals since start.
     pub fn refresh(
         &self,
         engine: &switchboard_engine::Engine,
         now: switchboard_engine::Time,
         records: &switchboard_store::WriterStats,
-        rtp: (u64, u64),
+        media: &switchboard_media::MediaTotals,
     ) {
         self.cdr_pending
             .set(i64::try_from(records.pending).unwrap_or(i64::MAX));
         Metrics::advance_to(&self.cdr_write_errors_total, records.write_errors);
-        Metrics::advance_to(&self.rtp_packets_total.with_label_values(&["in"]), rtp.0);
-        Metrics::advance_to(&self.rtp_packets_total.with_label_values(&["out"]), rtp.1);
+        Metrics::advance_to(
+            &self.rtp_packets_total.with_label_values(&["in"]),
+            media.packets_in,
+        );
+        Metrics::advance_to(
+            &self.rtp_packets_total.with_label_values(&["out"]),
+            media.packets_out,
+        );
+        self.rtp_port_pairs_in_use
+            .set(i64::try_from(media.ports_in_use).unwrap_or(i64::MAX));
+        self.engine_calls
+            .set(i64::try_from(engine.active_calls()).unwrap_or(i64::MAX));
 
         let mut by_state = [0i64; AgentStateKind::ALL.len()];
         for agent in engine.agents() {
@@ -290,6 +372,29 @@ mod tests {
     }
 
     #[test]
+    fn state_gauges_name_every_call_control_table() {
+        let m = Metrics::new();
+        let g = m.state_gauges();
+        assert_eq!(g.tables.len(), crate::calls::TABLES.len());
+        g.calls_active.set(2);
+        g.sip_client_transactions.set(3);
+        for (i, t) in g.tables.iter().enumerate() {
+            t.set(i64::try_from(i).unwrap());
+        }
+        let text = m.render();
+        for line in [
+            "switchboard_calls_active 2",
+            "switchboard_sip_transactions{kind=\"client\"} 3",
+            "switchboard_sip_transactions{kind=\"server\"} 0",
+            "switchboard_call_state_entries{table=\"calls\"} 0",
+            "switchboard_call_state_entries{table=\"orphans\"} 6",
+            "switchboard_call_state_entries{table=\"finished\"} 7",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+    }
+
+    #[test]
     fn refresh_mirrors_engine_store_and_media() {
         use switchboard_engine::{AgentConfig, AgentStateChange, EngineConfig, QueueConfig, Time};
         let mut cfg = EngineConfig::default();
@@ -314,8 +419,14 @@ mod tests {
             write_errors: 2,
             ..Default::default()
         };
-        m.refresh(&engine, t, &stats, (10, 7));
-        m.refresh(&engine, t, &stats, (12, 7));
+        let media = |packets_in| switchboard_media::MediaTotals {
+            packets_in,
+            packets_out: 7,
+            ports_in_use: 4,
+            ..Default::default()
+        };
+        m.refresh(&engine, t, &stats, &media(10));
+        m.refresh(&engine, t, &stats, &media(12));
         let text = m.render();
         for line in [
             "switchboard_agents{state=\"available\"} 1",
@@ -327,6 +438,8 @@ mod tests {
             "switchboard_cdr_write_errors_total 2",
             "switchboard_rtp_packets_total{direction=\"in\"} 12",
             "switchboard_rtp_packets_total{direction=\"out\"} 7",
+            "switchboard_rtp_port_pairs_in_use 4",
+            "switchboard_engine_calls 0",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

@@ -25,7 +25,7 @@ use crate::clock;
 use crate::config::{Config, DEMO_API_TOKEN, ListenTransport};
 use crate::events::EventBus;
 use crate::http::{AppState, Readiness};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StateGauges};
 use crate::routing;
 use crate::shared::Shared;
 use crate::transport::{self, Connections, Inbound, Limits, Listeners, TransportStats};
@@ -157,6 +157,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
         conns: Connections::default(),
         udp,
         metrics: metrics.clone(),
+        state_gauges: metrics.state_gauges(),
         records: store.writer(),
         registered: HashSet::new(),
         shared: Arc::clone(&shared),
@@ -177,7 +178,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
                 wall_start + clock::now().duration_since(mono_start),
             )),
             &refresh_store.stats(),
-            refresh_media.totals(),
+            &refresh_media.totals(),
         );
     });
     let app = crate::http::router(AppState {
@@ -334,6 +335,7 @@ struct Driver {
     conns: Connections,
     udp: Vec<Arc<UdpSocket>>,
     metrics: Metrics,
+    state_gauges: StateGauges,
     records: switchboard_store::RecordSink,
     registered: HashSet<String>,
     shared: Arc<Shared>,
@@ -459,9 +461,15 @@ impl Driver {
             send(&t.dest, t.bytes, &self.udp, &self.conns);
         }
         let count = self.endpoint.registrar().binding_count();
-        self.metrics
-            .registrations
-            .set(i64::try_from(count).unwrap_or(i64::MAX));
+        self.metrics.registrations.set(gauge(count));
+        let g = &self.state_gauges;
+        g.calls_active.set(gauge(self.calls.active()));
+        let (server, client) = self.endpoint.transaction_count();
+        g.sip_server_transactions.set(gauge(server));
+        g.sip_client_transactions.set(gauge(client));
+        for (t, n) in g.tables.iter().zip(self.calls.table_sizes()) {
+            t.set(gauge(n));
+        }
     }
 
     fn on_event(&mut self, event: Event, now: switchboard_sip::Instant) {
@@ -560,6 +568,10 @@ impl Driver {
             other => debug!(event = ?other, "SIP event"),
         }
     }
+}
+
+fn gauge(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
