@@ -8,6 +8,9 @@
 #![allow(clippy::disallowed_methods)] // a benchmark reads the wall clock
 #![allow(clippy::unwrap_used)]
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -243,20 +246,37 @@ fn main() {
     );
     if only != "latency" {
         let mut results = Vec::new();
-        for threads in [1u64, 2] {
+        // `ENGINE_BENCH_THREADS=2` runs one thread count only (for profiling).
+        let counts: Vec<u64> = match std::env::var("ENGINE_BENCH_THREADS") {
+            Ok(n) => n.parse().map(|n| vec![n]).unwrap_or_else(|_| vec![1, 2]),
+            Err(_) => vec![1, 2],
+        };
+        for &threads in &counts {
             let lock_free = Arc::new(Engine::new(config()).unwrap());
             let mutex = Arc::new(MutexEngine::new(config()).unwrap());
             login_all(&*lock_free);
             login_all(&*mutex);
             let (mut lf, mut mx) = (Vec::new(), Vec::new());
             let (mut lf_cores, mut mx_cores) = (Vec::new(), Vec::new());
+            // `ENGINE_BENCH_ONLY=lock-free` (or `mutex`) runs one engine (for profiling; the
+            // other's figures then read as zero).
+            let only_engine = std::env::var("ENGINE_BENCH_ONLY").unwrap_or_default();
             for round in 0..ROUNDS {
-                let (ops, cores) = throughput(&lock_free, threads, round);
-                lf.push(ops);
-                lf_cores.push(cores);
-                let (ops, cores) = throughput(&mutex, threads, round);
-                mx.push(ops);
-                mx_cores.push(cores);
+                if only_engine != "mutex" {
+                    let (ops, cores) = throughput(&lock_free, threads, round);
+                    lf.push(ops);
+                    lf_cores.push(cores);
+                }
+                if only_engine != "lock-free" {
+                    let (ops, cores) = throughput(&mutex, threads, round);
+                    mx.push(ops);
+                    mx_cores.push(cores);
+                }
+            }
+            for v in [&mut lf, &mut mx, &mut lf_cores, &mut mx_cores] {
+                if v.is_empty() {
+                    v.push(0.0);
+                }
             }
             let ratios: Vec<String> = lf
                 .iter()
@@ -273,8 +293,9 @@ fn main() {
             );
             results.push((threads, lf, mx));
         }
-        let (_, lf2, mx2) = results[1];
-        println!("engine lock-free/mutex ratio @2 threads: {:.2}", lf2 / mx2);
+        if let Some((_, lf2, mx2)) = results.iter().find(|r| r.0 == 2) {
+            println!("engine lock-free/mutex ratio @2 threads: {:.2}", lf2 / mx2);
+        }
     }
     if only != "throughput" {
         let (p50, p99, p999) = latency();

@@ -15,7 +15,7 @@ use crate::model::{
     QueueStats, Step, Strategy, Time,
 };
 use crate::sync::{
-    AtomicU32, AtomicU64, Fifo, OrderedMap,
+    AtomicU32, AtomicU64, EventLog, Fifo, OrderedMap,
     Ordering::{Relaxed, SeqCst},
     fence,
 };
@@ -289,6 +289,9 @@ struct QueueRt {
     abandoned: AtomicU64,
     overflowed: AtomicU64,
     wait_total: AtomicU64,
+    /// Calls of this queue offered at once on arrival and not yet answered, put back or gone:
+    /// they wait (ring) without being in `waiting`.
+    unlisted: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -356,6 +359,9 @@ struct CallCell {
     offered_step: AtomicU32,
     stats_queue: AtomicU32,
     answered_at: AtomicU64,
+    /// 1 while the call, offered at once on arrival, is in no waiting list (see
+    /// [`Engine::route_along`]); counted in its queue's `unlisted`.
+    unlisted: AtomicU32,
 }
 
 impl CallCell {
@@ -462,7 +468,7 @@ pub struct Engine {
     ring_sets: OrderedMap<u64, Arc<Vec<u32>>>,
     reasons: OrderedMap<u32, String>,
     offers: Fifo<Offer>,
-    events: Fifo<Event>,
+    events: EventLog,
 }
 
 impl std::fmt::Debug for Engine {
@@ -667,6 +673,7 @@ impl Engine {
                 abandoned: AtomicU64::new(0),
                 overflowed: AtomicU64::new(0),
                 wait_total: AtomicU64::new(0),
+                unlisted: AtomicU64::new(0),
             });
         }
         for (ai, a) in agents.iter_mut().enumerate() {
@@ -824,7 +831,7 @@ impl Engine {
             ring_sets: OrderedMap::new(),
             reasons: OrderedMap::new(),
             offers: Fifo::new(),
-            events: Fifo::new(),
+            events: EventLog::new(),
         })
     }
 
@@ -886,7 +893,8 @@ impl Engine {
         std::iter::from_fn(|| self.offers.pop()).collect()
     }
 
-    /// The next event, in the order the engine produced them per thread.
+    /// The next event. Each engine operation publishes its events together when it ends, in
+    /// the order it produced them; operations' events come out in the order they ended.
     pub fn poll_event(&self) -> Option<Event> {
         self.events.pop()
     }
@@ -899,6 +907,7 @@ impl Engine {
     /// Fires every timer due at `now`: wrap-up ends, queue max waits (overflow), busy-manager
     /// waits. Several threads may call it; each timer fires once.
     pub fn handle_timeout(&self, now: Time) {
+        let _batch = self.events.batch();
         while let Some(k) = self.timers.first_key() {
             if k.at > now.as_millis() {
                 break;
@@ -989,6 +998,7 @@ impl Engine {
         class: Class,
         template_ref: TemplateRef,
     ) -> Result<CallId, EngineError> {
+        let _batch = self.events.batch();
         let id = self.next_call.fetch_add(1, SeqCst);
         let base_prio = req
             .priority
@@ -1014,19 +1024,57 @@ impl Engine {
             offered_step: AtomicU32::new(0),
             stats_queue: AtomicU32::new(NONE),
             answered_at: AtomicU64::new(0),
+            unlisted: AtomicU32::new(0),
         });
         self.call_shard(id).insert(id, cell.clone());
-        self.register(&cell, 0);
-        let queue = match cell.stats_queue.load(SeqCst) {
-            NONE => None,
-            q => Some(QueueIdx(q)),
-        };
-        self.events.push(Event::CallEnqueued {
-            call: cell.id,
-            class,
-            queue,
-            at: now,
-        });
+        // Fast path: nobody waits in the first step's list, so no earlier call has a claim on
+        // its agents, and a call no other thread can see yet needs no place in the list to be
+        // offered. It takes its place (by its arrival key) only if it has to wait after all,
+        // here or when its offer fails (see `release_ring`).
+        if let Some(queue) = self.nobody_waiting_first(&cell) {
+            if let Some(q) = queue
+                && let Some(rt) = self.queues.get(q as usize)
+                && cell
+                    .stats_queue
+                    .compare_exchange(NONE, q, SeqCst, SeqCst)
+                    .is_ok()
+            {
+                rt.entered.fetch_add(1, SeqCst);
+            }
+            cell.unlisted.store(1, SeqCst);
+            if let Some(rt) = self.queues.get(cell.stats_queue.load(SeqCst) as usize) {
+                rt.unlisted.fetch_add(1, SeqCst);
+            }
+            self.events.push(Event::CallEnqueued {
+                call: cell.id,
+                class,
+                queue: queue.map(QueueIdx),
+                at: now,
+            });
+            match self.try_step_direct(now, &cell, 0) {
+                Attempt::Offered => return Ok(cell.id),
+                Attempt::CallTaken => {
+                    self.listed(&cell);
+                    return Ok(cell.id);
+                }
+                Attempt::NoAgent => {
+                    self.listed(&cell);
+                    self.register_at(&cell, 0, false);
+                }
+            }
+        } else {
+            self.register(&cell, 0);
+            let queue = match cell.stats_queue.load(SeqCst) {
+                NONE => None,
+                q => Some(QueueIdx(q)),
+            };
+            self.events.push(Event::CallEnqueued {
+                call: cell.id,
+                class,
+                queue,
+                at: now,
+            });
+        }
         self.dispatch_call(now, &cell);
         if cell.registered.load(SeqCst) == 0
             && cell
@@ -1043,6 +1091,31 @@ impl Engine {
             return Err(EngineError::NoRoute(cell.id));
         }
         Ok(cell.id)
+    }
+
+    /// The call no longer waits unlisted (answered, gone, or now in a waiting list).
+    fn listed(&self, cell: &CallCell) {
+        if cell.unlisted.swap(0, SeqCst) == 1
+            && let Some(rt) = self.queues.get(cell.stats_queue.load(SeqCst) as usize)
+        {
+            rt.unlisted.fetch_sub(1, SeqCst);
+        }
+    }
+
+    /// For the arrival fast path: `Some(queue)` when nobody waits in the list of the call's
+    /// first step (and the step is a list a call may wait in), with the step's queue if any.
+    fn nobody_waiting_first(&self, cell: &CallCell) -> Option<Option<u32>> {
+        let step = cell.steps.first()?;
+        if self.list_of(step.target)?.maybe_nonempty() {
+            return None;
+        }
+        match step.target {
+            Target::Queue(q) => {
+                let rt = self.queues.get(q as usize)?;
+                (rt.cfg.max_len != Some(0)).then_some(Some(q))
+            }
+            _ => Some(None),
+        }
     }
 
     /// [`Engine::route_call`] with the client looked up in `directory`.
@@ -1067,6 +1140,7 @@ impl Engine {
 
     /// Reports what became of an offer (or that the caller left).
     pub fn report(&self, now: Time, call: CallId, outcome: Outcome) -> Result<(), EngineError> {
+        let _batch = self.events.batch();
         let cell = self
             .call_shard(call.0)
             .get(&call.0)
@@ -1106,6 +1180,7 @@ impl Engine {
     /// Ends a talking call: the agent goes to wrap-up (or straight to available when the
     /// wrap-up time is zero) and their call count and talk time grow.
     pub fn hangup(&self, now: Time, call: CallId, side: HangupSide) -> Result<(), EngineError> {
+        let _batch = self.events.batch();
         let cell = self
             .call_shard(call.0)
             .get(&call.0)
@@ -1179,6 +1254,7 @@ impl Engine {
         agent: AgentIdx,
         change: AgentStateChange,
     ) -> Result<(), EngineError> {
+        let _batch = self.events.batch();
         let a = agent.0;
         let slot = self.slot(a)?;
         let to = match &change {
@@ -1304,6 +1380,21 @@ impl Engine {
             }
             ControlFlow::Continue(())
         });
+        if q.unlisted.load(SeqCst) > 0 {
+            // Calls ringing since their arrival are in no list; only then is the call map read.
+            for shard in &self.calls {
+                shard.scan(Bound::Unbounded, |_, cell| {
+                    if cell.unlisted.load(SeqCst) == 1
+                        && cell.stats_queue.load(SeqCst) == queue.0
+                        && matches!(status(cell.st()), CS_WAITING | CS_OFFERED)
+                    {
+                        waiting += 1;
+                        oldest = Some(oldest.map_or(cell.enqueued_at, |o| o.min(cell.enqueued_at)));
+                    }
+                    ControlFlow::Continue(())
+                });
+            }
+        }
         let mut by_state = [0usize; 8];
         for &a in &q.agents {
             if let Some(slot) = self.slots.get(a as usize)
@@ -1770,13 +1861,19 @@ impl Engine {
 
     /// Puts the call into the waiting list of step `i` (a full queue is skipped).
     fn register(&self, cell: &Arc<CallCell>, i: usize) {
+        self.register_at(cell, i, true);
+    }
+
+    /// [`Engine::register`]; `check_full: false` for a call the queue already admitted (one
+    /// served at once on arrival whose offer failed).
+    fn register_at(&self, cell: &Arc<CallCell>, i: usize, check_full: bool) {
         let (Some(step), Some(key)) = (cell.steps.get(i), cell.key(i)) else {
             return;
         };
         if let Target::Queue(q) = step.target
             && let Some(rt) = self.queues.get(q as usize)
         {
-            if rt.cfg.max_len.is_some_and(|max| rt.waiting.len() >= max) {
+            if check_full && rt.cfg.max_len.is_some_and(|max| rt.waiting.len() >= max) {
                 return;
             }
             if cell
@@ -1957,12 +2054,10 @@ impl Engine {
             return Attempt::NoAgent;
         };
         let call = cell.id.0;
-        let agents = match step.target {
+        // One claim for every strategy but `ring_all`: no vector for it.
+        let one = match step.target {
             Target::Nobody => return Attempt::NoAgent,
-            Target::Agent(a) => match self.claim(now, a, call) {
-                Some(c) => vec![c],
-                None => return Attempt::NoAgent,
-            },
+            Target::Agent(a) => self.claim(now, a, call),
             Target::Role(r) => {
                 let Some(index) = self
                     .role_avail
@@ -1973,10 +2068,7 @@ impl Engine {
                 else {
                     return Attempt::NoAgent;
                 };
-                match self.claim_ordered(now, index, HintKind::Idle, cell) {
-                    Some(c) => vec![c],
-                    None => return Attempt::NoAgent,
-                }
+                self.claim_ordered(now, index, HintKind::Idle, cell)
             }
             Target::Queue(q) => {
                 let Some(rt) = self.queues.get(q as usize) else {
@@ -2012,16 +2104,14 @@ impl Engine {
                         if got.is_empty() {
                             return Attempt::NoAgent;
                         }
-                        got
+                        return self.commit(now, cell, i, &got, true);
                     }
                     Strategy::RoundRobin => {
-                        match self.claim_rotating(now, index, cell, || rt.rr_cursor.load(SeqCst)) {
-                            Some(c) => {
-                                rt.rr_cursor.store(c.agent.wrapping_add(1), SeqCst);
-                                vec![c]
-                            }
-                            None => return Attempt::NoAgent,
+                        let c = self.claim_rotating(now, index, cell, || rt.rr_cursor.load(SeqCst));
+                        if let Some(c) = c {
+                            rt.rr_cursor.store(c.agent.wrapping_add(1), SeqCst);
                         }
+                        c
                     }
                     Strategy::Random => {
                         let n = rt.agents.len().max(1) as u32;
@@ -2035,19 +2125,16 @@ impl Engine {
                                 .copied()
                                 .unwrap_or(0)
                         };
-                        match self.claim_rotating(now, index, cell, pick) {
-                            Some(c) => vec![c],
-                            None => return Attempt::NoAgent,
-                        }
+                        self.claim_rotating(now, index, cell, pick)
                     }
-                    _ => match self.claim_ordered(now, index, hint_kind(strategy), cell) {
-                        Some(c) => vec![c],
-                        None => return Attempt::NoAgent,
-                    },
+                    _ => self.claim_ordered(now, index, hint_kind(strategy), cell),
                 }
             }
         };
-        self.commit(now, cell, i, agents, true)
+        match one {
+            Some(c) => self.commit(now, cell, i, std::slice::from_ref(&c), true),
+            None => Attempt::NoAgent,
+        }
     }
 
     /// Second half of an offer: the agents are claimed; move the call waiting → offered.
@@ -2058,11 +2145,11 @@ impl Engine {
         now: Time,
         cell: &Arc<CallCell>,
         i: usize,
-        claims: Vec<Claim>,
+        claims: &[Claim],
         redispatch: bool,
     ) -> Attempt {
         let call = cell.id.0;
-        let marker = match claims.as_slice() {
+        let marker = match claims {
             [one] => one.agent,
             _ => RING_ALL,
         };
@@ -2082,7 +2169,7 @@ impl Engine {
             .compare_exchange(mk_status(CS_WAITING, NONE), offered, SeqCst, SeqCst)
             .is_err()
         {
-            undo(&claims);
+            undo(claims);
             return Attempt::CallTaken;
         }
         cell.ringing.store(claims.len() as u32, SeqCst);
@@ -2093,7 +2180,7 @@ impl Engine {
             // A caller who left between the CAS and the insert found no ring set to release.
             if cell.st() != offered {
                 self.ring_sets.remove(&call);
-                undo(&claims);
+                undo(claims);
                 return Attempt::CallTaken;
             }
         }
@@ -2102,9 +2189,9 @@ impl Engine {
         // released exactly once, by whoever moves it out of `ringing` after its confirmation
         // or by this loop, and the release that empties the offer puts the call back.
         let mut agents = Vec::with_capacity(claims.len());
-        for c in &claims {
+        for c in claims {
             if self.confirm(c) {
-                agents.push(c.agent);
+                agents.push(AgentIdx(c.agent));
             } else if self.release_ring(now, cell) {
                 return Attempt::CallTaken;
             }
@@ -2121,11 +2208,11 @@ impl Engine {
         };
         let offer = Offer {
             call: cell.id,
-            agents: agents.iter().map(|&a| AgentIdx(a)).collect(),
+            route: self.trace(cell, i, &agents),
+            agents,
             queue,
             ring_timeout_ms: ring_ms,
             attempt,
-            route: self.trace(cell, i, &agents),
         };
         self.events.push(Event::CallOffered {
             offer: offer.clone(),
@@ -2188,7 +2275,7 @@ impl Engine {
             let Some(claim) = self.claim_word(now, a, w, cell.id.0) else {
                 continue;
             };
-            if let Attempt::Offered = self.commit(now, &cell, i, vec![claim], false) {
+            if let Attempt::Offered = self.commit(now, &cell, i, &[claim], false) {
                 return;
             }
         }
@@ -2213,6 +2300,12 @@ impl Engine {
         {
             if status_agent(st) == RING_ALL {
                 self.ring_sets.remove(&cell.id.0);
+            }
+            // Offered at once on arrival (see `route_along`): it now takes its place in the
+            // first step's list, by its arrival key — the place it would have had all along.
+            if cell.registered.load(SeqCst) == 0 {
+                self.listed(cell);
+                self.register_at(cell, 0, false);
             }
             self.dispatch_call(now, cell);
         }
@@ -2274,6 +2367,7 @@ impl Engine {
                 }
             }
         }
+        self.listed(cell);
         self.unregister_all(cell);
         let queue = match cell
             .steps
@@ -2366,6 +2460,7 @@ impl Engine {
         if let Some(q) = self.queues.get(cell.stats_queue.load(SeqCst) as usize) {
             q.abandoned.fetch_add(1, SeqCst);
         }
+        self.listed(cell);
         self.unregister_all(cell);
         self.call_shard(call.0).remove(&call.0);
         self.events.push(Event::CallAbandoned {
@@ -2378,7 +2473,7 @@ impl Engine {
 
     /// The explanation of an offer from step `served` to `agents`, written into one string
     /// (it is built on every offer, so no intermediate strings).
-    fn trace(&self, cell: &CallCell, served: usize, agents: &[u32]) -> String {
+    fn trace(&self, cell: &CallCell, served: usize, agents: &[AgentIdx]) -> String {
         use std::fmt::Write as _;
         let mut out = String::with_capacity(48 * (served + 1));
         for (i, step) in cell.steps.iter().enumerate().take(served + 1) {
@@ -2414,7 +2509,7 @@ impl Engine {
                     _ => write!(out, "{m}: absent → no substitute"),
                 }
             } else if i == served {
-                for (n, &a) in agents.iter().enumerate() {
+                for (n, &AgentIdx(a)) in agents.iter().enumerate() {
                     if n > 0 {
                         out.push_str(", ");
                     }
@@ -2496,7 +2591,7 @@ impl QueueEngine for Engine {
         Engine::poll_offers(self)
     }
     fn drain_events(&self, out: &mut Vec<Event>) {
-        out.extend(std::iter::from_fn(|| self.events.pop()));
+        self.events.drain(out);
     }
 }
 
@@ -3179,6 +3274,53 @@ mod tests {
         assert_eq!(o.route, "queue:orders(max wait) > role:head_of_sales(sam)");
         let s = e.stats(t(42), QueueIdx(0)).unwrap();
         assert_eq!((s.overflowed, s.entered), (2, 3));
+    }
+
+    #[test]
+    fn a_call_offered_on_arrival_counts_as_waiting_until_answered() {
+        let e = strategy_engine(Strategy::LongestIdle, &[1]);
+        let c = order(&e, 1);
+        let o = e.next_offer().unwrap();
+        assert_eq!(o.call, c);
+        // Ringing since its arrival, it never entered the waiting list, yet the caller waits.
+        let s = e.stats(t(4), QueueIdx(0)).unwrap();
+        assert_eq!((s.entered, s.waiting, s.oldest_wait_ms), (1, 1, 3000));
+        e.report(t(5), c, Outcome::Answered(o.agents[0])).unwrap();
+        let s = e.stats(t(6), QueueIdx(0)).unwrap();
+        assert_eq!((s.entered, s.answered, s.waiting), (1, 1, 0));
+    }
+
+    #[test]
+    fn a_call_offered_on_arrival_keeps_its_arrival_place_when_not_answered() {
+        let mut c = cfg(vec![
+            agent("a0", &["operator"], &[("orders", 1)]),
+            agent("a1", &["operator"], &[("orders", 1)]),
+        ]);
+        c.no_answer_limit = 1;
+        let e = Engine::new(c).unwrap();
+        set(&e, "a0", AgentStateChange::Available);
+        let first = order(&e, 1);
+        let o = e.next_offer().unwrap();
+        assert_eq!(
+            (o.call, offered_to_ids(&e, &o)),
+            (first, vec!["a0".to_owned()])
+        );
+        let second = order(&e, 2);
+        assert!(e.next_offer().is_none());
+        // a0 does not answer (and goes not_ready): `first` goes back to the place it had on
+        // arrival, ahead of `second`, and is served first when a1 logs in.
+        e.report(t(3), first, Outcome::NoAnswer(o.agents[0]))
+            .unwrap();
+        assert_eq!(e.stats(t(3), QueueIdx(0)).unwrap().waiting, 2);
+        set(&e, "a1", AgentStateChange::Available);
+        let o = e.next_offer().unwrap();
+        assert_eq!((o.call, o.attempt), (first, 2));
+        e.report(t(4), first, Outcome::Answered(o.agents[0]))
+            .unwrap();
+        e.report(t(5), second, Outcome::CallerGone).unwrap();
+        e.hangup(t(6), first, HangupSide::Caller).unwrap();
+        assert_eq!(e.active_calls(), 0);
+        assert_eq!(e.stats(t(6), QueueIdx(0)).unwrap().waiting, 0);
     }
 
     #[test]

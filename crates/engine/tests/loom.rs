@@ -281,8 +281,11 @@ fn a_state_change_racing_an_offer_never_strands_the_call() {
             Some(AgentState::Ringing(c)) => {
                 assert_eq!(c, call);
                 assert_eq!(last, Some(call));
+                assert_eq!(e.stats(t(), QueueIdx(0)).unwrap().waiting, 1);
             }
             Some(AgentState::Break { .. }) => {
+                // Offered at once on arrival or not, the call now waits in its queue.
+                assert_eq!(e.stats(t(), QueueIdx(0)).unwrap().waiting, 1);
                 e.report(t(), call, Outcome::CallerGone).unwrap();
                 assert_eq!(e.active_calls(), 0);
             }
