@@ -8,6 +8,7 @@
 #![allow(clippy::disallowed_methods)] // a benchmark reads the wall clock
 #![allow(clippy::unwrap_used)]
 
+/// The allocator the `switchboard` binary ships with (see its `main.rs`), for both engines.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
