@@ -57,11 +57,19 @@ impl<K: Ord + Clone + Send + 'static, V: Clone + Send + 'static> OrderedMap<K, V
 
     /// Visits entries in key order from `from` until `f` breaks. Entries inserted or removed
     /// during the scan may or may not be seen (weakly consistent, like the skip list).
+    ///
+    /// Walks entry by entry (`lower_bound`, `next`) rather than with `range`: in
+    /// crossbeam-skiplist 0.1.3 the range iterator never releases the entries it steps past,
+    /// so every removed entry a scan had passed — a finished call's `Arc<CallCell>` and its
+    /// node — was never freed (≈ 200 bytes per call; crossbeam issue #1178). An `Entry`
+    /// releases itself when dropped.
     pub(crate) fn scan(&self, from: Bound<&K>, mut f: impl FnMut(&K, &V) -> ControlFlow<()>) {
-        for e in self.0.range((from, Bound::Unbounded)) {
+        let mut cur = self.0.lower_bound(from);
+        while let Some(e) = cur {
             if f(e.key(), e.value()).is_break() {
                 return;
             }
+            cur = e.next();
         }
     }
 }
