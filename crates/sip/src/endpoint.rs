@@ -192,7 +192,8 @@ pub enum Event {
         /// The INVITE server transaction.
         invite_txn: ServerTxnKey,
     },
-    /// Timer B or F (client: no final response) or H (server: no ACK) fired.
+    /// Timer B or F (client: no final response, or no final response to a cancelled INVITE
+    /// within 64·T1 of the CANCEL) or H (server: no ACK) fired.
     TransactionTimeout {
         /// The transaction.
         txn: TxnKey,
@@ -854,7 +855,9 @@ impl Endpoint {
     /// Cancels the INVITE client transaction `invite` (§9.1). The CANCEL is a client
     /// transaction of its own, returned here; its final response comes as
     /// [`Event::Response`]. Before any provisional response the CANCEL is held and sent when
-    /// the first one arrives (it is dropped if the INVITE ends first).
+    /// the first one arrives (it is dropped if the INVITE ends first). When the INVITE gets
+    /// no final response (not even 487) within 64·T1 of the CANCEL being sent, it ends with
+    /// [`Event::TransactionTimeout`], as when Timer B fires.
     pub fn cancel(&mut self, now: Instant, invite: ClientTxnKey) -> Result<ClientTxnKey, Error> {
         let result = self.start_cancel(now, invite);
         self.settle_timers();
@@ -876,8 +879,10 @@ impl Endpoint {
                 Ok(ClientTxnKey(id))
             }
             ClientState::Proceeding => {
+                entry.txn.on_cancel_sent(now);
                 let cancel = dialog::cancel_for(&entry.request);
                 let dest = entry.dest.clone();
+                self.schedule(TimerOwner::Client(invite.0));
                 self.start_client(now, id, dest, cancel);
                 Ok(ClientTxnKey(id))
             }
@@ -1278,6 +1283,9 @@ impl Endpoint {
                 .deferred_cancel
                 .take()
                 .map(|k| (k, dialog::cancel_for(&e.request), e.dest.clone()));
+            if deferred.is_some() {
+                e.txn.on_cancel_sent(now);
+            }
         } else if resp.status >= 200 {
             e.deferred_cancel = None;
         }

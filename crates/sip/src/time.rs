@@ -98,7 +98,8 @@ impl TimerConfig {
 pub enum Timer {
     /// Client INVITE: request retransmission (T1, doubling). Unreliable transports only.
     A,
-    /// Client INVITE: transaction timeout (64·T1).
+    /// Client INVITE: transaction timeout (64·T1). Armed again in Proceeding when a CANCEL
+    /// is sent: no final response 64·T1 later ends the transaction (RFC 3261 §9.1).
     B,
     /// Client INVITE: wait for response retransmissions (32 s; 0 on reliable transports).
     D,

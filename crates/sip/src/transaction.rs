@@ -39,7 +39,8 @@ pub enum ClientAction {
     ResendAck,
     /// Retransmit the request.
     Retransmit,
-    /// The transaction timed out (Timer B or F); tell the TU.
+    /// The transaction timed out (Timer B or F, or no final response 64·T1 after a
+    /// CANCEL); tell the TU.
     Timeout,
 }
 
@@ -98,6 +99,19 @@ impl ClientTxn {
     /// The earliest armed timer.
     pub fn next_timer(&self) -> Option<(Instant, Timer)> {
         self.timers.next()
+    }
+
+    /// A CANCEL for this INVITE was sent (§9.1). If no final response arrives within 64·T1,
+    /// the transaction ends as if Timer B fired: Timer B, disarmed by the provisional
+    /// response that allowed the CANCEL, is armed again (a second CANCEL keeps the first
+    /// deadline). Only an INVITE in Proceeding can be cancelled; otherwise nothing changes.
+    pub fn on_cancel_sent(&mut self, now: Instant) {
+        if self.invite
+            && self.state == ClientState::Proceeding
+            && self.timers.deadline(Timer::B).is_none()
+        {
+            self.arm(now, Timer::B);
+        }
     }
 
     /// A response with `status` matched this transaction.
@@ -172,7 +186,7 @@ impl ClientTxn {
                 self.timers.arm(Timer::E, now + self.retransmit_interval);
                 ClientAction::Retransmit
             }
-            (Calling, Timer::B) | (Trying | Proceeding, Timer::F) => {
+            (Calling | Proceeding, Timer::B) | (Trying | Proceeding, Timer::F) => {
                 self.terminate();
                 ClientAction::Timeout
             }
@@ -511,6 +525,50 @@ mod tests {
         assert_eq!(txn.on_response(ms(20), 200), ClientAction::Nothing);
         let fired = run_client(&mut txn, ms(100_000));
         assert_eq!(fired, vec![(5_010, Timer::K, ClientAction::Nothing)]);
+    }
+
+    #[test]
+    fn cancel_in_proceeding_rearms_timer_b_once() {
+        let mut txn = ClientTxn::new(ms(0), true, false, TimerConfig::default());
+        assert_eq!(txn.on_response(ms(100), 180), ClientAction::PassToTu);
+        assert_eq!(txn.next_timer(), None, "a provisional disarms A and B");
+        txn.on_cancel_sent(ms(1_000));
+        assert_eq!(txn.next_timer(), Some((ms(33_000), Timer::B)));
+        txn.on_cancel_sent(ms(2_000));
+        assert_eq!(txn.next_timer(), Some((ms(33_000), Timer::B)));
+        let fired = run_client(&mut txn, ms(100_000));
+        assert_eq!(fired, vec![(33_000, Timer::B, ClientAction::Timeout)]);
+        assert!(txn.is_terminated());
+    }
+
+    #[test]
+    fn final_response_after_cancel_stops_the_cancel_timeout() {
+        let mut txn = ClientTxn::new(ms(0), true, true, TimerConfig::default());
+        txn.on_response(ms(100), 180);
+        txn.on_cancel_sent(ms(1_000));
+        assert_eq!(txn.next_timer(), Some((ms(33_000), Timer::B)));
+        assert_eq!(
+            txn.on_response(ms(1_010), 487),
+            ClientAction::AckAndPassToTu
+        );
+        assert_eq!(txn.next_timer(), Some((ms(1_010), Timer::D)));
+    }
+
+    #[test]
+    fn cancel_outside_proceeding_changes_nothing() {
+        let mut calling = ClientTxn::new(ms(0), true, false, TimerConfig::default());
+        let before = calling.next_timer();
+        calling.on_cancel_sent(ms(100));
+        assert_eq!(calling.next_timer(), before);
+        let mut accepted = ClientTxn::new(ms(0), true, false, TimerConfig::default());
+        accepted.on_response(ms(10), 200);
+        accepted.on_cancel_sent(ms(20));
+        assert_eq!(accepted.next_timer(), Some((ms(32_010), Timer::M)));
+        let mut bye = ClientTxn::new(ms(0), false, false, TimerConfig::default());
+        bye.on_response(ms(10), 100);
+        let before = bye.next_timer();
+        bye.on_cancel_sent(ms(20));
+        assert_eq!(bye.next_timer(), before);
     }
 
     #[test]

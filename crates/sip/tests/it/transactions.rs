@@ -330,6 +330,109 @@ fn cancel_before_any_provisional_waits_for_one() {
     assert!(ok);
 }
 
+/// The INVITE timeouts A saw, with their times (ms).
+fn invite_timeouts(sim: &Sim) -> Vec<(u64, switchboard_sip::ClientTxnKey)> {
+    sim.a_events
+        .iter()
+        .filter_map(|(at, e)| match e {
+            Event::TransactionTimeout {
+                txn: TxnKey::Client(txn),
+            } => Some((at.as_micros() / 1000, *txn)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn cancelled_invite_without_final_response_ends_64_t1_after_the_cancel() {
+    let mut sim = Sim::new(Transport::Udp);
+    let req = sim.request(Method::Invite, "call-c3", 1);
+    let invite = sim.a.send_request(sim.now, sim.b_peer.clone(), req);
+    sim.deliver();
+    let (txn, req) = sim.b_new_requests()[0].clone();
+    sim.b
+        .respond(
+            sim.now,
+            txn,
+            Response::from_request(&req, 180, "Ringing", Some("b1")),
+        )
+        .unwrap();
+    sim.run_until(at_ms(3000));
+    // B's endpoint answers the CANCEL with 200, but its TU never sends the 487.
+    let cancel = sim.a.cancel(sim.now, invite).unwrap();
+    sim.run_until(at_ms(34_999));
+    assert!(invite_timeouts(&sim).is_empty());
+    assert_eq!(
+        sim.a.transaction_count().1,
+        1,
+        "the INVITE waits for its final"
+    );
+    sim.run_until(at_ms(100_000));
+    assert_eq!(invite_timeouts(&sim), vec![(35_000, invite)]);
+    let cancel_ok = sim.a_events.iter().any(
+        |(_, e)| matches!(e, Event::Response { txn, resp } if *txn == cancel && resp.status == 200),
+    );
+    assert!(cancel_ok);
+    assert_eq!(
+        sim.a.transaction_count().1,
+        0,
+        "no client transaction is left"
+    );
+    assert_eq!(sim.a.stats().transaction_timeouts, 1);
+}
+
+#[test]
+fn invite_to_a_peer_silent_after_ringing_ends_64_t1_after_the_cancel_over_tcp_too() {
+    for transport in [Transport::Udp, Transport::Tcp] {
+        let mut sim = Sim::new(transport);
+        let req = sim.request(Method::Invite, "call-c4", 1);
+        let invite = sim.a.send_request(sim.now, sim.b_peer.clone(), req);
+        sim.deliver();
+        let (txn, req) = sim.b_new_requests()[0].clone();
+        sim.b
+            .respond(
+                sim.now,
+                txn,
+                Response::from_request(&req, 180, "Ringing", Some("b1")),
+            )
+            .unwrap();
+        sim.run_until(at_ms(1000));
+        // From now on B loses everything it sends: the CANCEL is never answered either.
+        sim.set_drop(|from, _| from == Side::B);
+        sim.a.cancel(sim.now, invite).unwrap();
+        // A second CANCEL keeps the first deadline.
+        sim.run_until(at_ms(2000));
+        let cancel = sim.a.cancel(sim.now, invite).unwrap();
+        sim.run_until(at_ms(100_000));
+        let timeouts = invite_timeouts(&sim);
+        assert!(
+            timeouts.contains(&(33_000, invite)),
+            "{transport:?}: {timeouts:?}"
+        );
+        assert!(
+            timeouts.contains(&(34_000, cancel)),
+            "{transport:?}: the CANCEL itself ends on Timer F: {timeouts:?}"
+        );
+        assert_eq!(sim.a.transaction_count().1, 0, "{transport:?}");
+    }
+}
+
+#[test]
+fn deferred_cancel_arms_its_timeout_when_it_is_sent() {
+    let mut sim = Sim::new(Transport::Udp);
+    // B's first 100 Trying is lost, so the CANCEL waits; after that B's answers are all lost
+    // except the 100 that lets the CANCEL go out at 500 ms.
+    sim.set_drop(|from, w| from == Side::B && (w.label() != "100" || w.at < at_ms(500)));
+    let req = sim.request(Method::Invite, "call-c5", 1);
+    let invite = sim.a.send_request(sim.now, sim.b_peer.clone(), req);
+    sim.deliver();
+    let _cancel = sim.a.cancel(sim.now, invite).unwrap();
+    sim.run_until(at_ms(100_000));
+    assert_eq!(sim.sent_at(Side::A, "CANCEL")[0], 500);
+    assert!(invite_timeouts(&sim).contains(&(32_500, invite)));
+    assert_eq!(sim.a.transaction_count().1, 0);
+}
+
 #[test]
 fn cancel_for_unknown_transaction_gets_481() {
     let mut sim = Sim::new(Transport::Udp);
