@@ -197,3 +197,35 @@ fn sha256_digest_registers_when_offered_first() {
         "{ok}"
     );
 }
+
+#[test]
+fn responses_the_server_sends_are_counted_by_class() {
+    let ports = Ports::new();
+    let server = Server::start(&demo_config(&ports), ports);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let mut buf = [0u8; 8192];
+    let mut exchange = |request: String| {
+        sock.send_to(request.as_bytes(), server.sip_addr()).unwrap();
+        let (n, _) = sock.recv_from(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let challenge = exchange(register_request("ana", port, 1, None));
+    assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
+    let options = register_request("ana", port, 2, None)
+        .replace("REGISTER sip:", "OPTIONS sip:")
+        .replace("2 REGISTER", "2 OPTIONS")
+        .replace("branch=z9hG4bK-sha-2", "branch=z9hG4bK-options-2");
+    let ok = exchange(options);
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    let (status, text) = http_get(server.ports.http, "/metrics").unwrap();
+    assert_eq!(status, 200);
+    for line in [
+        "switchboard_sip_responses_total{class=\"2xx\"} 1",
+        "switchboard_sip_responses_total{class=\"4xx\"} 1",
+        "switchboard_sip_responses_total{class=\"5xx\"} 0",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from\n{text}");
+    }
+}

@@ -49,6 +49,29 @@ pub struct StateGauges {
     pub tables: Vec<IntGauge>,
 }
 
+/// Copies the endpoint's count of responses sent (`EndpointStats::responses_sent`, stateless
+/// answers included, retransmissions not) into `switchboard_sip_responses_total`, whose
+/// received half the endpoint task adds per response event. The endpoint task calls
+/// [`Self::advance`] after each batch of work.
+#[derive(Debug)]
+pub struct SentResponses {
+    by_class: [IntCounter; 6],
+    seen: [u64; 6],
+}
+
+impl SentResponses {
+    /// Adds what was sent since the last call; `sent` is the endpoint's running total by
+    /// class (index 0 = 1xx … 5 = 6xx).
+    pub fn advance(&mut self, sent: &[u64; 6]) {
+        for ((counter, seen), &total) in self.by_class.iter().zip(&mut self.seen).zip(sent) {
+            if total > *seen {
+                counter.inc_by(total - *seen);
+                *seen = total;
+            }
+        }
+    }
+}
+
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
@@ -242,6 +265,15 @@ impl Metrics {
         }
     }
 
+    /// The mirror of the endpoint's sent responses, starting from 0 sent.
+    pub fn sent_responses(&self) -> SentResponses {
+        SentResponses {
+            by_class: ["1xx", "2xx", "3xx", "4xx", "5xx", "6xx"]
+                .map(|class| self.sip_responses_total.with_label_values(&[class])),
+            seen: [0; 6],
+        }
+    }
+
     /// Brings a counter up to a total kept elsewhere (counters only move forward).
     pub fn advance_to(counter: &IntCounter, total: u64) {
         let current = counter.get();
@@ -369,6 +401,24 @@ mod tests {
         assert!(text.contains("switchboard_sip_requests_total{method=\"REGISTER\"} 1"));
         assert!(text.contains("switchboard_registrations 0"));
         assert!(text.contains("switchboard_cdr_pending 0"));
+    }
+
+    #[test]
+    fn sent_responses_add_to_the_received_ones_by_class() {
+        let m = Metrics::new();
+        m.sip_responses_total.with_label_values(&["2xx"]).inc();
+        let mut sent = m.sent_responses();
+        sent.advance(&[3, 1, 0, 2, 0, 0]);
+        sent.advance(&[3, 1, 0, 5, 1, 0]);
+        let text = m.render();
+        for line in [
+            "switchboard_sip_responses_total{class=\"1xx\"} 3",
+            "switchboard_sip_responses_total{class=\"2xx\"} 2",
+            "switchboard_sip_responses_total{class=\"4xx\"} 5",
+            "switchboard_sip_responses_total{class=\"5xx\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::clock;
 use crate::config::{Config, DEMO_API_TOKEN, ListenTransport};
 use crate::events::EventBus;
 use crate::http::{AppState, Readiness};
-use crate::metrics::{Metrics, StateGauges};
+use crate::metrics::{Metrics, SentResponses, StateGauges};
 use crate::routing;
 use crate::shared::Shared;
 use crate::transport::{self, Connections, Inbound, Limits, Listeners, TransportStats};
@@ -158,6 +158,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
         udp,
         metrics: metrics.clone(),
         state_gauges: metrics.state_gauges(),
+        sent_responses: metrics.sent_responses(),
         records: store.writer(),
         registered: HashSet::new(),
         shared: Arc::clone(&shared),
@@ -336,6 +337,9 @@ struct Driver {
     udp: Vec<Arc<UdpSocket>>,
     metrics: Metrics,
     state_gauges: StateGauges,
+    /// `switchboard_sip_responses_total` counts responses received per event and responses
+    /// sent from the endpoint's counters.
+    sent_responses: SentResponses,
     records: switchboard_store::RecordSink,
     registered: HashSet<String>,
     shared: Arc<Shared>,
@@ -460,6 +464,8 @@ impl Driver {
         while let Some(t) = self.endpoint.poll_transmit() {
             send(&t.dest, t.bytes, &self.udp, &self.conns);
         }
+        self.sent_responses
+            .advance(&self.endpoint.stats().responses_sent);
         let count = self.endpoint.registrar().binding_count();
         self.metrics.registrations.set(gauge(count));
         let g = &self.state_gauges;
