@@ -344,7 +344,7 @@ struct Driver {
     registered: HashSet<String>,
     shared: Arc<Shared>,
     /// Monotonic and wall-clock readings at start: endpoint time counts from the UNIX epoch
-    /// (so digest nonces stay verifiable across a restart) but advances monotonically.
+    /// (so it dates the records) but advances monotonically.
     mono_start: std::time::Instant,
     wall_start: Duration,
 }

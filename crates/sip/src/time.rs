@@ -2,8 +2,8 @@
 //!
 //! Nothing in this crate reads the OS clock. The driver converts its clock into an
 //! [`Instant`] (microseconds since an epoch of its choice) and passes it to every call.
-//! Digest nonces carry their issue time as an `Instant`, so a driver that wants nonces to
-//! stay valid across restarts should count from the UNIX epoch.
+//! Digest nonces carry their issue time as an `Instant`: they stay valid across a restart
+//! only if the driver keeps both its nonce secret and an epoch such as the UNIX epoch.
 
 use std::ops::Add;
 use std::time::Duration;

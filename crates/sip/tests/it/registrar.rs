@@ -321,6 +321,30 @@ fn expired_nonce_with_right_password_gets_stale_true() {
 }
 
 #[test]
+fn nonce_from_before_a_restart_gets_a_fresh_challenge() {
+    let mut ua = Ua::new();
+    let contact = ["<sip:ana@198.51.100.7>"];
+    let req = ua.register("ana", "reg-r", 1, &contact, None, None);
+    let challenge = ua.send_one(&req);
+    assert_eq!(challenge.status, 401);
+    // The server restarts: a new endpoint under a new secret, at the same time.
+    let mut cfg = ua.ep.config().clone();
+    cfg.nonce_secret = b"secret-drawn-at-the-next-start".to_vec();
+    ua.ep = Endpoint::new(cfg);
+    let good = ua.answer(&challenge, "ana", "ana-secret", Algorithm::Md5);
+    let req = ua.register("ana", "reg-r", 2, &contact, None, Some(&good));
+    let fresh = ua.send_one(&req);
+    assert_eq!(
+        fresh.status, 401,
+        "a nonce that fails the HMAC is challenged again"
+    );
+    assert!(challenges(&fresh).iter().all(|c| !c.stale));
+    let good = ua.answer(&fresh, "ana", "ana-secret", Algorithm::Md5);
+    let req = ua.register("ana", "reg-r", 3, &contact, None, Some(&good));
+    assert_eq!(ua.send_one(&req).status, 200);
+}
+
+#[test]
 fn replayed_nonce_count_is_refused() {
     let mut ua = Ua::new();
     let req = ua.register("ana", "reg-nc", 1, &["<sip:ana@198.51.100.7>"], None, None);
