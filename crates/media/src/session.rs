@@ -112,6 +112,7 @@ pub struct Session {
     caller_sdp_remote: Option<SocketAddr>,
     agent_sdp_remote: Option<SocketAddr>,
     recording: Option<PathBuf>,
+    opened_at: tokio::time::Instant,
 }
 
 impl Session {
@@ -135,7 +136,9 @@ impl Session {
         let (cmd_tx, cmd_rx) = mpsc::channel(32);
         let (dtmf_tx, dtmf_rx) = mpsc::channel(64);
         let seed = clock::seed(call_id);
+        let opened_at = clock::now();
         let core = Core::new(
+            opened_at,
             seed,
             ctx.music,
             Arc::clone(&counters),
@@ -164,12 +167,18 @@ impl Session {
             caller_sdp_remote: None,
             agent_sdp_remote: None,
             recording: None,
+            opened_at,
         })
     }
 
     /// The call this session belongs to.
     pub fn call_id(&self) -> &str {
         &self.call_id
+    }
+
+    /// When the session opened: the origin of [`crate::LegStats::last_packet_in`].
+    pub fn opened_at(&self) -> std::time::Instant {
+        self.opened_at.into_std()
     }
 
     /// Local RTP port of the caller leg (RTCP is +1).
@@ -489,6 +498,7 @@ struct Core {
 
 impl Core {
     fn new(
+        epoch: tokio::time::Instant,
         seed: u64,
         music: Samples,
         counters: Arc<SessionCounters>,
@@ -496,7 +506,7 @@ impl Core {
         dtmf_tx: mpsc::Sender<char>,
     ) -> Self {
         Core {
-            epoch: clock::now(),
+            epoch,
             mode: Mode::Silent,
             caller: Leg::new(seed),
             agent: Leg::new(seed.rotate_left(17) ^ 0x5bd1_e995),
@@ -704,8 +714,13 @@ impl Core {
         let new_lost = lost.saturating_sub(leg.reported_lost);
         leg.reported_lost = lost;
         let te = leg.telephone_event;
+        let arrived_us = u64::try_from(self.now().as_micros()).unwrap_or(u64::MAX - 1);
         let c = self.leg_counters(from);
         bump(&c.packets_in, 1);
+        c.last_in_us.store(
+            arrived_us.saturating_add(1),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         bump(&c.bytes_in, data.len() as u64);
         c.lost.store(lost, std::sync::atomic::Ordering::Relaxed);
         bump(&self.totals.packets_in, 1);

@@ -15,6 +15,9 @@ pub(crate) struct LegCounters {
     pub foreign: AtomicU64,
     pub rtcp_in: AtomicU64,
     pub send_errors: AtomicU64,
+    /// When the last RTP packet was accepted: microseconds since the session opened, plus
+    /// one (0: none yet).
+    pub last_in_us: AtomicU64,
 }
 
 pub(crate) fn bump(c: &AtomicU64, n: u64) {
@@ -33,6 +36,10 @@ impl LegCounters {
             foreign_source: self.foreign.load(Relaxed),
             rtcp_in: self.rtcp_in.load(Relaxed),
             send_errors: self.send_errors.load(Relaxed),
+            last_packet_in: match self.last_in_us.load(Relaxed) {
+                0 => None,
+                us => Some(std::time::Duration::from_micros(us.saturating_sub(1))),
+            },
         }
     }
 }
@@ -66,6 +73,9 @@ pub struct LegStats {
     pub rtcp_in: u64,
     /// Sends that failed (socket buffer full, unreachable).
     pub send_errors: u64,
+    /// When the last of `packets_in` arrived, counted from the session's opening
+    /// ([`crate::Session::opened_at`]); `None` before the first. RTCP does not count.
+    pub last_packet_in: Option<std::time::Duration>,
 }
 
 /// Counters of one session at one moment.

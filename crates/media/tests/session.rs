@@ -154,6 +154,42 @@ async fn relays_both_ways_with_counts() {
 }
 
 #[tokio::test]
+#[allow(clippy::disallowed_methods)] // the test reads the clock to bound the timestamp
+async fn last_packet_times_are_kept_per_leg() {
+    let m = media(28_110, 28_119);
+    let (s, mut caller, _agent) = bridged(&m, "0", "").await;
+    let st = s.stats();
+    assert_eq!(
+        (st.caller.last_packet_in, st.agent.last_packet_in),
+        (None, None)
+    );
+    let before = std::time::Instant::now().saturating_duration_since(s.opened_at());
+    caller
+        .send(s.caller_port(), 0, false, &[0x11; 160], 160)
+        .await;
+    // RTCP on the agent leg is no sign of life: it does not count.
+    caller
+        .sock
+        .send_to(
+            &[0x80, 200, 0, 1, 0, 0, 0, 1],
+            ("127.0.0.1", s.agent_port() + 1),
+        )
+        .await
+        .unwrap();
+    sleep(Duration::from_millis(100)).await;
+    let after = std::time::Instant::now().saturating_duration_since(s.opened_at());
+    let st = s.stats();
+    let at = st.caller.last_packet_in.expect("a caller packet arrived");
+    assert!(
+        before <= at && at <= after,
+        "{before:?} <= {at:?} <= {after:?}"
+    );
+    assert_eq!(st.agent.last_packet_in, None);
+    assert_eq!(st.agent.rtcp_in, 1);
+    s.close().await;
+}
+
+#[tokio::test]
 async fn latches_to_the_real_source_and_ignores_others() {
     let m = media(28_010, 28_019);
     let mut s = m.open_session("latch").unwrap();
