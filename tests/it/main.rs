@@ -16,4 +16,5 @@ mod harness;
 mod per_call_state;
 mod records;
 mod register;
+mod rtp_timeout;
 mod sip_basics;

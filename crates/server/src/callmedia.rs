@@ -120,6 +120,13 @@ pub struct CallMediaStats {
     pub recording: Option<PathBuf>,
 }
 
+/// How long ago each leg of a call last sent RTP (`None`: never, or the media is closed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RtpAges {
+    pub caller: Option<std::time::Duration>,
+    pub agent: Option<std::time::Duration>,
+}
+
 /// The media of one call.
 #[derive(Debug)]
 pub struct CallMedia {
@@ -254,6 +261,23 @@ impl CallMedia {
                     recording: stats.recording.clone(),
                 }
             })
+    }
+
+    /// Time since each leg's last RTP packet, as of `now` (the server clock's monotonic now).
+    pub fn rtp_ages(&self, now: std::time::Instant) -> RtpAges {
+        let Some(s) = &self.session else {
+            return RtpAges::default();
+        };
+        let stats = s.stats();
+        let opened = s.opened_at();
+        let age = |at: Option<std::time::Duration>| {
+            at.and_then(|d| opened.checked_add(d))
+                .map(|t| now.saturating_duration_since(t))
+        };
+        RtpAges {
+            caller: age(stats.caller.last_packet_in),
+            agent: age(stats.agent.last_packet_in),
+        }
     }
 
     /// Ends the media: counters now, ports freed and the recording finished in the background.

@@ -152,6 +152,11 @@ struct Call {
     queued_at: Instant,
     answered_at: Option<Instant>,
     media: CallMedia,
+    /// RTP silence is counted from here at the earliest: the caller's answer, the bridge to
+    /// an agent, the end of a hold.
+    rtp_since: Instant,
+    /// The caller put the agent on hold (re-INVITE sendonly/inactive).
+    caller_held: bool,
 }
 
 /// Deadlines call control keeps besides the endpoint's and the engine's.
@@ -165,6 +170,8 @@ enum Timer {
     MenuTimeout { key: u64 },
     /// Agent leg `txn`, given up on, still has no final response: forget it.
     ForgetLeg { txn: ClientTxnKey },
+    /// Time to check that call `key`'s legs still send RTP (`media.rtp_timeout_s`).
+    RtpCheck { key: u64 },
 }
 
 /// An agent leg given up on (cancelled, or left behind by its call) is forgotten this many
@@ -239,6 +246,8 @@ pub struct Calls {
     /// The active-call snapshot is stale; it is republished at most every [`PUBLISH_EVERY`].
     dirty: bool,
     last_publish: Instant,
+    /// `media.rtp_timeout_s`; `None` when 0 (off).
+    rtp_timeout: Option<Duration>,
 }
 
 /// How often the active-call snapshot for the HTTP API is rebuilt at most.
@@ -335,6 +344,8 @@ impl Calls {
             inputs,
             dirty: false,
             last_publish: Instant::ZERO,
+            rtp_timeout: (config.media.rtp_timeout_s > 0)
+                .then(|| Duration::from_secs(u64::from(config.media.rtp_timeout_s))),
         }
     }
 
@@ -392,6 +403,7 @@ impl Calls {
                     self.leave_menu(ep, now, key, Purpose::Order);
                 }
                 Timer::ForgetLeg { txn } => self.forget_leg(txn),
+                Timer::RtpCheck { key } => self.check_rtp(ep, now, key),
             }
         }
         self.pump(ep, now);
@@ -684,6 +696,8 @@ impl Calls {
             queued_at: now,
             answered_at: None,
             media,
+            rtp_since: now,
+            caller_held: false,
         };
         if let Some(ec) = engine_call {
             self.by_engine.insert(ec, key);
@@ -693,6 +707,9 @@ impl Calls {
         self.calls.insert(key, call);
         if !menu {
             self.schedule_announcement(now, key);
+        }
+        if let Some(timeout) = self.rtp_timeout {
+            self.timers.insert((now + timeout, Timer::RtpCheck { key }));
         }
     }
 
@@ -1026,13 +1043,28 @@ impl Calls {
             return;
         };
         let sdp = match side {
-            Side::Caller => call.media.caller_sdp(),
+            Side::Caller => {
+                // A re-INVITE without SDP (a session refresh) changes nothing.
+                let hold = crate::callmedia::is_hold_offer(&req.body);
+                if !req.body.is_empty() && call.caller_held != hold {
+                    call.caller_held = hold;
+                    call.rtp_since = now;
+                    info!(
+                        call = key,
+                        hold,
+                        "caller {} the call",
+                        if hold { "holds" } else { "resumes" }
+                    );
+                }
+                call.media.caller_sdp()
+            }
             Side::Agent => {
                 let hold = crate::callmedia::is_hold_offer(&req.body);
                 if let Some(b) = call.bridged.as_mut()
                     && b.held != hold
                 {
                     b.held = hold;
+                    call.rtp_since = now;
                     info!(
                         call = key,
                         hold,
@@ -1329,6 +1361,7 @@ impl Calls {
         }
         call.phase = Phase::Talking;
         call.answered_at = Some(now);
+        call.rtp_since = now;
         let agent_id = self
             .engine
             .agent_id(leg.agent)
@@ -1437,6 +1470,55 @@ impl Calls {
             .retain(|(_, t)| *t != Timer::RingTimeout { key, agent });
     }
 
+    // ----- RTP inactivity -------------------------------------------------------------------
+
+    /// The RTP check of call `key` is due: a leg that sent no RTP for `media.rtp_timeout_s`
+    /// ends the call; otherwise the check is due again when the quietest leg would reach the
+    /// timeout. The caller leg is checked in every phase (callers hearing the menu or music
+    /// send RTP too), the agent leg while talking; nothing is checked while either side
+    /// holds the call, and silence counts from the answer, the bridge or the resume at the
+    /// earliest. One timer entry per call, rarely due while RTP flows.
+    fn check_rtp(&mut self, ep: &mut Endpoint, now: Instant, key: u64) {
+        let Some(timeout) = self.rtp_timeout else {
+            return;
+        };
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        let held = call.caller_held || call.bridged.as_ref().is_some_and(|b| b.held);
+        if held {
+            self.timers.insert((now + timeout, Timer::RtpCheck { key }));
+            return;
+        }
+        let ages = call.media.rtp_ages(crate::clock::now());
+        let since = now.saturating_duration_since(call.rtp_since);
+        let silence = |age: Option<Duration>| age.map_or(since, |a| a.min(since));
+        let caller = silence(ages.caller);
+        let agent = (call.phase == Phase::Talking).then(|| silence(ages.agent));
+        let quietest = agent.map_or(caller, |a| a.max(caller));
+        if quietest < timeout {
+            self.timers
+                .insert((now + (timeout - quietest), Timer::RtpCheck { key }));
+            return;
+        }
+        let (leg, silent) = if caller >= timeout {
+            ("caller", caller)
+        } else {
+            ("agent", quietest)
+        };
+        warn!(
+            call = key,
+            call_id = %call.caller_sip_call_id,
+            leg,
+            silent_s = format_args!("{:.1}", silent.as_secs_f64()),
+            caller_silent_s = format_args!("{:.1}", caller.as_secs_f64()),
+            agent_silent_s = agent.map(|a| format!("{:.1}", a.as_secs_f64())),
+            "RTP timeout: the {leg} leg sent no RTP for {:.1} s; ending the call",
+            silent.as_secs_f64()
+        );
+        self.end_call(ep, now, key, Ended::RtpTimeout);
+    }
+
     // ----- ending ---------------------------------------------------------------------------
 
     fn end_call(&mut self, ep: &mut Endpoint, now: Instant, key: u64, how: Ended) {
@@ -1457,7 +1539,8 @@ impl Calls {
         self.timers.retain(|(_, t)| match t {
             Timer::RingTimeout { key: k, .. }
             | Timer::Announce { key: k }
-            | Timer::MenuTimeout { key: k } => *k != key,
+            | Timer::MenuTimeout { key: k }
+            | Timer::RtpCheck { key: k } => *k != key,
             Timer::ForgetLeg { .. } => true,
         });
         let t = engine_time(now);
@@ -1481,7 +1564,7 @@ impl Calls {
                 let _ = ep.send_request(now, call.caller_peer.clone(), bye);
                 (CdrOutcome::Answered, CdrHangup::Agent)
             }
-            (Some(b), Ended::Failed | Ended::Shutdown | Ended::NoAgent) => {
+            (Some(b), Ended::Failed | Ended::Shutdown | Ended::NoAgent | Ended::RtpTimeout) => {
                 let mut d = b.dialog.clone();
                 let _ = ep.send_request(now, b.dest.clone(), d.request(Method::Bye));
                 let bye = call.caller_dialog.request(Method::Bye);
@@ -1495,6 +1578,11 @@ impl Calls {
                 let bye = call.caller_dialog.request(Method::Bye);
                 let _ = ep.send_request(now, call.caller_peer.clone(), bye);
                 (CdrOutcome::Failed, CdrHangup::System)
+            }
+            (None, Ended::RtpTimeout) => {
+                let bye = call.caller_dialog.request(Method::Bye);
+                let _ = ep.send_request(now, call.caller_peer.clone(), bye);
+                (CdrOutcome::Abandoned, CdrHangup::System)
             }
             (None, Ended::NoAgent) => {
                 let bye = call.caller_dialog.request(Method::Bye);
@@ -1909,6 +1997,9 @@ enum Ended {
     Shutdown,
     /// Nobody can take the call (after the voice menu).
     NoAgent,
+    /// A leg sent no RTP for `media.rtp_timeout_s` (its party is most likely gone and the
+    /// BYE was lost).
+    RtpTimeout,
 }
 
 fn take(list: &mut Vec<AgentIdx>, agent: AgentIdx) -> bool {

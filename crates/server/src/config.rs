@@ -160,6 +160,17 @@ pub struct MediaConfig {
     /// Prompts and hold music (8 kHz mono WAV files, see `sounds/`).
     #[serde(default = "default_sounds_dir")]
     pub sounds_dir: PathBuf,
+    /// A call is ended when a leg it expects audio from has sent no RTP for this many seconds
+    /// (0 disables the check).
+    #[serde(default = "default_rtp_timeout_s")]
+    pub rtp_timeout_s: u32,
+}
+
+/// Longest `media.rtp_timeout_s` accepted (an hour).
+pub const MAX_RTP_TIMEOUT_S: u32 = 3600;
+
+fn default_rtp_timeout_s() -> u32 {
+    60
 }
 
 fn default_sounds_dir() -> PathBuf {
@@ -175,6 +186,7 @@ impl Default for MediaConfig {
         MediaConfig {
             rtp_ports: default_rtp_ports(),
             sounds_dir: default_sounds_dir(),
+            rtp_timeout_s: default_rtp_timeout_s(),
         }
     }
 }
@@ -725,6 +737,15 @@ impl Config {
                 "the range needs at least 4 ports (RTP and RTCP pairs)",
             ));
         }
+        if self.media.rtp_timeout_s > MAX_RTP_TIMEOUT_S {
+            errors.push(err(
+                "media.rtp_timeout_s",
+                format!(
+                    "{} is more than {MAX_RTP_TIMEOUT_S} seconds (0 disables the timeout)",
+                    self.media.rtp_timeout_s
+                ),
+            ));
+        }
         if self.http.listen.parse::<SocketAddr>().is_err() {
             errors.push(err(
                 "http.listen",
@@ -1147,6 +1168,29 @@ skill = "regional"
             Config::from_toml(&text).unwrap().sip.max_transactions,
             50_000
         );
+    }
+
+    #[test]
+    fn rtp_timeout_defaults_disables_and_names_the_key() {
+        assert_eq!(
+            Config::from_toml(&minimal()).unwrap().media.rtp_timeout_s,
+            60
+        );
+        let with = |v: &str| format!("{}\n[media]\nrtp_timeout_s = {v}\n", minimal());
+        assert_eq!(
+            Config::from_toml(&with("0")).unwrap().media.rtp_timeout_s,
+            0
+        );
+        assert_eq!(
+            Config::from_toml(&with("2")).unwrap().media.rtp_timeout_s,
+            2
+        );
+        let errors = Config::from_toml(&with("86400")).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].path, "media.rtp_timeout_s");
+        assert!(errors[0].message.contains("3600"), "{}", errors[0]);
+        let errors = Config::from_toml(&with("-1")).unwrap_err();
+        assert_eq!(errors[0].path, "media.rtp_timeout_s", "{errors:?}");
     }
 
     #[test]
