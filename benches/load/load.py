@@ -318,7 +318,7 @@ def switchboard_config(sip_port, http_port, agents, db_url, t1_ms=None):
         "max_expires_s = 7200",
         "",
         "[media]",
-        "rtp_ports = [10000, 31999]",
+        "rtp_ports = [%s]" % os.environ.get("LOAD_RTP_PORTS", "10000, 31999"),
         "",
         "[http]",
         f'listen = "127.0.0.1:{http_port}"',
