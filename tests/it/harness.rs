@@ -275,35 +275,7 @@ pub fn sipp(
     extra: &[&str],
     timeout: Duration,
 ) -> (ExitStatus, String, String) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let local_port = free_port();
-    let trace = dir.path().join("messages.log");
-    let mut cmd = Command::new("timeout");
-    cmd.arg(timeout.as_secs().to_string())
-        .arg("sipp")
-        .arg(target.to_string())
-        .arg("-sf")
-        .arg(if scenario.starts_with('/') {
-            PathBuf::from(scenario)
-        } else {
-            data(&format!("sipp/{scenario}"))
-        })
-        .args(["-i", "127.0.0.1", "-p", &local_port.to_string()])
-        .args(["-m", "1", "-nostdin", "-timeout_error"])
-        .args([
-            "-timeout",
-            &format!("{}s", timeout.as_secs().saturating_sub(1).max(1)),
-        ])
-        .arg("-trace_msg")
-        .arg("-message_file")
-        .arg(&trace)
-        .args(extra)
-        .current_dir(dir.path());
-    let out = cmd.output().expect("run sipp");
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    let messages = std::fs::read_to_string(&trace).unwrap_or_default();
-    (out.status, text, messages)
+    sipp_at(scenario, target, free_port(), extra, timeout)
 }
 
 /// An agent softphone played by SIPp: its contact is registered with digest auth, then a
