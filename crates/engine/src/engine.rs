@@ -1031,49 +1031,39 @@ impl Engine {
         // its agents, and a call no other thread can see yet needs no place in the list to be
         // offered. It takes its place (by its arrival key) only if it has to wait after all,
         // here or when its offer fails (see `release_ring`).
-        if let Some(queue) = self.nobody_waiting_first(&cell) {
-            if let Some(q) = queue
-                && let Some(rt) = self.queues.get(q as usize)
-                && cell
-                    .stats_queue
-                    .compare_exchange(NONE, q, SeqCst, SeqCst)
-                    .is_ok()
-            {
-                rt.entered.fetch_add(1, SeqCst);
-            }
-            cell.unlisted.store(1, SeqCst);
-            if let Some(rt) = self.queues.get(cell.stats_queue.load(SeqCst) as usize) {
-                rt.unlisted.fetch_add(1, SeqCst);
-            }
-            self.events.push(Event::CallEnqueued {
-                call: cell.id,
-                class,
-                queue: queue.map(QueueIdx),
-                at: now,
-            });
-            match self.try_step_direct(now, &cell, 0) {
-                Attempt::Offered => return Ok(cell.id),
-                Attempt::CallTaken => {
-                    self.listed(&cell);
-                    return Ok(cell.id);
-                }
-                Attempt::NoAgent => {
-                    self.listed(&cell);
-                    self.register_at(&cell, 0, false);
+        let fast = self.nobody_waiting_first(&cell);
+        match fast {
+            Some(first_queue) => {
+                cell.unlisted.store(1, SeqCst);
+                if let Some(q) = first_queue {
+                    self.count_entry(&cell, q);
+                    if let Some(rt) = self.queues.get(q as usize) {
+                        rt.unlisted.fetch_add(1, SeqCst);
+                    }
                 }
             }
-        } else {
-            self.register(&cell, 0);
-            let queue = match cell.stats_queue.load(SeqCst) {
-                NONE => None,
-                q => Some(QueueIdx(q)),
-            };
-            self.events.push(Event::CallEnqueued {
-                call: cell.id,
-                class,
-                queue,
-                at: now,
-            });
+            None => self.register(&cell, 0),
+        }
+        let queue = match cell.stats_queue.load(SeqCst) {
+            NONE => None,
+            q => Some(QueueIdx(q)),
+        };
+        self.events.push(Event::CallEnqueued {
+            call: cell.id,
+            class,
+            queue,
+            at: now,
+        });
+        if fast.is_some() {
+            let attempt = self.try_step_direct(now, &cell, 0);
+            if let Attempt::Offered = attempt {
+                return Ok(cell.id);
+            }
+            self.listed(&cell);
+            if let Attempt::CallTaken = attempt {
+                return Ok(cell.id);
+            }
+            self.register_at(&cell, 0, false);
         }
         self.dispatch_call(now, &cell);
         if cell.registered.load(SeqCst) == 0
@@ -1091,6 +1081,18 @@ impl Engine {
             return Err(EngineError::NoRoute(cell.id));
         }
         Ok(cell.id)
+    }
+
+    /// The call entered queue `q`: the first queue it enters is the one its statistics count.
+    fn count_entry(&self, cell: &CallCell, q: u32) {
+        if let Some(rt) = self.queues.get(q as usize)
+            && cell
+                .stats_queue
+                .compare_exchange(NONE, q, SeqCst, SeqCst)
+                .is_ok()
+        {
+            rt.entered.fetch_add(1, SeqCst);
+        }
     }
 
     /// The call no longer waits unlisted (answered, gone, or now in a waiting list).
@@ -1876,13 +1878,7 @@ impl Engine {
             if check_full && rt.cfg.max_len.is_some_and(|max| rt.waiting.len() >= max) {
                 return;
             }
-            if cell
-                .stats_queue
-                .compare_exchange(NONE, q, SeqCst, SeqCst)
-                .is_ok()
-            {
-                rt.entered.fetch_add(1, SeqCst);
-            }
+            self.count_entry(cell, q);
         }
         if let Some(list) = self.list_of(step.target) {
             // Counted before the bit is set: whoever sees the bit sees the count include this
