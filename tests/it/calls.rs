@@ -574,30 +574,12 @@ fn short_load_run_fifty_calls_at_ten_per_second_all_answered() {
     let mut ids = vec!["olga", "oleg", "petra", "ana", "marko", "rita"];
     ids.extend(extra.iter().map(String::as_str));
     let agents = SippAgent::start_many(&server, &ids, None);
-    let media_port = free_port();
-    let (status, out, messages) = sipp_at(
-        "trunk_call.xml",
-        server.sip_addr(),
-        free_port(),
-        &[
-            "-key",
-            "caller",
-            "+38511000004",
-            "-s",
-            "100",
-            "-d",
-            "1000",
-            "-m",
-            "50",
-            "-r",
-            "10",
-            "-l",
-            "20",
-            "-mi",
-            "127.0.0.1",
-            "-mp",
-            &media_port.to_string(),
-        ],
+    let (status, out, messages) = trunk_calls(
+        &server,
+        "+38511000004",
+        "100",
+        1000,
+        &["-m", "50", "-r", "10", "-l", "20"],
         Duration::from_secs(60),
     );
     let summary: String = out

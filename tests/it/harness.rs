@@ -430,25 +430,48 @@ pub fn trunk_call(
     dialed: &str,
     talk_ms: u64,
 ) -> (ExitStatus, String, String) {
-    let media_port = free_port();
+    trunk_calls(
+        server,
+        caller,
+        dialed,
+        talk_ms,
+        &[],
+        Duration::from_secs(30),
+    )
+}
+
+/// [`trunk_call`] with more SIPp arguments (e.g. `-m 50 -r 10 -l 20` for a series of calls),
+/// bounded by `timeout`.
+pub fn trunk_calls(
+    server: &Server,
+    caller: &str,
+    dialed: &str,
+    talk_ms: u64,
+    extra: &[&str],
+    timeout: Duration,
+) -> (ExitStatus, String, String) {
+    let media_port = free_port().to_string();
+    let talk_ms = talk_ms.to_string();
+    let mut args = vec![
+        "-key",
+        "caller",
+        caller,
+        "-s",
+        dialed,
+        "-d",
+        &talk_ms,
+        "-mi",
+        "127.0.0.1",
+        "-mp",
+        &media_port,
+    ];
+    args.extend_from_slice(extra);
     sipp_at(
         "trunk_call.xml",
         server.sip_addr(),
         free_port(),
-        &[
-            "-key",
-            "caller",
-            caller,
-            "-s",
-            dialed,
-            "-d",
-            &talk_ms.to_string(),
-            "-mi",
-            "127.0.0.1",
-            "-mp",
-            &media_port.to_string(),
-        ],
-        Duration::from_secs(30),
+        &args,
+        timeout,
     )
 }
 

@@ -51,30 +51,12 @@ fn every_per_call_table_is_empty_once_the_calls_are_over() {
 
     // 40 calls at 20/s, each caller staying 300 ms after the queue answers: calls answered
     // and bridged, callers who leave while olga rings (abandoned), several calls at once.
-    let media_port = free_port();
-    let (status, out, _) = sipp_at(
-        "trunk_call.xml",
-        server.sip_addr(),
-        free_port(),
-        &[
-            "-key",
-            "caller",
-            "+38511000004",
-            "-s",
-            "100",
-            "-d",
-            "300",
-            "-m",
-            "40",
-            "-r",
-            "20",
-            "-l",
-            "40",
-            "-mi",
-            "127.0.0.1",
-            "-mp",
-            &media_port.to_string(),
-        ],
+    let (status, out, _) = trunk_calls(
+        &server,
+        "+38511000004",
+        "100",
+        300,
+        &["-m", "40", "-r", "20", "-l", "40"],
         Duration::from_secs(60),
     );
     assert!(status.success(), "SIPp reported failed calls:\n{out}");
