@@ -1,0 +1,516 @@
+//! The sections of the configuration file, one struct per table, with their defaults.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::DEMO_API_TOKEN;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipConfig {
+    /// `udp:IP:PORT`, `tcp:IP:PORT`; `ws:`, `wss:` and `tls:` are accepted and reported as not
+    /// served yet.
+    pub listen: Vec<String>,
+    /// Registrar domain and digest realm.
+    pub domain: String,
+    /// Written into Via / Contact / SDP.
+    pub advertised_address: String,
+    /// RFC 3261 timer T1 (round-trip estimate), milliseconds.
+    #[serde(default = "default_t1_ms")]
+    pub t1_ms: u64,
+    /// RFC 3261 timer T2 (maximum retransmit interval), milliseconds.
+    #[serde(default = "default_t2_ms")]
+    pub t2_ms: u64,
+    /// RFC 3261 timer T4 (maximum message lifetime), milliseconds.
+    #[serde(default = "default_t4_ms")]
+    pub t4_ms: u64,
+    /// Largest SIP message accepted on any transport, bytes.
+    #[serde(default = "default_max_message_size")]
+    pub max_message_size: usize,
+    /// Most live SIP server transactions; beyond it new requests get `503` with
+    /// `Retry-After`, while in-dialog requests (BYE, re-INVITE, REFER…) and CANCEL have a
+    /// reserve of as many again and ACK needs none. A finished UDP transaction stays 64·T1
+    /// (32 s at the default T1), two per call.
+    #[serde(default = "default_max_transactions")]
+    pub max_transactions: usize,
+    /// Shortest registration accepted (`423 Interval Too Brief` below it).
+    #[serde(default = "default_min_expires")]
+    pub min_expires_s: u32,
+    /// Longest registration granted (longer requests are shortened).
+    #[serde(default = "default_max_expires")]
+    pub max_expires_s: u32,
+    /// How long a digest nonce stays valid before `stale=true`.
+    #[serde(default = "default_nonce_lifetime")]
+    pub nonce_lifetime_s: u32,
+    /// Digest challenges offered to registering agents, in preference order (`MD5`,
+    /// `SHA-256`). The default is MD5 alone: deployed softphones answer only the first
+    /// challenge (SIPp) or reject a 401 that names an algorithm they do not know (baresip 1.0
+    /// / libre). Add "SHA-256" for fleets that support RFC 8760.
+    #[serde(default = "default_digest_algorithms")]
+    pub digest_algorithms: Vec<String>,
+    /// Most simultaneous TCP connections.
+    #[serde(default = "default_max_connections")]
+    pub max_tcp_connections: usize,
+    /// Idle TCP connections are closed after this long without traffic.
+    #[serde(default = "default_tcp_idle")]
+    pub tcp_idle_timeout_s: u64,
+}
+
+fn default_t1_ms() -> u64 {
+    500
+}
+fn default_t2_ms() -> u64 {
+    4000
+}
+fn default_t4_ms() -> u64 {
+    5000
+}
+fn default_max_message_size() -> usize {
+    65_535
+}
+fn default_max_transactions() -> usize {
+    switchboard_sip::EndpointConfig::DEFAULT_MAX_TRANSACTIONS
+}
+fn default_min_expires() -> u32 {
+    60
+}
+fn default_max_expires() -> u32 {
+    3600
+}
+fn default_nonce_lifetime() -> u32 {
+    300
+}
+fn default_digest_algorithms() -> Vec<String> {
+    vec!["MD5".to_owned()]
+}
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_tcp_idle() -> u64 {
+    600
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Inclusive RTP port range `[first, last]`.
+    #[serde(default = "default_rtp_ports")]
+    pub rtp_ports: [u16; 2],
+    /// Prompts and hold music (8 kHz mono WAV files, see `sounds/`).
+    #[serde(default = "default_sounds_dir")]
+    pub sounds_dir: PathBuf,
+    /// A call is ended when a leg it expects audio from has sent no RTP for this many seconds
+    /// (0 disables the check).
+    #[serde(default = "default_rtp_timeout_s")]
+    pub rtp_timeout_s: u32,
+}
+
+/// Longest `media.rtp_timeout_s` accepted (an hour).
+pub const MAX_RTP_TIMEOUT_S: u32 = 3600;
+
+fn default_rtp_timeout_s() -> u32 {
+    60
+}
+
+fn default_sounds_dir() -> PathBuf {
+    PathBuf::from("sounds")
+}
+
+fn default_rtp_ports() -> [u16; 2] {
+    [20000, 29999]
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            rtp_ports: default_rtp_ports(),
+            sounds_dir: default_sounds_dir(),
+            rtp_timeout_s: default_rtp_timeout_s(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    #[serde(default = "default_http_listen")]
+    pub listen: String,
+    /// Bearer token for `/api/v1`; `SWITCHBOARD_API_TOKEN` overrides it.
+    #[serde(default = "default_api_token")]
+    pub api_token: String,
+}
+
+fn default_http_listen() -> String {
+    "127.0.0.1:8080".to_owned()
+}
+fn default_api_token() -> String {
+    DEMO_API_TOKEN.to_owned()
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: default_http_listen(),
+            api_token: default_api_token(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://switchboard.db` (embedded default) or `postgres://user:pass@host/db`.
+    #[serde(default = "default_db_url")]
+    pub url: String,
+    /// Where records wait (fsync'd) while the database cannot take them.
+    #[serde(default = "default_spool_dir")]
+    pub spool_dir: PathBuf,
+}
+
+fn default_db_url() -> String {
+    "sqlite://switchboard.db".to_owned()
+}
+fn default_spool_dir() -> PathBuf {
+    PathBuf::from("spool")
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: default_db_url(),
+            spool_dir: default_spool_dir(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkConfig {
+    pub name: String,
+    /// Source networks allowed to send INVITEs without digest authentication.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Dialed number → purpose (`order`, `information`, `other`, `complaint`).
+    #[serde(default)]
+    pub dids: BTreeMap<String, String>,
+    /// Digest credentials for trunks that authenticate instead of (or as well as) `allow`.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// SIP username used to REGISTER.
+    pub id: String,
+    pub password: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Skill → level (higher level is offered first).
+    #[serde(default)]
+    pub skills: BTreeMap<String, u8>,
+    /// Who takes over this agent's clients while the agent is absent.
+    #[serde(default)]
+    pub substitute: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    #[default]
+    LongestIdle,
+    RoundRobin,
+    RingAll,
+    FewestCalls,
+    LeastTalkTime,
+    Random,
+    Linear,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    pub name: String,
+    pub skill: String,
+    #[serde(default)]
+    pub strategy: Strategy,
+    #[serde(default = "default_ring_timeout")]
+    pub ring_timeout_s: u32,
+    #[serde(default = "default_wrap_up")]
+    pub wrap_up_s: u32,
+    #[serde(default = "default_max_wait")]
+    pub max_wait_s: u32,
+    /// Route step taken after `max_wait_s` (the caller keeps their place).
+    #[serde(default)]
+    pub overflow: Option<String>,
+    /// Most callers waiting at once; further callers overflow (or get busy) at once.
+    #[serde(default = "default_max_length")]
+    pub max_length: u32,
+    /// Caller priority per client class, e.g. `{ key = 10 }`: higher waits less.
+    #[serde(default)]
+    pub priority: BTreeMap<String, u8>,
+    #[serde(default = "default_announce_every")]
+    pub announce_position_every_s: u32,
+    /// Record bridged calls of this queue (stereo WAV under `[recording] dir`).
+    #[serde(default)]
+    pub record: bool,
+}
+
+fn default_ring_timeout() -> u32 {
+    15
+}
+fn default_wrap_up() -> u32 {
+    5
+}
+fn default_max_wait() -> u32 {
+    300
+}
+fn default_max_length() -> u32 {
+    1000
+}
+fn default_announce_every() -> u32 {
+    30
+}
+
+/// Per-class route chain overrides plus routing settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingConfig {
+    pub debt: Option<Vec<String>>,
+    pub key: Option<Vec<String>>,
+    pub new: Option<Vec<String>>,
+    pub regional: Option<Vec<String>>,
+    pub other: Option<Vec<String>>,
+    pub complaint: Option<Vec<String>>,
+    pub standard: Option<Vec<String>>,
+    /// Consecutive no-answers after which an agent is set `not_ready`.
+    #[serde(default = "default_no_answer_limit")]
+    pub no_answer_limit: u32,
+    /// How long a call may wait for a busy assigned manager before the next step.
+    #[serde(default)]
+    pub busy_manager_wait_s: u32,
+    /// Service level threshold: answered within this many seconds counts as "in service level".
+    #[serde(default = "default_sl_threshold")]
+    pub service_level_threshold_s: u32,
+    /// Seed of the `random` strategy (deterministic runs in tests).
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn default_no_answer_limit() -> u32 {
+    3
+}
+fn default_sl_threshold() -> u32 {
+    20
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            debt: None,
+            key: None,
+            new: None,
+            regional: None,
+            other: None,
+            complaint: None,
+            standard: None,
+            no_answer_limit: default_no_answer_limit(),
+            busy_manager_wait_s: 0,
+            service_level_threshold_s: default_sl_threshold(),
+            seed: 0,
+        }
+    }
+}
+
+/// Client classes in classification order, with their built-in chains (PRODUCT.md §3).
+pub const DEFAULT_CHAINS: [(&str, &[&str]); 7] = [
+    ("debt", &["assigned_manager", "role:finance"]),
+    (
+        "key",
+        &[
+            "assigned_manager",
+            "role:key_account_manager",
+            "role:head_of_wholesale",
+        ],
+    ),
+    ("new", &["role:department_head"]),
+    ("regional", &["queue:regional"]),
+    ("other", &["assigned_manager", "role:head_of_sales"]),
+    ("complaint", &["role:quality"]),
+    ("standard", &["queue:orders"]),
+];
+
+impl RoutingConfig {
+    /// The configured override for a class, if any.
+    pub fn override_for(&self, class: &str) -> Option<&Vec<String>> {
+        match class {
+            "debt" => self.debt.as_ref(),
+            "key" => self.key.as_ref(),
+            "new" => self.new.as_ref(),
+            "regional" => self.regional.as_ref(),
+            "other" => self.other.as_ref(),
+            "complaint" => self.complaint.as_ref(),
+            "standard" => self.standard.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The effective chain of every class: the override or the built-in default.
+    pub fn chains(&self) -> Vec<(&'static str, Vec<String>)> {
+        DEFAULT_CHAINS
+            .iter()
+            .map(|(class, default)| {
+                let chain = self
+                    .override_for(class)
+                    .cloned()
+                    .unwrap_or_else(|| default.iter().map(|s| (*s).to_owned()).collect());
+                (*class, chain)
+            })
+            .collect()
+    }
+}
+
+/// The optional DTMF voice menu: digit → purpose, for calls whose DID names no purpose.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IvrConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Prompt played while waiting for a digit (WAV under `sounds/`).
+    #[serde(default)]
+    pub prompt: Option<String>,
+    #[serde(default = "default_ivr_timeout")]
+    pub timeout_s: u32,
+    /// Digit → purpose, e.g. `{ "1" = "order", "2" = "information" }`.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+fn default_ivr_timeout() -> u32 {
+    8
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingConfig {
+    #[serde(default = "default_recording_dir")]
+    pub dir: PathBuf,
+}
+
+fn default_recording_dir() -> PathBuf {
+    PathBuf::from("recordings")
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        RecordingConfig {
+            dir: default_recording_dir(),
+        }
+    }
+}
+
+/// A SIP transport named in `[sip] listen`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ListenTransport {
+    Udp,
+    Tcp,
+    Ws,
+    Wss,
+    Tls,
+}
+
+impl fmt::Display for ListenTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ListenTransport::Udp => "udp",
+            ListenTransport::Tcp => "tcp",
+            ListenTransport::Ws => "ws",
+            ListenTransport::Wss => "wss",
+            ListenTransport::Tls => "tls",
+        })
+    }
+}
+
+/// One parsed `[sip] listen` entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ListenAddr {
+    pub transport: ListenTransport,
+    pub addr: SocketAddr,
+}
+
+impl ListenAddr {
+    pub fn parse(s: &str) -> Result<ListenAddr, String> {
+        let (proto, rest) = s
+            .split_once(':')
+            .ok_or_else(|| format!("{s:?} is not of the form transport:address:port"))?;
+        let transport = match proto.to_ascii_lowercase().as_str() {
+            "udp" => ListenTransport::Udp,
+            "tcp" => ListenTransport::Tcp,
+            "ws" => ListenTransport::Ws,
+            "wss" => ListenTransport::Wss,
+            "tls" => ListenTransport::Tls,
+            other => {
+                return Err(format!(
+                    "unknown transport {other:?} (expected udp, tcp, ws, wss or tls)"
+                ));
+            }
+        };
+        let addr: SocketAddr = rest
+            .parse()
+            .map_err(|_| format!("{rest:?} is not an IP address with a port"))?;
+        Ok(ListenAddr { transport, addr })
+    }
+}
+
+/// One step of a route chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    AssignedManager,
+    Agent(String),
+    Role(String),
+    Queue(String),
+}
+
+impl Step {
+    pub fn parse(s: &str) -> Result<Step, String> {
+        if s == "assigned_manager" {
+            return Ok(Step::AssignedManager);
+        }
+        let (kind, name) = s.split_once(':').ok_or_else(|| {
+            format!("{s:?} is not a route step (assigned_manager, agent:<id>, role:<role>, queue:<name>)")
+        })?;
+        if name.is_empty() {
+            return Err(format!("{s:?} names no {kind}"));
+        }
+        match kind {
+            "agent" => Ok(Step::Agent(name.to_owned())),
+            "role" => Ok(Step::Role(name.to_owned())),
+            "queue" => Ok(Step::Queue(name.to_owned())),
+            _ => Err(format!(
+                "{s:?} is not a route step (assigned_manager, agent:<id>, role:<role>, queue:<name>)"
+            )),
+        }
+    }
+}
+
+/// Purposes a call can have (PRODUCT.md §3).
+pub const PURPOSES: [&str; 4] = ["order", "information", "other", "complaint"];
+
+/// Client classes (PRODUCT.md §3), in classification order.
+pub const CLASSES: [&str; 7] = [
+    "debt",
+    "key",
+    "new",
+    "regional",
+    "other",
+    "complaint",
+    "standard",
+];
