@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{Ports, Server, demo_config, free_port, have_sipp};
+use crate::harness::{Ports, Server, demo_config, free_port, peer_missing, without_sipp};
 
 const TOKEN: &str = "change-me";
 
@@ -547,9 +547,7 @@ fn openapi_document_lists_every_path_and_validates() {
         .arg(&file)
         .output()
     else {
-        eprintln!(
-            "SKIPPED the OpenAPI validator: python3 is not installed (tests/run.sh installs it)"
-        );
+        peer_missing("python3 (the OpenAPI validator runs on it)");
         return;
     };
     let text = format!(
@@ -558,9 +556,7 @@ fn openapi_document_lists_every_path_and_validates() {
         String::from_utf8_lossy(&out.stderr)
     );
     if text.contains("No module named openapi_spec_validator") {
-        eprintln!(
-            "SKIPPED the OpenAPI validator: PyPI openapi-spec-validator is not installed (tests/run.sh installs it)"
-        );
+        peer_missing("openapi-spec-validator (PyPI)");
         return;
     }
     assert!(out.status.success(), "openapi-spec-validator: {text}");
@@ -642,9 +638,7 @@ fn metrics_carry_the_product_names_and_pass_promtool() {
     assert!(!text.contains("switchboard_service_level_ratio{"));
     match promtool_check(&text) {
         Some((status, report)) => assert!(status.success(), "promtool: {report}\n{text}"),
-        None => eprintln!(
-            "SKIPPED promtool: not installed (Debian package prometheus; tests/run.sh installs it)"
-        ),
+        None => peer_missing("promtool (Debian package prometheus)"),
     }
 }
 
@@ -718,7 +712,7 @@ fn deploy_files_use_only_exported_metrics() {
             .current_dir(&root)
             .output()
         else {
-            eprintln!("SKIPPED promtool {args:?}: not installed (tests/run.sh installs it)");
+            peer_missing("promtool (Debian package prometheus)");
             return;
         };
         assert!(
@@ -960,10 +954,7 @@ fn calls_ended(events: &[Sse]) -> usize {
 
 #[test]
 fn live_events_active_calls_history_and_metrics_follow_real_calls() {
-    if !have_sipp() {
-        eprintln!(
-            "SKIPPED: SIPp is not installed (Debian package sip-tester; tests/run.sh installs it)"
-        );
+    if without_sipp() {
         return;
     }
     let server = start();
@@ -1137,16 +1128,13 @@ fn live_events_active_calls_history_and_metrics_follow_real_calls() {
     assert_eq!(metric_sum(&after, "switchboard_registrations", &[]), 1.0);
     match promtool_check(&after) {
         Some((status, report)) => assert!(status.success(), "promtool: {report}\n{after}"),
-        None => eprintln!("SKIPPED promtool: not installed (tests/run.sh installs it)"),
+        None => peer_missing("promtool (Debian package prometheus)"),
     }
 }
 
 #[test]
 fn a_call_in_progress_survives_sigterm_until_it_ends() {
-    if !have_sipp() {
-        eprintln!(
-            "SKIPPED: SIPp is not installed (Debian package sip-tester; tests/run.sh installs it)"
-        );
+    if without_sipp() {
         return;
     }
     let mut server = start();

@@ -18,25 +18,6 @@ const CLIENTS: &str = "number,name,type,manager,region,overdue_debt
 +38511000005,Indebted Key,key,ana,,99
 ";
 
-fn skip() -> bool {
-    if have_sipp() {
-        return false;
-    }
-    eprintln!("SKIPPED: sipp (package sip-tester) is not installed; tests/run.sh installs it");
-    true
-}
-
-fn skip_baresip() -> bool {
-    if skip() {
-        return true;
-    }
-    if have_baresip() {
-        return false;
-    }
-    eprintln!("SKIPPED: baresip (package baresip-core) is not installed; tests/run.sh installs it");
-    true
-}
-
 /// A server with the demo company and the test client directory.
 fn company() -> Server {
     let ports = Ports::new();
@@ -127,7 +108,7 @@ fn assert_answered_by(rec: &HashMap<String, String>, agent: &str, server: &Serve
 
 #[test]
 fn new_client_goes_to_a_department_head() {
-    if skip() {
+    if without_sipp() {
         return;
     }
     let server = company();
@@ -143,7 +124,7 @@ fn new_client_goes_to_a_department_head() {
 
 #[test]
 fn key_client_goes_to_their_own_manager() {
-    if skip() {
+    if without_sipp() {
         return;
     }
     let server = company();
@@ -160,7 +141,7 @@ fn key_client_goes_to_their_own_manager() {
 
 #[test]
 fn key_client_without_a_free_key_account_manager_reaches_the_head_of_wholesale() {
-    if skip() {
+    if without_sipp() {
         return;
     }
     let server = company();
@@ -180,7 +161,7 @@ fn key_client_without_a_free_key_account_manager_reaches_the_head_of_wholesale()
 
 #[test]
 fn debtor_goes_to_their_manager_else_finance() {
-    if skip() {
+    if without_sipp() {
         return;
     }
     let server = company();
@@ -206,7 +187,7 @@ fn debtor_goes_to_their_manager_else_finance() {
 
 #[test]
 fn regional_client_goes_to_the_regional_queue() {
-    if skip() {
+    if without_sipp() {
         return;
     }
     let server = company();
@@ -222,7 +203,7 @@ fn regional_client_goes_to_the_regional_queue() {
 
 #[test]
 fn other_purpose_goes_to_the_manager_else_the_head_of_sales() {
-    if skip() {
+    if without_sipp() {
         return;
     }
     let server = company();
@@ -246,7 +227,7 @@ fn other_purpose_goes_to_the_manager_else_the_head_of_sales() {
 
 #[test]
 fn standard_order_goes_to_the_operators_queue_by_skill_level() {
-    if skip() {
+    if without_sipp() {
         return;
     }
     let server = company();
@@ -263,7 +244,7 @@ fn standard_order_goes_to_the_operators_queue_by_skill_level() {
 
 #[test]
 fn complaint_goes_to_quality_control() {
-    if skip() {
+    if without_sipp() {
         return;
     }
     let server = company();
@@ -277,7 +258,7 @@ fn complaint_goes_to_quality_control() {
 
 #[test]
 fn caller_who_leaves_the_queue_is_recorded_as_abandoned() {
-    if skip() {
+    if without_sipp() {
         return;
     }
     // Nobody logged in: a standard call waits in the queue (music) until the caller leaves.
@@ -311,7 +292,7 @@ fn impatient_company() -> Server {
 
 #[test]
 fn unanswered_agent_is_passed_over_and_set_not_ready_after_repeated_no_answers() {
-    if skip() {
+    if without_sipp() {
         return;
     }
     let server = impatient_company();
@@ -348,7 +329,7 @@ fn unanswered_agent_is_passed_over_and_set_not_ready_after_repeated_no_answers()
 
 #[test]
 fn rejecting_agent_is_passed_over() {
-    if skip() {
+    if without_sipp() {
         return;
     }
     let server = company();
@@ -363,7 +344,7 @@ fn rejecting_agent_is_passed_over() {
 
 #[test]
 fn agent_holds_resumes_and_hangs_up() {
-    if skip() {
+    if without_sipp() {
         return;
     }
     let server = company();
@@ -416,7 +397,7 @@ fn company_with_menu() -> Server {
 
 #[test]
 fn dtmf_menu_choice_sets_the_purpose() {
-    if skip() {
+    if without_sipp() {
         return;
     }
     let server = company_with_menu();
@@ -465,7 +446,7 @@ fn dtmf_menu_choice_sets_the_purpose() {
 
 #[test]
 fn no_menu_choice_is_routed_as_an_order() {
-    if skip() {
+    if without_sipp() {
         return;
     }
     let server = company_with_menu();
@@ -479,7 +460,7 @@ fn no_menu_choice_is_routed_as_an_order() {
 
 #[test]
 fn recorded_queue_writes_a_stereo_wav_named_in_the_call_record() {
-    if skip() {
+    if without_sipp() {
         return;
     }
     let ports = Ports::new();
@@ -555,7 +536,7 @@ fn recorded_queue_writes_a_stereo_wav_named_in_the_call_record() {
 
 #[test]
 fn short_load_run_fifty_calls_at_ten_per_second_all_answered() {
-    if skip() {
+    if without_sipp() {
         return;
     }
     let ports = Ports::new();
@@ -607,7 +588,7 @@ fn short_load_run_fifty_calls_at_ten_per_second_all_answered() {
 
 #[test]
 fn invite_from_an_address_of_no_trunk_is_refused() {
-    if skip() {
+    if without_sipp() {
         return;
     }
     let ports = Ports::new();
@@ -622,7 +603,7 @@ fn invite_from_an_address_of_no_trunk_is_refused() {
 
 #[test]
 fn absent_manager_is_replaced_by_their_substitute() {
-    if skip() {
+    if without_sipp() {
         return;
     }
     let server = company();
@@ -650,7 +631,7 @@ fn absent_manager_is_replaced_by_their_substitute() {
 
 #[test]
 fn baresip_key_account_manager_takes_their_client_with_audio_both_ways() {
-    if skip_baresip() {
+    if without_baresip() {
         return;
     }
     let server = company();
@@ -675,7 +656,7 @@ fn baresip_key_account_manager_takes_their_client_with_audio_both_ways() {
 
 #[test]
 fn baresip_operator_takes_a_standard_order() {
-    if skip_baresip() {
+    if without_baresip() {
         return;
     }
     let server = company();
@@ -688,7 +669,7 @@ fn baresip_operator_takes_a_standard_order() {
 
 #[test]
 fn agent_put_on_break_while_ringing_stops_ringing_and_the_call_moves_on() {
-    if skip() {
+    if without_sipp() {
         return;
     }
     let server = std::sync::Arc::new(company());
@@ -722,7 +703,7 @@ fn agent_put_on_break_while_ringing_stops_ringing_and_the_call_moves_on() {
 
 #[test]
 fn agent_transfers_the_caller_to_finance_by_refer() {
-    if skip() {
+    if without_sipp() {
         return;
     }
     let server = company();
@@ -768,7 +749,7 @@ fn agent_transfers_the_caller_to_finance_by_refer() {
 
 #[test]
 fn transfer_to_an_unknown_target_is_refused() {
-    if skip() {
+    if without_sipp() {
         return;
     }
     let server = company();

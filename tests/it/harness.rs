@@ -257,7 +257,43 @@ pub fn run_cli(args: &[&str], cwd: &Path) -> Output {
         .expect("run switchboard")
 }
 
-/// Is SIPp installed? Tests that need it say why they skip when it is not.
+/// A test goes without `peer`, which is not installed. Outside CI it is skipped and says why;
+/// under `CI=true` it fails, because the test command installs every peer and a peer that is
+/// still missing means the suite is not testing what it claims.
+pub fn peer_missing(peer: &str) {
+    if in_ci() {
+        panic!("{peer} is not installed and CI=true: tests/run.sh installs it, so the run fails");
+    }
+    eprintln!("SKIPPED: {peer} is not installed; tests/run.sh installs it");
+}
+
+/// Runs under CI (`CI=true`), where the test command installed every peer.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// True (after saying so) when SIPp is missing and the test must skip; see [`peer_missing`].
+pub fn without_sipp() -> bool {
+    if have_sipp() {
+        return false;
+    }
+    peer_missing("sipp (Debian package sip-tester)");
+    true
+}
+
+/// True (after saying so) when SIPp or baresip is missing; see [`peer_missing`].
+pub fn without_baresip() -> bool {
+    if without_sipp() {
+        return true;
+    }
+    if have_baresip() {
+        return false;
+    }
+    peer_missing("baresip (Debian package baresip-core)");
+    true
+}
+
+/// Is SIPp installed? Tests that need it call [`without_sipp`].
 pub fn have_sipp() -> bool {
     Command::new("sipp")
         .arg("-v")
@@ -556,7 +592,7 @@ fn dechunk(mut body: &str) -> String {
     out
 }
 
-/// Is baresip installed? Tests that need it say why they skip when it is not.
+/// Is baresip installed? Tests that need it call [`without_baresip`].
 pub fn have_baresip() -> bool {
     Path::new("/usr/bin/baresip").exists() && Path::new("/usr/lib/baresip/modules/g711.so").exists()
 }
@@ -685,6 +721,9 @@ impl Phone {
         if have_baresip() {
             Phone::Baresip(Baresip::start(server, id))
         } else {
+            if in_ci() {
+                panic!("baresip is not installed and CI=true: tests/run.sh installs it");
+            }
             eprintln!("baresip is not installed: agent {id} is played by SIPp");
             Phone::Sipp(SippAgent::start(server, id, None))
         }

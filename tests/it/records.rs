@@ -7,14 +7,6 @@ use switchboard_testkit::PgCluster;
 
 use crate::harness::*;
 
-fn skip() -> bool {
-    if have_sipp() {
-        return false;
-    }
-    eprintln!("SKIPPED: sipp (package sip-tester) is not installed; tests/run.sh installs it");
-    true
-}
-
 /// `switchboard_cdr_pending` from /metrics.
 fn pending(server: &Server) -> Option<u64> {
     let (_, body) = http_get(server.ports.http, "/metrics").ok()?;
@@ -38,7 +30,7 @@ fn spool_text(server: &Server) -> String {
 
 #[test]
 fn unreachable_database_at_startup_the_server_runs_spools_and_is_not_ready() {
-    if skip() {
+    if without_sipp() {
         return;
     }
     let ports = Ports::new();
@@ -72,7 +64,7 @@ fn unreachable_database_at_startup_the_server_runs_spools_and_is_not_ready() {
 
 #[test]
 fn records_pending_when_the_server_is_killed_are_written_exactly_once_after_restart() {
-    if skip() {
+    if without_sipp() {
         return;
     }
     let pg = match PgCluster::start() {

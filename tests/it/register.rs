@@ -4,17 +4,9 @@ use std::time::Duration;
 
 use crate::harness::*;
 
-fn skip_without_sipp() -> bool {
-    if have_sipp() {
-        return false;
-    }
-    eprintln!("SKIPPED: sipp (package sip-tester) is not installed; tests/run.sh installs it");
-    true
-}
-
 #[test]
 fn sipp_registers_with_digest_queries_and_unregisters() {
-    if skip_without_sipp() {
+    if without_sipp() {
         return;
     }
     let ports = Ports::new();
@@ -38,7 +30,7 @@ fn sipp_registers_with_digest_queries_and_unregisters() {
 
 #[test]
 fn sipp_over_tcp_registers_too() {
-    if skip_without_sipp() {
+    if without_sipp() {
         return;
     }
     let ports = Ports::new();
@@ -67,7 +59,7 @@ fn sipp_over_tcp_registers_too() {
 
 #[test]
 fn sipp_with_a_wrong_password_is_refused() {
-    if skip_without_sipp() {
+    if without_sipp() {
         return;
     }
     let ports = Ports::new();
@@ -87,7 +79,7 @@ fn sipp_with_a_wrong_password_is_refused() {
 
 #[test]
 fn unknown_user_and_wrong_password_look_the_same() {
-    if skip_without_sipp() {
+    if without_sipp() {
         return;
     }
     let ports = Ports::new();

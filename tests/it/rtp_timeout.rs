@@ -11,14 +11,6 @@ use crate::harness::*;
 /// The timeout the tests run with: short, so each test stays within a few seconds.
 const TIMEOUT_S: u64 = 2;
 
-fn skip() -> bool {
-    if have_sipp() {
-        return false;
-    }
-    eprintln!("SKIPPED: sipp (package sip-tester) is not installed; tests/run.sh installs it");
-    true
-}
-
 /// The demo company with `media.rtp_timeout_s` = [`TIMEOUT_S`].
 fn server() -> Server {
     let ports = Ports::new();
@@ -113,7 +105,7 @@ fn agent_state(server: &Server, id: &str) -> String {
 
 #[test]
 fn talking_call_whose_caller_goes_silent_is_ended_by_the_system() {
-    if skip() {
+    if without_sipp() {
         return;
     }
     let server = server();
@@ -178,7 +170,7 @@ fn talking_call_whose_caller_goes_silent_is_ended_by_the_system() {
 
 #[test]
 fn caller_silent_in_the_queue_is_ended_and_gets_a_bye() {
-    if skip() {
+    if without_sipp() {
         return;
     }
     let server = server();
@@ -204,7 +196,7 @@ fn caller_silent_in_the_queue_is_ended_and_gets_a_bye() {
 
 #[test]
 fn call_on_hold_is_not_timed_out() {
-    if skip() {
+    if without_sipp() {
         return;
     }
     let server = server();
