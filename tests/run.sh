@@ -61,6 +61,10 @@ benches/load/run.sh --quick || {
   benches/load/run.sh --quick
 }
 
+# ---- fuzzing -----------------------------------------------------------------------------
+step "fuzz targets, 20 s each (SIP parser round trip, transaction machines, SDP)"
+fuzz/run.sh 20
+
 # ---- tests (last, so the test runner's summary closes the output) ------------------------
 step "unit, property, store and integration tests (real SIPp, real PostgreSQL)"
 cargo nextest run --workspace --no-fail-fast
