@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{Ports, Server, demo_config, free_port, peer_missing, without_sipp};
+use crate::harness::{
+    Ports, Server, demo_config, free_port, metric_sum, peer_missing, without_sipp,
+};
 
 const TOKEN: &str = "change-me";
 
@@ -564,20 +566,6 @@ fn openapi_document_lists_every_path_and_validates() {
 }
 
 // ---- metrics -----------------------------------------------------------------------------
-
-/// Sum of the samples of `name` whose labels contain every `label="value"` in `labels`.
-fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
-            (metric == name && labels.iter().all(|want| rest.contains(want)))
-                .then(|| value.parse::<f64>().ok())
-                .flatten()
-        })
-        .sum()
-}
 
 /// `promtool check metrics` on a scrape; None when promtool is not installed.
 fn promtool_check(text: &str) -> Option<(ExitStatus, String)> {

@@ -16,6 +16,7 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod routing;
+pub mod security;
 pub mod server;
 pub mod shared;
 pub mod transport;

@@ -35,6 +35,8 @@ pub struct Metrics {
     pub call_state_entries: IntGaugeVec,
     pub engine_calls: IntGauge,
     pub rtp_port_pairs_in_use: IntGauge,
+    pub auth_failures_total: IntCounterVec,
+    pub sip_refused_total: IntCounterVec,
 }
 
 /// The gauges the endpoint task sets after each batch of work: the size of every table that
@@ -197,6 +199,28 @@ impl Metrics {
             "RTP/RTCP port pairs allocated to calls (two per call).",
         )
         .unwrap_or_else(|e| unreachable_metric(&e));
+        let auth_failures_total = IntCounterVec::new(
+            Opts::new(
+                "switchboard_auth_failures_total",
+                "Wrong digest credentials, by request kind (register|invite).",
+            ),
+            &["kind"],
+        )
+        .unwrap_or_else(|e| unreachable_metric(&e));
+        let sip_refused_total = IntCounterVec::new(
+            Opts::new(
+                "switchboard_sip_refused_total",
+                "SIP requests refused before any processing, by reason (rate_limit|banned|overload).",
+            ),
+            &["reason"],
+        )
+        .unwrap_or_else(|e| unreachable_metric(&e));
+        for kind in ["register", "invite"] {
+            auth_failures_total.with_label_values(&[kind]);
+        }
+        for reason in ["rate_limit", "banned", "overload"] {
+            sip_refused_total.with_label_values(&[reason]);
+        }
         for collector in [
             Box::new(sip_requests_total.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(sip_responses_total.clone()),
@@ -216,6 +240,8 @@ impl Metrics {
             Box::new(call_state_entries.clone()),
             Box::new(engine_calls.clone()),
             Box::new(rtp_port_pairs_in_use.clone()),
+            Box::new(auth_failures_total.clone()),
+            Box::new(sip_refused_total.clone()),
         ] {
             if let Err(e) = registry.register(collector) {
                 unreachable_metric(&e);
@@ -248,6 +274,8 @@ impl Metrics {
             call_state_entries,
             engine_calls,
             rtp_port_pairs_in_use,
+            auth_failures_total,
+            sip_refused_total,
         }
     }
 

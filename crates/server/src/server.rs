@@ -27,6 +27,7 @@ use crate::events::EventBus;
 use crate::http::{AppState, Readiness};
 use crate::metrics::{Metrics, SentResponses, StateGauges};
 use crate::routing;
+use crate::security::{self, Security};
 use crate::shared::Shared;
 use crate::transport::{self, Connections, Inbound, Limits, Listeners, TransportStats};
 
@@ -161,6 +162,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
         sent_responses: metrics.sent_responses(),
         records: store.writer(),
         registered: HashSet::new(),
+        security: Security::new(&config.security, &metrics),
         shared: Arc::clone(&shared),
         mono_start,
         wall_start,
@@ -292,6 +294,10 @@ fn endpoint_config(
             .iter()
             .filter_map(|a| switchboard_sip::digest::Algorithm::from_token(a))
             .collect(),
+        guard: security::guard_config(&config.security),
+        own_hosts: std::iter::once(config.sip.advertised_address.clone())
+            .chain(udp.iter().chain(tcp).map(|a| a.ip().to_string()))
+            .collect(),
         ..RegistrarConfig::default()
     };
     Ok(cfg)
@@ -342,6 +348,7 @@ struct Driver {
     sent_responses: SentResponses,
     records: switchboard_store::RecordSink,
     registered: HashSet<String>,
+    security: Security,
     shared: Arc<Shared>,
     /// Monotonic and wall-clock readings at start: endpoint time counts from the UNIX epoch
     /// (so it dates the records) but advances monotonically.
@@ -466,6 +473,7 @@ impl Driver {
         }
         self.sent_responses
             .advance(&self.endpoint.stats().responses_sent);
+        self.security.after_batch(&mut self.endpoint);
         let count = self.endpoint.registrar().binding_count();
         self.metrics.registrations.set(gauge(count));
         let g = &self.state_gauges;
@@ -486,6 +494,9 @@ impl Driver {
                     .sip_requests_total
                     .with_label_values(&[req.method.to_string().as_str()])
                     .inc();
+                if self.security.refuse_over_rate(ep, now, txn, &req, &src) {
+                    return;
+                }
                 if self
                     .calls
                     .on_request(ep, now, txn, req.clone(), src.clone())

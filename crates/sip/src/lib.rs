@@ -10,6 +10,7 @@
 pub mod dialog;
 pub mod digest;
 pub mod endpoint;
+pub mod guard;
 pub mod registrar;
 pub mod time;
 pub mod transaction;
@@ -19,6 +20,7 @@ pub use endpoint::{
     ALLOW, ClientTxnKey, ConnId, Endpoint, EndpointConfig, EndpointStats, Event, Peer,
     ServerTxnKey, Transmit, Transport, TxnKey,
 };
+pub use guard::{AuthNotice, GuardConfig, GuardStats, RateLimiter};
 pub use registrar::{AgentCredentials, Binding, Registrar, RegistrarConfig};
 pub use time::{Instant, Timer, TimerConfig};
 

@@ -7,14 +7,21 @@
 //! **Unknown users and wrong passwords get the same answer**: a `401` whose headers are
 //! identical apart from the fresh nonce, so the registrar does not reveal which agent ids
 //! exist. `stale=true` is only ever sent to a client that proved knowledge of the password.
+//!
+//! Credentials must answer a challenge of ours exactly: `qop=auth` (with a fresh nonce count),
+//! an algorithm we offered, and a `uri` equal to the Request-URI (RFC 7616 §3.4.6: a response
+//! computed for another URI is not this request's). Every wrong answer counts against its
+//! source address in the [`AuthGuard`]; a banned source gets `403` and no challenge.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use switchboard_sipmsg::{ContactValue, HeaderName, NameAddr, Request, Response, Uri};
 
 use crate::digest::{Algorithm, Challenge, Credentials, NonceCounts, NonceSource, NonceStatus};
 use crate::endpoint::{ConnId, Peer};
+use crate::guard::{AuthGuard, AuthNotice, GuardConfig, GuardStats};
 use crate::time::Instant;
 
 /// One agent allowed to register. `Debug` does not print the password.
@@ -52,6 +59,12 @@ pub struct RegistrarConfig {
     /// they support, but many deployed ones (SIPp, older softphones) only try the first: MD5
     /// first by default keeps them working while SHA-256 clients can still choose SHA-256.
     pub algorithms: Vec<Algorithm>,
+    /// Failed-authentication limits per source address (`[security]`).
+    pub guard: GuardConfig,
+    /// Hosts that name this server (advertised address, listen addresses; the realm is
+    /// implied). A digest `uri` of `sip:<one of them>[:port]` is accepted besides the
+    /// Request-URI itself: some user agents (SIPp among them) put the server's address there.
+    pub own_hosts: Vec<String>,
 }
 
 impl Default for RegistrarConfig {
@@ -63,6 +76,8 @@ impl Default for RegistrarConfig {
             default_expires: 3600,
             max_bindings_per_agent: 16,
             algorithms: vec![Algorithm::Md5, Algorithm::Sha256],
+            guard: GuardConfig::default(),
+            own_hosts: Vec::new(),
         }
     }
 }
@@ -116,6 +131,7 @@ pub struct Registrar {
     /// Every binding as (expiry, agent, key), soonest first: the next expiry and the lapsed
     /// bindings are found without walking all of them.
     expiries: BTreeSet<(Instant, String, String)>,
+    guard: AuthGuard,
 }
 
 impl std::fmt::Debug for Registrar {
@@ -141,6 +157,7 @@ impl Registrar {
             .map(|a| (a.id.clone(), a.password.clone()))
             .collect();
         Registrar {
+            guard: AuthGuard::new(cfg.guard),
             cfg,
             realm: realm.into(),
             passwords,
@@ -286,8 +303,14 @@ impl Registrar {
         resp
     }
 
-    /// Checks the digest credentials of `req`: `Ok(username)` or the `401` to send.
-    pub fn authenticate(&mut self, req: &Request, now: Instant) -> Result<String, Box<Response>> {
+    /// Checks the digest credentials of `req` from `source`: `Ok(username)` or the `401` to
+    /// send. A wrong answer (as opposed to none, or a stale nonce) counts against `source`.
+    pub fn authenticate(
+        &mut self,
+        req: &Request,
+        source: IpAddr,
+        now: Instant,
+    ) -> Result<String, Box<Response>> {
         let creds = req
             .headers
             .get_all(&HeaderName::Authorization)
@@ -296,27 +319,100 @@ impl Registrar {
         let Some(creds) = creds else {
             return Err(Box::new(self.challenge(req, now, false)));
         };
+        match self.check_credentials(req, &creds, now) {
+            Ok(()) => Ok(creds.username),
+            Err(Refusal::Stale) => Err(Box::new(self.challenge(req, now, true))),
+            Err(Refusal::Foreign) => Err(Box::new(self.challenge(req, now, false))),
+            Err(Refusal::Wrong(reason)) => {
+                self.guard.failed(source, &creds.username, reason, now);
+                Err(Box::new(self.challenge(req, now, false)))
+            }
+        }
+    }
+
+    fn check_credentials(
+        &mut self,
+        req: &Request,
+        creds: &Credentials,
+        now: Instant,
+    ) -> Result<(), Refusal> {
         let status = self.nonces.check(&creds.nonce, now);
         let password = self.passwords.get(&creds.username);
+        // Always verify (against a dummy password for an unknown user): the work, and so the
+        // timing, does not tell which users exist.
         let verified = creds.verify(
             req.method.as_str(),
             password.map_or(DUMMY_PASSWORD, String::as_str),
         ) && password.is_some();
-        // qop-less responses are accepted for MD5 only (RFC 2069 user agents).
-        let qop_ok = creds.qop_auth.is_some() || creds.algorithm == Algorithm::Md5;
-        if status == NonceStatus::Invalid || !verified || !qop_ok {
-            return Err(Box::new(self.challenge(req, now, false)));
+        if status == NonceStatus::Invalid {
+            // Not our nonce (e.g. issued before a restart): a fresh challenge, not a failure,
+            // or one office of agents behind one address would ban itself after a restart.
+            return Err(Refusal::Foreign);
+        }
+        if !verified {
+            return Err(Refusal::Wrong("wrong user or password"));
+        }
+        let Some((nc, _)) = &creds.qop_auth else {
+            return Err(Refusal::Wrong("qop=auth missing"));
+        };
+        if !self.cfg.algorithms.contains(&creds.algorithm) {
+            return Err(Refusal::Wrong("algorithm not offered"));
+        }
+        if !self.digest_uri_matches(&creds.uri, &req.uri) {
+            return Err(Refusal::Wrong("uri differs from the Request-URI"));
         }
         if status == NonceStatus::Stale {
-            return Err(Box::new(self.challenge(req, now, true)));
+            return Err(Refusal::Stale);
         }
-        if let Some((nc, _)) = &creds.qop_auth {
-            let issued = self.nonces.issued_at(&creds.nonce).unwrap_or(now);
-            if !self.nonce_counts.accept(&creds.nonce, *nc, issued) {
-                return Err(Box::new(self.challenge(req, now, false)));
-            }
+        let issued = self.nonces.issued_at(&creds.nonce).unwrap_or(now);
+        if !self.nonce_counts.accept(&creds.nonce, *nc, issued) {
+            return Err(Refusal::Wrong("nonce count replayed"));
         }
-        Ok(creds.username)
+        Ok(())
+    }
+
+    /// Whether the digest `uri` names this request: the Request-URI (the same text, or the
+    /// same URI once both are parsed: clients differ in parameter case and escaping), or a
+    /// user-less SIP URI of this server (the realm, the Request-URI's host, or one of
+    /// `own_hosts`). An answer computed for another server's URI is refused.
+    fn digest_uri_matches(&self, digest_uri: &str, request_uri: &Uri) -> bool {
+        let digest_uri = digest_uri.trim();
+        if digest_uri == request_uri.to_string() {
+            return true;
+        }
+        let Ok(uri) = digest_uri.parse::<Uri>() else {
+            return false;
+        };
+        if &uri == request_uri {
+            return true;
+        }
+        if uri.scheme != request_uri.scheme || uri.user.is_some() {
+            return false;
+        }
+        let host = uri.host.to_string();
+        host.eq_ignore_ascii_case(&request_uri.host.to_string())
+            || host.eq_ignore_ascii_case(&self.realm)
+            || self
+                .cfg
+                .own_hosts
+                .iter()
+                .any(|own| host.eq_ignore_ascii_case(own))
+    }
+
+    /// The next authentication notice (failure, ban) for the driver to log.
+    pub fn poll_auth_notice(&mut self) -> Option<AuthNotice> {
+        self.guard.poll_notice()
+    }
+
+    /// Failure and ban counters.
+    pub fn guard_stats(&self) -> GuardStats {
+        self.guard.stats()
+    }
+
+    /// Replaces the failed-authentication limits (configuration reload).
+    pub fn set_guard_config(&mut self, cfg: GuardConfig) {
+        self.cfg.guard = cfg;
+        self.guard.set_config(cfg);
     }
 
     /// Handles a REGISTER received from `src` at `now`.
@@ -325,7 +421,12 @@ impl Registrar {
             response: Response::from_request(req, status, reason, None),
             changed: None,
         };
-        let user = match self.authenticate(req, now) {
+        let source = src.addr.ip();
+        if self.guard.refuse(source, now) {
+            // No challenge: a banned source learns nothing and gets nothing to answer.
+            return reject(403, "Forbidden");
+        }
+        let user = match self.authenticate(req, source, now) {
             Ok(user) => user,
             Err(challenge) => {
                 return RegisterOutcome {
@@ -510,6 +611,16 @@ impl Registrar {
 
 /// Binding identity: the `+sip.instance` when present, else the contact URI without
 /// parameters, host lower-cased (RFC 3261 §19.1.4 compares hosts case-insensitively).
+/// Why credentials were not accepted.
+enum Refusal {
+    /// Right password, expired nonce: challenge again with `stale=true`.
+    Stale,
+    /// A nonce we never issued (or issued before a restart): challenge afresh.
+    Foreign,
+    /// A wrong answer; counts against the source.
+    Wrong(&'static str),
+}
+
 fn binding_key(uri: &Uri, instance: Option<&str>) -> String {
     if let Some(i) = instance {
         return format!("instance:{i}");

@@ -10,9 +10,11 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 mod sections;
+mod security;
 mod validate;
 
 pub use sections::*;
+pub use security::SecurityConfig;
 
 /// The built-in demo configuration used when `switchboard` runs without `--config`.
 pub const DEMO_CONFIG: &str = include_str!("../../../../config/demo.toml");
@@ -67,6 +69,8 @@ pub struct Config {
     pub ivr: Option<IvrConfig>,
     #[serde(default)]
     pub recording: RecordingConfig,
+    #[serde(default)]
+    pub security: SecurityConfig,
 }
 
 impl Config {
@@ -281,6 +285,28 @@ skill = "regional"
         );
         let errors = Config::from_toml(&text).unwrap_err();
         assert_eq!(errors[0].path, "queues[0].strategy");
+    }
+
+    #[test]
+    fn security_defaults_and_errors_name_their_keys() {
+        let config = Config::from_toml(&minimal()).unwrap();
+        assert_eq!(config.security.auth_failures_per_minute, 10);
+        assert_eq!(config.security.auth_ban_s, 300);
+        assert_eq!(config.security.invite_rate_per_source, 50);
+        let text = format!("{}\n[security]\nauth_ban_s = 0\n", minimal());
+        let errors = Config::from_toml(&text).unwrap_err();
+        assert_eq!(errors[0].path, "security.auth_ban_s", "{errors:?}");
+        let text = format!(
+            "{}\n[security]\nauth_failures_per_minute = 0\nauth_ban_s = 0\n",
+            minimal()
+        );
+        assert!(
+            Config::from_toml(&text).is_ok(),
+            "no banning needs no ban time"
+        );
+        let text = format!("{}\n[security]\nban = 5\n", minimal());
+        let errors = Config::from_toml(&text).unwrap_err();
+        assert!(errors[0].to_string().contains("security"), "{errors:?}");
     }
 
     #[test]

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use switchboard_sip::digest::{Algorithm, Challenge, answer_challenge};
-use switchboard_sip::{AgentCredentials, ConnId, Endpoint, Event, Instant, Peer, Transport};
+use switchboard_sip::{
+    AgentCredentials, AuthNotice, ConnId, Endpoint, Event, Instant, Peer, Transport,
+};
 use switchboard_sipmsg::{HeaderName, Message, Response};
 
 use crate::util::{check_indexes, config};
@@ -434,16 +436,92 @@ fn concurrent_registrations_each_get_their_own_nonce() {
     assert_eq!(ua.ep.registrar().binding_count(), clients.len());
 }
 
-#[test]
-fn qopless_md5_is_accepted_for_old_user_agents() {
-    let mut ua = Ua::new();
-    let req = ua.register("ana", "reg-q", 1, &["<sip:ana@198.51.100.7>"], None, None);
-    let challenge = ua.send_one(&req);
-    let mut ch = challenges(&challenge)
+/// Answers the first MD5 challenge of `challenge` for `uri`, optionally without `qop`.
+fn md5_answer(challenge: &Response, pass: &str, uri: &str, qop: bool) -> String {
+    let mut ch = challenges(challenge)
         .into_iter()
         .find(|c| c.algorithm == Algorithm::Md5)
         .unwrap();
-    ch.qop_auth = false;
+    ch.qop_auth = qop;
+    answer_challenge(&ch, "ana", pass, "REGISTER", uri, "x", 1).to_header_value()
+}
+
+#[test]
+fn qopless_md5_is_refused() {
+    let mut ua = Ua::new();
+    let req = ua.register("ana", "reg-q", 1, &["<sip:ana@198.51.100.7>"], None, None);
+    let challenge = ua.send_one(&req);
+    let auth = md5_answer(&challenge, "ana-secret", "sip:callcenter.local", false);
+    assert!(!auth.contains("qop"));
+    let req = ua.register(
+        "ana",
+        "reg-q",
+        2,
+        &["<sip:ana@198.51.100.7>"],
+        None,
+        Some(&auth),
+    );
+    assert_eq!(ua.send_one(&req).status, 401);
+    assert_eq!(ua.ep.registrar().binding_count(), 0);
+    assert_eq!(ua.ep.registrar().guard_stats().failures, 1);
+}
+
+#[test]
+fn digest_uri_other_than_the_request_uri_is_refused() {
+    let mut ua = Ua::new();
+    let req = ua.register("ana", "reg-u", 1, &["<sip:ana@198.51.100.7>"], None, None);
+    let challenge = ua.send_one(&req);
+    // A right answer, but computed for another request (e.g. captured elsewhere).
+    let auth = md5_answer(&challenge, "ana-secret", "sip:other.example", true);
+    let req = ua.register(
+        "ana",
+        "reg-u",
+        2,
+        &["<sip:ana@198.51.100.7>"],
+        None,
+        Some(&auth),
+    );
+    assert_eq!(ua.send_one(&req).status, 401);
+    assert_eq!(ua.ep.registrar().binding_count(), 0);
+    // The same answer for the Request-URI is accepted.
+    let challenge = {
+        let req = ua.register("ana", "reg-u", 3, &[], None, None);
+        ua.send_one(&req)
+    };
+    let auth = md5_answer(&challenge, "ana-secret", "sip:callcenter.local", true);
+    let req = ua.register(
+        "ana",
+        "reg-u",
+        4,
+        &["<sip:ana@198.51.100.7>"],
+        None,
+        Some(&auth),
+    );
+    assert_eq!(ua.send_one(&req).status, 200);
+}
+
+#[test]
+fn an_algorithm_that_was_not_offered_is_refused() {
+    let mut cfg = config("192.0.2.10");
+    cfg.registrar.agents = vec![AgentCredentials {
+        id: "ana".into(),
+        password: "ana-secret".into(),
+    }];
+    cfg.registrar.algorithms = vec![Algorithm::Sha256];
+    let mut ua = Ua::new();
+    ua.ep = Endpoint::new(cfg);
+    let challenge = {
+        let req = ua.register("ana", "reg-a", 1, &[], None, None);
+        ua.send_one(&req)
+    };
+    assert!(
+        challenges(&challenge)
+            .iter()
+            .all(|c| c.algorithm == Algorithm::Sha256)
+    );
+    // An MD5 answer to the SHA-256-only challenge.
+    let mut ch = challenges(&challenge).remove(0);
+    ch.algorithm = Algorithm::Md5;
     let auth = answer_challenge(
         &ch,
         "ana",
@@ -452,17 +530,71 @@ fn qopless_md5_is_accepted_for_old_user_agents() {
         "sip:callcenter.local",
         "x",
         1,
-    );
-    assert!(auth.qop_auth.is_none());
+    )
+    .to_header_value();
     let req = ua.register(
         "ana",
-        "reg-q",
+        "reg-a",
         2,
         &["<sip:ana@198.51.100.7>"],
         None,
-        Some(&auth.to_header_value()),
+        Some(&auth),
     );
-    assert_eq!(ua.send_one(&req).status, 200);
+    assert_eq!(ua.send_one(&req).status, 401);
+    assert_eq!(ua.ep.registrar().binding_count(), 0);
+}
+
+#[test]
+fn guessing_bans_the_source_not_the_agent() {
+    let mut ua = Ua::new();
+    let limit = 10; // the default auth_failures_per_minute
+    for i in 0..=limit {
+        let challenge = {
+            let req = ua.register("ana", "guess", 2 * i + 1, &[], None, None);
+            ua.send_one(&req)
+        };
+        assert_eq!(challenge.status, 401, "guess {i} is challenged");
+        let auth = ua.answer(&challenge, "ana", &format!("guess-{i}"), Algorithm::Md5);
+        let req = ua.register("ana", "guess", 2 * i + 2, &[], None, Some(&auth));
+        assert_eq!(ua.send_one(&req).status, 401);
+    }
+    let notices: Vec<_> = std::iter::from_fn(|| ua.ep.registrar_mut().poll_auth_notice()).collect();
+    assert_eq!(notices.len(), limit as usize + 2, "{notices:?}");
+    assert!(matches!(
+        notices.last(),
+        Some(AuthNotice::Banned { failures: 11, .. })
+    ));
+    // Banned: 403 without a challenge, even with the right password, for any user name.
+    let resp = {
+        let req = ua.register("marko", "guess", 100, &[], None, None);
+        ua.send_one(&req)
+    };
+    assert_eq!(resp.status, 403);
+    assert!(resp.headers.get(&HeaderName::WwwAuthenticate).is_none());
+    // The real agent on another address is not locked out.
+    ua.src = Peer::udp("203.0.113.9:5060".parse().unwrap());
+    let resp = ua.login(
+        "ana",
+        "ana-secret",
+        "real",
+        1,
+        &["<sip:ana@203.0.113.9>"],
+        None,
+    );
+    assert_eq!(resp.status, 200);
+    // The ban ends after auth_ban_s.
+    ua.src = Peer::udp("198.51.100.7:5062".parse().unwrap());
+    ua.advance(Duration::from_secs(301));
+    let resp = {
+        let req = ua.register("ana", "guess", 200, &[], None, None);
+        ua.send_one(&req)
+    };
+    assert_eq!(resp.status, 401);
+    let stats = ua.ep.registrar().guard_stats();
+    assert_eq!(
+        (stats.failures, stats.bans, stats.refused_banned),
+        (11, 1, 1)
+    );
 }
 
 #[test]
