@@ -345,62 +345,6 @@ fn complaints_go_to_quality() {
     assert_eq!(offered_to(&e), ["qa"]);
 }
 
-#[test]
-fn busy_manager_is_waited_for_then_skipped() {
-    let mut c = cfg(vec![
-        agent("ana", &["key_account_manager"], &[]),
-        agent("kira", &["key_account_manager"], &[]),
-    ]);
-    c.busy_manager_wait_s = 10;
-    let e = Engine::new(c).unwrap();
-    login_all(&e, t(0));
-    let key = || Some(client(ClientType::Key, Some("ana"), 0));
-    let first = call(&e, t(1), key(), Purpose::Order);
-    assert_eq!(offered_to(&e), ["ana"]);
-    e.report(t(1), first, Outcome::Answered(idx(&e, "ana")))
-        .unwrap();
-    // ana is busy: wait for her (kira stays idle) ...
-    let second = call(&e, t(2), key(), Purpose::Order);
-    assert!(e.next_offer().is_none());
-    assert_eq!(e.poll_timeout(), Some(t(12)));
-    // ... she frees within the wait and gets it.
-    e.hangup(t(5), first, HangupSide::Caller).unwrap();
-    let o = e.next_offer().unwrap();
-    assert_eq!((o.call, o.agents.clone()), (second, vec![idx(&e, "ana")]));
-    e.report(t(5), second, Outcome::Answered(idx(&e, "ana")))
-        .unwrap();
-    // A third call waits 10 s, then moves on to kira.
-    let third = call(&e, t(6), key(), Purpose::Order);
-    e.handle_timeout(t(15));
-    assert!(e.next_offer().is_none());
-    e.handle_timeout(t(16));
-    let o = e.next_offer().unwrap();
-    assert_eq!((o.call, o.agents.clone()), (third, vec![idx(&e, "kira")]));
-    assert_eq!(
-        o.route,
-        "assigned_manager(ana: on_call) > role:key_account_manager(kira)"
-    );
-}
-
-#[test]
-fn absent_manager_is_skipped_at_once_even_with_a_busy_wait() {
-    let mut c = cfg(vec![
-        agent("ana", &["key_account_manager"], &[]),
-        agent("kira", &["key_account_manager"], &[]),
-    ]);
-    c.busy_manager_wait_s = 60;
-    let e = Engine::new(c).unwrap();
-    login_all(&e, t(0));
-    set(&e, "ana", AgentStateChange::Absent { substitute: None });
-    call(
-        &e,
-        t(1),
-        Some(client(ClientType::Key, Some("ana"), 0)),
-        Purpose::Order,
-    );
-    assert_eq!(offered_to(&e), ["kira"]);
-}
-
 // ---- strategies ---------------------------------------------------------------------
 
 fn strategy_engine(strategy: Strategy, levels: &[u8]) -> Engine {

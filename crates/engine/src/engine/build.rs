@@ -191,6 +191,7 @@ impl Engine {
                 answered_within: AtomicU64::new(0),
                 abandoned: AtomicU64::new(0),
                 overflowed: AtomicU64::new(0),
+                timed_out: AtomicU64::new(0),
                 wait_total: AtomicU64::new(0),
                 unlisted: AtomicU64::new(0),
             });
@@ -313,7 +314,11 @@ impl Engine {
             .collect();
         Ok(Engine {
             no_answer_limit: cfg.no_answer_limit.max(1),
-            busy_wait_ms: secs_to_ms(cfg.busy_manager_wait_s),
+            other_wait_ms: secs_to_ms(cfg.other_manager_wait_s),
+            step_wait_ms: secs_to_ms(cfg.step_wait_s.max(1)),
+            chain_max_ms: secs_to_ms(cfg.max_wait_s.max(1)),
+            role_present: role_names.iter().map(|_| AtomicU32::new(0)).collect(),
+            skill_present: skill_names.iter().map(|_| AtomicU32::new(0)).collect(),
             sl_threshold_ms: secs_to_ms(cfg.service_level_threshold_s),
             seed: cfg.seed,
             default_ring_ms: secs_to_ms(cfg.default_ring_timeout_s),

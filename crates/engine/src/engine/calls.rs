@@ -69,7 +69,9 @@ impl Engine {
             .unwrap_or_else(|| self.class_priority.get(class.index()).copied().unwrap_or(0));
         let template = self.template(template_ref);
         let steps = self.resolve_chain(template, class, req.client.as_ref(), base_prio);
-        if steps.iter().all(|s| s.target == Target::Nobody) {
+        // A chain that reaches nobody (every step's agents logged out or absent) is refused
+        // at once: the caller hears a short message instead of waiting for its bound.
+        if !steps.iter().any(|s| self.staffed(s.target)) {
             return Err(EngineError::NoRoute(CallId(id)));
         }
         let cell = Arc::new(CallCell {
@@ -213,10 +215,9 @@ impl Engine {
             .ok_or(EngineError::UnknownCall(call))?;
         match outcome {
             Outcome::Answered(a) => self.answered(now, &cell, a.0),
-            Outcome::Rejected(a) => {
-                self.not_answered(now, &cell, a.0, AgentStateKind::Available, true)
-            }
-            Outcome::NoAnswer(a) => {
+            // A decline ends the offer at once and, like a ring timeout, counts as a
+            // no-answer of that agent (PRODUCT §3, "Agent answers that are not yes").
+            Outcome::Rejected(a) | Outcome::NoAnswer(a) => {
                 let slot = self.slot(a.0)?;
                 let ringing_us = rings_for(slot.word.load(SeqCst), call.0);
                 if !ringing_us {
@@ -229,7 +230,8 @@ impl Engine {
                 } else {
                     AgentStateKind::Available
                 };
-                self.not_answered(now, &cell, a.0, to, false)
+                let rejected = matches!(outcome, Outcome::Rejected(_));
+                self.not_answered(now, &cell, a.0, to, rejected)
             }
             Outcome::AgentGone(a) => {
                 let st = cell.st();

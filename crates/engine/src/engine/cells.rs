@@ -45,6 +45,7 @@ pub(super) struct QueueRt {
     pub(super) answered_within: AtomicU64,
     pub(super) abandoned: AtomicU64,
     pub(super) overflowed: AtomicU64,
+    pub(super) timed_out: AtomicU64,
     pub(super) wait_total: AtomicU64,
     /// Calls of this queue offered at once on arrival and not yet answered, put back or gone:
     /// they wait (ring) without being in `waiting`.
@@ -149,6 +150,8 @@ impl CallCell {
 
 pub(super) const T_ADVANCE: u8 = 0;
 pub(super) const T_WRAPUP: u8 = 1;
+/// The scheduled daily reset of the counters (see [`Engine::schedule_daily_reset`]).
+pub(super) const T_DAY: u8 = 2;
 
 /// A claimed agent and the (pending) word its claim wrote.
 #[derive(Debug, Clone, Copy)]
@@ -174,6 +177,11 @@ pub(super) enum Attempt {
 
 pub(super) enum Hold {
     Until(Time),
-    Forever,
     Pass,
+}
+
+/// Present: could take calls at some point without logging in or coming back (neither
+/// logged out nor absent).
+pub(super) const fn present(k: AgentStateKind) -> bool {
+    !matches!(k, AgentStateKind::LoggedOut | AgentStateKind::Absent)
 }

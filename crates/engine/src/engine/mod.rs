@@ -38,7 +38,13 @@ use words::*;
 /// see the crate documentation.
 pub struct Engine {
     no_answer_limit: u32,
-    busy_wait_ms: u64,
+    other_wait_ms: u64,
+    step_wait_ms: u64,
+    chain_max_ms: u64,
+    /// Per role and per skill: members that are present (neither logged out nor absent), so
+    /// that a step nobody can ever serve now is skipped and a chain of such steps is refused.
+    role_present: Vec<AtomicU32>,
+    skill_present: Vec<AtomicU32>,
     sl_threshold_ms: u64,
     seed: u64,
     default_ring_ms: u64,
@@ -167,8 +173,9 @@ impl Engine {
         self.timers.first_key().map(|k| Time::from_millis(k.at))
     }
 
-    /// Fires every timer due at `now`: wrap-up ends, queue max waits (overflow), busy-manager
-    /// waits. Several threads may call it; each timer fires once.
+    /// Fires every timer due at `now`: wrap-up ends, holds at a step running out (a queue's
+    /// max wait and overflow, the wait for a manager, the chain's bound and `timeout`), the
+    /// daily reset. Several threads may call it; each timer fires once.
     pub fn handle_timeout(&self, now: Time) {
         let _batch = self.events.batch();
         while let Some(k) = self.timers.first_key() {
@@ -185,6 +192,10 @@ impl Engine {
                     {
                         self.dispatch_call(now, &cell);
                     }
+                }
+                T_DAY => {
+                    self.reset_daily_counters();
+                    self.events.push(Event::DailyCountersReset { at: now });
                 }
                 _ => {
                     let Some(slot) = self.slots.get(k.id as usize) else {
@@ -281,6 +292,21 @@ impl Engine {
         }
     }
 
+    /// Zeroes the daily counters at `at` (the next local midnight, which only the caller
+    /// knows): the reset runs in [`Engine::handle_timeout`] on the engine's own time, and
+    /// [`Event::DailyCountersReset`] tells the caller to schedule the next one.
+    pub fn schedule_daily_reset(&self, at: Time) {
+        self.timers.insert(
+            TimerKey {
+                at: at.as_millis(),
+                kind: T_DAY,
+                id: 0,
+                aux: 0,
+            },
+            (),
+        );
+    }
+
     /// Zeroes every agent's calls and talk time today (call at the start of the day).
     pub fn reset_daily_counters(&self) {
         for (a, slot) in self.slots.iter().enumerate() {
@@ -370,6 +396,7 @@ impl Engine {
             answered_within_threshold: q.answered_within.load(SeqCst),
             abandoned: q.abandoned.load(SeqCst),
             overflowed: q.overflowed.load(SeqCst),
+            timed_out: q.timed_out.load(SeqCst),
             answered_wait_ms_total: q.wait_total.load(SeqCst),
             agents_by_state: AgentStateKind::ALL
                 .iter()

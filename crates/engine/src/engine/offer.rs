@@ -35,6 +35,26 @@ impl Engine {
         }
         let from = tag(w);
         slot.state_since.store(now.as_millis(), SeqCst);
+        if present(from) != present(to)
+            && let Some(info) = self.agents.get(a as usize)
+        {
+            let counters = info
+                .roles
+                .iter()
+                .filter_map(|&r| self.role_present.get(r as usize))
+                .chain(
+                    info.skills
+                        .iter()
+                        .filter_map(|&(s, _)| self.skill_present.get(s as usize)),
+                );
+            for n in counters {
+                if present(to) {
+                    n.fetch_add(1, SeqCst);
+                } else {
+                    n.fetch_sub(1, SeqCst);
+                }
+            }
+        }
         if to == AgentStateKind::Available {
             self.index(a);
         }

@@ -109,47 +109,109 @@ impl Engine {
         }
     }
 
-    /// Should the call stay at its last reached step `i` rather than move on?
+    /// Should the call stay at its last reached step `i` rather than move on (PRODUCT §3,
+    /// "Waiting inside a chain")?
     pub(super) fn hold(&self, now: Time, cell: &CallCell, i: usize) -> Hold {
-        let Some(step) = cell.steps.get(i) else {
-            return Hold::Pass;
-        };
         let since = Time::from_millis(cell.frontier_since.load(SeqCst));
-        let until = |ms: u64| {
-            let deadline = since.plus_millis(ms);
-            if now < deadline {
-                Hold::Until(deadline)
-            } else {
-                Hold::Pass
-            }
-        };
-        match step.target {
-            Target::Agent(a) if cell.is_registered(i) => {
-                let k = self.kind_of(a);
-                if self.busy_wait_ms > 0 && (k.is_busy() || k == AgentStateKind::Available) {
-                    until(self.busy_wait_ms)
-                } else {
-                    Hold::Pass
-                }
-            }
-            Target::Queue(q) if cell.is_registered(i) => {
-                match self.queues.get(q as usize).and_then(|q| q.cfg.max_wait_s) {
-                    None => Hold::Forever,
-                    Some(s) => until(secs_to_ms(s)),
-                }
-            }
+        match self.hold_ms(cell, i) {
+            0 => Hold::Pass,
+            ms if now < since.plus_millis(ms) => Hold::Until(since.plus_millis(ms)),
             _ => Hold::Pass,
         }
+    }
+
+    /// How long step `i` holds the call before the next step is reached; 0 moves on at once.
+    /// A step whose agents are all logged out or absent is skipped at once. An assigned
+    /// manager who is present but cannot take the call is waited for only in the `other`
+    /// chain (rule 8; rule 4 skips a busy manager); a named agent up to the step wait; a
+    /// queue up to its max wait; a role never (rule 4: "if none is available").
+    fn hold_ms(&self, cell: &CallCell, i: usize) -> u64 {
+        let Some(step) = cell.steps.get(i) else {
+            return 0;
+        };
+        if !cell.is_registered(i) || !self.staffed(step.target) {
+            return 0;
+        }
+        match step.target {
+            Target::Agent(_) if step.manager != NONE => {
+                if matches!(cell.template, TemplateRef::Class(c) if c == Class::Other.index()) {
+                    self.other_wait_ms
+                } else {
+                    0
+                }
+            }
+            Target::Agent(_) => self.step_wait_ms,
+            Target::Queue(q) => self.queue_wait_ms(q),
+            Target::Role(_) | Target::Nobody => 0,
+        }
+    }
+
+    fn queue_wait_ms(&self, q: u32) -> u64 {
+        self.queues
+            .get(q as usize)
+            .and_then(|q| q.cfg.max_wait_s)
+            .map_or(self.step_wait_ms, secs_to_ms)
+    }
+
+    /// Whether anybody who could serve `target` is present (neither logged out nor absent).
+    pub(super) fn staffed(&self, target: Target) -> bool {
+        let count = |v: &[AtomicU32], i: u32| v.get(i as usize).is_some_and(|n| n.load(SeqCst) > 0);
+        match target {
+            Target::Agent(a) => present(self.kind_of(a)),
+            Target::Role(r) => count(&self.role_present, r),
+            Target::Queue(q) => self
+                .queues
+                .get(q as usize)
+                .is_some_and(|rt| count(&self.skill_present, rt.skill)),
+            Target::Nobody => false,
+        }
+    }
+
+    /// When the call, having reached every step, stops waiting: the last step's hold (a
+    /// queue's max wait, else the step wait) from when it was reached.
+    fn last_step_deadline(&self, cell: &CallCell) -> Time {
+        let since = Time::from_millis(cell.frontier_since.load(SeqCst));
+        let ms = match cell.steps.last().map(|s| s.target) {
+            Some(Target::Queue(q)) => self.queue_wait_ms(q),
+            _ => self.step_wait_ms,
+        };
+        since.plus_millis(ms)
+    }
+
+    /// The bound of a chain without a queue step (`[routing] max_wait_s`), all steps together;
+    /// a queue's chain is bounded by the queue's own waits.
+    fn chain_deadline(&self, cell: &CallCell) -> Option<Time> {
+        let has_queue = cell
+            .steps
+            .iter()
+            .any(|s| matches!(s.target, Target::Queue(_)));
+        (!has_queue).then(|| cell.enqueued_at.plus_millis(self.chain_max_ms))
+    }
+
+    /// Sets the timer that re-examines the call at `at` (while its frontier is `f`).
+    fn wake_at(&self, cell: &CallCell, at: Time, f: u32) {
+        self.timers.insert(
+            TimerKey {
+                at: at.as_millis(),
+                kind: T_ADVANCE,
+                id: cell.id.0,
+                aux: u64::from(f),
+            },
+            (),
+        );
     }
 
     /// Call-driven dispatch: tries every reached step in chain order; when none can serve,
     /// moves the frontier over steps that do not hold the call, registering each new step.
     /// The call is registered before agents are looked at, and an agent is published as
     /// available before calls are looked at (with a SeqCst fence on both sides), so a call
-    /// and an agent that meet concurrently are never both left waiting.
+    /// and an agent that meet concurrently are never both left waiting. A waiting call past
+    /// its bound (every step reached and the last one's hold over, or the chain's max wait)
+    /// leaves with outcome `timeout`.
     pub(super) fn dispatch_call(&self, now: Time, cell: &Arc<CallCell>) {
         fence(SeqCst);
         let n = cell.steps.len() as u32;
+        let cap = self.chain_deadline(cell);
         for _ in 0..=n {
             if status(cell.st()) != CS_WAITING {
                 return;
@@ -163,22 +225,24 @@ impl Engine {
                     }
                 }
             }
+            if cap.is_some_and(|c| now >= c) {
+                self.expire(now, cell);
+                return;
+            }
+            let bound = |d: Time| cap.map_or(d, |c| c.min(d));
             if f >= n {
+                let deadline = bound(self.last_step_deadline(cell));
+                if now >= deadline {
+                    self.expire(now, cell);
+                } else {
+                    self.wake_at(cell, deadline, f);
+                }
                 return;
             }
             let last = (f - 1) as usize;
             match self.hold(now, cell, last) {
-                Hold::Forever => return,
                 Hold::Until(deadline) => {
-                    self.timers.insert(
-                        TimerKey {
-                            at: deadline.as_millis(),
-                            kind: T_ADVANCE,
-                            id: cell.id.0,
-                            aux: u64::from(f),
-                        },
-                        (),
-                    );
+                    self.wake_at(cell, bound(deadline), f);
                     return;
                 }
                 Hold::Pass => {
@@ -206,6 +270,36 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// The waiting call's bound passed: it leaves the engine with outcome `timeout`. A call
+    /// being offered is left alone; the end of its offer brings it back here.
+    fn expire(&self, now: Time, cell: &Arc<CallCell>) {
+        if cell
+            .status
+            .compare_exchange(
+                mk_status(CS_WAITING, NONE),
+                mk_status(CS_GONE, NONE),
+                SeqCst,
+                SeqCst,
+            )
+            .is_err()
+        {
+            return;
+        }
+        let q = cell.stats_queue.load(SeqCst);
+        if let Some(rt) = self.queues.get(q as usize) {
+            rt.timed_out.fetch_add(1, SeqCst);
+        }
+        self.listed(cell);
+        self.unregister_all(cell);
+        self.call_shard(cell.id.0).remove(&cell.id.0);
+        self.events.push(Event::CallTimedOut {
+            call: cell.id,
+            queue: (q != NONE).then_some(QueueIdx(q)),
+            wait_ms: now.millis_since(cell.enqueued_at),
+            at: now,
+        });
     }
 
     /// Serves step `i` of `cell` in list order: while an earlier call waits in the same list,
