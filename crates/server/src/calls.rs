@@ -248,6 +248,8 @@ pub struct Calls {
     last_publish: Instant,
     /// `media.rtp_timeout_s`; `None` when 0 (off).
     rtp_timeout: Option<Duration>,
+    /// `[routing] timezone`: the daily counters reset at its midnight.
+    day_zone: chrono_tz::Tz,
 }
 
 /// How often the active-call snapshot for the HTTP API is rebuilt at most.
@@ -346,6 +348,11 @@ impl Calls {
             last_publish: Instant::ZERO,
             rtp_timeout: (config.media.rtp_timeout_s > 0)
                 .then(|| Duration::from_secs(u64::from(config.media.rtp_timeout_s))),
+            day_zone: config
+                .routing
+                .timezone
+                .parse()
+                .unwrap_or(chrono_tz::Tz::UTC),
         }
     }
 
@@ -1564,7 +1571,14 @@ impl Calls {
                 let _ = ep.send_request(now, call.caller_peer.clone(), bye);
                 (CdrOutcome::Answered, CdrHangup::Agent)
             }
-            (Some(b), Ended::Failed | Ended::Shutdown | Ended::NoAgent | Ended::RtpTimeout) => {
+            (
+                Some(b),
+                Ended::Failed
+                | Ended::Shutdown
+                | Ended::NoAgent
+                | Ended::RtpTimeout
+                | Ended::Timeout,
+            ) => {
                 let mut d = b.dialog.clone();
                 let _ = ep.send_request(now, b.dest.clone(), d.request(Method::Bye));
                 let bye = call.caller_dialog.request(Method::Bye);
@@ -1589,6 +1603,11 @@ impl Calls {
                 let _ = ep.send_request(now, call.caller_peer.clone(), bye);
                 (CdrOutcome::NoAgent, CdrHangup::System)
             }
+            (None, Ended::Timeout) => {
+                let bye = call.caller_dialog.request(Method::Bye);
+                let _ = ep.send_request(now, call.caller_peer.clone(), bye);
+                (CdrOutcome::Timeout, CdrHangup::System)
+            }
         };
         if let Some(b) = &call.bridged {
             self.by_sip_call_id.remove(&b.sip_call_id);
@@ -1603,9 +1622,9 @@ impl Calls {
                 warn!(call = key, "engine hangup: {e}");
             }
         } else if let Some(ec) = call.engine_call {
-            for agent in std::mem::take(&mut call.offered) {
-                let _ = self.engine.report(t, ec, Outcome::NoAnswer(agent));
-            }
+            // Agents still ringing are released by the engine; a caller who leaves never
+            // counts as their no-answer (PRODUCT §3).
+            call.offered.clear();
             if let Err(e) = self.engine.report(t, ec, Outcome::CallerGone) {
                 debug!(call = key, "engine: caller gone: {e}");
             }
@@ -1846,6 +1865,22 @@ impl Calls {
                 Some(*queue),
                 None,
             ),
+            E::CallTimedOut {
+                call,
+                queue,
+                wait_ms,
+                ..
+            } => (
+                *call,
+                QueueEventKind::ExitWithTimeout,
+                None,
+                *queue,
+                Some(format!("timeout {wait_ms}")),
+            ),
+            E::DailyCountersReset { at } => {
+                crate::daily::schedule_next_reset(&self.engine, *at, self.day_zone);
+                return;
+            }
             E::AgentStateChanged {
                 agent,
                 from,
@@ -1877,7 +1912,7 @@ impl Calls {
             .unwrap_or_else(|| "none".to_owned());
         let record = QueueEvent {
             id: switchboard_store::new_record_id(),
-            at: switchboard_store::now_utc(),
+            at: timestamp(now),
             call_id: c.record_id.clone(),
             queue: queue_name,
             agent_id: agent
@@ -1888,6 +1923,13 @@ impl Calls {
         };
         if let Err(e) = self.records.send(record) {
             warn!("queue event not accepted: {e}");
+        }
+        if let E::CallTimedOut { wait_ms, .. } = event {
+            info!(
+                call = key,
+                wait_ms, "waited as long as the route chain allows: timeout"
+            );
+            self.end_call(ep, now, key, Ended::Timeout);
         }
     }
 
@@ -2000,6 +2042,8 @@ enum Ended {
     /// A leg sent no RTP for `media.rtp_timeout_s` (its party is most likely gone and the
     /// BYE was lost).
     RtpTimeout,
+    /// The call waited as long as its route chain allows (PRODUCT §3).
+    Timeout,
 }
 
 fn take(list: &mut Vec<AgentIdx>, agent: AgentIdx) -> bool {

@@ -11,6 +11,7 @@ pub mod calls;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod daily;
 pub mod events;
 pub mod http;
 pub mod logging;

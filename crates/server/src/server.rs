@@ -151,6 +151,16 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
     let wall_start = clock::wall_now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
+    let day_zone = config
+        .routing
+        .timezone
+        .parse()
+        .unwrap_or(chrono_tz::Tz::UTC);
+    crate::daily::schedule_next_reset(
+        &engine,
+        calls::engine_time(switchboard_sip::Instant::from_duration(wall_start)),
+        day_zone,
+    );
     let driver = Driver {
         endpoint,
         calls,
