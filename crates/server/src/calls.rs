@@ -250,6 +250,8 @@ pub struct Calls {
     rtp_timeout: Option<Duration>,
     /// `[routing] timezone`: the daily counters reset at its midnight.
     day_zone: chrono_tz::Tz,
+    /// The name this server journals calls in progress under.
+    journal_node: String,
 }
 
 /// How often the active-call snapshot for the HTTP API is rebuilt at most.
@@ -353,6 +355,7 @@ impl Calls {
                 .timezone
                 .parse()
                 .unwrap_or(chrono_tz::Tz::UTC),
+            journal_node: crate::journal::node_name(config),
         }
     }
 
@@ -712,6 +715,7 @@ impl Calls {
         self.by_invite.insert(txn, key);
         self.by_sip_call_id.insert(sip_call_id, (key, Side::Caller));
         self.calls.insert(key, call);
+        self.journal(now, key);
         if !menu {
             self.schedule_announcement(now, key);
         }
@@ -1399,6 +1403,7 @@ impl Calls {
             call: key,
             agent: agent_id,
         });
+        self.journal(now, key);
     }
 
     fn ring_timeout(&mut self, ep: &mut Endpoint, now: Instant, key: u64, agent: AgentIdx) {
@@ -1652,6 +1657,66 @@ impl Calls {
         self.record_segment(now, call, end, &stats);
     }
 
+    /// The call's record as it stands at `now`, ended as `end` says.
+    fn call_record(
+        &self,
+        now: Instant,
+        call: &Call,
+        end: &SegmentEnd,
+        stats: &CallMediaStats,
+    ) -> CallRecord {
+        let wait_ms = millis_between(call.queued_at, call.answered_at.unwrap_or(now));
+        let talk_ms = call.answered_at.map_or(0, |a| millis_between(a, now));
+        let (outcome, side) = (end.outcome, end.side);
+        let agent_id = end.agent.clone();
+        CallRecord {
+            id: call.record_id.clone(),
+            sip_call_id: call.caller_sip_call_id.clone(),
+            direction: Direction::Inbound,
+            trunk: Some(call.trunk.clone()),
+            caller: call.caller.clone(),
+            dialed: call.dialed.clone(),
+            client_number: Some(call.client_number.clone()),
+            client_class: Some(call.class.clone()),
+            purpose: Some(call.purpose.as_str().to_owned()),
+            queue: call.queue.clone(),
+            agent_id,
+            route: call.route.clone(),
+            started_at: timestamp(call.started_at),
+            queued_at: Some(timestamp(call.queued_at)),
+            answered_at: call.answered_at.map(timestamp),
+            ended_at: timestamp(now),
+            wait_ms,
+            talk_ms,
+            outcome,
+            hangup_side: side,
+            recording: stats.recording.as_ref().map(|p| p.display().to_string()),
+            journal: None,
+        }
+    }
+
+    /// Journals call `key` in progress (its start, a phase change): a `kill -9` leaves this
+    /// row, closed as `interrupted` at the next start.
+    fn journal(&self, now: Instant, key: u64) {
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        let end = SegmentEnd {
+            agent: call
+                .bridged
+                .as_ref()
+                .and_then(|b| self.engine.agent_id(b.agent))
+                .map(str::to_owned),
+            outcome: CdrOutcome::Interrupted,
+            side: CdrHangup::System,
+        };
+        let record = self.call_record(now, call, &end, &call.media.stats());
+        let row = crate::journal::journal_row(record, &self.journal_node);
+        if let Err(e) = self.records.send(row) {
+            warn!(call = key, "call journal not accepted: {e}");
+        }
+    }
+
     /// Writes one call-detail record, counts it in the metrics, logs it and tells the live
     /// event stream.
     fn record_segment(&self, now: Instant, call: &Call, end: &SegmentEnd, stats: &CallMediaStats) {
@@ -1694,29 +1759,7 @@ impl Calls {
             outcome: outcome.as_str().to_owned(),
             hangup_side: side.as_str().to_owned(),
         });
-        let record = CallRecord {
-            id: call.record_id.clone(),
-            sip_call_id: call.caller_sip_call_id.clone(),
-            direction: Direction::Inbound,
-            trunk: Some(call.trunk.clone()),
-            caller: call.caller.clone(),
-            dialed: call.dialed.clone(),
-            client_number: Some(call.client_number.clone()),
-            client_class: Some(call.class.clone()),
-            purpose: Some(call.purpose.as_str().to_owned()),
-            queue: call.queue.clone(),
-            agent_id,
-            route: call.route.clone(),
-            started_at: timestamp(call.started_at),
-            queued_at: Some(timestamp(call.queued_at)),
-            answered_at: call.answered_at.map(timestamp),
-            ended_at: timestamp(now),
-            wait_ms,
-            talk_ms,
-            outcome,
-            hangup_side: side,
-            recording: stats.recording.as_ref().map(|p| p.display().to_string()),
-        };
+        let record = self.call_record(now, call, end, stats);
         if let Err(e) = self.records.send(record) {
             warn!(call = key, "call record not accepted: {e}");
         }
@@ -1783,6 +1826,7 @@ impl Calls {
             outcome: CdrOutcome::NoAgent,
             hangup_side: CdrHangup::System,
             recording: None,
+            journal: None,
         };
         if let Err(e) = self.records.send(record) {
             warn!("call record not accepted: {e}");

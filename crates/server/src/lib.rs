@@ -14,6 +14,7 @@ pub mod config;
 pub mod daily;
 pub mod events;
 pub mod http;
+pub mod journal;
 pub mod logging;
 pub mod metrics;
 pub mod routing;

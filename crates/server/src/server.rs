@@ -252,7 +252,10 @@ async fn open_store(config: &Config) -> anyhow::Result<switchboard_store::Store>
     let store = switchboard_store::Store::open(
         url,
         &config.database.spool_dir,
-        switchboard_store::StoreOptions::default(),
+        switchboard_store::StoreOptions {
+            journal_node: Some(crate::journal::node_name(config)),
+            ..switchboard_store::StoreOptions::default()
+        },
     )
     .await
     .with_context(|| format!("cannot open the record store {}", redact_url(url)))?;
