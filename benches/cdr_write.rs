@@ -39,6 +39,7 @@ fn record(run: &str, i: usize) -> CallRecord {
         outcome: Outcome::Answered,
         hangup_side: HangupSide::Caller,
         recording: None,
+        journal: None,
     }
 }
 

@@ -34,7 +34,7 @@ pub struct QueueConfig {
     /// After-call work before the agent is available again.
     pub wrap_up_s: u32,
     /// After this wait the call also goes to `overflow` (and the following chain steps),
-    /// keeping its place here. `None`: wait here indefinitely.
+    /// keeping its place here. `None`: [`EngineConfig::step_wait_s`].
     pub max_wait_s: Option<u32>,
     /// Step that takes overflow calls.
     pub overflow: Option<Step>,
@@ -73,9 +73,17 @@ pub struct EngineConfig {
     pub routing: BTreeMap<Class, Vec<Step>>,
     /// Consecutive no-answers after which an agent is set `not_ready`.
     pub no_answer_limit: u32,
-    /// How long a call waits for a busy (ringing, talking, wrap-up) assigned manager or named
-    /// agent before moving on to the next step. Absent or logged-out agents are skipped at once.
-    pub busy_manager_wait_s: u32,
+    /// Rule 8: how long a call of the `other` class waits for its assigned manager while the
+    /// manager is present but cannot take it (busy, on a break, not ready) before moving on.
+    /// In every other chain a busy manager is skipped at once (rule 4: "absent or busy").
+    pub other_manager_wait_s: u32,
+    /// The longest a call is held at one step: a named agent (`agent:<id>`) who is busy, a
+    /// queue without its own max wait, and the last step of a chain before `timeout`.
+    pub step_wait_s: u32,
+    /// The longest a call waits in a chain without a queue step, all steps together; then it
+    /// ends with outcome `timeout` (a queue's chain is bounded by the queue's max wait, its
+    /// overflow and [`EngineConfig::step_wait_s`]).
+    pub max_wait_s: u32,
     /// Service-level threshold.
     pub service_level_threshold_s: u32,
     /// Seed of the `random` strategy.
@@ -97,7 +105,9 @@ impl Default for EngineConfig {
             queues: Vec::new(),
             routing: BTreeMap::new(),
             no_answer_limit: 3,
-            busy_manager_wait_s: 0,
+            other_manager_wait_s: 60,
+            step_wait_s: 120,
+            max_wait_s: 300,
             service_level_threshold_s: 20,
             seed: 0x5eed,
             default_ring_timeout_s: 15,

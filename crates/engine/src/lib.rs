@@ -46,21 +46,35 @@
 //! into the chain right after the queue. A call *reaches* steps one by one:
 //!
 //! - `assigned_manager`: the client's manager, or while they are `absent` their substitute
-//!   (one level). No manager, or absent without a present substitute: skipped at once. A
-//!   logged-out / on-break / not-ready manager is skipped at once; a busy one (ringing, on a
-//!   call, wrap-up) holds the call for [`EngineConfig::busy_manager_wait_s`] (default 0).
-//!   `agent:<id>` behaves the same.
+//!   (one level). No manager, or absent without a present substitute, or a logged-out one:
+//!   skipped at once. A present manager who cannot take the call (busy, break, not ready)
+//!   holds a call of class `other` for [`EngineConfig::other_manager_wait_s`] (rule 8: only
+//!   absence moves on); every other chain moves on at once (rule 4: "absent or busy").
+//!   `agent:<id>` holds a call for [`EngineConfig::step_wait_s`] while the agent is present.
 //! - `role:<role>`: any agent with the role, longest idle first; if none is available the call
 //!   moves on at once.
 //! - `queue:<name>`: agents with the queue's skill, higher level first, then the strategy. The
 //!   call holds here until the queue's max wait, then moves on to the overflow target and the
-//!   rest of the chain **while keeping its place** in this queue. A full queue is skipped.
+//!   rest of the chain **while keeping its place** in this queue. A full queue, or one whose
+//!   agents are all logged out or absent, is skipped.
+//!
+//! **No call waits forever.** Once the last step is reached the call waits at most that
+//! step's hold (a queue's max wait, else [`EngineConfig::step_wait_s`]); a chain without a
+//! queue waits at most [`EngineConfig::max_wait_s`] in all. Past its bound a waiting call
+//! leaves with [`Event::CallTimedOut`] (outcome `timeout`); one that is ringing leaves when
+//! its offer ends without another agent to offer it to.
 //!
 //! Every reached step stays eligible: a call waiting after `key = [assigned_manager,
 //! role:key_account_manager, role:head_of_wholesale]` is offered to whichever of those frees
 //! first. When nothing can take a call now it waits in the lists of all reached steps — for a
 //! chain ending in `role:` steps these are per-role waiting lists — so a call is never lost;
-//! only a chain where no step has anybody at all is refused with [`EngineError::NoRoute`].
+//! a chain that reaches nobody (every step's agents logged out or absent, or no manager) is
+//! refused with [`EngineError::NoRoute`] (outcome `no_agent`).
+//!
+//! An agent's decline ([`Outcome::Rejected`]) ends the offer at once and counts as a
+//! no-answer; a caller who leaves while agents ring ([`Outcome::CallerGone`]) never counts
+//! against them. [`Engine::schedule_daily_reset`] zeroes the daily counters at a time the
+//! caller chooses (local midnight), on the engine's own clock.
 //!
 //! Within a list, calls are ordered by (priority desc, arrival). Priority is per class
 //! ([`EngineConfig::class_priority`], key clients 10 by default), per queue overridable.

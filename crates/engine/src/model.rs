@@ -628,6 +628,24 @@ pub enum Event {
         /// When.
         at: Time,
     },
+    /// The call waited as long as its chain allows and left the engine with outcome `timeout`
+    /// (EXITWITHTIMEOUT): the caller of the engine ends it.
+    CallTimedOut {
+        /// The call.
+        call: CallId,
+        /// The queue its statistics count it in, if any.
+        queue: Option<QueueIdx>,
+        /// Time from enqueue to the timeout.
+        wait_ms: u64,
+        /// When.
+        at: Time,
+    },
+    /// The daily counters (calls and talk time today) were zeroed at the time scheduled by
+    /// [`crate::Engine::schedule_daily_reset`]; the caller schedules the next one.
+    DailyCountersReset {
+        /// When.
+        at: Time,
+    },
     /// An agent changed state (`agent_sessions`).
     AgentStateChanged {
         /// The agent.
@@ -683,6 +701,8 @@ pub struct QueueStats {
     pub abandoned: u64,
     /// Calls that passed max wait.
     pub overflowed: u64,
+    /// Calls that ended with outcome `timeout` (waited as long as their chain allows).
+    pub timed_out: u64,
     /// Sum of waits of answered calls.
     pub answered_wait_ms_total: u64,
     /// Agents holding the queue's skill, by state.

@@ -34,7 +34,14 @@ fn engine(agents: u32) -> Arc<Engine> {
         ],
         ..EngineConfig::default()
     };
-    Arc::new(Engine::new(cfg).unwrap())
+    let e = Arc::new(Engine::new(cfg).unwrap());
+    // Present but not taking calls: a call routed now waits for them (a chain whose agents
+    // are all logged out is refused at once).
+    for i in 0..agents {
+        e.set_agent_state(t(), AgentIdx(i), AgentStateChange::Break { reason: None })
+            .unwrap();
+    }
+    e
 }
 
 fn order(priority: Option<u8>) -> CallRequest {

@@ -137,48 +137,22 @@ fn purpose(p: u8) -> Purpose {
     }
 }
 
-/// Builds the population: everyone logs in, "busy" agents take a call (reached by name
-/// through `agent:` steps of `setup_class`, a class the probe call does not have), then the
-/// others move to their state.
-fn build(agents: &[AgentSpec], setup_class: Class) -> Engine {
-    let mut cfg = config(agents);
-    let busy: Vec<usize> = (0..agents.len())
-        .filter(|&i| agents[i].state == 4)
-        .collect();
-    if !busy.is_empty() {
-        cfg.routing.insert(
-            setup_class,
-            busy.iter().map(|&i| Step::Agent(id(i))).collect(),
-        );
-    }
-    let e = Engine::new(cfg).unwrap();
+/// Builds the population: "busy" agents log in and take a call of their own (a transfer to
+/// them by name), then the others move to their state.
+fn build(agents: &[AgentSpec]) -> Engine {
+    let e = Engine::new(config(agents)).unwrap();
     let t = Time::from_secs(1);
-    for &i in &busy {
+    for i in (0..agents.len()).filter(|&i| agents[i].state == 4) {
         e.set_agent_state(t, AgentIdx(i as u32), AgentStateChange::Available)
             .unwrap();
-    }
-    for _ in &busy {
         let c = e
-            .route_call(
+            .route_call_to(
                 t,
                 CallRequest {
                     caller: "setup".into(),
-                    purpose: if setup_class == Class::Other {
-                        Purpose::Other
-                    } else {
-                        Purpose::Complaint
-                    },
-                    client: Some(Client {
-                        number: "setup".into(),
-                        name: "setup".into(),
-                        client_type: ClientType::Retail,
-                        manager: None,
-                        region: None,
-                        overdue_debt: 0,
-                    }),
-                    priority: None,
-                    queue: None,
+                    ..CallRequest::default()
                 },
+                &Step::Agent(id(i)),
             )
             .unwrap();
         let o = e.next_offer().unwrap();
@@ -210,7 +184,7 @@ proptest! {
         let client = client(&c);
         let purpose = purpose(c.purpose);
         let class = classify(client.as_ref(), purpose);
-        let e = build(&agents, if class == Class::Other { Class::Complaint } else { Class::Other });
+        let e = build(&agents);
         let before = e.agents();
         let available: BTreeSet<usize> = before
             .iter()
@@ -226,9 +200,35 @@ proptest! {
             Time::from_secs(2),
             CallRequest { caller: "+1".into(), purpose, client: client.clone(), priority: None, queue: None },
         );
+        let manager = client.as_ref().and_then(|cl| cl.manager.as_deref()).and_then(|m| e.agent_idx(m)).map(|m| m.0 as usize);
+        // The agent the `assigned_manager` step resolves to (substitute while absent).
+        let effective_manager = manager.and_then(|m| {
+            if absent.contains(&m) {
+                agents[m].substitute.filter(|&s| s != m && !absent.contains(&s))
+            } else {
+                Some(m)
+            }
+        });
         let Ok(call) = routed else {
-            // Only a chain with nobody at all may be refused.
+            // Only a chain that reaches nobody (all logged out or absent) is refused.
             prop_assert!(matches!(routed, Err(EngineError::NoRoute(_))));
+            let eligible = |a: usize| {
+                let spec = &agents[a];
+                let role = |r: &str| has_role(spec, r);
+                let manager = Some(a) == effective_manager;
+                match class {
+                    Class::Key => manager || role("key_account_manager") || role("head_of_wholesale"),
+                    Class::Debt => manager || role("finance"),
+                    Class::New => role("department_head"),
+                    Class::Regional => spec.regional.is_some(),
+                    Class::Standard => spec.orders.is_some(),
+                    Class::Other => manager || role("head_of_sales"),
+                    Class::Complaint => role("quality"),
+                }
+            };
+            for a in (0..agents.len()).filter(|&a| eligible(a)) {
+                prop_assert!(matches!(agents[a].state, 2 | 3), "refused while {a} is present: {:?}", agents[a]);
+            }
             return Ok(());
         };
         let offer = e.next_offer();
@@ -239,15 +239,6 @@ proptest! {
             prop_assert!(!absent.contains(&a), "an absent agent is never offered a call");
             prop_assert_eq!(e.agent_state(AgentIdx(a as u32)), Some(AgentState::Ringing(call)));
         }
-        let manager = client.as_ref().and_then(|cl| cl.manager.as_deref()).and_then(|m| e.agent_idx(m)).map(|m| m.0 as usize);
-        // The agent the `assigned_manager` step resolves to (substitute while absent).
-        let effective_manager = manager.and_then(|m| {
-            if absent.contains(&m) {
-                agents[m].substitute.filter(|&s| s != m && !absent.contains(&s))
-            } else {
-                Some(m)
-            }
-        });
         let any_available = |role: &str| available.iter().any(|&a| has_role(&agents[a], role));
         let orders_queue = e.queue_idx("orders");
         match class {
@@ -310,20 +301,23 @@ proptest! {
     }
 
     /// Random operation sequences keep the protocol's invariants: ringing agents are exactly
-    /// the outstanding offers, no call is offered twice at once, and no call waits in the
-    /// queue while an agent with the skill is available.
+    /// the outstanding offers (no agent rings without a live offer), no call is offered twice
+    /// at once, no call waits in the queue while an agent with the skill is available, no
+    /// call stays queued past its bound (the queue's max wait; a call ringing at its bound
+    /// leaves when the offer ends), and a call is refused only when nobody is present.
     #[test]
     fn operation_sequences_keep_invariants(
         levels in proptest::collection::vec(1u8..4, 1..6),
-        ops in proptest::collection::vec((0u8..8, 0usize..8), 1..120),
+        ops in proptest::collection::vec((0u8..11, 0usize..8), 1..160),
     ) {
+        const BOUND_MS: u64 = 4_000;
         let n = levels.len();
         let cfg = EngineConfig {
             agents: levels.iter().enumerate().map(|(i, &l)| AgentConfig {
                 id: id(i), name: id(i), roles: vec![], skills: vec![("orders".into(), l)], substitute: None,
             }).collect(),
             queues: vec![
-                QueueConfig { wrap_up_s: 2, ..QueueConfig::new("orders", "orders") },
+                QueueConfig { wrap_up_s: 2, max_wait_s: Some(4), ..QueueConfig::new("orders", "orders") },
                 QueueConfig::new("regional", "regional"),
             ],
             no_answer_limit: 2,
@@ -333,37 +327,65 @@ proptest! {
         let mut outstanding: BTreeMap<CallId, Vec<AgentIdx>> = BTreeMap::new();
         let mut talking: Vec<CallId> = Vec::new();
         let mut waiting: BTreeSet<CallId> = BTreeSet::new();
+        let mut enqueued: BTreeMap<CallId, u64> = BTreeMap::new();
+        let mut present: BTreeSet<AgentIdx> = BTreeSet::new();
         let mut now = 0u64;
         for (op, k) in ops {
-            now += 1000;
+            now += if op == 10 { 1_500 } else { 400 };
             let t = Time::from_millis(now);
+            // The driver: every timer due by now fires first.
+            while let Some(at) = e.poll_timeout().filter(|&at| at <= t) {
+                e.handle_timeout(at);
+            }
+            while let Some(ev) = e.poll_event() {
+                if let Event::CallTimedOut { call, .. } = ev {
+                    prop_assert!(waiting.remove(&call), "a call timed out that was not waiting: {call:?}");
+                }
+            }
+            for o in e.poll_offers() {
+                prop_assert!(waiting.remove(&o.call), "offered a call that was not waiting: {:?}", o.call);
+                prop_assert!(outstanding.insert(o.call, o.agents.clone()).is_none(), "offered twice at once");
+            }
             let agent = AgentIdx((k % n) as u32);
             match op {
                 0 | 1 => {
-                    let c = e.route_call(t, CallRequest {
+                    let routed = e.route_call(t, CallRequest {
                         caller: "+1".into(), purpose: Purpose::Order, priority: Some((k % 2) as u8), queue: None,
                         client: Some(Client { number: "+1".into(), name: "c".into(), client_type: ClientType::Retail,
                             manager: None, region: None, overdue_debt: 0 }),
-                    }).unwrap();
-                    waiting.insert(c);
+                    });
+                    match routed {
+                        Ok(c) => {
+                            prop_assert!(!present.is_empty(), "a call was queued with nobody present");
+                            waiting.insert(c);
+                            enqueued.insert(c, now);
+                        }
+                        Err(err) => {
+                            prop_assert!(matches!(err, EngineError::NoRoute(_)), "{err:?}");
+                            prop_assert!(present.is_empty(), "refused while {present:?} are present");
+                        }
+                    }
                 }
-                2 => { let _ = e.set_agent_state(t, agent, AgentStateChange::Available); }
-                3 => { let _ = e.set_agent_state(t, agent, AgentStateChange::Break { reason: None }); }
-                4 => {
+                2 if e.set_agent_state(t, agent, AgentStateChange::Available).is_ok() => { present.insert(agent); }
+                3 if e.set_agent_state(t, agent, AgentStateChange::Break { reason: None }).is_ok() => { present.insert(agent); }
+                7 if e.set_agent_state(t, agent, AgentStateChange::LoggedOut).is_ok() => { present.remove(&agent); }
+                4 | 8 => {
                     if let Some((&c, agents)) = outstanding.iter().nth(k % outstanding.len().max(1)) {
                         let a = agents[0];
-                        let outcome = if k % 3 == 0 { Outcome::NoAnswer(a) } else { Outcome::Answered(a) };
+                        let outcome = match (op, k % 3) {
+                            (8, _) => Outcome::Rejected(a),
+                            (_, 0) => Outcome::NoAnswer(a),
+                            _ => Outcome::Answered(a),
+                        };
                         if e.report(t, c, outcome).is_ok() {
                             outstanding.remove(&c);
                             if matches!(outcome, Outcome::Answered(_)) { talking.push(c); } else { waiting.insert(c); }
                         }
                     }
                 }
-                5 => {
-                    if !talking.is_empty() {
-                        let c = talking.remove(k % talking.len());
-                        e.hangup(t, c, HangupSide::Caller).unwrap();
-                    }
+                5 if !talking.is_empty() => {
+                    let c = talking.remove(k % talking.len());
+                    e.hangup(t, c, HangupSide::Caller).unwrap();
                 }
                 6 => {
                     let all: Vec<CallId> = waiting.iter().chain(outstanding.keys()).copied().collect();
@@ -373,7 +395,7 @@ proptest! {
                         outstanding.remove(&c);
                     }
                 }
-                _ => e.handle_timeout(t),
+                _ => {}
             }
             // Outstanding offers whose agents were withdrawn by a state change went back.
             outstanding.retain(|c, agents| {
@@ -381,6 +403,11 @@ proptest! {
                 if !still { waiting.insert(*c); }
                 still
             });
+            while let Some(ev) = e.poll_event() {
+                if let Event::CallTimedOut { call, .. } = ev {
+                    prop_assert!(waiting.remove(&call), "a call timed out that was not waiting: {call:?}");
+                }
+            }
             for o in e.poll_offers() {
                 prop_assert!(waiting.remove(&o.call), "offered a call that was not waiting: {:?}", o.call);
                 prop_assert!(outstanding.insert(o.call, o.agents.clone()).is_none(), "offered twice at once");
@@ -397,6 +424,10 @@ proptest! {
             let expected: BTreeSet<(CallId, AgentIdx)> = outstanding.iter().flat_map(|(c, v)| v.iter().map(move |a| (*c, *a))).collect();
             prop_assert_eq!(ringing, expected, "ringing agents are exactly the outstanding offers");
             prop_assert!(!any_available || waiting.is_empty(), "a call waits next to an available agent");
+            for c in &waiting {
+                let age = now - enqueued[c];
+                prop_assert!(age <= BOUND_MS, "call {c:?} queued {age} ms, past its bound");
+            }
             let s = e.stats(t, QueueIdx(0)).unwrap();
             prop_assert_eq!(s.waiting, waiting.len() + outstanding.len());
         }

@@ -248,6 +248,10 @@ pub struct Calls {
     last_publish: Instant,
     /// `media.rtp_timeout_s`; `None` when 0 (off).
     rtp_timeout: Option<Duration>,
+    /// `[routing] timezone`: the daily counters reset at its midnight.
+    day_zone: chrono_tz::Tz,
+    /// The name this server journals calls in progress under.
+    journal_node: String,
 }
 
 /// How often the active-call snapshot for the HTTP API is rebuilt at most.
@@ -346,6 +350,12 @@ impl Calls {
             last_publish: Instant::ZERO,
             rtp_timeout: (config.media.rtp_timeout_s > 0)
                 .then(|| Duration::from_secs(u64::from(config.media.rtp_timeout_s))),
+            day_zone: config
+                .routing
+                .timezone
+                .parse()
+                .unwrap_or(chrono_tz::Tz::UTC),
+            journal_node: crate::journal::node_name(config),
         }
     }
 
@@ -705,6 +715,7 @@ impl Calls {
         self.by_invite.insert(txn, key);
         self.by_sip_call_id.insert(sip_call_id, (key, Side::Caller));
         self.calls.insert(key, call);
+        self.journal(now, key);
         if !menu {
             self.schedule_announcement(now, key);
         }
@@ -1392,6 +1403,7 @@ impl Calls {
             call: key,
             agent: agent_id,
         });
+        self.journal(now, key);
     }
 
     fn ring_timeout(&mut self, ep: &mut Endpoint, now: Instant, key: u64, agent: AgentIdx) {
@@ -1564,7 +1576,14 @@ impl Calls {
                 let _ = ep.send_request(now, call.caller_peer.clone(), bye);
                 (CdrOutcome::Answered, CdrHangup::Agent)
             }
-            (Some(b), Ended::Failed | Ended::Shutdown | Ended::NoAgent | Ended::RtpTimeout) => {
+            (
+                Some(b),
+                Ended::Failed
+                | Ended::Shutdown
+                | Ended::NoAgent
+                | Ended::RtpTimeout
+                | Ended::Timeout,
+            ) => {
                 let mut d = b.dialog.clone();
                 let _ = ep.send_request(now, b.dest.clone(), d.request(Method::Bye));
                 let bye = call.caller_dialog.request(Method::Bye);
@@ -1589,6 +1608,11 @@ impl Calls {
                 let _ = ep.send_request(now, call.caller_peer.clone(), bye);
                 (CdrOutcome::NoAgent, CdrHangup::System)
             }
+            (None, Ended::Timeout) => {
+                let bye = call.caller_dialog.request(Method::Bye);
+                let _ = ep.send_request(now, call.caller_peer.clone(), bye);
+                (CdrOutcome::Timeout, CdrHangup::System)
+            }
         };
         if let Some(b) = &call.bridged {
             self.by_sip_call_id.remove(&b.sip_call_id);
@@ -1603,9 +1627,9 @@ impl Calls {
                 warn!(call = key, "engine hangup: {e}");
             }
         } else if let Some(ec) = call.engine_call {
-            for agent in std::mem::take(&mut call.offered) {
-                let _ = self.engine.report(t, ec, Outcome::NoAnswer(agent));
-            }
+            // Agents still ringing are released by the engine; a caller who leaves never
+            // counts as their no-answer (PRODUCT §3).
+            call.offered.clear();
             if let Err(e) = self.engine.report(t, ec, Outcome::CallerGone) {
                 debug!(call = key, "engine: caller gone: {e}");
             }
@@ -1631,6 +1655,66 @@ impl Calls {
         };
         let stats = call.media.stats();
         self.record_segment(now, call, end, &stats);
+    }
+
+    /// The call's record as it stands at `now`, ended as `end` says.
+    fn call_record(
+        &self,
+        now: Instant,
+        call: &Call,
+        end: &SegmentEnd,
+        stats: &CallMediaStats,
+    ) -> CallRecord {
+        let wait_ms = millis_between(call.queued_at, call.answered_at.unwrap_or(now));
+        let talk_ms = call.answered_at.map_or(0, |a| millis_between(a, now));
+        let (outcome, side) = (end.outcome, end.side);
+        let agent_id = end.agent.clone();
+        CallRecord {
+            id: call.record_id.clone(),
+            sip_call_id: call.caller_sip_call_id.clone(),
+            direction: Direction::Inbound,
+            trunk: Some(call.trunk.clone()),
+            caller: call.caller.clone(),
+            dialed: call.dialed.clone(),
+            client_number: Some(call.client_number.clone()),
+            client_class: Some(call.class.clone()),
+            purpose: Some(call.purpose.as_str().to_owned()),
+            queue: call.queue.clone(),
+            agent_id,
+            route: call.route.clone(),
+            started_at: timestamp(call.started_at),
+            queued_at: Some(timestamp(call.queued_at)),
+            answered_at: call.answered_at.map(timestamp),
+            ended_at: timestamp(now),
+            wait_ms,
+            talk_ms,
+            outcome,
+            hangup_side: side,
+            recording: stats.recording.as_ref().map(|p| p.display().to_string()),
+            journal: None,
+        }
+    }
+
+    /// Journals call `key` in progress (its start, a phase change): a `kill -9` leaves this
+    /// row, closed as `interrupted` at the next start.
+    fn journal(&self, now: Instant, key: u64) {
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        let end = SegmentEnd {
+            agent: call
+                .bridged
+                .as_ref()
+                .and_then(|b| self.engine.agent_id(b.agent))
+                .map(str::to_owned),
+            outcome: CdrOutcome::Interrupted,
+            side: CdrHangup::System,
+        };
+        let record = self.call_record(now, call, &end, &call.media.stats());
+        let row = crate::journal::journal_row(record, &self.journal_node);
+        if let Err(e) = self.records.send(row) {
+            warn!(call = key, "call journal not accepted: {e}");
+        }
     }
 
     /// Writes one call-detail record, counts it in the metrics, logs it and tells the live
@@ -1675,29 +1759,7 @@ impl Calls {
             outcome: outcome.as_str().to_owned(),
             hangup_side: side.as_str().to_owned(),
         });
-        let record = CallRecord {
-            id: call.record_id.clone(),
-            sip_call_id: call.caller_sip_call_id.clone(),
-            direction: Direction::Inbound,
-            trunk: Some(call.trunk.clone()),
-            caller: call.caller.clone(),
-            dialed: call.dialed.clone(),
-            client_number: Some(call.client_number.clone()),
-            client_class: Some(call.class.clone()),
-            purpose: Some(call.purpose.as_str().to_owned()),
-            queue: call.queue.clone(),
-            agent_id,
-            route: call.route.clone(),
-            started_at: timestamp(call.started_at),
-            queued_at: Some(timestamp(call.queued_at)),
-            answered_at: call.answered_at.map(timestamp),
-            ended_at: timestamp(now),
-            wait_ms,
-            talk_ms,
-            outcome,
-            hangup_side: side,
-            recording: stats.recording.as_ref().map(|p| p.display().to_string()),
-        };
+        let record = self.call_record(now, call, end, stats);
         if let Err(e) = self.records.send(record) {
             warn!(call = key, "call record not accepted: {e}");
         }
@@ -1764,6 +1826,7 @@ impl Calls {
             outcome: CdrOutcome::NoAgent,
             hangup_side: CdrHangup::System,
             recording: None,
+            journal: None,
         };
         if let Err(e) = self.records.send(record) {
             warn!("call record not accepted: {e}");
@@ -1846,6 +1909,22 @@ impl Calls {
                 Some(*queue),
                 None,
             ),
+            E::CallTimedOut {
+                call,
+                queue,
+                wait_ms,
+                ..
+            } => (
+                *call,
+                QueueEventKind::ExitWithTimeout,
+                None,
+                *queue,
+                Some(format!("timeout {wait_ms}")),
+            ),
+            E::DailyCountersReset { at } => {
+                crate::daily::schedule_next_reset(&self.engine, *at, self.day_zone);
+                return;
+            }
             E::AgentStateChanged {
                 agent,
                 from,
@@ -1877,7 +1956,7 @@ impl Calls {
             .unwrap_or_else(|| "none".to_owned());
         let record = QueueEvent {
             id: switchboard_store::new_record_id(),
-            at: switchboard_store::now_utc(),
+            at: timestamp(now),
             call_id: c.record_id.clone(),
             queue: queue_name,
             agent_id: agent
@@ -1888,6 +1967,13 @@ impl Calls {
         };
         if let Err(e) = self.records.send(record) {
             warn!("queue event not accepted: {e}");
+        }
+        if let E::CallTimedOut { wait_ms, .. } = event {
+            info!(
+                call = key,
+                wait_ms, "waited as long as the route chain allows: timeout"
+            );
+            self.end_call(ep, now, key, Ended::Timeout);
         }
     }
 
@@ -2000,6 +2086,8 @@ enum Ended {
     /// A leg sent no RTP for `media.rtp_timeout_s` (its party is most likely gone and the
     /// BYE was lost).
     RtpTimeout,
+    /// The call waited as long as its route chain allows (PRODUCT §3).
+    Timeout,
 }
 
 fn take(list: &mut Vec<AgentIdx>, agent: AgentIdx) -> bool {

@@ -36,7 +36,9 @@ fn step(s: &str, path: &str) -> anyhow::Result<Step> {
 pub fn engine_config(config: &Config) -> anyhow::Result<EngineConfig> {
     let mut cfg = EngineConfig {
         no_answer_limit: config.routing.no_answer_limit,
-        busy_manager_wait_s: config.routing.busy_manager_wait_s,
+        other_manager_wait_s: config.routing.other_manager_wait_s,
+        step_wait_s: config.routing.step_wait_s,
+        max_wait_s: config.routing.max_wait_s,
         service_level_threshold_s: config.routing.service_level_threshold_s,
         seed: config.routing.seed,
         ..EngineConfig::default()

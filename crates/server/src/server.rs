@@ -152,6 +152,16 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
     let wall_start = clock::wall_now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
+    let day_zone = config
+        .routing
+        .timezone
+        .parse()
+        .unwrap_or(chrono_tz::Tz::UTC);
+    crate::daily::schedule_next_reset(
+        &engine,
+        calls::engine_time(switchboard_sip::Instant::from_duration(wall_start)),
+        day_zone,
+    );
     let driver = Driver {
         endpoint,
         calls,
@@ -244,7 +254,10 @@ async fn open_store(config: &Config) -> anyhow::Result<switchboard_store::Store>
     let store = switchboard_store::Store::open(
         url,
         &config.database.spool_dir,
-        switchboard_store::StoreOptions::default(),
+        switchboard_store::StoreOptions {
+            journal_node: Some(crate::journal::node_name(config)),
+            ..switchboard_store::StoreOptions::default()
+        },
     )
     .await
     .with_context(|| format!("cannot open the record store {}", redact_url(url)))?;

@@ -81,23 +81,38 @@ pub(crate) fn redact(url: &str) -> String {
 }
 
 fn migrator(target: &Target) -> Migrator {
-    let (sql, kind) = match target {
+    let (sqls, kind) = match target {
         Target::Postgres(_) => (
-            include_str!("../migrations/postgres/0001_records.sql"),
+            [
+                include_str!("../migrations/postgres/0001_records.sql"),
+                include_str!("../migrations/postgres/0002_call_journal.sql"),
+            ],
             "postgres",
         ),
         Target::Sqlite(_) => (
-            include_str!("../migrations/sqlite/0001_records.sql"),
+            [
+                include_str!("../migrations/sqlite/0001_records.sql"),
+                include_str!("../migrations/sqlite/0002_call_journal.sql"),
+            ],
             "sqlite",
         ),
     };
-    let mut m = Migrator::with_migrations(vec![Migration::new(
-        1,
-        Cow::Owned(format!("records ({kind})")),
-        MigrationType::Simple,
-        sql.into_sql_str(),
-        false,
-    )]);
+    let names = ["records", "call journal"];
+    let mut m = Migrator::with_migrations(
+        sqls.into_iter()
+            .zip(names)
+            .zip(1i64..)
+            .map(|((sql, name), version)| {
+                Migration::new(
+                    version,
+                    Cow::Owned(format!("{name} ({kind})")),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    );
     m.set_locking(true);
     m
 }
@@ -246,6 +261,7 @@ const CALL_COLS: &[&str] = &[
     "outcome",
     "hangup_side",
     "recording",
+    "journal",
 ];
 const QUEUE_EVENT_COLS: &[&str] = &["id", "at", "call_id", "queue", "agent_id", "event", "data"];
 const AGENT_SESSION_COLS: &[&str] = &["id", "at", "agent_id", "event", "state", "reason"];
@@ -273,6 +289,7 @@ fn call_vals<'a>(c: &'a CallRecord, out: &mut Vec<Val<'a>>) {
         Val::Text(Some(c.outcome.as_str())),
         Val::Text(Some(c.hangup_side.as_str())),
         Val::Text(c.recording.as_deref()),
+        Val::Text(c.journal.as_deref()),
     ]);
 }
 
@@ -319,7 +336,27 @@ fn insert_sql(table: &str, cols: &[&str], rows: usize) -> String {
         }
         sql.push(')');
     }
-    sql.push_str(" ON CONFLICT (id) DO NOTHING");
+    if table == "calls" {
+        // A journal row (a call in progress) gives way to every later row of its call; a
+        // final row only to another final row over one closed as `interrupted` (the call's
+        // final record was still in the spool when the next start closed its journal). So a
+        // replay never turns a final record back into a journal row.
+        sql.push_str(" ON CONFLICT (id) DO UPDATE SET ");
+        for (i, c) in cols.iter().filter(|c| **c != "id").enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(c);
+            sql.push_str(" = excluded.");
+            sql.push_str(c);
+        }
+        sql.push_str(
+            " WHERE calls.journal IS NOT NULL \
+             OR (calls.outcome = 'interrupted' AND excluded.journal IS NULL)",
+        );
+    } else {
+        sql.push_str(" ON CONFLICT (id) DO NOTHING");
+    }
     sql
 }
 
@@ -362,7 +399,7 @@ macro_rules! insert_rows {
 /// The column list of `SELECT … FROM calls`.
 const CALL_SELECT: &str = "id, sip_call_id, direction, trunk, caller, dialed, client_number, \
      client_class, purpose, queue, agent_id, route, started_at, queued_at, answered_at, ended_at, \
-     wait_ms, talk_ms, outcome, hangup_side, recording";
+     wait_ms, talk_ms, outcome, hangup_side, recording, journal";
 
 fn call_from_row<R: RowExt>(r: &R) -> Result<CallRecord, sqlx::Error> {
     Ok(CallRecord {
@@ -387,6 +424,7 @@ fn call_from_row<R: RowExt>(r: &R) -> Result<CallRecord, sqlx::Error> {
         outcome: r.parsed("outcome")?,
         hangup_side: r.parsed("hangup_side")?,
         recording: r.opt_text("recording")?,
+        journal: r.opt_text("journal")?,
     })
 }
 
@@ -493,7 +531,12 @@ impl Db {
         let mut sessions = Vec::new();
         for r in records {
             match r {
-                Record::Call(c) => calls.push(c.as_ref()),
+                // One row per call and statement (PostgreSQL refuses to update a row twice
+                // in one INSERT): a later row of the same call supersedes an earlier one.
+                Record::Call(c) => {
+                    calls.retain(|earlier: &&CallRecord| earlier.id != c.id);
+                    calls.push(c.as_ref());
+                }
                 Record::QueueEvent(e) => queue_events.push(e),
                 Record::AgentSession(e) => sessions.push(e),
             }
@@ -513,6 +556,23 @@ impl Db {
             insert_rows!(tx, queue_events.as_slice(), "queue_events", QUEUE_EVENT_COLS, qe_ref);
             insert_rows!(tx, sessions.as_slice(), "agent_sessions", AGENT_SESSION_COLS, as_ref);
             tx.commit().await
+        })
+    }
+
+    /// Closes the journal rows `node` left open (calls in progress when it stopped without
+    /// ending them) for calls that started before `before`: they become final records with
+    /// outcome `interrupted`, ended at the last time their journal knew. Returns how many.
+    pub(crate) async fn close_journal(
+        &self,
+        node: &str,
+        before: Timestamp,
+    ) -> Result<u64, sqlx::Error> {
+        const SQL: &str = "UPDATE calls SET journal = NULL, outcome = 'interrupted', \
+             hangup_side = 'system' WHERE journal = $1 AND started_at < $2";
+        let vals = [Val::Text(Some(node)), Val::Ts(Some(before))];
+        on_db!(self, pool => {
+            let done = sqlx::query(SQL).bind_vals(&vals).execute(pool).await?;
+            Ok(done.rows_affected())
         })
     }
 

@@ -157,6 +157,11 @@ pub struct StoreOptions {
     pub directory_refresh: Duration,
     /// Connections per pool (the writer and the API each have a pool).
     pub max_connections: u32,
+    /// The name this server journals calls in progress under ([`CallRecord::journal`]).
+    /// When set, the writer closes the rows this name left open — calls that started before
+    /// this store was opened — as `interrupted`, once the database is reachable and the spool
+    /// replayed (so a final record still in the spool is stored first).
+    pub journal_node: Option<String>,
 }
 
 impl Default for StoreOptions {
@@ -170,6 +175,7 @@ impl Default for StoreOptions {
             segment_bytes: 8 << 20,
             directory_refresh: Duration::from_secs(5),
             max_connections: 4,
+            journal_node: None,
         }
     }
 }
@@ -276,6 +282,7 @@ impl Store {
                 source,
             })?;
         let writer = Writer {
+            opened_at: clock::now_utc(),
             target: target.clone(),
             opts,
             rx,

@@ -85,6 +85,11 @@ text_enum!(
         Transferred = "transferred",
         /// A technical failure ended the call.
         Failed = "failed",
+        /// The caller asked to be called back instead of waiting.
+        CallbackRequested = "callback_requested",
+        /// The server stopped (was killed) while the call was in progress: the row is the
+        /// call's journal, with the last time known as its end.
+        Interrupted = "interrupted",
     }
 );
 
@@ -220,6 +225,14 @@ pub struct CallRecord {
     pub hangup_side: HangupSide,
     /// The recording's file name, when the call was recorded.
     pub recording: Option<String>,
+    /// `Some(node)` while the call is in progress: a journal row written at the call's start
+    /// and at each phase change (outcome `interrupted`, ended at the last time known), which
+    /// the final record replaces. `node` names the server that journals it; at its next start
+    /// that server closes its journal rows left open (see [`crate::StoreOptions::journal_node`]).
+    /// `None` for a final record. A journal row never overwrites a final one, so replays
+    /// keep the final state.
+    #[serde(default)]
+    pub journal: Option<String>,
 }
 
 /// One queue event (table `queue_events`), like a line of Asterisk's `queue_log`.

@@ -153,6 +153,9 @@ pub(crate) enum Control {
 }
 
 pub(crate) struct Writer {
+    /// When the store was opened: journal rows of calls that started before are another
+    /// run's (see [`crate::StoreOptions::journal_node`]).
+    pub(crate) opened_at: crate::model::Timestamp,
     pub(crate) target: Target,
     pub(crate) opts: StoreOptions,
     pub(crate) rx: mpsc::Receiver<Record>,
@@ -171,6 +174,8 @@ struct Running {
     next_refresh: Instant,
     flush_waiters: Vec<oneshot::Sender<()>>,
     shutting_down: bool,
+    /// Journal rows of an earlier run are still to be closed.
+    journal_to_close: bool,
 }
 
 impl Writer {
@@ -178,6 +183,7 @@ impl Writer {
     pub(crate) async fn run(self) {
         let db = Db::connect_lazy(&self.target, &self.opts);
         let now = clock::monotonic();
+        let journal_to_close = self.opts.journal_node.is_some();
         let mut r = Running {
             w: self,
             db,
@@ -185,6 +191,7 @@ impl Writer {
             db_retry_at: None,
             spool_retry_at: None,
             next_refresh: now,
+            journal_to_close,
             flush_waiters: Vec::new(),
             shutting_down: false,
         };
@@ -319,6 +326,9 @@ impl Running {
         }
         if !self.w.spool.has_backlog() && self.db_allowed(now) && !self.pending.is_empty() {
             self.insert_direct().await;
+        }
+        if self.journal_to_close && !self.w.spool.has_backlog() && self.db_allowed(now) {
+            self.close_journal().await;
         }
         if !self.db_allowed(clock::monotonic()) {
             self.spool_pending(false);
@@ -475,6 +485,30 @@ impl Running {
         }
         self.db_up();
         records.len()
+    }
+
+    /// Closes the journal rows an earlier run of this server left open (it was killed with
+    /// calls in progress): they become `interrupted` records ended at the last time known.
+    async fn close_journal(&mut self) {
+        let Some(node) = self.w.opts.journal_node.clone() else {
+            self.journal_to_close = false;
+            return;
+        };
+        let closing = self.db.close_journal(&node, self.w.opened_at);
+        match tokio::time::timeout(self.w.opts.db_timeout, closing).await {
+            Ok(Ok(n)) => {
+                self.journal_to_close = false;
+                if n > 0 {
+                    tracing::warn!(
+                        calls = n,
+                        node = %node,
+                        "calls in progress when the server last stopped are recorded as interrupted"
+                    );
+                }
+            }
+            Ok(Err(e)) => self.db_down(&e.to_string()),
+            Err(_) => self.db_down("closing the call journal timed out"),
+        }
     }
 
     /// Replays one chunk of the spool into the database.

@@ -137,6 +137,7 @@ fn call(id: &str, started: i64) -> CallRecord {
         outcome: Outcome::Answered,
         hangup_side: HangupSide::Caller,
         recording: None,
+        journal: None,
     }
 }
 

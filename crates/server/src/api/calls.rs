@@ -95,6 +95,8 @@ impl From<CallRecord> for CallView {
             outcome,
             hangup_side,
             recording,
+            // Internal: set only while a call is in progress (its journal row).
+            journal: _,
         } = r;
         CallView {
             id,

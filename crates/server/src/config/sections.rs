@@ -294,9 +294,24 @@ pub struct RoutingConfig {
     /// Consecutive no-answers after which an agent is set `not_ready`.
     #[serde(default = "default_no_answer_limit")]
     pub no_answer_limit: u32,
-    /// How long a call may wait for a busy assigned manager before the next step.
-    #[serde(default)]
-    pub busy_manager_wait_s: u32,
+    /// Rule 8: how long a purpose-`other` call waits for its assigned manager while the
+    /// manager is present but busy (key and debt chains skip a busy manager at once).
+    #[serde(default = "default_other_manager_wait")]
+    pub other_manager_wait_s: u32,
+    /// The longest one step holds a call (a busy named agent, the last step of a chain).
+    #[serde(default = "default_step_wait")]
+    pub step_wait_s: u32,
+    /// The longest a call waits in a chain without a queue, all steps together; then the call
+    /// ends with outcome `timeout`.
+    #[serde(default = "default_chain_max_wait")]
+    pub max_wait_s: u32,
+    /// Local time zone of the call center: "calls today" and similar counters reset at its
+    /// midnight.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// Replaced by `other_manager_wait_s` and `step_wait_s`; refused by validation with that
+    /// hint (it is parsed only so that the error can name the new keys).
+    pub busy_manager_wait_s: Option<u32>,
     /// Service level threshold: answered within this many seconds counts as "in service level".
     #[serde(default = "default_sl_threshold")]
     pub service_level_threshold_s: u32,
@@ -307,6 +322,18 @@ pub struct RoutingConfig {
 
 fn default_no_answer_limit() -> u32 {
     3
+}
+fn default_other_manager_wait() -> u32 {
+    60
+}
+fn default_step_wait() -> u32 {
+    120
+}
+fn default_chain_max_wait() -> u32 {
+    300
+}
+fn default_timezone() -> String {
+    "UTC".to_owned()
 }
 fn default_sl_threshold() -> u32 {
     20
@@ -323,7 +350,11 @@ impl Default for RoutingConfig {
             complaint: None,
             standard: None,
             no_answer_limit: default_no_answer_limit(),
-            busy_manager_wait_s: 0,
+            other_manager_wait_s: default_other_manager_wait(),
+            step_wait_s: default_step_wait(),
+            max_wait_s: default_chain_max_wait(),
+            timezone: default_timezone(),
+            busy_manager_wait_s: None,
             service_level_threshold_s: default_sl_threshold(),
             seed: 0,
         }

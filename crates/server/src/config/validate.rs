@@ -365,6 +365,31 @@ impl Config {
         if routing.no_answer_limit == 0 {
             errors.push(err("routing.no_answer_limit", "must be positive"));
         }
+        if routing.busy_manager_wait_s.is_some() {
+            errors.push(err(
+                "routing.busy_manager_wait_s",
+                "no longer supported: use other_manager_wait_s (how long a purpose-other call \
+                 waits for its busy manager, rule 8; key and debt calls skip a busy manager \
+                 at once) and step_wait_s (the longest any step holds a call)",
+            ));
+        }
+        for (key, value) in [
+            ("routing.step_wait_s", routing.step_wait_s),
+            ("routing.max_wait_s", routing.max_wait_s),
+        ] {
+            if value == 0 {
+                errors.push(err(key, "must be positive"));
+            }
+        }
+        if routing.timezone.parse::<chrono_tz::Tz>().is_err() {
+            errors.push(err(
+                "routing.timezone",
+                format!(
+                    "{:?} is not an IANA time zone (e.g. \"Europe/Zagreb\")",
+                    routing.timezone
+                ),
+            ));
+        }
         if routing.service_level_threshold_s == 0 {
             errors.push(err("routing.service_level_threshold_s", "must be positive"));
         }
