@@ -215,6 +215,20 @@ pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
         .sum()
 }
 
+/// Puts `agents` on a break through the API: logged in but not taking calls, so calls to their
+/// queues wait (with nobody logged in at all a call is refused as `no_agent`).
+pub fn put_on_break(server: &Server, agents: &[&str]) {
+    for agent in agents {
+        let (status, body) = api_post(
+            server.ports.http,
+            &format!("/api/v1/agents/{agent}/state"),
+            r#"{"state": "break"}"#,
+        )
+        .expect("state change");
+        assert_eq!(status, 200, "{agent} on break: {body}");
+    }
+}
+
 /// A minimal HTTP/1.1 GET on loopback: (status, body).
 pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     http_request(port, "GET", path, None, None)
