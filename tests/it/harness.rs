@@ -73,6 +73,8 @@ pub struct Server {
     pub dir: tempfile::TempDir,
     pub ports: Ports,
     pub log: Arc<Mutex<String>>,
+    /// Environment given to the process beyond the harness's own.
+    env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -83,15 +85,26 @@ impl Server {
     }
 
     pub fn start_in(dir: tempfile::TempDir, config: &str, ports: Ports) -> Server {
+        Server::start_with_env(dir, config, ports, Vec::new())
+    }
+
+    /// As `start_in`, with more environment variables (e.g. `NOTIFY_SOCKET`).
+    pub fn start_with_env(
+        dir: tempfile::TempDir,
+        config: &str,
+        ports: Ports,
+        env: Vec<(String, String)>,
+    ) -> Server {
         let config_path = dir.path().join("switchboard.toml");
         std::fs::write(&config_path, config).expect("write config");
         let log = Arc::new(Mutex::new(String::new()));
-        let child = spawn_server(dir.path(), &log);
+        let child = spawn_server(dir.path(), &log, &env);
         let server = Server {
             child,
             dir,
             ports,
             log,
+            env,
         };
         server.wait_ready();
         server
@@ -112,7 +125,7 @@ impl Server {
             .lock()
             .expect("log lock")
             .push_str("---- restart ----\n");
-        self.child = spawn_server(self.dir.path(), &self.log);
+        self.child = spawn_server(self.dir.path(), &self.log, &self.env);
         self.wait_ready();
     }
 
@@ -145,12 +158,16 @@ impl Server {
     }
 }
 
-fn spawn_server(dir: &Path, log: &Arc<Mutex<String>>) -> Child {
+/// Runs the binary as systemd would with `StateDirectory=`: its state (database, spool,
+/// recordings) goes to `$STATE_DIRECTORY`, here the test's directory.
+fn spawn_server(dir: &Path, log: &Arc<Mutex<String>>, env: &[(String, String)]) -> Child {
     let mut child = Command::new(switchboard_bin())
         .arg("--config")
         .arg(dir.join("switchboard.toml"))
         .current_dir(dir)
         .env("RUST_LOG", "info,switchboard=debug")
+        .env("STATE_DIRECTORY", dir)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

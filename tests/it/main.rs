@@ -17,4 +17,5 @@ mod per_call_state;
 mod records;
 mod register;
 mod rtp_timeout;
+mod service;
 mod sip_basics;

@@ -17,5 +17,6 @@ pub mod logging;
 pub mod metrics;
 pub mod routing;
 pub mod server;
+pub mod service;
 pub mod shared;
 pub mod transport;

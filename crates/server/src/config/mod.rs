@@ -9,9 +9,11 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+mod paths;
 mod sections;
 mod validate;
 
+pub use paths::StateDirSource;
 pub use sections::*;
 
 /// The built-in demo configuration used when `switchboard` runs without `--config`.
@@ -67,6 +69,8 @@ pub struct Config {
     pub ivr: Option<IvrConfig>,
     #[serde(default)]
     pub recording: RecordingConfig,
+    #[serde(default)]
+    pub state: StateConfig,
 }
 
 impl Config {
