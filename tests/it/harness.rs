@@ -467,6 +467,18 @@ pub fn trunk_calls(
     extra: &[&str],
     timeout: Duration,
 ) -> (ExitStatus, String, String) {
+    trunk_calls_to(server.sip_addr(), caller, dialed, talk_ms, extra, timeout)
+}
+
+/// [`trunk_calls`] sent to `target` (a proxy in front of the server).
+pub fn trunk_calls_to(
+    target: SocketAddr,
+    caller: &str,
+    dialed: &str,
+    talk_ms: u64,
+    extra: &[&str],
+    timeout: Duration,
+) -> (ExitStatus, String, String) {
     let media_port = free_port().to_string();
     let talk_ms = talk_ms.to_string();
     let mut args = vec![
@@ -483,13 +495,7 @@ pub fn trunk_calls(
         &media_port,
     ];
     args.extend_from_slice(extra);
-    sipp_at(
-        "trunk_call.xml",
-        server.sip_addr(),
-        free_port(),
-        &args,
-        timeout,
-    )
+    sipp_at("trunk_call.xml", target, free_port(), &args, timeout)
 }
 
 /// Writes a client directory CSV and loads it with `switchboard clients import` into the
@@ -587,6 +593,12 @@ pub struct Baresip {
 
 impl Baresip {
     pub fn start(server: &Server, id: &str) -> Baresip {
+        Baresip::start_via(server, server.ports.sip, id, 600)
+    }
+
+    /// Registers `id` every `regint` seconds at 127.0.0.1:`registrar` (the server, or a
+    /// proxy in front of it) and waits until `server` logs the registration.
+    pub fn start_via(server: &Server, registrar: u16, id: &str, regint: u32) -> Baresip {
         let dir = tempfile::tempdir().expect("tempdir");
         let sip_port = free_port();
         let ctrl_port = free_port();
@@ -618,8 +630,7 @@ impl Baresip {
         std::fs::write(
             dir.path().join("accounts"),
             format!(
-                "<sip:{id}@127.0.0.1:{}>;auth_pass={id}-secret;answermode=auto;regint=600\n",
-                server.ports.sip
+                "<sip:{id}@127.0.0.1:{registrar}>;auth_pass={id}-secret;answermode=auto;regint={regint}\n"
             ),
         )
         .expect("baresip accounts");

@@ -17,5 +17,6 @@ mod per_call_state;
 mod records;
 mod register;
 mod rtp_timeout;
+mod scale_out;
 mod service;
 mod sip_basics;
