@@ -12,6 +12,7 @@
 mod api;
 mod calls;
 mod cli;
+mod deploy;
 mod harness;
 mod per_call_state;
 mod records;
