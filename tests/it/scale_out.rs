@@ -165,6 +165,40 @@ fn registered(server: &Server, id: &str) -> bool {
         .any(|l| l.contains("agent registered") && l.contains(&format!("agent={id} ")))
 }
 
+/// A trunk call from `caller` to DID 100 through Kamailio, answered by Ivan on `node`, after
+/// which PostgreSQL holds `answered` of Ivan's answered calls.
+fn call_answered_by_ivan(
+    kamailio: &Kamailio,
+    node: &Server,
+    caller: &str,
+    (pg, db, answered): (&PgCluster, &str, usize),
+) {
+    let (status, out, messages) = trunk_calls_to(
+        kamailio.addr(),
+        caller,
+        "100",
+        1500,
+        &[],
+        Duration::from_secs(30),
+    );
+    assert!(
+        status.success(),
+        "{out}\n{messages}\nnode:\n{}\nkamailio:\n{}",
+        node.log(),
+        kamailio.log()
+    );
+    let ended = ended_calls(&node.log());
+    assert_eq!(ended.len(), 1, "{}", node.log());
+    assert_eq!(ended[0]["outcome"], "answered");
+    assert_eq!(ended[0]["agent"], "ivan");
+    wait_until(
+        node,
+        &format!("{answered} answered call(s) in PostgreSQL"),
+        Duration::from_secs(10),
+        || answered_in_db(pg, db) == answered,
+    );
+}
+
 #[test]
 fn two_nodes_behind_kamailio_fail_over_within_the_registration_interval() {
     if let Some(peer) = peers_missing() {
@@ -191,30 +225,7 @@ fn two_nodes_behind_kamailio_fail_over_within_the_registration_interval() {
     assert!(!registered(&node_b, "ivan"), "{}", node_b.log());
 
     // A trunk call through Kamailio: a new client, for the department head Ivan, on node A.
-    let (status, out, messages) = trunk_calls_to(
-        kamailio.addr(),
-        "+38599100001",
-        "100",
-        1500,
-        &[],
-        Duration::from_secs(30),
-    );
-    assert!(
-        status.success(),
-        "{out}\n{messages}\nnode A:\n{}\nkamailio:\n{}",
-        node_a.log(),
-        kamailio.log()
-    );
-    let ended = ended_calls(&node_a.log());
-    assert_eq!(ended.len(), 1, "{}", node_a.log());
-    assert_eq!(ended[0]["outcome"], "answered");
-    assert_eq!(ended[0]["agent"], "ivan");
-    wait_until(
-        &node_a,
-        "node A's record in PostgreSQL",
-        Duration::from_secs(10),
-        || answered_in_db(&pg, &db) == 1,
-    );
+    call_answered_by_ivan(&kamailio, &node_a, "+38599100001", (&pg, &db, 1));
 
     // Node A dies (SIGKILL: no goodbye to anyone).
     node_a.kill_hard();
@@ -227,32 +238,10 @@ fn two_nodes_behind_kamailio_fail_over_within_the_registration_interval() {
     );
     let reregistered = killed.elapsed();
 
-    // The next call goes to node B, which now has the agent.
-    let (status, out, messages) = trunk_calls_to(
-        kamailio.addr(),
-        "+38599100002",
-        "100",
-        1500,
-        &[],
-        Duration::from_secs(30),
-    );
+    // The next call goes to node B, which now has the agent; both nodes' records are in the
+    // shared database.
+    call_answered_by_ivan(&kamailio, &node_b, "+38599100002", (&pg, &db, 2));
     let after_kill = killed.elapsed();
-    assert!(
-        status.success(),
-        "{out}\n{messages}\nnode B:\n{}\nkamailio:\n{}",
-        node_b.log(),
-        kamailio.log()
-    );
-    let ended = ended_calls(&node_b.log());
-    assert_eq!(ended.len(), 1, "{}", node_b.log());
-    assert_eq!(ended[0]["outcome"], "answered");
-    assert_eq!(ended[0]["agent"], "ivan");
-    wait_until(
-        &node_b,
-        "both nodes' records in the shared PostgreSQL",
-        Duration::from_secs(10),
-        || answered_in_db(&pg, &db) == 2,
-    );
     // Kamailio saw node A stop answering OPTIONS and sent the REGISTER to node B.
     let log = kamailio.log();
     assert!(
