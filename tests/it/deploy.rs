@@ -59,8 +59,9 @@ fn systemd_analyze_verifies_the_unit() {
         false,
     ) {
         assert_ok("systemd-analyze verify", &out);
+        // Warnings about the host's other units are not ours.
         let warnings = String::from_utf8_lossy(&out.stderr);
-        assert!(warnings.trim().is_empty(), "{warnings}");
+        assert!(!warnings.contains("switchboard.service"), "{warnings}");
     }
 }
 
