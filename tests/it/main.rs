@@ -13,6 +13,7 @@ mod api;
 mod calls;
 mod cli;
 mod crash;
+mod docs;
 mod harness;
 mod per_call_state;
 mod records;
