@@ -9,10 +9,12 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+mod paths;
 mod sections;
 mod security;
 mod validate;
 
+pub use paths::StateDirSource;
 pub use sections::*;
 pub use security::SecurityConfig;
 
@@ -71,6 +73,7 @@ pub struct Config {
     pub recording: RecordingConfig,
     #[serde(default)]
     pub security: SecurityConfig,
+    pub state: StateConfig,
 }
 
 impl Config {
