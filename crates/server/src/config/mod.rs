@@ -73,6 +73,7 @@ pub struct Config {
     pub recording: RecordingConfig,
     #[serde(default)]
     pub security: SecurityConfig,
+    #[serde(default)]
     pub state: StateConfig,
 }
 
