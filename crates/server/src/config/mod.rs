@@ -9,9 +9,11 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+mod numbers;
 mod sections;
 mod validate;
 
+pub use numbers::NumbersConfig;
 pub use sections::*;
 
 /// The built-in demo configuration used when `switchboard` runs without `--config`.
@@ -38,7 +40,7 @@ impl fmt::Display for ConfigError {
     }
 }
 
-fn err(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+pub(super) fn err(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError {
         path: path.into(),
         message: message.into(),
@@ -67,6 +69,8 @@ pub struct Config {
     pub ivr: Option<IvrConfig>,
     #[serde(default)]
     pub recording: RecordingConfig,
+    #[serde(default)]
+    pub numbers: NumbersConfig,
 }
 
 impl Config {

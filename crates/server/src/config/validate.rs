@@ -17,6 +17,7 @@ impl Config {
         let queue_names = self.validate_queues(&agent_ids, &mut errors);
         self.validate_routing(&agent_ids, &queue_names, &mut errors);
         self.validate_ivr(&mut errors);
+        errors.extend(self.numbers.validate());
         errors
     }
 

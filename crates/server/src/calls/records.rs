@@ -1,0 +1,414 @@
+//! What call control writes down: call-detail records (one per call segment, one per
+//! refused INVITE), queue events and agent-state records, all through the store's
+//! non-blocking [`RecordSink`](switchboard_store::RecordSink), plus the matching metrics and
+//! live events.
+
+use switchboard_engine::{AgentIdx, AgentStateKind, CallId, HangupSide, Purpose, Time};
+use switchboard_sip::{Endpoint, Instant};
+use switchboard_store::{
+    CallRecord, Direction, HangupSide as CdrHangup, Outcome as CdrOutcome, QueueEvent,
+    QueueEventKind,
+};
+use tracing::{debug, info, warn};
+
+use super::state::{Call, SegmentEnd};
+use super::{Calls, millis_between, state_name, timestamp};
+use crate::callmedia::CallMediaStats;
+use crate::events::LiveEvent;
+
+/// A call the engine could not route, for its CDR.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Unrouted<'a> {
+    pub trunk: &'a str,
+    pub caller: &'a str,
+    pub dialed: &'a str,
+    pub client_number: &'a str,
+    pub class: &'a str,
+    pub purpose: Purpose,
+    pub sip_call_id: &'a str,
+}
+
+/// An INVITE refused before a dialog existed, for its CDR.
+#[derive(Debug, Clone)]
+pub(super) struct Rejected<'a> {
+    /// `None` when the source is no trunk's.
+    pub trunk: Option<&'a str>,
+    pub caller: &'a str,
+    pub client_number: &'a str,
+    pub dialed: &'a str,
+    pub sip_call_id: &'a str,
+    /// The status sent, e.g. `420 Bad Extension (foo)`.
+    pub why: String,
+}
+
+impl Calls {
+    /// The CDR of a call segment in progress (a transfer), with media counts so far.
+    pub(super) fn write_cdr(&self, now: Instant, key: u64, end: &SegmentEnd) {
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        let stats = call.media.stats();
+        self.record_segment(now, call, end, &stats);
+    }
+
+    /// Writes one call-detail record, counts it in the metrics, logs it and tells the live
+    /// event stream.
+    pub(super) fn record_segment(
+        &self,
+        now: Instant,
+        call: &Call,
+        end: &SegmentEnd,
+        stats: &CallMediaStats,
+    ) {
+        let key = call.key;
+        let (outcome, side) = (end.outcome, end.side);
+        let wait_ms = millis_between(call.queued_at, call.answered_at.unwrap_or(now));
+        let talk_ms = call.answered_at.map_or(0, |a| millis_between(a, now));
+        let agent_id = end.agent.clone();
+        let queue_label = call.queue.clone().unwrap_or_else(|| "none".to_owned());
+        self.metrics
+            .calls_total
+            .with_label_values(&[&queue_label, outcome.as_str()])
+            .inc();
+        self.metrics
+            .wait_seconds
+            .with_label_values(&[&queue_label])
+            .observe(wait_ms as f64 / 1000.0);
+        if call.answered_at.is_some() {
+            self.metrics
+                .talk_seconds
+                .with_label_values(&[&queue_label])
+                .observe(talk_ms as f64 / 1000.0);
+        }
+        info!(
+            call = key,
+            outcome = outcome.as_str(),
+            hangup = side.as_str(),
+            agent = agent_id.as_deref().unwrap_or("-"),
+            wait_ms,
+            talk_ms,
+            caller_rtp_in = stats.caller_in,
+            caller_rtp_out = stats.caller_out,
+            agent_rtp_in = stats.agent_in,
+            agent_rtp_out = stats.agent_out,
+            route = %call.route,
+            "call ended"
+        );
+        self.events.send(LiveEvent::CallEnded {
+            call: key,
+            outcome: outcome.as_str().to_owned(),
+            hangup_side: side.as_str().to_owned(),
+        });
+        let record = CallRecord {
+            id: call.record_id.clone(),
+            sip_call_id: call.caller_leg.sip_call_id.clone(),
+            direction: Direction::Inbound,
+            trunk: Some(call.trunk.clone()),
+            caller: call.caller.clone(),
+            dialed: call.dialed.clone(),
+            client_number: Some(call.client_number.clone()),
+            client_class: Some(call.class.clone()),
+            purpose: Some(call.purpose.as_str().to_owned()),
+            queue: call.queue.clone(),
+            agent_id,
+            route: call.route.clone(),
+            started_at: timestamp(call.started_at),
+            queued_at: Some(timestamp(call.queued_at)),
+            answered_at: call.answered_at.map(timestamp),
+            ended_at: timestamp(now),
+            wait_ms,
+            talk_ms,
+            outcome,
+            hangup_side: side,
+            recording: stats.recording.as_ref().map(|p| p.display().to_string()),
+        };
+        if let Err(e) = self.records.send(record) {
+            warn!(call = key, "call record not accepted: {e}");
+        }
+    }
+
+    /// A queue event of call `key` written by call control itself (TRANSFER).
+    pub(super) fn write_queue_event(
+        &self,
+        key: u64,
+        kind: QueueEventKind,
+        agent: Option<String>,
+        data: Option<String>,
+    ) {
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        let record = QueueEvent {
+            id: switchboard_store::new_record_id(),
+            at: switchboard_store::now_utc(),
+            call_id: call.record_id.clone(),
+            queue: call.queue.clone().unwrap_or_else(|| "none".to_owned()),
+            agent_id: agent,
+            event: kind,
+            data,
+        };
+        if let Err(e) = self.records.send(record) {
+            warn!(call = key, "queue event not accepted: {e}");
+        }
+    }
+
+    pub(super) fn write_unrouted_cdr(&self, now: Instant, u: Unrouted<'_>) {
+        let Unrouted {
+            trunk,
+            caller,
+            dialed,
+            client_number,
+            class,
+            purpose,
+            sip_call_id,
+        } = u;
+        self.metrics
+            .calls_total
+            .with_label_values(&["none", CdrOutcome::NoAgent.as_str()])
+            .inc();
+        let record = CallRecord {
+            id: switchboard_store::new_record_id(),
+            sip_call_id: sip_call_id.to_owned(),
+            direction: Direction::Inbound,
+            trunk: Some(trunk.to_owned()),
+            caller: caller.to_owned(),
+            dialed: dialed.to_owned(),
+            client_number: Some(client_number.to_owned()),
+            client_class: Some(class.to_owned()),
+            purpose: Some(purpose.as_str().to_owned()),
+            queue: None,
+            agent_id: None,
+            route: "no route: no step of the chain has an agent".to_owned(),
+            started_at: timestamp(now),
+            queued_at: None,
+            answered_at: None,
+            ended_at: timestamp(now),
+            wait_ms: 0,
+            talk_ms: 0,
+            outcome: CdrOutcome::NoAgent,
+            hangup_side: CdrHangup::System,
+            recording: None,
+        };
+        if let Err(e) = self.records.send(record) {
+            warn!("call record not accepted: {e}");
+        }
+    }
+
+    /// The record of an INVITE refused before a dialog existed (outcome `rejected`; its
+    /// route says which answer it got).
+    pub(super) fn write_rejected(&self, now: Instant, r: Rejected<'_>) {
+        self.metrics
+            .calls_total
+            .with_label_values(&["none", CdrOutcome::Rejected.as_str()])
+            .inc();
+        info!(call_id = %r.sip_call_id, caller = %r.caller, trunk = r.trunk.unwrap_or("-"), why = %r.why, "call rejected");
+        let record = CallRecord {
+            id: switchboard_store::new_record_id(),
+            sip_call_id: r.sip_call_id.to_owned(),
+            direction: Direction::Inbound,
+            trunk: r.trunk.map(str::to_owned),
+            caller: r.caller.to_owned(),
+            dialed: r.dialed.to_owned(),
+            client_number: Some(r.client_number.to_owned()),
+            client_class: None,
+            purpose: None,
+            queue: None,
+            agent_id: None,
+            route: format!("rejected: {}", r.why),
+            started_at: timestamp(now),
+            queued_at: None,
+            answered_at: None,
+            ended_at: timestamp(now),
+            wait_ms: 0,
+            talk_ms: 0,
+            outcome: CdrOutcome::Rejected,
+            hangup_side: CdrHangup::System,
+            recording: None,
+        };
+        if let Err(e) = self.records.send(record) {
+            warn!("call record not accepted: {e}");
+        }
+    }
+
+    pub(super) fn on_engine_event(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        event: switchboard_engine::Event,
+    ) {
+        use switchboard_engine::Event as E;
+        let (call, kind, agent, queue, data) = match &event {
+            E::CallEnqueued { call, queue, .. } => {
+                (*call, QueueEventKind::EnterQueue, None, *queue, None)
+            }
+            E::CallNotAnswered {
+                call,
+                agent,
+                rejected,
+                ..
+            } => (
+                *call,
+                QueueEventKind::RingNoAnswer,
+                Some(*agent),
+                None,
+                Some(if *rejected { "rejected" } else { "no answer" }.to_owned()),
+            ),
+            E::CallAnswered {
+                call,
+                agent,
+                queue,
+                wait_ms,
+                ..
+            } => (
+                *call,
+                QueueEventKind::Connect,
+                Some(*agent),
+                *queue,
+                Some(format!("{wait_ms}")),
+            ),
+            E::CallEnded {
+                call,
+                agent,
+                talk_ms,
+                side,
+                ..
+            } => (
+                *call,
+                match side {
+                    HangupSide::Agent => QueueEventKind::CompleteAgent,
+                    _ => QueueEventKind::CompleteCaller,
+                },
+                Some(*agent),
+                None,
+                Some(format!("{talk_ms}")),
+            ),
+            E::CallAbandoned { call, wait_ms, .. } => (
+                *call,
+                QueueEventKind::Abandon,
+                None,
+                None,
+                Some(format!("{wait_ms}")),
+            ),
+            E::CallOverflowed { call, queue, .. } => (
+                *call,
+                QueueEventKind::ExitWithTimeout,
+                None,
+                Some(*queue),
+                None,
+            ),
+            E::AgentStateChanged {
+                agent,
+                from,
+                to,
+                at,
+            } => {
+                if *from == AgentStateKind::Ringing
+                    && !matches!(to, AgentStateKind::Ringing | AgentStateKind::OnCall)
+                {
+                    self.stop_ringing(ep, now, *agent);
+                }
+                self.agent_state_changed(*agent, *from, *to, *at);
+                return;
+            }
+            E::CallOffered { .. } => return,
+        };
+        let Some(key) = self.by_engine.get(&call).copied() else {
+            // Events after the call ended (COMPLETE*, ABANDON) still belong to its record.
+            self.write_queue_event_detached(call, kind, agent, queue, data);
+            return;
+        };
+        let Some(c) = self.calls.get(&key) else {
+            return;
+        };
+        let queue_name = queue
+            .and_then(|q| self.engine.queue_name(q))
+            .map(str::to_owned)
+            .or_else(|| c.queue.clone())
+            .unwrap_or_else(|| "none".to_owned());
+        let record = QueueEvent {
+            id: switchboard_store::new_record_id(),
+            at: switchboard_store::now_utc(),
+            call_id: c.record_id.clone(),
+            queue: queue_name,
+            agent_id: agent
+                .and_then(|a| self.engine.agent_id(a))
+                .map(str::to_owned),
+            event: kind,
+            data,
+        };
+        if let Err(e) = self.records.send(record) {
+            warn!("queue event not accepted: {e}");
+        }
+    }
+
+    fn write_queue_event_detached(
+        &mut self,
+        call: CallId,
+        kind: QueueEventKind,
+        agent: Option<AgentIdx>,
+        queue: Option<switchboard_engine::QueueIdx>,
+        data: Option<String>,
+    ) {
+        // The engine reports a call's last events (COMPLETE*, ABANDON) after call control has
+        // ended it: they belong to the record of the finished call.
+        let finished = if matches!(
+            kind,
+            QueueEventKind::CompleteAgent
+                | QueueEventKind::CompleteCaller
+                | QueueEventKind::Abandon
+        ) {
+            self.finished.remove(&call)
+        } else {
+            self.finished.get(&call).cloned()
+        };
+        let Some((record_id, last_queue)) = finished else {
+            debug!(call = %call, "queue event for an unknown call dropped");
+            return;
+        };
+        let record = QueueEvent {
+            id: switchboard_store::new_record_id(),
+            at: switchboard_store::now_utc(),
+            call_id: record_id,
+            queue: queue
+                .and_then(|q| self.engine.queue_name(q))
+                .map(str::to_owned)
+                .or(last_queue)
+                .unwrap_or_else(|| "none".to_owned())
+                .to_owned(),
+            agent_id: agent
+                .and_then(|a| self.engine.agent_id(a))
+                .map(str::to_owned),
+            event: kind,
+            data,
+        };
+        if let Err(e) = self.records.send(record) {
+            warn!("queue event not accepted: {e}");
+        }
+    }
+
+    fn agent_state_changed(
+        &self,
+        agent: AgentIdx,
+        from: AgentStateKind,
+        to: AgentStateKind,
+        _at: Time,
+    ) {
+        let id = self.engine.agent_id(agent).unwrap_or_default().to_owned();
+        debug!(agent = %id, from = ?from, to = ?to, "agent state");
+        self.events.send(LiveEvent::AgentState {
+            agent: id.clone(),
+            state: state_name(to).to_owned(),
+        });
+        let record = switchboard_store::AgentSessionEvent {
+            id: switchboard_store::new_record_id(),
+            at: switchboard_store::now_utc(),
+            agent_id: id,
+            event: switchboard_store::AgentEventKind::State,
+            state: Some(state_name(to).to_owned()),
+            reason: Some(format!("from {}", state_name(from))),
+        };
+        if let Err(e) = self.records.send(record) {
+            warn!("agent session record not accepted: {e}");
+        }
+    }
+}
