@@ -144,6 +144,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
             media,
             shared: Arc::clone(&shared),
             inputs: inputs_tx,
+            nonce_secret: random_secret().context("cannot read random bytes for digest nonces")?,
         },
     );
     let mono_start = clock::now();

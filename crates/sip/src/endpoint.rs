@@ -34,7 +34,7 @@ pub const BRANCH_MAGIC: &str = "z9hG4bK";
 
 /// Methods the endpoint accepts (the `Allow` header).
 pub const ALLOW: &str =
-    "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, REFER, NOTIFY, INFO, UPDATE, MESSAGE";
+    "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, REFER, NOTIFY, INFO, UPDATE, PRACK, MESSAGE";
 
 /// Most timer firings handled per transaction per `handle_timeout` call (a bound, not a
 /// behaviour: every firing re-arms strictly later or disarms).
@@ -993,13 +993,11 @@ impl Endpoint {
         if max_forwards(&req) == Some(0) && req.method != Method::Options {
             return self.reply_own(now, id, &req, 483, "Too Many Hops");
         }
-        let required: Vec<String> = req
-            .headers
-            .list(&HeaderName::Require)
-            .into_iter()
-            .map(str::to_string)
-            .collect();
-        if !required.is_empty() {
+        // A new INVITE goes to call control even when it requires what is not supported:
+        // the refusal is a call that must be recorded.
+        let required = crate::extensions::unsupported(&req);
+        let new_invite = req.method == Method::Invite && !in_dialog;
+        if !required.is_empty() && !new_invite {
             let mut resp = Response::from_request(&req, 420, "Bad Extension", None);
             resp.headers
                 .push(HeaderName::Other("Unsupported".into()), required.join(", "));
@@ -1017,7 +1015,8 @@ impl Endpoint {
                 let mut resp = Response::from_request(&req, 200, "OK", None);
                 resp.headers.push(HeaderName::Allow, ALLOW);
                 resp.headers.push(HeaderName::Accept, "application/sdp");
-                resp.headers.push(HeaderName::Supported, "");
+                resp.headers
+                    .push(HeaderName::Supported, crate::extensions::SUPPORTED);
                 self.reply_own_response(now, id, resp);
             }
             Method::Invite => {
@@ -1034,6 +1033,7 @@ impl Endpoint {
             | Method::Notify
             | Method::Info
             | Method::Update
+            | Method::Prack
             | Method::Message
             | Method::Options => {
                 self.events.push_back(Event::NewRequest {

@@ -42,7 +42,9 @@ impl Calls {
             }
             (_, Ended::RtpTimeout) => (CdrOutcome::Abandoned, CdrHangup::System),
             (_, Ended::NoAgent) => (CdrOutcome::NoAgent, CdrHangup::System),
-            (_, Ended::Failed | Ended::Shutdown) => (CdrOutcome::Failed, CdrHangup::System),
+            (_, Ended::Failed | Ended::Shutdown | Ended::SessionExpired) => {
+                (CdrOutcome::Failed, CdrHangup::System)
+            }
         };
         if bye_caller {
             self.bye_caller(ep, now, &mut call);

@@ -162,20 +162,22 @@ impl Calls {
             return;
         }
         let Some(&key) = self.by_client_txn.get(&txn) else {
+            return; // BYE, CANCEL, NOTIFY: nothing to do.
+        };
+        let Some(call) = self.calls.get_mut(&key) else {
+            self.by_client_txn.remove(&txn);
+            return;
+        };
+        let leg = call
+            .phase
+            .ringing_mut()
+            .and_then(|r| r.legs.iter().position(|l| l.leg.txn == txn).map(|p| (r, p)));
+        let Some((ringing, pos)) = leg else {
+            // Not an agent leg: a request of ours inside the caller's dialog.
             self.on_other_response(ep, now, txn, &resp);
             return;
         };
         self.by_client_txn.remove(&txn);
-        let Some(call) = self.calls.get_mut(&key) else {
-            return;
-        };
-        let Some(ringing) = call.phase.ringing_mut() else {
-            // Talking or in the menu: its legs were orphaned when it left the queue.
-            return;
-        };
-        let Some(pos) = ringing.legs.iter().position(|l| l.leg.txn == txn) else {
-            return;
-        };
         let RingingLeg { leg, state } = ringing.legs.remove(pos);
         if (200..300).contains(&status) {
             self.answered(ep, now, key, leg, &resp);

@@ -7,7 +7,8 @@
 //! cancelled. BYE on either side ends the other; a caller who leaves while waiting is an
 //! abandoned call. Every call ends in exactly one call-detail record.
 //!
-//! One file per phase of a call: `inbound` (admission, the caller's INVITE, CANCEL, ACK),
+//! One file per phase of a call: `admission` (trunk ACL and digest), `inbound` (the caller's
+//! INVITE, extensions, CANCEL, ACK),
 //! `menu` (the voice menu), `queued` (announcements), `legs` (INVITEs to agents and their
 //! answers), `transfer` (REFER), `dialogs` (in-dialog requests: BYE, re-INVITE/UPDATE, REFER, session timers,
 //! RTP inactivity), `ending` (tearing a call down) and `records` (CDRs, queue events, agent
@@ -19,6 +20,7 @@
 //! reads the clock except the RTP check (media counters are stamped by the media tasks), so
 //! the `sim` harness of the tests drives calls in virtual time.
 
+mod admission;
 mod dialogs;
 mod ending;
 mod inbound;
@@ -33,6 +35,8 @@ mod transfer;
 mod sim;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_dialogs;
 
 use std::collections::{BTreeSet, HashMap};
 use std::str::FromStr;
@@ -43,6 +47,7 @@ use ipnet::IpNet;
 use switchboard_engine::{
     AgentIdx, AgentStateChange, AgentStateKind, CallId, Engine, Purpose, Time,
 };
+use switchboard_sip::digest::NonceSource;
 use switchboard_sip::{ClientTxnKey, Endpoint, Event, Instant, ServerTxnKey, TxnKey};
 use switchboard_sipmsg::{HeaderName, Method, Request, Response};
 use switchboard_store::RecordSink;
@@ -63,6 +68,8 @@ struct Trunk {
     name: String,
     allow: Vec<IpNet>,
     dids: HashMap<String, Purpose>,
+    /// `username` and `password`: sources outside `allow` may answer a 407 with them.
+    credentials: Option<(String, String)>,
 }
 
 /// An agent leg given up on (cancelled, or left behind by its call) is forgotten this many
@@ -103,6 +110,8 @@ pub struct CallDeps {
     pub shared: Arc<Shared>,
     /// Where tasks outside the endpoint task send call input (DTMF digits).
     pub inputs: tokio::sync::mpsc::UnboundedSender<CallInput>,
+    /// Random bytes keying the nonces of trunk digest challenges.
+    pub nonce_secret: Vec<u8>,
 }
 
 /// The call-control state of the endpoint task.
@@ -114,6 +123,7 @@ pub struct Calls {
     events: EventBus,
     media: MediaSetup,
     trunks: Vec<Trunk>,
+    trunk_nonces: NonceSource,
     numbers: config::NumbersConfig,
     domain: String,
     queue_settings: HashMap<String, config::QueueConfig>,
@@ -184,6 +194,7 @@ impl Calls {
             media,
             shared,
             inputs,
+            nonce_secret,
         } = deps;
         let trunks = config
             .trunks
@@ -200,6 +211,7 @@ impl Calls {
                     .iter()
                     .filter_map(|(did, p)| Purpose::from_str(p).ok().map(|p| (did.clone(), p)))
                     .collect(),
+                credentials: t.username.clone().zip(t.password.clone()),
             })
             .collect();
         Calls {
@@ -210,6 +222,10 @@ impl Calls {
             events,
             media,
             trunks,
+            trunk_nonces: NonceSource::new(
+                nonce_secret,
+                Duration::from_secs(u64::from(config.sip.nonce_lifetime_s)),
+            ),
             numbers: config.numbers.clone(),
             domain: config.sip.domain.clone(),
             queue_settings: config
@@ -294,6 +310,8 @@ impl Calls {
                 Timer::MenuTimeout { key } => self.menu_timeout(ep, now, key),
                 Timer::ForgetLeg { txn } => self.forget_leg(txn),
                 Timer::RtpCheck { key } => self.check_rtp(ep, now, key),
+                Timer::SessionRefresh { key } => self.refresh_session(ep, now, key),
+                Timer::SessionExpired { key } => self.session_expired(ep, now, key),
             }
         }
         self.pump(ep, now);

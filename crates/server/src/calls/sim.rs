@@ -43,8 +43,8 @@ pub struct Sim {
 
 /// The demo company with `extra` TOML appended (or replacing whole tables), its database in
 /// a temporary directory and RTP on ports of its own.
-pub fn config(extra: &str, dir: &std::path::Path, rtp_base: u16) -> Config {
-    let demo = crate::config::DEMO_CONFIG
+pub fn config(base: &str, extra: &str, dir: &std::path::Path, rtp_base: u16) -> Config {
+    let demo = base
         .replace(
             "sqlite://switchboard.db",
             &format!("sqlite://{}/sim.db", dir.display()),
@@ -63,8 +63,13 @@ pub fn config(extra: &str, dir: &std::path::Path, rtp_base: u16) -> Config {
 impl Sim {
     /// A server on the demo company. `rtp_base` keeps tests running in parallel apart.
     pub async fn new(extra: &str, rtp_base: u16) -> Sim {
+        Sim::with_config(crate::config::DEMO_CONFIG, extra, rtp_base).await
+    }
+
+    /// A server on `base` (a whole configuration) with `extra` appended.
+    pub async fn with_config(base: &str, extra: &str, rtp_base: u16) -> Sim {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = config(extra, dir.path(), rtp_base);
+        let config = config(base, extra, dir.path(), rtp_base);
         let store = Store::open(
             &config.database.url,
             &config.database.spool_dir,
@@ -101,6 +106,7 @@ impl Sim {
                 media: MediaSetup::new(&config).expect("media"),
                 shared: Shared::new(),
                 inputs,
+                nonce_secret: b"sim-trunk-secret".to_vec(),
             },
         );
         Sim {

@@ -106,6 +106,15 @@ impl Phase {
     }
 }
 
+/// RFC 4028 session timer of the caller's dialog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct SessionTimer {
+    /// The negotiated interval (Session-Expires), seconds.
+    pub interval_s: u32,
+    /// Switchboard refreshes (refresher=uas); otherwise the caller does.
+    pub we_refresh: bool,
+}
+
 /// The caller's side of a call: the trunk's INVITE and the dialog it formed.
 #[derive(Debug)]
 pub(super) struct CallerLeg {
@@ -115,6 +124,14 @@ pub(super) struct CallerLeg {
     pub sip_call_id: String,
     /// The caller put the agent on hold (re-INVITE sendonly/inactive).
     pub held: bool,
+    pub session_timer: Option<SessionTimer>,
+    /// The caller's INVITE allows UPDATE (our session refreshes use it, else re-INVITE).
+    pub allows_update: bool,
+    /// A re-INVITE of ours to the caller is in progress: the caller's re-INVITE meets 491
+    /// (RFC 3261 §14.2 glare).
+    pub our_reinvite: Option<switchboard_sip::ClientTxnKey>,
+    /// Reliable provisional responses sent (RFC 3262 `RSeq`).
+    pub rseq: u32,
 }
 
 #[derive(Debug)]
@@ -167,6 +184,10 @@ pub(super) enum Timer {
     ForgetLeg { txn: ClientTxnKey },
     /// Time to check that call `key`'s legs still send RTP (`media.rtp_timeout_s`).
     RtpCheck { key: u64 },
+    /// Switchboard is the refresher of call `key`'s session timer: time to refresh.
+    SessionRefresh { key: u64 },
+    /// The session timer of call `key` ran out without a refresh (RFC 4028 §10).
+    SessionExpired { key: u64 },
 }
 
 impl Timer {
@@ -176,7 +197,9 @@ impl Timer {
             Timer::RingTimeout { key, .. }
             | Timer::Announce { key }
             | Timer::MenuTimeout { key }
-            | Timer::RtpCheck { key } => Some(key),
+            | Timer::RtpCheck { key }
+            | Timer::SessionRefresh { key }
+            | Timer::SessionExpired { key } => Some(key),
             Timer::ForgetLeg { .. } => None,
         }
     }
@@ -201,4 +224,6 @@ pub(super) enum Ended {
     /// A leg sent no RTP for `media.rtp_timeout_s` (its party is most likely gone and the
     /// BYE was lost).
     RtpTimeout,
+    /// The caller's session timer ran out without a refresh.
+    SessionExpired,
 }
