@@ -19,6 +19,8 @@ command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
 # promtool checks the /metrics exposition and deploy/prometheus (Debian ships it in prometheus).
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
+# Kamailio plays the SBC (record_route) in front of Switchboard in tests/it/trunks.rs.
+[ -x /usr/sbin/kamailio ] || missing+=(kamailio)
 if ((${#missing[@]})); then
   step "installing: ${missing[*]}"
   SUDO=""
@@ -39,6 +41,12 @@ if ! python3 -c 'import openapi_spec_validator' >/dev/null 2>&1; then
   step "installing openapi-spec-validator (PyPI)"
   python3 -m pip install --quiet openapi-spec-validator \
     || python3 -m pip install --quiet --break-system-packages openapi-spec-validator
+fi
+# PJSUA2 (PJSIP 2.15) plays a PBX trunk with session timers and 100rel, and an agent phone.
+if ! python3 -c 'import pjsua2' >/dev/null 2>&1; then
+  step "installing pjsua2-python (PyPI)"
+  python3 -m pip install --quiet pjsua2-python \
+    || python3 -m pip install --quiet --break-system-packages pjsua2-python
 fi
 
 # ---- checks ------------------------------------------------------------------------------

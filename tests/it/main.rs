@@ -18,3 +18,4 @@ mod records;
 mod register;
 mod rtp_timeout;
 mod sip_basics;
+mod trunks;

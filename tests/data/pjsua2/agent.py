@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""An agent softphone played by PJSUA2 (PJSIP) that registers with digest and answers every
+call with a fixed status (486 Busy Here by default), printing one JSON line per call.
+
+usage: agent.py SERVER_HOST SERVER_PORT LOCAL_PORT AGENT PASSWORD SECONDS [STATUS]
+"""
+import gc
+import json
+import sys
+import time
+
+import pjsua2 as pj
+
+host, port, local_port, agent, password, seconds = sys.argv[1:7]
+status = int(sys.argv[7]) if len(sys.argv) > 7 else 486
+
+
+def out(**kw):
+    print(json.dumps(kw), flush=True)
+
+
+calls = []
+
+
+class Call(pj.Call):
+    def onCallState(self, prm):
+        ci = self.getInfo()
+        out(event="call_state", state=ci.stateText, last_status=ci.lastStatusCode)
+
+
+class Account(pj.Account):
+    def onRegState(self, prm):
+        out(event="registered", code=prm.code)
+
+    def onIncomingCall(self, prm):
+        call = Call(self, prm.callId)
+        calls.append(call)
+        out(event="incoming", call_id=call.getInfo().callIdString)
+        op = pj.CallOpParam(True)
+        op.statusCode = status
+        call.answer(op)
+
+
+ep = pj.Endpoint()
+ep.libCreate()
+cfg = pj.EpConfig()
+cfg.uaConfig.threadCnt = 0
+cfg.uaConfig.mainThreadOnly = True
+cfg.logConfig.level = 3
+cfg.logConfig.consoleLevel = 3
+ep.libInit(cfg)
+tcfg = pj.TransportConfig()
+tcfg.port = int(local_port)
+tcfg.boundAddress = "127.0.0.1"
+ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
+ep.libStart()
+ep.audDevManager().setNullDev()
+
+acfg = pj.AccountConfig()
+acfg.idUri = f"sip:{agent}@{host}:{port}"
+acfg.regConfig.registrarUri = f"sip:{host}:{port}"
+acfg.regConfig.timeoutSec = 300
+acfg.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", agent, 0, password))
+acfg.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
+acc = Account()
+acc.create(acfg)
+
+end = time.time() + float(seconds)
+while time.time() < end:
+    ep.libHandleEvents(20)
+
+out(event="end", calls=len(calls))
+ep.hangupAllCalls()
+ep.libHandleEvents(100)
+calls.clear()
+acc.shutdown()
+del acc
+gc.collect()
+ep.libDestroy()
