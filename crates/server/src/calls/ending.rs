@@ -77,6 +77,7 @@ impl Calls {
                     let _ = ep.send_request(now, dest, bye);
                 }
                 self.by_sip_call_id.remove(&b.sip_call_id);
+                self.by_client_txn.remove(&b.invite_txn);
                 let engine_side = match side {
                     CdrHangup::Caller => HangupSide::Caller,
                     CdrHangup::Agent => HangupSide::Agent,

@@ -173,16 +173,33 @@ impl Calls {
             .ringing_mut()
             .and_then(|r| r.legs.iter().position(|l| l.leg.txn == txn).map(|p| (r, p)));
         let Some((ringing, pos)) = leg else {
+            if let Phase::Talking(b) = &call.phase
+                && b.invite_txn == txn
+            {
+                // Another 2xx to the answered INVITE: a fork of it answered too (RFC 3261
+                // §13.2.2.4). Its dialog is not ours to keep: ACK and BYE it. The answered
+                // dialog's own retransmissions are re-ACKed by the endpoint.
+                if (200..300).contains(&status) && !b.dialog.matches_response(&resp) {
+                    info!(
+                        call = key,
+                        "second 2xx from a fork of the agent's INVITE: ACKed and ended"
+                    );
+                    let dest = b.dest.clone();
+                    ack_and_bye(ep, now, txn, dest, &resp);
+                }
+                return;
+            }
             // Not an agent leg: a request of ours inside the caller's dialog.
             self.on_other_response(ep, now, txn, &resp);
             return;
         };
-        self.by_client_txn.remove(&txn);
         let RingingLeg { leg, state } = ringing.legs.remove(pos);
         if (200..300).contains(&status) {
+            // The answered INVITE stays mapped while the call talks: a forked 2xx finds it.
             self.answered(ep, now, key, leg, &resp);
             return;
         }
+        self.by_client_txn.remove(&txn);
         // A failure: the agent is done when no other contact of theirs is still ringing.
         self.by_sip_call_id.remove(&leg.sip_call_id);
         let still_ringing = ringing.legs.iter().any(|l| l.leg.agent == leg.agent);
@@ -240,12 +257,14 @@ impl Calls {
                 call = key,
                 "agent 2xx without a usable dialog; treating as a failure"
             );
+            self.by_client_txn.remove(&leg.txn);
             return;
         };
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
         let bridged = Bridged {
+            invite_txn: leg.txn,
             agent: leg.agent,
             dialog,
             dest: leg.dest,

@@ -55,13 +55,15 @@ pub fn config(base: &str, extra: &str, dir: &std::path::Path, rtp_base: u16) -> 
         )
         .replace(
             "rtp_ports = [20000, 29999]",
-            &format!("rtp_ports = [{rtp_base}, {}]", rtp_base + 199),
+            &format!("rtp_ports = [{rtp_base}, {}]", rtp_base + 99),
         );
     Config::from_toml(&format!("{demo}\n{extra}")).expect("sim config")
 }
 
 impl Sim {
-    /// A server on the demo company. `rtp_base` keeps tests running in parallel apart.
+    /// A server on the demo company. `rtp_base` keeps tests running in parallel apart: each
+    /// test has 100 RTP ports of its own between 29400 and 32767 (above the integration
+    /// tests' ranges, below Linux's ephemeral ports).
     pub async fn new(extra: &str, rtp_base: u16) -> Sim {
         Sim::with_config(crate::config::DEMO_CONFIG, extra, rtp_base).await
     }

@@ -42,6 +42,8 @@ pub(super) struct RingingLeg {
 /// The agent leg that answered.
 #[derive(Debug)]
 pub(super) struct Bridged {
+    /// The INVITE the agent answered (a second 2xx to it comes from a fork).
+    pub invite_txn: ClientTxnKey,
     pub agent: AgentIdx,
     pub dialog: Dialog,
     pub dest: Peer,

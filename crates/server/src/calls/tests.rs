@@ -40,7 +40,7 @@ fn is_empty(sim: &Sim) -> bool {
 /// answered with the agent, and call control's tables are empty.
 #[tokio::test]
 async fn queued_call_is_answered_bridged_and_ended_by_the_caller() {
-    let mut sim = Sim::new("", 31000).await;
+    let mut sim = Sim::new("", 29400).await;
     let mut petra = Ua::new("petra", 5301);
     petra.register(&mut sim, "petra-secret");
     let mut trunk = Ua::new("+38599000001", 5201);
@@ -77,7 +77,7 @@ async fn queued_call_is_answered_bridged_and_ended_by_the_caller() {
 /// as a no-answer, and the call waits on.
 #[tokio::test]
 async fn ring_timeout_cancels_the_agent_leg() {
-    let mut sim = Sim::new("", 31200).await;
+    let mut sim = Sim::new("", 29500).await;
     let mut petra = Ua::new("petra", 5302);
     petra.register(&mut sim, "petra-secret");
     let mut trunk = Ua::new("+38599000002", 5202);
@@ -106,7 +106,7 @@ async fn ring_timeout_cancels_the_agent_leg() {
 /// call goes on to the next candidate at the same instant.
 #[tokio::test]
 async fn agent_busy_ends_the_offer_at_once() {
-    let mut sim = Sim::new("", 31400).await;
+    let mut sim = Sim::new("", 29600).await;
     let mut petra = Ua::new("petra", 5303);
     let mut ivan = Ua::new("ivan", 5313);
     petra.register(&mut sim, "petra-secret");
@@ -144,7 +144,7 @@ async fn agent_busy_ends_the_offer_at_once() {
 async fn menu_timeout_queues_the_call_as_an_order() {
     let mut sim = Sim::new(
         "[ivr]\nenabled = true\ntimeout_s = 7\noptions = { \"1\" = \"order\", \"2\" = \"complaint\" }\n",
-        31600,
+        30900,
     )
     .await;
     let mut trunk = Ua::new("+38599000004", 5204);
@@ -165,7 +165,7 @@ async fn menu_timeout_queues_the_call_as_an_order() {
 /// RTP inactivity: a caller who sends no RTP is hung up after `media.rtp_timeout_s`.
 #[tokio::test]
 async fn silent_caller_is_hung_up_by_the_rtp_check() {
-    let mut sim = Sim::new("", 31800).await;
+    let mut sim = Sim::new("", 29700).await;
     let mut trunk = Ua::new("+38599000005", 5205);
     let mut petra = Ua::new("petra", 5305);
     petra.register(&mut sim, "petra-secret");
@@ -191,7 +191,7 @@ async fn silent_caller_is_hung_up_by_the_rtp_check() {
 /// A leg left behind is forgotten 128·T1 after it was given up when its INVITE never ends.
 #[tokio::test]
 async fn orphaned_leg_is_forgotten() {
-    let mut sim = Sim::new("", 32000).await;
+    let mut sim = Sim::new("", 29800).await;
     let mut petra = Ua::new("petra", 5306);
     petra.register(&mut sim, "petra-secret");
     let mut trunk = Ua::new("+38599000006", 5206);
@@ -210,4 +210,57 @@ async fn orphaned_leg_is_forgotten() {
     sim.advance(Duration::from_secs(65));
     assert_eq!(sim.calls.table_sizes()[6], 0, "forgotten after 128·T1");
     assert!(is_empty(&sim));
+}
+
+/// A second 2xx to the agent's INVITE from a fork (another To tag) is ACKed and BYEd; the
+/// call stays with the dialog that answered first.
+#[tokio::test]
+async fn forked_second_2xx_is_acked_and_ended() {
+    let mut sim = Sim::new("", 30700).await;
+    let mut petra = Ua::new("petra", 5307);
+    petra.register(&mut sim, "petra-secret");
+    let mut trunk = Ua::new("+38599000007", 5207);
+    trunk_call(&mut sim, &mut trunk, "c7");
+    let inv = sim.request(petra.addr, Method::Invite);
+    let sdp = petra.sdp(petra.rtp_port, "sendrecv");
+    sim.deliver(
+        petra.addr,
+        &Message::Response(petra.answer(&inv, 200, Some(sdp.clone()))),
+    );
+    sim.request(petra.addr, Method::Ack);
+    let mut fork = petra.clone();
+    fork.tag = "fork-tag".into();
+    sim.deliver(
+        petra.addr,
+        &Message::Response(fork.answer(&inv, 200, Some(sdp))),
+    );
+    let ack = sim.request(petra.addr, Method::Ack);
+    let bye = sim.request(petra.addr, Method::Bye);
+    for r in [&ack, &bye] {
+        let to = r.to_hdr().unwrap();
+        assert_eq!(to.tag(), Some("fork-tag"), "{r:?}");
+    }
+    assert_eq!(phase(&sim), ["talking"]);
+}
+
+/// The 200 to the caller is retransmitted until the ACK; without one the call ends after
+/// 64·T1 and the caller gets a BYE.
+#[tokio::test]
+async fn missing_ack_ends_the_call_after_64_t1() {
+    let mut sim = Sim::new("", 30800).await;
+    let mut trunk = Ua::new("+38599000008", 5208);
+    let offer = trunk.sdp(trunk.rtp_port, "sendrecv");
+    let inv = trunk.invite("100", "c8", Some(offer), &[]);
+    sim.deliver(trunk.addr, &Message::Request(inv));
+    let start = sim.now;
+    sim.response(trunk.addr, 200);
+    let again = sim.response(trunk.addr, 200);
+    assert_eq!(again.call_id(), Some("c8"), "retransmitted");
+    let bye = sim.request(trunk.addr, Method::Bye);
+    let after = sim.now.saturating_duration_since(start);
+    assert_eq!(after, Duration::from_secs(32), "{after:?}");
+    assert_eq!(bye.call_id(), Some("c8"));
+    assert!(is_empty(&sim));
+    let records = sim.records().await;
+    assert_eq!(records[0].outcome, Outcome::Failed);
 }

@@ -46,7 +46,7 @@ fn with_sdp(mut req: Request, sdp: Vec<u8>) -> Request {
 /// says why.
 #[tokio::test]
 async fn required_100rel_and_timer_are_honoured_and_an_unrefreshed_session_ends() {
-    let mut sim = Sim::with_config(&demo(0), "", 32200).await;
+    let mut sim = Sim::with_config(&demo(0), "", 29900).await;
     let mut trunk = Ua::new("+38599000011", 5211);
     let offer = trunk.sdp(trunk.rtp_port, "sendrecv");
     let inv = trunk.invite(
@@ -97,7 +97,7 @@ async fn required_100rel_and_timer_are_honoured_and_an_unrefreshed_session_ends(
 /// refresh keeps the call up.
 #[tokio::test]
 async fn switchboard_refreshes_by_update_when_it_is_the_refresher() {
-    let mut sim = Sim::with_config(&demo(0), "", 32400).await;
+    let mut sim = Sim::with_config(&demo(0), "", 30000).await;
     let mut trunk = Ua::new("+38599000012", 5212);
     let ok = answered(
         &mut sim,
@@ -135,7 +135,7 @@ async fn switchboard_refreshes_by_update_when_it_is_the_refresher() {
 /// 420 with Unsupported; both are recorded as rejected calls.
 #[tokio::test]
 async fn refused_invites_are_answered_with_the_reason_and_recorded() {
-    let mut sim = Sim::new("", 32600).await;
+    let mut sim = Sim::new("", 30100).await;
     let mut trunk = Ua::new("+38599000013", 5213);
     let offer = trunk.sdp(trunk.rtp_port, "sendrecv");
     let inv = trunk.invite("100", "t3", Some(offer.clone()), &["Session-Expires: 30"]);
@@ -157,7 +157,7 @@ async fn refused_invites_are_answered_with_the_reason_and_recorded() {
 /// call.
 #[tokio::test]
 async fn late_offer_is_answered_with_an_offer_and_completed_by_the_ack() {
-    let mut sim = Sim::new("", 32800).await;
+    let mut sim = Sim::new("", 30200).await;
     let mut trunk = Ua::new("+38599000014", 5214);
     let inv = trunk.invite("100", "t5", None, &[]);
     sim.deliver(trunk.addr, &Message::Request(inv));
@@ -185,7 +185,7 @@ async fn late_offer_is_answered_with_an_offer_and_completed_by_the_ack() {
 /// a Route header; a BYE with the right Call-ID but foreign tags gets 481 and ends nothing.
 #[tokio::test]
 async fn route_sets_are_honoured_and_foreign_tags_get_481() {
-    let mut sim = Sim::with_config(&demo(30), "", 33000).await;
+    let mut sim = Sim::with_config(&demo(30), "", 30300).await;
     let mut trunk = Ua::new("+38599000015", 5215);
     let rr = "Record-Route: <sip:127.0.0.1:5090;lr;ftag=x>";
     let offer = trunk.sdp(trunk.rtp_port, "sendrecv");
@@ -231,7 +231,7 @@ async fn route_sets_are_honoured_and_foreign_tags_get_481() {
 /// answered recvonly; a re-INVITE meeting our own pending re-INVITE gets 491.
 #[tokio::test]
 async fn reinvite_and_update_are_answered_and_glare_gets_491() {
-    let mut sim = Sim::with_config(&demo(0), "", 33200).await;
+    let mut sim = Sim::with_config(&demo(0), "", 30400).await;
     let mut trunk = Ua::new("+38599000016", 5216);
     let ok = answered(
         &mut sim,
@@ -291,7 +291,7 @@ async fn trunk_digest_admits_sources_outside_allow() {
     let demo = crate::config::DEMO_CONFIG
         .replace("allow = [\"127.0.0.1/32\"]", "allow = [\"10.0.0.0/8\"]");
     assert_ne!(demo, crate::config::DEMO_CONFIG);
-    let mut sim = Sim::with_config(&demo, extra, 33400).await;
+    let mut sim = Sim::with_config(&demo, extra, 30500).await;
     let mut trunk = Ua::new("+38599000017", 5217);
     let offer = trunk.sdp(trunk.rtp_port, "sendrecv");
     let inv = trunk.invite("100", "t9", Some(offer.clone()), &[]);
@@ -338,7 +338,7 @@ async fn trunk_digest_admits_sources_outside_allow() {
 #[tokio::test]
 async fn pai_number_is_normalised_and_a_merged_invite_gets_482() {
     let numbers = "[numbers]\ncountry_code = \"385\"\nnational_prefix = \"0\"\ninternational_prefix = \"00\"\n";
-    let mut sim = Sim::new(numbers, 33600).await;
+    let mut sim = Sim::new(numbers, 30600).await;
     let mut trunk = Ua::new("0915550123", 5218);
     let pai = "P-Asserted-Identity: <tel:00385915550123>";
     let offer = trunk.sdp(trunk.rtp_port, "sendrecv");
@@ -358,7 +358,7 @@ async fn pai_number_is_normalised_and_a_merged_invite_gets_482() {
 async fn info_dtmf_chooses_in_the_menu() {
     let mut sim = Sim::new(
         "[ivr]\nenabled = true\ntimeout_s = 30\noptions = { \"1\" = \"order\", \"4\" = \"complaint\" }\n",
-        33800,
+        31000,
     )
     .await;
     let mut trunk = Ua::new("+38599000019", 5219);

@@ -150,6 +150,7 @@ impl Calls {
             Some(step.to_string()),
         );
         self.by_sip_call_id.remove(&bridged.sip_call_id);
+        self.by_client_txn.remove(&bridged.invite_txn);
         self.finished.insert(old_engine_call, {
             let c = &self.calls[&key];
             (c.record_id.clone(), c.queue.clone())
