@@ -103,6 +103,38 @@ fn json_lines(out: &[u8]) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// A SIPp trunk `scenario` sent to `target` (the server or an SBC before it): the retail
+/// client of the directory calls the order line (DID 100), talks `talk_ms` where the
+/// scenario pauses.
+fn retail_trunk(
+    target: std::net::SocketAddr,
+    scenario: &str,
+    talk_ms: u64,
+    timeout: Duration,
+) -> (std::process::ExitStatus, String, String) {
+    let media_port = free_port().to_string();
+    let talk_ms = talk_ms.to_string();
+    sipp_at(
+        scenario,
+        target,
+        free_port(),
+        &[
+            "-key",
+            "caller",
+            "+38511000004",
+            "-s",
+            "100",
+            "-d",
+            &talk_ms,
+            "-mi",
+            "127.0.0.1",
+            "-mp",
+            &media_port,
+        ],
+        timeout,
+    )
+}
+
 /// PJSIP as the PBX trunk: `Require: 100rel, timer`, then a re-INVITE that moves its RTP
 /// port, hold and resume, an UPDATE that moves it again. After each change RTP flows both
 /// ways (PJSIP counts what it sent and what came back through the agent's echo).
@@ -156,6 +188,7 @@ fn pjsua2_trunk_with_timers_and_100rel_moves_its_media_and_is_heard_both_ways() 
     let port = |i: usize| phases[i]["rtp"].as_str().unwrap().to_owned();
     assert_ne!(port(0), port(1), "the re-INVITE moved PJSIP's RTP port");
     assert_ne!(port(3), port(4), "the UPDATE moved it again");
+    assert!(out.status.success(), "PJSUA2 exited cleanly: {}", report());
     let log = server.log();
     assert!(log.contains("session timer"), "{}", report());
     assert!(log.contains("caller holds the call"), "{}", report());
@@ -243,24 +276,10 @@ fn sipp_late_offer_is_answered_with_our_offer_and_bridged() {
     }
     let server = company();
     let _oleg = SippAgent::start(&server, "oleg", None);
-    let media_port = free_port().to_string();
-    let (status, out, messages) = sipp_at(
-        "trunk_late_offer.xml",
+    let (status, out, messages) = retail_trunk(
         server.sip_addr(),
-        free_port(),
-        &[
-            "-key",
-            "caller",
-            "+38511000004",
-            "-s",
-            "100",
-            "-d",
-            "3000",
-            "-mi",
-            "127.0.0.1",
-            "-mp",
-            &media_port,
-        ],
+        "trunk_late_offer.xml",
+        3000,
         Duration::from_secs(30),
     );
     assert!(status.success(), "{out}\n{messages}\n{}", server.log());
@@ -281,24 +300,10 @@ fn sipp_reinvite_hold_and_resume_are_answered_and_audio_resumes() {
     }
     let server = company();
     let _oleg = SippAgent::start(&server, "oleg", None);
-    let media_port = free_port().to_string();
-    let (status, out, messages) = sipp_at(
-        "trunk_reinvite_hold.xml",
+    let (status, out, messages) = retail_trunk(
         server.sip_addr(),
-        free_port(),
-        &[
-            "-key",
-            "caller",
-            "+38511000004",
-            "-s",
-            "100",
-            "-d",
-            "3000",
-            "-mi",
-            "127.0.0.1",
-            "-mp",
-            &media_port,
-        ],
+        "trunk_reinvite_hold.xml",
+        3000,
         Duration::from_secs(40),
     );
     assert!(status.success(), "{out}\n{messages}\n{}", server.log());
@@ -351,22 +356,10 @@ fn kamailio_sbc_with_record_route_carries_ack_and_bye_both_ways() {
         .expect("spawn kamailio");
     let sbc: std::net::SocketAddr = format!("127.0.0.1:{sbc_port}").parse().unwrap();
     std::thread::sleep(Duration::from_millis(700));
-    let media_port = free_port().to_string();
-    let (status, out, messages) = sipp_at(
-        "trunk_call_wait_bye.xml",
+    let (status, out, messages) = retail_trunk(
         sbc,
-        free_port(),
-        &[
-            "-key",
-            "caller",
-            "+38511000004",
-            "-s",
-            "100",
-            "-mi",
-            "127.0.0.1",
-            "-mp",
-            &media_port,
-        ],
+        "trunk_call_wait_bye.xml",
+        3000,
         Duration::from_secs(30),
     );
     stop_wrapped(&mut kamailio);

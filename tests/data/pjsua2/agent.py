@@ -4,19 +4,15 @@ call with a fixed status (486 Busy Here by default), printing one JSON line per 
 
 usage: agent.py SERVER_HOST SERVER_PORT LOCAL_PORT AGENT PASSWORD SECONDS [STATUS]
 """
-import gc
-import json
 import sys
 import time
 
 import pjsua2 as pj
 
+from common import out, start_endpoint, stop
+
 host, port, local_port, agent, password, seconds = sys.argv[1:7]
 status = int(sys.argv[7]) if len(sys.argv) > 7 else 486
-
-
-def out(**kw):
-    print(json.dumps(kw), flush=True)
 
 
 calls = []
@@ -41,20 +37,7 @@ class Account(pj.Account):
         call.answer(op)
 
 
-ep = pj.Endpoint()
-ep.libCreate()
-cfg = pj.EpConfig()
-cfg.uaConfig.threadCnt = 0
-cfg.uaConfig.mainThreadOnly = True
-cfg.logConfig.level = 3
-cfg.logConfig.consoleLevel = 3
-ep.libInit(cfg)
-tcfg = pj.TransportConfig()
-tcfg.port = int(local_port)
-tcfg.boundAddress = "127.0.0.1"
-ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
-ep.libStart()
-ep.audDevManager().setNullDev()
+ep = start_endpoint(local_port)
 
 acfg = pj.AccountConfig()
 acfg.idUri = f"sip:{agent}@{host}:{port}"
@@ -70,10 +53,7 @@ while time.time() < end:
     ep.libHandleEvents(20)
 
 out(event="end", calls=len(calls))
-ep.hangupAllCalls()
-ep.libHandleEvents(100)
+keep = calls + [acc]
 calls.clear()
-acc.shutdown()
 del acc
-gc.collect()
-ep.libDestroy()
+stop(ep, keep)

@@ -7,19 +7,15 @@ one JSON line per phase, then the call's end.
 
 usage: trunk.py SERVER_HOST SERVER_PORT LOCAL_PORT DID CALLER WAV [PHASE_SECONDS]
 """
-import gc
-import json
 import sys
 import time
 
 import pjsua2 as pj
 
+from common import out, start_endpoint, stop
+
 host, port, local_port, did, caller, wav = sys.argv[1:7]
 phase_s = float(sys.argv[7]) if len(sys.argv) > 7 else 2.0
-
-
-def out(**kw):
-    print(json.dumps(kw), flush=True)
 
 
 class Call(pj.Call):
@@ -54,21 +50,7 @@ class Call(pj.Call):
         return info.localRtpName
 
 
-ep = pj.Endpoint()
-ep.libCreate()
-cfg = pj.EpConfig()
-cfg.uaConfig.threadCnt = 0
-cfg.uaConfig.mainThreadOnly = True
-cfg.logConfig.level = 3
-cfg.logConfig.consoleLevel = 3
-cfg.medConfig.noVad = True
-ep.libInit(cfg)
-tcfg = pj.TransportConfig()
-tcfg.port = int(local_port)
-tcfg.boundAddress = "127.0.0.1"
-ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
-ep.libStart()
-ep.audDevManager().setNullDev()
+ep = start_endpoint(local_port, no_vad=True)
 for codec in ep.codecEnum2():
     prio = 255 if codec.codecId.startswith("PCMA/") or codec.codecId.startswith("PCMU/") else 0
     ep.codecSetPriority(codec.codecId, prio)
@@ -112,37 +94,28 @@ if ok:
             rtp=call.local_rtp_port())
         last = (tx, rx)
 
+    def change(name, action):
+        """A media change, then the next phase is counted from its settled state."""
+        global last
+        action()
+        pump(0.5)
+        last = call.counts()
+        phase(name)
+
+    def op(flag):
+        p = pj.CallOpParam(True)
+        p.opt.flag = flag
+        return p
+
     phase("answered")
-    p = pj.CallOpParam(True)
-    p.opt.flag = pj.PJSUA_CALL_REINIT_MEDIA
-    call.reinvite(p)
-    pump(0.5)
-    last = call.counts()
-    phase("reinvite_moved")
-    call.setHold(pj.CallOpParam(True))
-    pump(0.5)
-    last = call.counts()
-    phase("held")
-    p = pj.CallOpParam(True)
-    p.opt.flag = pj.PJSUA_CALL_UNHOLD
-    call.reinvite(p)
-    pump(0.5)
-    last = call.counts()
-    phase("resumed")
-    p = pj.CallOpParam(True)
-    p.opt.flag = pj.PJSUA_CALL_REINIT_MEDIA
-    call.update(p)
-    pump(0.5)
-    last = call.counts()
-    phase("update_moved")
+    change("reinvite_moved", lambda: call.reinvite(op(pj.PJSUA_CALL_REINIT_MEDIA)))
+    change("held", lambda: call.setHold(pj.CallOpParam(True)))
+    change("resumed", lambda: call.reinvite(op(pj.PJSUA_CALL_UNHOLD)))
+    change("update_moved", lambda: call.update(op(pj.PJSUA_CALL_REINIT_MEDIA)))
     call.hangup(pj.CallOpParam(True))
     pump(1.0)
 
 out(event="end", confirmed=ok, media_changes=call.media_changes)
-ep.hangupAllCalls()
-pump(0.3)
-del call
-acc.shutdown()
-del acc
-gc.collect()
-ep.libDestroy()
+keep = [call, acc]
+del call, acc
+stop(ep, keep)

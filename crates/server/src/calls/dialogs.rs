@@ -339,18 +339,19 @@ fn caller_offer(
     }
     let hold = crate::callmedia::is_hold_offer(&req.body);
     let answer = call.media.caller_reoffer(&req.body)?;
-    if call.caller_leg.held != hold {
-        call.caller_leg.held = hold;
-        call.rtp_since = now;
-        info!(
-            call = key,
-            hold,
-            "caller {} the call",
-            if hold { "holds" } else { "resumes" }
-        );
-    } else {
+    let mut held = call.caller_leg.held;
+    if !set_hold(
+        &mut held,
+        hold,
+        &mut call.rtp_since,
+        now,
+        key,
+        "caller",
+        "the call",
+    ) {
         info!(call = key, "caller's media moved: relay re-pointed");
     }
+    call.caller_leg.held = held;
     Ok(Some(answer))
 }
 
@@ -366,19 +367,40 @@ fn agent_offer(
     }
     let hold = crate::callmedia::is_hold_offer(&req.body);
     if let Phase::Talking(b) = &mut call.phase
-        && b.held != hold
-    {
-        b.held = hold;
-        call.rtp_since = now;
-        info!(
-            call = key,
+        && set_hold(
+            &mut b.held,
             hold,
-            "agent {} the caller",
-            if hold { "holds" } else { "resumes" }
-        );
+            &mut call.rtp_since,
+            now,
+            key,
+            "agent",
+            "the caller",
+        )
+    {
         call.media.hold(hold);
     }
     Ok(Some(call.media.agent_sdp_for_reinvite(&req.body)))
+}
+
+/// Records a hold or resume by `who` (RTP silence counts from a resume at the earliest).
+/// Returns whether the hold state changed.
+fn set_hold(
+    held: &mut bool,
+    hold: bool,
+    rtp_since: &mut Instant,
+    now: Instant,
+    key: u64,
+    who: &str,
+    whom: &str,
+) -> bool {
+    if *held == hold {
+        return false;
+    }
+    *held = hold;
+    *rtp_since = now;
+    let verb = if hold { "holds" } else { "resumes" };
+    info!(call = key, hold, "{who} {verb} {whom}");
+    true
 }
 
 /// The first Contact URI of a request.

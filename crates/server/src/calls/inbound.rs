@@ -8,10 +8,11 @@ use switchboard_sip::dialog::Dialog;
 use switchboard_sip::extensions::{self, MIN_SE_S, Refresher, SessionExpires};
 use switchboard_sip::{Endpoint, Instant, Peer, ServerTxnKey};
 use switchboard_sipmsg::{HeaderName, Host, NameAddr, Request, Response, Scheme};
+use switchboard_store::Outcome as CdrOutcome;
 use tracing::{info, warn};
 
 use super::admission::Admission;
-use super::records::Rejected;
+use super::records::Refused;
 use super::state::{Call, CallerLeg, Ended, Phase, SessionTimer, Side, Timer};
 use super::{Calls, Trunk, engine_time, respond};
 use crate::events::LiveEvent;
@@ -145,16 +146,18 @@ impl Calls {
                     info!(call_id = %sip_call_id, caller = %caller, class = class.as_str(), "call refused: {why}");
                     let tag = ep.new_tag();
                     respond(ep, now, txn, &req, 480, "No Agent Available", Some(&tag));
-                    self.write_unrouted_cdr(
+                    self.write_refused(
                         now,
-                        super::records::Unrouted {
-                            trunk: &trunk.name,
+                        Refused {
+                            trunk: Some(&trunk.name),
                             caller: &caller,
-                            dialed: &dialed,
                             client_number: &client_number,
-                            class: class.as_str(),
-                            purpose,
+                            dialed: &dialed,
                             sip_call_id: &sip_call_id,
+                            class: Some(class.as_str()),
+                            purpose: Some(purpose),
+                            outcome: CdrOutcome::NoAgent,
+                            route: "no route: no step of the chain has an agent".to_owned(),
                         },
                     );
                     return;
@@ -318,15 +321,18 @@ impl Calls {
         if let Err(e) = ep.respond(now, txn, resp) {
             warn!(status, "refusal not sent: {e}");
         }
-        self.write_rejected(
+        self.write_refused(
             now,
-            Rejected {
+            Refused {
                 trunk: refusal.trunk.map(|t| t.name.as_str()),
                 caller,
                 client_number: &self.numbers.normalize(caller),
                 dialed: req.uri.user.as_deref().unwrap_or_default(),
                 sip_call_id: req.call_id().unwrap_or_default(),
-                why: format!("{status} {reason}"),
+                class: None,
+                purpose: None,
+                outcome: CdrOutcome::Rejected,
+                route: format!("rejected: {status} {reason}"),
             },
         );
     }

@@ -16,29 +16,22 @@ use super::{Calls, millis_between, state_name, timestamp};
 use crate::callmedia::CallMediaStats;
 use crate::events::LiveEvent;
 
-/// A call the engine could not route, for its CDR.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Unrouted<'a> {
-    pub trunk: &'a str,
-    pub caller: &'a str,
-    pub dialed: &'a str,
-    pub client_number: &'a str,
-    pub class: &'a str,
-    pub purpose: Purpose,
-    pub sip_call_id: &'a str,
-}
-
-/// An INVITE refused before a dialog existed, for its CDR.
+/// A call that ended where it began, before any dialog or queue: refused (`rejected`) or
+/// routed nowhere (`no_agent`). One record, started and ended at the same instant.
 #[derive(Debug, Clone)]
-pub(super) struct Rejected<'a> {
+pub(super) struct Refused<'a> {
     /// `None` when the source is no trunk's.
     pub trunk: Option<&'a str>,
     pub caller: &'a str,
     pub client_number: &'a str,
     pub dialed: &'a str,
     pub sip_call_id: &'a str,
-    /// The status sent, e.g. `420 Bad Extension (foo)`.
-    pub why: String,
+    /// Class and purpose, when the call got as far as classification.
+    pub class: Option<&'a str>,
+    pub purpose: Option<Purpose>,
+    pub outcome: CdrOutcome,
+    /// Why, for the record's `route` (e.g. `rejected: 420 Bad Extension`).
+    pub route: String,
 }
 
 impl Calls {
@@ -138,70 +131,45 @@ impl Calls {
         let Some(call) = self.calls.get(&key) else {
             return;
         };
+        self.send_queue_event(
+            call.record_id.clone(),
+            call.queue.clone(),
+            agent,
+            kind,
+            data,
+        );
+    }
+
+    /// One `queue_events` row of record `call_id` (queue `none` outside queues).
+    fn send_queue_event(
+        &self,
+        call_id: String,
+        queue: Option<String>,
+        agent_id: Option<String>,
+        event: QueueEventKind,
+        data: Option<String>,
+    ) {
         let record = QueueEvent {
             id: switchboard_store::new_record_id(),
             at: switchboard_store::now_utc(),
-            call_id: call.record_id.clone(),
-            queue: call.queue.clone().unwrap_or_else(|| "none".to_owned()),
-            agent_id: agent,
-            event: kind,
+            call_id,
+            queue: queue.unwrap_or_else(|| "none".to_owned()),
+            agent_id,
+            event,
             data,
         };
         if let Err(e) = self.records.send(record) {
-            warn!(call = key, "queue event not accepted: {e}");
+            warn!("queue event not accepted: {e}");
         }
     }
 
-    pub(super) fn write_unrouted_cdr(&self, now: Instant, u: Unrouted<'_>) {
-        let Unrouted {
-            trunk,
-            caller,
-            dialed,
-            client_number,
-            class,
-            purpose,
-            sip_call_id,
-        } = u;
+    /// The record of a call that ended where it began (see [`Refused`]).
+    pub(super) fn write_refused(&self, now: Instant, r: Refused<'_>) {
         self.metrics
             .calls_total
-            .with_label_values(&["none", CdrOutcome::NoAgent.as_str()])
+            .with_label_values(&["none", r.outcome.as_str()])
             .inc();
-        let record = CallRecord {
-            id: switchboard_store::new_record_id(),
-            sip_call_id: sip_call_id.to_owned(),
-            direction: Direction::Inbound,
-            trunk: Some(trunk.to_owned()),
-            caller: caller.to_owned(),
-            dialed: dialed.to_owned(),
-            client_number: Some(client_number.to_owned()),
-            client_class: Some(class.to_owned()),
-            purpose: Some(purpose.as_str().to_owned()),
-            queue: None,
-            agent_id: None,
-            route: "no route: no step of the chain has an agent".to_owned(),
-            started_at: timestamp(now),
-            queued_at: None,
-            answered_at: None,
-            ended_at: timestamp(now),
-            wait_ms: 0,
-            talk_ms: 0,
-            outcome: CdrOutcome::NoAgent,
-            hangup_side: CdrHangup::System,
-            recording: None,
-        };
-        if let Err(e) = self.records.send(record) {
-            warn!("call record not accepted: {e}");
-        }
-    }
-
-    /// The record of an INVITE refused before a dialog existed (outcome `rejected`; its
-    /// route says which answer it got).
-    pub(super) fn write_rejected(&self, now: Instant, r: Rejected<'_>) {
-        self.metrics
-            .calls_total
-            .with_label_values(&["none", CdrOutcome::Rejected.as_str()])
-            .inc();
-        info!(call_id = %r.sip_call_id, caller = %r.caller, trunk = r.trunk.unwrap_or("-"), why = %r.why, "call rejected");
+        info!(call_id = %r.sip_call_id, caller = %r.caller, trunk = r.trunk.unwrap_or("-"), outcome = r.outcome.as_str(), route = %r.route, "refused before a dialog: recorded");
         let record = CallRecord {
             id: switchboard_store::new_record_id(),
             sip_call_id: r.sip_call_id.to_owned(),
@@ -210,18 +178,18 @@ impl Calls {
             caller: r.caller.to_owned(),
             dialed: r.dialed.to_owned(),
             client_number: Some(r.client_number.to_owned()),
-            client_class: None,
-            purpose: None,
+            client_class: r.class.map(str::to_owned),
+            purpose: r.purpose.map(|p| p.as_str().to_owned()),
             queue: None,
             agent_id: None,
-            route: format!("rejected: {}", r.why),
+            route: r.route,
             started_at: timestamp(now),
             queued_at: None,
             answered_at: None,
             ended_at: timestamp(now),
             wait_ms: 0,
             talk_ms: 0,
-            outcome: CdrOutcome::Rejected,
+            outcome: r.outcome,
             hangup_side: CdrHangup::System,
             recording: None,
         };
@@ -323,22 +291,11 @@ impl Calls {
         let queue_name = queue
             .and_then(|q| self.engine.queue_name(q))
             .map(str::to_owned)
-            .or_else(|| c.queue.clone())
-            .unwrap_or_else(|| "none".to_owned());
-        let record = QueueEvent {
-            id: switchboard_store::new_record_id(),
-            at: switchboard_store::now_utc(),
-            call_id: c.record_id.clone(),
-            queue: queue_name,
-            agent_id: agent
-                .and_then(|a| self.engine.agent_id(a))
-                .map(str::to_owned),
-            event: kind,
-            data,
-        };
-        if let Err(e) = self.records.send(record) {
-            warn!("queue event not accepted: {e}");
-        }
+            .or_else(|| c.queue.clone());
+        let agent = agent
+            .and_then(|a| self.engine.agent_id(a))
+            .map(str::to_owned);
+        self.send_queue_event(c.record_id.clone(), queue_name, agent, kind, data);
     }
 
     fn write_queue_event_detached(
@@ -365,25 +322,14 @@ impl Calls {
             debug!(call = %call, "queue event for an unknown call dropped");
             return;
         };
-        let record = QueueEvent {
-            id: switchboard_store::new_record_id(),
-            at: switchboard_store::now_utc(),
-            call_id: record_id,
-            queue: queue
-                .and_then(|q| self.engine.queue_name(q))
-                .map(str::to_owned)
-                .or(last_queue)
-                .unwrap_or_else(|| "none".to_owned())
-                .to_owned(),
-            agent_id: agent
-                .and_then(|a| self.engine.agent_id(a))
-                .map(str::to_owned),
-            event: kind,
-            data,
-        };
-        if let Err(e) = self.records.send(record) {
-            warn!("queue event not accepted: {e}");
-        }
+        let queue = queue
+            .and_then(|q| self.engine.queue_name(q))
+            .map(str::to_owned)
+            .or(last_queue);
+        let agent = agent
+            .and_then(|a| self.engine.agent_id(a))
+            .map(str::to_owned);
+        self.send_queue_event(record_id, queue, agent, kind, data);
     }
 
     fn agent_state_changed(
