@@ -110,7 +110,14 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
     let limits = Limits {
         max_message_size: config.sip.max_message_size,
         max_tcp_connections: config.sip.max_tcp_connections,
-        tcp_idle_timeout: Duration::from_secs(config.sip.tcp_idle_timeout_s),
+        // Never below a live registration: a phone registered over TCP may stay silent until
+        // it re-registers, at the latest when its binding (at most `max_expires_s`) expires.
+        tcp_idle_timeout: Duration::from_secs(
+            config
+                .sip
+                .tcp_idle_timeout_s
+                .max(u64::from(config.sip.max_expires_s) + 32),
+        ),
     };
     let stats = Arc::new(TransportStats::default());
     let (inbound_tx, inbound_rx) = mpsc::channel(16 * 1024);
