@@ -24,3 +24,4 @@ mod scale_out;
 mod security;
 mod service;
 mod sip_basics;
+mod trunks;

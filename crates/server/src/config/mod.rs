@@ -9,11 +9,13 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+mod numbers;
 mod paths;
 mod sections;
 mod security;
 mod validate;
 
+pub use numbers::NumbersConfig;
 pub use paths::StateDirSource;
 pub use sections::*;
 pub use security::SecurityConfig;
@@ -42,7 +44,7 @@ impl fmt::Display for ConfigError {
     }
 }
 
-fn err(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+pub(super) fn err(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError {
         path: path.into(),
         message: message.into(),
@@ -75,6 +77,8 @@ pub struct Config {
     pub security: SecurityConfig,
     #[serde(default)]
     pub state: StateConfig,
+    #[serde(default)]
+    pub numbers: NumbersConfig,
 }
 
 impl Config {
