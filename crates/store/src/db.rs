@@ -576,14 +576,22 @@ impl Db {
         })
     }
 
-    /// Call-detail records that started at or after `since`, newest first.
+    /// Call-detail records that started at or after `since`, newest first. Rows still open
+    /// in the journal (calls in progress: `GET /api/v1/calls/active` shows those) only with
+    /// `open_journal`.
     pub(crate) async fn recent_calls(
         &self,
         since: Option<Timestamp>,
         limit: u32,
+        open_journal: bool,
     ) -> Result<Vec<CallRecord>, sqlx::Error> {
+        let journal = if open_journal {
+            ""
+        } else {
+            "journal IS NULL AND "
+        };
         let sql = format!(
-            "SELECT {CALL_SELECT} FROM calls WHERE ($1 IS NULL OR started_at >= $2) \
+            "SELECT {CALL_SELECT} FROM calls WHERE {journal}($1 IS NULL OR started_at >= $2) \
              ORDER BY started_at DESC, seq DESC LIMIT $3"
         );
         let vals = [Val::Ts(since), Val::Ts(since), Val::Int(i64::from(limit))];
