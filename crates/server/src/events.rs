@@ -31,10 +31,39 @@ pub enum LiveEvent {
     },
     /// An agent's state changed.
     AgentState { agent: String, state: String },
+    /// An agent asked a supervisor for help on a call (`POST /api/v1/calls/{id}/escalate`).
+    Escalation {
+        id: String,
+        call_id: String,
+        agent: Option<String>,
+        note: String,
+        created_at: String,
+    },
+    /// A supervisor acknowledged an escalation.
+    EscalationAcked { id: String, by: String },
 }
 
 impl LiveEvent {
     /// The SSE `event:` name.
+    /// Whether an agent token may see this event: its own state, offers to it and the rest of
+    /// the calls offered to it (`own_calls`, kept by the subscriber), its own escalations.
+    pub fn visible_to(&self, agent: &str, own_calls: &mut std::collections::HashSet<u64>) -> bool {
+        match self {
+            LiveEvent::CallOffered { call, agents, .. } => {
+                let own = agents.iter().any(|a| a == agent);
+                if own {
+                    own_calls.insert(*call);
+                }
+                own
+            }
+            LiveEvent::CallAnswered { call, .. } => own_calls.contains(call),
+            LiveEvent::CallEnded { call, .. } => own_calls.remove(call),
+            LiveEvent::CallEnqueued { .. } | LiveEvent::EscalationAcked { .. } => false,
+            LiveEvent::AgentState { agent: a, .. } => a == agent,
+            LiveEvent::Escalation { agent: a, .. } => a.as_deref() == Some(agent),
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             LiveEvent::CallEnqueued { .. } => "call_enqueued",
@@ -42,6 +71,8 @@ impl LiveEvent {
             LiveEvent::CallAnswered { .. } => "call_answered",
             LiveEvent::CallEnded { .. } => "call_ended",
             LiveEvent::AgentState { .. } => "agent_state",
+            LiveEvent::Escalation { .. } => "escalation",
+            LiveEvent::EscalationAcked { .. } => "escalation_acked",
         }
     }
 }

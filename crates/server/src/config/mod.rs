@@ -11,8 +11,10 @@ use serde::Deserialize;
 
 mod sections;
 mod validate;
+mod wallboard;
 
 pub use sections::*;
+pub use wallboard::WallboardConfig;
 
 /// The built-in demo configuration used when `switchboard` runs without `--config`.
 pub const DEMO_CONFIG: &str = include_str!("../../../../config/demo.toml");
@@ -67,6 +69,8 @@ pub struct Config {
     pub ivr: Option<IvrConfig>,
     #[serde(default)]
     pub recording: RecordingConfig,
+    #[serde(default)]
+    pub wallboard: WallboardConfig,
 }
 
 impl Config {
