@@ -16,5 +16,6 @@ mod harness;
 mod per_call_state;
 mod records;
 mod register;
+mod reports;
 mod rtp_timeout;
 mod sip_basics;

@@ -18,15 +18,22 @@ static AUDIO_WAV: std::sync::LazyLock<mime::Mime> = std::sync::LazyLock::new(|| 
         .unwrap_or(mime::APPLICATION_OCTET_STREAM)
 });
 
-/// The file of a stored recording name inside `dir`: only the name's last component is used,
-/// and the resolved file (symbolic links followed) must still be inside `dir`.
+/// The file of a stored recording path inside `dir`. Call control stores
+/// `<dir>/<day>/<call>.wav`: the part below `dir` must be plain names (no `..`, no root), end
+/// in `.wav`, and the resolved file (symbolic links followed) must still be inside `dir`.
 fn recording_file(dir: &FsPath, stored: &str) -> Option<PathBuf> {
-    let name = FsPath::new(stored).file_name()?;
-    if FsPath::new(name).extension().is_none_or(|e| e != "wav") {
+    use std::path::Component;
+    let stored = FsPath::new(stored);
+    let relative = stored.strip_prefix(dir).unwrap_or(stored);
+    if !relative
+        .components()
+        .all(|c| matches!(c, Component::Normal(_)))
+        || relative.extension().is_none_or(|e| e != "wav")
+    {
         return None;
     }
     let dir = dir.canonicalize().ok()?;
-    let file = dir.join(name).canonicalize().ok()?;
+    let file = dir.join(relative).canonicalize().ok()?;
     (file.starts_with(&dir) && file.is_file()).then_some(file)
 }
 
@@ -88,13 +95,15 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("recordings");
         std::fs::create_dir(&dir).unwrap();
-        std::fs::write(dir.join("a.wav"), b"RIFF").unwrap();
+        std::fs::create_dir(dir.join("2026-03-02")).unwrap();
+        std::fs::write(dir.join("2026-03-02/a.wav"), b"RIFF").unwrap();
         std::fs::write(root.path().join("secret.wav"), b"RIFF").unwrap();
         std::fs::write(dir.join("notes.txt"), b"x").unwrap();
         std::os::unix::fs::symlink(root.path().join("secret.wav"), dir.join("link.wav")).unwrap();
-        assert!(recording_file(&dir, "recordings/a.wav").is_some());
-        assert!(recording_file(&dir, "a.wav").is_some());
-        // The stored name's directories are ignored: only "secret.wav" in `dir` would count.
+        let stored = dir.join("2026-03-02/a.wav");
+        assert!(recording_file(&dir, stored.to_str().unwrap()).is_some());
+        assert!(recording_file(&dir, "2026-03-02/a.wav").is_some());
+        assert!(recording_file(&dir, "2026-03-02/../../secret.wav").is_none());
         assert!(recording_file(&dir, "../secret.wav").is_none());
         assert!(recording_file(&dir, "/etc/passwd").is_none());
         assert!(recording_file(&dir, "notes.txt").is_none());

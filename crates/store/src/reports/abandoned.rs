@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::{Period, fetch_all};
+use super::{CALL_QUEUE, Period, fetch_all};
 use crate::db::{BindVals, Db, RowExt, Val};
 use crate::model::Timestamp;
 
@@ -50,8 +50,9 @@ impl Db {
         &self,
         period: Period,
     ) -> Result<Vec<AbandonedCall>, sqlx::Error> {
-        let sql = "SELECT c.id, c.started_at, c.ended_at, c.caller, c.client_number, \
-               cl.name AS client_name, c.queue, c.wait_ms, \
+        let sql = format!(
+            "SELECT c.id, c.started_at, c.ended_at, c.caller, c.client_number, \
+               cl.name AS client_name, {CALL_QUEUE} AS queue, c.wait_ms, \
                (SELECT MIN(o.started_at) FROM calls o \
                 WHERE o.direction = 'outbound' AND o.answered_at IS NOT NULL \
                   AND o.started_at >= c.ended_at \
@@ -60,7 +61,7 @@ impl Db {
              FROM calls c LEFT JOIN clients cl ON cl.number = c.client_number \
              WHERE c.outcome = 'abandoned' AND c.started_at >= $1 AND c.started_at < $2 \
              ORDER BY c.started_at, c.seq"
-            .to_owned();
+        );
         let vals = [Val::Ts(Some(period.from)), Val::Ts(Some(period.to))];
         fetch_all!(self, sql, &vals, abandoned_row)
     }

@@ -43,7 +43,7 @@ pub struct AgentFigures {
     pub escalations: i64,
     /// First login (registration) in the period.
     pub first_login: Option<Timestamp>,
-    /// Last logout in the period.
+    /// Last logout (unregistration or a switch to `logged_out`) in the period.
     pub last_logout: Option<Timestamp>,
 }
 
@@ -199,11 +199,13 @@ impl Db {
             entry(&mut by_agent, &agent).escalations = n;
         }
 
+        // A shift ends at a logout (unregistration) or a switch to `logged_out`.
         let shifts = "SELECT agent_id, \
                MIN(CASE WHEN event = 'login' THEN at END) AS first_login, \
-               MAX(CASE WHEN event = 'logout' THEN at END) AS last_logout \
+               MAX(CASE WHEN event = 'logout' OR state = 'logged_out' THEN at END) AS last_logout \
              FROM agent_sessions \
-             WHERE event IN ('login', 'logout') AND at >= $1 AND at < $2 GROUP BY agent_id"
+             WHERE (event IN ('login', 'logout') OR state = 'logged_out') \
+               AND at >= $1 AND at < $2 GROUP BY agent_id"
             .to_owned();
         for (agent, first, last) in fetch_all!(self, shifts, &ts, shift_row)? {
             let f = entry(&mut by_agent, &agent);

@@ -34,6 +34,13 @@ impl Period {
     }
 }
 
+/// SQL for the queue a call (`calls` row `c`) waited in: the record's own, else the last
+/// queue it entered by its `queue_events` (call control names the queue on a CDR only once
+/// an agent was offered the call; a caller who left before that still entered the queue).
+pub(crate) const CALL_QUEUE: &str = "COALESCE(c.queue, (SELECT e.queue FROM queue_events e \
+     WHERE e.call_id = c.id AND e.event = 'ENTERQUEUE' AND e.queue <> 'none' \
+     ORDER BY e.seq DESC LIMIT 1))";
+
 /// Runs `$sql` with `$vals` on either backend and maps every row with the generic function
 /// `$map` (instantiated for the backend's row type).
 macro_rules! fetch_all {

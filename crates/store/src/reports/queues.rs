@@ -1,8 +1,9 @@
-//! Per-queue, per-interval figures of the calls that entered a queue, from `calls`.
+//! Per-queue, per-interval figures of the calls that entered a queue, from `calls` (and
+//! `queue_events` for the queue of a caller who left before any agent was offered the call).
 
 use serde::Serialize;
 
-use super::{Period, fetch_all};
+use super::{CALL_QUEUE, Period, fetch_all};
 use crate::db::{BindVals, Db, RowExt, Val};
 
 /// What to aggregate.
@@ -78,7 +79,12 @@ impl Db {
     ) -> Result<Vec<QueueFigures>, sqlx::Error> {
         let started = self.millis("started_at");
         let sql = format!(
-            "SELECT queue, CAST(({started} + $3) / $4 AS BIGINT) AS bucket, \
+            "WITH q AS ( \
+               SELECT {CALL_QUEUE} AS queue, c.started_at, c.answered_at, c.outcome, c.wait_ms, \
+                 c.talk_ms \
+               FROM calls c \
+               WHERE c.direction = 'inbound' AND c.started_at >= $1 AND c.started_at < $2) \
+             SELECT queue, CAST(({started} + $3) / $4 AS BIGINT) AS bucket, \
                COUNT(*) AS offered, \
                CAST(SUM(CASE WHEN answered_at IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT) AS answered, \
                CAST(SUM(CASE WHEN outcome = 'abandoned' THEN 1 ELSE 0 END) AS BIGINT) AS abandoned, \
@@ -89,8 +95,7 @@ impl Db {
                CAST(SUM(CASE WHEN answered_at IS NOT NULL THEN wait_ms ELSE 0 END) AS BIGINT) AS answered_wait_ms, \
                CAST(SUM(CASE WHEN answered_at IS NOT NULL THEN talk_ms ELSE 0 END) AS BIGINT) AS answered_talk_ms, \
                CAST(MAX(wait_ms) AS BIGINT) AS max_wait_ms \
-             FROM calls \
-             WHERE queue IS NOT NULL AND direction = 'inbound' AND started_at >= $1 AND started_at < $2 \
+             FROM q WHERE queue IS NOT NULL \
              GROUP BY queue, bucket ORDER BY queue, bucket"
         );
         let vals = [

@@ -65,6 +65,9 @@ fn the_day() -> Vec<Record> {
     called_back.direction = Direction::Outbound;
     called_back.queue = None;
     called_back.client_number = Some("+385911".into());
+    // A caller who left before any offer: the CDR names no queue, the queue events do.
+    let mut unoffered = day_call("c3", 1_500, 3_000, 0, Outcome::Abandoned);
+    unoffered.queue = None;
     let mut before = day_call("c0", -600, 5_000, 10_000, Outcome::Answered);
     before.queue = Some("orders".into());
     vec![
@@ -78,7 +81,7 @@ fn the_day() -> Vec<Record> {
         state("s5", "ana", 2_600, "available"),
         state("s6", "ana", 3_000, "not_ready"),
         state("s7", "ana", 3_100, "logged_out"),
-        session("l2", "ana", 3_100, AgentEventKind::Logout),
+        // No unregistration: the switch to logged_out ends the shift.
         // Marko: available late in the day and still is ("now" closes it).
         state("m1", "marko", 80_000, "available"),
         QueueEvent {
@@ -94,7 +97,27 @@ fn the_day() -> Vec<Record> {
         before.into(),
         day_call("c1", 900, 10_000, 100_000, Outcome::Answered).into(),
         day_call("c2", 1_200, 30_000, 50_000, Outcome::Answered).into(),
-        day_call("c3", 1_500, 3_000, 0, Outcome::Abandoned).into(),
+        unoffered.into(),
+        QueueEvent {
+            id: "q2".into(),
+            at: at(1_500),
+            call_id: "c3".into(),
+            queue: "orders".into(),
+            agent_id: None,
+            event: QueueEventKind::EnterQueue,
+            data: None,
+        }
+        .into(),
+        QueueEvent {
+            id: "q3".into(),
+            at: at(1_503),
+            call_id: "c3".into(),
+            queue: "none".into(),
+            agent_id: None,
+            event: QueueEventKind::Abandon,
+            data: None,
+        }
+        .into(),
         abandoned_known.into(),
         day_call("c5", 4_100, 300_000, 0, Outcome::Timeout).into(),
         called_back.into(),
@@ -245,6 +268,7 @@ pub(super) async fn reports_give_exact_figures(kind: Kind) {
     assert_eq!(abandoned.len(), 2);
     assert_eq!(abandoned[0].call_id, "c3");
     assert_eq!(abandoned[0].called_back_at, None);
+    assert_eq!(abandoned[0].queue.as_deref(), Some("orders"));
     assert_eq!(abandoned[1].call_id, "c4");
     assert_eq!(abandoned[1].client_name.as_deref(), Some("Acme"));
     assert_eq!(abandoned[1].wait_ms, 40_000);
