@@ -19,3 +19,4 @@ mod register;
 mod reports;
 mod rtp_timeout;
 mod sip_basics;
+mod wallboard;

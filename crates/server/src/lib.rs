@@ -19,3 +19,4 @@ pub mod routing;
 pub mod server;
 pub mod shared;
 pub mod transport;
+pub mod web;

@@ -1,0 +1,129 @@
+//! The `/wallboard` page in a real browser (Debian chromium driven by playwright-core from
+//! npm, `tests/browser/wallboard.mjs`): it signs in with the API token, shows the queue and
+//! the agent, and the queue's waiting count changes without a reload when a SIPp trunk call
+//! queues. The screenshot is left as a test artifact.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::harness::*;
+
+const CLIENTS: &str = "number,name,type,manager,region,overdue_debt
++38511000004,Retail Corner,retail,oleg,,0
+";
+
+/// Why the browser test cannot run here, if it cannot.
+fn missing_peer() -> Option<String> {
+    if !have_sipp() {
+        return Some("sipp (package sip-tester) is not installed".into());
+    }
+    if !std::path::Path::new("/usr/bin/chromium").exists() {
+        return Some("chromium (Debian package chromium) is not installed".into());
+    }
+    if Command::new("node").arg("--version").output().is_err() {
+        return Some("node (Debian package nodejs) is not installed".into());
+    }
+    if !repo_root()
+        .join("tests/browser/node_modules/playwright-core")
+        .exists()
+    {
+        return Some("playwright-core is not installed (npm ci --prefix tests/browser)".into());
+    }
+    None
+}
+
+#[test]
+fn wallboard_shows_queues_and_agents_and_follows_a_call_live() {
+    if let Some(why) = missing_peer() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI needs the browser test's peers: {why}"
+        );
+        eprintln!("SKIPPED: {why}; tests/run.sh installs it");
+        return;
+    }
+    let ports = Ports::new();
+    let config = demo_config(&ports);
+    let dir = tempfile::tempdir().unwrap();
+    import_clients(dir.path(), &config, CLIENTS);
+    let server = Server::start_in(dir, &config, ports);
+    // Oleg is logged in but on a break: the call waits in the orders queue.
+    let _oleg = SippAgent::start(&server, "oleg", None);
+    let (status, body) = api_post(
+        server.ports.http,
+        "/api/v1/agents/oleg/state",
+        r#"{"state": "break", "reason": "coffee"}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("wallboard.png");
+    let _ = std::fs::remove_file(&shot);
+    let mut node = Command::new("timeout")
+        .args(["60", "node"])
+        .arg(repo_root().join("tests/browser/wallboard.mjs"))
+        .env("BASE", format!("http://127.0.0.1:{}", server.ports.http))
+        .env("TOKEN", DEMO_TOKEN)
+        .env("QUEUE", "orders")
+        .env("AGENT", "oleg")
+        .env("SHOT", &shot)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start node");
+    let (tx, rx) = mpsc::channel();
+    let stdout = node.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let next_line = |what: &str| {
+        rx.recv_timeout(Duration::from_secs(45))
+            .unwrap_or_else(|_| panic!("the browser said nothing while {what}"))
+    };
+    let ready = next_line("loading the wallboard");
+    assert_eq!(ready, "READY waiting=0", "{ready}\n{}", server.log());
+
+    // A caller queues (nobody is available) and stays 6 s.
+    let srv_sip = server.sip_addr();
+    let call = std::thread::spawn(move || {
+        let media_port = free_port().to_string();
+        sipp_at(
+            "trunk_call.xml",
+            srv_sip,
+            free_port(),
+            &[
+                "-key",
+                "caller",
+                "+38511000004",
+                "-s",
+                "100",
+                "-d",
+                "6000",
+                "-mi",
+                "127.0.0.1",
+                "-mp",
+                &media_port,
+            ],
+            Duration::from_secs(30),
+        )
+    });
+    let changed = next_line("waiting for the queued call to show");
+    assert!(
+        changed.starts_with("CHANGED waiting=1 agent=break"),
+        "{changed}\n{}",
+        server.log()
+    );
+    let status = wait_with_timeout(&mut node, Duration::from_secs(20)).expect("node ended");
+    assert!(status.success(), "browser script failed: {status:?}");
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert_eq!(&png[1..4], b"PNG", "a PNG screenshot at {}", shot.display());
+    eprintln!("wallboard screenshot: {}", shot.display());
+    let (status, _out, messages) = call.join().unwrap();
+    assert!(status.success(), "{messages}");
+}
