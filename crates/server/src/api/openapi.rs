@@ -23,6 +23,7 @@ use super::{
         crate::http::healthz,
         crate::http::readyz,
         crate::http::metrics,
+        crate::web::wallboard,
         agents::list,
         agents::get,
         agents::set_state,
@@ -47,7 +48,12 @@ use super::{
         events::stream,
         document,
     ),
-    components(schemas(error::ErrorBody, queues::AgentsByState)),
+    components(schemas(
+        error::ErrorBody,
+        queues::AgentsByState,
+        reports::Format,
+        reports::Interval
+    )),
     modifiers(&BearerAuth),
     tags(
         (name = "health", description = "Liveness, readiness and Prometheus metrics"),
@@ -60,6 +66,7 @@ use super::{
         (name = "reports", description = "Agent, queue and abandoned-call reports (JSON or CSV)"),
         (name = "escalations", description = "Agents asking a supervisor for help on a call"),
         (name = "sessions", description = "Tokens scoped to one agent"),
+        (name = "pages", description = "Web pages (HTML, no token in the URL: they ask for it)"),
     )
 )]
 pub struct ApiDoc;

@@ -43,7 +43,17 @@ fn wallboard_page(config: &crate::config::Config) -> String {
     WALLBOARD.replacen(CONFIG_MARK, &json, 1)
 }
 
-async fn wallboard(State(state): State<AppState>) -> Response {
+/// The supervisors' wallboard: queues (waiting, oldest wait, service level, ASA, abandonment,
+/// today's totals), agents (state, time in state, calls today), open escalations and today's
+/// service level by hour, live from the event stream. Self-contained HTML.
+#[utoipa::path(
+    get,
+    path = "/wallboard",
+    operation_id = "wallboard",
+    tag = "pages",
+    responses((status = 200, description = "The page", content_type = "text/html", body = String))
+)]
+pub async fn wallboard(State(state): State<AppState>) -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
