@@ -19,6 +19,9 @@ command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
 # promtool checks the /metrics exposition and deploy/prometheus (Debian ships it in prometheus).
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
+# The /wallboard browser test drives Debian's chromium with playwright-core (npm).
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if ((${#missing[@]})); then
   step "installing: ${missing[*]}"
   SUDO=""
@@ -39,6 +42,11 @@ if ! python3 -c 'import openapi_spec_validator' >/dev/null 2>&1; then
   step "installing openapi-spec-validator (PyPI)"
   python3 -m pip install --quiet openapi-spec-validator \
     || python3 -m pip install --quiet --break-system-packages openapi-spec-validator
+fi
+
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  step "installing playwright-core (npm) for the browser tests"
+  npm ci --prefix tests/browser --no-audit --no-fund
 fi
 
 # ---- checks ------------------------------------------------------------------------------

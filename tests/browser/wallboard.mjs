@@ -1,7 +1,7 @@
 // Drives the real /wallboard page in Debian's chromium (playwright-core): signs in with the
 // API token, waits until the queue and agent tables show, says READY on stdout, then waits
 // for the waiting count of QUEUE to change without a reload (the test places a call when it
-// reads READY), takes a screenshot and says CHANGED. Exit code 0 only if all of that held.
+// reads READY), takes a screenshot and says CHANGED with what the page shows. Exit code 0 only if all of that held.
 //
 //   BASE=http://127.0.0.1:8080 TOKEN=... QUEUE=orders AGENT=oleg SHOT=out.png node wallboard.mjs
 import { chromium } from "playwright-core";
@@ -40,11 +40,14 @@ try {
   const after = (await waiting.textContent()).trim();
   if (!(await page.evaluate(() => window.__notReloaded === true))) fail("the page was reloaded");
   const agentState = (await page.locator(`tr[data-agent="${AGENT}"] .state`).textContent()).trim();
+  const callsToday = (await page.locator(`tr[data-agent="${AGENT}"] td:last-child`).textContent()).trim();
+  const escalations = await page.locator("[data-escalation]").count();
+  const answeredToday = (await page.locator(`tr[data-queue="${QUEUE}"] td:nth-child(8)`).textContent()).trim();
   await page.screenshot({ path: SHOT, fullPage: true });
   const foreign = requests.filter((u) => !u.startsWith(BASE));
   if (foreign.length) fail("requests outside the server: " + foreign.join(" "));
   if (requests.some((u) => u.includes(TOKEN))) fail("the token appeared in a URL");
-  console.log(`CHANGED waiting=${after} agent=${agentState}`);
+  console.log(`CHANGED waiting=${after} agent=${agentState} calls_today=${callsToday} answered_today=${answeredToday} escalations=${escalations}`);
 } catch (e) {
   fail(e.message.split("\n")[0]);
 } finally {

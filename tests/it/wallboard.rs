@@ -1,7 +1,8 @@
 //! The `/wallboard` page in a real browser (Debian chromium driven by playwright-core from
 //! npm, `tests/browser/wallboard.mjs`): it signs in with the API token, shows the queue and
-//! the agent, and the queue's waiting count changes without a reload when a SIPp trunk call
-//! queues. The screenshot is left as a test artifact.
+//! the agent, today's totals from the report and an open escalation, and the queue's waiting
+//! count changes without a reload when a SIPp trunk call queues. The screenshot is left as a
+//! test artifact (`target/tmp/wallboard.png`; docs/wallboard.png is one of them).
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -50,8 +51,39 @@ fn wallboard_shows_queues_and_agents_and_follows_a_call_live() {
     let dir = tempfile::tempdir().unwrap();
     import_clients(dir.path(), &config, CLIENTS);
     let server = Server::start_in(dir, &config, ports);
-    // Oleg is logged in but on a break: the call waits in the orders queue.
+    // Earlier today: oleg answers a call and escalates it.
     let _oleg = SippAgent::start(&server, "oleg", None);
+    let (status, _out, messages) = trunk_call(&server, "+38511000004", "100", 1000);
+    assert!(status.success(), "{messages}");
+    let mut call_id = String::new();
+    wait_until(
+        &server,
+        "the first call's record",
+        Duration::from_secs(10),
+        || {
+            let (_, body) = api_get(server.ports.http, "/api/v1/calls").unwrap();
+            let calls: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            call_id = calls[0]["id"].as_str().unwrap_or_default().to_owned();
+            !call_id.is_empty()
+        },
+    );
+    let (status, body) = api_post(
+        server.ports.http,
+        &format!("/api/v1/calls/{call_id}/escalate"),
+        r#"{"note": "caller asks for the sales manager"}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    // Now oleg is on a break: the next call waits in the orders queue.
+    wait_until(
+        &server,
+        "oleg's wrap-up to end",
+        Duration::from_secs(10),
+        || {
+            let (_, body) = api_get(server.ports.http, "/api/v1/agents/oleg").unwrap();
+            body.contains("\"state\":\"available\"")
+        },
+    );
     let (status, body) = api_post(
         server.ports.http,
         "/api/v1/agents/oleg/state",
@@ -115,7 +147,9 @@ fn wallboard_shows_queues_and_agents_and_follows_a_call_live() {
     });
     let changed = next_line("waiting for the queued call to show");
     assert!(
-        changed.starts_with("CHANGED waiting=1 agent=break"),
+        changed.starts_with(
+            "CHANGED waiting=1 agent=break · coffee calls_today=1 answered_today=1 escalations=1"
+        ),
         "{changed}\n{}",
         server.log()
     );
