@@ -95,3 +95,60 @@ impl EventBus {
         self.0.subscribe()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_agent_sees_only_its_own_state_calls_and_escalations() {
+        let mut own = std::collections::HashSet::new();
+        let offered = |call, agents: &[&str]| LiveEvent::CallOffered {
+            call,
+            agents: agents.iter().map(|a| (*a).to_owned()).collect(),
+            route: String::new(),
+        };
+        let ended = |call| LiveEvent::CallEnded {
+            call,
+            outcome: "answered".into(),
+            hangup_side: "caller".into(),
+        };
+        assert!(offered(1, &["ana", "marko"]).visible_to("ana", &mut own));
+        assert!(!offered(2, &["marko"]).visible_to("ana", &mut own));
+        let answered = |call| LiveEvent::CallAnswered {
+            call,
+            agent: "marko".into(),
+        };
+        // Ana sees how the call offered to her ended, even when marko took it.
+        assert!(answered(1).visible_to("ana", &mut own));
+        assert!(!answered(2).visible_to("ana", &mut own));
+        assert!(ended(1).visible_to("ana", &mut own));
+        assert!(
+            !ended(1).visible_to("ana", &mut own),
+            "forgotten once ended"
+        );
+        let state = |agent: &str| LiveEvent::AgentState {
+            agent: agent.into(),
+            state: "break".into(),
+        };
+        assert!(state("ana").visible_to("ana", &mut own));
+        assert!(!state("marko").visible_to("ana", &mut own));
+        let enqueued = LiveEvent::CallEnqueued {
+            call: 3,
+            caller: "+1".into(),
+            class: "standard".into(),
+            purpose: "order".into(),
+        };
+        assert!(!enqueued.visible_to("ana", &mut own));
+        let escalation = |agent: &str| LiveEvent::Escalation {
+            id: "e".into(),
+            call_id: "c".into(),
+            agent: Some(agent.into()),
+            note: String::new(),
+            created_at: String::new(),
+        };
+        assert!(escalation("ana").visible_to("ana", &mut own));
+        assert!(!escalation("marko").visible_to("ana", &mut own));
+        assert!(own.is_empty());
+    }
+}

@@ -189,6 +189,17 @@ pub async fn history(
     Ok(Json(records.into_iter().map(CallView::from).collect()))
 }
 
+/// One stored call-detail record, or 404 (a call that ended a moment ago may still be on
+/// its way to the database).
+pub(super) async fn stored(state: &AppState, id: &str) -> Result<StoredCall, ApiError> {
+    state
+        .store
+        .stored_call(id)
+        .await
+        .map_err(ApiError::from_store)?
+        .ok_or_else(|| ApiError::not_found(format!("no stored call {id:?}")))
+}
+
 /// A call in progress.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ActiveCallView {

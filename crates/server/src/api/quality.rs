@@ -84,12 +84,7 @@ pub async fn put(
             "note: at most {MAX_NOTE_CHARS} characters"
         )));
     }
-    let call = state
-        .store
-        .stored_call(&id)
-        .await
-        .map_err(ApiError::from_store)?
-        .ok_or_else(|| ApiError::not_found(format!("no stored call {id:?}")))?;
+    let call = super::calls::stored(&state, &id).await?;
     if call.record.answered_at.is_none() {
         return Err(ApiError::conflict(format!(
             "call {id:?} was not answered ({}): there is nothing to evaluate",

@@ -60,12 +60,7 @@ pub async fn get(
     Path(id): Path<String>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let call = state
-        .store
-        .stored_call(&id)
-        .await
-        .map_err(ApiError::from_store)?
-        .ok_or_else(|| ApiError::not_found(format!("no stored call {id:?}")))?;
+    let call = super::calls::stored(&state, &id).await?;
     let Some(stored) = call.record.recording else {
         return Err(ApiError::not_found(format!("call {id:?} was not recorded")));
     };
