@@ -140,9 +140,11 @@ impl Http {
     }
 }
 
-fn company() -> Server {
+/// The demo company with a 2 s ring timeout, 1 s wrap-up and recording on the orders queue,
+/// its records in `database` (the default SQLite file when `None`).
+fn company(database: Option<&str>) -> Server {
     let ports = Ports::new();
-    let config = demo_config(&ports)
+    let mut config = demo_config(&ports)
         .replacen("ring_timeout_s = 15", "ring_timeout_s = 2", 1)
         .replacen("wrap_up_s = 5", "wrap_up_s = 1", 1)
         .replacen(
@@ -150,6 +152,12 @@ fn company() -> Server {
             "priority = { key = 10 }\nrecord = true",
             1,
         );
+    if let Some(url) = database {
+        config = config.replace(
+            "url = \"sqlite://switchboard.db\"",
+            &format!("url = \"{url}\""),
+        );
+    }
     let dir = tempfile::tempdir().unwrap();
     import_clients(dir.path(), &config, CLIENTS);
     Server::start_in(dir, &config, ports)
@@ -309,28 +317,49 @@ fn open_stream(server: &Server, token: &str) -> BufReader<TcpStream> {
     BufReader::new(s)
 }
 
+fn skip() -> bool {
+    if have_sipp() {
+        return false;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI needs sipp"
+    );
+    eprintln!("SKIPPED: sipp (package sip-tester) is not installed; tests/run.sh installs it");
+    true
+}
+
 #[test]
 fn a_known_day_reads_back_exactly_in_every_report() {
-    if !have_sipp() {
-        eprintln!("SKIPPED: sipp (package sip-tester) is not installed; tests/run.sh installs it");
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI needs sipp"
-        );
+    if skip() {
         return;
     }
-    let server = company();
-    let http = Http::new(&server);
+    known_day(&company(None));
+}
+
+#[test]
+fn a_known_day_reads_back_exactly_from_postgresql() {
+    if skip() {
+        return;
+    }
+    let pg = switchboard_testkit::PgCluster::start()
+        .unwrap_or_else(|e| panic!("PostgreSQL is needed (tests/run.sh installs it): {e}"));
+    let url = pg.fresh_database("reports").unwrap();
+    known_day(&company(Some(&url)));
+}
+
+fn known_day(server: &Server) {
+    let http = Http::new(server);
     let from = now_utc() - switchboard_store::chrono::Duration::seconds(60);
 
     // Shift start: both register.
     let reg_start = now_utc();
-    let olga = SippAgent::start(&server, "olga", Some("agent_noanswer.xml"));
-    let oleg = SippAgent::start(&server, "oleg", None);
+    let olga = SippAgent::start(server, "olga", Some("agent_noanswer.xml"));
+    let oleg = SippAgent::start(server, "oleg", None);
     let reg_end = now_utc();
 
     // Call A: olga (higher skill) rings 2 s without answering, then oleg answers.
-    let a = place_call(&server, &http, 5000, 0);
+    let a = place_call(server, &http, 5000, 0);
     assert_eq!(a["agent_id"], "oleg", "{a}\n{}", server.log());
     assert_eq!((olga.invites(), oleg.invites()), (1, 1));
 
@@ -388,13 +417,13 @@ fn a_known_day_reads_back_exactly_in_every_report() {
     assert_eq!(bad_login.status, 401);
 
     // Call B: straight to oleg.
-    let b = place_call(&server, &http, 2000, 1);
+    let b = place_call(server, &http, 2000, 1);
     assert_eq!(b["agent_id"], "oleg", "{b}");
     let b_id = b["id"].as_str().unwrap().to_owned();
 
     // Oleg escalates call B; a supervisor sees it on the stream and acknowledges it. Olga may
     // not escalate oleg's call.
-    let mut stream = open_stream(&server, DEMO_TOKEN);
+    let mut stream = open_stream(server, DEMO_TOKEN);
     let oleg_token = http.session("oleg");
     let r = http.call(
         "POST",
@@ -461,8 +490,8 @@ fn a_known_day_reads_back_exactly_in_every_report() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     let oleg_break_start = Instant::now();
-    let c1 = place_call(&server, &http, 1000, 2);
-    let c2 = place_call(&server, &http, 6000, 3);
+    let c1 = place_call(server, &http, 1000, 2);
+    let c2 = place_call(server, &http, 6000, 3);
     assert_eq!(
         (c1["outcome"].clone(), c2["outcome"].clone()),
         (json!("abandoned"), json!("abandoned"))
@@ -532,7 +561,7 @@ fn a_known_day_reads_back_exactly_in_every_report() {
         body: Vec::new(),
     };
     wait_until(
-        &server,
+        server,
         "the finished recording",
         Duration::from_secs(5),
         || {
@@ -579,7 +608,7 @@ fn a_known_day_reads_back_exactly_in_every_report() {
     // olga's logout (the day's last record) is in, everything before it is.
     let mut agents = Value::Null;
     wait_until(
-        &server,
+        server,
         "olga's logout in the records",
         Duration::from_secs(5),
         || {
@@ -697,11 +726,11 @@ fn a_known_day_reads_back_exactly_in_every_report() {
             [4, 2, 2, 1, 0, 0, 2].map(|n| json!(n)),
             "{o}\n{}\n{}",
             dump(
-                &server,
+                server,
                 "SELECT id, quote(queue), outcome, wait_ms, started_at, direction FROM calls"
             ),
             dump(
-                &server,
+                server,
                 "SELECT call_id, queue, event FROM queue_events ORDER BY seq"
             )
         );
