@@ -67,6 +67,14 @@ const AGENT_ROUTES: &[(Method, &str)] = &[
     (Method::DELETE, "/sessions"),
 ];
 
+/// Agent tokens are 32 random bytes in lower-case hex.
+fn looks_like_agent_token(token: &str) -> bool {
+    token.len() == 64
+        && token
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// The SHA-256 of a token, hex: what `agent_tokens` keeps instead of the token.
 pub fn token_hash(token: &str) -> String {
     hex(&Sha256::digest(token.as_bytes()))
@@ -84,6 +92,9 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     };
     let scope = if token_matches(given, &state.api_token) {
         Scope::Operations
+    } else if !looks_like_agent_token(given) {
+        // Not the shape of a token we issue: refused without asking the database.
+        return unauthorized("invalid or expired token");
     } else {
         // Looked up by its digest: the database compares digests, never the token itself.
         match state
@@ -187,5 +198,8 @@ mod tests {
         assert!(ana.require_operations().is_err());
         assert!(Scope::Operations.require_agent("marko").is_ok());
         assert_eq!(token_hash("abc").len(), 64);
+        assert!(looks_like_agent_token(&token_hash("abc")));
+        assert!(!looks_like_agent_token("change-me"));
+        assert!(!looks_like_agent_token(&token_hash("abc").to_uppercase()));
     }
 }
