@@ -1,7 +1,8 @@
 // Drives the real /wallboard page in Debian's chromium (playwright-core): signs in with the
 // API token, waits until the queue and agent tables show, says READY on stdout, then waits
 // for the waiting count of QUEUE to change without a reload (the test places a call when it
-// reads READY), takes a screenshot and says CHANGED with what the page shows. Exit code 0 only if all of that held.
+// reads READY), takes a screenshot and says CHANGED with what the page shows; then
+// acknowledges the open escalation with its button and says ACKED once it is gone. Exit code 0 only if all of that held.
 //
 //   BASE=http://127.0.0.1:8080 TOKEN=... QUEUE=orders AGENT=oleg SHOT=out.png node wallboard.mjs
 import { chromium } from "playwright-core";
@@ -48,6 +49,12 @@ try {
   if (foreign.length) fail("requests outside the server: " + foreign.join(" "));
   if (requests.some((u) => u.includes(TOKEN))) fail("the token appeared in a URL");
   console.log(`CHANGED waiting=${after} agent=${agentState} calls_today=${callsToday} answered_today=${answeredToday} escalations=${escalations}`);
+  // A supervisor acknowledges the escalation from the page.
+  if (escalations > 0) {
+    await page.click("[data-ack]");
+    await page.locator("[data-escalation]").waitFor({ state: "detached", timeout: 10000 });
+    console.log("ACKED");
+  }
 } catch (e) {
   fail(e.message.split("\n")[0]);
 } finally {

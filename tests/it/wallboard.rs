@@ -153,6 +153,11 @@ fn wallboard_shows_queues_and_agents_and_follows_a_call_live() {
         "{changed}\n{}",
         server.log()
     );
+    assert_eq!(next_line("acknowledging the escalation"), "ACKED");
+    let (_, open) = api_get(server.ports.http, "/api/v1/escalations?open=true").unwrap();
+    assert_eq!(open, "[]", "the page's Acknowledge button acknowledged it");
+    let (_, all) = api_get(server.ports.http, "/api/v1/escalations?open=false").unwrap();
+    assert!(all.contains("\"acked_by\":\"supervisor\""), "{all}");
     let status = wait_with_timeout(&mut node, Duration::from_secs(20)).expect("node ended");
     assert!(status.success(), "browser script failed: {status:?}");
     let png = std::fs::read(&shot).expect("screenshot written");
