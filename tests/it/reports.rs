@@ -415,6 +415,30 @@ fn known_day(server: &Server) {
         Some(json!({"agent": "olga", "password": "wrong"})),
     );
     assert_eq!(bad_login.status, 401);
+    // Guessing is cut short: after five failures in a minute olga's logins answer 429, even
+    // with the right password; other agents are not affected (oleg logs in below).
+    for _ in 0..4 {
+        let r = http.call(
+            "POST",
+            "/api/v1/sessions",
+            "none",
+            Some(json!({"agent": "olga", "password": "guess"})),
+        );
+        assert_eq!(r.status, 401);
+    }
+    let locked = http.call(
+        "POST",
+        "/api/v1/sessions",
+        "none",
+        Some(json!({"agent": "olga", "password": "olga-secret"})),
+    );
+    assert_eq!(locked.status, 429, "{}", locked.text());
+    assert!(
+        locked
+            .header("retry-after")
+            .parse::<u64>()
+            .is_ok_and(|s| s > 0 && s <= 60)
+    );
 
     // Call B: straight to oleg.
     let b = place_call(server, &http, 2000, 1);

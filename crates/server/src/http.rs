@@ -55,6 +55,8 @@ pub struct AppState {
     pub api_token: Arc<str>,
     /// The configuration in force.
     pub config: Arc<crate::config::Config>,
+    /// Failed agent logins (`POST /api/v1/sessions`), for the lock-out.
+    pub logins: Arc<crate::api::LoginThrottle>,
     /// Cancelled when the HTTP server stops: long-lived responses (the event stream) end.
     pub stop: CancellationToken,
 }

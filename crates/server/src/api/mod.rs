@@ -44,6 +44,7 @@ pub use error::ApiError;
 pub use openapi::ApiDoc;
 pub use queues::QueueView;
 pub use scope::Scope;
+pub use sessions::LoginThrottle;
 
 /// Largest request body accepted (the largest real body, a client record, is well under 1 KiB).
 pub const MAX_BODY: usize = 64 * 1024;
