@@ -283,6 +283,17 @@ fn csv_matches_json(http: &Http, path: &str, json_rows: &Value) {
 
 /// Reads the event stream until an event named `name` arrives; its data.
 fn next_event(stream: &mut BufReader<TcpStream>, name: &str, limit: Duration) -> Value {
+    next_event_after(stream, name, limit).1
+}
+
+/// Reads the event stream until an event named `name` arrives: the names of the events
+/// before it, and its data.
+fn next_event_after(
+    stream: &mut BufReader<TcpStream>,
+    name: &str,
+    limit: Duration,
+) -> (Vec<String>, Value) {
+    let mut before = Vec::new();
     let deadline = Instant::now() + limit;
     let mut event = String::new();
     let mut line = String::new();
@@ -296,10 +307,11 @@ fn next_event(stream: &mut BufReader<TcpStream>, name: &str, limit: Duration) ->
         let l = line.trim_end();
         if let Some(e) = l.strip_prefix("event:") {
             event = e.trim().to_owned();
-        } else if let Some(d) = l.strip_prefix("data:")
-            && event == name
-        {
-            return serde_json::from_str(d.trim()).unwrap();
+        } else if let Some(d) = l.strip_prefix("data:") {
+            if event == name {
+                return (before, serde_json::from_str(d.trim()).unwrap());
+            }
+            before.push(event.clone());
         }
     }
     panic!("no {name} event within {limit:?}")
@@ -448,6 +460,9 @@ fn known_day(server: &Server) {
     // Oleg escalates call B; a supervisor sees it on the stream and acknowledges it. Olga may
     // not escalate oleg's call.
     let mut stream = open_stream(server, DEMO_TOKEN);
+    // Olga's own stream, from now on: she will see nothing of oleg's escalation, of the
+    // calls that wait while she is on a break, or of the queues; only her own logout.
+    let mut olga_stream = open_stream(server, &olga_token);
     let oleg_token = http.session("oleg");
     let r = http.call(
         "POST",
@@ -536,6 +551,15 @@ fn known_day(server: &Server) {
     assert_eq!(r.status, 200, "{}", r.text());
     let olga_break_s = olga_break_start.elapsed().as_secs_f64();
     let olga_out = now_utc();
+    let (before, own) = next_event_after(&mut olga_stream, "agent_state", Duration::from_secs(5));
+    assert_eq!(
+        (own["agent"].clone(), own["state"].clone()),
+        (json!("olga"), json!("logged_out"))
+    );
+    assert!(
+        before.is_empty(),
+        "an agent token's stream showed others' events: {before:?}"
+    );
 
     // Quality: scores on the answered calls; not on an abandoned one; never out of range.
     let a_id = a["id"].as_str().unwrap();
