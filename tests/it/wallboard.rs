@@ -122,47 +122,27 @@ fn wallboard_shows_queues_and_agents_and_follows_a_call_live() {
     assert_eq!(ready, "READY waiting=0", "{ready}\n{}", server.log());
 
     // A caller queues (nobody is available) and stays 6 s.
-    let srv_sip = server.sip_addr();
-    let call = std::thread::spawn(move || {
-        let media_port = free_port().to_string();
-        sipp_at(
-            "trunk_call.xml",
-            srv_sip,
-            free_port(),
-            &[
-                "-key",
-                "caller",
-                "+38511000004",
-                "-s",
-                "100",
-                "-d",
-                "6000",
-                "-mi",
-                "127.0.0.1",
-                "-mp",
-                &media_port,
-            ],
-            Duration::from_secs(30),
-        )
-    });
-    let changed = next_line("waiting for the queued call to show");
-    assert!(
+    std::thread::scope(|scope| {
+        let call = scope.spawn(|| trunk_call(&server, "+38511000004", "100", 6000));
+        let changed = next_line("waiting for the queued call to show");
+        assert!(
         changed.starts_with(
             "CHANGED waiting=1 agent=break · coffee calls_today=1 answered_today=1 escalations=1"
         ),
         "{changed}\n{}",
         server.log()
     );
-    assert_eq!(next_line("acknowledging the escalation"), "ACKED");
-    let (_, open) = api_get(server.ports.http, "/api/v1/escalations?open=true").unwrap();
-    assert_eq!(open, "[]", "the page's Acknowledge button acknowledged it");
-    let (_, all) = api_get(server.ports.http, "/api/v1/escalations?open=false").unwrap();
-    assert!(all.contains("\"acked_by\":\"supervisor\""), "{all}");
-    let status = wait_with_timeout(&mut node, Duration::from_secs(20)).expect("node ended");
-    assert!(status.success(), "browser script failed: {status:?}");
-    let png = std::fs::read(&shot).expect("screenshot written");
-    assert_eq!(&png[1..4], b"PNG", "a PNG screenshot at {}", shot.display());
-    eprintln!("wallboard screenshot: {}", shot.display());
-    let (status, _out, messages) = call.join().unwrap();
-    assert!(status.success(), "{messages}");
+        assert_eq!(next_line("acknowledging the escalation"), "ACKED");
+        let (_, open) = api_get(server.ports.http, "/api/v1/escalations?open=true").unwrap();
+        assert_eq!(open, "[]", "the page's Acknowledge button acknowledged it");
+        let (_, all) = api_get(server.ports.http, "/api/v1/escalations?open=false").unwrap();
+        assert!(all.contains("\"acked_by\":\"supervisor\""), "{all}");
+        let status = wait_with_timeout(&mut node, Duration::from_secs(20)).expect("node ended");
+        assert!(status.success(), "browser script failed: {status:?}");
+        let png = std::fs::read(&shot).expect("screenshot written");
+        assert_eq!(&png[1..4], b"PNG", "a PNG screenshot at {}", shot.display());
+        eprintln!("wallboard screenshot: {}", shot.display());
+        let (status, _out, messages) = call.join().unwrap();
+        assert!(status.success(), "{messages}");
+    });
 }
