@@ -23,3 +23,4 @@ pub mod server;
 pub mod service;
 pub mod shared;
 pub mod transport;
+pub mod web;

@@ -50,7 +50,9 @@ mod clients;
 mod clock;
 mod db;
 mod model;
+pub mod reports;
 mod spool;
+mod supervision;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -68,6 +70,7 @@ pub use model::{
     Direction, HangupSide, Money, Outcome, QueueEvent, QueueEventKind, Record, Timestamp,
     new_record_id, normalize_number,
 };
+pub use supervision::{Escalation, Quality, StoredCall};
 pub use writer::{RecordSink, WriterStats};
 
 use clients::DirectoryCache;

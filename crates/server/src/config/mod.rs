@@ -14,11 +14,13 @@ mod paths;
 mod sections;
 mod security;
 mod validate;
+mod wallboard;
 
 pub use numbers::NumbersConfig;
 pub use paths::StateDirSource;
 pub use sections::*;
 pub use security::SecurityConfig;
+pub use wallboard::WallboardConfig;
 
 /// The built-in demo configuration used when `switchboard` runs without `--config`.
 pub const DEMO_CONFIG: &str = include_str!("../../../../config/demo.toml");
@@ -79,6 +81,8 @@ pub struct Config {
     pub state: StateConfig,
     #[serde(default)]
     pub numbers: NumbersConfig,
+    #[serde(default)]
+    pub wallboard: WallboardConfig,
 }
 
 impl Config {
