@@ -54,6 +54,12 @@ if ! python3 -c 'import pjsua2' >/dev/null 2>&1; then
   python3 -m pip install --quiet pjsua2-python \
     || python3 -m pip install --quiet --break-system-packages pjsua2-python
 fi
+# SIP over WebSocket peers (tests/data/ws): websockets, and aiortc for WebRTC without a browser.
+if ! python3 -c 'import websockets, aiortc' >/dev/null 2>&1; then
+  step "installing websockets and aiortc (PyPI)"
+  python3 -m pip install --quiet websockets aiortc \
+    || python3 -m pip install --quiet --break-system-packages websockets aiortc
+fi
 
 if [ ! -d tests/browser/node_modules/playwright-core ]; then
   step "installing playwright-core (npm) for the browser tests"

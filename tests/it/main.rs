@@ -27,3 +27,4 @@ mod service;
 mod sip_basics;
 mod trunks;
 mod wallboard;
+mod websocket;

@@ -24,3 +24,4 @@ pub mod service;
 pub mod shared;
 pub mod transport;
 pub mod web;
+pub mod ws;

@@ -85,10 +85,12 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
     // 1. Bind everything before starting anything.
     let mut udp_addrs = Vec::new();
     let mut tcp_addrs = Vec::new();
+    let mut ws_addrs = Vec::new();
     for listen in config.listen_addrs() {
         match listen.transport {
             ListenTransport::Udp => udp_addrs.push(listen.addr),
             ListenTransport::Tcp => tcp_addrs.push(listen.addr),
+            ListenTransport::Ws => ws_addrs.push(listen.addr),
             other => warn!(
                 transport = %other,
                 addr = %listen.addr,
@@ -96,7 +98,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
             ),
         }
     }
-    let listeners = Listeners::bind(&udp_addrs, &tcp_addrs)
+    let listeners = Listeners::bind(&udp_addrs, &tcp_addrs, &ws_addrs)
         .await
         .map_err(|(what, e)| anyhow::anyhow!("cannot bind SIP listener {what}: {e}"))?;
     let http_addr: SocketAddr = config
@@ -138,7 +140,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
         Arc::clone(&stats),
         stop.clone(),
     );
-    let endpoint = Endpoint::new(endpoint_config(&config, &udp_addrs, &tcp_addrs)?);
+    let endpoint = Endpoint::new(endpoint_config(&config, &udp_addrs, &tcp_addrs, &ws_addrs)?);
 
     // 4. Routing and call control.
     let engine = Arc::new(
@@ -291,6 +293,7 @@ fn endpoint_config(
     config: &Config,
     udp: &[SocketAddr],
     tcp: &[SocketAddr],
+    ws: &[SocketAddr],
 ) -> anyhow::Result<EndpointConfig> {
     let mut cfg = EndpointConfig::new(
         config.sip.domain.clone(),
@@ -302,6 +305,9 @@ fn endpoint_config(
     }
     if let Some(addr) = tcp.first() {
         cfg.advertised_ports.push((Transport::Tcp, addr.port()));
+    }
+    if let Some(addr) = ws.first() {
+        cfg.advertised_ports.push((Transport::Ws, addr.port()));
     }
     cfg.timers = switchboard_sip::TimerConfig {
         t1: Duration::from_millis(config.sip.t1_ms),
@@ -512,14 +518,24 @@ impl Driver {
             Inbound::Datagram { from, bytes, .. } => {
                 self.endpoint.handle_datagram(now, Peer::udp(from), &bytes);
             }
-            Inbound::Stream { conn, from, bytes } => {
+            Inbound::Stream {
+                conn,
+                transport,
+                from,
+                bytes,
+            } => {
                 self.endpoint.handle_datagram(
                     now,
-                    Peer::stream(Transport::Tcp, from, ConnId(conn)),
+                    Peer::stream(transport, from, ConnId(conn)),
                     &bytes,
                 );
             }
-            Inbound::Opened { conn, from, writer } => self.conns.opened(conn, from, writer),
+            Inbound::Opened {
+                conn,
+                transport,
+                from,
+                writer,
+            } => self.conns.opened(conn, transport, from, writer),
             Inbound::Closed { conn } => {
                 self.conns.closed(conn);
                 self.endpoint.handle_connection_closed(now, ConnId(conn));
@@ -658,11 +674,15 @@ fn send(dest: &Peer, bytes: Vec<u8>, udp: &[Arc<UdpSocket>], conns: &Connections
                 Err(e) => debug!(dest = %dest.addr, "udp send failed: {e}"),
             }
         }
-        Transport::Tcp => {
-            let conn = dest.conn.map(|c| c.0).or_else(|| conns.to_addr(dest.addr));
+        Transport::Tcp | Transport::Ws => {
+            let conn = dest
+                .conn
+                .map(|c| c.0)
+                .or_else(|| conns.to_addr(dest.transport, dest.addr));
             let sent = conn.is_some_and(|c| conns.send(c, bytes));
             if !sent {
-                debug!(dest = %dest.addr, "no open TCP connection for this message; dropped");
+                debug!(dest = %dest.addr, transport = dest.transport.via_token(),
+                    "no open connection for this message; dropped");
             }
         }
         other => debug!(dest = %dest.addr, "transport {other:?} is not served; message dropped"),

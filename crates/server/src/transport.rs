@@ -1,10 +1,12 @@
-//! SIP transports on tokio: UDP sockets and TCP listeners of `[sip] listen`.
+//! SIP transports on tokio: UDP sockets, TCP and WebSocket listeners of `[sip] listen`.
 //!
 //! Socket tasks only move bytes: every datagram and every framed stream message goes over a
 //! bounded channel to the one task that owns the sans-IO [`switchboard_sip::Endpoint`]
 //! (see `server::drive_endpoint`). Outbound bytes come back as [`Outbound`] routes:
 //! a UDP socket to send from, or the writer channel of the TCP connection a request came on,
 //! so responses leave over the connection the request arrived on (RFC 3261 §18.2.2).
+//! WebSocket connections (RFC 7118, `ws.rs`) are stream connections too: one SIP message
+//! per frame instead of Content-Length framing.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use switchboard_sip::Transport;
 use switchboard_sipmsg::{Frame, StreamFramer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -19,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-/// Identifies one TCP connection for the life of the process.
+/// Identifies one stream (TCP or WebSocket) connection for the life of the process.
 pub type ConnId = u64;
 
 /// Something the socket tasks hand to the endpoint task.
@@ -31,19 +34,21 @@ pub enum Inbound {
         from: SocketAddr,
         bytes: Vec<u8>,
     },
-    /// A whole SIP message framed from TCP connection `conn`.
+    /// A whole SIP message from stream connection `conn` (TCP or WebSocket).
     Stream {
         conn: ConnId,
+        transport: Transport,
         from: SocketAddr,
         bytes: Vec<u8>,
     },
-    /// A TCP connection opened: its writer channel.
+    /// A stream connection opened: its writer channel.
     Opened {
         conn: ConnId,
+        transport: Transport,
         from: SocketAddr,
         writer: mpsc::Sender<Vec<u8>>,
     },
-    /// A TCP connection closed.
+    /// A stream connection closed.
     Closed { conn: ConnId },
 }
 
@@ -54,9 +59,11 @@ pub struct TransportStats {
     pub inbound_dropped: AtomicU64,
     /// Datagrams or stream messages larger than `max_message_size`.
     pub oversized: AtomicU64,
-    /// TCP connections refused at `max_tcp_connections`.
+    /// Stream connections refused at `max_tcp_connections`.
     pub connections_refused: AtomicU64,
-    /// Open TCP connections.
+    /// WebSocket handshakes refused (no `sip` subprotocol, not a WebSocket, timed out).
+    pub ws_handshake_failures: AtomicU64,
+    /// Open stream connections (TCP and WebSocket).
     pub connections_open: AtomicUsize,
 }
 
@@ -65,6 +72,7 @@ pub struct TransportStats {
 pub struct Listeners {
     pub udp: Vec<Arc<UdpSocket>>,
     pub tcp: Vec<TcpListener>,
+    pub ws: Vec<TcpListener>,
 }
 
 impl Listeners {
@@ -72,10 +80,12 @@ impl Listeners {
     pub async fn bind(
         udp: &[SocketAddr],
         tcp: &[SocketAddr],
+        ws: &[SocketAddr],
     ) -> Result<Listeners, (String, std::io::Error)> {
         let mut listeners = Listeners {
             udp: Vec::new(),
             tcp: Vec::new(),
+            ws: Vec::new(),
         };
         for addr in udp {
             let socket = UdpSocket::bind(addr)
@@ -85,14 +95,24 @@ impl Listeners {
             listeners.udp.push(Arc::new(socket));
         }
         for addr in tcp {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|e| (format!("tcp:{addr}"), e))?;
-            info!(transport = "tcp", addr = %addr, "SIP listening");
-            listeners.tcp.push(listener);
+            listeners.tcp.push(bind_stream("tcp", addr).await?);
+        }
+        for addr in ws {
+            listeners.ws.push(bind_stream("ws", addr).await?);
         }
         Ok(listeners)
     }
+}
+
+async fn bind_stream(
+    kind: &str,
+    addr: &SocketAddr,
+) -> Result<TcpListener, (String, std::io::Error)> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| (format!("{kind}:{addr}"), e))?;
+    info!(transport = kind, addr = %addr, "SIP listening");
+    Ok(listener)
 }
 
 /// Limits the transports enforce.
@@ -119,13 +139,23 @@ pub fn spawn(
         tokio::spawn(udp_loop(index, socket, limits, inbound, stats, stop));
     }
     let next_conn = Arc::new(AtomicU64::new(1));
-    for listener in listeners.tcp {
-        let inbound = inbound.clone();
-        let stats = Arc::clone(&stats);
-        let stop = stop.clone();
-        let next_conn = Arc::clone(&next_conn);
-        tokio::spawn(tcp_accept_loop(
-            listener, limits, inbound, stats, stop, next_conn,
+    let streams = listeners
+        .tcp
+        .into_iter()
+        .map(|l| (Transport::Tcp, l))
+        .chain(listeners.ws.into_iter().map(|l| (Transport::Ws, l)));
+    for (transport, listener) in streams {
+        let stream = StreamTask {
+            limits,
+            inbound: inbound.clone(),
+            stats: Arc::clone(&stats),
+            stop: stop.clone(),
+        };
+        tokio::spawn(accept_loop(
+            transport,
+            listener,
+            stream,
+            Arc::clone(&next_conn),
         ));
     }
     udp
@@ -182,67 +212,69 @@ async fn udp_loop(
     }
 }
 
-async fn tcp_accept_loop(
+/// What every stream connection task is given.
+#[derive(Debug, Clone)]
+pub(crate) struct StreamTask {
+    pub limits: Limits,
+    pub inbound: mpsc::Sender<Inbound>,
+    pub stats: Arc<TransportStats>,
+    pub stop: CancellationToken,
+}
+
+async fn accept_loop(
+    transport: Transport,
     listener: TcpListener,
-    limits: Limits,
-    inbound: mpsc::Sender<Inbound>,
-    stats: Arc<TransportStats>,
-    stop: CancellationToken,
+    task: StreamTask,
     next_conn: Arc<AtomicU64>,
 ) {
+    let kind = transport.via_token().to_ascii_lowercase();
     loop {
         let accepted = tokio::select! {
-            () = stop.cancelled() => return,
+            () = task.stop.cancelled() => return,
             r = listener.accept() => r,
         };
         let (stream, from) = match accepted {
             Ok(r) => r,
             Err(e) => {
-                warn!("tcp accept failed: {e}");
+                warn!("{kind} accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
-        if stats.connections_open.load(Ordering::Relaxed) >= limits.max_tcp_connections {
-            stats.connections_refused.fetch_add(1, Ordering::Relaxed);
-            warn!(%from, "tcp connection refused: max_tcp_connections reached");
+        if task.stats.connections_open.load(Ordering::Relaxed) >= task.limits.max_tcp_connections {
+            task.stats
+                .connections_refused
+                .fetch_add(1, Ordering::Relaxed);
+            warn!(%from, "{kind} connection refused: max_tcp_connections reached");
             drop(stream);
             continue;
         }
         let conn = next_conn.fetch_add(1, Ordering::Relaxed);
-        let span = info_span!("tcp", conn, peer = %from);
-        tokio::spawn(
-            tcp_connection(
-                conn,
-                stream,
-                from,
-                limits,
-                inbound.clone(),
-                Arc::clone(&stats),
-                stop.clone(),
-            )
-            .instrument(span),
-        );
+        let span = info_span!("conn", transport = %kind, conn, peer = %from);
+        let _ = stream.set_nodelay(true);
+        if transport == Transport::Ws {
+            tokio::spawn(crate::ws::connection(conn, stream, from, task.clone()).instrument(span));
+        } else {
+            tokio::spawn(tcp_connection(conn, stream, from, task.clone()).instrument(span));
+        }
     }
 }
 
-async fn tcp_connection(
-    conn: ConnId,
-    stream: TcpStream,
-    from: SocketAddr,
-    limits: Limits,
-    inbound: mpsc::Sender<Inbound>,
-    stats: Arc<TransportStats>,
-    stop: CancellationToken,
-) {
+async fn tcp_connection(conn: ConnId, stream: TcpStream, from: SocketAddr, task: StreamTask) {
+    let StreamTask {
+        limits,
+        inbound,
+        stats,
+        stop,
+    } = task;
     stats.connections_open.fetch_add(1, Ordering::Relaxed);
     debug!("connection opened");
-    let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITER_QUEUE);
     if inbound
         .send(Inbound::Opened {
             conn,
+            transport: Transport::Tcp,
             from,
             writer: tx.clone(),
         })
@@ -290,11 +322,13 @@ async fn tcp_connection(
             match framer.next_frame() {
                 Ok(None) => break,
                 Ok(Some(Frame::Message(bytes))) => {
-                    if inbound
-                        .send(Inbound::Stream { conn, from, bytes })
-                        .await
-                        .is_err()
-                    {
+                    let msg = Inbound::Stream {
+                        conn,
+                        transport: Transport::Tcp,
+                        from,
+                        bytes,
+                    };
+                    if inbound.send(msg).await.is_err() {
                         break 'read;
                     }
                 }
@@ -321,15 +355,24 @@ async fn tcp_connection(
     debug!("connection closed");
 }
 
-/// The endpoint task's view of open TCP connections: owned by that one task, so no lock.
+/// Messages queued for one connection's writer before it counts as saturated.
+pub(crate) const WRITER_QUEUE: usize = 256;
+
+/// The endpoint task's view of open stream connections: owned by that one task, so no lock.
 #[derive(Debug, Default)]
 pub struct Connections {
-    writers: HashMap<ConnId, (SocketAddr, mpsc::Sender<Vec<u8>>)>,
+    writers: HashMap<ConnId, (Transport, SocketAddr, mpsc::Sender<Vec<u8>>)>,
 }
 
 impl Connections {
-    pub fn opened(&mut self, conn: ConnId, from: SocketAddr, writer: mpsc::Sender<Vec<u8>>) {
-        self.writers.insert(conn, (from, writer));
+    pub fn opened(
+        &mut self,
+        conn: ConnId,
+        transport: Transport,
+        from: SocketAddr,
+        writer: mpsc::Sender<Vec<u8>>,
+    ) {
+        self.writers.insert(conn, (transport, from, writer));
     }
 
     pub fn closed(&mut self, conn: ConnId) {
@@ -339,16 +382,17 @@ impl Connections {
     /// Queues bytes on a connection; false when it is gone or saturated.
     pub fn send(&self, conn: ConnId, bytes: Vec<u8>) -> bool {
         match self.writers.get(&conn) {
-            Some((_, writer)) => writer.try_send(bytes).is_ok(),
+            Some((_, _, writer)) => writer.try_send(bytes).is_ok(),
             None => false,
         }
     }
 
-    /// A connection to `addr`, if one is open (requests to a peer reuse its connection).
-    pub fn to_addr(&self, addr: SocketAddr) -> Option<ConnId> {
+    /// A connection of `transport` to `addr`, if one is open (requests to a peer reuse its
+    /// connection).
+    pub fn to_addr(&self, transport: Transport, addr: SocketAddr) -> Option<ConnId> {
         self.writers
             .iter()
-            .find(|(_, (from, _))| *from == addr)
+            .find(|(_, (t, from, _))| *t == transport && *from == addr)
             .map(|(conn, _)| *conn)
     }
 }

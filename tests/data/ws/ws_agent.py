@@ -1,0 +1,241 @@
+#!/usr/bin/env python3
+"""An agent phone that speaks SIP over WebSocket (RFC 7118) the way JsSIP does.
+
+It connects with the `sip` subprotocol, REGISTERs with a JsSIP-style contact (a random
+`.invalid` host, `transport=ws`, `reg-id` and `+sip.instance`, RFC 5626) answering the digest
+challenge, and then, with --answer, answers the INVITE that arrives down the same socket
+with a plain RTP/AVP PCMU answer, sends 20 ms PCMU packets to the relay and counts what the
+relay sends back; the call ends by the caller's BYE or, with --hangup-after S, by ours.
+Every step is printed as one line on stdout (REGISTERED, INVITE, ANSWERED, BYE ..., RTP-IN n,
+RTP-OUT n, CLOSED) for the Rust test to check. With --close-after-register it closes the
+socket right after registering, so the test can see the binding go with the connection.
+"""
+
+import argparse
+import asyncio
+import hashlib
+import random
+import re
+import socket
+import string
+import struct
+import sys
+import uuid
+
+import websockets
+
+
+def token(n=10):
+    return "".join(random.choice(string.ascii_lowercase + string.digits) for _ in range(n))
+
+
+def say(*words):
+    print(*words, flush=True)
+
+
+def parse(text):
+    head, _, body = text.partition("\r\n\r\n")
+    lines = head.split("\r\n")
+    headers = []
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers.append((name.strip().lower(), value.strip()))
+    return lines[0], headers, body
+
+
+def header(headers, name):
+    for n, v in headers:
+        if n == name:
+            return v
+    return None
+
+
+def all_headers(headers, name):
+    return [v for n, v in headers if n == name]
+
+
+class Agent:
+    def __init__(self, args):
+        self.args = args
+        self.host = token(12) + ".invalid"
+        self.user = token(8)
+        self.instance = str(uuid.uuid4())
+        self.call_id = token(20)
+        self.tag = token(10)
+        self.cseq = 0
+        self.ws = None
+
+    def via(self):
+        return f"SIP/2.0/WS {self.host};branch=z9hG4bK{token(12)}"
+
+    def contact(self):
+        return (f'<sip:{self.user}@{self.host};transport=ws>;+sip.ice;reg-id=1;'
+                f'+sip.instance="<urn:uuid:{self.instance}>";expires=600')
+
+    async def register(self, auth=None):
+        self.cseq += 1
+        lines = [
+            f"REGISTER sip:{self.args.domain} SIP/2.0",
+            f"Via: {self.via()}",
+            "Max-Forwards: 69",
+            f"To: <sip:{self.args.agent}@{self.args.domain}>",
+            f"From: <sip:{self.args.agent}@{self.args.domain}>;tag={self.tag}",
+            f"Call-ID: {self.call_id}",
+            f"CSeq: {self.cseq} REGISTER",
+            f"Contact: {self.contact()}",
+            "Expires: 600",
+            "Allow: INVITE,ACK,CANCEL,BYE,UPDATE,MESSAGE,OPTIONS,REFER,INFO,NOTIFY",
+            "Supported: path,gruu,outbound",
+            "User-Agent: ws_agent.py (JsSIP-style)",
+        ]
+        if auth:
+            lines.append(f"Authorization: {auth}")
+        lines.append("Content-Length: 0")
+        await self.ws.send("\r\n".join(lines) + "\r\n\r\n")
+
+    def digest(self, challenge):
+        params = dict(re.findall(r'(\w+)="?([^",]*)"?', challenge))
+        realm, nonce = params["realm"], params["nonce"]
+        uri = f"sip:{self.args.domain}"
+        ha1 = hashlib.md5(f"{self.args.agent}:{realm}:{self.args.password}".encode()).hexdigest()
+        ha2 = hashlib.md5(f"REGISTER:{uri}".encode()).hexdigest()
+        cnonce, nc = token(8), "00000001"
+        response = hashlib.md5(f"{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}".encode()).hexdigest()
+        opaque = f', opaque="{params["opaque"]}"' if "opaque" in params else ""
+        return (f'Digest algorithm=MD5, username="{self.args.agent}", realm="{realm}", '
+                f'nonce="{nonce}", uri="{uri}", response="{response}", qop=auth, '
+                f'cnonce="{cnonce}", nc={nc}{opaque}')
+
+    async def recv(self, timeout):
+        frame = await asyncio.wait_for(self.ws.recv(), timeout)
+        if isinstance(frame, bytes):
+            frame = frame.decode()
+        return parse(frame)
+
+    async def login(self):
+        await self.register()
+        while True:
+            start, headers, _ = await self.recv(10)
+            if start.startswith("SIP/2.0 401"):
+                await self.register(self.digest(header(headers, "www-authenticate")))
+            elif start.startswith("SIP/2.0 200"):
+                say("REGISTERED", " ".join(all_headers(headers, "contact")))
+                return
+            elif start.startswith("SIP/2.0 1"):
+                continue
+            else:
+                say("REGISTER-FAILED", start)
+                sys.exit(1)
+
+    def response(self, headers, status, extra=(), body=""):
+        lines = [f"SIP/2.0 {status}"]
+        for name in ("via", "record-route"):
+            lines += [f"{name.title()}: {v}" for v in all_headers(headers, name)]
+        to = header(headers, "to")
+        if ";tag=" not in to:
+            to += f";tag={self.tag}"
+        lines += [f"To: {to}", f"From: {header(headers, 'from')}",
+                  f"Call-ID: {header(headers, 'call-id')}", f"CSeq: {header(headers, 'cseq')}"]
+        lines += list(extra)
+        lines.append(f"Content-Length: {len(body.encode())}")
+        return "\r\n".join(lines) + "\r\n\r\n" + body
+
+    async def serve_call(self):
+        rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rtp.bind(("127.0.0.1", 0))
+        rtp.setblocking(False)
+        port = rtp.getsockname()[1]
+        invite = None
+        sent = received = 0
+        relay = None
+        deadline = asyncio.get_running_loop().time() + self.args.timeout
+        hangup_at = None
+        seq, ts, ssrc = 1, 0, random.getrandbits(32)
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                start, headers, body = await self.recv(0.02)
+            except asyncio.TimeoutError:
+                start = None
+            if start and start.startswith("INVITE "):
+                invite = headers
+                say("INVITE", start.split()[1])
+                await self.ws.send(self.response(headers, "180 Ringing"))
+                m = re.search(r"m=audio (\d+)", body)
+                c = re.search(r"c=IN IP4 (\S+)", body)
+                relay = (c.group(1), int(m.group(1)))
+                sdp = ("v=0\r\no=ws 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+                       f"m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n")
+                contact = f"Contact: <sip:{self.user}@{self.host};transport=ws;ob>"
+                await self.ws.send(self.response(
+                    headers, "200 OK", [contact, "Content-Type: application/sdp"], sdp))
+                say("ANSWERED")
+                if self.args.hangup_after:
+                    hangup_at = asyncio.get_running_loop().time() + self.args.hangup_after
+            elif start and start.startswith("ACK "):
+                say("ACK")
+            elif start and start.startswith("BYE "):
+                await self.ws.send(self.response(headers, "200 OK"))
+                say("BYE", "from-caller")
+                break
+            elif start and start.startswith("SIP/2.0 ") and "BYE" in (header(headers, "cseq") or ""):
+                say("BYE", "answered", start.split()[1])
+                break
+            elif start and not start.startswith("SIP/2.0"):
+                await self.ws.send(self.response(headers, "200 OK"))
+            if relay:
+                packet = struct.pack("!BBHII", 0x80, 0, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc)
+                rtp.sendto(packet + b"\xff" * 160, relay)
+                seq, ts, sent = seq + 1, ts + 160, sent + 1
+                while True:
+                    try:
+                        rtp.recv(2048)
+                        received += 1
+                    except BlockingIOError:
+                        break
+            if hangup_at and asyncio.get_running_loop().time() >= hangup_at:
+                hangup_at = None
+                await self.bye(invite)
+        say("RTP-OUT", sent)
+        say("RTP-IN", received)
+
+    async def bye(self, invite):
+        # The INVITE's From is the far end; our To tag is self.tag.
+        target = re.search(r"<([^>]+)>", header(invite, "contact")).group(1)
+        routes = [f"Route: {v}" for v in all_headers(invite, "record-route")]
+        to = header(invite, "from")
+        frm = header(invite, "to")
+        if ";tag=" not in frm:
+            frm += f";tag={self.tag}"
+        lines = [f"BYE {target} SIP/2.0", f"Via: {self.via()}", "Max-Forwards: 69",
+                 f"To: {to}", f"From: {frm}", f"Call-ID: {header(invite, 'call-id')}",
+                 "CSeq: 1 BYE", *routes, "Content-Length: 0"]
+        await self.ws.send("\r\n".join(lines) + "\r\n\r\n")
+        say("BYE", "sent")
+
+
+async def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--url", required=True)
+    ap.add_argument("--agent", required=True)
+    ap.add_argument("--password", required=True)
+    ap.add_argument("--domain", default="callcenter.local")
+    ap.add_argument("--answer", action="store_true")
+    ap.add_argument("--hangup-after", type=float, default=0)
+    ap.add_argument("--close-after-register", action="store_true")
+    ap.add_argument("--timeout", type=float, default=30)
+    args = ap.parse_args()
+    agent = Agent(args)
+    async with websockets.connect(args.url, subprotocols=["sip"]) as ws:
+        say("SUBPROTOCOL", ws.subprotocol)
+        agent.ws = ws
+        await agent.login()
+        if args.close_after_register:
+            await ws.close()
+            say("CLOSED")
+            return
+        if args.answer:
+            await agent.serve_call()
+    say("CLOSED")
+
+
+asyncio.run(main())

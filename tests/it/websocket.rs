@@ -1,0 +1,232 @@
+//! SIP over WebSocket (RFC 7118) through the real server: an agent phone that speaks SIP the
+//! way JsSIP does (`tests/data/ws/ws_agent.py`, the `websockets` package: subprotocol `sip`,
+//! a `.invalid` Via and Contact host, `reg-id` and `+sip.instance`) registers with digest on a
+//! `ws:` listener and takes a SIPp trunk call down that same socket; RTP flows both ways
+//! through the relay; hang-up from either end; the binding goes when the socket closes.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::harness::*;
+
+fn have_websockets() -> bool {
+    Command::new("python3")
+        .args(["-c", "import websockets"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// True (after saying so) when SIPp or the Python `websockets` package is missing.
+fn without_peers() -> bool {
+    if without_sipp() {
+        return true;
+    }
+    if have_websockets() {
+        return false;
+    }
+    peer_missing("python3 websockets (PyPI)");
+    true
+}
+
+/// The demo company with a `ws:` listener; returns the server and the WebSocket port.
+fn company_with_ws() -> (Server, u16) {
+    let ports = Ports::new();
+    let ws = free_port();
+    let config = demo_config(&ports).replace(
+        &format!("\"tcp:127.0.0.1:{}\"]", ports.sip),
+        &format!("\"tcp:127.0.0.1:{}\", \"ws:127.0.0.1:{ws}\"]", ports.sip),
+    );
+    assert!(config.contains("\"ws:127.0.0.1:"), "{config}");
+    (Server::start(&config, ports), ws)
+}
+
+/// Starts the Python WebSocket agent; its stdout lines are read by [`agent_output`].
+fn ws_agent(ws: u16, agent: &str, args: &[&str]) -> Child {
+    Command::new("python3")
+        .arg(data("ws/ws_agent.py"))
+        .args([
+            "--url",
+            &format!("ws://127.0.0.1:{ws}"),
+            "--agent",
+            agent,
+            "--password",
+            &format!("{agent}-secret"),
+        ])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ws_agent.py")
+}
+
+fn agent_output(child: Child) -> String {
+    let out = child.wait_with_output().expect("ws_agent.py output");
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    text
+}
+
+fn registrations(server: &Server) -> f64 {
+    let (_, text) = http_get(server.ports.http, "/metrics").expect("metrics");
+    metric_sum(&text, "switchboard_registrations", &[])
+}
+
+fn wait_registered(server: &Server, count: f64) {
+    wait_until(
+        server,
+        "the WebSocket registration",
+        Duration::from_secs(10),
+        || registrations(server) == count,
+    );
+}
+
+fn counted(out: &str, what: &str) -> u64 {
+    out.lines()
+        .find_map(|l| l.strip_prefix(what))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn trunk(server: &Server, scenario: &str) -> (std::process::ExitStatus, String, String) {
+    let media_port = free_port().to_string();
+    sipp_at(
+        scenario,
+        server.sip_addr(),
+        free_port(),
+        &[
+            "-key",
+            "caller",
+            "+38511000004",
+            "-s",
+            "100",
+            "-d",
+            "3000",
+            "-mi",
+            "127.0.0.1",
+            "-mp",
+            &media_port,
+        ],
+        Duration::from_secs(30),
+    )
+}
+
+#[test]
+fn a_websocket_agent_registers_and_takes_a_trunk_call_down_its_socket() {
+    if without_peers() {
+        return;
+    }
+    let (server, ws) = company_with_ws();
+    // An unknown caller is a `new` client: a department head (petra) takes it.
+    let agent = ws_agent(ws, "petra", &["--answer", "--timeout", "15"]);
+    wait_registered(&server, 1.0);
+    let (status, out, messages) = trunk(&server, "trunk_call.xml");
+    assert!(status.success(), "{out}\n{messages}\n{}", server.log());
+    let said = agent_output(agent);
+    assert!(said.contains("SUBPROTOCOL sip"), "{said}");
+    assert!(said.contains("REGISTERED <sip:"), "{said}");
+    assert!(said.contains(".invalid;transport=ws>"), "{said}");
+    assert!(said.contains("INVITE sip:"), "{said}");
+    assert!(said.contains("ACK"), "{said}");
+    assert!(said.contains("BYE from-caller"), "{said}");
+    assert!(counted(&said, "RTP-IN ") > 50, "{said}");
+    wait_until(&server, "the call record", Duration::from_secs(5), || {
+        !ended_calls(&server.log()).is_empty()
+    });
+    let rec = &ended_calls(&server.log())[0];
+    assert_eq!(rec["outcome"], "answered", "{rec:?}");
+    assert_eq!(rec["hangup"], "caller", "{rec:?}");
+    assert_eq!(rec["agent"], "petra", "{rec:?}");
+    let agent_in: u64 = rec["agent_rtp_in"].parse().unwrap();
+    let caller_in: u64 = rec["caller_rtp_in"].parse().unwrap();
+    assert!(agent_in > 50 && caller_in > 50, "{rec:?}");
+    // The agent's socket closed when it exited: its binding went with it.
+    wait_registered(&server, 0.0);
+    assert!(
+        server.log().contains("agent unregistered agent=petra"),
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
+fn a_websocket_agent_hangs_up_and_the_caller_gets_the_bye() {
+    if without_peers() {
+        return;
+    }
+    let (server, ws) = company_with_ws();
+    let agent = ws_agent(
+        ws,
+        "petra",
+        &["--answer", "--hangup-after", "1", "--timeout", "15"],
+    );
+    wait_registered(&server, 1.0);
+    let (status, out, messages) = trunk(&server, "trunk_call_wait_bye.xml");
+    assert!(status.success(), "{out}\n{messages}\n{}", server.log());
+    let said = agent_output(agent);
+    assert!(said.contains("BYE answered 200"), "{said}");
+    wait_until(&server, "the call record", Duration::from_secs(5), || {
+        !ended_calls(&server.log()).is_empty()
+    });
+    let rec = &ended_calls(&server.log())[0];
+    assert_eq!(rec["outcome"], "answered", "{rec:?}");
+    assert_eq!(rec["hangup"], "agent", "{rec:?}");
+    assert_eq!(rec["agent"], "petra", "{rec:?}");
+}
+
+#[test]
+fn closing_the_socket_removes_the_registration_at_once() {
+    if without_peers() {
+        return;
+    }
+    let (server, ws) = company_with_ws();
+    let said = agent_output(ws_agent(ws, "ana", &["--close-after-register"]));
+    assert!(said.contains("REGISTERED"), "{said}");
+    assert!(said.contains("CLOSED"), "{said}");
+    // Registered for 600 s, yet gone with its connection.
+    wait_until(&server, "the binding to go", Duration::from_secs(5), || {
+        server.log().contains("agent unregistered agent=ana")
+    });
+    assert_eq!(registrations(&server), 0.0);
+}
+
+/// The HTTP upgrade of a client that does not offer the `sip` subprotocol, and the answer.
+fn upgrade(ws: u16, protocol: Option<&str>) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", ws)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let protocol =
+        protocol.map_or_else(String::new, |p| format!("Sec-WebSocket-Protocol: {p}\r\n"));
+    write!(
+        stream,
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1:{ws}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         {protocol}\r\n"
+    )
+    .unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = stream.read(&mut answer).unwrap_or(0);
+    String::from_utf8_lossy(&answer[..n]).into_owned()
+}
+
+#[test]
+fn the_upgrade_needs_the_sip_subprotocol_and_gets_it_echoed() {
+    let (server, ws) = company_with_ws();
+    let refused = upgrade(ws, None);
+    assert!(refused.starts_with("HTTP/1.1 400"), "{refused}");
+    let refused = upgrade(ws, Some("chat"));
+    assert!(refused.starts_with("HTTP/1.1 400"), "{refused}");
+    let accepted = upgrade(ws, Some("chat, sip"));
+    assert!(accepted.starts_with("HTTP/1.1 101"), "{accepted}");
+    assert!(
+        accepted
+            .to_ascii_lowercase()
+            .contains("sec-websocket-protocol: sip\r\n"),
+        "{accepted}"
+    );
+    assert!(server.log().contains("WebSocket handshake refused"));
+}
