@@ -1,8 +1,10 @@
-//! SIP over WebSocket (RFC 7118) through the real server: an agent phone that speaks SIP the
-//! way JsSIP does (`tests/data/ws/ws_agent.py`, the `websockets` package: subprotocol `sip`,
-//! a `.invalid` Via and Contact host, `reg-id` and `+sip.instance`) registers with digest on a
-//! `ws:` listener and takes a SIPp trunk call down that same socket; RTP flows both ways
-//! through the relay; hang-up from either end; the binding goes when the socket closes.
+//! SIP over WebSocket (RFC 7118) and WebRTC agents through the real server: an agent phone
+//! that speaks SIP the way JsSIP does (`tests/data/ws/ws_agent.py`, the `websockets` package:
+//! subprotocol `sip`, a `.invalid` Via and Contact host, `reg-id` and `+sip.instance`)
+//! registers with digest on a `ws:` listener and takes a SIPp trunk call down that same
+//! socket. Its media is aiortc, a real WebRTC stack (ICE against the server's ICE-lite
+//! candidate, DTLS-SRTP both ways). Hang-up from either end; the binding goes when the socket
+//! closes.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -13,7 +15,7 @@ use crate::harness::*;
 
 fn have_websockets() -> bool {
     Command::new("python3")
-        .args(["-c", "import websockets"])
+        .args(["-c", "import websockets, aiortc"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -28,7 +30,7 @@ fn without_peers() -> bool {
     if have_websockets() {
         return false;
     }
-    peer_missing("python3 websockets (PyPI)");
+    peer_missing("python3 websockets and aiortc (PyPI)");
     true
 }
 
@@ -115,7 +117,7 @@ fn trunk(server: &Server, scenario: &str) -> (std::process::ExitStatus, String, 
 }
 
 #[test]
-fn a_websocket_agent_registers_and_takes_a_trunk_call_down_its_socket() {
+fn an_aiortc_agent_on_websocket_talks_over_dtls_srtp() {
     if without_peers() {
         return;
     }
@@ -126,30 +128,40 @@ fn a_websocket_agent_registers_and_takes_a_trunk_call_down_its_socket() {
     let (status, out, messages) = trunk(&server, "trunk_call.xml");
     assert!(status.success(), "{out}\n{messages}\n{}", server.log());
     let said = agent_output(agent);
-    assert!(said.contains("SUBPROTOCOL sip"), "{said}");
-    assert!(said.contains("REGISTERED <sip:"), "{said}");
-    assert!(said.contains(".invalid;transport=ws>"), "{said}");
-    assert!(said.contains("INVITE sip:"), "{said}");
-    assert!(said.contains("ACK"), "{said}");
-    assert!(said.contains("BYE from-caller"), "{said}");
+    // The browser-style offer: ICE-lite, DTLS with us passive or actpass, then connected.
+    assert!(
+        said.contains("OFFER webrtc ice-lite setup:actpass"),
+        "{said}"
+    );
+    assert!(said.contains("ANSWERED webrtc"), "{said}");
+    assert!(
+        said.contains("WEBRTC connected"),
+        "{said}\n{}",
+        server.log()
+    );
+    assert!(said.contains("DTLS closed srtp-profile"), "{said}");
+    // The trunk's audio reached aiortc through SRTP; its tone reached the relay.
+    assert!(counted(&said, "INBOUND-RTP ") > 50, "{said}");
     assert!(counted(&said, "RTP-IN ") > 50, "{said}");
+    assert!(
+        server.log().contains("WebRTC agent leg connected"),
+        "{}",
+        server.log()
+    );
     wait_until(&server, "the call record", Duration::from_secs(5), || {
         !ended_calls(&server.log()).is_empty()
     });
     let rec = &ended_calls(&server.log())[0];
     assert_eq!(rec["outcome"], "answered", "{rec:?}");
-    assert_eq!(rec["hangup"], "caller", "{rec:?}");
     assert_eq!(rec["agent"], "petra", "{rec:?}");
     let agent_in: u64 = rec["agent_rtp_in"].parse().unwrap();
-    let caller_in: u64 = rec["caller_rtp_in"].parse().unwrap();
-    assert!(agent_in > 50 && caller_in > 50, "{rec:?}");
-    // The agent's socket closed when it exited: its binding went with it.
-    wait_registered(&server, 0.0);
-    assert!(
-        server.log().contains("agent unregistered agent=petra"),
-        "{}",
-        server.log()
-    );
+    let agent_out: u64 = rec["agent_rtp_out"].parse().unwrap();
+    assert!(agent_in > 50 && agent_out > 50, "{rec:?}");
+    // The leg is gone with the call.
+    wait_until(&server, "no WebRTC session", Duration::from_secs(5), || {
+        let (_, text) = http_get(server.ports.http, "/metrics").expect("metrics");
+        metric_sum(&text, "switchboard_webrtc_sessions", &[]) == 0.0
+    });
 }
 
 #[test]
@@ -161,7 +173,7 @@ fn a_websocket_agent_hangs_up_and_the_caller_gets_the_bye() {
     let agent = ws_agent(
         ws,
         "petra",
-        &["--answer", "--hangup-after", "1", "--timeout", "15"],
+        &["--answer", "--hangup-after", "2", "--timeout", "15"],
     );
     wait_registered(&server, 1.0);
     let (status, out, messages) = trunk(&server, "trunk_call_wait_bye.xml");

@@ -123,6 +123,12 @@ impl Media {
         Ok(s)
     }
 
+    /// A port pair of the RTP range for a leg that is not a session's (the WebRTC leg of
+    /// `switchboard-webrtc`); its ports return to the pool when the pair is dropped.
+    pub fn allocate_ports(&self) -> Result<ports::PortPair> {
+        self.pool.allocate()
+    }
+
     /// Totals across all sessions since start.
     pub fn totals(&self) -> MediaTotals {
         self.totals.snapshot(self.pool.in_use())

@@ -2,11 +2,14 @@
 //! `switchboard_media::Session` (caller leg + agent leg) with the few operations the B2BUA
 //! needs, and turns media errors into SIP answers.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Context as _;
 use switchboard_media::{Media, MediaConfig, MediaError, Sdp, Session};
+use switchboard_webrtc::Gateway;
 use tracing::{debug, warn};
 
 use crate::config::Config;
@@ -35,6 +38,8 @@ pub struct MediaSetup {
     media: Media,
     sounds_dir: PathBuf,
     recording_dir: PathBuf,
+    /// WebRTC agent legs running now (`switchboard_webrtc_sessions`).
+    webrtc_live: Arc<AtomicUsize>,
 }
 
 /// Where the shipped prompts are: `[media] sounds_dir` when it exists, else the `sounds/`
@@ -74,7 +79,13 @@ impl MediaSetup {
             media,
             sounds_dir,
             recording_dir: config.recording.dir.clone(),
+            webrtc_live: Arc::new(AtomicUsize::new(0)),
         })
+    }
+
+    /// WebRTC agent legs running now.
+    pub fn webrtc_sessions(&self) -> usize {
+        self.webrtc_live.load(Ordering::Relaxed)
     }
 
     /// Packet totals since start and the port pairs in use now.
@@ -112,6 +123,9 @@ impl MediaSetup {
             caller_sdp: sdp.into_bytes(),
             sounds_dir: self.sounds_dir.clone(),
             recording_dir: self.recording_dir.clone(),
+            media: self.media.clone(),
+            webrtc: None,
+            webrtc_live: Arc::clone(&self.webrtc_live),
         })
     }
 }
@@ -144,6 +158,10 @@ pub struct CallMedia {
     caller_sdp: Vec<u8>,
     sounds_dir: PathBuf,
     recording_dir: PathBuf,
+    media: Media,
+    /// The WebRTC leg offered to browser agents of this call, made at the first such offer.
+    webrtc: Option<Gateway>,
+    webrtc_live: Arc<AtomicUsize>,
 }
 
 impl CallMedia {
@@ -236,11 +254,77 @@ impl CallMedia {
             .unwrap_or_default()
     }
 
+    /// Our offer to a browser agent (WebRTC: ICE-lite, DTLS-SRTP), made by the call's WebRTC
+    /// leg, which feeds the relay's agent leg; the plain offer when that leg cannot start.
+    pub fn webrtc_offer_sdp(&mut self) -> Vec<u8> {
+        if self.webrtc.is_none() {
+            let Some(session) = self.session.as_ref() else {
+                return Vec::new();
+            };
+            let cfg = self.media.config();
+            let relay_agent = SocketAddr::new(cfg.bind_ip, session.agent_port());
+            let started = self
+                .media
+                .allocate_ports()
+                .map_err(|e| e.to_string())
+                .and_then(|pair| {
+                    Gateway::spawn(
+                        pair,
+                        cfg.advertised_ip,
+                        relay_agent,
+                        Arc::clone(&self.webrtc_live),
+                        webrtc_seed(session.call_id()),
+                    )
+                    .map_err(|e| e.to_string())
+                });
+            match started {
+                Ok(gateway) => self.webrtc = Some(gateway),
+                Err(e) => {
+                    warn!(
+                        call_id = session.call_id(),
+                        "WebRTC leg not started ({e}); plain RTP offered"
+                    );
+                    return self.agent_offer_sdp();
+                }
+            }
+        }
+        self.webrtc
+            .as_ref()
+            .map(|g| g.offer().as_bytes().to_vec())
+            .unwrap_or_default()
+    }
+
+    /// Packets the WebRTC leg passed (from the browser, to the browser), if there is one.
+    pub fn webrtc_packets(&self) -> Option<(u64, u64)> {
+        self.webrtc.as_ref().map(|g| {
+            let s = g.stats();
+            (
+                s.from_browser.load(Ordering::Relaxed),
+                s.to_browser.load(Ordering::Relaxed),
+            )
+        })
+    }
+
     /// The agent answered with `answer`: point the agent leg at it, bridge, and start the
     /// recording when `record_as` names the call (queue with `record = true`).
     pub fn bridge_agent(&mut self, answer: &[u8], record_as: Option<&str>) -> Result<(), String> {
         let Some(s) = self.session.as_mut() else {
             return Err("media already closed".into());
+        };
+        // A browser's answer goes to the WebRTC leg; the relay sees the leg as a plain phone.
+        let webrtc_plain;
+        let answer = match &self.webrtc {
+            Some(gateway) if is_webrtc_sdp(answer) => {
+                webrtc_plain = gateway
+                    .accept_answer(&String::from_utf8_lossy(answer))
+                    .map_err(|e| e.to_string())?;
+                debug!(
+                    call_id = s.call_id(),
+                    "WebRTC answer taken; relay fed over the leg"
+                );
+                webrtc_plain.as_bytes()
+            }
+            _ => answer,
         };
         let applied = Sdp::parse_bytes(answer)
             .map_err(|e| e.to_string())
@@ -333,6 +417,8 @@ impl CallMedia {
 
     /// Ends the media: counters now, ports freed and the recording finished in the background.
     pub fn close(&mut self) -> CallMediaStats {
+        // Dropping the WebRTC leg sends the DTLS close and frees its ports.
+        self.webrtc = None;
         let Some(session) = self.session.take() else {
             return CallMediaStats::default();
         };
@@ -363,6 +449,19 @@ impl Drop for CallMedia {
             self.close();
         }
     }
+}
+
+/// Whether an SDP body is a WebRTC one (DTLS-SRTP: `UDP/TLS/RTP/SAVPF`).
+pub fn is_webrtc_sdp(body: &[u8]) -> bool {
+    body.windows(8).any(|w| w.eq_ignore_ascii_case(b"UDP/TLS/"))
+}
+
+/// A per-call seed for the WebRTC leg's SSRCs.
+fn webrtc_seed(call_id: &str) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write(call_id.as_bytes());
+    h.finish()
 }
 
 /// Whether an SDP offer puts the other side on hold (sendonly, inactive or `c=0.0.0.0`).

@@ -35,6 +35,7 @@ pub struct Metrics {
     pub call_state_entries: IntGaugeVec,
     pub engine_calls: IntGauge,
     pub rtp_port_pairs_in_use: IntGauge,
+    pub webrtc_sessions: IntGauge,
     pub auth_failures_total: IntCounterVec,
     pub sip_refused_total: IntCounterVec,
 }
@@ -199,6 +200,11 @@ impl Metrics {
             "RTP/RTCP port pairs allocated to calls (two per call).",
         )
         .unwrap_or_else(|e| unreachable_metric(&e));
+        let webrtc_sessions = IntGauge::new(
+            "switchboard_webrtc_sessions",
+            "WebRTC agent legs (ICE-lite, DTLS-SRTP) running now.",
+        )
+        .unwrap_or_else(|e| unreachable_metric(&e));
         let auth_failures_total = IntCounterVec::new(
             Opts::new(
                 "switchboard_auth_failures_total",
@@ -240,6 +246,7 @@ impl Metrics {
             Box::new(call_state_entries.clone()),
             Box::new(engine_calls.clone()),
             Box::new(rtp_port_pairs_in_use.clone()),
+            Box::new(webrtc_sessions.clone()),
             Box::new(auth_failures_total.clone()),
             Box::new(sip_refused_total.clone()),
         ] {
@@ -274,6 +281,7 @@ impl Metrics {
             call_state_entries,
             engine_calls,
             rtp_port_pairs_in_use,
+            webrtc_sessions,
             auth_failures_total,
             sip_refused_total,
         }

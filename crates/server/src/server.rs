@@ -211,6 +211,9 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
             &refresh_store.stats(),
             &refresh_media.totals(),
         );
+        refresh_metrics
+            .webrtc_sessions
+            .set(i64::try_from(refresh_media.webrtc_sessions()).unwrap_or(i64::MAX));
     });
     let app = crate::http::router(AppState {
         metrics: metrics.clone(),

@@ -148,7 +148,8 @@ struct Task {
 
 impl Task {
     async fn run(mut self, mut answers: mpsc::Receiver<String>) {
-        let started = now();
+        // The handshake is timed from the browser's answer.
+        let mut started = now();
         let mut from_browser = vec![0u8; 2048];
         let mut from_relay = vec![0u8; 2048];
         loop {
@@ -159,6 +160,7 @@ impl Task {
             tokio::select! {
                 answer = answers.recv() => match answer {
                     Some(sdp) => {
+                        started = now();
                         if let Err(e) = self.leg.accept_answer(now(), &sdp) {
                             warn!("WebRTC answer refused: {e}");
                             break;

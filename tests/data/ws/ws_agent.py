@@ -3,11 +3,14 @@
 
 It connects with the `sip` subprotocol, REGISTERs with a JsSIP-style contact (a random
 `.invalid` host, `transport=ws`, `reg-id` and `+sip.instance`, RFC 5626) answering the digest
-challenge, and then, with --answer, answers the INVITE that arrives down the same socket
-with a plain RTP/AVP PCMU answer, sends 20 ms PCMU packets to the relay and counts what the
-relay sends back; the call ends by the caller's BYE or, with --hangup-after S, by ours.
-Every step is printed as one line on stdout (REGISTERED, INVITE, ANSWERED, BYE ..., RTP-IN n,
-RTP-OUT n, CLOSED) for the Rust test to check. With --close-after-register it closes the
+challenge, and then, with --answer, answers the INVITE that arrives down the same socket.
+A WebRTC offer (UDP/TLS/RTP/SAVPF) is answered by aiortc, a real WebRTC stack: ICE against
+the server's ICE-lite candidate, DTLS (we are the active side), SRTP with a 440 Hz tone sent
+and the server's audio received and counted. With --plain-rtp the agent answers any offer
+with plain RTP/AVP PCMU instead (a SIP phone on WebSocket that is not a browser). The call
+ends by the caller's BYE or, with --hangup-after S, by ours. Every step is printed as one
+line on stdout (REGISTERED, INVITE, ANSWERED, DTLS ..., BYE ..., RTP-IN n, RTP-OUT n,
+CLOSED) for the Rust test to check. With --close-after-register it closes the
 socket right after registering, so the test can see the binding go with the connection.
 """
 
@@ -140,6 +143,59 @@ class Agent:
         lines.append(f"Content-Length: {len(body.encode())}")
         return "\r\n".join(lines) + "\r\n\r\n" + body
 
+    async def serve_webrtc_call(self, headers, body):
+        from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+        from aiortc.mediastreams import AudioStreamTrack
+        import fractions
+        import math
+        import av
+
+        class Tone(AudioStreamTrack):
+            """20 ms frames of a 440 Hz tone, 8 kHz mono."""
+            def __init__(self):
+                super().__init__()
+                self.n = 0
+
+            async def recv(self):
+                await asyncio.sleep(0.02)
+                samples = [int(math.sin(2 * math.pi * 440 * (i + self.n * 160) / 8000.0) * 8000)
+                           for i in range(160)]
+                self.n += 1
+                frame = av.AudioFrame(format="s16", layout="mono", samples=160)
+                frame.planes[0].update(struct.pack("<160h", *samples))
+                frame.sample_rate = 8000
+                frame.pts = (self.n - 1) * 160
+                frame.time_base = fractions.Fraction(1, 8000)
+                return frame
+
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTrack(Tone())
+        frames = {"in": 0}
+
+        @pc.on("track")
+        def on_track(track):
+            async def drain():
+                while True:
+                    try:
+                        await track.recv()
+                    except Exception:
+                        return
+                    frames["in"] += 1
+            asyncio.ensure_future(drain())
+
+        @pc.on("connectionstatechange")
+        async def on_state():
+            say("WEBRTC", pc.connectionState)
+
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        sdp = pc.localDescription.sdp.replace("\n", "\r\n").replace("\r\r\n", "\r\n")
+        contact = f"Contact: <sip:{self.user}@{self.host};transport=ws;ob>"
+        await self.ws.send(self.response(
+            headers, "200 OK", [contact, "Content-Type: application/sdp"], sdp))
+        say("ANSWERED", "webrtc")
+        return pc, frames
+
     async def serve_call(self):
         rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         rtp.bind(("127.0.0.1", 0))
@@ -151,6 +207,7 @@ class Agent:
         deadline = asyncio.get_running_loop().time() + self.args.timeout
         hangup_at = None
         seq, ts, ssrc = 1, 0, random.getrandbits(32)
+        webrtc = None
         while asyncio.get_running_loop().time() < deadline:
             try:
                 start, headers, body = await self.recv(0.02)
@@ -160,6 +217,14 @@ class Agent:
                 invite = headers
                 say("INVITE", start.split()[1])
                 await self.ws.send(self.response(headers, "180 Ringing"))
+                if "UDP/TLS/RTP/SAVPF" in body and not self.args.plain_rtp:
+                    say("OFFER", "webrtc",
+                        "ice-lite" if "a=ice-lite" in body else "full-ice",
+                        "setup:" + re.search(r"a=setup:(\w+)", body).group(1))
+                    webrtc = await self.serve_webrtc_call(headers, body)
+                    if self.args.hangup_after:
+                        hangup_at = asyncio.get_running_loop().time() + self.args.hangup_after
+                    continue
                 m = re.search(r"m=audio (\d+)", body)
                 c = re.search(r"c=IN IP4 (\S+)", body)
                 relay = (c.group(1), int(m.group(1)))
@@ -195,6 +260,18 @@ class Agent:
             if hangup_at and asyncio.get_running_loop().time() >= hangup_at:
                 hangup_at = None
                 await self.bye(invite)
+        if webrtc:
+            pc, frames = webrtc
+            stats = await pc.getStats()
+            for report in stats.values():
+                if report.type == "inbound-rtp":
+                    say("INBOUND-RTP", report.packetsReceived)
+                if report.type == "outbound-rtp":
+                    sent = report.packetsSent
+            dtls = pc.getTransceivers()[0].receiver.transport
+            say("DTLS", dtls.state, "srtp-profile" if dtls._rx_srtp else "no-srtp")
+            received = frames["in"]
+            await pc.close()
         say("RTP-OUT", sent)
         say("RTP-IN", received)
 
@@ -222,6 +299,7 @@ async def main():
     ap.add_argument("--answer", action="store_true")
     ap.add_argument("--hangup-after", type=float, default=0)
     ap.add_argument("--close-after-register", action="store_true")
+    ap.add_argument("--plain-rtp", action="store_true")
     ap.add_argument("--timeout", type=float, default=30)
     args = ap.parse_args()
     agent = Agent(args)

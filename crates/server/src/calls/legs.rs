@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use switchboard_engine::{AgentIdx, Offer, Outcome};
 use switchboard_sip::dialog::{self, Dialog};
-use switchboard_sip::{ClientTxnKey, Endpoint, Instant, Peer};
+use switchboard_sip::{ClientTxnKey, Endpoint, Instant, Peer, Transport};
 use switchboard_sipmsg::{HeaderName, Method, Request, Response};
 use tracing::{debug, info, warn};
 
@@ -92,7 +92,13 @@ impl Calls {
                     invite
                         .headers
                         .push(HeaderName::ContentType, "application/sdp");
-                    invite.body = call.media.agent_offer_sdp();
+                    // Phones on SIP over WebSocket are browsers: they get a WebRTC offer.
+                    invite.body =
+                        if matches!(binding.source.transport, Transport::Ws | Transport::Wss) {
+                            call.media.webrtc_offer_sdp()
+                        } else {
+                            call.media.agent_offer_sdp()
+                        };
                     let txn = ep.send_request(now, binding.source.clone(), invite);
                     debug!(call = key, agent = %agent_id, contact = %binding.contact, "ringing agent");
                     new_legs.push((txn, sip_call_id.clone()));
