@@ -9,6 +9,7 @@
     clippy::disallowed_methods
 )]
 
+mod agent_page;
 mod api;
 mod calls;
 mod cli;

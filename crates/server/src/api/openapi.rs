@@ -24,6 +24,8 @@ use super::{
         crate::http::readyz,
         crate::http::metrics,
         crate::web::wallboard,
+        crate::web::agent,
+        crate::web::jssip,
         agents::list,
         agents::get,
         agents::set_state,

@@ -4,6 +4,12 @@
 //!
 //! `/wallboard` asks for the API token once (kept in the tab's `sessionStorage`, sent as an
 //! `Authorization` header, never in a URL), then reads `/api/v1` and follows the event stream.
+//!
+//! `/agent` is the browser softphone: the agent logs in with id and password (an agent token
+//! from `POST /api/v1/sessions` for the API, digest over SIP on WebSocket for the phone), and
+//! gets state buttons, the screen pop, answer, hang-up and blind transfer. Its SIP stack is
+//! JsSIP, vendored as one file (`jssip.js`, bundled once with esbuild, licence kept at its
+//! top) and served at `/agent/jssip.js`.
 
 use axum::Router;
 use axum::extract::State;
@@ -16,13 +22,21 @@ use crate::config::WallboardConfig;
 use crate::http::AppState;
 
 const WALLBOARD: &str = include_str!("wallboard.html");
+const AGENT: &str = include_str!("agent.html");
+const JSSIP: &str = include_str!("jssip.js");
+
+/// Where the agent page's configuration is written in.
+const AGENT_CONFIG_MARK: &str = "/*AGENT_CONFIG*/{}";
 
 /// Where the page's configuration is written in.
 const CONFIG_MARK: &str = "/*WALLBOARD_CONFIG*/{}";
 
 /// The pages.
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/wallboard", get(wallboard))
+    Router::new()
+        .route("/wallboard", get(wallboard))
+        .route("/agent", get(agent))
+        .route("/agent/jssip.js", get(jssip))
 }
 
 /// What the wallboard script is told: colour thresholds and the service-level target.
@@ -65,6 +79,65 @@ pub async fn wallboard(State(state): State<AppState>) -> Response {
             ),
         ],
         wallboard_page(&state.config),
+    )
+        .into_response()
+}
+
+/// What the agent page's script is told: the SIP domain and the `ws:` listener's port
+/// (`null` when none is configured: the page then cannot register and says so).
+fn agent_page(config: &crate::config::Config) -> String {
+    let ws_port = config
+        .listen_addrs()
+        .iter()
+        .find(|l| l.transport == crate::config::ListenTransport::Ws)
+        .map(|l| l.addr.port());
+    let json = serde_json::json!({ "domain": config.sip.domain, "ws_port": ws_port });
+    // `<` is escaped so that nothing in the domain can close the script element.
+    let json = json.to_string().replace('<', "\\u003c");
+    AGENT.replacen(AGENT_CONFIG_MARK, &json, 1)
+}
+
+/// The browser softphone of agents (SIP over WebSocket, WebRTC audio): log in, state
+/// buttons, screen pop, answer, hang up, blind transfer. Self-contained HTML plus the
+/// vendored JsSIP.
+#[utoipa::path(
+    get,
+    path = "/agent",
+    operation_id = "agent_page",
+    tag = "pages",
+    responses((status = 200, description = "The page", content_type = "text/html", body = String))
+)]
+pub async fn agent(State(state): State<AppState>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+            // Same-origin scripts (the page and JsSIP), the API and SIP over WebSocket.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; media-src 'self' blob: mediastream:; connect-src 'self' ws: wss:; frame-ancestors 'none'",
+            ),
+        ],
+        agent_page(&state.config),
+    )
+        .into_response()
+}
+
+/// JsSIP, the SIP stack of `/agent` (MIT licence at the top of the file).
+#[utoipa::path(
+    get,
+    path = "/agent/jssip.js",
+    operation_id = "agent_jssip",
+    tag = "pages",
+    responses((status = 200, description = "JsSIP", content_type = "text/javascript", body = String))
+)]
+pub async fn jssip() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        JSSIP,
     )
         .into_response()
 }

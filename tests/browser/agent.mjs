@@ -1,0 +1,73 @@
+// Drives the real /agent page in Debian's chromium (playwright-core) as a browser agent:
+// logs in with agent id and password (agent token + SIP over WebSocket with digest), says
+// READY once registered, waits for the incoming call's screen pop (says POP with the route
+// shown), answers with the fake microphone, waits until WebRTC audio arrives (inbound-rtp
+// bytes from getStats, says AUDIO bytes=N), then either hangs up from the page (HANGUP=page,
+// says HUNGUP) or waits for the caller to hang up (says ENDED). Exit code 0 only if all held.
+//
+//   BASE=http://127.0.0.1:8080 AGENT=petra PASSWORD=petra-secret HANGUP=page node agent.mjs
+import { chromium } from "playwright-core";
+
+const { BASE, AGENT, PASSWORD, HANGUP = "caller" } = process.env;
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const fail = (msg) => { console.log("FAIL " + msg); process.exit(1); };
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+async function until(what, ms, f) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v) return v;
+    if (Date.now() > deadline) fail("timed out: " + what);
+    await sleep(100);
+  }
+}
+
+const browser = await chromium.launch({
+  executablePath: CHROMIUM,
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+    "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--autoplay-policy=no-user-gesture-required"],
+});
+try {
+  const context = await browser.newContext();
+  await context.grantPermissions(["microphone"], { origin: BASE });
+  const page = await context.newPage();
+  const requests = [];
+  page.on("request", (r) => requests.push(r.url()));
+  page.on("pageerror", (e) => console.log("PAGEERROR " + e.message));
+  await page.goto(BASE + "/agent");
+  await page.fill("#agent", AGENT);
+  await page.fill("#password", PASSWORD);
+  await page.click("button[type=submit]");
+  await until("SIP registration", 15000,
+    async () => (await page.locator("#sip-status").textContent()).trim() === "registered");
+  console.log("READY state=" + (await page.locator("#agent-state").textContent()).trim());
+  await page.locator("#call").waitFor({ state: "visible", timeout: 30000 });
+  await until("the screen pop's route", 5000,
+    async () => (await page.locator("#pop-route").textContent()).trim());
+  console.log("POP caller=" + (await page.locator("#pop-caller").textContent()).trim() +
+    " class=" + (await page.locator("#pop-class").textContent()).trim() +
+    " route=" + (await page.locator("#pop-route").textContent()).trim());
+  await page.click("#answer");
+  await page.locator("#talking-actions").waitFor({ state: "visible", timeout: 10000 });
+  const bytes = await until("WebRTC audio (inbound-rtp bytes)", 10000,
+    async () => { const b = await page.evaluate(() => window.switchboardAudioBytes()); return b > 0 && b; });
+  console.log("AUDIO bytes=" + bytes);
+  if (HANGUP === "page") {
+    await sleep(1500);
+    await page.click("#hangup");
+    await page.locator("#call").waitFor({ state: "hidden", timeout: 10000 });
+    console.log("HUNGUP");
+  } else {
+    await page.locator("#call").waitFor({ state: "hidden", timeout: 30000 });
+    console.log("ENDED");
+  }
+  const foreign = requests.filter((u) => !u.startsWith(BASE));
+  if (foreign.length) fail("requests outside the server: " + foreign.join(" "));
+} catch (e) {
+  fail(e.message.split("\n")[0]);
+} finally {
+  await browser.close();
+}
