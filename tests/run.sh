@@ -19,6 +19,8 @@ command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
 # promtool checks the /metrics exposition and deploy/prometheus (Debian ships it in prometheus).
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
+# The crash tests read the SQLite database with its own client.
+command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
 if ((${#missing[@]})); then
   step "installing: ${missing[*]}"
   SUDO=""

@@ -44,6 +44,15 @@ struct SessionLast {
     at: Timestamp,
     agent_id: String,
     event: AgentEventKind,
+    state: Option<String>,
+}
+
+impl SessionLast {
+    /// Whether the agent was still logged in: neither logged out (unregistered) nor set to
+    /// `logged_out` (the engine's state change may follow the logout row).
+    fn open(&self) -> bool {
+        self.event != AgentEventKind::Logout && self.state.as_deref() != Some("logged_out")
+    }
 }
 
 /// A call's queue entry still open after its last event.
@@ -119,7 +128,7 @@ fn closing_events(
 /// The logouts that close the sessions left open, dated `at`.
 fn closing_logouts(last: &[SessionLast], at: Timestamp) -> Vec<AgentSessionEvent> {
     last.iter()
-        .filter(|s| s.event != AgentEventKind::Logout)
+        .filter(|s| s.open())
         .map(|s| AgentSessionEvent {
             id: format!("{}-closed", s.id),
             at,
@@ -135,7 +144,7 @@ const JOURNAL_CALLS: &str = "SELECT id, ended_at FROM calls WHERE journal = $1 A
 const JOURNAL_EVENTS: &str = "SELECT q.id, q.at, q.call_id, q.queue, q.agent_id, q.event \
      FROM queue_events q JOIN calls c ON c.id = q.call_id \
      WHERE c.journal = $1 AND c.started_at < $2 ORDER BY q.seq";
-const LAST_SESSIONS: &str = "SELECT s.id, s.at, s.agent_id, s.event FROM agent_sessions s \
+const LAST_SESSIONS: &str = "SELECT s.id, s.at, s.agent_id, s.event, s.state FROM agent_sessions s \
      WHERE s.node = $1 AND s.at < $2 AND s.seq = (SELECT MAX(t.seq) FROM agent_sessions t \
      WHERE t.node = $3 AND t.agent_id = s.agent_id AND t.at < $4)";
 const CLOSE_JOURNAL: &str = "UPDATE calls SET journal = NULL, outcome = 'interrupted', \
@@ -192,6 +201,7 @@ impl Db {
                         at: r.ts("at")?,
                         agent_id: r.text("agent_id")?,
                         event: r.parsed("event")?,
+                        state: r.opt_text("state")?,
                     })
                 })
                 .collect::<Result<Vec<_>, sqlx::Error>>()?;
@@ -279,18 +289,28 @@ mod tests {
                 at: t(1),
                 agent_id: "ana".into(),
                 event: AgentEventKind::Login,
+                state: None,
             },
             SessionLast {
                 id: "b".into(),
                 at: t(2),
                 agent_id: "ivan".into(),
                 event: AgentEventKind::Logout,
+                state: None,
+            },
+            SessionLast {
+                id: "d".into(),
+                at: t(4),
+                agent_id: "olga".into(),
+                event: AgentEventKind::State,
+                state: Some("logged_out".into()),
             },
             SessionLast {
                 id: "c".into(),
                 at: t(3),
                 agent_id: "marko".into(),
                 event: AgentEventKind::State,
+                state: Some("on_call".into()),
             },
         ];
         let out = closing_logouts(&last, t(9));
