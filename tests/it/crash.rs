@@ -124,19 +124,7 @@ fn calls_in_progress_survive_a_kill(config: String, ports: Ports) {
 type Query = Box<dyn Fn(&Server, &str) -> String>;
 
 fn sqlite_query() -> Query {
-    Box::new(|server: &Server, sql: &str| {
-        let out = std::process::Command::new("sqlite3")
-            .arg(server.dir.path().join("switchboard.db"))
-            .arg(sql)
-            .output()
-            .expect("run sqlite3 (package sqlite3; tests/run.sh installs it)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    })
+    Box::new(sqlite)
 }
 
 fn lines(text: &str) -> Vec<&str> {

@@ -768,3 +768,19 @@ impl Phone {
         }
     }
 }
+
+/// Runs `sql` on the server's SQLite database (the demo's `switchboard.db`) with the
+/// `sqlite3` client: one line per row, columns separated by `|`.
+pub fn sqlite(server: &Server, sql: &str) -> String {
+    let out = Command::new("sqlite3")
+        .arg(server.dir.path().join("switchboard.db"))
+        .arg(sql)
+        .output()
+        .expect("run sqlite3 (package sqlite3; tests/run.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
