@@ -350,14 +350,14 @@ skill = "regional"
     #[test]
     fn steps_parse() {
         assert_eq!(
-            Step::parse("assigned_manager").unwrap(),
+            "assigned_manager".parse::<Step>().unwrap(),
             Step::AssignedManager
         );
         assert_eq!(
-            Step::parse("role:finance").unwrap(),
+            "role:finance".parse::<Step>().unwrap(),
             Step::Role("finance".into())
         );
-        assert!(Step::parse("role:").is_err());
-        assert!(Step::parse("somebody").is_err());
+        assert!("role:".parse::<Step>().is_err());
+        assert!("somebody".parse::<Step>().is_err());
     }
 }
