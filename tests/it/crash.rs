@@ -325,3 +325,48 @@ fn postgres_calls_in_progress_at_a_kill_are_recorded_as_interrupted() {
     );
     calls_in_progress_survive_a_kill(config, ports);
 }
+
+/// A clean stop (SIGTERM) logs out every agent still logged in — Ivan registered, Petra on a
+/// break — so the next start finds nothing left open.
+#[test]
+fn sqlite_agents_logged_in_at_a_clean_stop_are_logged_out() {
+    if skip() {
+        return;
+    }
+    let ports = Ports::new();
+    let mut server = Server::start(&demo_config(&ports), ports);
+    let ivan = SippAgent::start(&server, "ivan", None);
+    let (status, body) = api_post(
+        server.ports.http,
+        "/api/v1/agents/petra/state",
+        r#"{"state": "break"}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(server.terminate().success(), "{}", server.log());
+    drop(ivan);
+    let last_rows = "SELECT agent_id || ' ' || event || ' ' || reason FROM agent_sessions s \
+                     WHERE seq = (SELECT MAX(seq) FROM agent_sessions t WHERE t.agent_id = s.agent_id) \
+                     ORDER BY agent_id";
+    assert_eq!(
+        lines(&sqlite(&server, last_rows)),
+        ["ivan logout server stopped", "petra logout server stopped"],
+        "{}",
+        server.log()
+    );
+    server.restart();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        sqlite(
+            &server,
+            "SELECT COUNT(*) FROM agent_sessions WHERE id LIKE '%-closed'"
+        ),
+        "0",
+        "nothing left open to close"
+    );
+    assert!(
+        !server.log().contains("agent_sessions="),
+        "{}",
+        server.log()
+    );
+}

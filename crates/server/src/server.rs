@@ -242,6 +242,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
     if let Err(e) = http.await {
         warn!("HTTP task failed: {e}");
     }
+    crate::journal::log_out_at_stop(&engine, &store.writer());
     if let Err(e) = store.flush(SHUTDOWN_GRACE).await {
         warn!("records not flushed to the database before exit: {e} (they stay in the spool)");
     }
