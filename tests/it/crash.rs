@@ -17,6 +17,27 @@ fn skip() -> bool {
     true
 }
 
+/// A caller (a SIPp trunk call to DID 100) on a thread of its own, staying `talk_ms` after
+/// the queue answers.
+fn caller_in_background(
+    sip: std::net::SocketAddr,
+    caller: String,
+    talk_ms: u64,
+    timeout: Duration,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let talk_ms = talk_ms.to_string();
+        let _ = trunk_scenario(
+            "trunk_call.xml",
+            sip,
+            &caller,
+            "100",
+            &["-d", &talk_ms],
+            timeout,
+        );
+    })
+}
+
 fn cdrs(server: &Server) -> Vec<serde_json::Value> {
     let Ok((200, body)) = api_get(server.ports.http, "/api/v1/calls?limit=100") else {
         return Vec::new();
@@ -31,40 +52,13 @@ fn cdrs(server: &Server) -> Vec<serde_json::Value> {
 fn calls_in_progress_survive_a_kill(config: String, ports: Ports) {
     let mut server = Server::start(&config, ports);
     for head in ["ivan", "petra"] {
-        let (status, body) = api_post(
-            server.ports.http,
-            &format!("/api/v1/agents/{head}/state"),
-            r#"{"state": "break"}"#,
-        )
-        .unwrap();
-        assert_eq!(status, 200, "{body}");
+        set_agent_state(&server, head, "break");
     }
     let sip = server.sip_addr();
     let callers: Vec<_> = (0..2)
         .map(|i| {
-            std::thread::spawn(move || {
-                let media_port = free_port().to_string();
-                let caller = format!("+3851300000{i}");
-                let _ = sipp_at(
-                    "trunk_call.xml",
-                    sip,
-                    free_port(),
-                    &[
-                        "-key",
-                        "caller",
-                        &caller,
-                        "-s",
-                        "100",
-                        "-d",
-                        "6000",
-                        "-mi",
-                        "127.0.0.1",
-                        "-mp",
-                        &media_port,
-                    ],
-                    Duration::from_secs(30),
-                );
-            })
+            let caller = format!("+3851300000{i}");
+            caller_in_background(sip, caller, 6000, Duration::from_secs(30))
         })
         .collect();
     wait_until(&server, "2 calls queued", Duration::from_secs(10), || {
@@ -138,39 +132,12 @@ fn lines(text: &str) -> Vec<&str> {
 /// adds nothing.
 fn queue_entries_and_sessions_are_closed_after_a_kill(config: String, ports: Ports, query: Query) {
     let mut server = Server::start(&config, ports);
-    let (status, body) = api_post(
-        server.ports.http,
-        "/api/v1/agents/petra/state",
-        r#"{"state": "break"}"#,
-    )
-    .unwrap();
-    assert_eq!(status, 200, "{body}");
+    set_agent_state(&server, "petra", "break");
     let _ivan = SippAgent::start(&server, "ivan", None);
     let sip = server.sip_addr();
     let caller = |i: u32| {
-        std::thread::spawn(move || {
-            let media_port = free_port().to_string();
-            let caller = format!("+3851400000{i}");
-            let _ = sipp_at(
-                "trunk_call.xml",
-                sip,
-                free_port(),
-                &[
-                    "-key",
-                    "caller",
-                    &caller,
-                    "-s",
-                    "100",
-                    "-d",
-                    "8000",
-                    "-mi",
-                    "127.0.0.1",
-                    "-mp",
-                    &media_port,
-                ],
-                Duration::from_secs(15),
-            );
-        })
+        let caller = format!("+3851400000{i}");
+        caller_in_background(sip, caller, 8000, Duration::from_secs(15))
     };
     let first = caller(0);
     wait_until(&server, "Ivan answered", Duration::from_secs(10), || {
@@ -336,13 +303,7 @@ fn sqlite_agents_logged_in_at_a_clean_stop_are_logged_out() {
     let ports = Ports::new();
     let mut server = Server::start(&demo_config(&ports), ports);
     let ivan = SippAgent::start(&server, "ivan", None);
-    let (status, body) = api_post(
-        server.ports.http,
-        "/api/v1/agents/petra/state",
-        r#"{"state": "break"}"#,
-    )
-    .unwrap();
-    assert_eq!(status, 200, "{body}");
+    set_agent_state(&server, "petra", "break");
     assert!(server.terminate().success(), "{}", server.log());
     drop(ivan);
     let last_rows = "SELECT agent_id || ' ' || event || ' ' || reason FROM agent_sessions s \

@@ -501,29 +501,43 @@ pub fn trunk_calls(
     extra: &[&str],
     timeout: Duration,
 ) -> (ExitStatus, String, String) {
-    let media_port = free_port().to_string();
     let talk_ms = talk_ms.to_string();
+    let mut args = vec!["-d", talk_ms.as_str()];
+    args.extend_from_slice(extra);
+    trunk_scenario(
+        "trunk_call.xml",
+        server.sip_addr(),
+        caller,
+        dialed,
+        &args,
+        timeout,
+    )
+}
+
+/// A trunk call from `caller` to DID `dialed` played by the SIPp `scenario` (a file under
+/// tests/data/sipp) against `target`, with its own RTP port and more SIPp arguments.
+pub fn trunk_scenario(
+    scenario: &str,
+    target: SocketAddr,
+    caller: &str,
+    dialed: &str,
+    extra: &[&str],
+    timeout: Duration,
+) -> (ExitStatus, String, String) {
+    let media_port = free_port().to_string();
     let mut args = vec![
         "-key",
         "caller",
         caller,
         "-s",
         dialed,
-        "-d",
-        &talk_ms,
         "-mi",
         "127.0.0.1",
         "-mp",
         &media_port,
     ];
     args.extend_from_slice(extra);
-    sipp_at(
-        "trunk_call.xml",
-        server.sip_addr(),
-        free_port(),
-        &args,
-        timeout,
-    )
+    sipp_at(scenario, target, free_port(), &args, timeout)
 }
 
 /// Writes a client directory CSV and loads it with `switchboard clients import` into the
@@ -783,4 +797,15 @@ pub fn sqlite(server: &Server, sql: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Sets `agent`'s state through the API (`available`, `break`, `logged_out`, `absent`).
+pub fn set_agent_state(server: &Server, agent: &str, state: &str) {
+    let (status, body) = api_post(
+        server.ports.http,
+        &format!("/api/v1/agents/{agent}/state"),
+        &format!(r#"{{"state": "{state}"}}"#),
+    )
+    .expect("API request");
+    assert_eq!(status, 200, "{body}");
 }

@@ -34,16 +34,6 @@ fn orders_queue(config: String, max_wait_s: u32, overflow: Option<&str>) -> Stri
     config.replacen(old, &new, 1)
 }
 
-fn set_state(server: &Server, agent: &str, state: &str) {
-    let (status, body) = api_post(
-        server.ports.http,
-        &format!("/api/v1/agents/{agent}/state"),
-        &format!(r#"{{"state": "{state}"}}"#),
-    )
-    .unwrap();
-    assert_eq!(status, 200, "{body}");
-}
-
 fn agent_state(server: &Server, agent: &str) -> String {
     let (status, body) = api_get(server.ports.http, "/api/v1/agents").unwrap();
     assert_eq!(status, 200, "{body}");
@@ -88,24 +78,13 @@ fn trunk(
     caller: &str,
     extra: &[&str],
 ) -> (std::process::ExitStatus, String, String) {
-    let media_port = free_port().to_string();
-    let mut args = vec![
-        "-key",
-        "caller",
-        caller,
-        "-s",
-        "100",
-        "-mi",
-        "127.0.0.1",
-        "-mp",
-        &media_port,
-    ];
-    args.extend_from_slice(extra);
-    sipp_at(
+    let target = server.sip_addr();
+    trunk_scenario(
         scenario,
-        server.sip_addr(),
-        free_port(),
-        &args,
+        target,
+        caller,
+        "100",
+        extra,
         Duration::from_secs(30),
     )
 }
@@ -146,7 +125,7 @@ fn queue_call_past_max_wait_without_overflow_ends_as_timeout() {
     // the queue's 3 s, then Switchboard ends it.
     let server = company(|c| orders_queue(c, 3, None));
     for op in ["olga", "oleg"] {
-        set_state(&server, op, "break");
+        set_agent_state(&server, op, "break");
     }
     let started = Instant::now();
     let (status, out, messages) = trunk(&server, "trunk_call_wait_bye.xml", "+38511000004", &[]);
@@ -180,7 +159,7 @@ fn queue_overflow_takes_the_call_after_max_wait_and_a_busy_overflow_ends_as_time
         orders_queue(c, 2, Some("agent:fina")).replace("step_wait_s = 120", "step_wait_s = 2")
     });
     for op in ["olga", "oleg"] {
-        set_state(&server, op, "break");
+        set_agent_state(&server, op, "break");
     }
     let fina = SippAgent::start(&server, "fina", None);
 
@@ -210,7 +189,7 @@ fn queue_overflow_takes_the_call_after_max_wait_and_a_busy_overflow_ends_as_time
     wait_until(&server, "fina free again", Duration::from_secs(10), || {
         agent_state(&server, "fina") == "available"
     });
-    set_state(&server, "fina", "break");
+    set_agent_state(&server, "fina", "break");
     let started = Instant::now();
     let (status, out, messages) = trunk(&server, "trunk_call_wait_bye.xml", "+38511000004", &[]);
     let took = started.elapsed();
