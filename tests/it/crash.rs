@@ -52,7 +52,7 @@ fn cdrs(server: &Server) -> Vec<serde_json::Value> {
 fn calls_in_progress_survive_a_kill(config: String, ports: Ports) {
     let mut server = Server::start(&config, ports);
     for head in ["ivan", "petra"] {
-        set_agent_state(&server, head, "break");
+        put_on_break(&server, &[head]);
     }
     let sip = server.sip_addr();
     let callers: Vec<_> = (0..2)
@@ -132,7 +132,7 @@ fn lines(text: &str) -> Vec<&str> {
 /// adds nothing.
 fn queue_entries_and_sessions_are_closed_after_a_kill(config: String, ports: Ports, query: Query) {
     let mut server = Server::start(&config, ports);
-    set_agent_state(&server, "petra", "break");
+    put_on_break(&server, &["petra"]);
     let _ivan = SippAgent::start(&server, "ivan", None);
     let sip = server.sip_addr();
     let caller = |i: u32| {
@@ -303,7 +303,7 @@ fn sqlite_agents_logged_in_at_a_clean_stop_are_logged_out() {
     let ports = Ports::new();
     let mut server = Server::start(&demo_config(&ports), ports);
     let ivan = SippAgent::start(&server, "ivan", None);
-    set_agent_state(&server, "petra", "break");
+    put_on_break(&server, &["petra"]);
     assert!(server.terminate().success(), "{}", server.log());
     drop(ivan);
     let last_rows = "SELECT agent_id || ' ' || event || ' ' || reason FROM agent_sessions s \

@@ -53,7 +53,8 @@ impl Ports {
 /// A config for tests: the demo company on the given ports, with an RTP range of its own
 /// (tests run in parallel processes). Fixed test ports stay below Linux's ephemeral range
 /// (32768+), where sockets bound to port 0 land: 20000–27999 for test servers' RTP,
-/// 28000–28399 for the media crate's tests, 28400–29399 for baresip's RTP.
+/// 28000–28399 for the media crate's tests, 28400–29399 for baresip's RTP, 29400–32767 for
+/// the call-control simulations (`calls/sim.rs`).
 pub fn demo_config(ports: &Ports) -> String {
     let demo = std::fs::read_to_string(repo_root().join("config/demo.toml")).expect("demo config");
     let rtp_first = 20_000 + (ports.sip % 100) * 80;
@@ -73,6 +74,8 @@ pub struct Server {
     pub dir: tempfile::TempDir,
     pub ports: Ports,
     pub log: Arc<Mutex<String>>,
+    /// Environment given to the process beyond the harness's own.
+    env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -83,15 +86,26 @@ impl Server {
     }
 
     pub fn start_in(dir: tempfile::TempDir, config: &str, ports: Ports) -> Server {
+        Server::start_with_env(dir, config, ports, Vec::new())
+    }
+
+    /// As `start_in`, with more environment variables (e.g. `NOTIFY_SOCKET`).
+    pub fn start_with_env(
+        dir: tempfile::TempDir,
+        config: &str,
+        ports: Ports,
+        env: Vec<(String, String)>,
+    ) -> Server {
         let config_path = dir.path().join("switchboard.toml");
         std::fs::write(&config_path, config).expect("write config");
         let log = Arc::new(Mutex::new(String::new()));
-        let child = spawn_server(dir.path(), &log);
+        let child = spawn_server(dir.path(), &log, &env);
         let server = Server {
             child,
             dir,
             ports,
             log,
+            env,
         };
         server.wait_ready();
         server
@@ -112,7 +126,7 @@ impl Server {
             .lock()
             .expect("log lock")
             .push_str("---- restart ----\n");
-        self.child = spawn_server(self.dir.path(), &self.log);
+        self.child = spawn_server(self.dir.path(), &self.log, &self.env);
         self.wait_ready();
     }
 
@@ -145,12 +159,16 @@ impl Server {
     }
 }
 
-fn spawn_server(dir: &Path, log: &Arc<Mutex<String>>) -> Child {
+/// Runs the binary as systemd would with `StateDirectory=`: its state (database, spool,
+/// recordings) goes to `$STATE_DIRECTORY`, here the test's directory.
+fn spawn_server(dir: &Path, log: &Arc<Mutex<String>>, env: &[(String, String)]) -> Child {
     let mut child = Command::new(switchboard_bin())
         .arg("--config")
         .arg(dir.join("switchboard.toml"))
         .current_dir(dir)
         .env("RUST_LOG", "info,switchboard=debug")
+        .env("STATE_DIRECTORY", dir)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -213,6 +231,20 @@ pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
                 .flatten()
         })
         .sum()
+}
+
+/// Puts `agents` on a break through the API: logged in but not taking calls, so calls to their
+/// queues wait (with nobody logged in at all a call is refused as `no_agent`).
+pub fn put_on_break(server: &Server, agents: &[&str]) {
+    for agent in agents {
+        let (status, body) = api_post(
+            server.ports.http,
+            &format!("/api/v1/agents/{agent}/state"),
+            r#"{"state": "break"}"#,
+        )
+        .expect("state change");
+        assert_eq!(status, 200, "{agent} on break: {body}");
+    }
 }
 
 /// A minimal HTTP/1.1 GET on loopback: (status, body).
@@ -501,17 +533,22 @@ pub fn trunk_calls(
     extra: &[&str],
     timeout: Duration,
 ) -> (ExitStatus, String, String) {
+    trunk_calls_to(server.sip_addr(), caller, dialed, talk_ms, extra, timeout)
+}
+
+/// [`trunk_calls`] sent to `target` (a proxy in front of the server).
+pub fn trunk_calls_to(
+    target: SocketAddr,
+    caller: &str,
+    dialed: &str,
+    talk_ms: u64,
+    extra: &[&str],
+    timeout: Duration,
+) -> (ExitStatus, String, String) {
     let talk_ms = talk_ms.to_string();
     let mut args = vec!["-d", talk_ms.as_str()];
     args.extend_from_slice(extra);
-    trunk_scenario(
-        "trunk_call.xml",
-        server.sip_addr(),
-        caller,
-        dialed,
-        &args,
-        timeout,
-    )
+    trunk_scenario("trunk_call.xml", target, caller, dialed, &args, timeout)
 }
 
 /// A trunk call from `caller` to DID `dialed` played by the SIPp `scenario` (a file under
@@ -635,6 +672,12 @@ pub struct Baresip {
 
 impl Baresip {
     pub fn start(server: &Server, id: &str) -> Baresip {
+        Baresip::start_via(server, server.ports.sip, id, 600)
+    }
+
+    /// Registers `id` every `regint` seconds at 127.0.0.1:`registrar` (the server, or a
+    /// proxy in front of it) and waits until `server` logs the registration.
+    pub fn start_via(server: &Server, registrar: u16, id: &str, regint: u32) -> Baresip {
         let dir = tempfile::tempdir().expect("tempdir");
         let sip_port = free_port();
         let ctrl_port = free_port();
@@ -666,8 +709,7 @@ impl Baresip {
         std::fs::write(
             dir.path().join("accounts"),
             format!(
-                "<sip:{id}@127.0.0.1:{}>;auth_pass={id}-secret;answermode=auto;regint=600\n",
-                server.ports.sip
+                "<sip:{id}@127.0.0.1:{registrar}>;auth_pass={id}-secret;answermode=auto;regint={regint}\n"
             ),
         )
         .expect("baresip accounts");
@@ -797,15 +839,4 @@ pub fn sqlite(server: &Server, sql: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// Sets `agent`'s state through the API (`available`, `break`, `logged_out`, `absent`).
-pub fn set_agent_state(server: &Server, agent: &str, state: &str) {
-    let (status, body) = api_post(
-        server.ports.http,
-        &format!("/api/v1/agents/{agent}/state"),
-        &format!(r#"{{"state": "{state}"}}"#),
-    )
-    .expect("API request");
-    assert_eq!(status, 200, "{body}");
 }

@@ -125,7 +125,7 @@ fn queue_call_past_max_wait_without_overflow_ends_as_timeout() {
     // the queue's 3 s, then Switchboard ends it.
     let server = company(|c| orders_queue(c, 3, None));
     for op in ["olga", "oleg"] {
-        set_agent_state(&server, op, "break");
+        put_on_break(&server, &[op]);
     }
     let started = Instant::now();
     let (status, out, messages) = trunk(&server, "trunk_call_wait_bye.xml", "+38511000004", &[]);
@@ -159,7 +159,7 @@ fn queue_overflow_takes_the_call_after_max_wait_and_a_busy_overflow_ends_as_time
         orders_queue(c, 2, Some("agent:fina")).replace("step_wait_s = 120", "step_wait_s = 2")
     });
     for op in ["olga", "oleg"] {
-        set_agent_state(&server, op, "break");
+        put_on_break(&server, &[op]);
     }
     let fina = SippAgent::start(&server, "fina", None);
 
@@ -189,7 +189,7 @@ fn queue_overflow_takes_the_call_after_max_wait_and_a_busy_overflow_ends_as_time
     wait_until(&server, "fina free again", Duration::from_secs(10), || {
         agent_state(&server, "fina") == "available"
     });
-    set_agent_state(&server, "fina", "break");
+    put_on_break(&server, &["fina"]);
     let started = Instant::now();
     let (status, out, messages) = trunk(&server, "trunk_call_wait_bye.xml", "+38511000004", &[]);
     let took = started.elapsed();

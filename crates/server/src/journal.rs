@@ -35,8 +35,9 @@ pub fn journal_row(mut record: CallRecord, node: &str) -> CallRecord {
     record
 }
 
-/// At a clean stop, once the last call ended and the API is closed: a `logout` (reason
-/// `server stopped`) for every agent the engine does not hold as logged out, dated now.
+/// At a clean stop, once the last call ended and the API is closed: a change to `logged_out`
+/// and a `logout` (reason `server stopped`) for every agent the engine does not hold as logged
+/// out, dated now.
 pub fn log_out_at_stop(engine: &Engine, records: &RecordSink) {
     let at = switchboard_store::now_utc();
     let mut n = 0usize;
@@ -44,18 +45,22 @@ pub fn log_out_at_stop(engine: &Engine, records: &RecordSink) {
         if agent.state.kind() == AgentStateKind::LoggedOut {
             continue;
         }
-        let record = AgentSessionEvent {
-            id: switchboard_store::new_record_id(),
-            at,
-            agent_id: agent.id.clone(),
-            event: AgentEventKind::Logout,
-            state: Some("logged_out".to_owned()),
-            reason: Some("server stopped".to_owned()),
-        };
-        match records.send(record) {
-            Ok(()) => n += 1,
-            Err(e) => warn!(agent = %agent.id, "agent session record not accepted: {e}"),
+        // The state change ends the agent's state in the reports' timeline; the logout ends
+        // the shift (an unregistration writes both).
+        for event in [AgentEventKind::State, AgentEventKind::Logout] {
+            let record = AgentSessionEvent {
+                id: switchboard_store::new_record_id(),
+                at,
+                agent_id: agent.id.clone(),
+                event,
+                state: Some("logged_out".to_owned()),
+                reason: Some("server stopped".to_owned()),
+            };
+            if let Err(e) = records.send(record) {
+                warn!(agent = %agent.id, "agent session record not accepted: {e}");
+            }
         }
+        n += 1;
     }
     if n > 0 {
         info!(

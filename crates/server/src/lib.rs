@@ -20,5 +20,7 @@ pub mod metrics;
 pub mod routing;
 pub mod security;
 pub mod server;
+pub mod service;
 pub mod shared;
 pub mod transport;
+pub mod web;

@@ -1,6 +1,6 @@
 //! Wires the running server: binds every listener first (so a bad address fails before
-//! anything starts), opens the store, drives the SIP endpoint, serves HTTP, and shuts down
-//! gracefully on SIGINT/SIGTERM.
+//! anything starts), opens the store, drives the SIP endpoint, serves HTTP, tells the service
+//! manager when it is ready, reloads on SIGHUP and shuts down gracefully on SIGINT/SIGTERM.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,7 +12,6 @@ use std::collections::HashSet;
 
 use switchboard_sip::registrar::{AgentCredentials, RegistrarConfig};
 use switchboard_sip::{ConnId, Endpoint, EndpointConfig, Event, Peer, Transport};
-use switchboard_sipmsg::{HeaderName, Method, Response};
 use switchboard_store::{AgentEventKind, AgentSessionEvent};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -28,6 +27,7 @@ use crate::http::{AppState, Readiness};
 use crate::metrics::{Metrics, SentResponses, StateGauges};
 use crate::routing;
 use crate::security::{self, Security};
+use crate::service::{Notifier, Request, Signals};
 use crate::shared::Shared;
 use crate::transport::{self, Connections, Inbound, Limits, Listeners, TransportStats};
 
@@ -67,8 +67,16 @@ pub fn redact_url(url: &str) -> String {
 
 /// Runs the server until SIGINT/SIGTERM.
 pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
+    // First, so that a SIGHUP during start-up does not end the process.
+    let mut signals = Signals::register().context("cannot install signal handlers")?;
+    let notifier = Arc::new(Notifier::default());
     if is_demo {
         info!("no --config given: running the built-in demo configuration");
+    }
+    if let (Some(dir), Some(source)) = (&config.state.dir, config.state.source) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
+        info!(dir = %dir.display(), from = %source, "state directory");
     }
     let stop = CancellationToken::new();
     let metrics = Metrics::new();
@@ -112,7 +120,14 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
     let limits = Limits {
         max_message_size: config.sip.max_message_size,
         max_tcp_connections: config.sip.max_tcp_connections,
-        tcp_idle_timeout: Duration::from_secs(config.sip.tcp_idle_timeout_s),
+        // Never below a live registration: a phone registered over TCP may stay silent until
+        // it re-registers, at the latest when its binding (at most `max_expires_s`) expires.
+        tcp_idle_timeout: Duration::from_secs(
+            config
+                .sip
+                .tcp_idle_timeout_s
+                .max(u64::from(config.sip.max_expires_s) + 32),
+        ),
     };
     let stats = Arc::new(TransportStats::default());
     let (inbound_tx, inbound_rx) = mpsc::channel(16 * 1024);
@@ -146,6 +161,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
             media,
             shared: Arc::clone(&shared),
             inputs: inputs_tx,
+            nonce_secret: random_secret().context("cannot read random bytes for digest nonces")?,
         },
     );
     let mono_start = clock::now();
@@ -204,35 +220,41 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
         events: events.clone(),
         api_token: Arc::from(config.api_token()),
         config: Arc::new(config.clone()),
+        logins: Arc::default(),
         stop: stop.clone(),
     });
     let http_stop = stop.clone();
     let http = tokio::spawn(crate::http::serve(http_listener, app, http_stop));
 
-    // Database readiness probe.
-    let probe_store = store.clone();
-    let probe_ready = Arc::clone(&readiness);
-    let probe_stop = stop.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                () = probe_stop.cancelled() => return,
-                () = tokio::time::sleep(Duration::from_secs(2)) => {}
-            }
-            let ready = probe_store.is_ready().await;
-            if probe_ready.database.swap(ready, Ordering::AcqRel) != ready {
-                if ready {
-                    info!("database reachable again");
-                } else {
-                    warn!("database unreachable: records go to the spool");
-                }
-            }
-        }
-    });
+    // Database readiness probe; the first time the database answers, the service manager
+    // hears READY=1 (SIP and HTTP are bound by now).
+    let serving = format!(
+        "serving SIP on {}, HTTP on {http_addr}",
+        config.sip.listen.join(", ")
+    );
+    tokio::spawn(probe_database(
+        store.clone(),
+        Arc::clone(&readiness),
+        Arc::clone(&notifier),
+        serving.clone(),
+        stop.clone(),
+    ));
 
     info!("switchboard running");
-    wait_for_signal().await;
+    loop {
+        match signals.next().await {
+            Request::Reload => reload(&store, &notifier, &serving).await,
+            Request::Stop(signal) => {
+                info!("{signal} received");
+                break;
+            }
+        }
+    }
     info!("shutdown requested: refusing new work, flushing records");
+    notifier.stopping(&format!(
+        "stopping: new calls refused, calls in progress may finish within {} s",
+        SHUTDOWN_GRACE.as_secs()
+    ));
     readiness.shutting_down.store(true, Ordering::Release);
     // New INVITEs get 503; calls in progress may finish within the grace period while the
     // transports keep carrying their BYEs.
@@ -325,26 +347,57 @@ fn random_secret() -> std::io::Result<Vec<u8>> {
     Ok(secret)
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                warn!("cannot watch SIGTERM: {e}");
-                let _ = tokio::signal::ctrl_c().await;
-                return;
+/// Watches the database for `/readyz` and logs when it comes and goes; announces readiness
+/// to the service manager the first time it answers. Until then the server already takes
+/// calls (their records wait in the spool) but says it is waiting.
+async fn probe_database(
+    store: switchboard_store::Store,
+    readiness: Arc<Readiness>,
+    notifier: Arc<Notifier>,
+    serving: String,
+    stop: CancellationToken,
+) {
+    let mut first = true;
+    loop {
+        let ready = store.is_ready().await;
+        if readiness.database.swap(ready, Ordering::AcqRel) != ready && !first {
+            if ready {
+                info!("database reachable again");
+            } else {
+                warn!("database unreachable: records go to the spool");
             }
-        };
+        }
+        if ready && !notifier.is_ready() && !readiness.shutting_down.load(Ordering::Acquire) {
+            notifier.ready(&serving);
+        } else if !ready && first {
+            warn!("database not answering yet: calls are taken, records wait in the spool");
+            notifier.status("waiting for the database (calls are taken, records spool)");
+        }
+        first = false;
+        // Poll faster until the first READY=1: start-up waits on it.
+        let every = if notifier.is_ready() { 2000 } else { 250 };
         tokio::select! {
-            _ = term.recv() => info!("SIGTERM received"),
-            _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(every)) => {}
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+}
+
+/// SIGHUP: re-reads what may change under a running server — the client directory, for
+/// edits made straight in the database. (TLS certificates join here once TLS is served.)
+/// A failed reload keeps what is in use and never stops the server.
+async fn reload(store: &switchboard_store::Store, notifier: &Notifier, serving: &str) {
+    info!("SIGHUP received: reloading the client directory");
+    notifier.reloading();
+    match store.clients().refresh().await {
+        Ok(()) => {
+            info!(clients = store.clients().len(), "client directory reloaded");
+            notifier.reloaded(serving);
+        }
+        Err(e) => {
+            warn!("client directory not reloaded, the loaded one stays in use: {e}");
+            notifier.reloaded(&format!("{serving}; last reload failed: {e}"));
+        }
     }
 }
 
@@ -501,65 +554,32 @@ impl Driver {
     }
 
     fn on_event(&mut self, event: Event, now: switchboard_sip::Instant) {
-        let ep = &mut self.endpoint;
-        match event {
+        match &event {
             Event::NewRequest { txn, req, src } => {
                 self.metrics
                     .sip_requests_total
                     .with_label_values(&[req.method.to_string().as_str()])
                     .inc();
-                if self.security.refuse_over_rate(ep, now, txn, &req, &src) {
-                    return;
-                }
                 if self
-                    .calls
-                    .on_request(ep, now, txn, req.clone(), src.clone())
+                    .security
+                    .refuse_over_rate(&mut self.endpoint, now, *txn, req, src)
                 {
                     return;
                 }
-                let (status, reason) = match req.method {
-                    Method::Message => (405, "Method Not Allowed"),
-                    _ => (481, "Call/Transaction Does Not Exist"),
-                };
-                debug!(method = %req.method, %status, peer = %src.addr, "request outside any call");
-                let tag = ep.new_tag();
-                let mut resp = Response::from_request(&req, status, reason, Some(&tag));
-                if status == 405 {
-                    resp.headers.push(HeaderName::Allow, switchboard_sip::ALLOW);
-                }
-                if let Err(e) = ep.respond(now, txn, resp) {
-                    debug!("response not sent: {e}");
-                }
             }
-            Event::Response { txn, resp } => {
+            Event::Response { resp, .. } => {
                 let class = format!("{}xx", resp.status / 100);
                 self.metrics
                     .sip_responses_total
                     .with_label_values(&[class.as_str()])
                     .inc();
-                self.calls.on_response(ep, now, txn, resp);
             }
-            Event::CancelRequested { invite_txn, cancel } => {
-                if !self.calls.on_cancel(ep, now, invite_txn) {
-                    let tag = ep.new_tag();
-                    if let Some(invite) = ep.server_request(invite_txn).cloned() {
-                        let resp =
-                            Response::from_request(&invite, 487, "Request Terminated", Some(&tag));
-                        if let Err(e) = ep.respond(now, invite_txn, resp) {
-                            debug!("487 not sent: {e}");
-                        }
-                    }
-                }
-                debug!(
-                    call_id = cancel.call_id().unwrap_or_default(),
-                    "INVITE cancelled"
-                );
-            }
-            Event::AckTimeout { invite_txn } => self.calls.on_ack_timeout(ep, now, invite_txn),
-            Event::TransactionTimeout {
-                txn: switchboard_sip::TxnKey::Client(txn),
-            }
-            | Event::TransportError { txn } => self.calls.on_client_failure(ep, now, txn),
+            _ => {}
+        }
+        let Some(event) = self.calls.on_sip_event(&mut self.endpoint, now, event) else {
+            return;
+        };
+        match event {
             Event::RegistrationChanged { agent, contacts } => {
                 let at = calls::timestamp(now);
                 self.shared.set_registration(

@@ -59,7 +59,7 @@ async fn open(url: &str, spool: &std::path::Path, node: &str) -> Store {
 
 async fn calls_by_id(store: &Store) -> std::collections::BTreeMap<String, Vec<CallRecord>> {
     let mut by_id = std::collections::BTreeMap::<String, Vec<CallRecord>>::new();
-    for c in store.recent_calls(None, 100).await.unwrap() {
+    for c in store.recent_rows(None, 100).await.unwrap() {
         by_id.entry(c.id.clone()).or_default().push(c);
     }
     by_id
@@ -313,7 +313,7 @@ async fn open_queue_entries_and_sessions_are_closed(url: &str) {
          GROUP BY agent_id ORDER BY agent_id",
     )
     .await;
-    assert_eq!(counts, ["ana 2", "ivan 3", "marko 2", "petra 1"]);
+    assert_eq!(counts, ["ana 3", "ivan 4", "marko 2", "petra 1"]);
     third.close(Duration::from_secs(5)).await.unwrap();
 }
 

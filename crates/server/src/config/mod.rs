@@ -9,12 +9,18 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+mod numbers;
+mod paths;
 mod sections;
 mod security;
 mod validate;
+mod wallboard;
 
+pub use numbers::NumbersConfig;
+pub use paths::StateDirSource;
 pub use sections::*;
 pub use security::SecurityConfig;
+pub use wallboard::WallboardConfig;
 
 /// The built-in demo configuration used when `switchboard` runs without `--config`.
 pub const DEMO_CONFIG: &str = include_str!("../../../../config/demo.toml");
@@ -40,7 +46,7 @@ impl fmt::Display for ConfigError {
     }
 }
 
-fn err(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+pub(super) fn err(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError {
         path: path.into(),
         message: message.into(),
@@ -71,6 +77,12 @@ pub struct Config {
     pub recording: RecordingConfig,
     #[serde(default)]
     pub security: SecurityConfig,
+    #[serde(default)]
+    pub state: StateConfig,
+    #[serde(default)]
+    pub numbers: NumbersConfig,
+    #[serde(default)]
+    pub wallboard: WallboardConfig,
 }
 
 impl Config {

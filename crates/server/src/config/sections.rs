@@ -144,6 +144,13 @@ pub struct HttpConfig {
     /// Bearer token for `/api/v1`; `SWITCHBOARD_API_TOKEN` overrides it.
     #[serde(default = "default_api_token")]
     pub api_token: String,
+    /// Lifetime of an agent token issued by `POST /api/v1/sessions`, seconds.
+    #[serde(default = "default_session_ttl")]
+    pub session_ttl_s: u64,
+}
+
+fn default_session_ttl() -> u64 {
+    12 * 3600
 }
 
 fn default_http_listen() -> String {
@@ -158,6 +165,7 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: default_http_listen(),
             api_token: default_api_token(),
+            session_ttl_s: default_session_ttl(),
         }
     }
 }
@@ -418,6 +426,19 @@ pub struct IvrConfig {
 
 fn default_ivr_timeout() -> u32 {
     8
+}
+
+/// `[state]`: the one directory that holds what a node writes (the SQLite file, the spool,
+/// recordings). See `config/paths.rs` for how it is chosen when not set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// Relative paths are taken from the configuration file's directory.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// How `dir` was chosen, once `Config::resolve_state_paths` ran.
+    #[serde(skip)]
+    pub source: Option<super::paths::StateDirSource>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -7,8 +7,9 @@
 //! - the queue entries of those calls still open: a caller still waiting gets `ABANDON`, one
 //!   talking to an agent `COMPLETECALLER` (what a clean shutdown writes for them), with the
 //!   wait or talk time in `data` followed by `|interrupted`, dated the call's last time known;
-//! - the session of every agent whose last row from that server is not a `logout`: a
-//!   `logout` with reason `interrupted`, dated the server's last time known (its latest row).
+//! - the session of every agent whose last row from that server is neither a `logout` nor a
+//!   change to `logged_out`: a state change to `logged_out` and a `logout`, both with reason
+//!   `interrupted`, dated the server's last time known (its latest row).
 //!
 //! A closing row's id is derived from the row it closes, so a close cut short and run again
 //! never writes one twice.
@@ -125,17 +126,25 @@ fn closing_events(
     out
 }
 
-/// The logouts that close the sessions left open, dated `at`.
+/// The rows that close the sessions left open, dated `at`: for each agent the state change
+/// to `logged_out` (the reports' state timeline ends there) and the `logout` that ends the
+/// shift, as an unregistration writes them.
 fn closing_logouts(last: &[SessionLast], at: Timestamp) -> Vec<AgentSessionEvent> {
+    let row = |s: &SessionLast, id: String, event| AgentSessionEvent {
+        id,
+        at,
+        agent_id: s.agent_id.clone(),
+        event,
+        state: Some("logged_out".to_owned()),
+        reason: Some("interrupted".to_owned()),
+    };
     last.iter()
         .filter(|s| s.open())
-        .map(|s| AgentSessionEvent {
-            id: format!("{}-closed", s.id),
-            at,
-            agent_id: s.agent_id.clone(),
-            event: AgentEventKind::Logout,
-            state: Some("logged_out".to_owned()),
-            reason: Some("interrupted".to_owned()),
+        .flat_map(|s| {
+            [
+                row(s, format!("{}-closed-state", s.id), AgentEventKind::State),
+                row(s, format!("{}-closed", s.id), AgentEventKind::Logout),
+            ]
         })
         .collect()
 }
@@ -222,7 +231,7 @@ impl Db {
             Ok(Closed {
                 calls: done.rows_affected(),
                 queue_entries: queue_close.len() as u64,
-                agent_sessions: logouts.len() as u64,
+                agent_sessions: (logouts.len() / 2) as u64,
             })
         })
     }
@@ -316,12 +325,20 @@ mod tests {
         let out = closing_logouts(&last, t(9));
         let who: Vec<_> = out
             .iter()
-            .map(|l| (l.agent_id.as_str(), l.id.as_str()))
+            .map(|l| (l.agent_id.as_str(), l.id.as_str(), l.event))
             .collect();
-        assert_eq!(who, [("ana", "a-closed"), ("marko", "c-closed")]);
+        assert_eq!(
+            who,
+            [
+                ("ana", "a-closed-state", AgentEventKind::State),
+                ("ana", "a-closed", AgentEventKind::Logout),
+                ("marko", "c-closed-state", AgentEventKind::State),
+                ("marko", "c-closed", AgentEventKind::Logout),
+            ]
+        );
         assert!(
             out.iter()
-                .all(|l| l.at == t(9) && l.event == AgentEventKind::Logout)
+                .all(|l| l.at == t(9) && l.state.as_deref() == Some("logged_out"))
         );
     }
 }
