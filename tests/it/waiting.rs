@@ -138,6 +138,7 @@ fn queue_call_past_max_wait_without_overflow_ends_as_timeout() {
     let cdr = nth_cdr(&server, 1);
     assert_eq!(cdr["outcome"], "timeout", "{cdr}\n{}", server.log());
     assert_eq!(cdr["hangup_side"], "system", "{cdr}");
+    assert_eq!(cdr["queue"], "orders", "the queue it waited in: {cdr}");
     assert!((2900..6000).contains(&wait_ms(&cdr)), "{cdr}");
     let events = queue_events(&server, cdr["id"].as_str().unwrap());
     assert_eq!(events.len(), 2, "{events:?}");
