@@ -1,8 +1,9 @@
 //! The waiting rules of PRODUCT §3 through the real server, with a SIPp trunk and SIPp agent
 //! phones: a chain that reaches nobody ends as `no_agent`; a queue call past its max wait
 //! goes to the queue's overflow target, and ends as `timeout` when nobody there takes it
-//! either (or at once when the queue has no overflow); a caller who hangs up while an agent's
-//! phone rings is `abandoned` and never counts as that agent's no-answer. Each test checks
+//! either (or at once when the queue has no overflow); a busy manager is waited for only in
+//! the `other` chain (rule 8), skipped at once elsewhere (rules 4 and 5); a caller who hangs
+//! up while an agent's phone rings is `abandoned` and never counts as that agent's no-answer. Each test checks
 //! the call-detail record and the queue events in the database (`sqlite3`).
 
 use std::time::{Duration, Instant};
@@ -12,6 +13,7 @@ use crate::harness::*;
 const CLIENTS: &str = "number,name,type,manager,region,overdue_debt
 +38511000002,Debtor Ltd,retail,petra,,1250.50
 +38511000004,Retail Corner,retail,oleg,,0
++38511000006,Owing Shop,retail,oleg,,10
 ";
 
 /// The demo company with the test clients and `edit` applied to its configuration.
@@ -71,11 +73,13 @@ fn queue_events(server: &Server, id: &str) -> Vec<String> {
     sqlite(server, &sql).lines().map(str::to_owned).collect()
 }
 
-/// A trunk call from `caller` to DID 100 with `scenario` (more SIPp arguments in `extra`).
+/// A trunk call from `caller` to DID `did` (100 an order, 300 purpose other) with `scenario`
+/// (more SIPp arguments in `extra`).
 fn trunk(
     server: &Server,
     scenario: &str,
     caller: &str,
+    did: &str,
     extra: &[&str],
 ) -> (std::process::ExitStatus, String, String) {
     let target = server.sip_addr();
@@ -83,7 +87,7 @@ fn trunk(
         scenario,
         target,
         caller,
-        "100",
+        did,
         extra,
         Duration::from_secs(30),
     )
@@ -102,7 +106,7 @@ fn debtor_with_nobody_to_take_the_call_ends_as_no_agent() {
     // logged in, so the chain reaches nobody and the call is not left waiting.
     let server = company(|c| c);
     let started = Instant::now();
-    let (_status, out, messages) = trunk(&server, "trunk_call.xml", "+38511000002", &[]);
+    let (_status, out, messages) = trunk(&server, "trunk_call.xml", "+38511000002", "100", &[]);
     let cdr = nth_cdr(&server, 1);
     assert_eq!(cdr["outcome"], "no_agent", "{cdr}\n{}", server.log());
     assert_eq!(cdr["client_class"], "debt", "{cdr}");
@@ -128,7 +132,13 @@ fn queue_call_past_max_wait_without_overflow_ends_as_timeout() {
         put_on_break(&server, &[op]);
     }
     let started = Instant::now();
-    let (status, out, messages) = trunk(&server, "trunk_call_wait_bye.xml", "+38511000004", &[]);
+    let (status, out, messages) = trunk(
+        &server,
+        "trunk_call_wait_bye.xml",
+        "+38511000004",
+        "100",
+        &[],
+    );
     let took = started.elapsed();
     assert!(status.success(), "{out}\n{messages}\n{}", server.log());
     assert!(
@@ -165,7 +175,13 @@ fn queue_overflow_takes_the_call_after_max_wait_and_a_busy_overflow_ends_as_time
     let fina = SippAgent::start(&server, "fina", None);
 
     // Fina is free: the call reaches her once the queue's wait is over.
-    let (status, out, messages) = trunk(&server, "trunk_call.xml", "+38511000004", &["-d", "6000"]);
+    let (status, out, messages) = trunk(
+        &server,
+        "trunk_call.xml",
+        "+38511000004",
+        "100",
+        &["-d", "6000"],
+    );
     assert!(status.success(), "{out}\n{messages}\n{}", server.log());
     let cdr = nth_cdr(&server, 1);
     assert_eq!(cdr["outcome"], "answered", "{cdr}\n{}", server.log());
@@ -192,7 +208,13 @@ fn queue_overflow_takes_the_call_after_max_wait_and_a_busy_overflow_ends_as_time
     });
     put_on_break(&server, &["fina"]);
     let started = Instant::now();
-    let (status, out, messages) = trunk(&server, "trunk_call_wait_bye.xml", "+38511000004", &[]);
+    let (status, out, messages) = trunk(
+        &server,
+        "trunk_call_wait_bye.xml",
+        "+38511000004",
+        "100",
+        &[],
+    );
     let took = started.elapsed();
     assert!(status.success(), "{out}\n{messages}\n{}", server.log());
     assert!(
@@ -221,8 +243,13 @@ fn caller_who_hangs_up_while_the_agent_rings_is_abandoned_and_no_no_answer_of_th
     let server = company(|c| c.replace("no_answer_limit = 3", "no_answer_limit = 2"));
     let olga = SippAgent::start(&server, "olga", Some("agent_noanswer.xml"));
     for n in 1..=3 {
-        let (status, out, messages) =
-            trunk(&server, "trunk_call.xml", "+38511000004", &["-d", "1500"]);
+        let (status, out, messages) = trunk(
+            &server,
+            "trunk_call.xml",
+            "+38511000004",
+            "100",
+            &["-d", "1500"],
+        );
         assert!(status.success(), "{out}\n{messages}");
         let cdr = nth_cdr(&server, n);
         assert_eq!(cdr["outcome"], "abandoned", "{cdr}\n{}", server.log());
@@ -248,4 +275,79 @@ fn caller_who_hangs_up_while_the_agent_rings_is_abandoned_and_no_no_answer_of_th
         "no agent set not_ready:\n{}",
         server.log()
     );
+}
+
+#[test]
+fn a_busy_manager_is_waited_for_only_by_purpose_other_calls() {
+    if without_sipp() {
+        return;
+    }
+    // Rule 8 waits 3 s here for a manager who is present but busy.
+    let server = company(|c| c.replace("other_manager_wait_s = 60", "other_manager_wait_s = 3"));
+    // Oleg (the manager of both clients below) takes a standard order and keeps talking.
+    let _oleg = SippAgent::start(&server, "oleg", None);
+    let target = server.sip_addr();
+    let busy = std::thread::spawn(move || {
+        trunk_scenario(
+            "trunk_call.xml",
+            target,
+            "+38511000004",
+            "100",
+            &["-d", "12000"],
+            Duration::from_secs(30),
+        )
+    });
+    wait_until(&server, "oleg on a call", Duration::from_secs(10), || {
+        agent_state(&server, "oleg") == "on_call"
+    });
+    let fina = SippAgent::start(&server, "fina", None);
+    let petra = SippAgent::start(&server, "petra", None);
+
+    // A debtor of Oleg's (rule 5, like rule 4: "absent or busy") goes to finance at once.
+    let (status, out, messages) = trunk(
+        &server,
+        "trunk_call.xml",
+        "+38511000006",
+        "100",
+        &["-d", "3000"],
+    );
+    assert!(status.success(), "{out}\n{messages}\n{}", server.log());
+    let cdr = nth_cdr(&server, 1);
+    assert_eq!(cdr["agent_id"], "fina", "{cdr}\n{}", server.log());
+    assert_eq!(cdr["client_class"], "debt", "{cdr}");
+    assert!(wait_ms(&cdr) < 1500, "not held for the busy manager: {cdr}");
+    assert!(
+        cdr["route"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("assigned_manager(oleg"),
+        "{cdr}"
+    );
+
+    // A purpose-other call of Oleg's client (DID 300) waits for him, then goes to the head of
+    // sales.
+    let (status, out, messages) = trunk(
+        &server,
+        "trunk_call.xml",
+        "+38511000004",
+        "300",
+        &["-d", "8000"],
+    );
+    assert!(status.success(), "{out}\n{messages}\n{}", server.log());
+    let cdr = nth_cdr(&server, 2);
+    assert_eq!(cdr["agent_id"], "petra", "{cdr}\n{}", server.log());
+    assert_eq!(cdr["client_class"], "other", "{cdr}");
+    assert!(
+        (2900..7000).contains(&wait_ms(&cdr)),
+        "waited for oleg: {cdr}"
+    );
+    assert!(
+        cdr["route"]
+            .as_str()
+            .unwrap_or("")
+            .contains("role:head_of_sales(petra)"),
+        "{cdr}"
+    );
+    assert_eq!((fina.invites(), petra.invites()), (1, 1));
+    let _ = busy.join();
 }
