@@ -478,8 +478,8 @@ mod tests {
             "switchboard_sip_transactions{kind=\"client\"} 3",
             "switchboard_sip_transactions{kind=\"server\"} 0",
             "switchboard_call_state_entries{table=\"calls\"} 0",
-            "switchboard_call_state_entries{table=\"orphans\"} 6",
-            "switchboard_call_state_entries{table=\"finished\"} 7",
+            "switchboard_call_state_entries{table=\"orphans\"} 7",
+            "switchboard_call_state_entries{table=\"finished\"} 8",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

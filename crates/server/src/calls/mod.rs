@@ -73,7 +73,7 @@ struct Trunk {
     /// `username` and `password`: sources outside `allow` may answer a 407 with them.
     credentials: Option<(String, String)>,
     /// `outbound`: where outbound calls through this trunk go.
-    outbound: Option<config::OutboundTarget>,
+    outbound: Option<Box<config::OutboundTarget>>,
     /// `outbound_username` and `outbound_password`: our answer to the PBX's challenge.
     outbound_credentials: Option<(String, String)>,
     /// `caller_id`: the From number of outbound calls.
@@ -234,7 +234,8 @@ impl Calls {
                 outbound: t
                     .outbound
                     .as_deref()
-                    .and_then(|u| config::OutboundTarget::parse(u).ok()),
+                    .and_then(|u| config::OutboundTarget::parse(u).ok())
+                    .map(Box::new),
                 outbound_credentials: t.outbound_username.clone().zip(t.outbound_password.clone()),
                 caller_id: t.caller_id.clone(),
             })
