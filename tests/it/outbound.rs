@@ -173,6 +173,30 @@ fn click_to_call_rings_the_agent_then_dials_the_trunk_with_digest() {
         1.0,
         "{metrics}"
     );
+    // Nothing of the call is left in call control's tables.
+    wait_until(
+        &server,
+        "call control's tables empty",
+        Duration::from_secs(5),
+        || {
+            let (_, m) = http_get(server.ports.http, "/metrics").unwrap();
+            [
+                "outbound",
+                "by_engine",
+                "by_client_txn",
+                "by_sip_call_id",
+                "timers",
+            ]
+            .iter()
+            .all(|t| {
+                metric_sum(
+                    &m,
+                    "switchboard_call_state_entries",
+                    &[&format!("table=\"{t}\"")],
+                ) == 0.0
+            })
+        },
+    );
 }
 
 #[test]
