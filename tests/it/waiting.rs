@@ -93,6 +93,25 @@ fn trunk(
     )
 }
 
+/// Places a standard call that only Switchboard ends (SIPp waits for its BYE), checks it did
+/// so about `after_ms` later with outcome `timeout`, and returns its record (the `n`th).
+fn timed_out_call(server: &Server, n: usize, after_ms: u64) -> serde_json::Value {
+    let started = Instant::now();
+    let scenario = "trunk_call_wait_bye.xml";
+    let (status, out, messages) = trunk(server, scenario, "+38511000004", "100", &[]);
+    let took = started.elapsed();
+    assert!(status.success(), "{out}\n{messages}\n{}", server.log());
+    let early = Duration::from_millis(after_ms - 100);
+    assert!(
+        took >= early && took < early + Duration::from_secs(8),
+        "Switchboard hung up after {took:?}"
+    );
+    let cdr = nth_cdr(server, n);
+    assert_eq!(cdr["outcome"], "timeout", "{cdr}\n{}", server.log());
+    assert_eq!(cdr["hangup_side"], "system", "{cdr}");
+    cdr
+}
+
 fn wait_ms(cdr: &serde_json::Value) -> u64 {
     cdr["wait_ms"].as_u64().unwrap_or(0)
 }
@@ -128,26 +147,8 @@ fn queue_call_past_max_wait_without_overflow_ends_as_timeout() {
     // The operators are on a break (present, so the queue is not skipped): the call waits
     // the queue's 3 s, then Switchboard ends it.
     let server = company(|c| orders_queue(c, 3, None));
-    for op in ["olga", "oleg"] {
-        put_on_break(&server, &[op]);
-    }
-    let started = Instant::now();
-    let (status, out, messages) = trunk(
-        &server,
-        "trunk_call_wait_bye.xml",
-        "+38511000004",
-        "100",
-        &[],
-    );
-    let took = started.elapsed();
-    assert!(status.success(), "{out}\n{messages}\n{}", server.log());
-    assert!(
-        took >= Duration::from_millis(2900) && took < Duration::from_secs(10),
-        "Switchboard hung up after {took:?}"
-    );
-    let cdr = nth_cdr(&server, 1);
-    assert_eq!(cdr["outcome"], "timeout", "{cdr}\n{}", server.log());
-    assert_eq!(cdr["hangup_side"], "system", "{cdr}");
+    put_on_break(&server, &["olga", "oleg"]);
+    let cdr = timed_out_call(&server, 1, 3000);
     assert_eq!(cdr["queue"], "orders", "the queue it waited in: {cdr}");
     assert!((2900..6000).contains(&wait_ms(&cdr)), "{cdr}");
     let events = queue_events(&server, cdr["id"].as_str().unwrap());
@@ -169,9 +170,7 @@ fn queue_overflow_takes_the_call_after_max_wait_and_a_busy_overflow_ends_as_time
     let server = company(|c| {
         orders_queue(c, 2, Some("agent:fina")).replace("step_wait_s = 120", "step_wait_s = 2")
     });
-    for op in ["olga", "oleg"] {
-        put_on_break(&server, &[op]);
-    }
+    put_on_break(&server, &["olga", "oleg"]);
     let fina = SippAgent::start(&server, "fina", None);
 
     // Fina is free: the call reaches her once the queue's wait is over.
@@ -207,22 +206,7 @@ fn queue_overflow_takes_the_call_after_max_wait_and_a_busy_overflow_ends_as_time
         agent_state(&server, "fina") == "available"
     });
     put_on_break(&server, &["fina"]);
-    let started = Instant::now();
-    let (status, out, messages) = trunk(
-        &server,
-        "trunk_call_wait_bye.xml",
-        "+38511000004",
-        "100",
-        &[],
-    );
-    let took = started.elapsed();
-    assert!(status.success(), "{out}\n{messages}\n{}", server.log());
-    assert!(
-        took >= Duration::from_millis(3900) && took < Duration::from_secs(12),
-        "Switchboard hung up after {took:?}"
-    );
-    let cdr = nth_cdr(&server, 2);
-    assert_eq!(cdr["outcome"], "timeout", "{cdr}\n{}", server.log());
+    let cdr = timed_out_call(&server, 2, 4000);
     assert!((3900..8000).contains(&wait_ms(&cdr)), "{cdr}");
     assert_eq!(fina.invites(), 1, "a phone on a break is not rung");
     let events = queue_events(&server, cdr["id"].as_str().unwrap());
