@@ -150,6 +150,7 @@ fn queue_call_past_max_wait_without_overflow_ends_as_timeout() {
     put_on_break(&server, &["olga", "oleg"]);
     let cdr = timed_out_call(&server, 1, 3000);
     assert_eq!(cdr["queue"], "orders", "the queue it waited in: {cdr}");
+    assert_eq!(cdr["route"], "queue:orders(max wait)", "{cdr}");
     assert!((2900..6000).contains(&wait_ms(&cdr)), "{cdr}");
     let events = queue_events(&server, cdr["id"].as_str().unwrap());
     assert_eq!(events.len(), 2, "{events:?}");
@@ -208,6 +209,10 @@ fn queue_overflow_takes_the_call_after_max_wait_and_a_busy_overflow_ends_as_time
     put_on_break(&server, &["fina"]);
     let cdr = timed_out_call(&server, 2, 4000);
     assert!((3900..8000).contains(&wait_ms(&cdr)), "{cdr}");
+    assert_eq!(
+        cdr["route"], "queue:orders(max wait) > agent:fina(break)",
+        "{cdr}"
+    );
     assert_eq!(fina.invites(), 1, "a phone on a break is not rung");
     let events = queue_events(&server, cdr["id"].as_str().unwrap());
     assert_eq!(events.len(), 3, "{events:?}");

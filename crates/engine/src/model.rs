@@ -645,6 +645,8 @@ pub enum Event {
         queue: Option<QueueIdx>,
         /// Time from enqueue to the timeout.
         wait_ms: u64,
+        /// The steps it reached and why none served (as an offer's route trace).
+        route: String,
         /// When.
         at: Time,
     },

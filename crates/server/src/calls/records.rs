@@ -369,14 +369,20 @@ impl Calls {
         }
         let queue_name = queue_name.or_else(|| c.queue.clone());
         let record_id = c.record_id.clone();
+        if let E::CallTimedOut { route, .. } = &event {
+            // Every step it reached and why none served: the record explains the timeout.
+            c.route.clone_from(route);
+        }
         let agent = agent
             .and_then(|a| self.engine.agent_id(a))
             .map(str::to_owned);
         self.send_queue_event(now, record_id, queue_name, agent, kind, data);
-        if let E::CallTimedOut { wait_ms, .. } = event {
+        if let E::CallTimedOut { wait_ms, route, .. } = event {
             info!(
                 call = key,
-                wait_ms, "waited as long as the route chain allows: timeout"
+                wait_ms,
+                %route,
+                "waited as long as the route chain allows: timeout"
             );
             self.end_call(ep, now, key, Ended::Timeout);
         }
