@@ -545,23 +545,36 @@ pub fn trunk_calls_to(
     extra: &[&str],
     timeout: Duration,
 ) -> (ExitStatus, String, String) {
-    let media_port = free_port().to_string();
     let talk_ms = talk_ms.to_string();
+    let mut args = vec!["-d", talk_ms.as_str()];
+    args.extend_from_slice(extra);
+    trunk_scenario("trunk_call.xml", target, caller, dialed, &args, timeout)
+}
+
+/// A trunk call from `caller` to DID `dialed` played by the SIPp `scenario` (a file under
+/// tests/data/sipp) against `target`, with its own RTP port and more SIPp arguments.
+pub fn trunk_scenario(
+    scenario: &str,
+    target: SocketAddr,
+    caller: &str,
+    dialed: &str,
+    extra: &[&str],
+    timeout: Duration,
+) -> (ExitStatus, String, String) {
+    let media_port = free_port().to_string();
     let mut args = vec![
         "-key",
         "caller",
         caller,
         "-s",
         dialed,
-        "-d",
-        &talk_ms,
         "-mi",
         "127.0.0.1",
         "-mp",
         &media_port,
     ];
     args.extend_from_slice(extra);
-    sipp_at("trunk_call.xml", target, free_port(), &args, timeout)
+    sipp_at(scenario, target, free_port(), &args, timeout)
 }
 
 /// Writes a client directory CSV and loads it with `switchboard clients import` into the
@@ -577,6 +590,8 @@ pub fn import_clients(dir: &Path, config: &str, csv: &str) {
         .arg("--config")
         .arg(&config_path)
         .current_dir(dir)
+        // The directory is the state directory, as for the server it prepares.
+        .env("STATE_DIRECTORY", dir)
         .output()
         .expect("run import");
     assert!(
@@ -810,4 +825,20 @@ impl Phone {
             );
         }
     }
+}
+
+/// Runs `sql` on the server's SQLite database (the demo's `switchboard.db`) with the
+/// `sqlite3` client: one line per row, columns separated by `|`.
+pub fn sqlite(server: &Server, sql: &str) -> String {
+    let out = Command::new("sqlite3")
+        .arg(server.dir.path().join("switchboard.db"))
+        .arg(sql)
+        .output()
+        .expect("run sqlite3 (package sqlite3; tests/run.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }

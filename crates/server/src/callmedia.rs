@@ -254,6 +254,17 @@ impl CallMedia {
             .unwrap_or_default()
     }
 
+    /// Our offer to an agent phone reached over `transport`: phones on SIP over WebSocket are
+    /// browsers and get the WebRTC offer, every other phone the plain one.
+    pub fn agent_offer_for(&mut self, transport: switchboard_sip::Transport) -> Vec<u8> {
+        use switchboard_sip::Transport;
+        if matches!(transport, Transport::Ws | Transport::Wss) {
+            self.webrtc_offer_sdp()
+        } else {
+            self.agent_offer_sdp()
+        }
+    }
+
     /// Our offer to a browser agent (WebRTC: ICE-lite, DTLS-SRTP), made by the call's WebRTC
     /// leg, which feeds the relay's agent leg; the plain offer when that leg cannot start.
     pub fn webrtc_offer_sdp(&mut self) -> Vec<u8> {

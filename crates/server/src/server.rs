@@ -162,7 +162,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
             events: events.clone(),
             media,
             shared: Arc::clone(&shared),
-            inputs: inputs_tx,
+            inputs: inputs_tx.clone(),
             nonce_secret: random_secret().context("cannot read random bytes for digest nonces")?,
         },
     );
@@ -223,6 +223,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
         store: store.clone(),
         shared: Arc::clone(&shared),
         events: events.clone(),
+        call_inputs: inputs_tx,
         api_token: Arc::from(config.api_token()),
         config: Arc::new(config.clone()),
         logins: Arc::default(),
@@ -269,6 +270,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
     if let Err(e) = http.await {
         warn!("HTTP task failed: {e}");
     }
+    crate::journal::log_out_at_stop(&engine, &store.writer());
     if let Err(e) = store.flush(SHUTDOWN_GRACE).await {
         warn!("records not flushed to the database before exit: {e} (they stay in the spool)");
     }

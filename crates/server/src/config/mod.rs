@@ -10,6 +10,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 mod numbers;
+mod outbound;
 mod paths;
 mod sections;
 mod security;
@@ -17,6 +18,7 @@ mod validate;
 mod wallboard;
 
 pub use numbers::NumbersConfig;
+pub use outbound::OutboundTarget;
 pub use paths::StateDirSource;
 pub use sections::*;
 pub use security::SecurityConfig;
@@ -362,14 +364,14 @@ skill = "regional"
     #[test]
     fn steps_parse() {
         assert_eq!(
-            Step::parse("assigned_manager").unwrap(),
+            "assigned_manager".parse::<Step>().unwrap(),
             Step::AssignedManager
         );
         assert_eq!(
-            Step::parse("role:finance").unwrap(),
+            "role:finance".parse::<Step>().unwrap(),
             Step::Role("finance".into())
         );
-        assert!(Step::parse("role:").is_err());
-        assert!(Step::parse("somebody").is_err());
+        assert!("role:".parse::<Step>().is_err());
+        assert!("somebody".parse::<Step>().is_err());
     }
 }

@@ -184,20 +184,41 @@ impl Config {
                 }
             }
             for (did, purpose) in &trunk.dids {
-                if !PURPOSES.contains(&purpose.as_str()) {
-                    errors.push(err(
-                        format!("{at}.dids.{did}"),
-                        format!(
-                            "unknown purpose {purpose:?} (expected one of {})",
-                            PURPOSES.join(", ")
-                        ),
-                    ));
+                if purpose.parse::<Purpose>().is_err() {
+                    errors.push(err(format!("{at}.dids.{did}"), unknown_purpose(purpose)));
                 }
             }
             if trunk.username.is_some() != trunk.password.is_some() {
                 errors.push(err(
                     at.clone(),
                     "username and password must be given together",
+                ));
+            }
+            if trunk.outbound_username.is_some() != trunk.outbound_password.is_some() {
+                errors.push(err(
+                    at.clone(),
+                    "outbound_username and outbound_password must be given together",
+                ));
+            }
+            if let Some(uri) = &trunk.outbound
+                && let Err(e) = super::outbound::OutboundTarget::parse(uri)
+            {
+                errors.push(err(format!("{at}.outbound"), e));
+            }
+            if trunk.outbound.is_none()
+                && (trunk.outbound_username.is_some() || trunk.caller_id.is_some())
+            {
+                errors.push(err(
+                    format!("{at}.outbound"),
+                    "outbound_username or caller_id is set but outbound (where calls go) is not",
+                ));
+            }
+            if let Some(id) = &trunk.caller_id
+                && (id.is_empty() || !id.chars().all(|c| c.is_ascii_digit() || c == '+'))
+            {
+                errors.push(err(
+                    format!("{at}.caller_id"),
+                    format!("{id:?} is not a phone number such as +38512345678"),
                 ));
             }
             if trunk.allow.is_empty() && trunk.username.is_none() {
@@ -306,12 +327,13 @@ impl Config {
                 errors.push(err(format!("{at}.max_length"), "must be positive"));
             }
             for class in queue.priority.keys() {
-                if !CLASSES.contains(&class.as_str()) {
+                if class.parse::<Class>().is_err() {
+                    let names: Vec<_> = Class::ALL.iter().map(|c| c.as_str()).collect();
                     errors.push(err(
                         format!("{at}.priority.{class}"),
                         format!(
                             "unknown client class (expected one of {})",
-                            CLASSES.join(", ")
+                            names.join(", ")
                         ),
                     ));
                 }
@@ -321,7 +343,7 @@ impl Config {
         for (i, queue) in self.queues.iter().enumerate() {
             if let Some(step) = &queue.overflow {
                 let path = format!("queues[{i}].overflow");
-                match Step::parse(step) {
+                match parse_step(step) {
                     Ok(Step::Queue(name)) if name == queue.name => {
                         errors.push(err(path, "a queue cannot overflow into itself"));
                     }
@@ -354,7 +376,7 @@ impl Config {
                 } else {
                     format!("routing.{class}")
                 };
-                match Step::parse(step) {
+                match parse_step(step) {
                     Ok(Step::Queue(name)) if !queue_names.contains(name.as_str()) => {
                         let hint = if overridden {
                             String::new()
@@ -416,13 +438,10 @@ impl Config {
                     "the key must be one DTMF digit (0-9, * or #)",
                 ));
             }
-            if !PURPOSES.contains(&purpose.as_str()) {
+            if purpose.parse::<Purpose>().is_err() {
                 errors.push(err(
                     format!("ivr.options.{digit}"),
-                    format!(
-                        "unknown purpose {purpose:?} (expected one of {})",
-                        PURPOSES.join(", ")
-                    ),
+                    unknown_purpose(purpose),
                 ));
             }
         }
@@ -436,6 +455,23 @@ impl Config {
             errors.push(err("ivr.timeout_s", "must be positive"));
         }
     }
+}
+
+/// A route step in the engine's spelling, or the message that says what is expected.
+fn parse_step(step: &str) -> Result<Step, String> {
+    step.parse().map_err(|_| {
+        format!(
+            "{step:?} is not a route step (assigned_manager, agent:<id>, role:<role>, queue:<name>)"
+        )
+    })
+}
+
+fn unknown_purpose(purpose: &str) -> String {
+    let names: Vec<_> = Purpose::ALL.iter().map(|p| p.as_str()).collect();
+    format!(
+        "unknown purpose {purpose:?} (expected one of {})",
+        names.join(", ")
+    )
 }
 
 fn check_step(
