@@ -12,28 +12,8 @@ use std::time::Duration;
 
 use crate::harness::*;
 
-/// Why the browser test cannot run here, if it cannot.
-fn missing_peer() -> Option<String> {
-    if !have_sipp() {
-        return Some("sipp (package sip-tester) is not installed".into());
-    }
-    if !std::path::Path::new("/usr/bin/chromium").exists() {
-        return Some("chromium (Debian package chromium) is not installed".into());
-    }
-    if Command::new("node").arg("--version").output().is_err() {
-        return Some("node (Debian package nodejs) is not installed".into());
-    }
-    if !repo_root()
-        .join("tests/browser/node_modules/playwright-core")
-        .exists()
-    {
-        return Some("playwright-core is not installed (npm ci --prefix tests/browser)".into());
-    }
-    None
-}
-
 fn skip() -> bool {
-    let Some(why) = missing_peer() else {
+    let Some(why) = browser_peers_missing() else {
         return false;
     };
     assert!(
@@ -85,26 +65,7 @@ fn browser_call(hangup: &str, scenario: &str) -> (String, Server) {
         }
     }
     // An unknown caller is a `new` client: the department head petra takes it.
-    let media_port = free_port().to_string();
-    let (status, out, messages) = sipp_at(
-        scenario,
-        server.sip_addr(),
-        free_port(),
-        &[
-            "-key",
-            "caller",
-            "+38511000004",
-            "-s",
-            "100",
-            "-d",
-            "5000",
-            "-mi",
-            "127.0.0.1",
-            "-mp",
-            &media_port,
-        ],
-        Duration::from_secs(40),
-    );
+    let (status, out, messages) = crate::websocket::trunk(&server, scenario);
     let status_node = wait_with_timeout(&mut node, Duration::from_secs(30)).expect("node ended");
     while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
         said.push_str(&line);

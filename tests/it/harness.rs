@@ -842,3 +842,34 @@ pub fn sqlite(server: &Server, sql: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
+
+/// Why a browser test (Debian chromium driven by playwright-core, a SIPp trunk) cannot run
+/// here, if it cannot.
+pub fn browser_peers_missing() -> Option<String> {
+    if !have_sipp() {
+        return Some("sipp (package sip-tester) is not installed".into());
+    }
+    if !std::path::Path::new("/usr/bin/chromium").exists() {
+        return Some("chromium (Debian package chromium) is not installed".into());
+    }
+    if Command::new("node").arg("--version").output().is_err() {
+        return Some("node (Debian package nodejs) is not installed".into());
+    }
+    if !repo_root()
+        .join("tests/browser/node_modules/playwright-core")
+        .exists()
+    {
+        return Some("playwright-core is not installed (npm ci --prefix tests/browser)".into());
+    }
+    None
+}
+
+/// Whether python3 can import every module of `modules` (a comma-separated list).
+pub fn have_python_modules(modules: &str) -> bool {
+    Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}

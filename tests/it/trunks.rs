@@ -30,12 +30,7 @@ fn peer(name: &str, present: bool, install: &str) -> bool {
 }
 
 fn have_pjsua2() -> bool {
-    Command::new("python3")
-        .args(["-c", "import pjsua2"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    have_python_modules("pjsua2")
 }
 
 fn sipp_ok() -> bool {

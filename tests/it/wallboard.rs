@@ -16,29 +16,9 @@ const CLIENTS: &str = "number,name,type,manager,region,overdue_debt
 +38511000004,Retail Corner,retail,oleg,,0
 ";
 
-/// Why the browser test cannot run here, if it cannot.
-fn missing_peer() -> Option<String> {
-    if !have_sipp() {
-        return Some("sipp (package sip-tester) is not installed".into());
-    }
-    if !std::path::Path::new("/usr/bin/chromium").exists() {
-        return Some("chromium (Debian package chromium) is not installed".into());
-    }
-    if Command::new("node").arg("--version").output().is_err() {
-        return Some("node (Debian package nodejs) is not installed".into());
-    }
-    if !repo_root()
-        .join("tests/browser/node_modules/playwright-core")
-        .exists()
-    {
-        return Some("playwright-core is not installed (npm ci --prefix tests/browser)".into());
-    }
-    None
-}
-
 #[test]
 fn wallboard_shows_queues_and_agents_and_follows_a_call_live() {
-    if let Some(why) = missing_peer() {
+    if let Some(why) = browser_peers_missing() {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
             "CI needs the browser test's peers: {why}"

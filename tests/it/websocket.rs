@@ -13,21 +13,12 @@ use std::time::Duration;
 
 use crate::harness::*;
 
-fn have_websockets() -> bool {
-    Command::new("python3")
-        .args(["-c", "import websockets, aiortc"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// True (after saying so) when SIPp or the Python `websockets` package is missing.
 fn without_peers() -> bool {
     if without_sipp() {
         return true;
     }
-    if have_websockets() {
+    if have_python_modules("websockets, aiortc") {
         return false;
     }
     peer_missing("python3 websockets and aiortc (PyPI)");
@@ -93,7 +84,9 @@ fn counted(out: &str, what: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn trunk(server: &Server, scenario: &str) -> (std::process::ExitStatus, String, String) {
+/// A SIPp trunk call from an unknown number to DID 100 (a department head takes it), 3 s of
+/// talk after the answer when `scenario` hangs up itself.
+pub(crate) fn trunk(server: &Server, scenario: &str) -> (std::process::ExitStatus, String, String) {
     let media_port = free_port().to_string();
     sipp_at(
         scenario,

@@ -18,7 +18,7 @@ use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::transport::{
-    CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate,
+    CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate, RTCIceCandidateInit,
 };
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtp_transceiver::RTCRtpSenderId;
@@ -112,22 +112,7 @@ impl WebRtcLeg {
             .with_media_engine(media)
             .build(now)
             .map_err(WebRtcError::rtc("peer connection"))?;
-        let host = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".to_owned(),
-                address: candidate.ip().to_string(),
-                port: candidate.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .new_candidate_host()
-        .map_err(WebRtcError::rtc("host candidate"))?;
-        let init = RTCIceCandidate::from(&host)
-            .to_json()
-            .map_err(WebRtcError::rtc("host candidate"))?;
-        pc.add_local_candidate(init)
+        pc.add_local_candidate(host_candidate(candidate)?)
             .map_err(WebRtcError::rtc("host candidate"))?;
         // The low 32 bits of the seed, never 0.
         let ssrc = u32::try_from(seed & 0xffff_ffff).unwrap_or(1).max(1);
@@ -285,6 +270,25 @@ impl WebRtcLeg {
     pub fn close(&mut self) {
         let _ = self.pc.close();
     }
+}
+
+/// The ICE host candidate (UDP, component 1) at `addr`.
+pub(crate) fn host_candidate(addr: SocketAddr) -> Result<RTCIceCandidateInit> {
+    let host = CandidateHostConfig {
+        base_config: CandidateConfig {
+            network: "udp".to_owned(),
+            address: addr.ip().to_string(),
+            port: addr.port(),
+            component: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .new_candidate_host()
+    .map_err(WebRtcError::rtc("host candidate"))?;
+    RTCIceCandidate::from(&host)
+        .to_json()
+        .map_err(WebRtcError::rtc("host candidate"))
 }
 
 /// The first payload type of the answer's audio line when it is PCMU (0) or PCMA (8).

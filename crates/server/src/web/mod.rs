@@ -68,17 +68,22 @@ fn wallboard_page(config: &crate::config::Config) -> String {
     responses((status = 200, description = "The page", content_type = "text/html", body = String))
 )]
 pub async fn wallboard(State(state): State<AppState>) -> Response {
+    // Everything is inline and same-origin; nothing may be loaded from elsewhere.
+    html_page(
+        "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'",
+        wallboard_page(&state.config),
+    )
+}
+
+/// A page: HTML, never cached, under its content security policy.
+fn html_page(policy: &'static str, body: String) -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (header::CACHE_CONTROL, "no-cache"),
-            // Everything is inline and same-origin; nothing may be loaded from elsewhere.
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'",
-            ),
+            (header::CONTENT_SECURITY_POLICY, policy),
         ],
-        wallboard_page(&state.config),
+        body,
     )
         .into_response()
 }
@@ -108,19 +113,11 @@ fn agent_page(config: &crate::config::Config) -> String {
     responses((status = 200, description = "The page", content_type = "text/html", body = String))
 )]
 pub async fn agent(State(state): State<AppState>) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-cache"),
-            // Same-origin scripts (the page and JsSIP), the API and SIP over WebSocket.
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; media-src 'self' blob: mediastream:; connect-src 'self' ws: wss:; frame-ancestors 'none'",
-            ),
-        ],
+    // Same-origin scripts (the page and JsSIP), the API and SIP over WebSocket.
+    html_page(
+        "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; media-src 'self' blob: mediastream:; connect-src 'self' ws: wss:; frame-ancestors 'none'",
         agent_page(&state.config),
     )
-        .into_response()
 }
 
 /// JsSIP, the SIP stack of `/agent` (MIT licence at the top of the file).
