@@ -21,4 +21,5 @@ pub mod routing;
 pub mod security;
 pub mod server;
 pub mod shared;
+pub mod tls;
 pub mod transport;

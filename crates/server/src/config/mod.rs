@@ -11,10 +11,12 @@ use serde::Deserialize;
 
 mod sections;
 mod security;
+mod tls;
 mod validate;
 
 pub use sections::*;
 pub use security::SecurityConfig;
+pub use tls::TlsConfig;
 
 /// The built-in demo configuration used when `switchboard` runs without `--config`.
 pub const DEMO_CONFIG: &str = include_str!("../../../../config/demo.toml");
@@ -71,6 +73,8 @@ pub struct Config {
     pub recording: RecordingConfig,
     #[serde(default)]
     pub security: SecurityConfig,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
 }
 
 impl Config {
