@@ -501,6 +501,18 @@ pub fn trunk_calls(
     extra: &[&str],
     timeout: Duration,
 ) -> (ExitStatus, String, String) {
+    trunk_calls_to(server.sip_addr(), caller, dialed, talk_ms, extra, timeout)
+}
+
+/// [`trunk_calls`] to a SIP address (for a call placed from another thread).
+pub fn trunk_calls_to(
+    target: SocketAddr,
+    caller: &str,
+    dialed: &str,
+    talk_ms: u64,
+    extra: &[&str],
+    timeout: Duration,
+) -> (ExitStatus, String, String) {
     let media_port = free_port().to_string();
     let talk_ms = talk_ms.to_string();
     let mut args = vec![
@@ -517,13 +529,7 @@ pub fn trunk_calls(
         &media_port,
     ];
     args.extend_from_slice(extra);
-    sipp_at(
-        "trunk_call.xml",
-        server.sip_addr(),
-        free_port(),
-        &args,
-        timeout,
-    )
+    sipp_at("trunk_call.xml", target, free_port(), &args, timeout)
 }
 
 /// Writes a client directory CSV and loads it with `switchboard clients import` into the
@@ -619,8 +625,19 @@ pub struct Baresip {
     dir: tempfile::TempDir,
 }
 
+/// How a baresip agent reaches the server: UDP to its SIP port, or TLS to `port` trusting
+/// the PEM authority `ca`.
+pub enum BaresipTransport<'a> {
+    Udp,
+    Tls { port: u16, ca: &'a Path },
+}
+
 impl Baresip {
     pub fn start(server: &Server, id: &str) -> Baresip {
+        Baresip::start_over(server, id, &BaresipTransport::Udp)
+    }
+
+    pub fn start_over(server: &Server, id: &str, transport: &BaresipTransport<'_>) -> Baresip {
         let dir = tempfile::tempdir().expect("tempdir");
         let sip_port = free_port();
         let ctrl_port = free_port();
@@ -648,13 +665,17 @@ impl Baresip {
             rtp_last = rtp_first + 19,
             snd = dir.path().join("snd").display(),
         );
+        let (config, aor) = match transport {
+            BaresipTransport::Udp => (config, format!("sip:{id}@127.0.0.1:{}", server.ports.sip)),
+            BaresipTransport::Tls { port, ca } => (
+                format!("{config}sip_cafile {}\n", ca.display()),
+                format!("sip:{id}@127.0.0.1:{port};transport=tls"),
+            ),
+        };
         std::fs::write(dir.path().join("config"), config).expect("baresip config");
         std::fs::write(
             dir.path().join("accounts"),
-            format!(
-                "<sip:{id}@127.0.0.1:{}>;auth_pass={id}-secret;answermode=auto;regint=600\n",
-                server.ports.sip
-            ),
+            format!("<{aor}>;auth_pass={id}-secret;answermode=auto;regint=600\n"),
         )
         .expect("baresip accounts");
         let log = std::fs::File::create(dir.path().join("baresip.log")).expect("log");

@@ -20,3 +20,4 @@ mod register;
 mod rtp_timeout;
 mod security;
 mod sip_basics;
+mod tls;
