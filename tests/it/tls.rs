@@ -230,7 +230,8 @@ fn agent_over_tls_takes_a_call_and_a_certificate_reload_spares_it() {
     // The caller's BYE reached ivan over the same TLS connection (baresip reports a BYE as
     // the session closed by the peer), a connection never closed meanwhile.
     assert!(
-        ivan.log().contains("session closed: Connection reset by peer"),
+        ivan.log()
+            .contains("session closed: Connection reset by peer"),
         "ivan never got the BYE:\n{}",
         ivan.log()
     );

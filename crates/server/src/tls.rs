@@ -514,3 +514,189 @@ pub fn send(dest: &Peer, bytes: Vec<u8>, conns: &mut Connections, dialer: Option
         None => debug!(dest = %dest.addr, "no connection slot for outbound TLS; message dropped"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::Limits;
+    use std::path::Path;
+
+    const PING: &[u8] = b"OPTIONS sip:127.0.0.1 SIP/2.0\r\nContent-Length: 0\r\n\r\n";
+    const PONG: &[u8] = b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n";
+
+    /// A CA and a server certificate for 127.0.0.1 signed by it, written under `dir`.
+    fn pki(dir: &Path, tag: &str) -> TlsConfig {
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca =
+            rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+                .unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        let files = TlsConfig {
+            cert: dir.join(format!("{tag}.pem")),
+            key: dir.join(format!("{tag}.key")),
+            ca: Some(dir.join(format!("{tag}-ca.pem"))),
+        };
+        std::fs::write(&files.cert, cert.pem()).unwrap();
+        std::fs::write(&files.key, key.serialize_pem()).unwrap();
+        std::fs::write(files.ca.as_ref().unwrap(), ca.pem()).unwrap();
+        files
+    }
+
+    fn context() -> (StreamContext, mpsc::Receiver<Inbound>) {
+        let (tx, rx) = mpsc::channel(64);
+        let limits = Limits {
+            max_message_size: 65_535,
+            max_tcp_connections: 16,
+            tcp_idle_timeout: Duration::from_secs(30),
+        };
+        let ctx = StreamContext::new(
+            limits,
+            tx,
+            Arc::new(transport::TransportStats::default()),
+            CancellationToken::new(),
+        );
+        (ctx, rx)
+    }
+
+    async fn next(rx: &mut mpsc::Receiver<Inbound>) -> Inbound {
+        tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("nothing arrived in time")
+            .expect("channel closed")
+    }
+
+    fn peer(addr: SocketAddr) -> Peer {
+        Peer {
+            transport: Transport::Tls,
+            addr,
+            conn: None,
+        }
+    }
+
+    /// The server's own acceptor and dialer, end to end over loopback: the dialer opens a
+    /// verified connection on first send and reuses it; answers come back on it.
+    #[tokio::test]
+    async fn outbound_tls_connects_verifies_and_carries_both_ways() {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = Tls::load(&pki(dir.path(), "a")).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (server_ctx, mut server_rx) = context();
+        tokio::spawn(accept_loop(listener, tls.acceptor(), server_ctx.clone()));
+
+        let (client_ctx, mut client_rx) = context();
+        let dialer = Dialer::new(tls.clone(), client_ctx.clone());
+        let mut conns = Connections::default();
+        send(&peer(addr), PING.to_vec(), &mut conns, Some(&dialer));
+        let first = conns
+            .to_addr(Transport::Tls, addr)
+            .expect("connection recorded");
+        send(&peer(addr), PING.to_vec(), &mut conns, Some(&dialer));
+        assert_eq!(conns.to_addr(Transport::Tls, addr), Some(first), "reused");
+
+        let Inbound::Opened {
+            transport, writer, ..
+        } = next(&mut server_rx).await
+        else {
+            panic!("the server did not see the connection open")
+        };
+        assert_eq!(transport, Transport::Tls);
+        for _ in 0..2 {
+            let Inbound::Stream {
+                transport, bytes, ..
+            } = next(&mut server_rx).await
+            else {
+                panic!("no message")
+            };
+            assert_eq!((transport, bytes.as_slice()), (Transport::Tls, PING));
+        }
+        writer.send(PONG.to_vec()).await.unwrap();
+        let Inbound::Stream {
+            conn,
+            transport,
+            from,
+            bytes,
+        } = next(&mut client_rx).await
+        else {
+            panic!("no answer on the outbound connection")
+        };
+        assert_eq!((conn, transport, from), (first, Transport::Tls, addr));
+        assert_eq!(bytes, PONG);
+        server_ctx.stop.cancel();
+        client_ctx.stop.cancel();
+    }
+
+    /// A peer whose certificate the trust anchors do not vouch for, or nobody listening:
+    /// the endpoint task hears that the address is unreachable, then that the connection
+    /// closed.
+    #[tokio::test]
+    async fn outbound_tls_failures_reach_the_endpoint_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = Tls::load(&pki(dir.path(), "ours")).unwrap();
+        let theirs = Tls::load(&pki(dir.path(), "theirs")).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let untrusted = listener.local_addr().unwrap();
+        let (server_ctx, _server_rx) = context();
+        tokio::spawn(accept_loop(listener, theirs.acceptor(), server_ctx.clone()));
+        let nobody = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+
+        let (client_ctx, mut client_rx) = context();
+        let dialer = Dialer::new(ours, client_ctx.clone());
+        for addr in [untrusted, nobody] {
+            let mut conns = Connections::default();
+            send(&peer(addr), PING.to_vec(), &mut conns, Some(&dialer));
+            let conn = conns.to_addr(Transport::Tls, addr).unwrap();
+            let Inbound::Unreachable { transport, addr: a } = next(&mut client_rx).await else {
+                panic!("failure not reported for {addr}")
+            };
+            assert_eq!((transport, a), (Transport::Tls, addr));
+            let Inbound::Closed { conn: closed } = next(&mut client_rx).await else {
+                panic!("no close for {addr}")
+            };
+            assert_eq!(closed, conn);
+        }
+        assert_eq!(
+            client_ctx
+                .stats
+                .tls_handshake_failures
+                .load(std::sync::atomic::Ordering::Relaxed),
+            2
+        );
+        assert_eq!(
+            client_ctx
+                .stats
+                .connections_open
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0,
+            "failed dials give their slots back"
+        );
+        server_ctx.stop.cancel();
+    }
+
+    /// Reload swaps the certificate new handshakes get; a failed reload keeps it.
+    #[test]
+    fn reload_swaps_the_served_certificate_and_survives_bad_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = pki(dir.path(), "a");
+        let tls = Tls::load(&files).unwrap();
+        let before = tls.fingerprint();
+        let other = pki(dir.path(), "b");
+        std::fs::copy(&other.cert, &files.cert).unwrap();
+        std::fs::copy(&other.key, &files.key).unwrap();
+        let after = tls.reload().unwrap();
+        assert_ne!(before, after);
+        assert_eq!(tls.fingerprint(), after);
+        std::fs::write(&files.key, "junk").unwrap();
+        let e = tls.reload().unwrap_err();
+        assert_eq!(e.key_path(), "tls.key");
+        assert_eq!(tls.fingerprint(), after, "a failed reload changes nothing");
+    }
+}

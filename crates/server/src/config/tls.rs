@@ -48,3 +48,98 @@ impl Config {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::Config;
+
+    const BASE: &str = r#"
+[sip]
+listen = ["udp:127.0.0.1:5060", "tls:127.0.0.1:5061"]
+domain = "callcenter.local"
+advertised_address = "127.0.0.1"
+
+[[queues]]
+name = "orders"
+skill = "orders"
+
+[[queues]]
+name = "regional"
+skill = "regional"
+"#;
+
+    fn with_tls(dir: &Path, cert: &str, key: &str) -> String {
+        format!(
+            "{BASE}\n[tls]\ncert = {:?}\nkey = {:?}\n",
+            dir.join(cert).display().to_string(),
+            dir.join(key).display().to_string()
+        )
+    }
+
+    fn pair(names: &[&str]) -> (String, String) {
+        let names: Vec<String> = names.iter().map(|s| (*s).to_owned()).collect();
+        let c = rcgen::generate_simple_self_signed(names).unwrap();
+        (c.cert.pem(), c.signing_key.serialize_pem())
+    }
+
+    #[test]
+    fn a_tls_listener_needs_a_tls_section() {
+        let errors = Config::from_toml(BASE).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].path, "tls");
+        assert!(
+            errors[0].message.contains("tls:127.0.0.1:5061"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn certificate_files_are_checked_with_their_key_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = pair(&["localhost"]);
+        let (_, other_key) = pair(&["localhost"]);
+        std::fs::write(dir.path().join("server.pem"), &cert).unwrap();
+        std::fs::write(dir.path().join("server.key"), &key).unwrap();
+        std::fs::write(dir.path().join("other.key"), &other_key).unwrap();
+        std::fs::write(dir.path().join("junk.pem"), "hello\n").unwrap();
+
+        let config = Config::from_toml(&with_tls(dir.path(), "server.pem", "server.key")).unwrap();
+        assert!(config.tls.is_some());
+
+        let errors =
+            Config::from_toml(&with_tls(dir.path(), "missing.pem", "server.key")).unwrap_err();
+        assert_eq!(errors[0].path, "tls.cert");
+        assert!(errors[0].message.contains("missing.pem"), "{errors:?}");
+
+        let errors =
+            Config::from_toml(&with_tls(dir.path(), "junk.pem", "server.key")).unwrap_err();
+        assert_eq!(errors[0].path, "tls.cert");
+        assert!(
+            errors[0].message.contains("no PEM certificate"),
+            "{errors:?}"
+        );
+
+        let errors =
+            Config::from_toml(&with_tls(dir.path(), "server.pem", "junk.pem")).unwrap_err();
+        assert_eq!(errors[0].path, "tls.key");
+        assert!(
+            errors[0].message.contains("no PEM private key"),
+            "{errors:?}"
+        );
+
+        let errors =
+            Config::from_toml(&with_tls(dir.path(), "server.pem", "other.key")).unwrap_err();
+        assert_eq!(errors[0].path, "tls.key");
+        assert!(errors[0].message.contains("does not fit"), "{errors:?}");
+
+        let text = format!(
+            "{}ca = {:?}\n",
+            with_tls(dir.path(), "server.pem", "server.key"),
+            dir.path().join("junk.pem").display().to_string()
+        );
+        let errors = Config::from_toml(&text).unwrap_err();
+        assert_eq!(errors[0].path, "tls.ca");
+    }
+}
