@@ -77,6 +77,20 @@ fn client_config(ca: &CertificateDer<'static>) -> Arc<ClientConfig> {
 /// Opens a new TLS connection to `port` (verifying the server against `ca` for 127.0.0.1),
 /// sends an OPTIONS over it and returns the leaf certificate served and the response.
 fn options_over_tls(port: u16, ca: &CertificateDer<'static>) -> (CertificateDer<'static>, String) {
+    request_over_tls(
+        port,
+        ca,
+        "OPTIONS",
+        &format!("sip:127.0.0.1:{port};transport=tls"),
+    )
+}
+
+fn request_over_tls(
+    port: u16,
+    ca: &CertificateDer<'static>,
+    method: &str,
+    uri: &str,
+) -> (CertificateDer<'static>, String) {
     let name = ServerName::try_from("127.0.0.1").unwrap();
     let mut conn = ClientConnection::new(client_config(ca), name).unwrap();
     let mut sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -84,13 +98,13 @@ fn options_over_tls(port: u16, ca: &CertificateDer<'static>) -> (CertificateDer<
     let mut tls = rustls::Stream::new(&mut conn, &mut sock);
     let local = tls.sock.local_addr().unwrap();
     let request = format!(
-        "OPTIONS sip:127.0.0.1:{port};transport=tls SIP/2.0\r\n\
+        "{method} {uri} SIP/2.0\r\n\
          Via: SIP/2.0/TLS {local};branch=z9hG4bK-tls-{}\r\n\
          Max-Forwards: 70\r\n\
          From: <sip:probe@127.0.0.1>;tag=p1\r\n\
          To: <sip:127.0.0.1:{port}>\r\n\
          Call-ID: tls-probe-{}@127.0.0.1\r\n\
-         CSeq: 1 OPTIONS\r\n\
+         CSeq: 1 {method}\r\n\
          Content-Length: 0\r\n\r\n",
         local.port(),
         local.port(),
@@ -241,4 +255,64 @@ fn agent_over_tls_takes_a_call_and_a_certificate_reload_spares_it() {
         "ivan's TLS registration was lost:\n{log}"
     );
     assert!(server.terminate().success());
+}
+
+/// A `sips:` request in clear is refused (416) before call control sees it; the same over
+/// TLS is served.
+#[test]
+fn sips_requests_need_tls() {
+    let ca = Ca::new();
+    let (cert, key, _) = ca.issue();
+    let dir = tempfile::tempdir().unwrap();
+    install(dir.path(), &cert, &key);
+    let ports = Ports::new();
+    let tls_port = free_port();
+    let config = tls_config(&ports, tls_port);
+    let server = Server::start_in(dir, &config, ports);
+
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let local = udp.local_addr().unwrap();
+    let invite = format!(
+        "INVITE sips:100@127.0.0.1:{tls_port} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {local};branch=z9hG4bK-sips-1;rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:+38599999999@127.0.0.1>;tag=c1\r\n\
+         To: <sips:100@127.0.0.1>\r\n\
+         Call-ID: sips-in-clear@127.0.0.1\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:caller@{local}>\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    udp.send_to(invite.as_bytes(), server.sip_addr()).unwrap();
+    let mut buf = [0u8; 4096];
+    let mut statuses = Vec::new();
+    while !statuses
+        .iter()
+        .any(|s: &String| !s.starts_with("SIP/2.0 1"))
+    {
+        let (n, _) = udp
+            .recv_from(&mut buf)
+            .expect("no final answer to the sips INVITE");
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        statuses.push(text.lines().next().unwrap_or_default().to_owned());
+    }
+    assert_eq!(
+        statuses.last().unwrap(),
+        "SIP/2.0 416 Unsupported URI Scheme - SIPS Requires TLS",
+        "{statuses:?}"
+    );
+    assert!(
+        !server.log().contains("call=1 "),
+        "call control saw the refused INVITE:\n{}",
+        server.log()
+    );
+
+    let (_, response) = request_over_tls(
+        tls_port,
+        &ca.der(),
+        "OPTIONS",
+        &format!("sips:127.0.0.1:{tls_port}"),
+    );
+    assert!(response.starts_with("SIP/2.0 200"), "{response}");
 }

@@ -546,7 +546,9 @@ impl Driver {
                     .sip_requests_total
                     .with_label_values(&[req.method.to_string().as_str()])
                     .inc();
-                if self.security.refuse_over_rate(ep, now, txn, &req, &src) {
+                if self.security.refuse_over_rate(ep, now, txn, &req, &src)
+                    || crate::tls::refuse_insecure_sips(ep, now, txn, &req, &src)
+                {
                     return;
                 }
                 if self

@@ -26,7 +26,8 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use sha2::{Digest, Sha256};
-use switchboard_sip::{Peer, Transport};
+use switchboard_sip::{Endpoint, Peer, ServerTxnKey, Transport};
+use switchboard_sipmsg::{Request, Response, Scheme};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -482,6 +483,33 @@ async fn dial_failed(ctx: &StreamContext, conn: ConnId, addr: SocketAddr, why: &
         })
         .await;
     let _ = ctx.inbound.send(Inbound::Closed { conn }).await;
+}
+
+/// A request whose Request-URI is `sips:` must have come over TLS (or WSS): one that came
+/// in clear gets `416` and call control never sees it (RFC 5630: SIPS means TLS on every
+/// hop). The registrar applies the same rule to REGISTER. Returns whether it was refused.
+pub fn refuse_insecure_sips(
+    ep: &mut Endpoint,
+    now: switchboard_sip::Instant,
+    txn: ServerTxnKey,
+    req: &Request,
+    src: &Peer,
+) -> bool {
+    if req.uri.scheme != Scheme::Sips || matches!(src.transport, Transport::Tls | Transport::Wss) {
+        return false;
+    }
+    info!(peer = %src.addr, method = %req.method, uri = %req.uri, "sips: request over {:?} refused (416)", src.transport);
+    let tag = ep.new_tag();
+    let resp = Response::from_request(
+        req,
+        416,
+        "Unsupported URI Scheme - SIPS Requires TLS",
+        Some(&tag),
+    );
+    if let Err(e) = ep.respond(now, txn, resp) {
+        debug!("416 not sent: {e}");
+    }
+    true
 }
 
 /// The endpoint task sends `bytes` over TLS: on the connection `dest` names (dropped when it
