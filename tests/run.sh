@@ -19,6 +19,10 @@ command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
 # promtool checks the /metrics exposition and deploy/prometheus (Debian ships it in prometheus).
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
+# Scale-out: Kamailio's dispatcher in front of two nodes; sqlite3 edits a node's database
+# behind its back (SIGHUP reload). systemd-analyze checks the unit where systemd exists.
+command -v kamailio >/dev/null 2>&1 || missing+=(kamailio)
+command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
 if ((${#missing[@]})); then
   step "installing: ${missing[*]}"
   SUDO=""

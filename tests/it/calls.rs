@@ -264,15 +264,7 @@ fn caller_who_leaves_the_queue_is_recorded_as_abandoned() {
     // The only operators are on a break: a standard call waits in the queue (music) until
     // the caller leaves (with nobody logged in at all it would be refused as no_agent).
     let server = company();
-    for op in ["olga", "oleg"] {
-        let (status, body) = api_post(
-            server.ports.http,
-            &format!("/api/v1/agents/{op}/state"),
-            r#"{"state": "break"}"#,
-        )
-        .unwrap();
-        assert_eq!(status, 200, "{body}");
-    }
+    put_on_break(&server, &["olga", "oleg"]);
     let (status, _out, messages) = trunk_call(&server, "+38511000004", "100", 500);
     assert!(status.success(), "{messages}");
     wait_until(&server, "the call record", Duration::from_secs(5), || {

@@ -73,6 +73,8 @@ pub struct Server {
     pub dir: tempfile::TempDir,
     pub ports: Ports,
     pub log: Arc<Mutex<String>>,
+    /// Environment given to the process beyond the harness's own.
+    env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -83,15 +85,26 @@ impl Server {
     }
 
     pub fn start_in(dir: tempfile::TempDir, config: &str, ports: Ports) -> Server {
+        Server::start_with_env(dir, config, ports, Vec::new())
+    }
+
+    /// As `start_in`, with more environment variables (e.g. `NOTIFY_SOCKET`).
+    pub fn start_with_env(
+        dir: tempfile::TempDir,
+        config: &str,
+        ports: Ports,
+        env: Vec<(String, String)>,
+    ) -> Server {
         let config_path = dir.path().join("switchboard.toml");
         std::fs::write(&config_path, config).expect("write config");
         let log = Arc::new(Mutex::new(String::new()));
-        let child = spawn_server(dir.path(), &log);
+        let child = spawn_server(dir.path(), &log, &env);
         let server = Server {
             child,
             dir,
             ports,
             log,
+            env,
         };
         server.wait_ready();
         server
@@ -112,7 +125,7 @@ impl Server {
             .lock()
             .expect("log lock")
             .push_str("---- restart ----\n");
-        self.child = spawn_server(self.dir.path(), &self.log);
+        self.child = spawn_server(self.dir.path(), &self.log, &self.env);
         self.wait_ready();
     }
 
@@ -145,12 +158,16 @@ impl Server {
     }
 }
 
-fn spawn_server(dir: &Path, log: &Arc<Mutex<String>>) -> Child {
+/// Runs the binary as systemd would with `StateDirectory=`: its state (database, spool,
+/// recordings) goes to `$STATE_DIRECTORY`, here the test's directory.
+fn spawn_server(dir: &Path, log: &Arc<Mutex<String>>, env: &[(String, String)]) -> Child {
     let mut child = Command::new(switchboard_bin())
         .arg("--config")
         .arg(dir.join("switchboard.toml"))
         .current_dir(dir)
         .env("RUST_LOG", "info,switchboard=debug")
+        .env("STATE_DIRECTORY", dir)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -213,6 +230,20 @@ pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
                 .flatten()
         })
         .sum()
+}
+
+/// Puts `agents` on a break through the API: logged in but not taking calls, so calls to their
+/// queues wait (with nobody logged in at all a call is refused as `no_agent`).
+pub fn put_on_break(server: &Server, agents: &[&str]) {
+    for agent in agents {
+        let (status, body) = api_post(
+            server.ports.http,
+            &format!("/api/v1/agents/{agent}/state"),
+            r#"{"state": "break"}"#,
+        )
+        .expect("state change");
+        assert_eq!(status, 200, "{agent} on break: {body}");
+    }
 }
 
 /// A minimal HTTP/1.1 GET on loopback: (status, body).
@@ -504,7 +535,8 @@ pub fn trunk_calls(
     trunk_calls_to(server.sip_addr(), caller, dialed, talk_ms, extra, timeout)
 }
 
-/// [`trunk_calls`] to a SIP address (for a call placed from another thread).
+/// [`trunk_calls`] sent to `target` (a proxy in front of the server, or the server from
+/// another thread).
 pub fn trunk_calls_to(
     target: SocketAddr,
     caller: &str,
@@ -625,19 +657,32 @@ pub struct Baresip {
     dir: tempfile::TempDir,
 }
 
-/// How a baresip agent reaches the server: UDP to its SIP port, or TLS to `port` trusting
-/// the PEM authority `ca`.
+/// How a baresip agent reaches its registrar: UDP to 127.0.0.1:`registrar`, or TLS to
+/// 127.0.0.1:`port` trusting the PEM authority `ca`.
 pub enum BaresipTransport<'a> {
-    Udp,
+    Udp { registrar: u16 },
     Tls { port: u16, ca: &'a Path },
 }
 
 impl Baresip {
     pub fn start(server: &Server, id: &str) -> Baresip {
-        Baresip::start_over(server, id, &BaresipTransport::Udp)
+        Baresip::start_via(server, server.ports.sip, id, 600)
     }
 
-    pub fn start_over(server: &Server, id: &str, transport: &BaresipTransport<'_>) -> Baresip {
+    /// Registers `id` every `regint` seconds at 127.0.0.1:`registrar` (the server, or a
+    /// proxy in front of it) and waits until `server` logs the registration.
+    pub fn start_via(server: &Server, registrar: u16, id: &str, regint: u32) -> Baresip {
+        Baresip::start_over(server, id, &BaresipTransport::Udp { registrar }, regint)
+    }
+
+    /// Registers `id` over `transport` every `regint` seconds and waits until `server` logs
+    /// the registration.
+    pub fn start_over(
+        server: &Server,
+        id: &str,
+        transport: &BaresipTransport<'_>,
+        regint: u32,
+    ) -> Baresip {
         let dir = tempfile::tempdir().expect("tempdir");
         let sip_port = free_port();
         let ctrl_port = free_port();
@@ -666,7 +711,9 @@ impl Baresip {
             snd = dir.path().join("snd").display(),
         );
         let (config, aor) = match transport {
-            BaresipTransport::Udp => (config, format!("sip:{id}@127.0.0.1:{}", server.ports.sip)),
+            BaresipTransport::Udp { registrar } => {
+                (config, format!("sip:{id}@127.0.0.1:{registrar}"))
+            }
             BaresipTransport::Tls { port, ca } => (
                 format!("{config}sip_cafile {}\n", ca.display()),
                 format!("sip:{id}@127.0.0.1:{port};transport=tls"),
@@ -675,7 +722,7 @@ impl Baresip {
         std::fs::write(dir.path().join("config"), config).expect("baresip config");
         std::fs::write(
             dir.path().join("accounts"),
-            format!("<{aor}>;auth_pass={id}-secret;answermode=auto;regint=600\n"),
+            format!("<{aor}>;auth_pass={id}-secret;answermode=auto;regint={regint}\n"),
         )
         .expect("baresip accounts");
         let log = std::fs::File::create(dir.path().join("baresip.log")).expect("log");

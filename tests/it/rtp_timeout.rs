@@ -174,7 +174,9 @@ fn caller_silent_in_the_queue_is_ended_and_gets_a_bye() {
         return;
     }
     let server = server();
-    // No agent is logged in: the caller waits, hearing music, and sends no RTP.
+    // The department heads (a new client's chain) are on a break: the caller waits, hearing
+    // music, and sends no RTP.
+    put_on_break(&server, &["ivan", "petra"]);
     let mut trunk = Trunk::start(&server, "trunk_call_silent.xml");
     let done = trunk.wait(Duration::from_secs(TIMEOUT_S + 8));
     assert_eq!(

@@ -168,6 +168,9 @@ fn an_invite_flood_from_one_source_meets_503_and_the_other_trunk_is_served() {
         )
     );
     let server = Server::start(&config, ports);
+    // The department heads (a new client's chain) are on a break: every admitted call waits,
+    // with music.
+    put_on_break(&server, &["ivan", "petra"]);
     std::thread::scope(|s| {
         // The flood: 50 INVITE/s from 127.0.0.5 for 8 s, ten times the legitimate rate. (The
         // test server's RTP range holds 10 calls: the limit's burst must leave room.)

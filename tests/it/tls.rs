@@ -164,6 +164,7 @@ fn agent_over_tls_takes_a_call_and_a_certificate_reload_spares_it() {
             port: tls_port,
             ca: &ca_path,
         },
+        600,
     );
     let log = server.log();
     let registered = log

@@ -13,10 +13,11 @@ pub const EXIT_DATA: u8 = 65;
 /// Exit code when a needed service (the database) cannot be reached (EX_UNAVAILABLE).
 pub const EXIT_UNAVAILABLE: u8 = 69;
 
-/// Reads and validates the configuration, or the built-in demo when no file is given.
+/// Reads and validates the configuration, or the built-in demo when no file is given, and
+/// places its state paths in the state directory (`$STATE_DIRECTORY` under systemd).
 pub fn load_config(path: Option<&Path>) -> Result<Config, Vec<ConfigError>> {
-    match path {
-        None => Ok(Config::demo()),
+    let mut config = match path {
+        None => Config::demo(),
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 vec![ConfigError {
@@ -24,9 +25,15 @@ pub fn load_config(path: Option<&Path>) -> Result<Config, Vec<ConfigError>> {
                     message: format!("cannot read {}: {e}", path.display()),
                 }]
             })?;
-            Config::from_toml(&text)
+            Config::from_toml(&text)?
         }
-    }
+    };
+    config.resolve_state_paths(
+        path.and_then(Path::parent),
+        std::env::var_os("STATE_DIRECTORY").as_deref(),
+    )?;
+    config.resolve_tls_paths(path.and_then(Path::parent))?;
+    Ok(config)
 }
 
 fn report_config_errors(path: Option<&Path>, errors: &[ConfigError]) {
@@ -54,6 +61,15 @@ pub fn check_config(path: &Path) -> ExitCode {
                 config.trunks.len(),
                 config.agents.len(),
                 config.queues.len()
+            );
+            if let (Some(dir), Some(source)) = (&config.state.dir, config.state.source) {
+                println!("state directory {} (from {source})", dir.display());
+            }
+            println!(
+                "database {}, spool {}, recordings {}",
+                crate::server::redact_url(&config.database.url),
+                config.database.spool_dir.display(),
+                config.recording.dir.display()
             );
             ExitCode::SUCCESS
         }

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod routing;
 pub mod security;
 pub mod server;
+pub mod service;
 pub mod shared;
 pub mod tls;
 pub mod transport;

@@ -1,6 +1,6 @@
 //! Wires the running server: binds every listener first (so a bad address fails before
-//! anything starts), opens the store, drives the SIP endpoint, serves HTTP, and shuts down
-//! gracefully on SIGINT/SIGTERM.
+//! anything starts), opens the store, drives the SIP endpoint, serves HTTP, tells the service
+//! manager when it is ready, reloads on SIGHUP and shuts down gracefully on SIGINT/SIGTERM.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,6 +28,7 @@ use crate::http::{AppState, Readiness};
 use crate::metrics::{Metrics, SentResponses, StateGauges};
 use crate::routing;
 use crate::security::{self, Security};
+use crate::service::{Notifier, Request, Signals};
 use crate::shared::Shared;
 use crate::tls::{Dialer, Tls};
 use crate::transport::{
@@ -70,8 +71,16 @@ pub fn redact_url(url: &str) -> String {
 
 /// Runs the server until SIGINT/SIGTERM.
 pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
+    // First, so that a SIGHUP during start-up does not end the process.
+    let mut signals = Signals::register().context("cannot install signal handlers")?;
+    let notifier = Arc::new(Notifier::default());
     if is_demo {
         info!("no --config given: running the built-in demo configuration");
+    }
+    if let (Some(dir), Some(source)) = (&config.state.dir, config.state.source) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
+        info!(dir = %dir.display(), from = %source, "state directory");
     }
     let stop = CancellationToken::new();
     let metrics = Metrics::new();
@@ -97,7 +106,6 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
         Some(files) => Some(Tls::load(files).context("cannot load the [tls] certificate")?),
         None => None,
     };
-    crate::tls::spawn_reload_on_sighup(tls.clone(), stop.clone());
     let listeners = Listeners::bind(&udp_addrs, &tcp_addrs, &tls_addrs)
         .await
         .map_err(|(what, e)| anyhow::anyhow!("cannot bind SIP listener {what}: {e}"))?;
@@ -128,7 +136,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
     let (inbound_tx, inbound_rx) = mpsc::channel(16 * 1024);
     let streams = StreamContext::new(limits, inbound_tx, Arc::clone(&stats), stop.clone());
     let udp = transport::spawn(listeners, &streams, tls.as_ref());
-    let dialer = tls.map(|tls| Dialer::new(tls, streams.clone()));
+    let dialer = tls.clone().map(|tls| Dialer::new(tls, streams.clone()));
     let endpoint = Endpoint::new(endpoint_config(
         &config, &udp_addrs, &tcp_addrs, &tls_addrs,
     )?);
@@ -218,30 +226,35 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
     let http_stop = stop.clone();
     let http = tokio::spawn(crate::http::serve(http_listener, app, http_stop));
 
-    // Database readiness probe.
-    let probe_store = store.clone();
-    let probe_ready = Arc::clone(&readiness);
-    let probe_stop = stop.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                () = probe_stop.cancelled() => return,
-                () = tokio::time::sleep(Duration::from_secs(2)) => {}
-            }
-            let ready = probe_store.is_ready().await;
-            if probe_ready.database.swap(ready, Ordering::AcqRel) != ready {
-                if ready {
-                    info!("database reachable again");
-                } else {
-                    warn!("database unreachable: records go to the spool");
-                }
-            }
-        }
-    });
+    // Database readiness probe; the first time the database answers, the service manager
+    // hears READY=1 (SIP and HTTP are bound by now).
+    let serving = format!(
+        "serving SIP on {}, HTTP on {http_addr}",
+        config.sip.listen.join(", ")
+    );
+    tokio::spawn(probe_database(
+        store.clone(),
+        Arc::clone(&readiness),
+        Arc::clone(&notifier),
+        serving.clone(),
+        stop.clone(),
+    ));
 
     info!("switchboard running");
-    wait_for_signal().await;
+    loop {
+        match signals.next().await {
+            Request::Reload => reload(&store, tls.as_ref(), &notifier, &serving).await,
+            Request::Stop(signal) => {
+                info!("{signal} received");
+                break;
+            }
+        }
+    }
     info!("shutdown requested: refusing new work, flushing records");
+    notifier.stopping(&format!(
+        "stopping: new calls refused, calls in progress may finish within {} s",
+        SHUTDOWN_GRACE.as_secs()
+    ));
     readiness.shutting_down.store(true, Ordering::Release);
     // New INVITEs get 503; calls in progress may finish within the grace period while the
     // transports keep carrying their BYEs.
@@ -337,26 +350,73 @@ fn random_secret() -> std::io::Result<Vec<u8>> {
     Ok(secret)
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                warn!("cannot watch SIGTERM: {e}");
-                let _ = tokio::signal::ctrl_c().await;
-                return;
+/// Watches the database for `/readyz` and logs when it comes and goes; announces readiness
+/// to the service manager the first time it answers. Until then the server already takes
+/// calls (their records wait in the spool) but says it is waiting.
+async fn probe_database(
+    store: switchboard_store::Store,
+    readiness: Arc<Readiness>,
+    notifier: Arc<Notifier>,
+    serving: String,
+    stop: CancellationToken,
+) {
+    let mut first = true;
+    loop {
+        let ready = store.is_ready().await;
+        if readiness.database.swap(ready, Ordering::AcqRel) != ready && !first {
+            if ready {
+                info!("database reachable again");
+            } else {
+                warn!("database unreachable: records go to the spool");
             }
-        };
+        }
+        if ready && !notifier.is_ready() && !readiness.shutting_down.load(Ordering::Acquire) {
+            notifier.ready(&serving);
+        } else if !ready && first {
+            warn!("database not answering yet: calls are taken, records wait in the spool");
+            notifier.status("waiting for the database (calls are taken, records spool)");
+        }
+        first = false;
+        // Poll faster until the first READY=1: start-up waits on it.
+        let every = if notifier.is_ready() { 2000 } else { 250 };
         tokio::select! {
-            _ = term.recv() => info!("SIGTERM received"),
-            _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(every)) => {}
         }
     }
-    #[cfg(not(unix))]
+}
+
+/// SIGHUP: re-reads what may change under a running server — the client directory, for
+/// edits made straight in the database, and the `[tls]` certificate (`tls.rs`). A failed
+/// reload keeps what is in use and never stops the server.
+async fn reload(
+    store: &switchboard_store::Store,
+    tls: Option<&Tls>,
+    notifier: &Notifier,
+    serving: &str,
+) {
+    info!("SIGHUP received: reloading the client directory");
+    notifier.reloading();
+    let mut failed = Vec::new();
+    if let Some(tls) = tls
+        && let Err(e) = tls.reload_logged()
     {
-        let _ = tokio::signal::ctrl_c().await;
+        failed.push(format!("TLS certificate: {e}"));
+    }
+    match store.clients().refresh().await {
+        Ok(()) => info!(clients = store.clients().len(), "client directory reloaded"),
+        Err(e) => {
+            warn!("client directory not reloaded, the loaded one stays in use: {e}");
+            failed.push(format!("client directory: {e}"));
+        }
+    }
+    if failed.is_empty() {
+        notifier.reloaded(serving);
+    } else {
+        notifier.reloaded(&format!(
+            "{serving}; last reload failed: {}",
+            failed.join("; ")
+        ));
     }
 }
 

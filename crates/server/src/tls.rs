@@ -3,7 +3,7 @@
 //! the ring provider.
 //!
 //! The `[tls]` certificate and key are loaded at start and re-read on SIGHUP
-//! ([`Tls::reload`]). Handshakes pick the certificate through a resolver that holds the
+//! ([`Tls::reload`], called by the server's reload with the client directory). Handshakes pick the certificate through a resolver that holds the
 //! current one, so a reload changes what new connections are served while open connections
 //! (and the registrations and calls on them) keep theirs and are never dropped. A reload that
 //! fails (unreadable file, bad PEM, a key that does not match the certificate) keeps the
@@ -31,7 +31,6 @@ use switchboard_sipmsg::{Request, Response, Scheme};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
-use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::TlsConfig;
@@ -277,17 +276,20 @@ impl Tls {
     }
 
     /// [`Self::reload`] with its log line: what is served now, or why the old one stays.
-    pub fn reload_logged(&self) {
+    pub fn reload_logged(&self) -> Result<(), TlsLoadError> {
         let before = self.fingerprint();
         match self.reload() {
             Ok(now) if now == before => {
                 info!(cert = %self.files.cert.display(), sha256 = %now, "TLS certificate re-read: unchanged");
+                Ok(())
             }
             Ok(now) => {
                 info!(cert = %self.files.cert.display(), sha256 = %now, previous = %before, "TLS certificate reloaded: new connections get it, open ones keep theirs");
+                Ok(())
             }
             Err(e) => {
                 warn!(key = e.key_path(), sha256 = %before, "TLS certificate not reloaded, the one in use stays: {e}");
+                Err(e)
             }
         }
     }
@@ -315,41 +317,6 @@ fn client_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, TlsLoadError> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
-}
-
-/// Re-reads the certificate on every SIGHUP until `stop` (a failed reload is logged and the
-/// server goes on). Without `[tls]` a SIGHUP is only logged: it never ends the server.
-pub fn spawn_reload_on_sighup(tls: Option<Tls>, stop: CancellationToken) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hangup = match signal(SignalKind::hangup()) {
-            Ok(s) => s,
-            Err(e) => {
-                warn!("cannot watch SIGHUP, certificates will not be reloaded: {e}");
-                return;
-            }
-        };
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    got = hangup.recv() => if got.is_none() { return },
-                }
-                match &tls {
-                    Some(tls) => {
-                        info!("SIGHUP received: reloading the TLS certificate");
-                        tls.reload_logged();
-                    }
-                    None => info!("SIGHUP received: no [tls] certificate to reload"),
-                }
-            }
-        });
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = (tls, stop);
-    }
 }
 
 /// Accepts TCP connections on a `tls:` listener, runs each handshake (bounded by
@@ -548,6 +515,7 @@ mod tests {
     use super::*;
     use crate::transport::Limits;
     use std::path::Path;
+    use tokio_util::sync::CancellationToken;
 
     const PING: &[u8] = b"OPTIONS sip:127.0.0.1 SIP/2.0\r\nContent-Length: 0\r\n\r\n";
     const PONG: &[u8] = b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n";

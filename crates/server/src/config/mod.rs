@@ -9,11 +9,13 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+mod paths;
 mod sections;
 mod security;
 mod tls;
 mod validate;
 
+pub use paths::StateDirSource;
 pub use sections::*;
 pub use security::SecurityConfig;
 pub use tls::TlsConfig;
@@ -73,6 +75,8 @@ pub struct Config {
     pub recording: RecordingConfig,
     #[serde(default)]
     pub security: SecurityConfig,
+    #[serde(default)]
+    pub state: StateConfig,
     #[serde(default)]
     pub tls: Option<TlsConfig>,
 }

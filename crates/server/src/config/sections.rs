@@ -429,6 +429,19 @@ fn default_ivr_timeout() -> u32 {
     8
 }
 
+/// `[state]`: the one directory that holds what a node writes (the SQLite file, the spool,
+/// recordings). See `config/paths.rs` for how it is chosen when not set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// Relative paths are taken from the configuration file's directory.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// How `dir` was chosen, once `Config::resolve_state_paths` ran.
+    #[serde(skip)]
+    pub source: Option<super::paths::StateDirSource>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordingConfig {

@@ -1,7 +1,7 @@
 //! `[tls]` (PRODUCT §4): the certificate of `tls:` (and `wss:`) listeners, and what the
 //! server trusts when it opens TLS connections itself.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -10,34 +10,52 @@ use super::{Config, ConfigError, ListenTransport, err};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
-    /// PEM certificate chain, leaf first. Re-read on SIGHUP.
+    /// PEM certificate chain, leaf first. Re-read on SIGHUP. Relative to the configuration
+    /// file's directory.
     pub cert: PathBuf,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1) of the leaf certificate. Re-read on SIGHUP.
     pub key: PathBuf,
     /// PEM bundle of the authorities trusted when the server connects to a `;transport=tls`
-    /// peer; without it, the system's trust store.
+    /// peer; without it, the system's trust store. Re-read on SIGHUP.
     #[serde(default)]
     pub ca: Option<PathBuf>,
 }
 
 impl Config {
-    /// Secure listeners need `[tls]`; the files must load (readable PEM, a key matching the
-    /// certificate), so that a bad certificate stops start-up and `check-config` names it.
+    /// Secure listeners need `[tls]`.
     pub(super) fn validate_tls(&self, errors: &mut Vec<ConfigError>) {
         let secure = self
             .listen_addrs()
             .iter()
             .find(|l| matches!(l.transport, ListenTransport::Tls | ListenTransport::Wss))
             .map(|l| format!("{}:{}", l.transport, l.addr));
-        let Some(tls) = &self.tls else {
-            if let Some(listen) = secure {
-                errors.push(err(
-                    "tls",
-                    format!("the listener {listen} needs a [tls] section with cert and key"),
-                ));
-            }
-            return;
+        if let (None, Some(listen)) = (&self.tls, secure) {
+            errors.push(err(
+                "tls",
+                format!("the listener {listen} needs a [tls] section with cert and key"),
+            ));
+        }
+    }
+
+    /// Takes relative `[tls]` paths from the configuration file's directory (`config_dir`;
+    /// the working directory for the built-in demo) and checks that the files load: readable
+    /// PEM, a key that fits the certificate, a readable CA bundle. So a bad certificate stops
+    /// start-up with exit 64 and `check-config` names it.
+    pub fn resolve_tls_paths(&mut self, config_dir: Option<&Path>) -> Result<(), Vec<ConfigError>> {
+        let Some(tls) = &mut self.tls else {
+            return Ok(());
         };
+        if let Some(base) = config_dir {
+            for path in [&mut tls.cert, &mut tls.key]
+                .into_iter()
+                .chain(tls.ca.as_mut())
+            {
+                if path.is_relative() {
+                    *path = base.join(&*path);
+                }
+            }
+        }
+        let mut errors = Vec::new();
         if let Err(e) = crate::tls::load_certified_key(&tls.cert, &tls.key) {
             errors.push(err(e.key_path(), e.to_string()));
         }
@@ -45,6 +63,11 @@ impl Config {
             && let Err(e) = crate::tls::load_roots(Some(ca))
         {
             errors.push(err("tls.ca", e.to_string()));
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
         }
     }
 }
@@ -70,12 +93,15 @@ name = "regional"
 skill = "regional"
 "#;
 
-    fn with_tls(dir: &Path, cert: &str, key: &str) -> String {
-        format!(
-            "{BASE}\n[tls]\ncert = {:?}\nkey = {:?}\n",
-            dir.join(cert).display().to_string(),
-            dir.join(key).display().to_string()
-        )
+    fn with_tls(cert: &str, key: &str) -> String {
+        format!("{BASE}\n[tls]\ncert = {cert:?}\nkey = {key:?}\n")
+    }
+
+    /// Parses and resolves as `load_config` does for a file in `dir`.
+    fn load(text: &str, dir: &Path) -> Result<Config, Vec<super::super::ConfigError>> {
+        let mut config = Config::from_toml(text)?;
+        config.resolve_tls_paths(Some(dir))?;
+        Ok(config)
     }
 
     fn pair(names: &[&str]) -> (String, String) {
@@ -105,41 +131,42 @@ skill = "regional"
         std::fs::write(dir.path().join("other.key"), &other_key).unwrap();
         std::fs::write(dir.path().join("junk.pem"), "hello\n").unwrap();
 
-        let config = Config::from_toml(&with_tls(dir.path(), "server.pem", "server.key")).unwrap();
-        assert!(config.tls.is_some());
+        let config = load(&with_tls("server.pem", "server.key"), dir.path()).unwrap();
+        let tls = config.tls.unwrap();
+        assert_eq!(
+            tls.cert,
+            dir.path().join("server.pem"),
+            "relative to the file's directory"
+        );
+        assert_eq!(tls.key, dir.path().join("server.key"));
 
-        let errors =
-            Config::from_toml(&with_tls(dir.path(), "missing.pem", "server.key")).unwrap_err();
+        let errors = load(&with_tls("missing.pem", "server.key"), dir.path()).unwrap_err();
         assert_eq!(errors[0].path, "tls.cert");
         assert!(errors[0].message.contains("missing.pem"), "{errors:?}");
 
-        let errors =
-            Config::from_toml(&with_tls(dir.path(), "junk.pem", "server.key")).unwrap_err();
+        let errors = load(&with_tls("junk.pem", "server.key"), dir.path()).unwrap_err();
         assert_eq!(errors[0].path, "tls.cert");
         assert!(
             errors[0].message.contains("no PEM certificate"),
             "{errors:?}"
         );
 
-        let errors =
-            Config::from_toml(&with_tls(dir.path(), "server.pem", "junk.pem")).unwrap_err();
+        let errors = load(&with_tls("server.pem", "junk.pem"), dir.path()).unwrap_err();
         assert_eq!(errors[0].path, "tls.key");
         assert!(
             errors[0].message.contains("no PEM private key"),
             "{errors:?}"
         );
 
-        let errors =
-            Config::from_toml(&with_tls(dir.path(), "server.pem", "other.key")).unwrap_err();
+        let errors = load(&with_tls("server.pem", "other.key"), dir.path()).unwrap_err();
         assert_eq!(errors[0].path, "tls.key");
         assert!(errors[0].message.contains("does not fit"), "{errors:?}");
 
         let text = format!(
-            "{}ca = {:?}\n",
-            with_tls(dir.path(), "server.pem", "server.key"),
-            dir.path().join("junk.pem").display().to_string()
+            "{}ca = \"junk.pem\"\n",
+            with_tls("server.pem", "server.key")
         );
-        let errors = Config::from_toml(&text).unwrap_err();
+        let errors = load(&text, dir.path()).unwrap_err();
         assert_eq!(errors[0].path, "tls.ca");
     }
 }
