@@ -34,7 +34,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::TlsConfig;
-use crate::transport::{self, ConnId, ConnSlot, Connections, Inbound, StreamContext};
+use crate::transport::{self, ConnId, ConnSlot, Connections, Inbound, StreamContext, StreamId};
 
 /// Longest a TLS handshake (or an outbound TCP connect) may take before the connection is
 /// dropped: a client that opens a connection and says nothing holds a slot at most this long.
@@ -323,26 +323,8 @@ fn client_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, TlsLoadError> {
 /// [`HANDSHAKE_TIMEOUT`], counted against `max_tcp_connections` from the start) and then
 /// serves the connection as a stream transport of kind [`Transport::Tls`].
 pub async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, ctx: StreamContext) {
-    loop {
-        let accepted = tokio::select! {
-            () = ctx.stop.cancelled() => return,
-            r = listener.accept() => r,
-        };
-        let (stream, from) = match accepted {
-            Ok(r) => r,
-            Err(e) => {
-                warn!("tls accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Some(slot) = ConnSlot::take(&ctx.stats, &ctx.limits, from) else {
-            drop(stream);
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let conn = ctx.next_conn();
-        let span = info_span!("tls", conn, peer = %from);
+    while let Some((stream, id)) = transport::accept(&listener, &ctx, Transport::Tls).await {
+        let span = info_span!("tls", conn = id.conn, peer = %id.from);
         let acceptor = acceptor.clone();
         let ctx = ctx.clone();
         tokio::spawn(
@@ -369,7 +351,7 @@ pub async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, ctx: Stre
                     sni = session.server_name().unwrap_or(""),
                     "TLS handshake done"
                 );
-                transport::stream_connection(conn, Transport::Tls, stream, from, slot, ctx).await;
+                transport::stream_connection(id, stream, ctx).await;
             }
             .instrument(span),
         );
@@ -428,8 +410,13 @@ impl Dialer {
                     Err(_) => return dial_failed(&ctx, conn, addr, "timed out").await,
                 };
                 info!("outbound TLS connection established");
-                transport::run_stream(conn, Transport::Tls, stream, addr, slot, ctx, (tx, rx))
-                    .await;
+                let id = StreamId {
+                    conn,
+                    transport: Transport::Tls,
+                    from: addr,
+                    slot,
+                };
+                transport::run_stream(id, stream, ctx, (tx, rx)).await;
             }
             .instrument(span),
         );

@@ -16,7 +16,7 @@ use std::time::Duration;
 use switchboard_sip::Transport;
 use switchboard_sipmsg::{Frame, StreamFramer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -126,21 +126,24 @@ impl Listeners {
             listeners.udp.push(Arc::new(socket));
         }
         for addr in tcp {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|e| (format!("tcp:{addr}"), e))?;
-            info!(transport = "tcp", addr = %addr, "SIP listening");
-            listeners.tcp.push(listener);
+            listeners.tcp.push(bind_stream("tcp", addr).await?);
         }
         for addr in tls {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|e| (format!("tls:{addr}"), e))?;
-            info!(transport = "tls", addr = %addr, "SIP listening");
-            listeners.tls.push(listener);
+            listeners.tls.push(bind_stream("tls", addr).await?);
         }
         Ok(listeners)
     }
+}
+
+async fn bind_stream(
+    kind: &str,
+    addr: &SocketAddr,
+) -> Result<TcpListener, (String, std::io::Error)> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| (format!("{kind}:{addr}"), e))?;
+    info!(transport = kind, addr = %addr, "SIP listening");
+    Ok(listener)
 }
 
 /// Limits the transports enforce.
@@ -273,16 +276,22 @@ async fn udp_loop(
     }
 }
 
-async fn tcp_accept_loop(listener: TcpListener, ctx: StreamContext) {
+/// Waits for the next connection on `listener` that gets a slot of `max_tcp_connections`
+/// (those that find none are closed at once); `None` once `stop` is cancelled.
+pub async fn accept(
+    listener: &TcpListener,
+    ctx: &StreamContext,
+    transport: Transport,
+) -> Option<(TcpStream, StreamId)> {
     loop {
         let accepted = tokio::select! {
-            () = ctx.stop.cancelled() => return,
+            () = ctx.stop.cancelled() => return None,
             r = listener.accept() => r,
         };
         let (stream, from) = match accepted {
             Ok(r) => r,
             Err(e) => {
-                warn!("tcp accept failed: {e}");
+                warn!("{transport:?} accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -292,28 +301,45 @@ async fn tcp_accept_loop(listener: TcpListener, ctx: StreamContext) {
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let conn = ctx.next_conn();
-        let span = info_span!("tcp", conn, peer = %from);
-        tokio::spawn(
-            stream_connection(conn, Transport::Tcp, stream, from, slot, ctx.clone())
-                .instrument(span),
-        );
+        let id = StreamId {
+            conn: ctx.next_conn(),
+            transport,
+            from,
+            slot,
+        };
+        return Some((stream, id));
     }
+}
+
+async fn tcp_accept_loop(listener: TcpListener, ctx: StreamContext) {
+    while let Some((stream, id)) = accept(&listener, &ctx, Transport::Tcp).await {
+        let span = info_span!("tcp", conn = id.conn, peer = %id.from);
+        tokio::spawn(stream_connection(id, stream, ctx.clone()).instrument(span));
+    }
+}
+
+/// Who a stream connection is: its number, transport and peer, and the slot it holds.
+#[derive(Debug)]
+pub struct StreamId {
+    pub conn: ConnId,
+    pub transport: Transport,
+    pub from: SocketAddr,
+    pub slot: ConnSlot,
 }
 
 /// One stream connection (TCP, or TLS after its handshake) for its whole life: announces it
 /// to the endpoint task, frames what arrives into SIP messages, writes what the endpoint
 /// sends, answers CRLF keep-alives, and closes on idle timeout, framing errors or `stop`.
-pub async fn stream_connection<S>(
-    conn: ConnId,
-    transport: Transport,
-    stream: S,
-    from: SocketAddr,
-    slot: ConnSlot,
-    ctx: StreamContext,
-) where
+pub async fn stream_connection<S>(id: StreamId, stream: S, ctx: StreamContext)
+where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
+    let StreamId {
+        conn,
+        transport,
+        from,
+        ..
+    } = id;
     let (tx, rx) = mpsc::channel::<Vec<u8>>(256);
     if ctx
         .inbound
@@ -328,22 +354,25 @@ pub async fn stream_connection<S>(
     {
         return;
     }
-    run_stream(conn, transport, stream, from, slot, ctx, (tx, rx)).await;
+    run_stream(id, stream, ctx, (tx, rx)).await;
 }
 
 /// The body of [`stream_connection`] once the endpoint task knows the connection; `channel`
 /// is its writer channel (messages queued before the connection was up go out first).
 pub async fn run_stream<S>(
-    conn: ConnId,
-    transport: Transport,
+    id: StreamId,
     stream: S,
-    from: SocketAddr,
-    slot: ConnSlot,
     ctx: StreamContext,
     channel: (mpsc::Sender<Vec<u8>>, mpsc::Receiver<Vec<u8>>),
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
+    let StreamId {
+        conn,
+        transport,
+        from,
+        slot,
+    } = id;
     debug!("connection opened");
     let (tx, mut rx) = channel;
     let (mut reader, mut writer) = tokio::io::split(stream);

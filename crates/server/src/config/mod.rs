@@ -180,7 +180,8 @@ fn line_of(text: &str, offset: usize) -> usize {
 mod tests {
     use super::*;
 
-    fn minimal() -> String {
+    /// The smallest valid file (also the base of other modules' tests).
+    pub(super) fn minimal() -> String {
         r#"
 [sip]
 listen = ["udp:127.0.0.1:5060"]

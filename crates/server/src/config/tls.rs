@@ -78,23 +78,16 @@ mod tests {
 
     use super::super::Config;
 
-    const BASE: &str = r#"
-[sip]
-listen = ["udp:127.0.0.1:5060", "tls:127.0.0.1:5061"]
-domain = "callcenter.local"
-advertised_address = "127.0.0.1"
-
-[[queues]]
-name = "orders"
-skill = "orders"
-
-[[queues]]
-name = "regional"
-skill = "regional"
-"#;
+    /// A minimal file with a `tls:` listener.
+    fn base() -> String {
+        super::super::tests::minimal().replace(
+            r#"listen = ["udp:127.0.0.1:5060"]"#,
+            r#"listen = ["udp:127.0.0.1:5060", "tls:127.0.0.1:5061"]"#,
+        )
+    }
 
     fn with_tls(cert: &str, key: &str) -> String {
-        format!("{BASE}\n[tls]\ncert = {cert:?}\nkey = {key:?}\n")
+        format!("{}\n[tls]\ncert = {cert:?}\nkey = {key:?}\n", base())
     }
 
     /// Parses and resolves as `load_config` does for a file in `dir`.
@@ -112,7 +105,7 @@ skill = "regional"
 
     #[test]
     fn a_tls_listener_needs_a_tls_section() {
-        let errors = Config::from_toml(BASE).unwrap_err();
+        let errors = Config::from_toml(&base()).unwrap_err();
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(errors[0].path, "tls");
         assert!(
