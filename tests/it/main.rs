@@ -19,6 +19,7 @@ mod harness;
 mod per_call_state;
 mod records;
 mod register;
+mod rtp_source;
 mod rtp_timeout;
 mod scale_out;
 mod security;

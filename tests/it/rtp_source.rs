@@ -1,0 +1,122 @@
+//! PRODUCT §5 through the real server: while a trunk caller (SIPp) talks to an agent's
+//! softphone (baresip), a stranger sprays RTP at both of the call's relay ports. Every
+//! sprayed packet is dropped and counted (`switchboard_rtp_rejected_packets_total`), the
+//! stranger receives nothing of the call, and the call goes on as if nothing happened.
+
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use crate::harness::{
+    Baresip, Ports, Server, demo_config, ended_calls, http_get, metric_sum, trunk_calls_to,
+    wait_until, without_baresip, without_sipp,
+};
+
+/// The relay ports of the call in progress, from the media task's log span
+/// (`media{call_id=… caller_port=N agent_port=M}`).
+fn relay_ports(log: &str) -> Option<(u16, u16)> {
+    let line = log.lines().find(|l| l.contains("caller_port="))?;
+    let port = |key: &str| -> Option<u16> {
+        let rest = line.split(key).nth(1)?;
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    Some((port("caller_port=")?, port("agent_port=")?))
+}
+
+/// One RTP packet (version 2, PCMU) with 160 bytes of loud audio.
+fn rtp(seq: u16) -> Vec<u8> {
+    let mut p = vec![0x80, 0x00];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    p.extend_from_slice(&0x5EED_5EEDu32.to_be_bytes());
+    p.extend_from_slice(&[0x00; 160]);
+    p
+}
+
+#[test]
+fn a_stranger_spraying_the_relay_ports_reaches_neither_party() {
+    if without_sipp() || without_baresip() {
+        return;
+    }
+    let ports = Ports::new();
+    let server = Server::start(&demo_config(&ports), ports);
+    let ivan = Baresip::start(&server, "ivan");
+    let sip = server.sip_addr();
+    let caller = std::thread::spawn(move || {
+        trunk_calls_to(
+            sip,
+            "+38599999999",
+            "100",
+            3000,
+            &[],
+            Duration::from_secs(30),
+        )
+    });
+    wait_until(&server, "ivan answers", Duration::from_secs(10), || {
+        server
+            .log()
+            .lines()
+            .any(|l| l.contains("answered") && l.contains("agent=ivan"))
+    });
+    let (caller_port, agent_port) = relay_ports(&server.log()).expect("the media span");
+    // Both parties are talking by now (SIPp plays its recording, baresip its file).
+    std::thread::sleep(Duration::from_millis(300));
+
+    let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+    stranger
+        .set_read_timeout(Some(Duration::from_millis(5)))
+        .unwrap();
+    let mut received = 0;
+    let mut buf = [0u8; 2048];
+    const SPRAYED: u16 = 100;
+    for seq in 0..SPRAYED {
+        for port in [caller_port, agent_port] {
+            stranger.send_to(&rtp(seq), ("127.0.0.1", port)).unwrap();
+        }
+        while stranger.recv_from(&mut buf).is_ok() {
+            received += 1;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    stranger
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    while stranger.recv_from(&mut buf).is_ok() {
+        received += 1;
+    }
+    assert_eq!(received, 0, "the stranger received call audio");
+
+    let (status, out, messages) = caller.join().unwrap();
+    assert!(
+        status.success(),
+        "trunk call failed ({status:?}):\n{out}\n{messages}\n--- server ---\n{}",
+        server.log()
+    );
+    wait_until(&server, "the call record", Duration::from_secs(5), || {
+        !ended_calls(&server.log()).is_empty()
+    });
+    let rec = ended_calls(&server.log()).remove(0);
+    assert_eq!(rec["outcome"], "answered", "{rec:?}");
+    assert_eq!(rec["hangup"], "caller", "{rec:?}");
+    let (_, metrics) = http_get(server.ports.http, "/metrics").unwrap();
+    let rejected = metric_sum(&metrics, "switchboard_rtp_rejected_packets_total", &[]);
+    assert_eq!(
+        rejected,
+        f64::from(SPRAYED) * 2.0,
+        "every sprayed packet is dropped and counted, nothing else"
+    );
+    let log = server.log();
+    assert_eq!(
+        log.matches("RTP from another source dropped").count(),
+        2,
+        "one warning per leg:\n{log}"
+    );
+    let heard = ivan.heard();
+    assert!(
+        heard.iter().filter(|s| s.unsigned_abs() > 500).count() > 200,
+        "ivan heard only silence\n{}",
+        ivan.log()
+    );
+}
