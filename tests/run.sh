@@ -21,6 +21,7 @@ command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
 # Scale-out: Kamailio's dispatcher in front of two nodes; sqlite3 edits a node's database
 # behind its back (SIGHUP reload). systemd-analyze checks the unit where systemd exists.
+# Kamailio also plays the SBC (record_route) in front of Switchboard in tests/it/trunks.rs.
 command -v kamailio >/dev/null 2>&1 || missing+=(kamailio)
 command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
 if ((${#missing[@]})); then
@@ -43,6 +44,12 @@ if ! python3 -c 'import openapi_spec_validator' >/dev/null 2>&1; then
   step "installing openapi-spec-validator (PyPI)"
   python3 -m pip install --quiet openapi-spec-validator \
     || python3 -m pip install --quiet --break-system-packages openapi-spec-validator
+fi
+# PJSUA2 (PJSIP 2.15) plays a PBX trunk with session timers and 100rel, and an agent phone.
+if ! python3 -c 'import pjsua2' >/dev/null 2>&1; then
+  step "installing pjsua2-python (PyPI)"
+  python3 -m pip install --quiet pjsua2-python \
+    || python3 -m pip install --quiet --break-system-packages pjsua2-python
 fi
 
 # ---- checks ------------------------------------------------------------------------------

@@ -601,6 +601,24 @@ fn invite_from_an_address_of_no_trunk_is_refused() {
     assert!(!status.success());
     assert!(messages.contains("SIP/2.0 403 Forbidden"), "{messages}");
     assert!(ended_calls(&server.log()).is_empty());
+    // Every call is registered (PRODUCT §2 rule 1): the refusal too, as `rejected`.
+    let mut stored = Vec::new();
+    wait_until(
+        &server,
+        "the rejected call's record",
+        Duration::from_secs(10),
+        || {
+            stored = cdrs(&server);
+            !stored.is_empty()
+        },
+    );
+    assert_eq!(
+        stored[0]["outcome"].as_str(),
+        Some("rejected"),
+        "{stored:?}"
+    );
+    assert_eq!(stored[0]["route"].as_str(), Some("rejected: 403 Forbidden"));
+    assert_eq!(stored[0]["caller"].as_str(), Some("+38511000004"));
 }
 
 #[test]

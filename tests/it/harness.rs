@@ -53,7 +53,8 @@ impl Ports {
 /// A config for tests: the demo company on the given ports, with an RTP range of its own
 /// (tests run in parallel processes). Fixed test ports stay below Linux's ephemeral range
 /// (32768+), where sockets bound to port 0 land: 20000–27999 for test servers' RTP,
-/// 28000–28399 for the media crate's tests, 28400–29399 for baresip's RTP.
+/// 28000–28399 for the media crate's tests, 28400–29399 for baresip's RTP, 29400–32767 for
+/// the call-control simulations (`calls/sim.rs`).
 pub fn demo_config(ports: &Ports) -> String {
     let demo = std::fs::read_to_string(repo_root().join("config/demo.toml")).expect("demo config");
     let rtp_first = 20_000 + (ports.sip % 100) * 80;

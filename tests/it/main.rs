@@ -26,3 +26,4 @@ mod security;
 mod service;
 mod sip_basics;
 mod tls;
+mod trunks;

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
+use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 
 use crate::harness::{
@@ -316,4 +317,179 @@ fn sips_requests_need_tls() {
         &format!("sips:127.0.0.1:{tls_port}"),
     );
     assert!(response.starts_with("SIP/2.0 200"), "{response}");
+}
+
+/// Reads one SIP message (headers and a Content-Length body) from a TLS stream.
+fn read_sip(stream: &mut impl Read, pending: &mut Vec<u8>) -> String {
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&pending[..end]).into_owned();
+            let body_len: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.trim()
+                        .eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().ok())
+                        .flatten()
+                })
+                .unwrap_or(0);
+            let total = end + 4 + body_len;
+            if pending.len() >= total {
+                let msg = String::from_utf8_lossy(&pending[..total]).into_owned();
+                pending.drain(..total);
+                return msg;
+            }
+        }
+        let n = stream.read(&mut buf).expect("read");
+        assert!(n > 0, "connection closed mid-message: {pending:?}");
+        pending.extend_from_slice(&buf[..n]);
+    }
+}
+
+fn header<'a>(msg: &'a str, name: &str) -> &'a str {
+    msg.lines()
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then_some(v.trim())
+        })
+        .unwrap_or_else(|| panic!("no {name} in\n{msg}"))
+}
+
+/// A PBX trunk reaching Switchboard over TLS through its SBC: the INVITE arrives on one TLS
+/// connection and records the SBC's TLS address as its route. When Switchboard ends the
+/// call (the caller sends no RTP: `rtp_timeout_s`), its BYE follows the route set: Switchboard
+/// opens a TLS connection of its own to the SBC, verifying the SBC's certificate against
+/// `[tls] ca`, and the BYE arrives there.
+#[test]
+fn in_dialog_requests_to_a_tls_route_open_a_verified_tls_connection() {
+    let ca = Ca::new();
+    let (cert, key, _) = ca.issue();
+    let dir = tempfile::tempdir().unwrap();
+    install(dir.path(), &cert, &key);
+    ca.write(dir.path());
+    let ports = Ports::new();
+    let tls_port = free_port();
+    let config = tls_config(&ports, tls_port).replace("[media]\n", "[media]\nrtp_timeout_s = 2\n")
+        + "ca = \"ca.pem\"\n";
+    assert!(config.contains("rtp_timeout_s = 2\n"));
+    let server = Server::start_in(dir, &config, ports);
+    // The department heads are logged in but on a break: the call waits in the queue.
+    crate::harness::put_on_break(&server, &["ivan", "petra"]);
+
+    // The SBC's TLS listener, with a certificate from the CA Switchboard trusts.
+    let (sbc_cert, sbc_key, _) = ca.issue();
+    let sbc_config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            #[allow(deprecated)]
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            CertificateDer::pem_slice_iter(sbc_cert.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap(),
+            rustls_pki_types::PrivateKeyDer::from_pem_slice(sbc_key.as_bytes()).unwrap(),
+        )
+        .unwrap(),
+    );
+    let sbc = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let sbc_port = sbc.local_addr().unwrap().port();
+    let sbc_thread = std::thread::spawn(move || {
+        let (mut sock, _) = sbc.accept().unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut conn = rustls::ServerConnection::new(sbc_config).unwrap();
+        let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+        let mut pending = Vec::new();
+        let bye = read_sip(&mut tls, &mut pending);
+        let ok = format!(
+            "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
+            header(&bye, "Via"),
+            header(&bye, "From"),
+            header(&bye, "To"),
+            header(&bye, "Call-ID"),
+            header(&bye, "CSeq"),
+        );
+        tls.write_all(ok.as_bytes()).unwrap();
+        tls.flush().unwrap();
+        bye
+    });
+
+    // The trunk's own connection to the tls: listener.
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let mut conn = ClientConnection::new(client_config(&ca.der()), name).unwrap();
+    let mut sock = TcpStream::connect(("127.0.0.1", tls_port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+    let rtp_port = free_port();
+    let sdp = format!(
+        "v=0\r\no=pbx 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {rtp_port} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n"
+    );
+    let invite = format!(
+        "INVITE sip:100@127.0.0.1:{tls_port};transport=tls SIP/2.0\r\n\
+         Via: SIP/2.0/TLS 127.0.0.1:{sbc_port};branch=z9hG4bK-tls-trunk-1\r\n\
+         Record-Route: <sip:127.0.0.1:{sbc_port};transport=tls;lr>\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:+38599999999@pbx.example>;tag=pbx1\r\n\
+         To: <sip:100@127.0.0.1>\r\n\
+         Call-ID: tls-trunk-call@127.0.0.1\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:pbx@127.0.0.1:{sbc_port};transport=tls>\r\n\
+         Content-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    tls.write_all(invite.as_bytes()).unwrap();
+    let mut pending = Vec::new();
+    let ok = loop {
+        let msg = read_sip(&mut tls, &mut pending);
+        if msg.starts_with("SIP/2.0 200") {
+            break msg;
+        }
+        assert!(msg.starts_with("SIP/2.0 1"), "{msg}\n{}", server.log());
+    };
+    assert!(
+        ok.contains(&format!("127.0.0.1:{sbc_port};transport=tls;lr")),
+        "the Record-Route is echoed:\n{ok}"
+    );
+    let contact = header(&ok, "Contact");
+    let target = contact
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap()
+        .to_owned();
+    let ack = format!(
+        "ACK {target} SIP/2.0\r\n\
+         Via: SIP/2.0/TLS 127.0.0.1:{sbc_port};branch=z9hG4bK-tls-trunk-2\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:+38599999999@pbx.example>;tag=pbx1\r\n\
+         To: {}\r\n\
+         Call-ID: tls-trunk-call@127.0.0.1\r\n\
+         CSeq: 1 ACK\r\n\
+         Content-Length: 0\r\n\r\n",
+        header(&ok, "To")
+    );
+    tls.write_all(ack.as_bytes()).unwrap();
+
+    // No RTP from the trunk: after 2 s Switchboard ends the call, its BYE following the route.
+    let bye = sbc_thread.join().unwrap();
+    assert!(bye.starts_with("BYE "), "{bye}");
+    assert!(
+        bye.contains(&format!(
+            "Route: <sip:127.0.0.1:{sbc_port};transport=tls;lr>"
+        )),
+        "{bye}"
+    );
+    assert!(header(&bye, "Via").starts_with("SIP/2.0/TLS "), "{bye}");
+    wait_until(&server, "the call record", Duration::from_secs(5), || {
+        !ended_calls(&server.log()).is_empty()
+    });
+    let log = server.log();
+    assert!(log.contains("outbound TLS connection established"), "{log}");
 }

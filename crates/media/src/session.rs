@@ -246,17 +246,14 @@ impl Session {
 
     /// Answers the caller's (trunk's) offer: picks the first G.711 law it offered, mirrors
     /// its direction, keeps its telephone-event payload type, and points the caller leg at it.
+    /// Also for re-INVITE/UPDATE offers: a new address, port or codec re-points the leg.
     pub fn caller_answer(&mut self, offer: &Sdp) -> Result<String> {
         let n = offer.negotiate(&OFFERED_CODECS)?;
         self.configure(LegKind::Caller, &n)?;
         self.caller_sdp_version += 1;
-        Ok(self.local(
-            self.caller_port,
-            self.caller_sdp_version,
-            vec![n.codec],
-            n.telephone_event,
-            n.direction.answer(),
-        ))
+        let direction = answer_direction(offer, &n);
+        let (port, version) = (self.caller_port, self.caller_sdp_version);
+        Ok(self.local(port, version, vec![n.codec], n.telephone_event, direction))
     }
 
     /// Switchboard's offer on the caller leg (an INVITE without SDP, or an outbound call).
@@ -304,18 +301,9 @@ impl Session {
         let n = offer.negotiate(&OFFERED_CODECS)?;
         self.configure(LegKind::Agent, &n)?;
         self.agent_sdp_version += 1;
-        let direction = if offer.is_hold() && n.direction == Direction::SendRecv {
-            Direction::Inactive // c=0.0.0.0 hold
-        } else {
-            n.direction.answer()
-        };
-        Ok(self.local(
-            self.agent_port,
-            self.agent_sdp_version,
-            vec![n.codec],
-            n.telephone_event,
-            direction,
-        ))
+        let direction = answer_direction(offer, &n);
+        let (port, version) = (self.agent_port, self.agent_sdp_version);
+        Ok(self.local(port, version, vec![n.codec], n.telephone_event, direction))
     }
 
     /// Caller hears the hold-music loop (resuming where it stopped); agent leg idle.
@@ -392,6 +380,16 @@ impl Session {
             let _ = task.await;
         }
         self.stats()
+    }
+}
+
+/// The direction answering `offer` (RFC 3264 §6.1): hold (`sendonly`) is answered
+/// `recvonly`, `inactive` and the RFC 2543 `c=0.0.0.0` hold `inactive`.
+fn answer_direction(offer: &Sdp, n: &Negotiated) -> Direction {
+    if offer.is_hold() && n.direction == Direction::SendRecv {
+        Direction::Inactive
+    } else {
+        n.direction.answer()
     }
 }
 

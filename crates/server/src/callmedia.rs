@@ -82,26 +82,34 @@ impl MediaSetup {
         self.media.totals()
     }
 
-    /// Opens the media of a new call and answers the caller's offer.
+    /// Opens the media of a new call and answers the caller's offer; an INVITE without SDP
+    /// (late offer) gets our offer instead ([`CallMedia::awaits_answer`]), answered in the
+    /// ACK.
     pub fn open(&self, call_id: &str, caller_offer: &[u8]) -> Result<CallMedia, OpenError> {
-        if caller_offer.is_empty() {
-            return Err(OpenError::Offer(
-                "the INVITE carries no SDP offer (offerless INVITEs are not supported)".into(),
-            ));
-        }
-        let offer = Sdp::parse_bytes(caller_offer).map_err(|e| OpenError::Offer(e.to_string()))?;
+        let offer = if caller_offer.is_empty() {
+            None
+        } else {
+            Some(Sdp::parse_bytes(caller_offer).map_err(|e| OpenError::Offer(e.to_string()))?)
+        };
         let mut session = self.media.open_session(call_id).map_err(|e| match e {
             MediaError::PortsExhausted { .. } | MediaError::Io { .. } => {
                 OpenError::Resources(e.to_string())
             }
             other => OpenError::Resources(other.to_string()),
         })?;
-        let answer = session
-            .caller_answer(&offer)
-            .map_err(|e| OpenError::Offer(e.to_string()))?;
+        let (sdp, awaits_answer) = match offer {
+            Some(offer) => (
+                session
+                    .caller_answer(&offer)
+                    .map_err(|e| OpenError::Offer(e.to_string()))?,
+                false,
+            ),
+            None => (session.caller_offer(), true),
+        };
         Ok(CallMedia {
             session: Some(session),
-            caller_sdp: answer.into_bytes(),
+            awaits_answer,
+            caller_sdp: sdp.into_bytes(),
             sounds_dir: self.sounds_dir.clone(),
             recording_dir: self.recording_dir.clone(),
         })
@@ -131,14 +139,57 @@ pub struct RtpAges {
 #[derive(Debug)]
 pub struct CallMedia {
     session: Option<Session>,
+    /// Our SDP on the caller leg is an offer still waiting for its answer.
+    awaits_answer: bool,
     caller_sdp: Vec<u8>,
     sounds_dir: PathBuf,
     recording_dir: PathBuf,
 }
 
 impl CallMedia {
-    /// Our SDP answer on the caller leg.
+    /// Our current SDP on the caller leg (an answer, or an offer when
+    /// [`CallMedia::awaits_answer`]).
     pub fn caller_sdp(&self) -> Vec<u8> {
+        self.caller_sdp.clone()
+    }
+
+    /// Our last SDP on the caller leg was an offer not yet answered.
+    pub fn awaits_answer(&self) -> bool {
+        self.awaits_answer
+    }
+
+    /// The caller's answer to our offer (in the ACK of a late-offer INVITE, or of a
+    /// re-INVITE without SDP): points the caller leg at it.
+    pub fn caller_answered(&mut self, answer: &[u8]) -> Result<(), String> {
+        let Some(s) = self.session.as_mut() else {
+            return Err("media already closed".into());
+        };
+        let sdp = Sdp::parse_bytes(answer).map_err(|e| e.to_string())?;
+        s.set_caller_remote(&sdp).map_err(|e| e.to_string())?;
+        self.awaits_answer = false;
+        Ok(())
+    }
+
+    /// A new offer from the caller (re-INVITE or UPDATE): the caller leg is re-pointed at
+    /// it (address, port, codec) and our answer returned.
+    pub fn caller_reoffer(&mut self, offer: &[u8]) -> Result<Vec<u8>, String> {
+        let Some(s) = self.session.as_mut() else {
+            return Err("media already closed".into());
+        };
+        let sdp = Sdp::parse_bytes(offer).map_err(|e| e.to_string())?;
+        let answer = s.caller_answer(&sdp).map_err(|e| e.to_string())?;
+        self.caller_sdp = answer.into_bytes();
+        self.awaits_answer = false;
+        Ok(self.caller_sdp.clone())
+    }
+
+    /// A fresh offer of ours on the caller leg (a re-INVITE without SDP).
+    pub fn caller_new_offer(&mut self) -> Vec<u8> {
+        let Some(s) = self.session.as_mut() else {
+            return Vec::new();
+        };
+        self.caller_sdp = s.caller_offer().into_bytes();
+        self.awaits_answer = true;
         self.caller_sdp.clone()
     }
 

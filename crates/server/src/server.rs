@@ -12,7 +12,6 @@ use std::collections::HashSet;
 
 use switchboard_sip::registrar::{AgentCredentials, RegistrarConfig};
 use switchboard_sip::{ConnId, Endpoint, EndpointConfig, Event, Peer, Transport};
-use switchboard_sipmsg::{HeaderName, Method, Response};
 use switchboard_store::{AgentEventKind, AgentSessionEvent};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -130,7 +129,14 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
     let limits = Limits {
         max_message_size: config.sip.max_message_size,
         max_tcp_connections: config.sip.max_tcp_connections,
-        tcp_idle_timeout: Duration::from_secs(config.sip.tcp_idle_timeout_s),
+        // Never below a live registration: a phone registered over TCP may stay silent until
+        // it re-registers, at the latest when its binding (at most `max_expires_s`) expires.
+        tcp_idle_timeout: Duration::from_secs(
+            config
+                .sip
+                .tcp_idle_timeout_s
+                .max(u64::from(config.sip.max_expires_s) + 32),
+        ),
     };
     let stats = Arc::new(TransportStats::default());
     let (inbound_tx, inbound_rx) = mpsc::channel(16 * 1024);
@@ -162,6 +168,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
             media,
             shared: Arc::clone(&shared),
             inputs: inputs_tx,
+            nonce_secret: random_secret().context("cannot read random bytes for digest nonces")?,
         },
     );
     let mono_start = clock::now();
@@ -599,67 +606,33 @@ impl Driver {
     }
 
     fn on_event(&mut self, event: Event, now: switchboard_sip::Instant) {
-        let ep = &mut self.endpoint;
-        match event {
+        match &event {
             Event::NewRequest { txn, req, src } => {
                 self.metrics
                     .sip_requests_total
                     .with_label_values(&[req.method.to_string().as_str()])
                     .inc();
-                if self.security.refuse_over_rate(ep, now, txn, &req, &src)
-                    || crate::tls::refuse_insecure_sips(ep, now, txn, &req, &src)
-                {
-                    return;
-                }
                 if self
-                    .calls
-                    .on_request(ep, now, txn, req.clone(), src.clone())
+                    .security
+                    .refuse_over_rate(&mut self.endpoint, now, *txn, req, src)
+                    || crate::tls::refuse_insecure_sips(&mut self.endpoint, now, *txn, req, src)
                 {
                     return;
-                }
-                let (status, reason) = match req.method {
-                    Method::Message => (405, "Method Not Allowed"),
-                    _ => (481, "Call/Transaction Does Not Exist"),
-                };
-                debug!(method = %req.method, %status, peer = %src.addr, "request outside any call");
-                let tag = ep.new_tag();
-                let mut resp = Response::from_request(&req, status, reason, Some(&tag));
-                if status == 405 {
-                    resp.headers.push(HeaderName::Allow, switchboard_sip::ALLOW);
-                }
-                if let Err(e) = ep.respond(now, txn, resp) {
-                    debug!("response not sent: {e}");
                 }
             }
-            Event::Response { txn, resp } => {
+            Event::Response { resp, .. } => {
                 let class = format!("{}xx", resp.status / 100);
                 self.metrics
                     .sip_responses_total
                     .with_label_values(&[class.as_str()])
                     .inc();
-                self.calls.on_response(ep, now, txn, resp);
             }
-            Event::CancelRequested { invite_txn, cancel } => {
-                if !self.calls.on_cancel(ep, now, invite_txn) {
-                    let tag = ep.new_tag();
-                    if let Some(invite) = ep.server_request(invite_txn).cloned() {
-                        let resp =
-                            Response::from_request(&invite, 487, "Request Terminated", Some(&tag));
-                        if let Err(e) = ep.respond(now, invite_txn, resp) {
-                            debug!("487 not sent: {e}");
-                        }
-                    }
-                }
-                debug!(
-                    call_id = cancel.call_id().unwrap_or_default(),
-                    "INVITE cancelled"
-                );
-            }
-            Event::AckTimeout { invite_txn } => self.calls.on_ack_timeout(ep, now, invite_txn),
-            Event::TransactionTimeout {
-                txn: switchboard_sip::TxnKey::Client(txn),
-            }
-            | Event::TransportError { txn } => self.calls.on_client_failure(ep, now, txn),
+            _ => {}
+        }
+        let Some(event) = self.calls.on_sip_event(&mut self.endpoint, now, event) else {
+            return;
+        };
+        match event {
             Event::RegistrationChanged { agent, contacts } => {
                 let at = calls::timestamp(now);
                 self.shared.set_registration(

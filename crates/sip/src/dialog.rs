@@ -185,6 +185,19 @@ impl Dialog {
         req
     }
 
+    /// Whether `resp` (to a request of ours) belongs to this dialog: Call-ID, our From tag
+    /// and the peer's To tag. A 2xx with another To tag comes from a fork.
+    pub fn matches_response(&self, resp: &Response) -> bool {
+        let from_tag = resp
+            .from_hdr()
+            .ok()
+            .and_then(|f| f.tag().map(str::to_string));
+        let to_tag = resp.to_hdr().ok().and_then(|t| t.tag().map(str::to_string));
+        resp.call_id() == Some(self.call_id.as_str())
+            && from_tag.as_deref() == Some(self.local_tag.as_str())
+            && to_tag.as_deref() == Some(self.remote_tag.as_str())
+    }
+
     /// Whether `req` belongs to this dialog (Call-ID and both tags match).
     pub fn matches(&self, req: &Request) -> bool {
         let from_tag = req

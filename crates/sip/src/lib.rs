@@ -10,6 +10,7 @@
 pub mod dialog;
 pub mod digest;
 pub mod endpoint;
+pub mod extensions;
 pub mod guard;
 pub mod registrar;
 pub mod time;

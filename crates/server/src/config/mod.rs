@@ -9,12 +9,14 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+mod numbers;
 mod paths;
 mod sections;
 mod security;
 mod tls;
 mod validate;
 
+pub use numbers::NumbersConfig;
 pub use paths::StateDirSource;
 pub use sections::*;
 pub use security::SecurityConfig;
@@ -44,7 +46,7 @@ impl fmt::Display for ConfigError {
     }
 }
 
-fn err(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+pub(super) fn err(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError {
         path: path.into(),
         message: message.into(),
@@ -77,6 +79,8 @@ pub struct Config {
     pub security: SecurityConfig,
     #[serde(default)]
     pub state: StateConfig,
+    #[serde(default)]
+    pub numbers: NumbersConfig,
     #[serde(default)]
     pub tls: Option<TlsConfig>,
 }

@@ -18,6 +18,7 @@ impl Config {
         self.validate_routing(&agent_ids, &queue_names, &mut errors);
         self.validate_ivr(&mut errors);
         self.validate_security(&mut errors);
+        errors.extend(self.numbers.validate());
         self.validate_tls(&mut errors);
         errors
     }

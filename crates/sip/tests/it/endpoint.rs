@@ -63,11 +63,16 @@ fn max_forwards_zero_gets_483() {
 #[test]
 fn unsupported_require_gets_420() {
     let mut ua = Ua::new();
-    let resp = ua.send_one(&request("MESSAGE", "Require: 100rel\r\n"));
+    let resp = ua.send_one(&request("MESSAGE", "Require: 100rel, precondition\r\n"));
     assert_eq!(resp.status, 420);
     assert_eq!(
         resp.headers.get(&HeaderName::Other("Unsupported".into())),
-        Some("100rel")
+        Some("precondition")
+    );
+    // 100rel and timer are supported: the request reaches the TU.
+    assert!(
+        ua.send(&request("INFO", "Require: 100rel, timer\r\n"))
+            .is_empty()
     );
 }
 

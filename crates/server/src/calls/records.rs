@@ -1,0 +1,422 @@
+//! What call control writes down: call-detail records (one per call segment, one per
+//! refused INVITE), queue events and agent-state records, all through the store's
+//! non-blocking [`RecordSink`](switchboard_store::RecordSink), plus the matching metrics and
+//! live events.
+
+use switchboard_engine::{AgentIdx, AgentStateKind, CallId, HangupSide, Purpose, Time};
+use switchboard_sip::{Endpoint, Instant};
+use switchboard_store::{
+    CallRecord, Direction, HangupSide as CdrHangup, Outcome as CdrOutcome, QueueEvent,
+    QueueEventKind,
+};
+use tracing::{debug, info, warn};
+
+use super::state::{Call, Ended, Phase, SegmentEnd};
+use super::{Calls, millis_between, state_name, timestamp};
+use crate::callmedia::CallMediaStats;
+use crate::events::LiveEvent;
+
+/// A call that ended where it began, before any dialog or queue: refused (`rejected`) or
+/// routed nowhere (`no_agent`). One record, started and ended at the same instant.
+#[derive(Debug, Clone)]
+pub(super) struct Refused<'a> {
+    /// `None` when the source is no trunk's.
+    pub trunk: Option<&'a str>,
+    pub caller: &'a str,
+    pub client_number: &'a str,
+    pub dialed: &'a str,
+    pub sip_call_id: &'a str,
+    /// Class and purpose, when the call got as far as classification.
+    pub class: Option<&'a str>,
+    pub purpose: Option<Purpose>,
+    pub outcome: CdrOutcome,
+    /// Why, for the record's `route` (e.g. `rejected: 420 Bad Extension`).
+    pub route: String,
+}
+
+impl Calls {
+    /// The CDR of a call segment in progress (a transfer), with media counts so far.
+    pub(super) fn write_cdr(&self, now: Instant, key: u64, end: &SegmentEnd) {
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        let stats = call.media.stats();
+        self.record_segment(now, call, end, &stats);
+    }
+
+    /// Writes one call-detail record, counts it in the metrics, logs it and tells the live
+    /// event stream.
+    pub(super) fn record_segment(
+        &self,
+        now: Instant,
+        call: &Call,
+        end: &SegmentEnd,
+        stats: &CallMediaStats,
+    ) {
+        let key = call.key;
+        let (outcome, side) = (end.outcome, end.side);
+        let wait_ms = millis_between(call.queued_at, call.answered_at.unwrap_or(now));
+        let talk_ms = call.answered_at.map_or(0, |a| millis_between(a, now));
+        let agent_id = end.agent.clone();
+        let queue_label = call.queue.clone().unwrap_or_else(|| "none".to_owned());
+        self.metrics
+            .calls_total
+            .with_label_values(&[&queue_label, outcome.as_str()])
+            .inc();
+        self.metrics
+            .wait_seconds
+            .with_label_values(&[&queue_label])
+            .observe(wait_ms as f64 / 1000.0);
+        if call.answered_at.is_some() {
+            self.metrics
+                .talk_seconds
+                .with_label_values(&[&queue_label])
+                .observe(talk_ms as f64 / 1000.0);
+        }
+        info!(
+            call = key,
+            outcome = outcome.as_str(),
+            hangup = side.as_str(),
+            agent = agent_id.as_deref().unwrap_or("-"),
+            wait_ms,
+            talk_ms,
+            caller_rtp_in = stats.caller_in,
+            caller_rtp_out = stats.caller_out,
+            agent_rtp_in = stats.agent_in,
+            agent_rtp_out = stats.agent_out,
+            route = %call.route,
+            "call ended"
+        );
+        self.events.send(LiveEvent::CallEnded {
+            call: key,
+            outcome: outcome.as_str().to_owned(),
+            hangup_side: side.as_str().to_owned(),
+        });
+        let record = self.call_record(now, call, end, stats);
+        if let Err(e) = self.records.send(record) {
+            warn!(call = key, "call record not accepted: {e}");
+        }
+    }
+
+    /// The call's record as it stands at `now`, ended as `end` says.
+    fn call_record(
+        &self,
+        now: Instant,
+        call: &Call,
+        end: &SegmentEnd,
+        stats: &CallMediaStats,
+    ) -> CallRecord {
+        CallRecord {
+            id: call.record_id.clone(),
+            sip_call_id: call.caller_leg.sip_call_id.clone(),
+            direction: Direction::Inbound,
+            trunk: Some(call.trunk.clone()),
+            caller: call.caller.clone(),
+            dialed: call.dialed.clone(),
+            client_number: Some(call.client_number.clone()),
+            client_class: Some(call.class.clone()),
+            purpose: Some(call.purpose.as_str().to_owned()),
+            queue: call.queue.clone(),
+            agent_id: end.agent.clone(),
+            route: call.route.clone(),
+            started_at: timestamp(call.started_at),
+            queued_at: Some(timestamp(call.queued_at)),
+            answered_at: call.answered_at.map(timestamp),
+            ended_at: timestamp(now),
+            wait_ms: millis_between(call.queued_at, call.answered_at.unwrap_or(now)),
+            talk_ms: call.answered_at.map_or(0, |a| millis_between(a, now)),
+            outcome: end.outcome,
+            hangup_side: end.side,
+            recording: stats.recording.as_ref().map(|p| p.display().to_string()),
+            journal: None,
+        }
+    }
+
+    /// Journals call `key` in progress (its start, its answer): a `kill -9` leaves this row,
+    /// closed as `interrupted` at the next start.
+    pub(super) fn journal(&self, now: Instant, key: u64) {
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        let agent = match &call.phase {
+            Phase::Talking(b) => self.engine.agent_id(b.agent).map(str::to_owned),
+            _ => None,
+        };
+        let end = SegmentEnd {
+            agent,
+            outcome: CdrOutcome::Interrupted,
+            side: CdrHangup::System,
+        };
+        let record = self.call_record(now, call, &end, &call.media.stats());
+        let row = crate::journal::journal_row(record, &self.journal_node);
+        if let Err(e) = self.records.send(row) {
+            warn!(call = key, "call journal not accepted: {e}");
+        }
+    }
+
+    /// A queue event of call `key` written by call control itself (TRANSFER).
+    pub(super) fn write_queue_event(
+        &self,
+        now: Instant,
+        key: u64,
+        kind: QueueEventKind,
+        agent: Option<String>,
+        data: Option<String>,
+    ) {
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        self.send_queue_event(
+            now,
+            call.record_id.clone(),
+            call.queue.clone(),
+            agent,
+            kind,
+            data,
+        );
+    }
+
+    /// One `queue_events` row of record `call_id` (queue `none` outside queues).
+    fn send_queue_event(
+        &self,
+        now: Instant,
+        call_id: String,
+        queue: Option<String>,
+        agent_id: Option<String>,
+        event: QueueEventKind,
+        data: Option<String>,
+    ) {
+        let record = QueueEvent {
+            id: switchboard_store::new_record_id(),
+            at: timestamp(now),
+            call_id,
+            queue: queue.unwrap_or_else(|| "none".to_owned()),
+            agent_id,
+            event,
+            data,
+        };
+        if let Err(e) = self.records.send(record) {
+            warn!("queue event not accepted: {e}");
+        }
+    }
+
+    /// The record of a call that ended where it began (see [`Refused`]).
+    pub(super) fn write_refused(&self, now: Instant, r: Refused<'_>) {
+        self.metrics
+            .calls_total
+            .with_label_values(&["none", r.outcome.as_str()])
+            .inc();
+        info!(call_id = %r.sip_call_id, caller = %r.caller, trunk = r.trunk.unwrap_or("-"), outcome = r.outcome.as_str(), route = %r.route, "refused before a dialog: recorded");
+        let record = CallRecord {
+            id: switchboard_store::new_record_id(),
+            sip_call_id: r.sip_call_id.to_owned(),
+            direction: Direction::Inbound,
+            trunk: r.trunk.map(str::to_owned),
+            caller: r.caller.to_owned(),
+            dialed: r.dialed.to_owned(),
+            client_number: Some(r.client_number.to_owned()),
+            client_class: r.class.map(str::to_owned),
+            purpose: r.purpose.map(|p| p.as_str().to_owned()),
+            queue: None,
+            agent_id: None,
+            route: r.route,
+            started_at: timestamp(now),
+            queued_at: None,
+            answered_at: None,
+            ended_at: timestamp(now),
+            wait_ms: 0,
+            talk_ms: 0,
+            outcome: r.outcome,
+            hangup_side: CdrHangup::System,
+            recording: None,
+            journal: None,
+        };
+        if let Err(e) = self.records.send(record) {
+            warn!("call record not accepted: {e}");
+        }
+    }
+
+    pub(super) fn on_engine_event(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        event: switchboard_engine::Event,
+    ) {
+        use switchboard_engine::Event as E;
+        let (call, kind, agent, queue, data) = match &event {
+            E::CallEnqueued { call, queue, .. } => {
+                (*call, QueueEventKind::EnterQueue, None, *queue, None)
+            }
+            E::CallNotAnswered {
+                call,
+                agent,
+                rejected,
+                ..
+            } => (
+                *call,
+                QueueEventKind::RingNoAnswer,
+                Some(*agent),
+                None,
+                Some(if *rejected { "rejected" } else { "no answer" }.to_owned()),
+            ),
+            E::CallAnswered {
+                call,
+                agent,
+                queue,
+                wait_ms,
+                ..
+            } => (
+                *call,
+                QueueEventKind::Connect,
+                Some(*agent),
+                *queue,
+                Some(format!("{wait_ms}")),
+            ),
+            E::CallEnded {
+                call,
+                agent,
+                talk_ms,
+                side,
+                ..
+            } => (
+                *call,
+                match side {
+                    HangupSide::Agent => QueueEventKind::CompleteAgent,
+                    _ => QueueEventKind::CompleteCaller,
+                },
+                Some(*agent),
+                None,
+                Some(format!("{talk_ms}")),
+            ),
+            E::CallAbandoned { call, wait_ms, .. } => (
+                *call,
+                QueueEventKind::Abandon,
+                None,
+                None,
+                Some(format!("{wait_ms}")),
+            ),
+            E::CallOverflowed { call, queue, .. } => (
+                *call,
+                QueueEventKind::ExitWithTimeout,
+                None,
+                Some(*queue),
+                None,
+            ),
+            E::CallTimedOut {
+                call,
+                queue,
+                wait_ms,
+                ..
+            } => (
+                *call,
+                QueueEventKind::ExitWithTimeout,
+                None,
+                *queue,
+                Some(format!("timeout {wait_ms}")),
+            ),
+            E::DailyCountersReset { at } => {
+                crate::daily::schedule_next_reset(&self.engine, *at, self.day_zone);
+                return;
+            }
+            E::AgentStateChanged {
+                agent,
+                from,
+                to,
+                at,
+            } => {
+                if *from == AgentStateKind::Ringing
+                    && !matches!(to, AgentStateKind::Ringing | AgentStateKind::OnCall)
+                {
+                    self.stop_ringing(ep, now, *agent);
+                }
+                self.agent_state_changed(*agent, *from, *to, *at);
+                return;
+            }
+            E::CallOffered { .. } => return,
+        };
+        let Some(key) = self.by_engine.get(&call).copied() else {
+            // Events after the call ended (COMPLETE*, ABANDON) still belong to its record.
+            self.write_queue_event_detached(now, call, kind, agent, queue, data);
+            return;
+        };
+        let Some(c) = self.calls.get(&key) else {
+            return;
+        };
+        let queue_name = queue
+            .and_then(|q| self.engine.queue_name(q))
+            .map(str::to_owned)
+            .or_else(|| c.queue.clone());
+        let agent = agent
+            .and_then(|a| self.engine.agent_id(a))
+            .map(str::to_owned);
+        self.send_queue_event(now, c.record_id.clone(), queue_name, agent, kind, data);
+        if let E::CallTimedOut { wait_ms, .. } = event {
+            info!(
+                call = key,
+                wait_ms, "waited as long as the route chain allows: timeout"
+            );
+            self.end_call(ep, now, key, Ended::Timeout);
+        }
+    }
+
+    fn write_queue_event_detached(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        kind: QueueEventKind,
+        agent: Option<AgentIdx>,
+        queue: Option<switchboard_engine::QueueIdx>,
+        data: Option<String>,
+    ) {
+        // The engine reports a call's last events (COMPLETE*, ABANDON) after call control has
+        // ended it: they belong to the record of the finished call.
+        let finished = if matches!(
+            kind,
+            QueueEventKind::CompleteAgent
+                | QueueEventKind::CompleteCaller
+                | QueueEventKind::Abandon
+        ) {
+            self.finished.remove(&call)
+        } else {
+            self.finished.get(&call).cloned()
+        };
+        let Some((record_id, last_queue)) = finished else {
+            debug!(call = %call, "queue event for an unknown call dropped");
+            return;
+        };
+        let queue = queue
+            .and_then(|q| self.engine.queue_name(q))
+            .map(str::to_owned)
+            .or(last_queue);
+        let agent = agent
+            .and_then(|a| self.engine.agent_id(a))
+            .map(str::to_owned);
+        self.send_queue_event(now, record_id, queue, agent, kind, data);
+    }
+
+    fn agent_state_changed(
+        &self,
+        agent: AgentIdx,
+        from: AgentStateKind,
+        to: AgentStateKind,
+        _at: Time,
+    ) {
+        let id = self.engine.agent_id(agent).unwrap_or_default().to_owned();
+        debug!(agent = %id, from = ?from, to = ?to, "agent state");
+        self.events.send(LiveEvent::AgentState {
+            agent: id.clone(),
+            state: state_name(to).to_owned(),
+        });
+        let record = switchboard_store::AgentSessionEvent {
+            id: switchboard_store::new_record_id(),
+            at: switchboard_store::now_utc(),
+            agent_id: id,
+            event: switchboard_store::AgentEventKind::State,
+            state: Some(state_name(to).to_owned()),
+            reason: Some(format!("from {}", state_name(from))),
+        };
+        if let Err(e) = self.records.send(record) {
+            warn!("agent session record not accepted: {e}");
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! Dialogs, offer/answer and extensions in virtual time: what PBX trunks and SBCs send.
+
+use std::time::Duration;
+
+use switchboard_sip::digest::{Challenge, answer_challenge};
+use switchboard_sipmsg::{HeaderName, Message, Method, Request, Response};
+use switchboard_store::Outcome;
+
+use super::sim::{Sim, Ua};
+
+/// The demo company with the RTP inactivity timeout at `rtp_timeout_s` (scripted peers
+/// send no RTP; 0 turns the check off).
+fn demo(rtp_timeout_s: u32) -> String {
+    crate::config::DEMO_CONFIG.replace(
+        "rtp_ports = [20000, 29999]",
+        &format!("rtp_ports = [20000, 29999]\nrtp_timeout_s = {rtp_timeout_s}"),
+    )
+}
+
+fn header<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
+    r.headers.get(&HeaderName::Other(name.into()))
+}
+
+fn body(r: &Response) -> String {
+    String::from_utf8_lossy(&r.body).into_owned()
+}
+
+/// The trunk's INVITE (with `extra` headers) answered by the queue; returns the 200.
+fn answered(sim: &mut Sim, trunk: &mut Ua, call_id: &str, extra: &[&str]) -> Response {
+    let offer = trunk.sdp(trunk.rtp_port, "sendrecv");
+    let inv = trunk.invite("100", call_id, Some(offer), extra);
+    sim.deliver(trunk.addr, &Message::Request(inv));
+    let ok = sim.response(trunk.addr, 200);
+    sim.deliver(trunk.addr, &Message::Request(trunk.ack(&ok, None)));
+    ok
+}
+
+fn with_sdp(mut req: Request, sdp: Vec<u8>) -> Request {
+    req.headers.push(HeaderName::ContentType, "application/sdp");
+    req.body = sdp;
+    req
+}
+
+/// PJSIP with `100rel` and session timers required: a reliable 180 (PRACKed), a 200 that
+/// names the caller as refresher; no refresh → BYE before the interval ends; the record
+/// says why.
+#[tokio::test]
+async fn required_100rel_and_timer_are_honoured_and_an_unrefreshed_session_ends() {
+    let mut sim = Sim::with_config(&demo(0), "", 29900).await;
+    let mut trunk = Ua::new("+38599000011", 5211);
+    let offer = trunk.sdp(trunk.rtp_port, "sendrecv");
+    let inv = trunk.invite(
+        "100",
+        "t1",
+        Some(offer),
+        &[
+            "Require: 100rel, timer",
+            "Supported: 100rel, timer",
+            "Session-Expires: 120",
+            "Min-SE: 90",
+            "Allow: INVITE, ACK, BYE, CANCEL, UPDATE, PRACK",
+        ],
+    );
+    sim.deliver(trunk.addr, &Message::Request(inv));
+    let ringing = sim.response(trunk.addr, 180);
+    assert_eq!(ringing.headers.get(&HeaderName::Require), Some("100rel"));
+    assert_eq!(header(&ringing, "RSeq"), Some("1"));
+    let prack = trunk.in_call(Method::Prack, &ringing, &["RAck: 1 1 INVITE"]);
+    let ok = sim.response(trunk.addr, 200);
+    sim.deliver(trunk.addr, &Message::Request(prack));
+    let prack_ok = sim.response(trunk.addr, 200);
+    assert_eq!(prack_ok.cseq().unwrap().method, Method::Prack);
+    assert_eq!(header(&ok, "Session-Expires"), Some("120;refresher=uac"));
+    assert_eq!(ok.headers.get(&HeaderName::Require), Some("timer"));
+    sim.deliver(trunk.addr, &Message::Request(trunk.ack(&ok, None)));
+
+    // A refresh by re-INVITE at half time keeps the call; then silence.
+    sim.advance(Duration::from_secs(60));
+    let refresh = trunk.in_call(Method::Invite, &ok, &["Session-Expires: 120;refresher=uac"]);
+    sim.deliver(trunk.addr, &Message::Request(refresh));
+    let refreshed = sim.response(trunk.addr, 200);
+    assert_eq!(
+        header(&refreshed, "Session-Expires"),
+        Some("120;refresher=uac")
+    );
+    let at = sim.now;
+    let bye = sim.request(trunk.addr, Method::Bye);
+    let after = sim.now.saturating_duration_since(at);
+    // Expiry: the interval less min(32 s, a third of it) after the last refresh.
+    assert_eq!(after, Duration::from_secs(88), "{after:?}");
+    assert_eq!(bye.call_id(), Some("t1"));
+    let records = sim.records().await;
+    assert_eq!(records[0].outcome, Outcome::Failed);
+}
+
+/// refresher=uas: Switchboard refreshes with UPDATE at half the interval; the answered
+/// refresh keeps the call up.
+#[tokio::test]
+async fn switchboard_refreshes_by_update_when_it_is_the_refresher() {
+    let mut sim = Sim::with_config(&demo(0), "", 30000).await;
+    let mut trunk = Ua::new("+38599000012", 5212);
+    let ok = answered(
+        &mut sim,
+        &mut trunk,
+        "t2",
+        &[
+            "Supported: timer",
+            "Session-Expires: 300;refresher=uas",
+            "Allow: INVITE, ACK, BYE, UPDATE",
+        ],
+    );
+    assert_eq!(header(&ok, "Session-Expires"), Some("300;refresher=uas"));
+    let start = sim.now;
+    let update = sim.request(trunk.addr, Method::Update);
+    assert_eq!(
+        sim.now.saturating_duration_since(start),
+        Duration::from_secs(150)
+    );
+    assert!(update.body.is_empty());
+    let mut answer = Response::from_request(&update, 200, "OK", None);
+    answer.headers.push(
+        HeaderName::Other("Session-Expires".into()),
+        "300;refresher=uas",
+    );
+    sim.deliver(trunk.addr, &Message::Response(answer));
+    sim.advance(Duration::from_secs(140));
+    assert_eq!(sim.calls.active(), 1, "refreshed: still up");
+    // The next refresh comes; left unanswered, the call ends before the session would.
+    sim.request(trunk.addr, Method::Update);
+    sim.advance(Duration::from_secs(300));
+    assert_eq!(sim.calls.active(), 0);
+}
+
+/// Session-Expires below Min-SE gets 422 with Min-SE; an unknown required extension gets
+/// 420 with Unsupported; both are recorded as rejected calls.
+#[tokio::test]
+async fn refused_invites_are_answered_with_the_reason_and_recorded() {
+    let mut sim = Sim::new("", 30100).await;
+    let mut trunk = Ua::new("+38599000013", 5213);
+    let offer = trunk.sdp(trunk.rtp_port, "sendrecv");
+    let inv = trunk.invite("100", "t3", Some(offer.clone()), &["Session-Expires: 30"]);
+    sim.deliver(trunk.addr, &Message::Request(inv));
+    let small = sim.response(trunk.addr, 422);
+    assert_eq!(header(&small, "Min-SE"), Some("90"));
+    let inv = trunk.invite("100", "t4", Some(offer), &["Require: timer, precondition"]);
+    sim.deliver(trunk.addr, &Message::Request(inv));
+    let bad = sim.response(trunk.addr, 420);
+    assert_eq!(header(&bad, "Unsupported"), Some("precondition"));
+    let records = sim.records().await;
+    assert_eq!(records.len(), 2);
+    assert!(records.iter().all(|r| r.outcome == Outcome::Rejected));
+    assert!(records.iter().any(|r| r.route.contains("420")));
+    assert!(records.iter().any(|r| r.route.contains("422")));
+}
+
+/// Late offer: the 200 carries our offer, the ACK the answer; an ACK without it ends the
+/// call.
+#[tokio::test]
+async fn late_offer_is_answered_with_an_offer_and_completed_by_the_ack() {
+    let mut sim = Sim::new("", 30200).await;
+    let mut trunk = Ua::new("+38599000014", 5214);
+    let inv = trunk.invite("100", "t5", None, &[]);
+    sim.deliver(trunk.addr, &Message::Request(inv));
+    let ok = sim.response(trunk.addr, 200);
+    assert!(
+        body(&ok).contains("a=rtpmap:0 PCMU/8000"),
+        "our offer: {}",
+        body(&ok)
+    );
+    let answer = trunk.sdp(trunk.rtp_port, "sendrecv");
+    sim.deliver(trunk.addr, &Message::Request(trunk.ack(&ok, Some(answer))));
+    let call = sim.calls.calls.values().next().expect("call");
+    assert!(!call.media.awaits_answer());
+
+    let inv = trunk.invite("100", "t6", None, &[]);
+    sim.deliver(trunk.addr, &Message::Request(inv));
+    let ok = sim.response(trunk.addr, 200);
+    sim.deliver(trunk.addr, &Message::Request(trunk.ack(&ok, None)));
+    let bye = sim.request(trunk.addr, Method::Bye);
+    assert_eq!(bye.call_id(), Some("t6"));
+    assert_eq!(sim.calls.active(), 1);
+}
+
+/// Through an SBC: Record-Route is echoed in 180 and 200, and our BYE goes to the SBC with
+/// a Route header; a BYE with the right Call-ID but foreign tags gets 481 and ends nothing.
+#[tokio::test]
+async fn route_sets_are_honoured_and_foreign_tags_get_481() {
+    let mut sim = Sim::with_config(&demo(30), "", 30300).await;
+    let mut trunk = Ua::new("+38599000015", 5215);
+    let rr = "Record-Route: <sip:127.0.0.1:5090;lr;ftag=x>";
+    let offer = trunk.sdp(trunk.rtp_port, "sendrecv");
+    let inv = trunk.invite("100", "t7", Some(offer), &[rr]);
+    sim.deliver(trunk.addr, &Message::Request(inv));
+    let ringing = sim.response(trunk.addr, 180);
+    assert_eq!(
+        ringing.headers.get(&HeaderName::RecordRoute),
+        Some("<sip:127.0.0.1:5090;lr;ftag=x>")
+    );
+    let ok = sim.response(trunk.addr, 200);
+    assert!(ok.headers.get(&HeaderName::RecordRoute).is_some());
+    sim.deliver(trunk.addr, &Message::Request(trunk.ack(&ok, None)));
+
+    let mut stranger = Ua::new("stranger", 5299);
+    stranger.tag = "forged".into();
+    let forged = stranger.dialog_request(
+        Method::Bye,
+        "sip:switchboard@127.0.0.1:5060",
+        "t7",
+        "<sip:x@127.0.0.1>;tag=forged",
+        ok.headers.get(&HeaderName::To).unwrap(),
+        &[],
+    );
+    sim.deliver(stranger.addr, &Message::Request(forged));
+    sim.response(stranger.addr, 481);
+    assert_eq!(sim.calls.active(), 1, "a foreign BYE ends nothing");
+
+    // The RTP check ends the silent call: our BYE goes to the SBC, routed.
+    let sbc = "127.0.0.1:5090".parse().unwrap();
+    let bye = sim.request(sbc, Method::Bye);
+    assert_eq!(
+        bye.headers.get(&HeaderName::Route),
+        Some("<sip:127.0.0.1:5090;lr;ftag=x>")
+    );
+    assert_eq!(
+        bye.uri.to_string(),
+        format!("sip:{}@{}", trunk.user, trunk.addr)
+    );
+}
+
+/// re-INVITE and UPDATE with SDP re-point the caller leg and are answered with SDP; hold is
+/// answered recvonly; a re-INVITE meeting our own pending re-INVITE gets 491.
+#[tokio::test]
+async fn reinvite_and_update_are_answered_and_glare_gets_491() {
+    let mut sim = Sim::with_config(&demo(0), "", 30400).await;
+    let mut trunk = Ua::new("+38599000016", 5216);
+    let ok = answered(
+        &mut sim,
+        &mut trunk,
+        "t8",
+        &[
+            "Supported: timer",
+            "Session-Expires: 180;refresher=uas",
+            "Allow: INVITE, ACK, BYE",
+        ],
+    );
+    let moved = trunk.sdp(trunk.rtp_port + 2, "sendrecv");
+    let reinvite = with_sdp(trunk.in_call(Method::Invite, &ok, &[]), moved);
+    sim.deliver(trunk.addr, &Message::Request(reinvite));
+    let answer = sim.response(trunk.addr, 200);
+    assert!(body(&answer).contains("a=sendrecv"), "{}", body(&answer));
+    sim.deliver(trunk.addr, &Message::Request(trunk.ack(&answer, None)));
+
+    let hold = with_sdp(
+        trunk.in_call(Method::Update, &ok, &[]),
+        trunk.sdp(trunk.rtp_port + 2, "sendonly"),
+    );
+    sim.deliver(trunk.addr, &Message::Request(hold));
+    let held = sim.response(trunk.addr, 200);
+    assert!(body(&held).contains("a=recvonly"), "{}", body(&held));
+    assert!(sim.calls.calls.values().all(|c| c.caller_leg.held));
+
+    // Our refresh (a re-INVITE: this trunk does not allow UPDATE) is pending...
+    let ours = sim.request(trunk.addr, Method::Invite);
+    assert!(!ours.body.is_empty(), "a re-INVITE refresh carries our SDP");
+    let theirs = with_sdp(
+        trunk.in_call(Method::Invite, &ok, &[]),
+        trunk.sdp(trunk.rtp_port, "sendrecv"),
+    );
+    sim.deliver(trunk.addr, &Message::Request(theirs));
+    sim.response(trunk.addr, 491);
+    // ... and once answered (and ACKed by us) the trunk's retry goes through.
+    sim.deliver(
+        trunk.addr,
+        &Message::Response(trunk.answer(&ours, 200, Some(trunk.sdp(trunk.rtp_port, "sendrecv")))),
+    );
+    sim.request(trunk.addr, Method::Ack);
+    let retry = with_sdp(
+        trunk.in_call(Method::Invite, &ok, &[]),
+        trunk.sdp(trunk.rtp_port, "sendrecv"),
+    );
+    sim.deliver(trunk.addr, &Message::Request(retry));
+    sim.response(trunk.addr, 200);
+}
+
+/// A source outside every `allow` list is challenged (407) when a trunk has credentials;
+/// the right ones admit the call, wrong ones get 403 and a rejected record.
+#[tokio::test]
+async fn trunk_digest_admits_sources_outside_allow() {
+    let extra =
+        "[[trunks]]\nname = \"sbc\"\nallow = []\nusername = \"pbx\"\npassword = \"pbx-secret\"\n";
+    let demo = crate::config::DEMO_CONFIG
+        .replace("allow = [\"127.0.0.1/32\"]", "allow = [\"10.0.0.0/8\"]");
+    assert_ne!(demo, crate::config::DEMO_CONFIG);
+    let mut sim = Sim::with_config(&demo, extra, 30500).await;
+    let mut trunk = Ua::new("+38599000017", 5217);
+    let offer = trunk.sdp(trunk.rtp_port, "sendrecv");
+    let inv = trunk.invite("100", "t9", Some(offer.clone()), &[]);
+    sim.deliver(trunk.addr, &Message::Request(inv.clone()));
+    let challenge = sim.response(trunk.addr, 407);
+    let challenge = Challenge::parse(
+        challenge
+            .headers
+            .get(&HeaderName::ProxyAuthenticate)
+            .unwrap(),
+    )
+    .unwrap();
+    let uri = inv.uri.to_string();
+    let good = answer_challenge(&challenge, "pbx", "pbx-secret", "INVITE", &uri, "abc", 1);
+    let authed = trunk.invite(
+        "100",
+        "t9",
+        Some(offer.clone()),
+        &[&format!("Proxy-Authorization: {}", good.to_header_value())],
+    );
+    sim.deliver(trunk.addr, &Message::Request(authed));
+    sim.response(trunk.addr, 200);
+    assert_eq!(sim.calls.active(), 1);
+
+    let bad = answer_challenge(&challenge, "pbx", "guess", "INVITE", &uri, "abc", 2);
+    let wrong = trunk.invite(
+        "100",
+        "t10",
+        Some(offer),
+        &[&format!("Proxy-Authorization: {}", bad.to_header_value())],
+    );
+    sim.deliver(trunk.addr, &Message::Request(wrong));
+    sim.response(trunk.addr, 403);
+    let records = sim.records().await;
+    assert!(
+        records
+            .iter()
+            .any(|r| r.sip_call_id == "t10" && r.outcome == Outcome::Rejected)
+    );
+}
+
+/// The caller's number comes from P-Asserted-Identity (`tel:`), normalised by `[numbers]`;
+/// a merged INVITE (same Call-ID and From tag, new branch) gets 482.
+#[tokio::test]
+async fn pai_number_is_normalised_and_a_merged_invite_gets_482() {
+    let numbers = "[numbers]\ncountry_code = \"385\"\nnational_prefix = \"0\"\ninternational_prefix = \"00\"\n";
+    let mut sim = Sim::new(numbers, 30600).await;
+    let mut trunk = Ua::new("0915550123", 5218);
+    let pai = "P-Asserted-Identity: <tel:00385915550123>";
+    let offer = trunk.sdp(trunk.rtp_port, "sendrecv");
+    let inv = trunk.invite("100", "t11", Some(offer.clone()), &[pai]);
+    sim.deliver(trunk.addr, &Message::Request(inv));
+    sim.response(trunk.addr, 200);
+    let call = sim.calls.calls.values().next().expect("call");
+    assert_eq!(call.client_number, "+385915550123");
+    let again = trunk.invite("100", "t11", Some(offer), &[pai]);
+    sim.deliver(trunk.addr, &Message::Request(again));
+    sim.response(trunk.addr, 482);
+    assert_eq!(sim.calls.active(), 1);
+}
+
+/// SIP INFO DTMF (application/dtmf-relay) chooses in the voice menu.
+#[tokio::test]
+async fn info_dtmf_chooses_in_the_menu() {
+    let mut sim = Sim::new(
+        "[ivr]\nenabled = true\ntimeout_s = 30\noptions = { \"1\" = \"order\", \"4\" = \"complaint\" }\n",
+        31000,
+    )
+    .await;
+    let mut trunk = Ua::new("+38599000019", 5219);
+    let offer = trunk.sdp(trunk.rtp_port, "sendrecv");
+    let inv = trunk.invite("999", "t12", Some(offer), &[]);
+    sim.deliver(trunk.addr, &Message::Request(inv));
+    let ok = sim.response(trunk.addr, 200);
+    sim.deliver(trunk.addr, &Message::Request(trunk.ack(&ok, None)));
+    let mut info = trunk.in_call(Method::Info, &ok, &[]);
+    info.headers
+        .push(HeaderName::ContentType, "application/dtmf-relay");
+    info.body = b"Signal=4\r\nDuration=160\r\n".to_vec();
+    sim.deliver(trunk.addr, &Message::Request(info));
+    sim.response(trunk.addr, 200);
+    let call = sim.calls.calls.values().next();
+    assert!(
+        call.is_none_or(|c| c.purpose.as_str() == "complaint"),
+        "{call:?}"
+    );
+}
