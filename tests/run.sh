@@ -24,6 +24,9 @@ command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
 # Kamailio also plays the SBC (record_route) in front of Switchboard in tests/it/trunks.rs.
 command -v kamailio >/dev/null 2>&1 || missing+=(kamailio)
 command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
+# The /wallboard browser test drives Debian's chromium with playwright-core (npm).
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if ((${#missing[@]})); then
   step "installing: ${missing[*]}"
   SUDO=""
@@ -50,6 +53,11 @@ if ! python3 -c 'import pjsua2' >/dev/null 2>&1; then
   step "installing pjsua2-python (PyPI)"
   python3 -m pip install --quiet pjsua2-python \
     || python3 -m pip install --quiet --break-system-packages pjsua2-python
+fi
+
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  step "installing playwright-core (npm) for the browser tests"
+  npm ci --prefix tests/browser --no-audit --no-fund
 fi
 
 # ---- checks ------------------------------------------------------------------------------

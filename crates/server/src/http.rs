@@ -1,5 +1,5 @@
-//! The HTTP surface on `[http] listen`: liveness, readiness, Prometheus metrics and the
-//! operations API under `/api/v1` (see [`crate::api`]).
+//! The HTTP surface on `[http] listen`: liveness, readiness, Prometheus metrics, the
+//! operations API under `/api/v1` (see [`crate::api`]) and the web pages ([`crate::web`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,6 +55,8 @@ pub struct AppState {
     pub api_token: Arc<str>,
     /// The configuration in force.
     pub config: Arc<crate::config::Config>,
+    /// Failed agent logins (`POST /api/v1/sessions`), for the lock-out.
+    pub logins: Arc<crate::api::LoginThrottle>,
     /// Cancelled when the HTTP server stops: long-lived responses (the event stream) end.
     pub stop: CancellationToken,
 }
@@ -73,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .nest("/api/v1", crate::api::routes(state.clone()))
+        .merge(crate::web::routes())
         .with_state(state)
 }
 

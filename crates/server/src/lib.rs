@@ -24,3 +24,4 @@ pub mod service;
 pub mod shared;
 pub mod tls;
 pub mod transport;
+pub mod web;

@@ -228,6 +228,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
         events: events.clone(),
         api_token: Arc::from(config.api_token()),
         config: Arc::new(config.clone()),
+        logins: Arc::default(),
         stop: stop.clone(),
     });
     let http_stop = stop.clone();

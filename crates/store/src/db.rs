@@ -80,39 +80,46 @@ pub(crate) fn redact(url: &str) -> String {
     }
 }
 
+/// The migrations of each backend, in order: (version, description, PostgreSQL, SQLite).
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+    (
+        1,
+        "records",
+        include_str!("../migrations/postgres/0001_records.sql"),
+        include_str!("../migrations/sqlite/0001_records.sql"),
+    ),
+    (
+        2,
+        "call journal",
+        include_str!("../migrations/postgres/0002_call_journal.sql"),
+        include_str!("../migrations/sqlite/0002_call_journal.sql"),
+    ),
+    (
+        3,
+        "supervision",
+        include_str!("../migrations/postgres/0003_supervision.sql"),
+        include_str!("../migrations/sqlite/0003_supervision.sql"),
+    ),
+];
+
 fn migrator(target: &Target) -> Migrator {
-    let (sqls, kind) = match target {
-        Target::Postgres(_) => (
-            [
-                include_str!("../migrations/postgres/0001_records.sql"),
-                include_str!("../migrations/postgres/0002_call_journal.sql"),
-            ],
-            "postgres",
-        ),
-        Target::Sqlite(_) => (
-            [
-                include_str!("../migrations/sqlite/0001_records.sql"),
-                include_str!("../migrations/sqlite/0002_call_journal.sql"),
-            ],
-            "sqlite",
-        ),
-    };
-    let names = ["records", "call journal"];
-    let mut m = Migrator::with_migrations(
-        sqls.into_iter()
-            .zip(names)
-            .zip(1i64..)
-            .map(|((sql, name), version)| {
-                Migration::new(
-                    version,
-                    Cow::Owned(format!("{name} ({kind})")),
-                    MigrationType::Simple,
-                    sql.into_sql_str(),
-                    false,
-                )
-            })
-            .collect(),
-    );
+    let migrations = MIGRATIONS
+        .iter()
+        .map(|&(version, what, pg, lite)| {
+            let (sql, kind) = match target {
+                Target::Postgres(_) => (pg, "postgres"),
+                Target::Sqlite(_) => (lite, "sqlite"),
+            };
+            Migration::new(
+                version,
+                Cow::Owned(format!("{what} ({kind})")),
+                MigrationType::Simple,
+                sql.into_sql_str(),
+                false,
+            )
+        })
+        .collect();
+    let mut m = Migrator::with_migrations(migrations);
     m.set_locking(true);
     m
 }
@@ -128,15 +135,16 @@ pub(crate) enum Db {
 macro_rules! on_db {
     ($db:expr, $pool:ident => $body:expr) => {
         match $db {
-            Db::Pg($pool) => $body,
-            Db::Lite($pool) => $body,
+            $crate::db::Db::Pg($pool) => $body,
+            $crate::db::Db::Lite($pool) => $body,
         }
     };
 }
+pub(crate) use on_db;
 
 /// A bind value. Timestamps are encoded per backend.
 #[derive(Debug)]
-enum Val<'a> {
+pub(crate) enum Val<'a> {
     Text(Option<&'a str>),
     Owned(String),
     Int(i64),
@@ -148,7 +156,7 @@ pub(crate) fn sqlite_ts(t: &Timestamp) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
-trait BindVals: Sized {
+pub(crate) trait BindVals: Sized {
     fn bind_vals(self, vals: &[Val<'_>]) -> Self;
 }
 
@@ -185,10 +193,11 @@ fn decode_err(e: impl std::error::Error + Send + Sync + 'static) -> sqlx::Error 
 }
 
 /// Reads columns the same way from both backends' rows.
-trait RowExt {
+pub(crate) trait RowExt {
     fn text(&self, col: &str) -> Result<String, sqlx::Error>;
     fn opt_text(&self, col: &str) -> Result<Option<String>, sqlx::Error>;
     fn int(&self, col: &str) -> Result<i64, sqlx::Error>;
+    fn opt_int(&self, col: &str) -> Result<Option<i64>, sqlx::Error>;
     fn opt_ts(&self, col: &str) -> Result<Option<Timestamp>, sqlx::Error>;
 
     fn ts(&self, col: &str) -> Result<Timestamp, sqlx::Error> {
@@ -213,6 +222,9 @@ impl RowExt for PgRow {
     fn int(&self, col: &str) -> Result<i64, sqlx::Error> {
         self.try_get(col)
     }
+    fn opt_int(&self, col: &str) -> Result<Option<i64>, sqlx::Error> {
+        self.try_get(col)
+    }
     fn opt_ts(&self, col: &str) -> Result<Option<Timestamp>, sqlx::Error> {
         self.try_get(col)
     }
@@ -226,6 +238,9 @@ impl RowExt for SqliteRow {
         self.try_get(col)
     }
     fn int(&self, col: &str) -> Result<i64, sqlx::Error> {
+        self.try_get(col)
+    }
+    fn opt_int(&self, col: &str) -> Result<Option<i64>, sqlx::Error> {
         self.try_get(col)
     }
     fn opt_ts(&self, col: &str) -> Result<Option<Timestamp>, sqlx::Error> {
@@ -397,11 +412,11 @@ macro_rules! insert_rows {
 }
 
 /// The column list of `SELECT … FROM calls`.
-const CALL_SELECT: &str = "id, sip_call_id, direction, trunk, caller, dialed, client_number, \
+pub(crate) const CALL_SELECT: &str = "id, sip_call_id, direction, trunk, caller, dialed, client_number, \
      client_class, purpose, queue, agent_id, route, started_at, queued_at, answered_at, ended_at, \
      wait_ms, talk_ms, outcome, hangup_side, recording, journal";
 
-fn call_from_row<R: RowExt>(r: &R) -> Result<CallRecord, sqlx::Error> {
+pub(crate) fn call_from_row<R: RowExt>(r: &R) -> Result<CallRecord, sqlx::Error> {
     Ok(CallRecord {
         id: r.text("id")?,
         sip_call_id: r.text("sip_call_id")?,
@@ -576,14 +591,22 @@ impl Db {
         })
     }
 
-    /// Call-detail records that started at or after `since`, newest first.
+    /// Call-detail records that started at or after `since`, newest first. Rows still open
+    /// in the journal (calls in progress: `GET /api/v1/calls/active` shows those) only with
+    /// `open_journal`.
     pub(crate) async fn recent_calls(
         &self,
         since: Option<Timestamp>,
         limit: u32,
+        open_journal: bool,
     ) -> Result<Vec<CallRecord>, sqlx::Error> {
+        let journal = if open_journal {
+            ""
+        } else {
+            "journal IS NULL AND "
+        };
         let sql = format!(
-            "SELECT {CALL_SELECT} FROM calls WHERE ($1 IS NULL OR started_at >= $2) \
+            "SELECT {CALL_SELECT} FROM calls WHERE {journal}($1 IS NULL OR started_at >= $2) \
              ORDER BY started_at DESC, seq DESC LIMIT $3"
         );
         let vals = [Val::Ts(since), Val::Ts(since), Val::Int(i64::from(limit))];
@@ -591,6 +614,17 @@ impl Db {
             let rows = sqlx::query(AssertSqlSafe(sql)).bind_vals(&vals).fetch_all(pool).await?;
             rows.iter().map(call_from_row).collect()
         })
+    }
+
+    /// SQL for a timestamp column or parameter as whole milliseconds since the UNIX epoch
+    /// (BIGINT / INTEGER): the one place report arithmetic on times differs between backends.
+    pub(crate) fn millis(&self, expr: &str) -> String {
+        match self {
+            Db::Pg(_) => format!("CAST(FLOOR(EXTRACT(EPOCH FROM {expr}) * 1000) AS BIGINT)"),
+            Db::Lite(_) => {
+                format!("CAST(ROUND((julianday({expr}) - 2440587.5) * 86400000.0) AS INTEGER)")
+            }
+        }
     }
 
     fn debt_text(&self) -> &'static str {

@@ -50,7 +50,9 @@ mod clients;
 mod clock;
 mod db;
 mod model;
+pub mod reports;
 mod spool;
+mod supervision;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -68,6 +70,7 @@ pub use model::{
     Direction, HangupSide, Money, Outcome, QueueEvent, QueueEventKind, Record, Timestamp,
     new_record_id, normalize_number,
 };
+pub use supervision::{Escalation, Quality, StoredCall};
 pub use writer::{RecordSink, WriterStats};
 
 use clients::DirectoryCache;
@@ -407,14 +410,33 @@ impl Store {
         Ok(&self.inner.db)
     }
 
-    /// Call-detail records that started at or after `since` (all when `None`), newest first,
-    /// at most `limit`. Records still queued or spooled are not included.
+    /// Call-detail records of ended calls that started at or after `since` (all when
+    /// `None`), newest first, at most `limit`. Records still queued or spooled are not
+    /// included, nor journal rows still open (calls in progress).
     pub async fn recent_calls(
         &self,
         since: Option<Timestamp>,
         limit: u32,
     ) -> Result<Vec<CallRecord>, StoreError> {
-        Ok(self.ready_db().await?.recent_calls(since, limit).await?)
+        Ok(self
+            .ready_db()
+            .await?
+            .recent_calls(since, limit, false)
+            .await?)
+    }
+
+    /// As [`Self::recent_calls`], with the journal rows still open (calls in progress, or
+    /// left by a node that has not restarted yet) included.
+    pub async fn recent_rows(
+        &self,
+        since: Option<Timestamp>,
+        limit: u32,
+    ) -> Result<Vec<CallRecord>, StoreError> {
+        Ok(self
+            .ready_db()
+            .await?
+            .recent_calls(since, limit, true)
+            .await?)
     }
 
     /// Stores a "call me back" request (its number is normalised).

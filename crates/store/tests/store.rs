@@ -202,7 +202,13 @@ macro_rules! suite {
     };
 }
 
+#[path = "store/reports.rs"]
+mod reports;
+use reports::{reports_give_exact_figures, tokens_and_escalations_round_trip};
+
 suite!(
+    reports_give_exact_figures,
+    tokens_and_escalations_round_trip,
     records_round_trip_with_every_column,
     duplicate_ids_are_stored_once,
     recent_calls_filter_and_order,

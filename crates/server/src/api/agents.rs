@@ -1,7 +1,7 @@
 //! `GET /api/v1/agents` and `POST /api/v1/agents/{id}/state`.
 
-use axum::Json;
 use axum::extract::{Path, State};
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use switchboard_engine::{
     AgentSnapshot, AgentState, AgentStateChange, AgentStateKind, EngineError, Time,
@@ -10,6 +10,7 @@ use tracing::info;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ApiJson, ErrorBody};
+use super::scope::Scope;
 use super::{engine_now, rfc3339};
 use crate::http::AppState;
 
@@ -124,6 +125,37 @@ pub async fn list(State(state): State<AppState>) -> Json<Vec<AgentView>> {
     Json(agents)
 }
 
+/// One agent, as in the list; an agent token only its own.
+#[utoipa::path(
+    get,
+    path = "/api/v1/agents/{id}",
+    operation_id = "getAgent",
+    tag = "agents",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Agent id")),
+    responses(
+        (status = 200, description = "The agent", body = AgentView),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 403, description = "An agent token of another agent", body = ErrorBody),
+        (status = 404, description = "No such agent", body = ErrorBody),
+    )
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(scope): Extension<Scope>,
+    Path(id): Path<String>,
+) -> Result<Json<AgentView>, ApiError> {
+    scope.require_agent(&id)?;
+    let snapshot = state
+        .engine
+        .agents()
+        .into_iter()
+        .find(|a| a.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("no agent {id:?}")))?;
+    let contacts = state.shared.registrations().remove(&id).unwrap_or_default();
+    Ok(Json(AgentView::new(snapshot, contacts)))
+}
+
 /// A state an agent can be switched to through the API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -164,6 +196,7 @@ pub struct StateChange {
         (status = 200, description = "The agent after the change", body = AgentView),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 403, description = "An agent token of another agent", body = ErrorBody),
         (status = 404, description = "No such agent", body = ErrorBody),
         (status = 409, description = "The agent is on a call", body = ErrorBody),
         (status = 422, description = "Invalid state, reason or substitute", body = ErrorBody),
@@ -171,9 +204,11 @@ pub struct StateChange {
 )]
 pub async fn set_state(
     State(state): State<AppState>,
+    Extension(scope): Extension<Scope>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<StateChange>,
 ) -> Result<Json<AgentView>, ApiError> {
+    scope.require_agent(&id)?;
     let engine = &state.engine;
     let agent = engine
         .agent_idx(&id)

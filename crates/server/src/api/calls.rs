@@ -1,13 +1,14 @@
 //! `GET /api/v1/calls` (call-detail records, newest first) and `GET /api/v1/calls/active`.
 
-use axum::Json;
 use axum::extract::State;
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
-use switchboard_store::CallRecord;
 use switchboard_store::chrono::{DateTime, SecondsFormat, Utc};
+use switchboard_store::{CallRecord, StoredCall};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ApiQuery, ErrorBody};
+use super::scope::Scope;
 use crate::http::AppState;
 use crate::shared::ActiveCall;
 
@@ -64,6 +65,10 @@ pub struct CallView {
     #[schema(example = "caller")]
     pub hangup_side: String,
     pub recording: Option<String>,
+    /// Quality evaluation (0..100), once a supervisor gave one.
+    pub quality_score: Option<i64>,
+    pub quality_reviewer: Option<String>,
+    pub quality_note: Option<String>,
 }
 
 fn time(t: DateTime<Utc>) -> String {
@@ -120,12 +125,27 @@ impl From<CallRecord> for CallView {
             outcome: outcome.as_str().to_owned(),
             hangup_side: hangup_side.as_str().to_owned(),
             recording,
+            quality_score: None,
+            quality_reviewer: None,
+            quality_note: None,
         }
     }
 }
 
-/// Call-detail records, newest first. Records of calls that ended in the last moments may
-/// still be on their way to the database.
+impl From<StoredCall> for CallView {
+    fn from(c: StoredCall) -> Self {
+        let mut view = CallView::from(c.record);
+        if let Some(q) = c.quality {
+            view.quality_score = Some(q.score);
+            view.quality_reviewer = Some(q.reviewer);
+            view.quality_note = q.note;
+        }
+        view
+    }
+}
+
+/// Call-detail records, newest first (an agent token: that agent's only). Records of calls
+/// that ended in the last moments may still be on their way to the database.
 #[utoipa::path(
     get,
     path = "/api/v1/calls",
@@ -142,6 +162,7 @@ impl From<CallRecord> for CallView {
 )]
 pub async fn history(
     State(state): State<AppState>,
+    Extension(scope): Extension<Scope>,
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> Result<Json<Vec<CallView>>, ApiError> {
     let since = match q.since.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
@@ -164,10 +185,21 @@ pub async fn history(
     }
     let records = state
         .store
-        .recent_calls(since, limit)
+        .stored_calls(since, scope.agent(), limit)
         .await
         .map_err(ApiError::from_store)?;
     Ok(Json(records.into_iter().map(CallView::from).collect()))
+}
+
+/// One stored call-detail record, or 404 (a call that ended a moment ago may still be on
+/// its way to the database).
+pub(super) async fn stored(state: &AppState, id: &str) -> Result<StoredCall, ApiError> {
+    state
+        .store
+        .stored_call(id)
+        .await
+        .map_err(ApiError::from_store)?
+        .ok_or_else(|| ApiError::not_found(format!("no stored call {id:?}")))
 }
 
 /// A call in progress.
@@ -242,8 +274,8 @@ impl From<ActiveCall> for ActiveCallView {
     }
 }
 
-/// Calls in progress, oldest first, with their state and the route so far. The snapshot is
-/// at most 200 ms old.
+/// Calls in progress, oldest first, with their state and the route so far (an agent token:
+/// the calls ringing or talking to that agent). The snapshot is at most 200 ms old.
 #[utoipa::path(
     get,
     path = "/api/v1/calls/active",
@@ -255,12 +287,20 @@ impl From<ActiveCall> for ActiveCallView {
         (status = 401, description = "Missing or wrong API token", body = ErrorBody),
     )
 )]
-pub async fn active(State(state): State<AppState>) -> Json<Vec<ActiveCallView>> {
+pub async fn active(
+    State(state): State<AppState>,
+    Extension(scope): Extension<Scope>,
+) -> Json<Vec<ActiveCallView>> {
+    let own = |c: &ActiveCall| match scope.agent() {
+        None => true,
+        Some(a) => c.agent.as_deref() == Some(a) || c.ringing.iter().any(|r| r == a),
+    };
     Json(
         state
             .shared
             .active_calls()
             .into_iter()
+            .filter(own)
             .map(ActiveCallView::from)
             .collect(),
     )

@@ -7,15 +7,21 @@
 //! - `queue_figures`: one queue's figures (the `GET /api/v1/queues` item), sent for every
 //!   queue when the stream opens and then whenever a queue's figures change (checked every
 //!   second);
+//! - `escalation`, `escalation_acked`: an agent asked a supervisor for help on a call, and a
+//!   supervisor acknowledged it (`LiveEvent`);
 //! - `lagged`: `{"missed": n}` when this subscriber read too slowly and `n` events were
 //!   dropped for it (calls are never slowed down by a slow reader).
 //!
+//! An agent token sees only its own state, the calls offered to it (from the offer to the
+//! end) and its own escalations; no queue figures.
+//!
 //! The stream ends when the HTTP server stops, after the events already published.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
@@ -25,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use super::engine_now;
 use super::error::ErrorBody;
 use super::queues::{self, QueueView};
+use super::scope::Scope;
 use crate::events::LiveEvent;
 use crate::http::AppState;
 
@@ -42,14 +49,17 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
     tag = "events",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "A `text/event-stream`. Event names: `call_enqueued`, `call_offered`, `call_answered`, `call_ended`, `agent_state` (data: the event as JSON with a `type` field), `queue_figures` (data: a QueueView), `lagged` (data: `{\"missed\": n}`).", content_type = "text/event-stream", body = String),
+        (status = 200, description = "A `text/event-stream`. Event names: `call_enqueued`, `call_offered`, `call_answered`, `call_ended`, `agent_state`, `escalation`, `escalation_acked` (data: the event as JSON with a `type` field), `queue_figures` (data: a QueueView), `lagged` (data: `{\"missed\": n}`).", content_type = "text/event-stream", body = String),
         (status = 401, description = "Missing or wrong API token", body = ErrorBody),
     )
 )]
 pub async fn stream(
     State(state): State<AppState>,
+    Extension(scope): Extension<Scope>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let subscriber = Subscriber {
+        agent: scope.agent().map(str::to_owned),
+        own_calls: HashSet::new(),
         events: state.events.subscribe(),
         state,
         figures: Vec::new(),
@@ -62,6 +72,10 @@ pub async fn stream(
 }
 
 struct Subscriber {
+    /// An agent token's agent: only its own events, no queue figures.
+    agent: Option<String>,
+    /// Calls offered to that agent, whose further events it sees.
+    own_calls: HashSet<u64>,
     events: broadcast::Receiver<LiveEvent>,
     state: AppState,
     /// The figures this subscriber was last sent, per queue.
@@ -90,7 +104,11 @@ impl Subscriber {
             tokio::select! {
                 biased;
                 received = self.events.recv() => match received {
-                    Ok(event) => self.pending.push_back(live_event(&event)),
+                    Ok(event) => {
+                        if self.sees(&event) {
+                            self.pending.push_back(live_event(&event));
+                        }
+                    }
                     Err(RecvError::Lagged(missed)) => self.pending.push_back(
                         Event::default()
                             .event("lagged")
@@ -102,7 +120,9 @@ impl Subscriber {
                 () = stop.cancelled() => {
                     // Whatever was published before the stop still goes out.
                     while let Ok(event) = self.events.try_recv() {
-                        self.pending.push_back(live_event(&event));
+                        if self.sees(&event) {
+                            self.pending.push_back(live_event(&event));
+                        }
                     }
                     self.closing = true;
                 }
@@ -110,8 +130,18 @@ impl Subscriber {
         }
     }
 
+    fn sees(&mut self, event: &LiveEvent) -> bool {
+        match &self.agent {
+            None => true,
+            Some(agent) => event.visible_to(agent, &mut self.own_calls),
+        }
+    }
+
     /// Queues the figures of every queue that changed since this subscriber last saw them.
     fn queue_figures(&mut self) {
+        if self.agent.is_some() {
+            return;
+        }
         let now = queues::snapshot(
             &self.state.engine,
             engine_now(),

@@ -1,9 +1,12 @@
 //! The operations API under `/api/v1` (PRODUCT §4): agents, queues, the client directory,
-//! call history and calls in progress, call-back requests and the live event stream.
+//! call history and calls in progress, quality evaluations, recordings, escalations,
+//! reports, agent sessions, call-back requests and the live event stream.
 //!
-//! Every route needs `Authorization: Bearer <api_token>`, compared in constant time, except
-//! `/api/v1/openapi.json` (the machine-readable description of this API, generated from the
-//! handlers below by `utoipa`, so it cannot drift from them). Errors are JSON
+//! Every route needs `Authorization: Bearer <token>` (see [`scope`]: the operations token,
+//! compared in constant time, or an agent token limited to that agent's own records), except
+//! `POST /api/v1/sessions` (which issues agent tokens) and `/api/v1/openapi.json` (the
+//! machine-readable description of this API, generated from the handlers below by `utoipa`,
+//! so it cannot drift from them). Errors are JSON
 //! `{"error": "..."}`; request bodies are limited to [`MAX_BODY`] and every request except the
 //! event stream to [`REQUEST_TIMEOUT`].
 //!
@@ -17,25 +20,31 @@ mod callbacks;
 mod calls;
 mod clients;
 mod error;
+mod escalations;
 mod events;
 mod openapi;
+mod quality;
 mod queues;
+mod recordings;
+mod reports;
+mod scope;
+mod sessions;
 
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderMap, header};
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use sha2::{Digest, Sha256};
+use axum::routing::{delete, get, post, put};
 
 use crate::http::AppState;
 
 pub use error::ApiError;
 pub use openapi::ApiDoc;
 pub use queues::QueueView;
+pub use scope::Scope;
+pub use sessions::LoginThrottle;
 
 /// Largest request body accepted (the largest real body, a client record, is well under 1 KiB).
 pub const MAX_BODY: usize = 64 * 1024;
@@ -47,6 +56,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn routes(state: AppState) -> Router<AppState> {
     let timed = Router::new()
         .route("/agents", get(agents::list))
+        .route("/agents/{id}", get(agents::get))
         .route("/agents/{id}/state", post(agents::set_state))
         .route("/queues", get(queues::list))
         .route("/clients", get(clients::list))
@@ -56,62 +66,34 @@ pub fn routes(state: AppState) -> Router<AppState> {
         )
         .route("/calls", get(calls::history))
         .route("/calls/active", get(calls::active))
+        .route("/calls/{id}/quality", put(quality::put))
+        .route("/calls/{id}/recording", get(recordings::get))
+        .route("/calls/{id}/escalate", post(escalations::escalate))
+        .route("/escalations", get(escalations::list))
+        .route("/escalations/{id}/ack", post(escalations::ack))
+        .route("/reports/agents", get(reports::agents))
+        .route("/reports/queues", get(reports::queues))
+        .route("/reports/abandoned", get(reports::abandoned))
+        .route("/sessions", delete(sessions::delete))
         .route("/callbacks", post(callbacks::create))
         .layer(middleware::from_fn(timeout));
     let authenticated = timed
         .route("/events", get(events::stream))
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state, authenticate));
+        .layer(middleware::from_fn_with_state(state, scope::authenticate));
+    // Logging in needs no token: the body carries the agent's password.
+    let open = Router::new()
+        .route("/sessions", post(sessions::create))
+        .layer(middleware::from_fn(timeout));
     Router::new()
         .route("/openapi.json", get(openapi::document))
+        .merge(open)
         .merge(authenticated)
         .layer(DefaultBodyLimit::max(MAX_BODY))
 }
 
 async fn not_found() -> ApiError {
     ApiError::not_found("no such API endpoint")
-}
-
-/// Answers 401 unless the request carries the API token.
-async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    match bearer_token(req.headers()) {
-        None => unauthorized("missing Authorization: Bearer <api token>"),
-        Some(given) if token_matches(given, &state.api_token) => next.run(req).await,
-        Some(_) => unauthorized("invalid API token"),
-    }
-}
-
-fn unauthorized(message: &str) -> Response {
-    let mut resp = ApiError::unauthorized(message).into_response();
-    resp.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        header::HeaderValue::from_static("Bearer realm=\"switchboard\""),
-    );
-    resp
-}
-
-/// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
-fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.trim().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
-}
-
-/// Compares the SHA-256 digests of the two tokens with an XOR fold over all 32 bytes: the
-/// time taken depends on neither the tokens' lengths nor where they first differ, and even a
-/// leak would only tell how much of a digest matched, which says nothing about the token.
-/// (Two fixed-size digests need no constant-time crate.)
-fn token_matches(given: &str, expected: &str) -> bool {
-    let a = Sha256::digest(given.as_bytes());
-    let b = Sha256::digest(expected.as_bytes());
-    let diff = a
-        .iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
 }
 
 /// Answers 503 when a request takes longer than [`REQUEST_TIMEOUT`] (a database that hangs).
@@ -145,25 +127,6 @@ fn rfc3339(t: switchboard_engine::Time) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bearer_tokens_are_parsed_and_compared() {
-        let mut h = HeaderMap::new();
-        assert_eq!(bearer_token(&h), None);
-        h.insert(header::AUTHORIZATION, "Bearer s3cret".parse().unwrap());
-        assert_eq!(bearer_token(&h), Some("s3cret"));
-        h.insert(header::AUTHORIZATION, "bearer  s3cret ".parse().unwrap());
-        assert_eq!(bearer_token(&h), Some("s3cret"));
-        h.insert(header::AUTHORIZATION, "Basic czNjcmV0".parse().unwrap());
-        assert_eq!(bearer_token(&h), None);
-        h.insert(header::AUTHORIZATION, "Bearer ".parse().unwrap());
-        assert_eq!(bearer_token(&h), None);
-
-        assert!(token_matches("s3cret", "s3cret"));
-        assert!(!token_matches("s3cre", "s3cret"));
-        assert!(!token_matches("s3cret ", "s3cret"));
-        assert!(!token_matches("", "s3cret"));
-    }
 
     #[test]
     fn engine_times_print_as_rfc3339() {

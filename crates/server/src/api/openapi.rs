@@ -6,21 +6,26 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{agents, callbacks, calls, clients, error, events, queues};
+use super::{
+    agents, callbacks, calls, clients, error, escalations, events, quality, queues, recordings,
+    reports, sessions,
+};
 
 /// The whole API.
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(
         title = "Switchboard",
-        description = "Operations API of the Switchboard SIP ACD server: health, metrics, agents, queues, the client directory, call history, call-back requests and live events. Every /api/v1 operation except this document needs `Authorization: Bearer <api_token>`. Errors are `{\"error\": \"...\"}`.",
+        description = "Operations API of the Switchboard SIP ACD server: health, metrics, agents, queues, the client directory, call history, call-back requests and live events. Every /api/v1 operation except this document and POST /api/v1/sessions needs `Authorization: Bearer <token>`: the operations token, or an agent token (from POST /api/v1/sessions) that reaches only that agent's own state, calls, escalations and events (403 elsewhere). Errors are `{\"error\": \"...\"}`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     paths(
         crate::http::healthz,
         crate::http::readyz,
         crate::http::metrics,
+        crate::web::wallboard,
         agents::list,
+        agents::get,
         agents::set_state,
         queues::list,
         clients::list,
@@ -29,11 +34,26 @@ use super::{agents, callbacks, calls, clients, error, events, queues};
         clients::delete,
         calls::history,
         calls::active,
+        quality::put,
+        recordings::get,
+        escalations::escalate,
+        escalations::list,
+        escalations::ack,
+        reports::agents,
+        reports::queues,
+        reports::abandoned,
+        sessions::create,
+        sessions::delete,
         callbacks::create,
         events::stream,
         document,
     ),
-    components(schemas(error::ErrorBody, queues::AgentsByState)),
+    components(schemas(
+        error::ErrorBody,
+        queues::AgentsByState,
+        reports::Format,
+        reports::Interval
+    )),
     modifiers(&BearerAuth),
     tags(
         (name = "health", description = "Liveness, readiness and Prometheus metrics"),
@@ -43,6 +63,10 @@ use super::{agents, callbacks, calls, clients, error, events, queues};
         (name = "calls", description = "Call history and calls in progress"),
         (name = "callbacks", description = "Call-back requests (stored; not dialed by this version)"),
         (name = "events", description = "Live events (Server-Sent Events)"),
+        (name = "reports", description = "Agent, queue and abandoned-call reports (JSON or CSV)"),
+        (name = "escalations", description = "Agents asking a supervisor for help on a call"),
+        (name = "sessions", description = "Tokens scoped to one agent"),
+        (name = "pages", description = "Web pages (HTML, no token in the URL: they ask for it)"),
     )
 )]
 pub struct ApiDoc;

@@ -121,6 +121,20 @@ impl Sim {
         }
     }
 
+    /// Puts every agent of the company on a break: logged in but taking no calls, so calls
+    /// wait in their chains (with nobody logged in at all a call is refused as `no_agent`).
+    pub fn everyone_on_break(&mut self) {
+        let t = super::engine_time(self.now);
+        for agent in self.calls.engine.agents() {
+            let change = switchboard_engine::AgentStateChange::Break { reason: None };
+            self.calls
+                .engine
+                .set_agent_state(t, agent.idx, change)
+                .expect("on break");
+        }
+        self.settle();
+    }
+
     /// Delivers `msg` from `from` and runs everything it causes.
     pub fn deliver(&mut self, from: SocketAddr, msg: &Message) {
         self.ep

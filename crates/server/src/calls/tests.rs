@@ -248,6 +248,7 @@ async fn forked_second_2xx_is_acked_and_ended() {
 #[tokio::test]
 async fn missing_ack_ends_the_call_after_64_t1() {
     let mut sim = Sim::new("", 30800).await;
+    sim.everyone_on_break();
     let mut trunk = Ua::new("+38599000008", 5208);
     let offer = trunk.sdp(trunk.rtp_port, "sendrecv");
     let inv = trunk.invite("100", "c8", Some(offer), &[]);

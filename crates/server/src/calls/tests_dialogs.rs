@@ -10,11 +10,15 @@ use super::sim::{Sim, Ua};
 
 /// The demo company with the RTP inactivity timeout at `rtp_timeout_s` (scripted peers
 /// send no RTP; 0 turns the check off).
+/// The demo company with `rtp_timeout_s`, and chains that hold a waiting call for an hour
+/// (the session-timer tests run longer than the default `step_wait_s`).
 fn demo(rtp_timeout_s: u32) -> String {
-    crate::config::DEMO_CONFIG.replace(
-        "rtp_ports = [20000, 29999]",
-        &format!("rtp_ports = [20000, 29999]\nrtp_timeout_s = {rtp_timeout_s}"),
-    )
+    crate::config::DEMO_CONFIG
+        .replace(
+            "rtp_ports = [20000, 29999]",
+            &format!("rtp_ports = [20000, 29999]\nrtp_timeout_s = {rtp_timeout_s}"),
+        )
+        .replace("step_wait_s = 120", "step_wait_s = 3600")
 }
 
 fn header<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
@@ -47,6 +51,7 @@ fn with_sdp(mut req: Request, sdp: Vec<u8>) -> Request {
 #[tokio::test]
 async fn required_100rel_and_timer_are_honoured_and_an_unrefreshed_session_ends() {
     let mut sim = Sim::with_config(&demo(0), "", 29900).await;
+    sim.everyone_on_break();
     let mut trunk = Ua::new("+38599000011", 5211);
     let offer = trunk.sdp(trunk.rtp_port, "sendrecv");
     let inv = trunk.invite(
@@ -98,6 +103,7 @@ async fn required_100rel_and_timer_are_honoured_and_an_unrefreshed_session_ends(
 #[tokio::test]
 async fn switchboard_refreshes_by_update_when_it_is_the_refresher() {
     let mut sim = Sim::with_config(&demo(0), "", 30000).await;
+    sim.everyone_on_break();
     let mut trunk = Ua::new("+38599000012", 5212);
     let ok = answered(
         &mut sim,
@@ -158,6 +164,7 @@ async fn refused_invites_are_answered_with_the_reason_and_recorded() {
 #[tokio::test]
 async fn late_offer_is_answered_with_an_offer_and_completed_by_the_ack() {
     let mut sim = Sim::new("", 30200).await;
+    sim.everyone_on_break();
     let mut trunk = Ua::new("+38599000014", 5214);
     let inv = trunk.invite("100", "t5", None, &[]);
     sim.deliver(trunk.addr, &Message::Request(inv));
@@ -186,6 +193,7 @@ async fn late_offer_is_answered_with_an_offer_and_completed_by_the_ack() {
 #[tokio::test]
 async fn route_sets_are_honoured_and_foreign_tags_get_481() {
     let mut sim = Sim::with_config(&demo(30), "", 30300).await;
+    sim.everyone_on_break();
     let mut trunk = Ua::new("+38599000015", 5215);
     let rr = "Record-Route: <sip:127.0.0.1:5090;lr;ftag=x>";
     let offer = trunk.sdp(trunk.rtp_port, "sendrecv");
@@ -232,6 +240,7 @@ async fn route_sets_are_honoured_and_foreign_tags_get_481() {
 #[tokio::test]
 async fn reinvite_and_update_are_answered_and_glare_gets_491() {
     let mut sim = Sim::with_config(&demo(0), "", 30400).await;
+    sim.everyone_on_break();
     let mut trunk = Ua::new("+38599000016", 5216);
     let ok = answered(
         &mut sim,
@@ -292,6 +301,7 @@ async fn trunk_digest_admits_sources_outside_allow() {
         .replace("allow = [\"127.0.0.1/32\"]", "allow = [\"10.0.0.0/8\"]");
     assert_ne!(demo, crate::config::DEMO_CONFIG);
     let mut sim = Sim::with_config(&demo, extra, 30500).await;
+    sim.everyone_on_break();
     let mut trunk = Ua::new("+38599000017", 5217);
     let offer = trunk.sdp(trunk.rtp_port, "sendrecv");
     let inv = trunk.invite("100", "t9", Some(offer.clone()), &[]);
@@ -339,6 +349,7 @@ async fn trunk_digest_admits_sources_outside_allow() {
 async fn pai_number_is_normalised_and_a_merged_invite_gets_482() {
     let numbers = "[numbers]\ncountry_code = \"385\"\nnational_prefix = \"0\"\ninternational_prefix = \"00\"\n";
     let mut sim = Sim::new(numbers, 30600).await;
+    sim.everyone_on_break();
     let mut trunk = Ua::new("0915550123", 5218);
     let pai = "P-Asserted-Identity: <tel:00385915550123>";
     let offer = trunk.sdp(trunk.rtp_port, "sendrecv");

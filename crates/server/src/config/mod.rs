@@ -15,12 +15,14 @@ mod sections;
 mod security;
 mod tls;
 mod validate;
+mod wallboard;
 
 pub use numbers::NumbersConfig;
 pub use paths::StateDirSource;
 pub use sections::*;
 pub use security::SecurityConfig;
 pub use tls::TlsConfig;
+pub use wallboard::WallboardConfig;
 
 /// The built-in demo configuration used when `switchboard` runs without `--config`.
 pub const DEMO_CONFIG: &str = include_str!("../../../../config/demo.toml");
@@ -81,6 +83,8 @@ pub struct Config {
     pub state: StateConfig,
     #[serde(default)]
     pub numbers: NumbersConfig,
+    #[serde(default)]
+    pub wallboard: WallboardConfig,
     #[serde(default)]
     pub tls: Option<TlsConfig>,
 }

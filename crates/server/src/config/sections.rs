@@ -142,6 +142,13 @@ pub struct HttpConfig {
     /// Bearer token for `/api/v1`; `SWITCHBOARD_API_TOKEN` overrides it.
     #[serde(default = "default_api_token")]
     pub api_token: String,
+    /// Lifetime of an agent token issued by `POST /api/v1/sessions`, seconds.
+    #[serde(default = "default_session_ttl")]
+    pub session_ttl_s: u64,
+}
+
+fn default_session_ttl() -> u64 {
+    12 * 3600
 }
 
 fn default_http_listen() -> String {
@@ -156,6 +163,7 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: default_http_listen(),
             api_token: default_api_token(),
+            session_ttl_s: default_session_ttl(),
         }
     }
 }

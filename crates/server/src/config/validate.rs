@@ -19,6 +19,7 @@ impl Config {
         self.validate_ivr(&mut errors);
         self.validate_security(&mut errors);
         errors.extend(self.numbers.validate());
+        self.wallboard.validate(&mut errors);
         self.validate_tls(&mut errors);
         errors
     }
@@ -140,6 +141,12 @@ impl Config {
             errors.push(err(
                 "http.listen",
                 format!("{:?} is not an IP address with a port", self.http.listen),
+            ));
+        }
+        if self.http.session_ttl_s < 60 || self.http.session_ttl_s > 7 * 86_400 {
+            errors.push(err(
+                "http.session_ttl_s",
+                "must be between 60 seconds and 7 days (604800)",
             ));
         }
         if self.http.api_token.trim().is_empty() {
