@@ -825,15 +825,74 @@ impl Phone {
     /// audio (SIPp echoes, which the relay's per-leg counts already show).
     pub fn assert_heard_the_caller(&self) {
         if let Phone::Baresip(b) = self {
-            let heard = b.heard();
-            // G.711 silence decodes to within a few steps of zero; speech swings far wider.
-            let loud = heard.iter().filter(|s| s.unsigned_abs() > 500).count();
-            assert!(
-                loud > 200,
-                "the agent heard only silence ({loud} loud samples of {})\n{}",
-                heard.len(),
-                b.log()
-            );
+            b.assert_heard_the_caller();
         }
     }
+}
+
+impl Baresip {
+    /// The softphone's recording of what it played holds audio.
+    pub fn assert_heard_the_caller(&self) {
+        let heard = self.heard();
+        // G.711 silence decodes to within a few steps of zero; speech swings far wider.
+        let loud = heard.iter().filter(|s| s.unsigned_abs() > 500).count();
+        assert!(
+            loud > 200,
+            "the agent heard only silence ({loud} loud samples of {})\n{}",
+            heard.len(),
+            self.log()
+        );
+    }
+}
+
+/// The end of a call placed with [`new_client_call_answered_by`]: the trunk's SIPp run
+/// succeeded; returns the server's `call ended` fields of the first call that ended.
+pub fn call_ended(
+    server: &Server,
+    caller: std::thread::JoinHandle<(ExitStatus, String, String)>,
+) -> std::collections::HashMap<String, String> {
+    let (status, out, messages) = caller.join().expect("trunk thread");
+    assert!(
+        status.success(),
+        "trunk call failed ({status:?}):\n{out}\n{messages}\n--- server ---\n{}",
+        server.log()
+    );
+    wait_until(server, "the call record", Duration::from_secs(5), || {
+        !ended_calls(&server.log()).is_empty()
+    });
+    ended_calls(&server.log()).remove(0)
+}
+
+/// A new client's call (an unknown number to DID 100, which the department heads take)
+/// placed by a SIPp trunk in the background, talking `talk_ms` once answered; returns when
+/// `agent` has answered it, with the trunk's thread (its SIPp result).
+pub fn new_client_call_answered_by(
+    server: &Server,
+    agent: &str,
+    talk_ms: u64,
+) -> std::thread::JoinHandle<(ExitStatus, String, String)> {
+    let sip = server.sip_addr();
+    let caller = std::thread::spawn(move || {
+        trunk_calls_to(
+            sip,
+            "+38599999999",
+            "100",
+            talk_ms,
+            &[],
+            Duration::from_secs(30),
+        )
+    });
+    let agent_field = format!("agent={agent}");
+    wait_until(
+        server,
+        &format!("{agent} answers"),
+        Duration::from_secs(10),
+        || {
+            server
+                .log()
+                .lines()
+                .any(|l| l.contains("answered") && l.contains(&agent_field))
+        },
+    );
+    caller
 }

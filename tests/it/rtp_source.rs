@@ -7,8 +7,8 @@ use std::net::UdpSocket;
 use std::time::Duration;
 
 use crate::harness::{
-    Baresip, Ports, Server, demo_config, ended_calls, http_get, metric_sum, trunk_calls_to,
-    wait_until, without_baresip, without_sipp,
+    Baresip, Ports, Server, call_ended, demo_config, http_get, metric_sum,
+    new_client_call_answered_by, without_baresip, without_sipp,
 };
 
 /// The relay ports of the call in progress, from the media task's log span
@@ -43,23 +43,7 @@ fn a_stranger_spraying_the_relay_ports_reaches_neither_party() {
     let ports = Ports::new();
     let server = Server::start(&demo_config(&ports), ports);
     let ivan = Baresip::start(&server, "ivan");
-    let sip = server.sip_addr();
-    let caller = std::thread::spawn(move || {
-        trunk_calls_to(
-            sip,
-            "+38599999999",
-            "100",
-            3000,
-            &[],
-            Duration::from_secs(30),
-        )
-    });
-    wait_until(&server, "ivan answers", Duration::from_secs(10), || {
-        server
-            .log()
-            .lines()
-            .any(|l| l.contains("answered") && l.contains("agent=ivan"))
-    });
+    let caller = new_client_call_answered_by(&server, "ivan", 3000);
     let (caller_port, agent_port) = relay_ports(&server.log()).expect("the media span");
     // Both parties are talking by now (SIPp plays its recording, baresip its file).
     std::thread::sleep(Duration::from_millis(300));
@@ -88,16 +72,7 @@ fn a_stranger_spraying_the_relay_ports_reaches_neither_party() {
     }
     assert_eq!(received, 0, "the stranger received call audio");
 
-    let (status, out, messages) = caller.join().unwrap();
-    assert!(
-        status.success(),
-        "trunk call failed ({status:?}):\n{out}\n{messages}\n--- server ---\n{}",
-        server.log()
-    );
-    wait_until(&server, "the call record", Duration::from_secs(5), || {
-        !ended_calls(&server.log()).is_empty()
-    });
-    let rec = ended_calls(&server.log()).remove(0);
+    let rec = call_ended(&server, caller);
     assert_eq!(rec["outcome"], "answered", "{rec:?}");
     assert_eq!(rec["hangup"], "caller", "{rec:?}");
     let (_, metrics) = http_get(server.ports.http, "/metrics").unwrap();
@@ -113,10 +88,5 @@ fn a_stranger_spraying_the_relay_ports_reaches_neither_party() {
         2,
         "one warning per leg:\n{log}"
     );
-    let heard = ivan.heard();
-    assert!(
-        heard.iter().filter(|s| s.unsigned_abs() > 500).count() > 200,
-        "ivan heard only silence\n{}",
-        ivan.log()
-    );
+    ivan.assert_heard_the_caller();
 }

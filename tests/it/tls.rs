@@ -16,8 +16,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 
 use crate::harness::{
-    Baresip, BaresipTransport, Ports, Server, demo_config, ended_calls, free_port, signal,
-    trunk_calls_to, wait_until, without_baresip, without_sipp,
+    Baresip, BaresipTransport, Ports, Server, call_ended, demo_config, ended_calls, free_port,
+    new_client_call_answered_by, signal, wait_until, without_baresip, without_sipp,
 };
 
 /// A throwaway certificate authority.
@@ -177,23 +177,7 @@ fn agent_over_tls_takes_a_call_and_a_certificate_reload_spares_it() {
     // A new client (unknown number) goes to the department head, ivan: the INVITE travels
     // over his TLS connection. The caller talks 3 s (baresip's voice file lasts 4.7 s and it
     // hangs up at its end), during which the certificate changes twice.
-    let sip = server.sip_addr();
-    let caller = std::thread::spawn(move || {
-        trunk_calls_to(
-            sip,
-            "+38599999999",
-            "100",
-            3000,
-            &[],
-            Duration::from_secs(30),
-        )
-    });
-    wait_until(&server, "ivan answers", Duration::from_secs(10), || {
-        server
-            .log()
-            .lines()
-            .any(|l| l.contains("answered") && l.contains("agent=ivan"))
-    });
+    let caller = new_client_call_answered_by(&server, "ivan", 3000);
 
     // New certificate, SIGHUP: new connections get it.
     install(server.dir.path(), &cert2, &key2);
@@ -221,16 +205,7 @@ fn agent_over_tls_takes_a_call_and_a_certificate_reload_spares_it() {
     assert_eq!(served, der2, "a failed reload keeps the certificate in use");
 
     // The call went on through both reloads and ended normally, talked over TLS.
-    let (status, out, messages) = caller.join().unwrap();
-    assert!(
-        status.success(),
-        "trunk call failed ({status:?}):\n{out}\n{messages}\n--- server ---\n{}",
-        server.log()
-    );
-    wait_until(&server, "the call record", Duration::from_secs(5), || {
-        !ended_calls(&server.log()).is_empty()
-    });
-    let rec = ended_calls(&server.log()).remove(0);
+    let rec = call_ended(&server, caller);
     assert_eq!(rec["outcome"], "answered", "{rec:?}");
     assert_eq!(rec["agent"], "ivan", "{rec:?}");
     assert_eq!(rec["hangup"], "caller", "{rec:?}");
@@ -240,9 +215,7 @@ fn agent_over_tls_takes_a_call_and_a_certificate_reload_spares_it() {
         let n: u64 = rec[key].parse().unwrap();
         assert!(n > 50, "too few RTP packets for {key}: {rec:?}");
     }
-    let heard = ivan.heard();
-    let loud = heard.iter().filter(|s| s.unsigned_abs() > 500).count();
-    assert!(loud > 200, "ivan heard only silence\n{}", ivan.log());
+    ivan.assert_heard_the_caller();
     // The caller's BYE reached ivan over the same TLS connection (baresip reports a BYE as
     // the session closed by the peer), a connection never closed meanwhile.
     assert!(
