@@ -3,9 +3,10 @@
 //! the ring provider.
 //!
 //! The `[tls]` certificate and key are loaded at start and re-read on SIGHUP
-//! ([`Tls::reload`], called by the server's reload with the client directory). Handshakes pick the certificate through a resolver that holds the
-//! current one, so a reload changes what new connections are served while open connections
-//! (and the registrations and calls on them) keep theirs and are never dropped. A reload that
+//! ([`Tls::reload`], called by the server's reload beside the client directory).
+//! Handshakes pick the certificate through a resolver that holds the current one, so a
+//! reload changes what new connections are served while open connections (and the
+//! registrations and calls on them) keep theirs and are never dropped. A reload that
 //! fails (unreadable file, bad PEM, a key that does not match the certificate) keeps the
 //! certificate in use and says why. [`Tls::server_config`] gives any other listener (`wss:`)
 //! a configuration backed by the same reloading certificate.
