@@ -578,6 +578,8 @@ pub fn import_clients(dir: &Path, config: &str, csv: &str) {
         .arg("--config")
         .arg(&config_path)
         .current_dir(dir)
+        // The directory is the state directory, as for the server it prepares.
+        .env("STATE_DIRECTORY", dir)
         .output()
         .expect("run import");
     assert!(

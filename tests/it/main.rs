@@ -16,6 +16,7 @@ mod crash;
 mod deploy;
 mod docs;
 mod harness;
+mod outbound;
 mod per_call_state;
 mod records;
 mod register;

@@ -211,13 +211,26 @@ fn responses_the_server_sends_are_counted_by_class() {
         .replace("branch=z9hG4bK-sha-2", "branch=z9hG4bK-options-2");
     let ok = exchange(options);
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
-    let (status, text) = http_get(server.ports.http, "/metrics").unwrap();
-    assert_eq!(status, 200);
-    for line in [
+    let lines = [
         "switchboard_sip_responses_total{class=\"2xx\"} 1",
         "switchboard_sip_responses_total{class=\"4xx\"} 1",
         "switchboard_sip_responses_total{class=\"5xx\"} 0",
-    ] {
+    ];
+    // The endpoint task counts what it sent after the batch that sent it: a scrape may come
+    // a moment before.
+    let mut text = String::new();
+    wait_until(
+        &server,
+        "the responses counted",
+        Duration::from_secs(3),
+        || {
+            let (status, body) = http_get(server.ports.http, "/metrics").unwrap();
+            assert_eq!(status, 200);
+            text = body;
+            lines.iter().all(|l| text.contains(l))
+        },
+    );
+    for line in lines {
         assert!(text.contains(line), "{line:?} missing from\n{text}");
     }
 }

@@ -51,6 +51,8 @@ pub struct AppState {
     pub shared: Arc<crate::shared::Shared>,
     /// The live event stream.
     pub events: crate::events::EventBus,
+    /// Input for call control in the endpoint task (click-to-call).
+    pub call_inputs: tokio::sync::mpsc::UnboundedSender<crate::calls::CallInput>,
     /// The bearer token of `/api/v1` (config or `SWITCHBOARD_API_TOKEN`).
     pub api_token: Arc<str>,
     /// The configuration in force.

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub cdr_pending: IntGauge,
     pub cdr_write_errors_total: IntCounter,
     pub calls_total: IntCounterVec,
+    /// Outbound calls ended, by kind (callback, campaign, click) and outcome.
+    pub outbound_calls_total: IntCounterVec,
     pub wait_seconds: HistogramVec,
     pub talk_seconds: HistogramVec,
     pub queue_waiting: IntGaugeVec,
@@ -120,6 +122,15 @@ impl Metrics {
                 "Calls ended, by queue and outcome.",
             ),
             &["queue", "outcome"],
+        )
+        .unwrap_or_else(|e| unreachable_metric(&e));
+        let outbound_calls_total = IntCounterVec::new(
+            Opts::new(
+                "switchboard_outbound_calls_total",
+                "Outbound calls ended, by kind (callback, campaign, click) and outcome \
+                 (answered, no_answer, busy, failed, agent_no_answer).",
+            ),
+            &["kind", "outcome"],
         )
         .unwrap_or_else(|e| unreachable_metric(&e));
         let wait_seconds = HistogramVec::new(
@@ -235,6 +246,7 @@ impl Metrics {
             Box::new(cdr_pending.clone()),
             Box::new(cdr_write_errors_total.clone()),
             Box::new(calls_total.clone()),
+            Box::new(outbound_calls_total.clone()),
             Box::new(wait_seconds.clone()),
             Box::new(talk_seconds.clone()),
             Box::new(queue_waiting.clone()),
@@ -270,6 +282,7 @@ impl Metrics {
             cdr_pending,
             cdr_write_errors_total,
             calls_total,
+            outbound_calls_total,
             wait_seconds,
             talk_seconds,
             queue_waiting,
@@ -474,8 +487,8 @@ mod tests {
             "switchboard_sip_transactions{kind=\"client\"} 3",
             "switchboard_sip_transactions{kind=\"server\"} 0",
             "switchboard_call_state_entries{table=\"calls\"} 0",
-            "switchboard_call_state_entries{table=\"orphans\"} 6",
-            "switchboard_call_state_entries{table=\"finished\"} 7",
+            "switchboard_call_state_entries{table=\"orphans\"} 7",
+            "switchboard_call_state_entries{table=\"finished\"} 8",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

@@ -167,7 +167,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
             events: events.clone(),
             media,
             shared: Arc::clone(&shared),
-            inputs: inputs_tx,
+            inputs: inputs_tx.clone(),
             nonce_secret: random_secret().context("cannot read random bytes for digest nonces")?,
         },
     );
@@ -226,6 +226,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
         store: store.clone(),
         shared: Arc::clone(&shared),
         events: events.clone(),
+        call_inputs: inputs_tx,
         api_token: Arc::from(config.api_token()),
         config: Arc::new(config.clone()),
         logins: Arc::default(),

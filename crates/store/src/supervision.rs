@@ -100,7 +100,8 @@ impl Db {
     ) -> Result<Vec<StoredCall>, sqlx::Error> {
         let sql = format!(
             "SELECT {CALL_SELECT}, {STORED_CALL_SELECT} FROM calls \
-             WHERE ($1 IS NULL OR started_at >= $2) AND ($3 IS NULL OR agent_id = $4) \
+             WHERE journal IS NULL AND ($1 IS NULL OR started_at >= $2) \
+               AND ($3 IS NULL OR agent_id = $4) \
              ORDER BY started_at DESC, seq DESC LIMIT $5"
         );
         let vals = [
@@ -250,8 +251,9 @@ impl Db {
 }
 
 impl crate::Store {
-    /// Call-detail records with their evaluations, newest first (see
-    /// [`crate::Store::recent_calls`]); only `agent`'s when given.
+    /// Call-detail records of ended calls with their evaluations, newest first (see
+    /// [`crate::Store::recent_calls`]: open journal rows, calls in progress, are left out);
+    /// only `agent`'s when given.
     pub async fn stored_calls(
         &self,
         since: Option<Timestamp>,

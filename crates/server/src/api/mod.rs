@@ -19,6 +19,7 @@ mod agents;
 mod callbacks;
 mod calls;
 mod clients;
+mod dial;
 mod error;
 mod escalations;
 mod events;
@@ -64,7 +65,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
             "/clients/{number}",
             get(clients::get).put(clients::put).delete(clients::delete),
         )
-        .route("/calls", get(calls::history))
+        .route("/calls", get(calls::history).post(dial::create))
         .route("/calls/active", get(calls::active))
         .route("/calls/{id}/quality", put(quality::put))
         .route("/calls/{id}/recording", get(recordings::get))

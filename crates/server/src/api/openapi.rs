@@ -7,8 +7,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    agents, callbacks, calls, clients, error, escalations, events, quality, queues, recordings,
-    reports, sessions,
+    agents, callbacks, calls, clients, dial, error, escalations, events, quality, queues,
+    recordings, reports, sessions,
 };
 
 /// The whole API.
@@ -34,6 +34,7 @@ use super::{
         clients::delete,
         calls::history,
         calls::active,
+        dial::create,
         quality::put,
         recordings::get,
         escalations::escalate,
@@ -124,6 +125,7 @@ mod tests {
             ("/api/v1/clients/{number}", "delete"),
             ("/api/v1/calls", "get"),
             ("/api/v1/calls/active", "get"),
+            ("/api/v1/calls", "post"),
             ("/api/v1/callbacks", "post"),
             ("/api/v1/events", "get"),
         ] {

@@ -38,6 +38,9 @@ impl Calls {
         let Some(&(key, side)) = req.call_id().and_then(|c| self.by_sip_call_id.get(c)) else {
             return false;
         };
+        if self.outbound.contains_key(&key) {
+            return self.outbound_request(ep, now, txn, &req, key, side);
+        }
         // RFC 3261 §12.2.2: the Call-ID alone is not a dialog; both tags must match too.
         let Some(dialog) = self.calls.get_mut(&key).and_then(|c| dialog_of(c, side)) else {
             return false;

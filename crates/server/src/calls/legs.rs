@@ -17,6 +17,11 @@ use crate::events::LiveEvent;
 
 impl Calls {
     pub(super) fn ring(&mut self, ep: &mut Endpoint, now: Instant, offer: Offer) {
+        if let Some(&key) = self.by_engine.get(&offer.call)
+            && self.outbound.contains_key(&key)
+        {
+            return self.ring_outbound(ep, now, key, offer);
+        }
         let Some(&key) = self.by_engine.get(&offer.call) else {
             // The call ended while the engine decided: give the agents back.
             for agent in offer.agents {
@@ -59,40 +64,15 @@ impl Calls {
                 }
                 ringing.offered.push(agent);
                 for binding in bindings {
-                    let sip_call_id = ep.new_call_id();
-                    let mut invite = Request::new(Method::Invite, binding.contact.clone());
-                    let display = caller.replace('"', "");
-                    invite.headers.push(
-                        HeaderName::From,
-                        format!(
-                            "\"{display}\" <sip:{caller}@{}>;tag={}",
-                            self.domain,
-                            ep.new_tag()
-                        ),
+                    let (invite, sip_call_id) = agent_invite(
+                        ep,
+                        &self.domain,
+                        &binding,
+                        (&caller, &caller),
+                        &agent_id,
+                        &offer.route,
+                        call.media.agent_offer_sdp(),
                     );
-                    invite
-                        .headers
-                        .push(HeaderName::To, format!("<sip:{agent_id}@{}>", self.domain));
-                    invite.headers.push(HeaderName::CallId, sip_call_id.clone());
-                    invite.headers.push(HeaderName::CSeq, "1 INVITE");
-                    invite.headers.push(
-                        HeaderName::Contact,
-                        format!(
-                            "<{}>",
-                            ep.local_uri(Some("switchboard"), binding.source.transport)
-                        ),
-                    );
-                    invite
-                        .headers
-                        .push(HeaderName::Allow, switchboard_sip::ALLOW);
-                    invite.headers.push(
-                        HeaderName::Other("X-Switchboard-Route".into()),
-                        offer.route.replace(['\r', '\n'], " "),
-                    );
-                    invite
-                        .headers
-                        .push(HeaderName::ContentType, "application/sdp");
-                    invite.body = call.media.agent_offer_sdp();
                     let txn = ep.send_request(now, binding.source.clone(), invite);
                     debug!(call = key, agent = %agent_id, contact = %binding.contact, "ringing agent");
                     new_legs.push((txn, sip_call_id.clone()));
@@ -150,6 +130,11 @@ impl Calls {
         txn: ClientTxnKey,
         resp: Response,
     ) {
+        if let Some(key) = self.outbound_txn(txn)
+            && !self.orphans.contains_key(&txn)
+        {
+            return self.outbound_response(ep, now, key, txn, &resp);
+        }
         let status = resp.status;
         if status < 200 {
             return;
@@ -411,6 +396,51 @@ impl Calls {
         self.timers
             .retain(|(_, t)| *t != Timer::RingTimeout { key, agent });
     }
+}
+
+/// An INVITE ringing one registered contact of an agent: From shows `(display, user)`
+/// (the caller, or the number an outbound call will dial), the route is in
+/// `X-Switchboard-Route`. Returns it with its Call-ID.
+pub(super) fn agent_invite(
+    ep: &mut Endpoint,
+    domain: &str,
+    binding: &switchboard_sip::registrar::Binding,
+    (display, user): (&str, &str),
+    agent_id: &str,
+    route: &str,
+    sdp: Vec<u8>,
+) -> (Request, String) {
+    let sip_call_id = ep.new_call_id();
+    let mut invite = Request::new(Method::Invite, binding.contact.clone());
+    let display = display.replace('"', "");
+    invite.headers.push(
+        HeaderName::From,
+        format!("\"{display}\" <sip:{user}@{domain}>;tag={}", ep.new_tag()),
+    );
+    invite
+        .headers
+        .push(HeaderName::To, format!("<sip:{agent_id}@{domain}>"));
+    invite.headers.push(HeaderName::CallId, sip_call_id.clone());
+    invite.headers.push(HeaderName::CSeq, "1 INVITE");
+    invite.headers.push(
+        HeaderName::Contact,
+        format!(
+            "<{}>",
+            ep.local_uri(Some("switchboard"), binding.source.transport)
+        ),
+    );
+    invite
+        .headers
+        .push(HeaderName::Allow, switchboard_sip::ALLOW);
+    invite.headers.push(
+        HeaderName::Other("X-Switchboard-Route".into()),
+        route.replace(['\r', '\n'], " "),
+    );
+    invite
+        .headers
+        .push(HeaderName::ContentType, "application/sdp");
+    invite.body = sdp;
+    (invite, sip_call_id)
 }
 
 /// CANCELs every leg of `agent` still calling.

@@ -26,6 +26,7 @@ mod ending;
 mod inbound;
 mod legs;
 mod menu;
+mod outbound;
 mod queued;
 mod records;
 mod state;
@@ -60,6 +61,7 @@ use crate::metrics::Metrics;
 use crate::routing::StoreDirectory;
 use crate::shared::{ActiveCall, Shared};
 
+pub use outbound::{DialRequest, OutboundKind};
 use state::{Call, Ended, Side, Timer};
 
 /// A trunk's admission rule.
@@ -70,6 +72,12 @@ struct Trunk {
     dids: HashMap<String, Purpose>,
     /// `username` and `password`: sources outside `allow` may answer a 407 with them.
     credentials: Option<(String, String)>,
+    /// `outbound`: where outbound calls through this trunk go.
+    outbound: Option<Box<config::OutboundTarget>>,
+    /// `outbound_username` and `outbound_password`: our answer to the PBX's challenge.
+    outbound_credentials: Option<(String, String)>,
+    /// `caller_id`: the From number of outbound calls.
+    caller_id: Option<String>,
 }
 
 /// An agent leg given up on (cancelled, or left behind by its call) is forgotten this many
@@ -80,8 +88,9 @@ const FORGET_LEG_AFTER_T1: u32 = 128;
 
 /// The names of call control's tables, in the order of [`Calls::table_sizes`]: every one is
 /// empty when no call is in progress and no agent leg is still ending.
-pub const TABLES: [&str; 8] = [
+pub const TABLES: [&str; 9] = [
     "calls",
+    "outbound",
     "by_engine",
     "by_invite",
     "by_client_txn",
@@ -92,10 +101,12 @@ pub const TABLES: [&str; 8] = [
 ];
 
 /// Input for call control from tasks other than the endpoint task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum CallInput {
     /// A DTMF digit from the caller of call `key`.
     Digit { key: u64, digit: char },
+    /// Start an outbound call (click-to-call, a due call-back).
+    Dial(Box<DialRequest>),
 }
 
 /// What call control works with, built by the server.
@@ -130,6 +141,8 @@ pub struct Calls {
     domain: String,
     queue_settings: HashMap<String, config::QueueConfig>,
     calls: HashMap<u64, Call>,
+    /// Outbound calls in progress (agent first, then the customer through a trunk).
+    outbound: HashMap<u64, outbound::Outbound>,
     next_key: u64,
     by_engine: HashMap<CallId, u64>,
     by_invite: HashMap<ServerTxnKey, u64>,
@@ -218,6 +231,13 @@ impl Calls {
                     .filter_map(|(did, p)| Purpose::from_str(p).ok().map(|p| (did.clone(), p)))
                     .collect(),
                 credentials: t.username.clone().zip(t.password.clone()),
+                outbound: t
+                    .outbound
+                    .as_deref()
+                    .and_then(|u| config::OutboundTarget::parse(u).ok())
+                    .map(Box::new),
+                outbound_credentials: t.outbound_username.clone().zip(t.outbound_password.clone()),
+                caller_id: t.caller_id.clone(),
             })
             .collect();
         Calls {
@@ -241,6 +261,7 @@ impl Calls {
                 .map(|q| (q.name.clone(), q.clone()))
                 .collect(),
             calls: HashMap::new(),
+            outbound: HashMap::new(),
             next_key: 1,
             by_engine: HashMap::new(),
             by_invite: HashMap::new(),
@@ -273,13 +294,14 @@ impl Calls {
 
     /// Calls in progress.
     pub fn active(&self) -> usize {
-        self.calls.len()
+        self.calls.len() + self.outbound.len()
     }
 
     /// Entries in each table of [`TABLES`] (for the `switchboard_call_state_entries` gauge).
     pub fn table_sizes(&self) -> [usize; TABLES.len()] {
         [
             self.calls.len(),
+            self.outbound.len(),
             self.by_engine.len(),
             self.by_invite.len(),
             self.by_client_txn.len(),
@@ -325,6 +347,8 @@ impl Calls {
                 Timer::RtpCheck { key } => self.check_rtp(ep, now, key),
                 Timer::SessionRefresh { key } => self.refresh_session(ep, now, key),
                 Timer::SessionExpired { key } => self.session_expired(ep, now, key),
+                Timer::OutboundAgentRing { key } => self.outbound_agent_timeout(ep, now, key),
+                Timer::OutboundNoAnswer { key } => self.outbound_customer_timeout(ep, now, key),
             }
         }
         self.pump(ep, now);
@@ -450,6 +474,7 @@ impl Calls {
     pub fn on_input(&mut self, ep: &mut Endpoint, now: Instant, input: CallInput) {
         match input {
             CallInput::Digit { key, digit } => self.on_digit(ep, now, key, digit),
+            CallInput::Dial(req) => self.dial(now, *req),
         }
         self.pump(ep, now);
     }
@@ -459,6 +484,16 @@ impl Calls {
         let keys: Vec<u64> = self.calls.keys().copied().collect();
         for key in keys {
             self.end_call(ep, now, key, Ended::Shutdown);
+        }
+        let keys: Vec<u64> = self.outbound.keys().copied().collect();
+        for key in keys {
+            self.end_outbound(
+                ep,
+                now,
+                key,
+                outbound::OutResult::Failed,
+                switchboard_store::HangupSide::System,
+            );
         }
     }
 

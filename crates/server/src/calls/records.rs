@@ -339,6 +339,23 @@ impl Calls {
             self.write_queue_event_detached(now, call, kind, agent, queue, data);
             return;
         };
+        if self.outbound.contains_key(&key) {
+            // An outbound call whose agent never became free in time: give up.
+            if let E::CallTimedOut { .. } = event {
+                info!(
+                    call = key,
+                    "outbound call: the agent did not become free in time"
+                );
+                self.end_outbound(
+                    ep,
+                    now,
+                    key,
+                    super::outbound::OutResult::AgentNoAnswer,
+                    CdrHangup::System,
+                );
+            }
+            return;
+        }
         let Some(c) = self.calls.get(&key) else {
             return;
         };

@@ -190,6 +190,10 @@ pub(super) enum Timer {
     SessionRefresh { key: u64 },
     /// The session timer of call `key` ran out without a refresh (RFC 4028 §10).
     SessionExpired { key: u64 },
+    /// The agent's phone of outbound call `key` rang too long.
+    OutboundAgentRing { key: u64 },
+    /// The customer of outbound call `key` did not answer in time.
+    OutboundNoAnswer { key: u64 },
 }
 
 impl Timer {
@@ -201,7 +205,9 @@ impl Timer {
             | Timer::MenuTimeout { key }
             | Timer::RtpCheck { key }
             | Timer::SessionRefresh { key }
-            | Timer::SessionExpired { key } => Some(key),
+            | Timer::SessionExpired { key }
+            | Timer::OutboundAgentRing { key }
+            | Timer::OutboundNoAnswer { key } => Some(key),
             Timer::ForgetLeg { .. } => None,
         }
     }

@@ -10,6 +10,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 mod numbers;
+mod outbound;
 mod paths;
 mod sections;
 mod security;
@@ -18,6 +19,7 @@ mod validate;
 mod wallboard;
 
 pub use numbers::NumbersConfig;
+pub use outbound::OutboundTarget;
 pub use paths::StateDirSource;
 pub use sections::*;
 pub use security::SecurityConfig;

@@ -210,6 +210,17 @@ pub struct TrunkConfig {
     pub username: Option<String>,
     #[serde(default)]
     pub password: Option<String>,
+    /// Where outbound calls (call-backs, click-to-call) go: a `sip:` URI of the PBX.
+    #[serde(default)]
+    pub outbound: Option<String>,
+    /// Credentials for the PBX's digest challenge (401/407) to our outbound INVITEs.
+    #[serde(default)]
+    pub outbound_username: Option<String>,
+    #[serde(default)]
+    pub outbound_password: Option<String>,
+    /// The From number of outbound calls.
+    #[serde(default)]
+    pub caller_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -201,6 +201,33 @@ impl Config {
                     "username and password must be given together",
                 ));
             }
+            if trunk.outbound_username.is_some() != trunk.outbound_password.is_some() {
+                errors.push(err(
+                    at.clone(),
+                    "outbound_username and outbound_password must be given together",
+                ));
+            }
+            if let Some(uri) = &trunk.outbound
+                && let Err(e) = super::outbound::OutboundTarget::parse(uri)
+            {
+                errors.push(err(format!("{at}.outbound"), e));
+            }
+            if trunk.outbound.is_none()
+                && (trunk.outbound_username.is_some() || trunk.caller_id.is_some())
+            {
+                errors.push(err(
+                    format!("{at}.outbound"),
+                    "outbound_username or caller_id is set but outbound (where calls go) is not",
+                ));
+            }
+            if let Some(id) = &trunk.caller_id
+                && (id.is_empty() || !id.chars().all(|c| c.is_ascii_digit() || c == '+'))
+            {
+                errors.push(err(
+                    format!("{at}.caller_id"),
+                    format!("{id:?} is not a phone number such as +38512345678"),
+                ));
+            }
             if trunk.allow.is_empty() && trunk.username.is_none() {
                 errors.push(err(
                     at,

@@ -1,0 +1,285 @@
+//! Outbound calls through the real server: SIPp plays the PBX's outbound side (digest
+//! challenge, early media, answer or busy) and a SIPp agent answers first (click-to-call,
+//! `POST /api/v1/calls`). The checks: the agent is rung before the number is dialed, the
+//! PBX's challenge is answered with the trunk's outbound credentials, RTP flows both ways,
+//! and the record says `outbound` with the result.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::harness::*;
+
+/// The demo company with its trunk's outbound side at `pbx_port`.
+fn company(pbx_port: u16) -> Server {
+    let ports = Ports::new();
+    let config = demo_config(&ports).replacen(
+        "name = \"pbx-main\"\n",
+        &format!(
+            "name = \"pbx-main\"\noutbound = \"sip:127.0.0.1:{pbx_port};transport=udp\"\n\
+             outbound_username = \"sb\"\noutbound_password = \"sb-secret\"\n\
+             caller_id = \"+38512345678\"\n"
+        ),
+        1,
+    );
+    Server::start(&config, ports)
+}
+
+/// SIPp as the PBX, answering one INVITE with `scenario` on `port`; `talk_ms` before its BYE.
+fn pbx(scenario: &str, port: u16, talk_ms: u64, dir: &std::path::Path) -> Child {
+    let media_port = free_port();
+    Command::new("timeout")
+        .arg("40")
+        .arg("sipp")
+        .arg("-sf")
+        .arg(data(&format!("sipp/{scenario}")))
+        .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+        .args([
+            "-mi",
+            "127.0.0.1",
+            "-mp",
+            &media_port.to_string(),
+            "-rtp_echo",
+        ])
+        .args(["-m", "1", "-d", &talk_ms.to_string(), "-nostdin"])
+        .args([
+            "-timeout",
+            "35s",
+            "-timeout_error",
+            "-trace_msg",
+            "-message_file",
+        ])
+        .arg(dir.join("pbx.log"))
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn sipp pbx")
+}
+
+fn wait_available(server: &Server, agent: &str) {
+    wait_until(
+        server,
+        "the agent available",
+        Duration::from_secs(10),
+        || {
+            api_get(server.ports.http, &format!("/api/v1/agents/{agent}"))
+                .is_ok_and(|(_, b)| b.contains("\"state\":\"available\""))
+        },
+    );
+}
+
+fn num(rec: &std::collections::HashMap<String, String>, key: &str) -> u64 {
+    rec.get(key).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+#[test]
+fn click_to_call_rings_the_agent_then_dials_the_trunk_with_digest() {
+    if without_sipp() {
+        return;
+    }
+    let pbx_port = free_port();
+    let server = company(pbx_port);
+    let dir = tempfile::tempdir().unwrap();
+    let mut pbx = pbx("pbx_outbound.xml", pbx_port, 3000, dir.path());
+    let agent = SippAgent::start(&server, "ana", None);
+    wait_available(&server, "ana");
+
+    let (status, body) = api_post(
+        server.ports.http,
+        "/api/v1/calls",
+        r#"{"agent": "ana", "number": "+385 91 555 0100", "queue": "orders"}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 202, "{body}");
+    let order: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(order["number"], "+385915550100");
+    let id = order["id"].as_str().unwrap().to_owned();
+
+    let done = wait_with_timeout(&mut pbx, Duration::from_secs(30));
+    let pbx_log = std::fs::read_to_string(dir.path().join("pbx.log")).unwrap_or_default();
+    assert!(
+        done.is_some_and(|s| s.success()),
+        "the PBX scenario failed\n{pbx_log}\n{}",
+        server.log()
+    );
+    // The PBX saw our INVITE twice: bare, then with the digest answer, From = caller_id.
+    assert!(
+        pbx_log.contains("INVITE sip:+385915550100@127.0.0.1:"),
+        "{pbx_log}"
+    );
+    assert!(
+        pbx_log.contains("Authorization: Digest username=\"sb\""),
+        "{pbx_log}"
+    );
+    assert!(pbx_log.contains("From: <sip:+38512345678@"), "{pbx_log}");
+    assert!(!pbx_log.contains("403 Forbidden"), "{pbx_log}");
+    assert_eq!(agent.invites(), 1, "{}", agent.messages());
+    // Agent first: the agent's INVITE shows the number, before the PBX was called.
+    assert!(agent.messages().contains("+385915550100"));
+
+    wait_until(
+        &server,
+        "the outbound record",
+        Duration::from_secs(10),
+        || {
+            ended_calls(&server.log())
+                .iter()
+                .any(|r| r.get("direction").is_some_and(|d| d == "outbound"))
+        },
+    );
+    let rec = ended_calls(&server.log()).swap_remove(0);
+    assert_eq!(rec["result"], "answered", "{rec:?}");
+    assert_eq!(rec["hangup"], "caller", "{rec:?}");
+    for key in [
+        "caller_rtp_in",
+        "caller_rtp_out",
+        "agent_rtp_in",
+        "agent_rtp_out",
+    ] {
+        assert!(
+            num(&rec, key) > 20,
+            "too few RTP packets for {key}: {rec:?}"
+        );
+    }
+    wait_until(
+        &server,
+        "the stored record",
+        Duration::from_secs(10),
+        || api_get(server.ports.http, "/api/v1/calls").is_ok_and(|(_, b)| b.contains(&id)),
+    );
+    let (_, calls) = api_get(server.ports.http, "/api/v1/calls").unwrap();
+    let calls: serde_json::Value = serde_json::from_str(&calls).unwrap();
+    let call = calls
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(call["direction"], "outbound", "{call}");
+    assert_eq!(call["outcome"], "answered", "{call}");
+    assert_eq!(call["agent_id"], "ana", "{call}");
+    assert_eq!(call["dialed"], "+385915550100", "{call}");
+    assert_eq!(call["caller"], "+38512345678", "{call}");
+    assert_eq!(call["trunk"], "pbx-main", "{call}");
+    assert!(call["talk_ms"].as_i64().unwrap() >= 2000, "{call}");
+    let (_, metrics) = http_get(server.ports.http, "/metrics").unwrap();
+    assert_eq!(
+        metric_sum(
+            &metrics,
+            "switchboard_outbound_calls_total",
+            &["kind=\"click\"", "outcome=\"answered\""]
+        ),
+        1.0,
+        "{metrics}"
+    );
+    // Nothing of the call is left in call control's tables.
+    wait_until(
+        &server,
+        "call control's tables empty",
+        Duration::from_secs(5),
+        || {
+            let (_, m) = http_get(server.ports.http, "/metrics").unwrap();
+            [
+                "outbound",
+                "by_engine",
+                "by_client_txn",
+                "by_sip_call_id",
+                "timers",
+            ]
+            .iter()
+            .all(|t| {
+                metric_sum(
+                    &m,
+                    "switchboard_call_state_entries",
+                    &[&format!("table=\"{t}\"")],
+                ) == 0.0
+            })
+        },
+    );
+}
+
+#[test]
+fn a_busy_number_ends_as_busy_and_frees_the_agent() {
+    if without_sipp() {
+        return;
+    }
+    let pbx_port = free_port();
+    let server = company(pbx_port);
+    let dir = tempfile::tempdir().unwrap();
+    let mut pbx = pbx("pbx_busy.xml", pbx_port, 0, dir.path());
+    let agent = SippAgent::start(&server, "ana", None);
+    wait_available(&server, "ana");
+
+    // Orders the API refuses: unknown agent, bad number, agent not available.
+    let port = server.ports.http;
+    let (s, b) = api_post(
+        port,
+        "/api/v1/calls",
+        r#"{"agent": "zoe", "number": "+38591"}"#,
+    )
+    .unwrap();
+    assert_eq!(s, 404, "{b}");
+    let (s, b) = api_post(
+        port,
+        "/api/v1/calls",
+        r#"{"agent": "ana", "number": "call me"}"#,
+    )
+    .unwrap();
+    assert_eq!(s, 422, "{b}");
+    let (s, b) = api_post(
+        port,
+        "/api/v1/calls",
+        r#"{"agent": "marko", "number": "+38591555"}"#,
+    )
+    .unwrap();
+    assert_eq!(s, 409, "marko is logged out: {b}");
+
+    let (s, b) = api_post(
+        port,
+        "/api/v1/calls",
+        r#"{"agent": "ana", "number": "+385915550101"}"#,
+    )
+    .unwrap();
+    assert_eq!(s, 202, "{b}");
+    let done = wait_with_timeout(&mut pbx, Duration::from_secs(30));
+    let pbx_log = std::fs::read_to_string(dir.path().join("pbx.log")).unwrap_or_default();
+    assert!(
+        done.is_some_and(|s| s.success()),
+        "{pbx_log}\n{}",
+        server.log()
+    );
+    wait_until(
+        &server,
+        "the outbound record",
+        Duration::from_secs(10),
+        || !ended_calls(&server.log()).is_empty(),
+    );
+    let rec = ended_calls(&server.log()).swap_remove(0);
+    assert_eq!(rec["direction"], "outbound", "{rec:?}");
+    assert_eq!(rec["result"], "busy", "{rec:?}");
+    assert_eq!(rec["outcome"], "failed", "{rec:?}");
+    assert!(rec["route"].contains("486"), "{rec:?}");
+    // The agent, who had answered, got a BYE and is free again after the wrap-up.
+    wait_until(&server, "the agent's BYE", Duration::from_secs(5), || {
+        agent.messages().contains("BYE sip:")
+    });
+    wait_until(
+        &server,
+        "ana available again",
+        Duration::from_secs(15),
+        || {
+            api_get(port, "/api/v1/agents/ana")
+                .is_ok_and(|(_, b)| b.contains("\"state\":\"available\""))
+        },
+    );
+    let (_, metrics) = http_get(port, "/metrics").unwrap();
+    assert_eq!(
+        metric_sum(
+            &metrics,
+            "switchboard_outbound_calls_total",
+            &["kind=\"click\"", "outcome=\"busy\""]
+        ),
+        1.0
+    );
+}
