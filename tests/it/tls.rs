@@ -293,7 +293,7 @@ fn sips_requests_need_tls() {
 }
 
 /// Reads one SIP message (headers and a Content-Length body) from a TLS stream.
-fn read_sip(stream: &mut impl Read, pending: &mut Vec<u8>) -> String {
+fn read_sip(stream: &mut (impl Read + ?Sized), pending: &mut Vec<u8>) -> String {
     let mut buf = [0u8; 4096];
     loop {
         if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -352,33 +352,9 @@ fn in_dialog_requests_to_a_tls_route_open_a_verified_tls_connection() {
     crate::harness::put_on_break(&server, &["ivan", "petra"]);
 
     // The SBC's TLS listener, with a certificate from the CA Switchboard trusts.
-    let (sbc_cert, sbc_key, _) = ca.issue();
-    let sbc_config = Arc::new(
-        rustls::ServerConfig::builder_with_provider(Arc::new(
-            #[allow(deprecated)]
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            CertificateDer::pem_slice_iter(sbc_cert.as_bytes())
-                .collect::<Result<Vec<_>, _>>()
-                .unwrap(),
-            rustls_pki_types::PrivateKeyDer::from_pem_slice(sbc_key.as_bytes()).unwrap(),
-        )
-        .unwrap(),
-    );
-    let sbc = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let sbc_port = sbc.local_addr().unwrap().port();
-    let sbc_thread = std::thread::spawn(move || {
-        let (mut sock, _) = sbc.accept().unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut conn = rustls::ServerConnection::new(sbc_config).unwrap();
-        let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+    let (sbc_port, sbc_thread) = tls_pbx(&ca, |tls| {
         let mut pending = Vec::new();
-        let bye = read_sip(&mut tls, &mut pending);
+        let bye = read_sip(tls, &mut pending);
         let ok = format!(
             "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
             header(&bye, "Via"),
@@ -465,4 +441,145 @@ fn in_dialog_requests_to_a_tls_route_open_a_verified_tls_connection() {
     });
     let log = server.log();
     assert!(log.contains("outbound TLS connection established"), "{log}");
+}
+
+/// A PBX's TLS listener for one test: accepts one connection with a certificate from `ca`
+/// and hands the stream to `serve` on a thread of its own.
+fn tls_pbx<T: Send + 'static>(
+    ca: &Ca,
+    serve: impl FnOnce(&mut dyn ReadWrite) -> T + Send + 'static,
+) -> (u16, std::thread::JoinHandle<T>) {
+    let (cert, key, _) = ca.issue();
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            #[allow(deprecated)]
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            CertificateDer::pem_slice_iter(cert.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap(),
+            rustls_pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+        )
+        .unwrap(),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let thread = std::thread::spawn(move || {
+        let (mut sock, _) = listener.accept().unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        let mut conn = rustls::ServerConnection::new(config).unwrap();
+        let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+        serve(&mut tls)
+    });
+    (port, thread)
+}
+
+/// A TLS stream the PBX threads read and write.
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+/// Click-to-call through a trunk whose `outbound` URI says `;transport=tls`: Switchboard
+/// opens the TLS connection itself, verifies the PBX against `[tls] ca`, sends the INVITE
+/// over it (Via and Contact say TLS), and the PBX's BYE comes back on that connection.
+#[test]
+fn click_to_call_through_a_tls_trunk() {
+    if without_sipp() {
+        return;
+    }
+    let ca = Ca::new();
+    let (cert, key, _) = ca.issue();
+    let dir = tempfile::tempdir().unwrap();
+    install(dir.path(), &cert, &key);
+    ca.write(dir.path());
+    let (pbx_port, pbx) = tls_pbx(&ca, |tls| {
+        let mut pending = Vec::new();
+        let invite = read_sip(tls, &mut pending);
+        let to = format!("{};tag=pbx-tls", header(&invite, "To"));
+        let sdp = "v=0\r\no=pbx 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40002 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n";
+        let ok = format!(
+            "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\n\
+             Contact: <sip:pbx@127.0.0.1;transport=tls>\r\nContent-Type: application/sdp\r\n\
+             Content-Length: {}\r\n\r\n{sdp}",
+            header(&invite, "Via"),
+            header(&invite, "From"),
+            header(&invite, "Call-ID"),
+            header(&invite, "CSeq"),
+            sdp.len()
+        );
+        tls.write_all(ok.as_bytes()).unwrap();
+        let ack = read_sip(tls, &mut pending);
+        std::thread::sleep(Duration::from_secs(1));
+        let target = header(&invite, "Contact")
+            .trim_start_matches('<')
+            .split('>')
+            .next()
+            .unwrap()
+            .to_owned();
+        let bye = format!(
+            "BYE {target} SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1;branch=z9hG4bK-pbx-bye\r\n\
+             Max-Forwards: 70\r\nFrom: {to}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 2 BYE\r\n\
+             Content-Length: 0\r\n\r\n",
+            header(&invite, "From"),
+            header(&invite, "Call-ID"),
+        );
+        tls.write_all(bye.as_bytes()).unwrap();
+        let bye_ok = read_sip(tls, &mut pending);
+        (invite, ack, bye_ok)
+    });
+    let ports = Ports::new();
+    let tls_port = free_port();
+    let config = tls_config(&ports, tls_port).replacen(
+        "name = \"pbx-main\"\n",
+        &format!("name = \"pbx-main\"\noutbound = \"sip:127.0.0.1:{pbx_port};transport=tls\"\n"),
+        1,
+    ) + "ca = \"ca.pem\"\n";
+    let server = Server::start_in(dir, &config, ports);
+    let _ana = crate::harness::SippAgent::start(&server, "ana", None);
+    wait_until(&server, "ana available", Duration::from_secs(10), || {
+        crate::harness::api_get(server.ports.http, "/api/v1/agents/ana")
+            .is_ok_and(|(_, b)| b.contains("\"state\":\"available\""))
+    });
+    let (status, body) = crate::harness::api_post(
+        server.ports.http,
+        "/api/v1/calls",
+        r#"{"agent": "ana", "number": "+385915550100"}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 202, "{body}");
+
+    let (invite, ack, bye_ok) = pbx.join().unwrap();
+    assert!(
+        invite.starts_with(&format!(
+            "INVITE sip:+385915550100@127.0.0.1:{pbx_port};transport=tls SIP/2.0"
+        )),
+        "{invite}"
+    );
+    assert!(
+        header(&invite, "Via").starts_with("SIP/2.0/TLS "),
+        "{invite}"
+    );
+    assert!(
+        header(&invite, "Contact").contains(&format!(":{tls_port};transport=tls")),
+        "{invite}"
+    );
+    assert!(ack.starts_with("ACK "), "{ack}");
+    assert!(bye_ok.starts_with("SIP/2.0 200"), "{bye_ok}");
+    wait_until(
+        &server,
+        "the outbound record",
+        Duration::from_secs(10),
+        || {
+            ended_calls(&server.log())
+                .iter()
+                .any(|r| r.get("direction").is_some_and(|d| d == "outbound"))
+        },
+    );
+    let rec = ended_calls(&server.log()).swap_remove(0);
+    assert_eq!(rec["result"], "answered", "{rec:?}");
+    assert!(server.log().contains("outbound TLS connection established"));
 }

@@ -115,6 +115,18 @@ mod tests {
     }
 
     #[test]
+    fn an_outbound_tls_trunk_needs_a_tls_section() {
+        let text = format!(
+            "{}\n[[trunks]]\nname = \"pbx\"\nallow = [\"127.0.0.1\"]\noutbound = \"sip:127.0.0.1:5081;transport=tls\"\n",
+            super::super::tests::minimal()
+        );
+        let errors = Config::from_toml(&text).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].path, "trunks[0].outbound");
+        assert!(errors[0].message.contains("[tls]"), "{errors:?}");
+    }
+
+    #[test]
     fn certificate_files_are_checked_with_their_key_path() {
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = pair(&["localhost"]);
