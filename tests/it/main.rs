@@ -1,6 +1,6 @@
 //! Integration tests: the real `switchboard` binary over real loopback sockets, with real
 //! peers (SIPp) where the behaviour concerns other SIP software. One binary, so the
-//! workspace links once. The harness is in `harness.rs`.
+//! workspace links once. The harness is in `harness/`.
 
 #![allow(
     clippy::unwrap_used,

@@ -540,10 +540,7 @@ fn click_to_call_through_a_tls_trunk() {
     ) + "ca = \"ca.pem\"\n";
     let server = Server::start_in(dir, &config, ports);
     let _ana = crate::harness::SippAgent::start(&server, "ana", None);
-    wait_until(&server, "ana available", Duration::from_secs(10), || {
-        crate::harness::api_get(server.ports.http, "/api/v1/agents/ana")
-            .is_ok_and(|(_, b)| b.contains("\"state\":\"available\""))
-    });
+    crate::harness::wait_available(&server, "ana");
     let (status, body) = crate::harness::api_post(
         server.ports.http,
         "/api/v1/calls",
@@ -569,17 +566,7 @@ fn click_to_call_through_a_tls_trunk() {
     );
     assert!(ack.starts_with("ACK "), "{ack}");
     assert!(bye_ok.starts_with("SIP/2.0 200"), "{bye_ok}");
-    wait_until(
-        &server,
-        "the outbound record",
-        Duration::from_secs(10),
-        || {
-            ended_calls(&server.log())
-                .iter()
-                .any(|r| r.get("direction").is_some_and(|d| d == "outbound"))
-        },
-    );
-    let rec = ended_calls(&server.log()).swap_remove(0);
+    let rec = crate::harness::outbound_record(&server);
     assert_eq!(rec["result"], "answered", "{rec:?}");
     assert!(server.log().contains("outbound TLS connection established"));
 }
