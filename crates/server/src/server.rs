@@ -583,6 +583,10 @@ impl Driver {
         }
         // Carry out what the engine decided (offers → INVITEs to agents, records).
         self.calls.pump(&mut self.endpoint, now);
+        // Counted before they leave: a peer that has its answer never scrapes an older count.
+        self.sent_responses
+            .advance(&self.endpoint.stats().responses_sent);
+        self.security.after_batch(&mut self.endpoint);
         while let Some(t) = self.endpoint.poll_transmit() {
             send(
                 &t.dest,
@@ -592,9 +596,6 @@ impl Driver {
                 self.dialer.as_ref(),
             );
         }
-        self.sent_responses
-            .advance(&self.endpoint.stats().responses_sent);
-        self.security.after_batch(&mut self.endpoint);
         let count = self.endpoint.registrar().binding_count();
         self.metrics.registrations.set(gauge(count));
         let g = &self.state_gauges;
