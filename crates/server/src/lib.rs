@@ -22,6 +22,7 @@ pub mod security;
 pub mod server;
 pub mod service;
 pub mod shared;
+pub mod tls;
 pub mod transport;
 pub mod web;
 pub mod ws;

@@ -1,12 +1,14 @@
-//! SIP transports on tokio: UDP sockets, TCP and WebSocket listeners of `[sip] listen`.
+//! SIP transports on tokio: UDP sockets, TCP, TLS, WebSocket and secure WebSocket listeners
+//! of `[sip] listen`.
 //!
 //! Socket tasks only move bytes: every datagram and every framed stream message goes over a
 //! bounded channel to the one task that owns the sans-IO [`switchboard_sip::Endpoint`]
-//! (see `server::drive_endpoint`). Outbound bytes come back as [`Outbound`] routes:
-//! a UDP socket to send from, or the writer channel of the TCP connection a request came on,
-//! so responses leave over the connection the request arrived on (RFC 3261 §18.2.2).
-//! WebSocket connections (RFC 7118, `ws.rs`) are stream connections too: one SIP message
-//! per frame instead of Content-Length framing.
+//! (the `Driver` of `server.rs`). Outbound bytes go to a UDP socket or to the writer channel
+//! of a stream connection, so responses leave over the connection the request arrived on
+//! (RFC 3261 §18.2.2). TCP and TLS connections share one connection loop
+//! ([`stream_connection`]); the TLS handshake and certificates live in `tls.rs`. WebSocket
+//! connections (RFC 7118, `ws.rs`; over TLS for `wss:`) are stream connections too, with
+//! one SIP message per frame instead of Content-Length framing.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,13 +18,13 @@ use std::time::Duration;
 
 use switchboard_sip::Transport;
 use switchboard_sipmsg::{Frame, StreamFramer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-/// Identifies one stream (TCP or WebSocket) connection for the life of the process.
+/// Identifies one stream (TCP, TLS, WS or WSS) connection for the life of the process.
 pub type ConnId = u64;
 
 /// Something the socket tasks hand to the endpoint task.
@@ -34,7 +36,7 @@ pub enum Inbound {
         from: SocketAddr,
         bytes: Vec<u8>,
     },
-    /// A whole SIP message from stream connection `conn` (TCP or WebSocket).
+    /// A whole SIP message from stream connection `conn` (TCP, TLS, WS or WSS).
     Stream {
         conn: ConnId,
         transport: Transport,
@@ -50,6 +52,11 @@ pub enum Inbound {
     },
     /// A stream connection closed.
     Closed { conn: ConnId },
+    /// An outbound connection to `addr` could not be made: what was sent there failed.
+    Unreachable {
+        transport: Transport,
+        addr: SocketAddr,
+    },
 }
 
 /// Counters of what the transports dropped, for logs and metrics.
@@ -61,10 +68,39 @@ pub struct TransportStats {
     pub oversized: AtomicU64,
     /// Stream connections refused at `max_tcp_connections`.
     pub connections_refused: AtomicU64,
-    /// WebSocket handshakes refused (no `sip` subprotocol, not a WebSocket, timed out).
-    pub ws_handshake_failures: AtomicU64,
-    /// Open stream connections (TCP and WebSocket).
+    /// Open stream connections (TCP and TLS, TLS handshakes in progress included).
     pub connections_open: AtomicUsize,
+    /// TLS handshakes that failed or timed out.
+    pub tls_handshake_failures: AtomicU64,
+    /// WebSocket upgrades refused (no `sip` subprotocol, not a WebSocket, timed out).
+    pub ws_handshake_failures: AtomicU64,
+}
+
+/// One counted slot of `max_tcp_connections`, given back when the connection ends.
+#[derive(Debug)]
+pub struct ConnSlot(Arc<TransportStats>);
+
+impl ConnSlot {
+    /// Takes a slot, or `None` (counted and logged) when every slot is in use.
+    pub fn take(
+        stats: &Arc<TransportStats>,
+        limits: &Limits,
+        from: SocketAddr,
+    ) -> Option<ConnSlot> {
+        if stats.connections_open.load(Ordering::Relaxed) >= limits.max_tcp_connections {
+            stats.connections_refused.fetch_add(1, Ordering::Relaxed);
+            warn!(%from, "connection refused: max_tcp_connections reached");
+            return None;
+        }
+        stats.connections_open.fetch_add(1, Ordering::Relaxed);
+        Some(ConnSlot(Arc::clone(stats)))
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.0.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The bound listeners.
@@ -72,20 +108,32 @@ pub struct TransportStats {
 pub struct Listeners {
     pub udp: Vec<Arc<UdpSocket>>,
     pub tcp: Vec<TcpListener>,
+    pub tls: Vec<TcpListener>,
     pub ws: Vec<TcpListener>,
+    pub wss: Vec<TcpListener>,
+}
+
+/// The addresses of the stream listeners of `[sip] listen`, by transport.
+#[derive(Debug, Default)]
+pub struct StreamAddrs {
+    pub tcp: Vec<SocketAddr>,
+    pub tls: Vec<SocketAddr>,
+    pub ws: Vec<SocketAddr>,
+    pub wss: Vec<SocketAddr>,
 }
 
 impl Listeners {
     /// Binds every address; the first failure is returned with the address that failed.
     pub async fn bind(
         udp: &[SocketAddr],
-        tcp: &[SocketAddr],
-        ws: &[SocketAddr],
+        streams: &StreamAddrs,
     ) -> Result<Listeners, (String, std::io::Error)> {
         let mut listeners = Listeners {
             udp: Vec::new(),
             tcp: Vec::new(),
+            tls: Vec::new(),
             ws: Vec::new(),
+            wss: Vec::new(),
         };
         for addr in udp {
             let socket = UdpSocket::bind(addr)
@@ -94,11 +142,17 @@ impl Listeners {
             info!(transport = "udp", addr = %addr, "SIP listening");
             listeners.udp.push(Arc::new(socket));
         }
-        for addr in tcp {
+        for addr in &streams.tcp {
             listeners.tcp.push(bind_stream("tcp", addr).await?);
         }
-        for addr in ws {
+        for addr in &streams.tls {
+            listeners.tls.push(bind_stream("tls", addr).await?);
+        }
+        for addr in &streams.ws {
             listeners.ws.push(bind_stream("ws", addr).await?);
+        }
+        for addr in &streams.wss {
+            listeners.wss.push(bind_stream("wss", addr).await?);
         }
         Ok(listeners)
     }
@@ -123,14 +177,52 @@ pub struct Limits {
     pub tcp_idle_timeout: Duration,
 }
 
+/// What every stream connection task needs: limits, the way to the endpoint task, the
+/// counters, the stop token and the connection numbering.
+#[derive(Debug, Clone)]
+pub struct StreamContext {
+    pub limits: Limits,
+    pub inbound: mpsc::Sender<Inbound>,
+    pub stats: Arc<TransportStats>,
+    pub stop: CancellationToken,
+    next_conn: Arc<AtomicU64>,
+}
+
+impl StreamContext {
+    pub fn new(
+        limits: Limits,
+        inbound: mpsc::Sender<Inbound>,
+        stats: Arc<TransportStats>,
+        stop: CancellationToken,
+    ) -> StreamContext {
+        StreamContext {
+            limits,
+            inbound,
+            stats,
+            stop,
+            next_conn: Arc::new(AtomicU64::new(1)),
+        }
+    }
+
+    /// A number for a new connection, never reused.
+    pub fn next_conn(&self) -> ConnId {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
 /// Spawns the receive loops. Returns at once; the tasks stop when `stop` is cancelled.
+/// TLS and WSS listeners need `tls` (validation makes sure `[tls]` is set when they exist).
 pub fn spawn(
     listeners: Listeners,
-    limits: Limits,
-    inbound: mpsc::Sender<Inbound>,
-    stats: Arc<TransportStats>,
-    stop: CancellationToken,
+    ctx: &StreamContext,
+    tls: Option<&crate::tls::Tls>,
 ) -> Vec<Arc<UdpSocket>> {
+    let (limits, inbound, stats, stop) = (
+        ctx.limits,
+        ctx.inbound.clone(),
+        Arc::clone(&ctx.stats),
+        ctx.stop.clone(),
+    );
     let udp = listeners.udp.clone();
     for (index, socket) in listeners.udp.into_iter().enumerate() {
         let inbound = inbound.clone();
@@ -138,25 +230,35 @@ pub fn spawn(
         let stop = stop.clone();
         tokio::spawn(udp_loop(index, socket, limits, inbound, stats, stop));
     }
-    let next_conn = Arc::new(AtomicU64::new(1));
-    let streams = listeners
-        .tcp
-        .into_iter()
-        .map(|l| (Transport::Tcp, l))
-        .chain(listeners.ws.into_iter().map(|l| (Transport::Ws, l)));
-    for (transport, listener) in streams {
-        let stream = StreamTask {
-            limits,
-            inbound: inbound.clone(),
-            stats: Arc::clone(&stats),
-            stop: stop.clone(),
-        };
-        tokio::spawn(accept_loop(
-            transport,
-            listener,
-            stream,
-            Arc::clone(&next_conn),
-        ));
+    for listener in listeners.tcp {
+        tokio::spawn(tcp_accept_loop(listener, ctx.clone()));
+    }
+    for listener in listeners.tls {
+        match tls {
+            Some(tls) => {
+                tokio::spawn(crate::tls::accept_loop(
+                    listener,
+                    tls.acceptor(),
+                    ctx.clone(),
+                ));
+            }
+            None => warn!("tls: listener without [tls]: not served"),
+        }
+    }
+    for listener in listeners.ws {
+        tokio::spawn(crate::ws::accept_loop(listener, None, ctx.clone()));
+    }
+    for listener in listeners.wss {
+        match tls {
+            Some(tls) => {
+                tokio::spawn(crate::ws::accept_loop(
+                    listener,
+                    Some(tls.acceptor()),
+                    ctx.clone(),
+                ));
+            }
+            None => warn!("wss: listener without [tls]: not served"),
+        }
     }
     udp
 }
@@ -212,79 +314,107 @@ async fn udp_loop(
     }
 }
 
-/// What every stream connection task is given.
-#[derive(Debug, Clone)]
-pub(crate) struct StreamTask {
-    pub limits: Limits,
-    pub inbound: mpsc::Sender<Inbound>,
-    pub stats: Arc<TransportStats>,
-    pub stop: CancellationToken,
-}
-
-async fn accept_loop(
+/// Waits for the next connection on `listener` that gets a slot of `max_tcp_connections`
+/// (those that find none are closed at once); `None` once `stop` is cancelled.
+pub async fn accept(
+    listener: &TcpListener,
+    ctx: &StreamContext,
     transport: Transport,
-    listener: TcpListener,
-    task: StreamTask,
-    next_conn: Arc<AtomicU64>,
-) {
-    let kind = transport.via_token().to_ascii_lowercase();
+) -> Option<(TcpStream, StreamId)> {
     loop {
         let accepted = tokio::select! {
-            () = task.stop.cancelled() => return,
+            () = ctx.stop.cancelled() => return None,
             r = listener.accept() => r,
         };
         let (stream, from) = match accepted {
             Ok(r) => r,
             Err(e) => {
-                warn!("{kind} accept failed: {e}");
+                warn!("{transport:?} accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
-        if task.stats.connections_open.load(Ordering::Relaxed) >= task.limits.max_tcp_connections {
-            task.stats
-                .connections_refused
-                .fetch_add(1, Ordering::Relaxed);
-            warn!(%from, "{kind} connection refused: max_tcp_connections reached");
+        let Some(slot) = ConnSlot::take(&ctx.stats, &ctx.limits, from) else {
             drop(stream);
             continue;
-        }
-        let conn = next_conn.fetch_add(1, Ordering::Relaxed);
-        let span = info_span!("conn", transport = %kind, conn, peer = %from);
+        };
         let _ = stream.set_nodelay(true);
-        if transport == Transport::Ws {
-            tokio::spawn(crate::ws::connection(conn, stream, from, task.clone()).instrument(span));
-        } else {
-            tokio::spawn(tcp_connection(conn, stream, from, task.clone()).instrument(span));
-        }
+        let id = StreamId {
+            conn: ctx.next_conn(),
+            transport,
+            from,
+            slot,
+        };
+        return Some((stream, id));
     }
 }
 
-async fn tcp_connection(conn: ConnId, stream: TcpStream, from: SocketAddr, task: StreamTask) {
-    let StreamTask {
-        limits,
-        inbound,
-        stats,
-        stop,
-    } = task;
-    stats.connections_open.fetch_add(1, Ordering::Relaxed);
-    debug!("connection opened");
-    let (mut reader, mut writer) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITER_QUEUE);
-    if inbound
+async fn tcp_accept_loop(listener: TcpListener, ctx: StreamContext) {
+    while let Some((stream, id)) = accept(&listener, &ctx, Transport::Tcp).await {
+        let span = info_span!("tcp", conn = id.conn, peer = %id.from);
+        tokio::spawn(stream_connection(id, stream, ctx.clone()).instrument(span));
+    }
+}
+
+/// Who a stream connection is: its number, transport and peer, and the slot it holds.
+#[derive(Debug)]
+pub struct StreamId {
+    pub conn: ConnId,
+    pub transport: Transport,
+    pub from: SocketAddr,
+    pub slot: ConnSlot,
+}
+
+/// One stream connection (TCP, or TLS after its handshake) for its whole life: announces it
+/// to the endpoint task, frames what arrives into SIP messages, writes what the endpoint
+/// sends, answers CRLF keep-alives, and closes on idle timeout, framing errors or `stop`.
+pub async fn stream_connection<S>(id: StreamId, stream: S, ctx: StreamContext)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let StreamId {
+        conn,
+        transport,
+        from,
+        ..
+    } = id;
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(256);
+    if ctx
+        .inbound
         .send(Inbound::Opened {
             conn,
-            transport: Transport::Tcp,
+            transport,
             from,
             writer: tx.clone(),
         })
         .await
         .is_err()
     {
-        stats.connections_open.fetch_sub(1, Ordering::Relaxed);
         return;
     }
-    let write_stop = stop.clone();
+    run_stream(id, stream, ctx, (tx, rx)).await;
+}
+
+/// The body of [`stream_connection`] once the endpoint task knows the connection; `channel`
+/// is its writer channel (messages queued before the connection was up go out first).
+pub async fn run_stream<S>(
+    id: StreamId,
+    stream: S,
+    ctx: StreamContext,
+    channel: (mpsc::Sender<Vec<u8>>, mpsc::Receiver<Vec<u8>>),
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let StreamId {
+        conn,
+        transport,
+        from,
+        slot,
+    } = id;
+    debug!("connection opened");
+    let (tx, mut rx) = channel;
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let write_stop = ctx.stop.clone();
     let write_task = tokio::spawn(async move {
         loop {
             let bytes = tokio::select! {
@@ -297,11 +427,13 @@ async fn tcp_connection(conn: ConnId, stream: TcpStream, from: SocketAddr, task:
         }
         let _ = writer.shutdown().await;
     });
+    let limits = ctx.limits;
+    let inbound = &ctx.inbound;
     let mut framer = StreamFramer::new(limits.max_message_size);
     let mut buf = vec![0u8; 16 * 1024];
     'read: loop {
         let read = tokio::select! {
-            () = stop.cancelled() => break,
+            () = ctx.stop.cancelled() => break,
             r = tokio::time::timeout(limits.tcp_idle_timeout, reader.read(&mut buf)) => r,
         };
         let n = match read {
@@ -324,7 +456,7 @@ async fn tcp_connection(conn: ConnId, stream: TcpStream, from: SocketAddr, task:
                 Ok(Some(Frame::Message(bytes))) => {
                     let msg = Inbound::Stream {
                         conn,
-                        transport: Transport::Tcp,
+                        transport,
                         from,
                         bytes,
                     };
@@ -341,7 +473,7 @@ async fn tcp_connection(conn: ConnId, stream: TcpStream, from: SocketAddr, task:
                 Ok(Some(Frame::KeepAlivePong)) => {}
                 Err(e) => {
                     // A stream that cannot be framed cannot be resynchronised: close it.
-                    stats.oversized.fetch_add(1, Ordering::Relaxed);
+                    ctx.stats.oversized.fetch_add(1, Ordering::Relaxed);
                     warn!("closing connection: {e}");
                     break 'read;
                 }
@@ -351,17 +483,14 @@ async fn tcp_connection(conn: ConnId, stream: TcpStream, from: SocketAddr, task:
     drop(tx);
     let _ = inbound.send(Inbound::Closed { conn }).await;
     write_task.abort();
-    stats.connections_open.fetch_sub(1, Ordering::Relaxed);
+    drop(slot);
     debug!("connection closed");
 }
-
-/// Messages queued for one connection's writer before it counts as saturated.
-pub(crate) const WRITER_QUEUE: usize = 256;
 
 /// The endpoint task's view of open stream connections: owned by that one task, so no lock.
 #[derive(Debug, Default)]
 pub struct Connections {
-    writers: HashMap<ConnId, (Transport, SocketAddr, mpsc::Sender<Vec<u8>>)>,
+    writers: HashMap<ConnId, (SocketAddr, Transport, mpsc::Sender<Vec<u8>>)>,
 }
 
 impl Connections {
@@ -372,7 +501,7 @@ impl Connections {
         from: SocketAddr,
         writer: mpsc::Sender<Vec<u8>>,
     ) {
-        self.writers.insert(conn, (transport, from, writer));
+        self.writers.insert(conn, (from, transport, writer));
     }
 
     pub fn closed(&mut self, conn: ConnId) {
@@ -387,12 +516,17 @@ impl Connections {
         }
     }
 
+    /// Whether connection `conn` is open.
+    pub fn is_open(&self, conn: ConnId) -> bool {
+        self.writers.contains_key(&conn)
+    }
+
     /// A connection of `transport` to `addr`, if one is open (requests to a peer reuse its
     /// connection).
     pub fn to_addr(&self, transport: Transport, addr: SocketAddr) -> Option<ConnId> {
         self.writers
             .iter()
-            .find(|(_, (t, from, _))| *t == transport && *from == addr)
+            .find(|(_, (from, t, _))| *from == addr && *t == transport)
             .map(|(conn, _)| *conn)
     }
 }

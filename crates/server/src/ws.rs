@@ -1,4 +1,5 @@
-//! SIP over WebSocket (RFC 7118) on the `ws:` listeners of `[sip] listen`.
+//! SIP over WebSocket (RFC 7118) on the `ws:` and `wss:` listeners of `[sip] listen` (`wss:`
+//! runs the TLS handshake of `tls.rs` first, with the `[tls]` certificate).
 //!
 //! The handshake must offer the `sip` subprotocol, which is echoed back; anything else is
 //! refused with HTTP 400. After it, every text or binary frame is one whole SIP message (no
@@ -8,21 +9,25 @@
 //! (RFC 5626 flow), requests to that agent go down it, and its bindings go when it closes.
 //! The WebSocket protocol itself (frames, masking, ping/pong, close) is `tokio-tungstenite`.
 
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use switchboard_sip::Transport;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode, header};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
-use tracing::{debug, warn};
+use tracing::{Instrument, debug, info_span, warn};
 
-use crate::transport::{ConnId, Inbound, StreamTask, WRITER_QUEUE};
+use crate::transport::{self, Inbound, StreamContext, StreamId};
+
+/// Messages queued for one connection's writer before it counts as saturated.
+const WRITER_QUEUE: usize = 256;
 
 /// The subprotocol of RFC 7118 §4.1.
 const SUBPROTOCOL: &str = "sip";
@@ -73,20 +78,53 @@ fn frame(bytes: Vec<u8>) -> Message {
     }
 }
 
-/// Serves one accepted TCP connection as a SIP WebSocket until either side closes it.
-pub(crate) async fn connection(
-    conn: ConnId,
-    stream: TcpStream,
-    from: SocketAddr,
-    task: StreamTask,
-) {
-    let StreamTask {
+/// Accepts connections on a `ws:` listener, or on a `wss:` one with `tls` (the TLS handshake
+/// first), each counted against `max_tcp_connections` from the start.
+pub async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, ctx: StreamContext) {
+    let transport = if tls.is_some() {
+        Transport::Wss
+    } else {
+        Transport::Ws
+    };
+    let kind = transport.via_token().to_ascii_lowercase();
+    while let Some((stream, id)) = transport::accept(&listener, &ctx, transport).await {
+        let span = info_span!("conn", transport = %kind, conn = id.conn, peer = %id.from);
+        let tls = tls.clone();
+        let ctx = ctx.clone();
+        tokio::spawn(
+            async move {
+                match tls {
+                    None => connection(id, stream, ctx).await,
+                    Some(acceptor) => {
+                        if let Some(stream) = crate::tls::handshake(&acceptor, stream, &ctx).await {
+                            connection(id, stream, ctx).await;
+                        }
+                    }
+                }
+            }
+            .instrument(span),
+        );
+    }
+}
+
+/// Serves one accepted connection as a SIP WebSocket until either side closes it.
+async fn connection<S>(id: StreamId, stream: S, ctx: StreamContext)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let StreamId {
+        conn,
+        transport,
+        from,
+        slot,
+    } = id;
+    let StreamContext {
         limits,
         inbound,
         stats,
         stop,
-    } = task;
-    stats.connections_open.fetch_add(1, Ordering::Relaxed);
+        ..
+    } = ctx;
     let config = WebSocketConfig::default()
         .max_message_size(Some(limits.max_message_size))
         .max_frame_size(Some(limits.max_message_size));
@@ -97,13 +135,11 @@ pub(crate) async fn connection(
         Ok(Err(e)) => {
             stats.ws_handshake_failures.fetch_add(1, Ordering::Relaxed);
             warn!("WebSocket handshake refused: {e}");
-            stats.connections_open.fetch_sub(1, Ordering::Relaxed);
             return;
         }
         Err(_) => {
             stats.ws_handshake_failures.fetch_add(1, Ordering::Relaxed);
             warn!("WebSocket handshake timed out");
-            stats.connections_open.fetch_sub(1, Ordering::Relaxed);
             return;
         }
     };
@@ -112,12 +148,11 @@ pub(crate) async fn connection(
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITER_QUEUE);
     let opened = Inbound::Opened {
         conn,
-        transport: Transport::Ws,
+        transport,
         from,
         writer: tx,
     };
     if inbound.send(opened).await.is_err() {
-        stats.connections_open.fetch_sub(1, Ordering::Relaxed);
         return;
     }
     let write_stop = stop.clone();
@@ -168,7 +203,7 @@ pub(crate) async fn connection(
         }
         let msg = Inbound::Stream {
             conn,
-            transport: Transport::Ws,
+            transport,
             from,
             bytes,
         };
@@ -180,7 +215,7 @@ pub(crate) async fn connection(
     // The writer ends once the endpoint task drops its sender (on `Closed`) or at shutdown;
     // give it a moment to send the close frame, then stop it.
     let _ = tokio::time::timeout(Duration::from_secs(1), write_task).await;
-    stats.connections_open.fetch_sub(1, Ordering::Relaxed);
+    drop(slot);
     debug!("WebSocket connection closed");
 }
 

@@ -14,6 +14,7 @@ mod outbound;
 mod paths;
 mod sections;
 mod security;
+mod tls;
 mod validate;
 mod wallboard;
 
@@ -22,6 +23,7 @@ pub use outbound::OutboundTarget;
 pub use paths::StateDirSource;
 pub use sections::*;
 pub use security::SecurityConfig;
+pub use tls::TlsConfig;
 pub use wallboard::WallboardConfig;
 
 /// The built-in demo configuration used when `switchboard` runs without `--config`.
@@ -85,6 +87,8 @@ pub struct Config {
     pub numbers: NumbersConfig,
     #[serde(default)]
     pub wallboard: WallboardConfig,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
 }
 
 impl Config {
@@ -186,7 +190,8 @@ fn line_of(text: &str, offset: usize) -> usize {
 mod tests {
     use super::*;
 
-    fn minimal() -> String {
+    /// The smallest valid file (also the base of other modules' tests).
+    pub(super) fn minimal() -> String {
         r#"
 [sip]
 listen = ["udp:127.0.0.1:5060"]

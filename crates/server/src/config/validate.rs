@@ -4,6 +4,8 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
+use switchboard_sip::Transport;
+
 use super::*;
 
 impl Config {
@@ -20,6 +22,7 @@ impl Config {
         self.validate_security(&mut errors);
         errors.extend(self.numbers.validate());
         self.wallboard.validate(&mut errors);
+        self.validate_tls(&mut errors);
         errors
     }
 
@@ -200,10 +203,19 @@ impl Config {
                     "outbound_username and outbound_password must be given together",
                 ));
             }
-            if let Some(uri) = &trunk.outbound
-                && let Err(e) = super::outbound::OutboundTarget::parse(uri)
+            match trunk
+                .outbound
+                .as_deref()
+                .map(super::outbound::OutboundTarget::parse)
             {
-                errors.push(err(format!("{at}.outbound"), e));
+                Some(Err(e)) => errors.push(err(format!("{at}.outbound"), e)),
+                Some(Ok(t)) if t.transport == Transport::Tls && self.tls.is_none() => {
+                    errors.push(err(
+                        format!("{at}.outbound"),
+                        "transport=tls needs a [tls] section (its ca verifies the trunk)",
+                    ));
+                }
+                _ => {}
             }
             if trunk.outbound.is_none()
                 && (trunk.outbound_username.is_some() || trunk.caller_id.is_some())
