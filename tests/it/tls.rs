@@ -21,12 +21,12 @@ use crate::harness::{
 };
 
 /// A throwaway certificate authority.
-struct Ca {
+pub(crate) struct Ca {
     issuer: CertifiedIssuer<'static, KeyPair>,
 }
 
 impl Ca {
-    fn new() -> Ca {
+    pub(crate) fn new() -> Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params
@@ -41,7 +41,7 @@ impl Ca {
     }
 
     /// A server certificate for 127.0.0.1 and localhost: (PEM chain, PEM key, leaf DER).
-    fn issue(&self) -> (String, String, CertificateDer<'static>) {
+    pub(crate) fn issue(&self) -> (String, String, CertificateDer<'static>) {
         let params =
             CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
         let key = KeyPair::generate().unwrap();
@@ -49,7 +49,7 @@ impl Ca {
         (cert.pem(), key.serialize_pem(), cert.der().clone())
     }
 
-    fn write(&self, dir: &Path) -> PathBuf {
+    pub(crate) fn write(&self, dir: &Path) -> PathBuf {
         let path = dir.join("ca.pem");
         std::fs::write(&path, self.issuer.pem()).unwrap();
         path
@@ -57,7 +57,7 @@ impl Ca {
 }
 
 /// Installs a certificate where the server's `[tls]` points.
-fn install(dir: &Path, cert: &str, key: &str) {
+pub(crate) fn install(dir: &Path, cert: &str, key: &str) {
     std::fs::write(dir.join("server.pem"), cert).unwrap();
     std::fs::write(dir.join("server.key"), key).unwrap();
 }

@@ -39,11 +39,15 @@ fn company_with_ws() -> (Server, u16) {
 
 /// Starts the Python WebSocket agent; its stdout lines are read by [`agent_output`].
 fn ws_agent(ws: u16, agent: &str, args: &[&str]) -> Child {
+    ws_agent_at(&format!("ws://127.0.0.1:{ws}"), agent, args)
+}
+
+fn ws_agent_at(url: &str, agent: &str, args: &[&str]) -> Child {
     Command::new("python3")
         .arg(data("ws/ws_agent.py"))
         .args([
             "--url",
-            &format!("ws://127.0.0.1:{ws}"),
+            url,
             "--agent",
             agent,
             "--password",
@@ -155,6 +159,54 @@ fn an_aiortc_agent_on_websocket_talks_over_dtls_srtp() {
         let (_, text) = http_get(server.ports.http, "/metrics").expect("metrics");
         metric_sum(&text, "switchboard_webrtc_sessions", &[]) == 0.0
     });
+}
+
+#[test]
+fn an_aiortc_agent_on_secure_websocket_registers_and_talks() {
+    if without_peers() {
+        return;
+    }
+    let ports = Ports::new();
+    let wss = free_port();
+    let config = demo_config(&ports).replace(
+        &format!("\"tcp:127.0.0.1:{}\"]", ports.sip),
+        &format!("\"tcp:127.0.0.1:{}\", \"wss:127.0.0.1:{wss}\"]", ports.sip),
+    ) + "\n[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\n";
+    let dir = tempfile::tempdir().unwrap();
+    let ca = crate::tls::Ca::new();
+    let (cert, key, _) = ca.issue();
+    crate::tls::install(dir.path(), &cert, &key);
+    let ca_file = ca.write(dir.path());
+    let server = Server::start_in(dir, &config, ports);
+    let agent = ws_agent_at(
+        &format!("wss://127.0.0.1:{wss}"),
+        "petra",
+        &[
+            "--answer",
+            "--timeout",
+            "15",
+            "--ca",
+            ca_file.to_str().unwrap(),
+        ],
+    );
+    wait_registered(&server, 1.0);
+    let (status, out, messages) = trunk(&server, "trunk_call.xml");
+    assert!(status.success(), "{out}\n{messages}\n{}", server.log());
+    let said = agent_output(agent);
+    assert!(said.contains(".invalid;transport=wss>"), "{said}");
+    assert!(
+        said.contains("WEBRTC connected"),
+        "{said}\n{}",
+        server.log()
+    );
+    assert!(counted(&said, "INBOUND-RTP ") > 50, "{said}");
+    wait_until(&server, "the call record", Duration::from_secs(5), || {
+        !ended_calls(&server.log()).is_empty()
+    });
+    let rec = &ended_calls(&server.log())[0];
+    assert_eq!(rec["outcome"], "answered", "{rec:?}");
+    assert_eq!(rec["agent"], "petra", "{rec:?}");
+    wait_registered(&server, 0.0);
 }
 
 #[test]

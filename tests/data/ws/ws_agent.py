@@ -67,12 +67,13 @@ class Agent:
         self.tag = token(10)
         self.cseq = 0
         self.ws = None
+        self.transport = "wss" if args.url.startswith("wss:") else "ws"
 
     def via(self):
-        return f"SIP/2.0/WS {self.host};branch=z9hG4bK{token(12)}"
+        return f"SIP/2.0/{self.transport.upper()} {self.host};branch=z9hG4bK{token(12)}"
 
     def contact(self):
-        return (f'<sip:{self.user}@{self.host};transport=ws>;+sip.ice;reg-id=1;'
+        return (f'<sip:{self.user}@{self.host};transport={self.transport}>;+sip.ice;reg-id=1;'
                 f'+sip.instance="<urn:uuid:{self.instance}>";expires=600')
 
     async def register(self, auth=None):
@@ -190,7 +191,7 @@ class Agent:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="offer"))
         await pc.setLocalDescription(await pc.createAnswer())
         sdp = pc.localDescription.sdp.replace("\n", "\r\n").replace("\r\r\n", "\r\n")
-        contact = f"Contact: <sip:{self.user}@{self.host};transport=ws;ob>"
+        contact = f"Contact: <sip:{self.user}@{self.host};transport={self.transport};ob>"
         await self.ws.send(self.response(
             headers, "200 OK", [contact, "Content-Type: application/sdp"], sdp))
         say("ANSWERED", "webrtc")
@@ -230,7 +231,7 @@ class Agent:
                 relay = (c.group(1), int(m.group(1)))
                 sdp = ("v=0\r\no=ws 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
                        f"m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n")
-                contact = f"Contact: <sip:{self.user}@{self.host};transport=ws;ob>"
+                contact = f"Contact: <sip:{self.user}@{self.host};transport={self.transport};ob>"
                 await self.ws.send(self.response(
                     headers, "200 OK", [contact, "Content-Type: application/sdp"], sdp))
                 say("ANSWERED")
@@ -300,10 +301,15 @@ async def main():
     ap.add_argument("--hangup-after", type=float, default=0)
     ap.add_argument("--close-after-register", action="store_true")
     ap.add_argument("--plain-rtp", action="store_true")
+    ap.add_argument("--ca", help="CA certificate (PEM) that signed a wss: server's certificate")
     ap.add_argument("--timeout", type=float, default=30)
     args = ap.parse_args()
     agent = Agent(args)
-    async with websockets.connect(args.url, subprotocols=["sip"]) as ws:
+    ssl_context = None
+    if args.url.startswith("wss:"):
+        import ssl
+        ssl_context = ssl.create_default_context(cafile=args.ca)
+    async with websockets.connect(args.url, subprotocols=["sip"], ssl=ssl_context) as ws:
         say("SUBPROTOCOL", ws.subprotocol)
         agent.ws = ws
         await agent.login()

@@ -88,15 +88,21 @@ fn html_page(policy: &'static str, body: String) -> Response {
         .into_response()
 }
 
-/// What the agent page's script is told: the SIP domain and the `ws:` listener's port
-/// (`null` when none is configured: the page then cannot register and says so).
+/// What the agent page's script is told: the SIP domain and the ports of the first `ws:` and
+/// `wss:` listeners (`null` when there is none).
 fn agent_page(config: &crate::config::Config) -> String {
-    let ws_port = config
-        .listen_addrs()
-        .iter()
-        .find(|l| l.transport == crate::config::ListenTransport::Ws)
-        .map(|l| l.addr.port());
-    let json = serde_json::json!({ "domain": config.sip.domain, "ws_port": ws_port });
+    let port = |transport| {
+        config
+            .listen_addrs()
+            .iter()
+            .find(|l| l.transport == transport)
+            .map(|l| l.addr.port())
+    };
+    let json = serde_json::json!({
+        "domain": config.sip.domain,
+        "ws_port": port(crate::config::ListenTransport::Ws),
+        "wss_port": port(crate::config::ListenTransport::Wss),
+    });
     // `<` is escaped so that nothing in the domain can close the script element.
     let json = json.to_string().replace('<', "\\u003c");
     AGENT.replacen(AGENT_CONFIG_MARK, &json, 1)
