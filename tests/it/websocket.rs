@@ -122,8 +122,26 @@ fn an_aiortc_agent_on_websocket_talks_over_dtls_srtp() {
     // An unknown caller is a `new` client: a department head (petra) takes it.
     let agent = ws_agent(ws, "petra", &["--answer", "--timeout", "15"]);
     wait_registered(&server, 1.0);
+    // While the call talks, the API shows the agent's leg as WebRTC.
+    let http = server.ports.http;
+    let watcher = std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while std::time::Instant::now() < deadline {
+            if let Ok((200, body)) = api_get(http, "/api/v1/calls/active")
+                && body.contains("\"agent_media\":\"webrtc\"")
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    });
     let (status, out, messages) = trunk(&server, "trunk_call.xml");
     assert!(status.success(), "{out}\n{messages}\n{}", server.log());
+    assert!(
+        watcher.join().unwrap(),
+        "calls/active never showed agent_media webrtc"
+    );
     let said = agent_output(agent);
     // The browser-style offer: ICE-lite, DTLS with us passive or actpass, then connected.
     assert!(

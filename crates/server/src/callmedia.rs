@@ -126,6 +126,7 @@ impl MediaSetup {
             media: self.media.clone(),
             webrtc: None,
             webrtc_live: Arc::clone(&self.webrtc_live),
+            agent_webrtc: false,
         })
     }
 }
@@ -162,6 +163,8 @@ pub struct CallMedia {
     /// The WebRTC leg offered to browser agents of this call, made at the first such offer.
     webrtc: Option<Gateway>,
     webrtc_live: Arc<AtomicUsize>,
+    /// The bridged agent answered over WebRTC.
+    agent_webrtc: bool,
 }
 
 impl CallMedia {
@@ -305,15 +308,9 @@ impl CallMedia {
             .unwrap_or_default()
     }
 
-    /// Packets the WebRTC leg passed (from the browser, to the browser), if there is one.
-    pub fn webrtc_packets(&self) -> Option<(u64, u64)> {
-        self.webrtc.as_ref().map(|g| {
-            let s = g.stats();
-            (
-                s.from_browser.load(Ordering::Relaxed),
-                s.to_browser.load(Ordering::Relaxed),
-            )
-        })
+    /// The agent leg's kind for the API: `webrtc` once a browser answered, else `rtp`.
+    pub fn agent_media(&self) -> &'static str {
+        if self.agent_webrtc { "webrtc" } else { "rtp" }
     }
 
     /// The agent answered with `answer`: point the agent leg at it, bridge, and start the
@@ -333,6 +330,7 @@ impl CallMedia {
                     call_id = s.call_id(),
                     "WebRTC answer taken; relay fed over the leg"
                 );
+                self.agent_webrtc = true;
                 webrtc_plain.as_bytes()
             }
             _ => answer,

@@ -36,6 +36,9 @@ pub struct ActiveCall {
     pub started_at: String,
     pub answered_at: Option<String>,
     pub on_hold: bool,
+    /// The agent's media while talking: `webrtc` (a browser, through the call's WebRTC leg)
+    /// or `rtp` (a SIP phone).
+    pub agent_media: Option<String>,
 }
 
 /// Everything the endpoint task publishes.

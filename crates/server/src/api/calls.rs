@@ -230,6 +230,10 @@ pub struct ActiveCallView {
     #[schema(format = DateTime)]
     pub answered_at: Option<String>,
     pub on_hold: bool,
+    /// While talking: `webrtc` when the agent is a browser (SIP over WebSocket, DTLS-SRTP
+    /// through the call's WebRTC leg), `rtp` for a SIP phone.
+    #[schema(example = "webrtc")]
+    pub agent_media: Option<String>,
 }
 
 impl From<ActiveCall> for ActiveCallView {
@@ -252,6 +256,7 @@ impl From<ActiveCall> for ActiveCallView {
             started_at,
             answered_at,
             on_hold,
+            agent_media,
         } = c;
         ActiveCallView {
             call,
@@ -270,6 +275,7 @@ impl From<ActiveCall> for ActiveCallView {
             started_at,
             answered_at,
             on_hold,
+            agent_media,
         }
     }
 }
