@@ -48,7 +48,8 @@ try {
   await until("the screen pop's route", 5000,
     async () => (await page.locator("#pop-route").textContent()).trim());
   console.log("POP caller=" + (await page.locator("#pop-caller").textContent()).trim() +
-    " class=" + (await page.locator("#pop-class").textContent()).trim() +
+    " type=" + (await page.locator("#pop-type").textContent()).trim() +
+    " name=" + (await page.locator("#pop-name").textContent()).trim() +
     " route=" + (await page.locator("#pop-route").textContent()).trim());
   await page.click("#answer");
   await page.locator("#talking-actions").waitFor({ state: "visible", timeout: 10000 });

@@ -94,6 +94,8 @@ fn assert_talked(said: &str, server: &Server) {
         server.log()
     );
     assert!(said.contains("route=role:department_head(petra)"), "{said}");
+    // An unknown caller: the client card says so.
+    assert!(said.contains("type=new name=new client"), "{said}");
     let bytes: u64 = said
         .lines()
         .find_map(|l| l.strip_prefix("AUDIO bytes="))

@@ -101,6 +101,7 @@ impl Calls {
         let dialed = req.uri.user.clone().unwrap_or_default();
         let client_number = self.numbers.normalize(&caller);
         let client = self.directory.lookup(&client_number);
+        let client_card = client_card(client.as_ref());
         let did_purpose = trunk.dids.get(&dialed).copied();
         let purpose = did_purpose.unwrap_or(Purpose::Order);
         let class = self.engine.classify(client.as_ref(), purpose);
@@ -251,6 +252,7 @@ impl Calls {
             caller,
             dialed,
             client_number,
+            client_card,
             class: class.as_str().to_owned(),
             purpose,
             caller_leg: CallerLeg {
@@ -501,5 +503,48 @@ pub(super) fn negotiate_timer(
     SessionTimer {
         interval_s: se.interval_s,
         we_refresh: refresher == Refresher::Uas,
+    }
+}
+
+/// The `X-Switchboard-Client` value of agent INVITEs, the screen pop of phones that show
+/// it (the `/agent` page does): `name="…"; type=…; manager=…; debt=yes|no`, or `type=new`
+/// for a caller the directory does not know.
+fn client_card(client: Option<&switchboard_engine::Client>) -> String {
+    let Some(c) = client else {
+        return "type=new".to_owned();
+    };
+    let name: String = c
+        .name
+        .chars()
+        .filter(|ch| !matches!(ch, '"' | '\\' | '\r' | '\n'))
+        .collect();
+    let manager = c.manager.as_deref().unwrap_or("-");
+    let debt = if c.overdue_debt > 0 { "yes" } else { "no" };
+    format!(
+        "name=\"{name}\"; type={}; manager={manager}; debt={debt}",
+        c.client_type.as_str()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_card;
+    use switchboard_engine::{Client, ClientType};
+
+    #[test]
+    fn the_client_card_names_the_client_and_flags_debt() {
+        assert_eq!(client_card(None), "type=new");
+        let client = Client {
+            number: "+385100".into(),
+            name: "Shop \"Corner\"\r\nX-Evil: 1".into(),
+            client_type: ClientType::Key,
+            manager: Some("ana".into()),
+            region: None,
+            overdue_debt: 5,
+        };
+        assert_eq!(
+            client_card(Some(&client)),
+            "name=\"Shop CornerX-Evil: 1\"; type=key; manager=ana; debt=yes"
+        );
     }
 }

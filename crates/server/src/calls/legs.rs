@@ -47,6 +47,7 @@ impl Calls {
                 call.queue.clone_from(&queue);
             }
             let caller = call.caller.clone();
+            let client_card = call.client_card.clone();
             let Phase::Queued(ringing) = &mut call.phase else {
                 // Offered while no longer queued (cannot happen: the engine offers only
                 // waiting calls); give the agents back.
@@ -65,7 +66,7 @@ impl Calls {
                 ringing.offered.push(agent);
                 for binding in bindings {
                     let sdp = call.media.agent_offer_for(binding.source.transport);
-                    let (invite, sip_call_id) = agent_invite(
+                    let (mut invite, sip_call_id) = agent_invite(
                         ep,
                         &self.domain,
                         &binding,
@@ -73,6 +74,10 @@ impl Calls {
                         &agent_id,
                         &offer.route,
                         sdp,
+                    );
+                    invite.headers.push(
+                        HeaderName::Other("X-Switchboard-Client".into()),
+                        client_card.clone(),
                     );
                     let txn = ep.send_request(now, binding.source.clone(), invite);
                     debug!(call = key, agent = %agent_id, contact = %binding.contact, "ringing agent");

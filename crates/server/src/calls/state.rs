@@ -146,6 +146,8 @@ pub(super) struct Call {
     pub caller: String,
     pub dialed: String,
     pub client_number: String,
+    /// What agents' phones are told of the client (`X-Switchboard-Client`, the screen pop).
+    pub client_card: String,
     pub class: String,
     pub purpose: Purpose,
     pub caller_leg: CallerLeg,
