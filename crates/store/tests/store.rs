@@ -138,6 +138,7 @@ fn call(id: &str, started: i64) -> CallRecord {
         hangup_side: HangupSide::Caller,
         recording: None,
         journal: None,
+        callback_id: None,
     }
 }
 
@@ -435,6 +436,11 @@ async fn callbacks_round_trip(kind: Kind) {
         queue: Some("orders".into()),
         created_at: t(0),
         status: CallbackStatus::Pending,
+        attempts: 0,
+        next_at: None,
+        last_result: None,
+        updated_at: None,
+        call_ids: Vec::new(),
     };
     store.insert_callback(&cb("soon", Some(10))).await.unwrap();
     store
@@ -461,6 +467,71 @@ async fn callbacks_round_trip(kind: Kind) {
     let due = store.due_callbacks(t(2_000_000), 10).await.unwrap();
     let ids: Vec<&str> = due.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(ids, ["asap", "later"]);
+
+    // The dialer takes "asap"; a cancel then is refused, and a second claim fails.
+    assert!(store.claim_callback("asap", t(600)).await.unwrap());
+    assert!(!store.claim_callback("asap", t(600)).await.unwrap());
+    assert_eq!(
+        store.cancel_callback("asap", t(601)).await.unwrap(),
+        Err(CancelRefused::NotPending(CallbackStatus::Dialing))
+    );
+    // Busy: back to pending, due again later, with the attempt counted.
+    let retry = AttemptEnd {
+        status: CallbackStatus::Pending,
+        attempts: 1,
+        next_at: Some(t(900)),
+        last_result: "busy".into(),
+    };
+    assert!(
+        store
+            .end_callback_attempt("asap", &retry, t(650))
+            .await
+            .unwrap()
+    );
+    let ids: Vec<String> = store
+        .due_callbacks(t(800), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert!(
+        ids.is_empty(),
+        "nothing is due before the retry time: {ids:?}"
+    );
+    let asap = store.callback("asap").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            asap.status,
+            asap.attempts,
+            asap.next_at,
+            asap.last_result.as_deref()
+        ),
+        (CallbackStatus::Pending, 1, Some(t(900)), Some("busy"))
+    );
+    // A server stopped mid-attempt leaves it `dialing`; the next start puts it back.
+    assert!(store.claim_callback("asap", t(950)).await.unwrap());
+    assert_eq!(store.requeue_dialing_callbacks(t(960)).await.unwrap(), 1);
+    // Cancelled: never due again; listed under its status.
+    let cancelled = store
+        .cancel_callback("asap", t(970))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cancelled.status, CallbackStatus::Cancelled);
+    assert_eq!(
+        store.cancel_callback("nope", t(970)).await.unwrap(),
+        Err(CancelRefused::NotFound)
+    );
+    let due = store.due_callbacks(t(2_000_000), 10).await.unwrap();
+    assert!(due.iter().all(|c| c.id != "asap"));
+    let listed = store
+        .list_callbacks(Some(CallbackStatus::Cancelled), 10)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    let counts = store.callback_counts().await.unwrap();
+    assert!(counts.contains(&("cancelled".to_owned(), 1)), "{counts:?}");
 }
 
 async fn migrate_is_idempotent(kind: Kind) {

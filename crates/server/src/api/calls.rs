@@ -65,6 +65,8 @@ pub struct CallView {
     #[schema(example = "caller")]
     pub hangup_side: String,
     pub recording: Option<String>,
+    /// The call-back this outbound call was made for.
+    pub callback_id: Option<String>,
     /// Quality evaluation (0..100), once a supervisor gave one.
     pub quality_score: Option<i64>,
     pub quality_reviewer: Option<String>,
@@ -102,6 +104,7 @@ impl From<CallRecord> for CallView {
             recording,
             // Internal: set only while a call is in progress (its journal row).
             journal: _,
+            callback_id,
         } = r;
         CallView {
             id,
@@ -125,6 +128,7 @@ impl From<CallRecord> for CallView {
             outcome: outcome.as_str().to_owned(),
             hangup_side: hangup_side.as_str().to_owned(),
             recording,
+            callback_id,
             quality_score: None,
             quality_reviewer: None,
             quality_note: None,

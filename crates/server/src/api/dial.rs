@@ -100,6 +100,9 @@ pub async fn create(
         number: number.clone(),
         queue: queue.clone(),
         kind: OutboundKind::Click,
+        callback_id: None,
+        label: None,
+        report: None,
     };
     state
         .call_inputs

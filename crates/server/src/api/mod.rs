@@ -76,7 +76,11 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/reports/queues", get(reports::queues))
         .route("/reports/abandoned", get(reports::abandoned))
         .route("/sessions", delete(sessions::delete))
-        .route("/callbacks", post(callbacks::create))
+        .route("/callbacks", post(callbacks::create).get(callbacks::list))
+        .route(
+            "/callbacks/{id}",
+            get(callbacks::get).delete(callbacks::cancel),
+        )
         .layer(middleware::from_fn(timeout));
     let authenticated = timed
         .route("/events", get(events::stream))

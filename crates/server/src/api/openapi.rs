@@ -46,6 +46,9 @@ use super::{
         sessions::create,
         sessions::delete,
         callbacks::create,
+        callbacks::list,
+        callbacks::get,
+        callbacks::cancel,
         events::stream,
         document,
     ),
@@ -62,7 +65,7 @@ use super::{
         (name = "queues", description = "Live queue figures"),
         (name = "clients", description = "The client directory used for routing"),
         (name = "calls", description = "Call history and calls in progress"),
-        (name = "callbacks", description = "Call-back requests (stored; not dialed by this version)"),
+        (name = "callbacks", description = "Scheduled call-backs: dialed at their time, agent first, with retries"),
         (name = "events", description = "Live events (Server-Sent Events)"),
         (name = "reports", description = "Agent, queue and abandoned-call reports (JSON or CSV)"),
         (name = "escalations", description = "Agents asking a supervisor for help on a call"),
@@ -127,6 +130,9 @@ mod tests {
             ("/api/v1/calls/active", "get"),
             ("/api/v1/calls", "post"),
             ("/api/v1/callbacks", "post"),
+            ("/api/v1/callbacks", "get"),
+            ("/api/v1/callbacks/{id}", "get"),
+            ("/api/v1/callbacks/{id}", "delete"),
             ("/api/v1/events", "get"),
         ] {
             assert!(

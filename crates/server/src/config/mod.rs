@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+mod callbacks;
 mod numbers;
 mod outbound;
 mod paths;
@@ -17,6 +18,7 @@ mod security;
 mod validate;
 mod wallboard;
 
+pub use callbacks::CallbacksConfig;
 pub use numbers::NumbersConfig;
 pub use outbound::OutboundTarget;
 pub use paths::StateDirSource;
@@ -85,6 +87,8 @@ pub struct Config {
     pub numbers: NumbersConfig,
     #[serde(default)]
     pub wallboard: WallboardConfig,
+    #[serde(default)]
+    pub callbacks: CallbacksConfig,
 }
 
 impl Config {
