@@ -10,6 +10,7 @@
 )]
 
 mod api;
+mod callbacks;
 mod calls;
 mod cli;
 mod crash;

@@ -11,6 +11,11 @@ use crate::harness::*;
 
 /// The demo company with its trunk's outbound side at `pbx_port`.
 fn company(pbx_port: u16) -> Server {
+    company_with(pbx_port, "")
+}
+
+/// As [`company`], with `extra` appended to the configuration (e.g. a `[callbacks]` table).
+pub(crate) fn company_with(pbx_port: u16, extra: &str) -> Server {
     let ports = Ports::new();
     let config = demo_config(&ports).replacen(
         "name = \"pbx-main\"\n",
@@ -20,12 +25,23 @@ fn company(pbx_port: u16) -> Server {
              caller_id = \"+38512345678\"\n"
         ),
         1,
-    );
+    ) + extra;
     Server::start(&config, ports)
 }
 
 /// SIPp as the PBX, answering one INVITE with `scenario` on `port`; `talk_ms` before its BYE.
 fn pbx(scenario: &str, port: u16, talk_ms: u64, dir: &std::path::Path) -> Child {
+    pbx_calls(scenario, port, talk_ms, 1, dir)
+}
+
+/// As [`pbx`], for `calls` calls one after the other.
+pub(crate) fn pbx_calls(
+    scenario: &str,
+    port: u16,
+    talk_ms: u64,
+    calls: u32,
+    dir: &std::path::Path,
+) -> Child {
     let media_port = free_port();
     Command::new("timeout")
         .arg("40")
@@ -40,7 +56,13 @@ fn pbx(scenario: &str, port: u16, talk_ms: u64, dir: &std::path::Path) -> Child 
             &media_port.to_string(),
             "-rtp_echo",
         ])
-        .args(["-m", "1", "-d", &talk_ms.to_string(), "-nostdin"])
+        .args([
+            "-m",
+            &calls.to_string(),
+            "-d",
+            &talk_ms.to_string(),
+            "-nostdin",
+        ])
         .args([
             "-timeout",
             "35s",
@@ -57,7 +79,7 @@ fn pbx(scenario: &str, port: u16, talk_ms: u64, dir: &std::path::Path) -> Child 
         .expect("spawn sipp pbx")
 }
 
-fn wait_available(server: &Server, agent: &str) {
+pub(crate) fn wait_available(server: &Server, agent: &str) {
     wait_until(
         server,
         "the agent available",
@@ -69,7 +91,7 @@ fn wait_available(server: &Server, agent: &str) {
     );
 }
 
-fn num(rec: &std::collections::HashMap<String, String>, key: &str) -> u64 {
+pub(crate) fn num(rec: &std::collections::HashMap<String, String>, key: &str) -> u64 {
     rec.get(key).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 

@@ -162,6 +162,7 @@ pub async fn create(
 
 /// Query of `GET /api/v1/callbacks`.
 #[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only call-backs in this status.

@@ -1,0 +1,252 @@
+//! Scheduled call-backs through the real server: `POST /api/v1/callbacks`, then the dialer
+//! offers the call-back to a free agent of the queue (a SIPp UAS), and on the agent's answer
+//! dials the number through the trunk, where SIPp plays the PBX's outbound side. The checks:
+//! nothing is dialed before its time, audio flows both ways, the record is `outbound` with
+//! the call-back's id; busy is retried after `retry_after_s` and ends `failed` after
+//! `max_attempts`; a cancelled call-back is never dialed.
+
+use std::time::Duration;
+
+use chrono::{SecondsFormat, Utc};
+use serde_json::Value;
+
+use crate::harness::*;
+use crate::outbound::{company_with, num, pbx_calls, wait_available};
+
+const CALLBACKS: &str = "\n[callbacks]\nqueue = \"orders\"\nmax_attempts = 2\nretry_after_s = 2\n\
+     window = [\"00:00\", \"24:00\"]\ntimezone = \"Europe/Zagreb\"\n";
+
+fn callback(port: u16, id: &str) -> Value {
+    let (status, body) = api_get(port, &format!("/api/v1/callbacks/{id}")).unwrap();
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn schedule(port: u16, number: &str, in_s: i64) -> (String, chrono::DateTime<Utc>) {
+    let at = Utc::now() + chrono::Duration::seconds(in_s);
+    let body = format!(
+        r#"{{"number": "{number}", "at": "{}"}}"#,
+        at.to_rfc3339_opts(SecondsFormat::Millis, true)
+    );
+    let (status, body) = api_post(port, "/api/v1/callbacks", &body).unwrap();
+    assert_eq!(status, 201, "{body}");
+    let cb: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(cb["status"], "pending", "{cb}");
+    (cb["id"].as_str().unwrap().to_owned(), at)
+}
+
+#[test]
+fn a_scheduled_call_back_dials_at_its_time_and_records_its_id() {
+    if without_sipp() {
+        return;
+    }
+    let pbx_port = free_port();
+    let server = company_with(pbx_port, CALLBACKS);
+    let port = server.ports.http;
+    let dir = tempfile::tempdir().unwrap();
+    let mut pbx = pbx_calls("pbx_outbound.xml", pbx_port, 3000, 1, dir.path());
+    let agent = SippAgent::start(&server, "ana", None);
+    wait_available(&server, "ana");
+
+    let (id, at) = schedule(port, "+385 91 555 0200", 5);
+    // Not before its time: ana is free, yet her phone stays silent until `at`.
+    while Utc::now() < at - chrono::Duration::milliseconds(700) {
+        assert_eq!(agent.invites(), 0, "dialed early\n{}", server.log());
+        assert_eq!(callback(port, &id)["status"], "pending");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let done = wait_with_timeout(&mut pbx, Duration::from_secs(30));
+    let pbx_log = std::fs::read_to_string(dir.path().join("pbx.log")).unwrap_or_default();
+    assert!(
+        done.is_some_and(|s| s.success()),
+        "the PBX scenario failed\n{pbx_log}\n{}",
+        server.log()
+    );
+    assert!(
+        pbx_log.contains("INVITE sip:+385915550200@127.0.0.1:"),
+        "{pbx_log}"
+    );
+    // Agent first, told whom to call.
+    assert_eq!(agent.invites(), 1, "{}", agent.messages());
+    assert!(
+        agent.messages().contains("call-back to +385915550200"),
+        "{}",
+        agent.messages()
+    );
+
+    wait_until(
+        &server,
+        "the call-back done",
+        Duration::from_secs(10),
+        || callback(port, &id)["status"] == "done",
+    );
+    let rec = ended_calls(&server.log()).swap_remove(0);
+    assert_eq!(rec["direction"], "outbound", "{rec:?}");
+    assert_eq!(rec["kind"], "callback", "{rec:?}");
+    assert_eq!(rec["result"], "answered", "{rec:?}");
+    for key in [
+        "caller_rtp_in",
+        "caller_rtp_out",
+        "agent_rtp_in",
+        "agent_rtp_out",
+    ] {
+        assert!(
+            num(&rec, key) > 20,
+            "too few RTP packets for {key}: {rec:?}"
+        );
+    }
+    wait_until(
+        &server,
+        "the call's record",
+        Duration::from_secs(10),
+        || {
+            callback(port, &id)["call_ids"]
+                .as_array()
+                .is_some_and(|a| a.len() == 1)
+        },
+    );
+    let cb = callback(port, &id);
+    assert_eq!(
+        (cb["attempts"].as_u64(), cb["last_result"].as_str()),
+        (Some(1), Some("answered")),
+        "{cb}"
+    );
+    let call_id = cb["call_ids"][0].as_str().unwrap().to_owned();
+    let (_, calls) = api_get(port, "/api/v1/calls").unwrap();
+    let calls: Value = serde_json::from_str(&calls).unwrap();
+    let call = calls
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == call_id.as_str())
+        .unwrap_or_else(|| panic!("no record {call_id} in {calls}"));
+    assert_eq!(call["direction"], "outbound", "{call}");
+    assert_eq!(call["callback_id"], id.as_str(), "{call}");
+    assert_eq!(call["outcome"], "answered", "{call}");
+    assert_eq!(call["agent_id"], "ana", "{call}");
+    assert_eq!(call["dialed"], "+385915550200", "{call}");
+    let started = chrono::DateTime::parse_from_rfc3339(call["started_at"].as_str().unwrap())
+        .unwrap()
+        .with_timezone(&Utc);
+    assert!(started >= at, "dialed at {started}, asked for {at}");
+
+    let (_, metrics) = http_get(port, "/metrics").unwrap();
+    assert_eq!(
+        metric_sum(&metrics, "switchboard_callbacks", &["status=\"done\""]),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_sum(
+            &metrics,
+            "switchboard_outbound_calls_total",
+            &["kind=\"callback\"", "outcome=\"answered\""]
+        ),
+        1.0,
+        "{metrics}"
+    );
+}
+
+#[test]
+fn busy_is_retried_then_failed_and_a_cancelled_call_back_is_never_dialed() {
+    if without_sipp() {
+        return;
+    }
+    let pbx_port = free_port();
+    let server = company_with(pbx_port, CALLBACKS);
+    let port = server.ports.http;
+    let dir = tempfile::tempdir().unwrap();
+    // Two attempts (max_attempts = 2), both busy after the PBX's digest challenge.
+    let mut pbx = pbx_calls("pbx_busy.xml", pbx_port, 0, 2, dir.path());
+    let agent = SippAgent::start(&server, "ana", None);
+    wait_available(&server, "ana");
+
+    // Cancelled before its time: never dialed.
+    let (cancelled, _) = schedule(port, "+385 91 555 0301", 3);
+    let (status, body) = http_request(
+        port,
+        "DELETE",
+        &format!("/api/v1/callbacks/{cancelled}"),
+        Some(DEMO_TOKEN),
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (busy, _) = schedule(port, "+385 91 555 0300", 0);
+
+    let done = wait_with_timeout(&mut pbx, Duration::from_secs(35));
+    let pbx_log = std::fs::read_to_string(dir.path().join("pbx.log")).unwrap_or_default();
+    assert!(
+        done.is_some_and(|s| s.success()),
+        "the PBX did not see two busy attempts\n{pbx_log}\n{}",
+        server.log()
+    );
+    wait_until(
+        &server,
+        "the call-back failed",
+        Duration::from_secs(10),
+        || callback(port, &busy)["status"] == "failed",
+    );
+    let cb = callback(port, &busy);
+    assert_eq!(cb["attempts"], 2, "{cb}");
+    assert_eq!(cb["last_result"], "busy", "{cb}");
+    wait_until(&server, "both records", Duration::from_secs(10), || {
+        callback(port, &busy)["call_ids"]
+            .as_array()
+            .is_some_and(|a| a.len() == 2)
+    });
+    // The retry came no sooner than retry_after_s after the first attempt ended.
+    let ids = callback(port, &busy)["call_ids"].clone();
+    let (_, calls) = api_get(port, "/api/v1/calls").unwrap();
+    let calls: Value = serde_json::from_str(&calls).unwrap();
+    let time = |id: &Value, field: &str| {
+        let call = calls
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == *id)
+            .unwrap_or_else(|| panic!("no record {id} in {calls}"));
+        assert_eq!(call["callback_id"], busy.as_str(), "{call}");
+        assert_eq!(call["direction"], "outbound", "{call}");
+        chrono::DateTime::parse_from_rfc3339(call[field].as_str().unwrap()).unwrap()
+    };
+    let gap = time(&ids[1], "started_at") - time(&ids[0], "ended_at");
+    assert!(gap >= chrono::Duration::seconds(2), "retried after {gap}");
+    let ended: Vec<_> = ended_calls(&server.log())
+        .into_iter()
+        .filter(|r| r.get("kind").is_some_and(|k| k == "callback"))
+        .collect();
+    assert_eq!(ended.len(), 2, "{ended:?}");
+    assert!(ended.iter().all(|r| r["result"] == "busy"), "{ended:?}");
+    assert_eq!(agent.invites(), 2, "{}", agent.messages());
+
+    // Give the dialer a few more looks: the cancelled one is never dialed, the failed one
+    // never again.
+    std::thread::sleep(Duration::from_secs(4));
+    let pbx_log = std::fs::read_to_string(dir.path().join("pbx.log")).unwrap_or_default();
+    assert!(!pbx_log.contains("+385915550301"), "{pbx_log}");
+    assert!(!agent.messages().contains("+385915550301"));
+    assert_eq!(agent.invites(), 2, "{}", agent.messages());
+    let cb = callback(port, &cancelled);
+    assert_eq!(
+        (cb["status"].as_str(), cb["attempts"].as_u64()),
+        (Some("cancelled"), Some(0)),
+        "{cb}"
+    );
+    let (status, body) = api_get(port, "/api/v1/callbacks?status=failed").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&busy), "{body}");
+    let (_, metrics) = http_get(port, "/metrics").unwrap();
+    for (status, n) in [("failed", 1.0), ("cancelled", 1.0), ("pending", 0.0)] {
+        assert_eq!(
+            metric_sum(
+                &metrics,
+                "switchboard_callbacks",
+                &[&format!("status=\"{status}\"")]
+            ),
+            n,
+            "{status}: {metrics}"
+        );
+    }
+}
