@@ -250,3 +250,99 @@ fn busy_is_retried_then_failed_and_a_cancelled_call_back_is_never_dialed() {
         );
     }
 }
+
+#[test]
+fn numbers_on_the_do_not_call_list_are_never_dialed() {
+    if without_sipp() {
+        return;
+    }
+    let pbx_port = free_port();
+    let server = company_with(pbx_port, CALLBACKS);
+    let port = server.ports.http;
+    let dir = tempfile::tempdir().unwrap();
+    // The PBX answers the one number that may be dialed.
+    let mut pbx = pbx_calls("pbx_outbound.xml", pbx_port, 1000, 1, dir.path());
+    let agent = SippAgent::start(&server, "ana", None);
+    wait_available(&server, "ana");
+    let request = |method: &str, path: &str, body: Option<&str>| {
+        http_request(port, method, path, Some(DEMO_TOKEN), body).unwrap()
+    };
+
+    // Scheduled first, listed afterwards: the dialer must check at dial time.
+    let (listed_later, _) = schedule(port, "+385 91 555 0400", 2);
+    let (status, body) = request(
+        "PUT",
+        "/api/v1/dnc/+385%2091%20555%200400",
+        Some(r#"{"reason": "asked on the phone"}"#),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = request("PUT", "/api/v1/dnc/+385915550401", None);
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = request("PUT", "/api/v1/dnc/+385915550401", Some("{}"));
+    assert_eq!(status, 200, "listed already: {body}");
+    let (status, body) = request("PUT", "/api/v1/dnc/call-me", None);
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = request("PUT", "/api/v1/dnc/+385915550402", Some(r#"{"why": 1}"#));
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = request("GET", "/api/v1/dnc", None);
+    assert_eq!(status, 200, "{body}");
+    let list: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    assert_eq!(list[0]["number"], "+385915550400", "{list}");
+    assert_eq!(list[0]["reason"], "asked on the phone", "{list}");
+
+    // New call-backs and click-to-call orders to a listed number are refused.
+    let (status, body) =
+        api_post(port, "/api/v1/callbacks", r#"{"number": "+385915550401"}"#).unwrap();
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("do-not-call"), "{body}");
+    let (status, body) = api_post(
+        port,
+        "/api/v1/calls",
+        r#"{"agent": "ana", "number": "+385 91 555 0401"}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("do-not-call"), "{body}");
+
+    // A number not on the list is dialed meanwhile: the dialer works, and skips the listed one.
+    let (allowed, _) = schedule(port, "+385 91 555 0403", 2);
+    let done = wait_with_timeout(&mut pbx, Duration::from_secs(30));
+    let pbx_log = std::fs::read_to_string(dir.path().join("pbx.log")).unwrap_or_default();
+    assert!(
+        done.is_some_and(|s| s.success()),
+        "{pbx_log}\n{}",
+        server.log()
+    );
+    wait_until(
+        &server,
+        "the allowed call-back done",
+        Duration::from_secs(10),
+        || callback(port, &allowed)["status"] == "done",
+    );
+    let cb = callback(port, &listed_later);
+    assert_eq!(cb["status"], "cancelled", "{cb}");
+    assert_eq!(cb["last_result"], "dnc", "{cb}");
+    assert_eq!(cb["attempts"], 0, "{cb}");
+    assert_eq!(agent.invites(), 1, "{}", agent.messages());
+    for listed in ["+385915550400", "+385915550401"] {
+        assert!(!pbx_log.contains(listed), "{listed} dialed:\n{pbx_log}");
+        assert!(
+            !agent.messages().contains(listed),
+            "{listed} offered to the agent"
+        );
+    }
+
+    // Off the list, the number may be scheduled again.
+    let (status, body) = request("DELETE", "/api/v1/dnc/+385915550401", None);
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = request("DELETE", "/api/v1/dnc/+385915550401", None);
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = api_post(
+        port,
+        "/api/v1/callbacks",
+        r#"{"number": "+385915550401", "at": "2099-01-01T00:00:00Z"}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+}

@@ -50,6 +50,7 @@ mod callbacks;
 mod clients;
 mod clock;
 mod db;
+mod dnc;
 mod model;
 pub mod reports;
 mod spool;
@@ -67,6 +68,7 @@ pub use callbacks::{AttemptEnd, CancelRefused};
 pub use chrono;
 pub use clients::{CSV_HEADER, Directory, ImportReport};
 pub use clock::now_utc;
+pub use dnc::DncEntry;
 pub use model::{
     AgentEventKind, AgentSessionEvent, CallRecord, Callback, CallbackStatus, Client, ClientType,
     Direction, HangupSide, Money, Outcome, QueueEvent, QueueEventKind, Record, Timestamp,

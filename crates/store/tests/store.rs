@@ -207,7 +207,7 @@ macro_rules! suite {
 mod callbacks;
 #[path = "store/reports.rs"]
 mod reports;
-use callbacks::callbacks_round_trip;
+use callbacks::{callbacks_round_trip, dnc_round_trip};
 use reports::{reports_give_exact_figures, tokens_and_escalations_round_trip};
 
 suite!(
@@ -219,6 +219,7 @@ suite!(
     client_directory_upsert_get_delete_and_refresh,
     csv_import_keeps_good_rows_and_reports_bad_ones,
     callbacks_round_trip,
+    dnc_round_trip,
     migrate_is_idempotent,
 );
 

@@ -6,7 +6,7 @@
 //! is then never dialed.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use switchboard_store::chrono::{DateTime, SecondsFormat, Utc};
@@ -16,7 +16,7 @@ use switchboard_store::{
 use tracing::info;
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::{ApiError, ApiJson, ErrorBody};
+use super::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
 use crate::http::AppState;
 
 /// Body of `POST /api/v1/callbacks`.
@@ -98,7 +98,7 @@ fn time(t: DateTime<Utc>) -> String {
         (status = 201, description = "Stored as pending; dialed at its time", body = CallbackView),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "Missing or wrong API token", body = ErrorBody),
-        (status = 422, description = "Bad number, time or queue", body = ErrorBody),
+        (status = 422, description = "Bad number, time or queue, or the number is on the do-not-call list", body = ErrorBody),
         (status = 503, description = "The database is unreachable", body = ErrorBody),
     )
 )]
@@ -138,6 +138,7 @@ pub async fn create(
             known.join(", ")
         )));
     }
+    super::dnc::refuse_listed(&state, &number).await?;
     let callback = Callback {
         id: new_record_id(),
         number,
@@ -188,7 +189,7 @@ pub struct ListQuery {
 )]
 pub async fn list(
     State(state): State<AppState>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<CallbackView>>, ApiError> {
     let status = match q.status.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => None,

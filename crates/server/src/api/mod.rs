@@ -20,6 +20,7 @@ mod callbacks;
 mod calls;
 mod clients;
 mod dial;
+mod dnc;
 mod error;
 mod escalations;
 mod events;
@@ -81,6 +82,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
             "/callbacks/{id}",
             get(callbacks::get).delete(callbacks::cancel),
         )
+        .route("/dnc", get(dnc::list))
+        .route("/dnc/{number}", put(dnc::put).delete(dnc::delete))
         .layer(middleware::from_fn(timeout));
     let authenticated = timed
         .route("/events", get(events::stream))

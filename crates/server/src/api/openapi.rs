@@ -7,7 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    agents, callbacks, calls, clients, dial, error, escalations, events, quality, queues,
+    agents, callbacks, calls, clients, dial, dnc, error, escalations, events, quality, queues,
     recordings, reports, sessions,
 };
 
@@ -49,6 +49,9 @@ use super::{
         callbacks::list,
         callbacks::get,
         callbacks::cancel,
+        dnc::list,
+        dnc::put,
+        dnc::delete,
         events::stream,
         document,
     ),
@@ -66,6 +69,7 @@ use super::{
         (name = "clients", description = "The client directory used for routing"),
         (name = "calls", description = "Call history and calls in progress"),
         (name = "callbacks", description = "Scheduled call-backs: dialed at their time, agent first, with retries"),
+        (name = "dnc", description = "The do-not-call list: numbers never dialed"),
         (name = "events", description = "Live events (Server-Sent Events)"),
         (name = "reports", description = "Agent, queue and abandoned-call reports (JSON or CSV)"),
         (name = "escalations", description = "Agents asking a supervisor for help on a call"),
@@ -133,6 +137,9 @@ mod tests {
             ("/api/v1/callbacks", "get"),
             ("/api/v1/callbacks/{id}", "get"),
             ("/api/v1/callbacks/{id}", "delete"),
+            ("/api/v1/dnc", "get"),
+            ("/api/v1/dnc/{number}", "put"),
+            ("/api/v1/dnc/{number}", "delete"),
             ("/api/v1/events", "get"),
         ] {
             assert!(

@@ -126,6 +126,9 @@ impl Dialer {
             if self.policy.due(cb.next_at, now) != Due::Now {
                 continue; // Outside the calling window: stays pending.
             }
+            if self.on_dnc_list(&cb, now).await {
+                continue;
+            }
             let Some(queue) = self.queue_of(&cb) else {
                 continue;
             };
@@ -162,6 +165,42 @@ impl Dialer {
                 // Call control has stopped (shutdown): the row stays `dialing` and is put back
                 // to `pending` at the next start.
                 return;
+            }
+        }
+    }
+
+    /// A call-back whose number went on the do-not-call list after it was scheduled is
+    /// cancelled (`last_result` `dnc`), never dialed. True when it is listed (or the list
+    /// cannot be read: nothing is dialed unchecked).
+    async fn on_dnc_list(&mut self, cb: &Callback, now: Timestamp) -> bool {
+        match self.store.dnc(&cb.number).await {
+            Ok(None) => false,
+            Ok(Some(_)) => {
+                let end = AttemptEnd {
+                    status: CallbackStatus::Cancelled,
+                    attempts: cb.attempts,
+                    next_at: None,
+                    last_result: "dnc".to_owned(),
+                };
+                match self.store.claim_callback(&cb.id, now).await {
+                    Ok(true) => match self.store.end_callback_attempt(&cb.id, &end, now).await {
+                        Ok(_) => {
+                            info!(id = %cb.id, number = %cb.number, "call-back cancelled: the number is on the do-not-call list");
+                        }
+                        Err(e) => {
+                            warn!(id = %cb.id, "call-back on the do-not-call list not cancelled yet: {e}")
+                        }
+                    },
+                    Ok(false) => {}
+                    Err(e) => {
+                        warn!(id = %cb.id, "call-back on the do-not-call list not taken: {e}")
+                    }
+                }
+                true
+            }
+            Err(e) => {
+                warn!(id = %cb.id, "do-not-call list not read; the call-back waits: {e}");
+                true
             }
         }
     }

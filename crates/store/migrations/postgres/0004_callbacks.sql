@@ -14,3 +14,10 @@ CREATE INDEX callbacks_due ON callbacks (status, next_at);
 
 ALTER TABLE calls ADD COLUMN callback_id TEXT;
 CREATE INDEX calls_callback ON calls (callback_id);
+
+-- The do-not-call list: numbers call-backs, campaigns and click-to-call never dial.
+CREATE TABLE dnc (
+    number   TEXT PRIMARY KEY,
+    reason   TEXT,
+    added_at TIMESTAMPTZ NOT NULL
+);

@@ -110,3 +110,34 @@ pub async fn callbacks_round_trip(kind: Kind) {
     let counts = store.callback_counts().await.unwrap();
     assert!(counts.contains(&("cancelled".to_owned(), 1)), "{counts:?}");
 }
+
+pub async fn dnc_round_trip(kind: Kind) {
+    let env = Env::new(kind, "dnc");
+    let store = env.open().await;
+    let entry = |number: &str, reason: Option<&str>| DncEntry {
+        number: number.into(),
+        reason: reason.map(str::to_owned),
+        added_at: t(0),
+    };
+    assert!(
+        store
+            .put_dnc(&entry("+385 91 555 0300", None))
+            .await
+            .unwrap()
+    );
+    // Replacing keeps one entry, with the new reason; lookups normalise the number.
+    assert!(
+        !store
+            .put_dnc(&entry("+385915550300", Some("asked on the phone")))
+            .await
+            .unwrap()
+    );
+    let found = store.dnc("+385 (91) 555-0300").await.unwrap().unwrap();
+    assert_eq!(found.reason.as_deref(), Some("asked on the phone"));
+    assert!(store.dnc("+385915550399").await.unwrap().is_none());
+    assert_eq!(store.list_dnc().await.unwrap().len(), 1);
+    assert!(store.delete_dnc("+385915550300").await.unwrap());
+    assert!(!store.delete_dnc("+385915550300").await.unwrap());
+    assert!(store.list_dnc().await.unwrap().is_empty());
+    assert!(store.put_dnc(&entry("call me", None)).await.is_err());
+}
