@@ -346,3 +346,39 @@ fn numbers_on_the_do_not_call_list_are_never_dialed() {
     .unwrap();
     assert_eq!(status, 201, "{body}");
 }
+
+#[test]
+fn a_call_back_survives_a_crash_and_is_dialed_after_the_restart() {
+    if without_sipp() {
+        return;
+    }
+    let pbx_port = free_port();
+    let mut server = company_with(pbx_port, CALLBACKS);
+    let port = server.ports.http;
+    let (id, at) = schedule(port, "+385 91 555 0500", 4);
+    // Killed before its time (no shutdown, no flush): only the database knows it.
+    server.kill_hard();
+    server.restart();
+    let dir = tempfile::tempdir().unwrap();
+    let mut pbx = pbx_calls("pbx_outbound.xml", pbx_port, 1000, 1, dir.path());
+    let agent = SippAgent::start(&server, "ana", None);
+    wait_available(&server, "ana");
+    assert_eq!(callback(port, &id)["status"], "pending");
+
+    let done = wait_with_timeout(&mut pbx, Duration::from_secs(30));
+    let pbx_log = std::fs::read_to_string(dir.path().join("pbx.log")).unwrap_or_default();
+    assert!(
+        done.is_some_and(|s| s.success()),
+        "{pbx_log}\n{}",
+        server.log()
+    );
+    assert!(pbx_log.contains("+385915550500"), "{pbx_log}");
+    assert_eq!(agent.invites(), 1, "{}", agent.messages());
+    wait_until(
+        &server,
+        "the call-back done",
+        Duration::from_secs(10),
+        || callback(port, &id)["status"] == "done",
+    );
+    assert!(Utc::now() >= at);
+}
