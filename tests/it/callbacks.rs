@@ -11,10 +11,45 @@ use chrono::{SecondsFormat, Utc};
 use serde_json::Value;
 
 use crate::harness::*;
-use crate::outbound::{company_with, num, pbx_calls, wait_available};
+use crate::outbound::{
+    assert_rtp_both_ways, company_with, pbx_calls, pbx_finished, stored_call, wait_available,
+};
 
 const CALLBACKS: &str = "\n[callbacks]\nqueue = \"orders\"\nmax_attempts = 2\nretry_after_s = 2\n\
      window = [\"00:00\", \"24:00\"]\ntimezone = \"Europe/Zagreb\"\n";
+
+/// The company with `[callbacks]`, SIPp as the PBX (`calls` calls of `scenario`) and ana
+/// registered and available.
+struct Rig {
+    server: Server,
+    port: u16,
+    pbx: std::process::Child,
+    agent: SippAgent,
+    dir: tempfile::TempDir,
+}
+
+impl Rig {
+    fn start(scenario: &str, talk_ms: u64, calls: u32) -> Rig {
+        let pbx_port = free_port();
+        let server = company_with(pbx_port, CALLBACKS);
+        let dir = tempfile::tempdir().unwrap();
+        let pbx = pbx_calls(scenario, pbx_port, talk_ms, calls, dir.path());
+        let agent = SippAgent::start(&server, "ana", None);
+        wait_available(&server, "ana");
+        Rig {
+            port: server.ports.http,
+            server,
+            pbx,
+            agent,
+            dir,
+        }
+    }
+
+    /// Waits for the PBX's scenario to pass; its message trace.
+    fn pbx_done(&mut self) -> String {
+        pbx_finished(&mut self.pbx, self.dir.path(), &self.server)
+    }
+}
 
 fn callback(port: u16, id: &str) -> Value {
     let (status, body) = api_get(port, &format!("/api/v1/callbacks/{id}")).unwrap();
@@ -40,29 +75,18 @@ fn a_scheduled_call_back_dials_at_its_time_and_records_its_id() {
     if without_sipp() {
         return;
     }
-    let pbx_port = free_port();
-    let server = company_with(pbx_port, CALLBACKS);
-    let port = server.ports.http;
-    let dir = tempfile::tempdir().unwrap();
-    let mut pbx = pbx_calls("pbx_outbound.xml", pbx_port, 3000, 1, dir.path());
-    let agent = SippAgent::start(&server, "ana", None);
-    wait_available(&server, "ana");
-
+    let mut rig = Rig::start("pbx_outbound.xml", 3000, 1);
+    let (port, agent) = (rig.port, &rig.agent);
     let (id, at) = schedule(port, "+385 91 555 0200", 5);
     // Not before its time: ana is free, yet her phone stays silent until `at`.
     while Utc::now() < at - chrono::Duration::milliseconds(700) {
-        assert_eq!(agent.invites(), 0, "dialed early\n{}", server.log());
+        assert_eq!(agent.invites(), 0, "dialed early\n{}", rig.server.log());
         assert_eq!(callback(port, &id)["status"], "pending");
         std::thread::sleep(Duration::from_millis(200));
     }
 
-    let done = wait_with_timeout(&mut pbx, Duration::from_secs(30));
-    let pbx_log = std::fs::read_to_string(dir.path().join("pbx.log")).unwrap_or_default();
-    assert!(
-        done.is_some_and(|s| s.success()),
-        "the PBX scenario failed\n{pbx_log}\n{}",
-        server.log()
-    );
+    let pbx_log = rig.pbx_done();
+    let (server, agent) = (&rig.server, &rig.agent);
     assert!(
         pbx_log.contains("INVITE sip:+385915550200@127.0.0.1:"),
         "{pbx_log}"
@@ -76,7 +100,7 @@ fn a_scheduled_call_back_dials_at_its_time_and_records_its_id() {
     );
 
     wait_until(
-        &server,
+        server,
         "the call-back done",
         Duration::from_secs(10),
         || callback(port, &id)["status"] == "done",
@@ -85,27 +109,12 @@ fn a_scheduled_call_back_dials_at_its_time_and_records_its_id() {
     assert_eq!(rec["direction"], "outbound", "{rec:?}");
     assert_eq!(rec["kind"], "callback", "{rec:?}");
     assert_eq!(rec["result"], "answered", "{rec:?}");
-    for key in [
-        "caller_rtp_in",
-        "caller_rtp_out",
-        "agent_rtp_in",
-        "agent_rtp_out",
-    ] {
-        assert!(
-            num(&rec, key) > 20,
-            "too few RTP packets for {key}: {rec:?}"
-        );
-    }
-    wait_until(
-        &server,
-        "the call's record",
-        Duration::from_secs(10),
-        || {
-            callback(port, &id)["call_ids"]
-                .as_array()
-                .is_some_and(|a| a.len() == 1)
-        },
-    );
+    assert_rtp_both_ways(&rec);
+    wait_until(server, "the call's record", Duration::from_secs(10), || {
+        callback(port, &id)["call_ids"]
+            .as_array()
+            .is_some_and(|a| a.len() == 1)
+    });
     let cb = callback(port, &id);
     assert_eq!(
         (cb["attempts"].as_u64(), cb["last_result"].as_str()),
@@ -113,14 +122,7 @@ fn a_scheduled_call_back_dials_at_its_time_and_records_its_id() {
         "{cb}"
     );
     let call_id = cb["call_ids"][0].as_str().unwrap().to_owned();
-    let (_, calls) = api_get(port, "/api/v1/calls").unwrap();
-    let calls: Value = serde_json::from_str(&calls).unwrap();
-    let call = calls
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == call_id.as_str())
-        .unwrap_or_else(|| panic!("no record {call_id} in {calls}"));
+    let call = stored_call(port, &call_id);
     assert_eq!(call["direction"], "outbound", "{call}");
     assert_eq!(call["callback_id"], id.as_str(), "{call}");
     assert_eq!(call["outcome"], "answered", "{call}");
@@ -153,14 +155,9 @@ fn busy_is_retried_then_failed_and_a_cancelled_call_back_is_never_dialed() {
     if without_sipp() {
         return;
     }
-    let pbx_port = free_port();
-    let server = company_with(pbx_port, CALLBACKS);
-    let port = server.ports.http;
-    let dir = tempfile::tempdir().unwrap();
     // Two attempts (max_attempts = 2), both busy after the PBX's digest challenge.
-    let mut pbx = pbx_calls("pbx_busy.xml", pbx_port, 0, 2, dir.path());
-    let agent = SippAgent::start(&server, "ana", None);
-    wait_available(&server, "ana");
+    let mut rig = Rig::start("pbx_busy.xml", 0, 2);
+    let port = rig.port;
 
     // Cancelled before its time: never dialed.
     let (cancelled, _) = schedule(port, "+385 91 555 0301", 3);
@@ -175,15 +172,10 @@ fn busy_is_retried_then_failed_and_a_cancelled_call_back_is_never_dialed() {
     assert_eq!(status, 200, "{body}");
     let (busy, _) = schedule(port, "+385 91 555 0300", 0);
 
-    let done = wait_with_timeout(&mut pbx, Duration::from_secs(35));
-    let pbx_log = std::fs::read_to_string(dir.path().join("pbx.log")).unwrap_or_default();
-    assert!(
-        done.is_some_and(|s| s.success()),
-        "the PBX did not see two busy attempts\n{pbx_log}\n{}",
-        server.log()
-    );
+    rig.pbx_done();
+    let (server, agent, dir) = (&rig.server, &rig.agent, rig.dir.path());
     wait_until(
-        &server,
+        server,
         "the call-back failed",
         Duration::from_secs(10),
         || callback(port, &busy)["status"] == "failed",
@@ -191,22 +183,15 @@ fn busy_is_retried_then_failed_and_a_cancelled_call_back_is_never_dialed() {
     let cb = callback(port, &busy);
     assert_eq!(cb["attempts"], 2, "{cb}");
     assert_eq!(cb["last_result"], "busy", "{cb}");
-    wait_until(&server, "both records", Duration::from_secs(10), || {
+    wait_until(server, "both records", Duration::from_secs(10), || {
         callback(port, &busy)["call_ids"]
             .as_array()
             .is_some_and(|a| a.len() == 2)
     });
     // The retry came no sooner than retry_after_s after the first attempt ended.
     let ids = callback(port, &busy)["call_ids"].clone();
-    let (_, calls) = api_get(port, "/api/v1/calls").unwrap();
-    let calls: Value = serde_json::from_str(&calls).unwrap();
     let time = |id: &Value, field: &str| {
-        let call = calls
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["id"] == *id)
-            .unwrap_or_else(|| panic!("no record {id} in {calls}"));
+        let call = stored_call(port, id.as_str().unwrap());
         assert_eq!(call["callback_id"], busy.as_str(), "{call}");
         assert_eq!(call["direction"], "outbound", "{call}");
         chrono::DateTime::parse_from_rfc3339(call[field].as_str().unwrap()).unwrap()
@@ -224,7 +209,7 @@ fn busy_is_retried_then_failed_and_a_cancelled_call_back_is_never_dialed() {
     // Give the dialer a few more looks: the cancelled one is never dialed, the failed one
     // never again.
     std::thread::sleep(Duration::from_secs(4));
-    let pbx_log = std::fs::read_to_string(dir.path().join("pbx.log")).unwrap_or_default();
+    let pbx_log = std::fs::read_to_string(dir.join("pbx.log")).unwrap_or_default();
     assert!(!pbx_log.contains("+385915550301"), "{pbx_log}");
     assert!(!agent.messages().contains("+385915550301"));
     assert_eq!(agent.invites(), 2, "{}", agent.messages());
@@ -256,14 +241,9 @@ fn numbers_on_the_do_not_call_list_are_never_dialed() {
     if without_sipp() {
         return;
     }
-    let pbx_port = free_port();
-    let server = company_with(pbx_port, CALLBACKS);
-    let port = server.ports.http;
-    let dir = tempfile::tempdir().unwrap();
     // The PBX answers the one number that may be dialed.
-    let mut pbx = pbx_calls("pbx_outbound.xml", pbx_port, 1000, 1, dir.path());
-    let agent = SippAgent::start(&server, "ana", None);
-    wait_available(&server, "ana");
+    let mut rig = Rig::start("pbx_outbound.xml", 1000, 1);
+    let port = rig.port;
     let request = |method: &str, path: &str, body: Option<&str>| {
         http_request(port, method, path, Some(DEMO_TOKEN), body).unwrap()
     };
@@ -307,15 +287,10 @@ fn numbers_on_the_do_not_call_list_are_never_dialed() {
 
     // A number not on the list is dialed meanwhile: the dialer works, and skips the listed one.
     let (allowed, _) = schedule(port, "+385 91 555 0403", 2);
-    let done = wait_with_timeout(&mut pbx, Duration::from_secs(30));
-    let pbx_log = std::fs::read_to_string(dir.path().join("pbx.log")).unwrap_or_default();
-    assert!(
-        done.is_some_and(|s| s.success()),
-        "{pbx_log}\n{}",
-        server.log()
-    );
+    let pbx_log = rig.pbx_done();
+    let (server, agent) = (&rig.server, &rig.agent);
     wait_until(
-        &server,
+        server,
         "the allowed call-back done",
         Duration::from_secs(10),
         || callback(port, &allowed)["status"] == "done",
@@ -365,13 +340,7 @@ fn a_call_back_survives_a_crash_and_is_dialed_after_the_restart() {
     wait_available(&server, "ana");
     assert_eq!(callback(port, &id)["status"], "pending");
 
-    let done = wait_with_timeout(&mut pbx, Duration::from_secs(30));
-    let pbx_log = std::fs::read_to_string(dir.path().join("pbx.log")).unwrap_or_default();
-    assert!(
-        done.is_some_and(|s| s.success()),
-        "{pbx_log}\n{}",
-        server.log()
-    );
+    let pbx_log = pbx_finished(&mut pbx, dir.path(), &server);
     assert!(pbx_log.contains("+385915550500"), "{pbx_log}");
     assert_eq!(agent.invites(), 1, "{}", agent.messages());
     wait_until(

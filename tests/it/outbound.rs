@@ -91,7 +91,44 @@ pub(crate) fn wait_available(server: &Server, agent: &str) {
     );
 }
 
-pub(crate) fn num(rec: &std::collections::HashMap<String, String>, key: &str) -> u64 {
+/// Waits for the PBX's scenario to pass; its message trace.
+pub(crate) fn pbx_finished(pbx: &mut Child, dir: &std::path::Path, server: &Server) -> String {
+    let done = wait_with_timeout(pbx, Duration::from_secs(35));
+    let pbx_log = std::fs::read_to_string(dir.join("pbx.log")).unwrap_or_default();
+    assert!(
+        done.is_some_and(|s| s.success()),
+        "the PBX scenario failed\n{pbx_log}\n{}",
+        server.log()
+    );
+    pbx_log
+}
+
+/// The ended-call log line shows RTP relayed both ways on both legs.
+pub(crate) fn assert_rtp_both_ways(rec: &std::collections::HashMap<String, String>) {
+    for key in [
+        "caller_rtp_in",
+        "caller_rtp_out",
+        "agent_rtp_in",
+        "agent_rtp_out",
+    ] {
+        assert!(num(rec, key) > 20, "too few RTP packets for {key}: {rec:?}");
+    }
+}
+
+/// The stored record `id` (`GET /api/v1/calls`).
+pub(crate) fn stored_call(port: u16, id: &str) -> serde_json::Value {
+    let (_, calls) = api_get(port, "/api/v1/calls").unwrap();
+    let calls: serde_json::Value = serde_json::from_str(&calls).unwrap();
+    calls
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("no record {id} in {calls}"))
+}
+
+fn num(rec: &std::collections::HashMap<String, String>, key: &str) -> u64 {
     rec.get(key).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
@@ -118,13 +155,7 @@ fn click_to_call_rings_the_agent_then_dials_the_trunk_with_digest() {
     assert_eq!(order["number"], "+385915550100");
     let id = order["id"].as_str().unwrap().to_owned();
 
-    let done = wait_with_timeout(&mut pbx, Duration::from_secs(30));
-    let pbx_log = std::fs::read_to_string(dir.path().join("pbx.log")).unwrap_or_default();
-    assert!(
-        done.is_some_and(|s| s.success()),
-        "the PBX scenario failed\n{pbx_log}\n{}",
-        server.log()
-    );
+    let pbx_log = pbx_finished(&mut pbx, dir.path(), &server);
     // The PBX saw our INVITE twice: bare, then with the digest answer, From = caller_id.
     assert!(
         pbx_log.contains("INVITE sip:+385915550100@127.0.0.1:"),
@@ -153,31 +184,14 @@ fn click_to_call_rings_the_agent_then_dials_the_trunk_with_digest() {
     let rec = ended_calls(&server.log()).swap_remove(0);
     assert_eq!(rec["result"], "answered", "{rec:?}");
     assert_eq!(rec["hangup"], "caller", "{rec:?}");
-    for key in [
-        "caller_rtp_in",
-        "caller_rtp_out",
-        "agent_rtp_in",
-        "agent_rtp_out",
-    ] {
-        assert!(
-            num(&rec, key) > 20,
-            "too few RTP packets for {key}: {rec:?}"
-        );
-    }
+    assert_rtp_both_ways(&rec);
     wait_until(
         &server,
         "the stored record",
         Duration::from_secs(10),
         || api_get(server.ports.http, "/api/v1/calls").is_ok_and(|(_, b)| b.contains(&id)),
     );
-    let (_, calls) = api_get(server.ports.http, "/api/v1/calls").unwrap();
-    let calls: serde_json::Value = serde_json::from_str(&calls).unwrap();
-    let call = calls
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == id.as_str())
-        .unwrap();
+    let call = stored_call(server.ports.http, &id);
     assert_eq!(call["direction"], "outbound", "{call}");
     assert_eq!(call["outcome"], "answered", "{call}");
     assert_eq!(call["agent_id"], "ana", "{call}");

@@ -167,19 +167,12 @@ impl Store {
         id: &str,
         now: Timestamp,
     ) -> Result<Result<Callback, CancelRefused>, StoreError> {
-        let vals = [Val::Ts(Some(now)), Val::Text(Some(id))];
-        let n = self
-            .ready_db()
-            .await?
-            .callback_update(
-                "UPDATE callbacks SET status = 'cancelled', updated_at = $1 \
-                 WHERE id = $2 AND status = 'pending'",
-                &vals,
-            )
+        let moved = self
+            .move_pending(id, CallbackStatus::Cancelled, now)
             .await?;
         Ok(match self.callback(id).await? {
             None => Err(CancelRefused::NotFound),
-            Some(cb) if n > 0 => Ok(cb),
+            Some(cb) if moved => Ok(cb),
             Some(cb) => Err(CancelRefused::NotPending(cb.status)),
         })
     }
@@ -187,13 +180,27 @@ impl Store {
     /// Takes a pending call-back for dialing; false when it is no longer pending (cancelled
     /// meanwhile, or taken by another dialer).
     pub async fn claim_callback(&self, id: &str, now: Timestamp) -> Result<bool, StoreError> {
-        let vals = [Val::Ts(Some(now)), Val::Text(Some(id))];
+        self.move_pending(id, CallbackStatus::Dialing, now).await
+    }
+
+    /// Moves a call-back from `pending` to `to`; false when it was not pending.
+    async fn move_pending(
+        &self,
+        id: &str,
+        to: CallbackStatus,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let vals = [
+            Val::Text(Some(to.as_str())),
+            Val::Ts(Some(now)),
+            Val::Text(Some(id)),
+        ];
         let n = self
             .ready_db()
             .await?
             .callback_update(
-                "UPDATE callbacks SET status = 'dialing', updated_at = $1 \
-                 WHERE id = $2 AND status = 'pending'",
+                "UPDATE callbacks SET status = $1, updated_at = $2 \
+                 WHERE id = $3 AND status = 'pending'",
                 &vals,
             )
             .await?;
