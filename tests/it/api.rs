@@ -543,7 +543,7 @@ fn call_history_active_calls_and_callbacks() {
 // ---- OpenAPI -----------------------------------------------------------------------------
 
 /// Every path of PRODUCT.md §4 with its method.
-const PRODUCT_PATHS: [(&str, &str); 30] = [
+const PRODUCT_PATHS: [(&str, &str); 31] = [
     ("/healthz", "get"),
     ("/readyz", "get"),
     ("/metrics", "get"),
@@ -559,6 +559,7 @@ const PRODUCT_PATHS: [(&str, &str); 30] = [
     ("/api/v1/callbacks", "get"),
     ("/api/v1/callbacks/{id}", "get"),
     ("/api/v1/callbacks/{id}", "delete"),
+    ("/api/v1/calls/{id}/disposition", "post"),
     ("/api/v1/dnc", "get"),
     ("/api/v1/dnc/{number}", "put"),
     ("/api/v1/dnc/{number}", "delete"),

@@ -133,6 +133,8 @@ fn a_scheduled_call_back_dials_at_its_time_and_records_its_id() {
         .with_timezone(&Utc);
     assert!(started >= at, "dialed at {started}, asked for {at}");
 
+    dispositions(port, &call_id);
+
     let (_, metrics) = http_get(port, "/metrics").unwrap();
     assert_eq!(
         metric_sum(&metrics, "switchboard_callbacks", &["status=\"done\""]),
@@ -350,4 +352,70 @@ fn a_call_back_survives_a_crash_and_is_dialed_after_the_restart() {
         || callback(port, &id)["status"] == "done",
     );
     assert!(Utc::now() >= at);
+}
+
+/// A session token of `agent` (password `<agent>-secret` as in the demo configuration).
+fn session(port: u16, agent: &str) -> String {
+    let body = format!(r#"{{"agent": "{agent}", "password": "{agent}-secret"}}"#);
+    let (status, body) = http_request(port, "POST", "/api/v1/sessions", None, Some(&body)).unwrap();
+    assert_eq!(status, 201, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    v["token"].as_str().unwrap().to_owned()
+}
+
+/// The agent dispositions the call-back's call `call_id` (ana's, to +385915550200).
+fn dispositions(port: u16, call_id: &str) {
+    let path = format!("/api/v1/calls/{call_id}/disposition");
+    let post = |token: &str, body: &str| {
+        http_request(port, "POST", &path, Some(token), Some(body)).unwrap()
+    };
+    let ana = session(port, "ana");
+    // `callback` schedules a new call-back to the client, in the call's queue.
+    let (status, body) = post(
+        &ana,
+        r#"{"code": "callback", "note": "wants the new price list", "callback_at": "2099-01-05T09:00:00+01:00"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let d: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(d["code"], "callback", "{d}");
+    let next = callback(port, d["callback_id"].as_str().unwrap());
+    assert_eq!(next["status"], "pending", "{next}");
+    assert_eq!(next["number"], "+385915550200", "{next}");
+    assert_eq!(next["queue"], "orders", "{next}");
+    assert_eq!(next["at"], "2099-01-05T08:00:00.000Z", "{next}");
+    // Refused: another agent's call, a bad code, `callback` without its time, a time with
+    // another code, an unknown call.
+    let marko = session(port, "marko");
+    let (status, body) = post(&marko, r#"{"code": "sale"}"#);
+    assert_eq!(status, 403, "{body}");
+    for bad in [
+        r#"{"code": "maybe"}"#,
+        r#"{"code": "callback"}"#,
+        r#"{"code": "sale", "callback_at": "2099-01-05T09:00:00Z"}"#,
+        r#"{"code": "callback", "callback_at": "tomorrow"}"#,
+        r#"{"code": "sale", "rating": 5}"#,
+    ] {
+        let (status, body) = post(&ana, bad);
+        assert_eq!(status, 422, "{bad}: {body}");
+    }
+    let (status, body) = http_request(
+        port,
+        "POST",
+        "/api/v1/calls/nope/disposition",
+        Some(DEMO_TOKEN),
+        Some(r#"{"code": "sale"}"#),
+    )
+    .unwrap();
+    assert_eq!(status, 404, "{body}");
+    // `dnc` replaces the disposition and lists the number.
+    let (status, body) = post(
+        DEMO_TOKEN,
+        r#"{"code": "dnc", "note": "asked not to be called"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let call = stored_call(port, call_id);
+    assert_eq!(call["disposition"], "dnc", "{call}");
+    assert_eq!(call["disposition_note"], "asked not to be called", "{call}");
+    let (_, list) = api_get(port, "/api/v1/dnc").unwrap();
+    assert!(list.contains("+385915550200"), "{list}");
 }

@@ -74,7 +74,7 @@ pub use model::{
     Direction, HangupSide, Money, Outcome, QueueEvent, QueueEventKind, Record, Timestamp,
     new_record_id, normalize_number,
 };
-pub use supervision::{Escalation, Quality, StoredCall};
+pub use supervision::{Disposition, Escalation, Quality, StoredCall};
 pub use writer::{RecordSink, WriterStats};
 
 use clients::DirectoryCache;

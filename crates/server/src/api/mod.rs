@@ -20,6 +20,7 @@ mod callbacks;
 mod calls;
 mod clients;
 mod dial;
+mod dispositions;
 mod dnc;
 mod error;
 mod escalations;
@@ -71,6 +72,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/calls/{id}/quality", put(quality::put))
         .route("/calls/{id}/recording", get(recordings::get))
         .route("/calls/{id}/escalate", post(escalations::escalate))
+        .route("/calls/{id}/disposition", post(dispositions::post))
         .route("/escalations", get(escalations::list))
         .route("/escalations/{id}/ack", post(escalations::ack))
         .route("/reports/agents", get(reports::agents))

@@ -7,8 +7,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    agents, callbacks, calls, clients, dial, dnc, error, escalations, events, quality, queues,
-    recordings, reports, sessions,
+    agents, callbacks, calls, clients, dial, dispositions, dnc, error, escalations, events,
+    quality, queues, recordings, reports, sessions,
 };
 
 /// The whole API.
@@ -49,6 +49,7 @@ use super::{
         callbacks::list,
         callbacks::get,
         callbacks::cancel,
+        dispositions::post,
         dnc::list,
         dnc::put,
         dnc::delete,
@@ -137,6 +138,7 @@ mod tests {
             ("/api/v1/callbacks", "get"),
             ("/api/v1/callbacks/{id}", "get"),
             ("/api/v1/callbacks/{id}", "delete"),
+            ("/api/v1/calls/{id}/disposition", "post"),
             ("/api/v1/dnc", "get"),
             ("/api/v1/dnc/{number}", "put"),
             ("/api/v1/dnc/{number}", "delete"),

@@ -29,3 +29,8 @@ CREATE TABLE dnc (
     reason   TEXT,
     added_at TEXT NOT NULL
 );
+
+-- The agent's disposition of a call (POST /api/v1/calls/{id}/disposition).
+ALTER TABLE calls ADD COLUMN disposition TEXT;
+ALTER TABLE calls ADD COLUMN disposition_note TEXT;
+ALTER TABLE calls ADD COLUMN disposition_at TEXT;
