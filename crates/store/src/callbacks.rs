@@ -177,10 +177,30 @@ impl Store {
         })
     }
 
-    /// Takes a pending call-back for dialing; false when it is no longer pending (cancelled
-    /// meanwhile, or taken by another dialer).
-    pub async fn claim_callback(&self, id: &str, now: Timestamp) -> Result<bool, StoreError> {
-        self.move_pending(id, CallbackStatus::Dialing, now).await
+    /// Takes a pending call-back for dialing by `node` (the server's name, as in
+    /// [`crate::StoreOptions::journal_node`]); false when it is no longer pending (cancelled
+    /// meanwhile, or taken by another node's dialer).
+    pub async fn claim_callback(
+        &self,
+        id: &str,
+        node: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let vals = [
+            Val::Text(Some(node)),
+            Val::Ts(Some(now)),
+            Val::Text(Some(id)),
+        ];
+        let n = self
+            .ready_db()
+            .await?
+            .callback_update(
+                "UPDATE callbacks SET status = 'dialing', node = $1, updated_at = $2 \
+                 WHERE id = $3 AND status = 'pending'",
+                &vals,
+            )
+            .await?;
+        Ok(n > 0)
     }
 
     /// Moves a call-back from `pending` to `to`; false when it was not pending.
@@ -234,16 +254,20 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Puts call-backs left `dialing` (the server stopped mid-attempt) back to `pending`;
-    /// returns how many. Called once at start.
-    pub async fn requeue_dialing_callbacks(&self, now: Timestamp) -> Result<u64, StoreError> {
-        let vals = [Val::Ts(Some(now))];
+    /// Puts call-backs `node` left `dialing` (it stopped mid-attempt) back to `pending`;
+    /// returns how many. Called once at start; other nodes' attempts are left alone.
+    pub async fn requeue_dialing_callbacks(
+        &self,
+        node: &str,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let vals = [Val::Ts(Some(now)), Val::Text(Some(node))];
         Ok(self
             .ready_db()
             .await?
             .callback_update(
-                "UPDATE callbacks SET status = 'pending', updated_at = $1 \
-                 WHERE status = 'dialing'",
+                "UPDATE callbacks SET status = 'pending', node = NULL, updated_at = $1 \
+                 WHERE status = 'dialing' AND node = $2",
                 &vals,
             )
             .await?)

@@ -53,6 +53,9 @@ pub struct Dialer {
     /// Results not yet stored (the database was unreachable); retried every tick.
     unsaved: Vec<(String, AttemptEnd)>,
     requeued: bool,
+    /// This server's name: the rows it takes carry it, so that a restart puts back only its
+    /// own attempts (nodes sharing one database).
+    node: String,
 }
 
 impl Dialer {
@@ -65,6 +68,7 @@ impl Dialer {
     ) -> Dialer {
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
         Dialer {
+            node: crate::journal::node_name(&config),
             policy: config.callbacks.policy(&config.routing.timezone),
             store,
             engine,
@@ -95,7 +99,7 @@ impl Dialer {
     async fn tick(&mut self) {
         let now = now_utc();
         if !self.requeued {
-            match self.store.requeue_dialing_callbacks(now).await {
+            match self.store.requeue_dialing_callbacks(&self.node, now).await {
                 Ok(n) => {
                     self.requeued = true;
                     if n > 0 {
@@ -135,7 +139,7 @@ impl Dialer {
             let Some(agent) = self.free_agent(&queue, &reserved) else {
                 continue; // Nobody free: it waits for the next look.
             };
-            match self.store.claim_callback(&cb.id, now).await {
+            match self.store.claim_callback(&cb.id, &self.node, now).await {
                 Ok(true) => {}
                 Ok(false) => continue, // Cancelled meanwhile.
                 Err(e) => {
@@ -182,7 +186,7 @@ impl Dialer {
                     next_at: None,
                     last_result: "dnc".to_owned(),
                 };
-                match self.store.claim_callback(&cb.id, now).await {
+                match self.store.claim_callback(&cb.id, &self.node, now).await {
                     Ok(true) => match self.store.end_callback_attempt(&cb.id, &end, now).await {
                         Ok(_) => {
                             info!(id = %cb.id, number = %cb.number, "call-back cancelled: the number is on the do-not-call list");

@@ -8,6 +8,7 @@ ALTER TABLE callbacks ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0 CHECK (atte
 ALTER TABLE callbacks ADD COLUMN next_at TIMESTAMPTZ;
 ALTER TABLE callbacks ADD COLUMN last_result TEXT;
 ALTER TABLE callbacks ADD COLUMN updated_at TIMESTAMPTZ;
+ALTER TABLE callbacks ADD COLUMN node TEXT;
 UPDATE callbacks SET next_at = at;
 DROP INDEX IF EXISTS callbacks_due;
 CREATE INDEX callbacks_due ON callbacks (status, next_at);

@@ -12,7 +12,8 @@ CREATE TABLE callbacks_new (
     attempts    INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
     next_at     TEXT,
     last_result TEXT,
-    updated_at  TEXT
+    updated_at  TEXT,
+    node        TEXT
 );
 INSERT INTO callbacks_new (id, number, at, queue, created_at, status, attempts, next_at)
     SELECT id, number, at, queue, created_at, status, 0, at FROM callbacks;

@@ -46,8 +46,18 @@ pub async fn callbacks_round_trip(kind: Kind) {
     assert_eq!(ids, ["asap", "later"]);
 
     // The dialer takes "asap"; a cancel then is refused, and a second claim fails.
-    assert!(store.claim_callback("asap", t(600)).await.unwrap());
-    assert!(!store.claim_callback("asap", t(600)).await.unwrap());
+    assert!(
+        store
+            .claim_callback("asap", "node-a", t(600))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim_callback("asap", "node-b", t(600))
+            .await
+            .unwrap()
+    );
     assert_eq!(
         store.cancel_callback("asap", t(601)).await.unwrap(),
         Err(CancelRefused::NotPending(CallbackStatus::Dialing))
@@ -86,9 +96,28 @@ pub async fn callbacks_round_trip(kind: Kind) {
         ),
         (CallbackStatus::Pending, 1, Some(t(900)), Some("busy"))
     );
-    // A server stopped mid-attempt leaves it `dialing`; the next start puts it back.
-    assert!(store.claim_callback("asap", t(950)).await.unwrap());
-    assert_eq!(store.requeue_dialing_callbacks(t(960)).await.unwrap(), 1);
+    // A server stopped mid-attempt leaves it `dialing`; its next start puts it back, another
+    // node's start leaves it alone.
+    assert!(
+        store
+            .claim_callback("asap", "node-a", t(950))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .requeue_dialing_callbacks("node-b", t(955))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .requeue_dialing_callbacks("node-a", t(960))
+            .await
+            .unwrap(),
+        1
+    );
     // Cancelled: never due again; listed under its status.
     let cancelled = store
         .cancel_callback("asap", t(970))
