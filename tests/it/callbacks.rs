@@ -11,9 +11,7 @@ use chrono::{SecondsFormat, Utc};
 use serde_json::Value;
 
 use crate::harness::*;
-use crate::outbound::{
-    assert_rtp_both_ways, company_with, pbx_calls, pbx_finished, stored_call, wait_available,
-};
+use crate::outbound::{assert_rtp_both_ways, company_with, pbx_calls, pbx_finished, stored_call};
 
 const CALLBACKS: &str = "\n[callbacks]\nqueue = \"orders\"\nmax_attempts = 2\nretry_after_s = 2\n\
      window = [\"00:00\", \"24:00\"]\ntimezone = \"Europe/Zagreb\"\n";

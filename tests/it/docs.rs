@@ -257,6 +257,28 @@ fn example_keys(example: &str) -> BTreeSet<(String, String)> {
     out
 }
 
+/// check-config loads the `[tls]` files: puts a throwaway certificate, its key and a CA
+/// bundle where the example names them (relative to the example's directory).
+fn write_example_certificates(example: &str, dir: &Path) {
+    let value: toml::Table = example.parse().expect("the example is TOML");
+    let Some(tls) = value.get("tls").and_then(|t| t.as_table()) else {
+        return;
+    };
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let files = [
+        ("cert", made.cert.pem()),
+        ("key", made.signing_key.serialize_pem()),
+        ("ca", made.cert.pem()),
+    ];
+    for (key, pem) in files {
+        if let Some(path) = tls.get(key).and_then(|p| p.as_str()) {
+            let path = dir.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, pem).unwrap();
+        }
+    }
+}
+
 #[test]
 fn the_configuration_example_is_valid_and_sets_exactly_the_documented_keys() {
     let doc = std::fs::read_to_string(repo_root().join("docs/configuration.md")).unwrap();
@@ -264,6 +286,7 @@ fn the_configuration_example_is_valid_and_sets_exactly_the_documented_keys() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("example.toml");
     std::fs::write(&path, &example).unwrap();
+    write_example_certificates(&example, dir.path());
     let out = run_cli(&["check-config", path.to_str().unwrap()], dir.path());
     assert!(
         out.status.success(),

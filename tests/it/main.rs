@@ -1,6 +1,6 @@
 //! Integration tests: the real `switchboard` binary over real loopback sockets, with real
 //! peers (SIPp) where the behaviour concerns other SIP software. One binary, so the
-//! workspace links once. The harness is in `harness.rs`.
+//! workspace links once. The harness is in `harness/`.
 
 #![allow(
     clippy::unwrap_used,
@@ -22,10 +22,13 @@ mod per_call_state;
 mod records;
 mod register;
 mod reports;
+mod rtp_source;
 mod rtp_timeout;
 mod scale_out;
 mod security;
 mod service;
 mod sip_basics;
+mod tls;
 mod trunks;
+mod waiting;
 mod wallboard;

@@ -79,18 +79,6 @@ pub(crate) fn pbx_calls(
         .expect("spawn sipp pbx")
 }
 
-pub(crate) fn wait_available(server: &Server, agent: &str) {
-    wait_until(
-        server,
-        "the agent available",
-        Duration::from_secs(10),
-        || {
-            api_get(server.ports.http, &format!("/api/v1/agents/{agent}"))
-                .is_ok_and(|(_, b)| b.contains("\"state\":\"available\""))
-        },
-    );
-}
-
 /// Waits for the PBX's scenario to pass; its message trace.
 pub(crate) fn pbx_finished(pbx: &mut Child, dir: &std::path::Path, server: &Server) -> String {
     let done = wait_with_timeout(pbx, Duration::from_secs(35));
@@ -171,17 +159,7 @@ fn click_to_call_rings_the_agent_then_dials_the_trunk_with_digest() {
     // Agent first: the agent's INVITE shows the number, before the PBX was called.
     assert!(agent.messages().contains("+385915550100"));
 
-    wait_until(
-        &server,
-        "the outbound record",
-        Duration::from_secs(10),
-        || {
-            ended_calls(&server.log())
-                .iter()
-                .any(|r| r.get("direction").is_some_and(|d| d == "outbound"))
-        },
-    );
-    let rec = ended_calls(&server.log()).swap_remove(0);
+    let rec = outbound_record(&server);
     assert_eq!(rec["result"], "answered", "{rec:?}");
     assert_eq!(rec["hangup"], "caller", "{rec:?}");
     assert_rtp_both_ways(&rec);

@@ -75,6 +75,14 @@ pub enum Purpose {
 }
 
 impl Purpose {
+    /// Every purpose.
+    pub const ALL: [Purpose; 4] = [
+        Purpose::Order,
+        Purpose::Information,
+        Purpose::Other,
+        Purpose::Complaint,
+    ];
+
     /// The configuration spelling.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -89,16 +97,13 @@ impl Purpose {
 impl FromStr for Purpose {
     type Err = EngineError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "order" => Ok(Purpose::Order),
-            "information" => Ok(Purpose::Information),
-            "other" => Ok(Purpose::Other),
-            "complaint" => Ok(Purpose::Complaint),
-            _ => Err(EngineError::BadValue {
+        Purpose::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| EngineError::BadValue {
                 what: "purpose",
                 value: s.to_owned(),
-            }),
-        }
+            })
     }
 }
 
@@ -309,6 +314,17 @@ pub enum Strategy {
 }
 
 impl Strategy {
+    /// Every strategy.
+    pub const ALL: [Strategy; 7] = [
+        Strategy::LongestIdle,
+        Strategy::RoundRobin,
+        Strategy::RingAll,
+        Strategy::FewestCalls,
+        Strategy::LeastTalkTime,
+        Strategy::Random,
+        Strategy::Linear,
+    ];
+
     /// The configuration spelling.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -326,21 +342,13 @@ impl Strategy {
 impl FromStr for Strategy {
     type Err = EngineError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [
-            Strategy::LongestIdle,
-            Strategy::RoundRobin,
-            Strategy::RingAll,
-            Strategy::FewestCalls,
-            Strategy::LeastTalkTime,
-            Strategy::Random,
-            Strategy::Linear,
-        ]
-        .into_iter()
-        .find(|x| x.as_str() == s)
-        .ok_or_else(|| EngineError::BadValue {
-            what: "strategy",
-            value: s.to_owned(),
-        })
+        Strategy::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| EngineError::BadValue {
+                what: "strategy",
+                value: s.to_owned(),
+            })
     }
 }
 
@@ -637,6 +645,8 @@ pub enum Event {
         queue: Option<QueueIdx>,
         /// Time from enqueue to the timeout.
         wait_ms: u64,
+        /// The steps it reached and why none served (as an offer's route trace).
+        route: String,
         /// When.
         at: Time,
     },

@@ -416,3 +416,27 @@ fn daily_counters_reset_at_the_scheduled_time_on_the_engine_clock() {
             .any(|ev| matches!(ev, Event::DailyCountersReset { at } if *at == t(86_400)))
     );
 }
+
+#[test]
+fn a_timeout_explains_every_step_it_reached() {
+    let e = company(Some(30), Some("role:head_of_sales"));
+    login(&e, &["olga", "sam"]);
+    busy(&e, 1, "olga");
+    busy(&e, 1, "sam");
+    let c = route(&e, 2, client(ClientType::Retail, None, 0), Purpose::Order).unwrap();
+    run_until(&e, 32 + 120);
+    let routes: Vec<_> = events(&e)
+        .into_iter()
+        .filter_map(|ev| match ev {
+            Event::CallTimedOut { call, route, .. } => Some((call, route)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        routes,
+        [(
+            c,
+            "queue:orders(max wait) > role:head_of_sales(none available)".to_owned()
+        )]
+    );
+}

@@ -1,7 +1,8 @@
 //! Switchboard's media plane: the RTP relay that anchors every call's audio.
 //!
-//! What it is: an RTP port pool ([`ports`]), symmetric-RTP latching and relaying between a
-//! call's customer (trunk) leg and agent leg, G.711 µ-law/A-law with transcoding
+//! What it is: an RTP port pool ([`ports`]), the source rule of each leg ([`source`]: the
+//! SDP address wins, a NAT source is latched only while it is silent, strangers are dropped)
+//! and relaying between a call's customer (trunk) leg and agent leg, G.711 µ-law/A-law with transcoding
 //! ([`g711`]), RFC 4733 telephone-events passed through and detected ([`dtmf`]), SDP offer /
 //! answer for those codecs ([`sdp`]), music on hold and prompts from 8 kHz WAV files paced
 //! at 20 ms ([`sounds`], [`stream`]), and stereo call recording ([`recording`]). One tokio
@@ -12,7 +13,8 @@
 //! they come), no SRTP/ICE/WebRTC yet, no RTCP generation (RTCP is received, counted and
 //! dropped), no Prometheus (counters are plain numbers: [`Media::totals`],
 //! [`Session::stats`]). Only [`session`] and [`ports`] touch sockets; [`rtp`], [`g711`],
-//! [`dtmf`], [`sdp`], [`stream`] and the aligner in [`recording`] are pure and tokio-free.
+//! [`dtmf`], [`sdp`], [`source`], [`stream`] and the aligner in [`recording`] are pure and
+//! tokio-free.
 //!
 //! # Use
 //! ```no_run
@@ -49,6 +51,7 @@ pub mod rtp;
 pub mod sdp;
 mod session;
 pub mod sounds;
+pub mod source;
 mod stats;
 pub mod stream;
 

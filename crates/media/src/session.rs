@@ -10,6 +10,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,6 +27,7 @@ use crate::recording::{Channel, RecordingWriter, StereoAligner};
 use crate::rtp::RtpPacket;
 use crate::sdp::{Direction, LocalSdp, Negotiated, Sdp};
 use crate::sounds::{Player, Samples};
+use crate::source::{SourceLatch, Verdict};
 use crate::stats::{LegCounters, SessionCounters, SessionStats, TotalCounters, bump};
 use crate::stream::{FRAME, FRAME_SAMPLES, LossTracker, OutStream, Pacer};
 
@@ -445,8 +447,7 @@ impl Mode {
 }
 
 struct Leg {
-    remote: Option<SocketAddr>,
-    latched: bool,
+    source: SourceLatch,
     codec: Codec,
     telephone_event: Option<u8>,
     out: OutStream,
@@ -457,8 +458,7 @@ struct Leg {
 impl Leg {
     fn new(seed: u64) -> Self {
         Leg {
-            remote: None,
-            latched: false,
+            source: SourceLatch::default(),
             codec: Codec::Pcmu,
             telephone_event: None,
             out: OutStream::new(seed as u32, (seed >> 32) as u16, (seed >> 16) as u32),
@@ -590,8 +590,7 @@ impl Core {
             Command::SetLeg(k, p) => {
                 let leg = self.leg(k);
                 if let Some(addr) = p.remote {
-                    leg.remote = Some(addr);
-                    leg.latched = false;
+                    leg.source.set_sdp(addr);
                 }
                 leg.codec = p.codec;
                 leg.telephone_event = p.telephone_event;
@@ -613,7 +612,7 @@ impl Core {
     }
 
     fn transmit(&mut self, to: LegKind, sockets: &Sockets) {
-        let Some(remote) = self.leg(to).remote else {
+        let Some(remote) = self.leg(to).source.target() else {
             return;
         };
         let n = self.wire.len() as u64;
@@ -697,15 +696,17 @@ impl Core {
             return;
         };
         let leg = self.leg(from);
-        if !leg.latched {
-            if leg.remote != Some(src) {
-                tracing::debug!(?from, %src, "latched");
+        let was = leg.source.target();
+        if leg.source.on_packet(src) == Verdict::Reject {
+            bump(&self.totals.rejected, 1);
+            let first = self.leg_counters(from).foreign.fetch_add(1, Relaxed) == 0;
+            if first {
+                tracing::warn!(?from, %src, party = ?was, "RTP from another source dropped");
             }
-            leg.remote = Some(src);
-            leg.latched = true;
-        } else if leg.remote != Some(src) {
-            bump(&self.leg_counters(from).foreign, 1);
             return;
+        }
+        if leg.source.target() != was {
+            tracing::debug!(?from, %src, nat = leg.source.is_latched(), "RTP source in use");
         }
         leg.loss.on_packet(pkt.ssrc, pkt.sequence);
         let lost = leg.loss.lost();

@@ -67,7 +67,8 @@ pub struct LegStats {
     pub lost: u64,
     /// Datagrams on the RTP port that were not RTP.
     pub invalid: u64,
-    /// Valid RTP from an address other than the latched one (dropped).
+    /// Valid RTP from a source other than the leg's (the SDP address, or the source latched
+    /// while it is silent): dropped.
     pub foreign_source: u64,
     /// RTCP datagrams received (drained, not relayed).
     pub rtcp_in: u64,
@@ -100,6 +101,7 @@ pub(crate) struct TotalCounters {
     pub bytes_out: AtomicU64,
     pub lost: AtomicU64,
     pub invalid: AtomicU64,
+    pub rejected: AtomicU64,
     pub sessions_opened: AtomicU64,
 }
 
@@ -118,6 +120,9 @@ pub struct MediaTotals {
     pub lost: u64,
     /// Non-RTP datagrams received on RTP ports.
     pub invalid: u64,
+    /// Valid RTP dropped for coming from a source other than the leg's (PRODUCT §5; for
+    /// `switchboard_rtp_rejected_packets_total`).
+    pub rejected: u64,
     /// Sessions opened since start.
     pub sessions_opened: u64,
     /// Port pairs currently allocated.
@@ -133,6 +138,7 @@ impl TotalCounters {
             bytes_out: self.bytes_out.load(Relaxed),
             lost: self.lost.load(Relaxed),
             invalid: self.invalid.load(Relaxed),
+            rejected: self.rejected.load(Relaxed),
             sessions_opened: self.sessions_opened.load(Relaxed),
             ports_in_use: ports_in_use as u64,
         }

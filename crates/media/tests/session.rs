@@ -189,6 +189,53 @@ async fn last_packet_times_are_kept_per_leg() {
     s.close().await;
 }
 
+/// PRODUCT §5 against a sprayer: a stranger who reaches both relay ports before the
+/// parties speak is latched only until their SDP addresses send; from then on nothing of
+/// it reaches either party and nothing of theirs reaches it, and every packet of it is
+/// counted as rejected.
+#[tokio::test]
+async fn the_sdp_address_wins_back_from_a_sprayer() {
+    let m = media(28_120, 28_129);
+    let (s, mut caller, mut agent) = bridged(&m, "0", "").await;
+    let (cp, ap) = (s.caller_port(), s.agent_port());
+    let mut stranger = Peer::new(0x6666, 1, 1).await;
+    // The stranger is first on both ports: nothing came from the SDP addresses yet.
+    stranger.send(cp, 0, false, &[0x66; 160], 160).await;
+    stranger.send(ap, 0, false, &[0x66; 160], 160).await;
+    settle().await;
+    // The parties speak: their SDP addresses win back at once.
+    caller.send(cp, 0, false, &[0x11; 160], 160).await;
+    agent.send(ap, 0, false, &[0x22; 160], 160).await;
+    settle().await;
+    let _ = stranger.recv_for(Duration::from_millis(50)).await; // the latched moment
+    let _ = caller.recv_for(Duration::from_millis(50)).await;
+    let _ = agent.recv_for(Duration::from_millis(50)).await;
+    for _ in 0..30 {
+        stranger.send(cp, 0, false, &[0x66; 160], 160).await;
+        stranger.send(ap, 0, false, &[0x66; 160], 160).await;
+        caller.send(cp, 0, false, &[0x11; 160], 160).await;
+        agent.send(ap, 0, false, &[0x22; 160], 160).await;
+        sleep(Duration::from_millis(2)).await;
+    }
+    let at_agent = agent.recv(30, Duration::from_secs(2)).await;
+    let at_caller = caller.recv(30, Duration::from_secs(2)).await;
+    assert_eq!(at_agent.len(), 30);
+    assert_eq!(at_caller.len(), 30);
+    assert!(at_agent.iter().all(|p| p.payload.as_ref() == [0x11; 160]));
+    assert!(at_caller.iter().all(|p| p.payload.as_ref() == [0x22; 160]));
+    assert!(
+        stranger
+            .recv_for(Duration::from_millis(100))
+            .await
+            .is_empty(),
+        "the stranger still receives call audio"
+    );
+    let st = s.close().await;
+    assert_eq!(st.caller.foreign_source, 30);
+    assert_eq!(st.agent.foreign_source, 30);
+    assert_eq!(m.totals().rejected, 60);
+}
+
 #[tokio::test]
 async fn latches_to_the_real_source_and_ignores_others() {
     let m = media(28_010, 28_019);

@@ -32,6 +32,7 @@ pub fn load_config(path: Option<&Path>) -> Result<Config, Vec<ConfigError>> {
         path.and_then(Path::parent),
         std::env::var_os("STATE_DIRECTORY").as_deref(),
     )?;
+    config.resolve_tls_paths(path.and_then(Path::parent))?;
     Ok(config)
 }
 

@@ -3,8 +3,14 @@
 //! this server's name and reads as `interrupted`, ended at the time it was written, until the
 //! call's final record replaces it. At the next start the store closes the rows this name left
 //! open (a `kill -9` with calls up) — see `switchboard_store::StoreOptions::journal_node`.
+//! A clean stop logs out the agents still logged in, so their sessions end when the server
+//! did; what a crash leaves open is closed at the next start by the store.
 
-use switchboard_store::{CallRecord, HangupSide, Outcome};
+use switchboard_engine::{AgentStateKind, Engine};
+use switchboard_store::{
+    AgentEventKind, AgentSessionEvent, CallRecord, HangupSide, Outcome, RecordSink,
+};
+use tracing::{info, warn};
 
 use crate::config::Config;
 
@@ -27,4 +33,39 @@ pub fn journal_row(mut record: CallRecord, node: &str) -> CallRecord {
     record.hangup_side = HangupSide::System;
     record.journal = Some(node.to_owned());
     record
+}
+
+/// At a clean stop, once the last call ended and the API is closed: a change to `logged_out`
+/// and a `logout` (reason `server stopped`) for every agent the engine does not hold as logged
+/// out, dated now.
+pub fn log_out_at_stop(engine: &Engine, records: &RecordSink) {
+    let at = switchboard_store::now_utc();
+    let mut n = 0usize;
+    for agent in engine.agents() {
+        if agent.state.kind() == AgentStateKind::LoggedOut {
+            continue;
+        }
+        // The state change ends the agent's state in the reports' timeline; the logout ends
+        // the shift (an unregistration writes both).
+        for event in [AgentEventKind::State, AgentEventKind::Logout] {
+            let record = AgentSessionEvent {
+                id: switchboard_store::new_record_id(),
+                at,
+                agent_id: agent.id.clone(),
+                event,
+                state: Some("logged_out".to_owned()),
+                reason: Some("server stopped".to_owned()),
+            };
+            if let Err(e) = records.send(record) {
+                warn!(agent = %agent.id, "agent session record not accepted: {e}");
+            }
+        }
+        n += 1;
+    }
+    if n > 0 {
+        info!(
+            agents = n,
+            "agents still logged in are logged out at the stop"
+        );
+    }
 }

@@ -23,5 +23,6 @@ pub mod security;
 pub mod server;
 pub mod service;
 pub mod shared;
+pub mod tls;
 pub mod transport;
 pub mod web;

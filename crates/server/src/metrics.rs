@@ -34,6 +34,7 @@ pub struct Metrics {
     pub queue_oldest_wait_seconds: prometheus::GaugeVec,
     pub service_level_ratio: prometheus::GaugeVec,
     pub rtp_packets_total: IntCounterVec,
+    pub rtp_rejected_packets_total: IntCounter,
     pub calls_active: IntGauge,
     pub sip_transactions: IntGaugeVec,
     pub call_state_entries: IntGaugeVec,
@@ -189,6 +190,11 @@ impl Metrics {
             &["direction"],
         )
         .unwrap_or_else(|e| unreachable_metric(&e));
+        let rtp_rejected_packets_total = IntCounter::new(
+            "switchboard_rtp_rejected_packets_total",
+            "RTP packets dropped for coming from a source other than the leg's (PRODUCT 5).",
+        )
+        .unwrap_or_else(|e| unreachable_metric(&e));
         let calls_active = IntGauge::new(
             "switchboard_calls_active",
             "Calls in progress (caller connected: menu, queued, ringing or talking).",
@@ -258,6 +264,7 @@ impl Metrics {
             Box::new(queue_oldest_wait_seconds.clone()),
             Box::new(service_level_ratio.clone()),
             Box::new(rtp_packets_total.clone()),
+            Box::new(rtp_rejected_packets_total.clone()),
             Box::new(calls_active.clone()),
             Box::new(sip_transactions.clone()),
             Box::new(call_state_entries.clone()),
@@ -294,6 +301,7 @@ impl Metrics {
             queue_oldest_wait_seconds,
             service_level_ratio,
             rtp_packets_total,
+            rtp_rejected_packets_total,
             calls_active,
             sip_transactions,
             call_state_entries,
@@ -356,6 +364,7 @@ impl Metrics {
             &self.rtp_packets_total.with_label_values(&["out"]),
             media.packets_out,
         );
+        Metrics::advance_to(&self.rtp_rejected_packets_total, media.rejected);
         self.rtp_port_pairs_in_use
             .set(i64::try_from(media.ports_in_use).unwrap_or(i64::MAX));
         self.engine_calls
@@ -526,6 +535,7 @@ mod tests {
             packets_in,
             packets_out: 7,
             ports_in_use: 4,
+            rejected: 5,
             ..Default::default()
         };
         m.refresh(&engine, t, &stats, &media(10));
@@ -542,6 +552,7 @@ mod tests {
             "switchboard_rtp_packets_total{direction=\"in\"} 12",
             "switchboard_rtp_packets_total{direction=\"out\"} 7",
             "switchboard_rtp_port_pairs_in_use 4",
+            "switchboard_rtp_rejected_packets_total 5",
             "switchboard_engine_calls 0",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");

@@ -7,25 +7,12 @@ use std::str::FromStr;
 use anyhow::Context as _;
 use switchboard_engine::{
     AgentConfig, Class, Client, ClientDirectory, ClientType, EngineConfig, QueueConfig, Step,
-    Strategy,
 };
 
-use crate::config::{self, Config};
-
-fn strategy(s: config::Strategy) -> Strategy {
-    match s {
-        config::Strategy::LongestIdle => Strategy::LongestIdle,
-        config::Strategy::RoundRobin => Strategy::RoundRobin,
-        config::Strategy::RingAll => Strategy::RingAll,
-        config::Strategy::FewestCalls => Strategy::FewestCalls,
-        config::Strategy::LeastTalkTime => Strategy::LeastTalkTime,
-        config::Strategy::Random => Strategy::Random,
-        config::Strategy::Linear => Strategy::Linear,
-    }
-}
+use crate::config::Config;
 
 fn class(name: &str) -> Option<Class> {
-    Class::ALL.into_iter().find(|c| c.as_str() == name)
+    name.parse().ok()
 }
 
 fn step(s: &str, path: &str) -> anyhow::Result<Step> {
@@ -63,7 +50,7 @@ pub fn engine_config(config: &Config) -> anyhow::Result<EngineConfig> {
         cfg.queues.push(QueueConfig {
             name: q.name.clone(),
             skill: q.skill.clone(),
-            strategy: strategy(q.strategy),
+            strategy: q.strategy,
             ring_timeout_s: q.ring_timeout_s,
             wrap_up_s: q.wrap_up_s,
             max_wait_s: Some(q.max_wait_s),
@@ -76,9 +63,9 @@ pub fn engine_config(config: &Config) -> anyhow::Result<EngineConfig> {
             class_priority,
         });
     }
-    for name in config::CLASSES {
+    for c in Class::ALL {
+        let name = c.as_str();
         if let Some(chain) = config.routing.override_for(name) {
-            let c = class(name).with_context(|| format!("routing.{name}"))?;
             let steps = chain
                 .iter()
                 .enumerate()

@@ -29,7 +29,10 @@ use crate::routing;
 use crate::security::{self, Security};
 use crate::service::{Notifier, Request, Signals};
 use crate::shared::Shared;
-use crate::transport::{self, Connections, Inbound, Limits, Listeners, TransportStats};
+use crate::tls::{Dialer, Tls};
+use crate::transport::{
+    self, Connections, Inbound, Limits, Listeners, StreamContext, TransportStats,
+};
 
 /// How long calls in progress may continue after SIGTERM before the server exits.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -85,10 +88,12 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
     // 1. Bind everything before starting anything.
     let mut udp_addrs = Vec::new();
     let mut tcp_addrs = Vec::new();
+    let mut tls_addrs = Vec::new();
     for listen in config.listen_addrs() {
         match listen.transport {
             ListenTransport::Udp => udp_addrs.push(listen.addr),
             ListenTransport::Tcp => tcp_addrs.push(listen.addr),
+            ListenTransport::Tls => tls_addrs.push(listen.addr),
             other => warn!(
                 transport = %other,
                 addr = %listen.addr,
@@ -96,7 +101,11 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
             ),
         }
     }
-    let listeners = Listeners::bind(&udp_addrs, &tcp_addrs)
+    let tls = match &config.tls {
+        Some(files) => Some(Tls::load(files).context("cannot load the [tls] certificate")?),
+        None => None,
+    };
+    let listeners = Listeners::bind(&udp_addrs, &tcp_addrs, &tls_addrs)
         .await
         .map_err(|(what, e)| anyhow::anyhow!("cannot bind SIP listener {what}: {e}"))?;
     let http_addr: SocketAddr = config
@@ -131,14 +140,12 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
     };
     let stats = Arc::new(TransportStats::default());
     let (inbound_tx, inbound_rx) = mpsc::channel(16 * 1024);
-    let udp = transport::spawn(
-        listeners,
-        limits,
-        inbound_tx,
-        Arc::clone(&stats),
-        stop.clone(),
-    );
-    let endpoint = Endpoint::new(endpoint_config(&config, &udp_addrs, &tcp_addrs)?);
+    let streams = StreamContext::new(limits, inbound_tx, Arc::clone(&stats), stop.clone());
+    let udp = transport::spawn(listeners, &streams, tls.as_ref());
+    let dialer = tls.clone().map(|tls| Dialer::new(tls, streams.clone()));
+    let endpoint = Endpoint::new(endpoint_config(
+        &config, &udp_addrs, &tcp_addrs, &tls_addrs,
+    )?);
 
     // 4. Routing and call control.
     let engine = Arc::new(
@@ -183,6 +190,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
         calls,
         conns: Connections::default(),
         udp,
+        dialer,
         metrics: metrics.clone(),
         state_gauges: metrics.state_gauges(),
         sent_responses: metrics.sent_responses(),
@@ -254,7 +262,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
     info!("switchboard running");
     loop {
         match signals.next().await {
-            Request::Reload => reload(&store, &notifier, &serving).await,
+            Request::Reload => reload(&store, tls.as_ref(), &notifier, &serving).await,
             Request::Stop(signal) => {
                 info!("{signal} received");
                 break;
@@ -275,6 +283,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
     if let Err(e) = http.await {
         warn!("HTTP task failed: {e}");
     }
+    crate::journal::log_out_at_stop(&engine, &store.writer());
     if let Err(e) = store.flush(SHUTDOWN_GRACE).await {
         warn!("records not flushed to the database before exit: {e} (they stay in the spool)");
     }
@@ -302,6 +311,7 @@ fn endpoint_config(
     config: &Config,
     udp: &[SocketAddr],
     tcp: &[SocketAddr],
+    tls: &[SocketAddr],
 ) -> anyhow::Result<EndpointConfig> {
     let mut cfg = EndpointConfig::new(
         config.sip.domain.clone(),
@@ -313,6 +323,9 @@ fn endpoint_config(
     }
     if let Some(addr) = tcp.first() {
         cfg.advertised_ports.push((Transport::Tcp, addr.port()));
+    }
+    if let Some(addr) = tls.first() {
+        cfg.advertised_ports.push((Transport::Tls, addr.port()));
     }
     cfg.timers = switchboard_sip::TimerConfig {
         t1: Duration::from_millis(config.sip.t1_ms),
@@ -342,7 +355,7 @@ fn endpoint_config(
             .collect(),
         guard: security::guard_config(&config.security),
         own_hosts: std::iter::once(config.sip.advertised_address.clone())
-            .chain(udp.iter().chain(tcp).map(|a| a.ip().to_string()))
+            .chain(udp.iter().chain(tcp).chain(tls).map(|a| a.ip().to_string()))
             .collect(),
         ..RegistrarConfig::default()
     };
@@ -394,20 +407,36 @@ async fn probe_database(
 }
 
 /// SIGHUP: re-reads what may change under a running server — the client directory, for
-/// edits made straight in the database. (TLS certificates join here once TLS is served.)
-/// A failed reload keeps what is in use and never stops the server.
-async fn reload(store: &switchboard_store::Store, notifier: &Notifier, serving: &str) {
+/// edits made straight in the database, and the `[tls]` certificate (`tls.rs`). A failed
+/// reload keeps what is in use and never stops the server.
+async fn reload(
+    store: &switchboard_store::Store,
+    tls: Option<&Tls>,
+    notifier: &Notifier,
+    serving: &str,
+) {
     info!("SIGHUP received: reloading the client directory");
     notifier.reloading();
+    let mut failed = Vec::new();
+    if let Some(tls) = tls
+        && let Err(e) = tls.reload_logged()
+    {
+        failed.push(format!("TLS certificate: {e}"));
+    }
     match store.clients().refresh().await {
-        Ok(()) => {
-            info!(clients = store.clients().len(), "client directory reloaded");
-            notifier.reloaded(serving);
-        }
+        Ok(()) => info!(clients = store.clients().len(), "client directory reloaded"),
         Err(e) => {
             warn!("client directory not reloaded, the loaded one stays in use: {e}");
-            notifier.reloaded(&format!("{serving}; last reload failed: {e}"));
+            failed.push(format!("client directory: {e}"));
         }
+    }
+    if failed.is_empty() {
+        notifier.reloaded(serving);
+    } else {
+        notifier.reloaded(&format!(
+            "{serving}; last reload failed: {}",
+            failed.join("; ")
+        ));
     }
 }
 
@@ -418,6 +447,8 @@ struct Driver {
     calls: Calls,
     conns: Connections,
     udp: Vec<Arc<UdpSocket>>,
+    /// Opens outbound TLS connections (with `[tls]` only).
+    dialer: Option<Dialer>,
     metrics: Metrics,
     state_gauges: StateGauges,
     /// `switchboard_sip_responses_total` counts responses received per event and responses
@@ -523,14 +554,32 @@ impl Driver {
             Inbound::Datagram { from, bytes, .. } => {
                 self.endpoint.handle_datagram(now, Peer::udp(from), &bytes);
             }
-            Inbound::Stream { conn, from, bytes } => {
+            Inbound::Stream {
+                conn,
+                transport,
+                from,
+                bytes,
+            } => {
                 self.endpoint.handle_datagram(
                     now,
-                    Peer::stream(Transport::Tcp, from, ConnId(conn)),
+                    Peer::stream(transport, from, ConnId(conn)),
                     &bytes,
                 );
             }
-            Inbound::Opened { conn, from, writer } => self.conns.opened(conn, from, writer),
+            Inbound::Opened {
+                conn,
+                transport,
+                from,
+                writer,
+            } => self.conns.opened(conn, transport, from, writer),
+            Inbound::Unreachable { transport, addr } => {
+                let dest = Peer {
+                    transport,
+                    addr,
+                    conn: None,
+                };
+                self.endpoint.handle_transport_error(now, &dest);
+            }
             Inbound::Closed { conn } => {
                 self.conns.closed(conn);
                 self.endpoint.handle_connection_closed(now, ConnId(conn));
@@ -545,12 +594,19 @@ impl Driver {
         }
         // Carry out what the engine decided (offers → INVITEs to agents, records).
         self.calls.pump(&mut self.endpoint, now);
-        while let Some(t) = self.endpoint.poll_transmit() {
-            send(&t.dest, t.bytes, &self.udp, &self.conns);
-        }
+        // Counted before they leave: a peer that has its answer never scrapes an older count.
         self.sent_responses
             .advance(&self.endpoint.stats().responses_sent);
         self.security.after_batch(&mut self.endpoint);
+        while let Some(t) = self.endpoint.poll_transmit() {
+            send(
+                &t.dest,
+                t.bytes,
+                &self.udp,
+                &mut self.conns,
+                self.dialer.as_ref(),
+            );
+        }
         let count = self.endpoint.registrar().binding_count();
         self.metrics.registrations.set(gauge(count));
         let g = &self.state_gauges;
@@ -573,6 +629,7 @@ impl Driver {
                 if self
                     .security
                     .refuse_over_rate(&mut self.endpoint, now, *txn, req, src)
+                    || crate::tls::refuse_insecure_sips(&mut self.endpoint, now, *txn, req, src)
                 {
                     return;
                 }
@@ -642,7 +699,13 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-fn send(dest: &Peer, bytes: Vec<u8>, udp: &[Arc<UdpSocket>], conns: &Connections) {
+fn send(
+    dest: &Peer,
+    bytes: Vec<u8>,
+    udp: &[Arc<UdpSocket>],
+    conns: &mut Connections,
+    dialer: Option<&Dialer>,
+) {
     match dest.transport {
         Transport::Udp => {
             // Send from a socket of the destination's address family.
@@ -670,12 +733,16 @@ fn send(dest: &Peer, bytes: Vec<u8>, udp: &[Arc<UdpSocket>], conns: &Connections
             }
         }
         Transport::Tcp => {
-            let conn = dest.conn.map(|c| c.0).or_else(|| conns.to_addr(dest.addr));
+            let conn = dest
+                .conn
+                .map(|c| c.0)
+                .or_else(|| conns.to_addr(Transport::Tcp, dest.addr));
             let sent = conn.is_some_and(|c| conns.send(c, bytes));
             if !sent {
                 debug!(dest = %dest.addr, "no open TCP connection for this message; dropped");
             }
         }
+        Transport::Tls => crate::tls::send(dest, bytes, conns, dialer),
         other => debug!(dest = %dest.addr, "transport {other:?} is not served; message dropped"),
     }
 }

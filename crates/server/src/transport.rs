@@ -1,10 +1,11 @@
-//! SIP transports on tokio: UDP sockets and TCP listeners of `[sip] listen`.
+//! SIP transports on tokio: UDP sockets, TCP and TLS listeners of `[sip] listen`.
 //!
 //! Socket tasks only move bytes: every datagram and every framed stream message goes over a
 //! bounded channel to the one task that owns the sans-IO [`switchboard_sip::Endpoint`]
-//! (see `server::drive_endpoint`). Outbound bytes come back as [`Outbound`] routes:
-//! a UDP socket to send from, or the writer channel of the TCP connection a request came on,
-//! so responses leave over the connection the request arrived on (RFC 3261 §18.2.2).
+//! (the `Driver` of `server.rs`). Outbound bytes go to a UDP socket or to the writer channel
+//! of a stream connection, so responses leave over the connection the request arrived on
+//! (RFC 3261 §18.2.2). TCP and TLS connections share one connection loop
+//! ([`stream_connection`]); the TLS handshake and certificates live in `tls.rs`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,14 +13,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use switchboard_sip::Transport;
 use switchboard_sipmsg::{Frame, StreamFramer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-/// Identifies one TCP connection for the life of the process.
+/// Identifies one stream (TCP or TLS) connection for the life of the process.
 pub type ConnId = u64;
 
 /// Something the socket tasks hand to the endpoint task.
@@ -31,20 +33,27 @@ pub enum Inbound {
         from: SocketAddr,
         bytes: Vec<u8>,
     },
-    /// A whole SIP message framed from TCP connection `conn`.
+    /// A whole SIP message framed from stream connection `conn` (TCP or TLS).
     Stream {
         conn: ConnId,
+        transport: Transport,
         from: SocketAddr,
         bytes: Vec<u8>,
     },
-    /// A TCP connection opened: its writer channel.
+    /// A stream connection opened: its writer channel.
     Opened {
         conn: ConnId,
+        transport: Transport,
         from: SocketAddr,
         writer: mpsc::Sender<Vec<u8>>,
     },
-    /// A TCP connection closed.
+    /// A stream connection closed.
     Closed { conn: ConnId },
+    /// An outbound connection to `addr` could not be made: what was sent there failed.
+    Unreachable {
+        transport: Transport,
+        addr: SocketAddr,
+    },
 }
 
 /// Counters of what the transports dropped, for logs and metrics.
@@ -54,10 +63,39 @@ pub struct TransportStats {
     pub inbound_dropped: AtomicU64,
     /// Datagrams or stream messages larger than `max_message_size`.
     pub oversized: AtomicU64,
-    /// TCP connections refused at `max_tcp_connections`.
+    /// Stream connections refused at `max_tcp_connections`.
     pub connections_refused: AtomicU64,
-    /// Open TCP connections.
+    /// Open stream connections (TCP and TLS, TLS handshakes in progress included).
     pub connections_open: AtomicUsize,
+    /// TLS handshakes that failed or timed out.
+    pub tls_handshake_failures: AtomicU64,
+}
+
+/// One counted slot of `max_tcp_connections`, given back when the connection ends.
+#[derive(Debug)]
+pub struct ConnSlot(Arc<TransportStats>);
+
+impl ConnSlot {
+    /// Takes a slot, or `None` (counted and logged) when every slot is in use.
+    pub fn take(
+        stats: &Arc<TransportStats>,
+        limits: &Limits,
+        from: SocketAddr,
+    ) -> Option<ConnSlot> {
+        if stats.connections_open.load(Ordering::Relaxed) >= limits.max_tcp_connections {
+            stats.connections_refused.fetch_add(1, Ordering::Relaxed);
+            warn!(%from, "connection refused: max_tcp_connections reached");
+            return None;
+        }
+        stats.connections_open.fetch_add(1, Ordering::Relaxed);
+        Some(ConnSlot(Arc::clone(stats)))
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.0.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The bound listeners.
@@ -65,6 +103,7 @@ pub struct TransportStats {
 pub struct Listeners {
     pub udp: Vec<Arc<UdpSocket>>,
     pub tcp: Vec<TcpListener>,
+    pub tls: Vec<TcpListener>,
 }
 
 impl Listeners {
@@ -72,10 +111,12 @@ impl Listeners {
     pub async fn bind(
         udp: &[SocketAddr],
         tcp: &[SocketAddr],
+        tls: &[SocketAddr],
     ) -> Result<Listeners, (String, std::io::Error)> {
         let mut listeners = Listeners {
             udp: Vec::new(),
             tcp: Vec::new(),
+            tls: Vec::new(),
         };
         for addr in udp {
             let socket = UdpSocket::bind(addr)
@@ -85,14 +126,24 @@ impl Listeners {
             listeners.udp.push(Arc::new(socket));
         }
         for addr in tcp {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|e| (format!("tcp:{addr}"), e))?;
-            info!(transport = "tcp", addr = %addr, "SIP listening");
-            listeners.tcp.push(listener);
+            listeners.tcp.push(bind_stream("tcp", addr).await?);
+        }
+        for addr in tls {
+            listeners.tls.push(bind_stream("tls", addr).await?);
         }
         Ok(listeners)
     }
+}
+
+async fn bind_stream(
+    kind: &str,
+    addr: &SocketAddr,
+) -> Result<TcpListener, (String, std::io::Error)> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| (format!("{kind}:{addr}"), e))?;
+    info!(transport = kind, addr = %addr, "SIP listening");
+    Ok(listener)
 }
 
 /// Limits the transports enforce.
@@ -103,14 +154,52 @@ pub struct Limits {
     pub tcp_idle_timeout: Duration,
 }
 
+/// What every stream connection task needs: limits, the way to the endpoint task, the
+/// counters, the stop token and the connection numbering.
+#[derive(Debug, Clone)]
+pub struct StreamContext {
+    pub limits: Limits,
+    pub inbound: mpsc::Sender<Inbound>,
+    pub stats: Arc<TransportStats>,
+    pub stop: CancellationToken,
+    next_conn: Arc<AtomicU64>,
+}
+
+impl StreamContext {
+    pub fn new(
+        limits: Limits,
+        inbound: mpsc::Sender<Inbound>,
+        stats: Arc<TransportStats>,
+        stop: CancellationToken,
+    ) -> StreamContext {
+        StreamContext {
+            limits,
+            inbound,
+            stats,
+            stop,
+            next_conn: Arc::new(AtomicU64::new(1)),
+        }
+    }
+
+    /// A number for a new connection, never reused.
+    pub fn next_conn(&self) -> ConnId {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
 /// Spawns the receive loops. Returns at once; the tasks stop when `stop` is cancelled.
+/// TLS listeners need `tls` (validation makes sure `[tls]` is set when they exist).
 pub fn spawn(
     listeners: Listeners,
-    limits: Limits,
-    inbound: mpsc::Sender<Inbound>,
-    stats: Arc<TransportStats>,
-    stop: CancellationToken,
+    ctx: &StreamContext,
+    tls: Option<&crate::tls::Tls>,
 ) -> Vec<Arc<UdpSocket>> {
+    let (limits, inbound, stats, stop) = (
+        ctx.limits,
+        ctx.inbound.clone(),
+        Arc::clone(&ctx.stats),
+        ctx.stop.clone(),
+    );
     let udp = listeners.udp.clone();
     for (index, socket) in listeners.udp.into_iter().enumerate() {
         let inbound = inbound.clone();
@@ -118,15 +207,20 @@ pub fn spawn(
         let stop = stop.clone();
         tokio::spawn(udp_loop(index, socket, limits, inbound, stats, stop));
     }
-    let next_conn = Arc::new(AtomicU64::new(1));
     for listener in listeners.tcp {
-        let inbound = inbound.clone();
-        let stats = Arc::clone(&stats);
-        let stop = stop.clone();
-        let next_conn = Arc::clone(&next_conn);
-        tokio::spawn(tcp_accept_loop(
-            listener, limits, inbound, stats, stop, next_conn,
-        ));
+        tokio::spawn(tcp_accept_loop(listener, ctx.clone()));
+    }
+    for listener in listeners.tls {
+        match tls {
+            Some(tls) => {
+                tokio::spawn(crate::tls::accept_loop(
+                    listener,
+                    tls.acceptor(),
+                    ctx.clone(),
+                ));
+            }
+            None => warn!("tls: listener without [tls]: not served"),
+        }
     }
     udp
 }
@@ -182,77 +276,107 @@ async fn udp_loop(
     }
 }
 
-async fn tcp_accept_loop(
-    listener: TcpListener,
-    limits: Limits,
-    inbound: mpsc::Sender<Inbound>,
-    stats: Arc<TransportStats>,
-    stop: CancellationToken,
-    next_conn: Arc<AtomicU64>,
-) {
+/// Waits for the next connection on `listener` that gets a slot of `max_tcp_connections`
+/// (those that find none are closed at once); `None` once `stop` is cancelled.
+pub async fn accept(
+    listener: &TcpListener,
+    ctx: &StreamContext,
+    transport: Transport,
+) -> Option<(TcpStream, StreamId)> {
     loop {
         let accepted = tokio::select! {
-            () = stop.cancelled() => return,
+            () = ctx.stop.cancelled() => return None,
             r = listener.accept() => r,
         };
         let (stream, from) = match accepted {
             Ok(r) => r,
             Err(e) => {
-                warn!("tcp accept failed: {e}");
+                warn!("{transport:?} accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
-        if stats.connections_open.load(Ordering::Relaxed) >= limits.max_tcp_connections {
-            stats.connections_refused.fetch_add(1, Ordering::Relaxed);
-            warn!(%from, "tcp connection refused: max_tcp_connections reached");
+        let Some(slot) = ConnSlot::take(&ctx.stats, &ctx.limits, from) else {
             drop(stream);
             continue;
-        }
-        let conn = next_conn.fetch_add(1, Ordering::Relaxed);
-        let span = info_span!("tcp", conn, peer = %from);
-        tokio::spawn(
-            tcp_connection(
-                conn,
-                stream,
-                from,
-                limits,
-                inbound.clone(),
-                Arc::clone(&stats),
-                stop.clone(),
-            )
-            .instrument(span),
-        );
+        };
+        let _ = stream.set_nodelay(true);
+        let id = StreamId {
+            conn: ctx.next_conn(),
+            transport,
+            from,
+            slot,
+        };
+        return Some((stream, id));
     }
 }
 
-async fn tcp_connection(
-    conn: ConnId,
-    stream: TcpStream,
-    from: SocketAddr,
-    limits: Limits,
-    inbound: mpsc::Sender<Inbound>,
-    stats: Arc<TransportStats>,
-    stop: CancellationToken,
-) {
-    stats.connections_open.fetch_add(1, Ordering::Relaxed);
-    debug!("connection opened");
-    let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
-    if inbound
+async fn tcp_accept_loop(listener: TcpListener, ctx: StreamContext) {
+    while let Some((stream, id)) = accept(&listener, &ctx, Transport::Tcp).await {
+        let span = info_span!("tcp", conn = id.conn, peer = %id.from);
+        tokio::spawn(stream_connection(id, stream, ctx.clone()).instrument(span));
+    }
+}
+
+/// Who a stream connection is: its number, transport and peer, and the slot it holds.
+#[derive(Debug)]
+pub struct StreamId {
+    pub conn: ConnId,
+    pub transport: Transport,
+    pub from: SocketAddr,
+    pub slot: ConnSlot,
+}
+
+/// One stream connection (TCP, or TLS after its handshake) for its whole life: announces it
+/// to the endpoint task, frames what arrives into SIP messages, writes what the endpoint
+/// sends, answers CRLF keep-alives, and closes on idle timeout, framing errors or `stop`.
+pub async fn stream_connection<S>(id: StreamId, stream: S, ctx: StreamContext)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let StreamId {
+        conn,
+        transport,
+        from,
+        ..
+    } = id;
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(256);
+    if ctx
+        .inbound
         .send(Inbound::Opened {
             conn,
+            transport,
             from,
             writer: tx.clone(),
         })
         .await
         .is_err()
     {
-        stats.connections_open.fetch_sub(1, Ordering::Relaxed);
         return;
     }
-    let write_stop = stop.clone();
+    run_stream(id, stream, ctx, (tx, rx)).await;
+}
+
+/// The body of [`stream_connection`] once the endpoint task knows the connection; `channel`
+/// is its writer channel (messages queued before the connection was up go out first).
+pub async fn run_stream<S>(
+    id: StreamId,
+    stream: S,
+    ctx: StreamContext,
+    channel: (mpsc::Sender<Vec<u8>>, mpsc::Receiver<Vec<u8>>),
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let StreamId {
+        conn,
+        transport,
+        from,
+        slot,
+    } = id;
+    debug!("connection opened");
+    let (tx, mut rx) = channel;
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let write_stop = ctx.stop.clone();
     let write_task = tokio::spawn(async move {
         loop {
             let bytes = tokio::select! {
@@ -265,11 +389,13 @@ async fn tcp_connection(
         }
         let _ = writer.shutdown().await;
     });
+    let limits = ctx.limits;
+    let inbound = &ctx.inbound;
     let mut framer = StreamFramer::new(limits.max_message_size);
     let mut buf = vec![0u8; 16 * 1024];
     'read: loop {
         let read = tokio::select! {
-            () = stop.cancelled() => break,
+            () = ctx.stop.cancelled() => break,
             r = tokio::time::timeout(limits.tcp_idle_timeout, reader.read(&mut buf)) => r,
         };
         let n = match read {
@@ -290,11 +416,13 @@ async fn tcp_connection(
             match framer.next_frame() {
                 Ok(None) => break,
                 Ok(Some(Frame::Message(bytes))) => {
-                    if inbound
-                        .send(Inbound::Stream { conn, from, bytes })
-                        .await
-                        .is_err()
-                    {
+                    let msg = Inbound::Stream {
+                        conn,
+                        transport,
+                        from,
+                        bytes,
+                    };
+                    if inbound.send(msg).await.is_err() {
                         break 'read;
                     }
                 }
@@ -307,7 +435,7 @@ async fn tcp_connection(
                 Ok(Some(Frame::KeepAlivePong)) => {}
                 Err(e) => {
                     // A stream that cannot be framed cannot be resynchronised: close it.
-                    stats.oversized.fetch_add(1, Ordering::Relaxed);
+                    ctx.stats.oversized.fetch_add(1, Ordering::Relaxed);
                     warn!("closing connection: {e}");
                     break 'read;
                 }
@@ -317,19 +445,25 @@ async fn tcp_connection(
     drop(tx);
     let _ = inbound.send(Inbound::Closed { conn }).await;
     write_task.abort();
-    stats.connections_open.fetch_sub(1, Ordering::Relaxed);
+    drop(slot);
     debug!("connection closed");
 }
 
-/// The endpoint task's view of open TCP connections: owned by that one task, so no lock.
+/// The endpoint task's view of open stream connections: owned by that one task, so no lock.
 #[derive(Debug, Default)]
 pub struct Connections {
-    writers: HashMap<ConnId, (SocketAddr, mpsc::Sender<Vec<u8>>)>,
+    writers: HashMap<ConnId, (SocketAddr, Transport, mpsc::Sender<Vec<u8>>)>,
 }
 
 impl Connections {
-    pub fn opened(&mut self, conn: ConnId, from: SocketAddr, writer: mpsc::Sender<Vec<u8>>) {
-        self.writers.insert(conn, (from, writer));
+    pub fn opened(
+        &mut self,
+        conn: ConnId,
+        transport: Transport,
+        from: SocketAddr,
+        writer: mpsc::Sender<Vec<u8>>,
+    ) {
+        self.writers.insert(conn, (from, transport, writer));
     }
 
     pub fn closed(&mut self, conn: ConnId) {
@@ -339,16 +473,22 @@ impl Connections {
     /// Queues bytes on a connection; false when it is gone or saturated.
     pub fn send(&self, conn: ConnId, bytes: Vec<u8>) -> bool {
         match self.writers.get(&conn) {
-            Some((_, writer)) => writer.try_send(bytes).is_ok(),
+            Some((_, _, writer)) => writer.try_send(bytes).is_ok(),
             None => false,
         }
     }
 
-    /// A connection to `addr`, if one is open (requests to a peer reuse its connection).
-    pub fn to_addr(&self, addr: SocketAddr) -> Option<ConnId> {
+    /// Whether connection `conn` is open.
+    pub fn is_open(&self, conn: ConnId) -> bool {
+        self.writers.contains_key(&conn)
+    }
+
+    /// A connection of `transport` to `addr`, if one is open (requests to a peer reuse its
+    /// connection).
+    pub fn to_addr(&self, transport: Transport, addr: SocketAddr) -> Option<ConnId> {
         self.writers
             .iter()
-            .find(|(_, (from, _))| *from == addr)
+            .find(|(_, (from, t, _))| *from == addr && *t == transport)
             .map(|(conn, _)| *conn)
     }
 }

@@ -17,10 +17,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::time::Duration;
 
-use switchboard_sipmsg::{ContactValue, HeaderName, NameAddr, Request, Response, Uri};
+use switchboard_sipmsg::{ContactValue, HeaderName, NameAddr, Request, Response, Scheme, Uri};
 
 use crate::digest::{Algorithm, Challenge, Credentials, NonceCounts, NonceSource, NonceStatus};
-use crate::endpoint::{ConnId, Peer};
+use crate::endpoint::{ConnId, Peer, Transport};
 use crate::guard::{AuthGuard, AuthNotice, GuardConfig, GuardStats};
 use crate::time::Instant;
 
@@ -80,6 +80,18 @@ impl Default for RegistrarConfig {
             own_hosts: Vec::new(),
         }
     }
+}
+
+/// Whether a REGISTER names a `sips:` URI (Request-URI, To or a Contact).
+fn names_sips(req: &Request) -> bool {
+    let sips = |uri: &Uri| uri.scheme == Scheme::Sips;
+    sips(&req.uri)
+        || req.to_hdr().is_ok_and(|to| sips(&to.uri))
+        || req.contacts().is_ok_and(|contacts| {
+            contacts
+                .iter()
+                .any(|c| matches!(c, ContactValue::Addr(a) if sips(&a.uri)))
+        })
 }
 
 /// One registered contact of an agent.
@@ -425,6 +437,11 @@ impl Registrar {
         if self.guard.refuse(source, now) {
             // No challenge: a banned source learns nothing and gets nothing to answer.
             return reject(403, "Forbidden");
+        }
+        if names_sips(req) && !matches!(src.transport, Transport::Tls | Transport::Wss) {
+            // RFC 5630: a SIPS URI promises TLS up to the resource, so a binding that
+            // names one is only taken over a secure transport.
+            return reject(416, "Unsupported URI Scheme - SIPS Requires TLS");
         }
         let user = match self.authenticate(req, source, now) {
             Ok(user) => user,

@@ -79,6 +79,7 @@ pub(crate) fn redact(url: &str) -> String {
 }
 
 /// The migrations of each backend, in order: (version, description, PostgreSQL, SQLite).
+/// Versions are assigned once and never reused; gaps are allowed.
 const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
     (
         1,
@@ -103,6 +104,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "callbacks",
         include_str!("../migrations/postgres/0004_callbacks.sql"),
         include_str!("../migrations/sqlite/0004_callbacks.sql"),
+    ),
+    (
+        6,
+        "session node",
+        include_str!("../migrations/postgres/0006_session_node.sql"),
+        include_str!("../migrations/sqlite/0006_session_node.sql"),
     ),
 ];
 
@@ -284,7 +291,7 @@ const CALL_COLS: &[&str] = &[
     "callback_id",
 ];
 const QUEUE_EVENT_COLS: &[&str] = &["id", "at", "call_id", "queue", "agent_id", "event", "data"];
-const AGENT_SESSION_COLS: &[&str] = &["id", "at", "agent_id", "event", "state", "reason"];
+const AGENT_SESSION_COLS: &[&str] = &["id", "at", "agent_id", "event", "state", "reason", "node"];
 
 fn call_vals<'a>(c: &'a CallRecord, out: &mut Vec<Val<'a>>) {
     out.extend([
@@ -326,7 +333,11 @@ fn queue_event_vals<'a>(e: &'a QueueEvent, out: &mut Vec<Val<'a>>) {
     ]);
 }
 
-fn agent_session_vals<'a>(e: &'a AgentSessionEvent, out: &mut Vec<Val<'a>>) {
+/// An agent session row and the server that writes it.
+type SessionRow<'a> = (&'a AgentSessionEvent, Option<&'a str>);
+
+fn agent_session_vals<'a>(row: &SessionRow<'a>, out: &mut Vec<Val<'a>>) {
+    let (e, node) = *row;
     out.extend([
         Val::Text(Some(&e.id)),
         Val::Ts(Some(e.at)),
@@ -334,6 +345,7 @@ fn agent_session_vals<'a>(e: &'a AgentSessionEvent, out: &mut Vec<Val<'a>>) {
         Val::Text(Some(e.event.as_str())),
         Val::Text(e.state.as_deref()),
         Val::Text(e.reason.as_deref()),
+        Val::Text(node),
     ]);
 }
 
@@ -535,8 +547,13 @@ impl Db {
     }
 
     /// Inserts a batch in one transaction, in order per table; rows whose id is already
-    /// stored are skipped (idempotent replay).
-    pub(crate) async fn insert_records(&self, records: &[Record]) -> Result<(), sqlx::Error> {
+    /// stored are skipped (idempotent replay). Agent sessions are stamped with `node`, the
+    /// server that writes them (see [`Db::close_left_open`]).
+    pub(crate) async fn insert_records(
+        &self,
+        records: &[Record],
+        node: Option<&str>,
+    ) -> Result<(), sqlx::Error> {
         let mut calls = Vec::new();
         let mut queue_events = Vec::new();
         let mut sessions = Vec::new();
@@ -549,7 +566,7 @@ impl Db {
                     calls.push(c.as_ref());
                 }
                 Record::QueueEvent(e) => queue_events.push(e),
-                Record::AgentSession(e) => sessions.push(e),
+                Record::AgentSession(e) => sessions.push((e, node)),
             }
         }
         fn call_ref<'a>(c: &&'a CallRecord, out: &mut Vec<Val<'a>>) {
@@ -558,32 +575,12 @@ impl Db {
         fn qe_ref<'a>(e: &&'a QueueEvent, out: &mut Vec<Val<'a>>) {
             queue_event_vals(e, out);
         }
-        fn as_ref<'a>(e: &&'a AgentSessionEvent, out: &mut Vec<Val<'a>>) {
-            agent_session_vals(e, out);
-        }
         on_db!(self, pool => {
             let mut tx = pool.begin().await?;
             insert_rows!(tx, calls.as_slice(), "calls", CALL_COLS, call_ref);
             insert_rows!(tx, queue_events.as_slice(), "queue_events", QUEUE_EVENT_COLS, qe_ref);
-            insert_rows!(tx, sessions.as_slice(), "agent_sessions", AGENT_SESSION_COLS, as_ref);
+            insert_rows!(tx, sessions.as_slice(), "agent_sessions", AGENT_SESSION_COLS, agent_session_vals);
             tx.commit().await
-        })
-    }
-
-    /// Closes the journal rows `node` left open (calls in progress when it stopped without
-    /// ending them) for calls that started before `before`: they become final records with
-    /// outcome `interrupted`, ended at the last time their journal knew. Returns how many.
-    pub(crate) async fn close_journal(
-        &self,
-        node: &str,
-        before: Timestamp,
-    ) -> Result<u64, sqlx::Error> {
-        const SQL: &str = "UPDATE calls SET journal = NULL, outcome = 'interrupted', \
-             hangup_side = 'system' WHERE journal = $1 AND started_at < $2";
-        let vals = [Val::Text(Some(node)), Val::Ts(Some(before))];
-        on_db!(self, pool => {
-            let done = sqlx::query(SQL).bind_vals(&vals).execute(pool).await?;
-            Ok(done.rows_affected())
         })
     }
 
@@ -721,6 +718,9 @@ impl Db {
         })
     }
 }
+
+mod recovery;
+pub(crate) use recovery::Closed;
 
 #[cfg(test)]
 mod tests {

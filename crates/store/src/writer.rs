@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clients::DirectoryCache;
-use crate::db::{Db, Target, is_data_error};
+use crate::db::{Closed, Db, Target, is_data_error};
 use crate::model::Record;
 use crate::spool::Spool;
 use crate::{StoreError, StoreOptions, clock};
@@ -328,7 +328,7 @@ impl Running {
             self.insert_direct().await;
         }
         if self.journal_to_close && !self.w.spool.has_backlog() && self.db_allowed(now) {
-            self.close_journal().await;
+            self.close_left_open().await;
         }
         if !self.db_allowed(clock::monotonic()) {
             self.spool_pending(false);
@@ -416,7 +416,13 @@ impl Running {
     }
 
     async fn insert(&self, records: &[Record]) -> Result<(), (bool, String)> {
-        match tokio::time::timeout(self.w.opts.db_timeout, self.db.insert_records(records)).await {
+        match tokio::time::timeout(
+            self.w.opts.db_timeout,
+            self.db
+                .insert_records(records, self.w.opts.journal_node.as_deref()),
+        )
+        .await
+        {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err((is_data_error(&e), e.to_string())),
             Err(_) => Err((false, "insert timed out".to_owned())),
@@ -487,22 +493,27 @@ impl Running {
         records.len()
     }
 
-    /// Closes the journal rows an earlier run of this server left open (it was killed with
-    /// calls in progress): they become `interrupted` records ended at the last time known.
-    async fn close_journal(&mut self) {
+    /// Closes what an earlier run of this server left open (it was killed with calls in
+    /// progress or agents logged in): calls become `interrupted` records ended at the last time
+    /// known, their open queue entries and the agents' sessions get closing rows.
+    async fn close_left_open(&mut self) {
         let Some(node) = self.w.opts.journal_node.clone() else {
             self.journal_to_close = false;
             return;
         };
-        let closing = self.db.close_journal(&node, self.w.opened_at);
+        let closing = self.db.close_left_open(&node, self.w.opened_at);
         match tokio::time::timeout(self.w.opts.db_timeout, closing).await {
-            Ok(Ok(n)) => {
+            Ok(Ok(closed)) => {
                 self.journal_to_close = false;
-                if n > 0 {
+                if closed != Closed::default() {
                     tracing::warn!(
-                        calls = n,
+                        calls = closed.calls,
+                        queue_entries = closed.queue_entries,
+                        agent_sessions = closed.agent_sessions,
                         node = %node,
-                        "calls in progress when the server last stopped are recorded as interrupted"
+                        "records left open when the server last stopped are closed: calls \
+                         recorded as interrupted, their queue entries and the agents' sessions \
+                         closed"
                     );
                 }
             }

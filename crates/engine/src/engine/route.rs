@@ -62,9 +62,26 @@ impl Engine {
     /// The explanation of an offer from step `served` to `agents`, written into one string
     /// (it is built on every offer, so no intermediate strings).
     pub(super) fn trace(&self, cell: &CallCell, served: usize, agents: &[AgentIdx]) -> String {
+        self.trace_steps(cell, served + 1, Some(served), agents)
+    }
+
+    /// The explanation of a call no agent took: each of the first `reached` steps with why it
+    /// did not serve (`queue:orders(max wait) > agent:fina(break)`).
+    pub(super) fn trace_unserved(&self, cell: &CallCell, reached: usize) -> String {
+        self.trace_steps(cell, reached, None, &[])
+    }
+
+    fn trace_steps(
+        &self,
+        cell: &CallCell,
+        upto: usize,
+        served: Option<usize>,
+        agents: &[AgentIdx],
+    ) -> String {
         use std::fmt::Write as _;
-        let mut out = String::with_capacity(48 * (served + 1));
-        for (i, step) in cell.steps.iter().enumerate().take(served + 1) {
+        let mut out = String::with_capacity(48 * upto);
+        for (i, step) in cell.steps.iter().enumerate().take(upto) {
+            let served_here = served == Some(i);
             if i > 0 {
                 out.push_str(" > ");
             }
@@ -79,7 +96,7 @@ impl Engine {
                 let m = self.id_of(step.manager);
                 match step.target {
                     Target::Agent(s) if s != step.manager => {
-                        if i == served {
+                        if served_here {
                             write!(out, "{m}: absent → {}", self.id_of(s))
                         } else {
                             write!(
@@ -90,13 +107,13 @@ impl Engine {
                             )
                         }
                     }
-                    Target::Agent(_) if i == served => write!(out, "{m}"),
+                    Target::Agent(_) if served_here => write!(out, "{m}"),
                     Target::Agent(_) => {
                         write!(out, "{m}: {}", self.kind_of(step.manager).as_str())
                     }
                     _ => write!(out, "{m}: absent → no substitute"),
                 }
-            } else if i == served {
+            } else if served_here {
                 for (n, &AgentIdx(a)) in agents.iter().enumerate() {
                     if n > 0 {
                         out.push_str(", ");

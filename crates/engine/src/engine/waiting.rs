@@ -294,10 +294,12 @@ impl Engine {
         self.listed(cell);
         self.unregister_all(cell);
         self.call_shard(cell.id.0).remove(&cell.id.0);
+        let reached = cell.frontier.load(SeqCst) as usize;
         self.events.push(Event::CallTimedOut {
             call: cell.id,
             queue: (q != NONE).then_some(QueueIdx(q)),
             wait_ms: now.millis_since(cell.enqueued_at),
+            route: self.trace_unserved(cell, reached.max(1)),
             at: now,
         });
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use switchboard_engine::{CallRequest, HangupSide, Outcome, Purpose, Step};
 use switchboard_sip::dialog::{self, Dialog};
 use switchboard_sip::digest::{Challenge, answer_challenge};
-use switchboard_sip::{ClientTxnKey, Endpoint, Instant, Peer, ServerTxnKey, Transport};
+use switchboard_sip::{ClientTxnKey, Endpoint, Instant, Peer, ServerTxnKey};
 use switchboard_sipmsg::{HeaderName, Method, Request, Response};
 use switchboard_store::{CallRecord, Direction, HangupSide as CdrHangup, Outcome as CdrOutcome};
 use tracing::{debug, info, warn};
@@ -562,7 +562,7 @@ impl Calls {
         invite.headers.push(HeaderName::CSeq, "1 INVITE");
         invite.headers.push(
             HeaderName::Contact,
-            format!("<{}>", ep.local_uri(Some("switchboard"), Transport::Udp)),
+            format!("<{}>", ep.local_uri(Some("switchboard"), target.transport)),
         );
         invite
             .headers
@@ -571,7 +571,11 @@ impl Calls {
             .headers
             .push(HeaderName::ContentType, "application/sdp");
         invite.body = out.media.caller_sdp();
-        let dest = Peer::udp(target.addr);
+        let dest = Peer {
+            transport: target.transport,
+            addr: target.addr,
+            conn: None,
+        };
         let txn = ep.send_request(now, dest.clone(), invite);
         info!(call = key, number = %out.number, trunk = %trunk.name, "outbound call: the agent answered; dialing the customer");
         out.customer = Some(CustomerLeg {

@@ -358,21 +358,33 @@ impl Calls {
             }
             return;
         }
-        let Some(c) = self.calls.get(&key) else {
+        let Some(c) = self.calls.get_mut(&key) else {
             return;
         };
         let queue_name = queue
             .and_then(|q| self.engine.queue_name(q))
-            .map(str::to_owned)
-            .or_else(|| c.queue.clone());
+            .map(str::to_owned);
+        // The record names the first queue the call waited in, even when no agent was ever
+        // offered it (a caller who leaves, a call that times out).
+        if c.queue.is_none() {
+            c.queue.clone_from(&queue_name);
+        }
+        let queue_name = queue_name.or_else(|| c.queue.clone());
+        let record_id = c.record_id.clone();
+        if let E::CallTimedOut { route, .. } = &event {
+            // Every step it reached and why none served: the record explains the timeout.
+            c.route.clone_from(route);
+        }
         let agent = agent
             .and_then(|a| self.engine.agent_id(a))
             .map(str::to_owned);
-        self.send_queue_event(now, c.record_id.clone(), queue_name, agent, kind, data);
-        if let E::CallTimedOut { wait_ms, .. } = event {
+        self.send_queue_event(now, record_id, queue_name, agent, kind, data);
+        if let E::CallTimedOut { wait_ms, route, .. } = event {
             info!(
                 call = key,
-                wait_ms, "waited as long as the route chain allows: timeout"
+                wait_ms,
+                %route,
+                "waited as long as the route chain allows: timeout"
             );
             self.end_call(ep, now, key, Ended::Timeout);
         }

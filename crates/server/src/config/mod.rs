@@ -15,6 +15,7 @@ mod outbound;
 mod paths;
 mod sections;
 mod security;
+mod tls;
 mod validate;
 mod wallboard;
 
@@ -24,6 +25,7 @@ pub use outbound::OutboundTarget;
 pub use paths::StateDirSource;
 pub use sections::*;
 pub use security::SecurityConfig;
+pub use tls::TlsConfig;
 pub use wallboard::WallboardConfig;
 
 /// The built-in demo configuration used when `switchboard` runs without `--config`.
@@ -89,6 +91,7 @@ pub struct Config {
     pub wallboard: WallboardConfig,
     #[serde(default)]
     pub callbacks: CallbacksConfig,
+    pub tls: Option<TlsConfig>,
 }
 
 impl Config {
@@ -190,7 +193,8 @@ fn line_of(text: &str, offset: usize) -> usize {
 mod tests {
     use super::*;
 
-    fn minimal() -> String {
+    /// The smallest valid file (also the base of other modules' tests).
+    pub(super) fn minimal() -> String {
         r#"
 [sip]
 listen = ["udp:127.0.0.1:5060"]
@@ -368,14 +372,14 @@ skill = "regional"
     #[test]
     fn steps_parse() {
         assert_eq!(
-            Step::parse("assigned_manager").unwrap(),
+            "assigned_manager".parse::<Step>().unwrap(),
             Step::AssignedManager
         );
         assert_eq!(
-            Step::parse("role:finance").unwrap(),
+            "role:finance".parse::<Step>().unwrap(),
             Step::Role("finance".into())
         );
-        assert!(Step::parse("role:").is_err());
-        assert!(Step::parse("somebody").is_err());
+        assert!("role:".parse::<Step>().is_err());
+        assert!("somebody".parse::<Step>().is_err());
     }
 }

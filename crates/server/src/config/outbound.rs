@@ -3,20 +3,26 @@
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
+use switchboard_sip::Transport;
 use switchboard_sipmsg::{Host, Scheme, Uri};
 
-/// A trunk's outbound URI, checked: a `sip:` URI whose host is an IP address, over UDP.
+/// A trunk's outbound URI, checked: a `sip:` URI whose host is an IP address, over UDP or
+/// TLS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboundTarget {
     /// The URI as configured; the dialed number becomes its user part.
     pub uri: Uri,
     /// Where the INVITE is sent.
     pub addr: SocketAddr,
+    /// How: UDP, or TLS (`;transport=tls`, over a connection the server opens and verifies
+    /// against `[tls] ca`).
+    pub transport: Transport,
 }
 
 impl OutboundTarget {
-    /// Parses `sip:192.0.2.7:5080;transport=udp`. Host names are refused (no DNS lookups
-    /// on the call path) and so are stream transports: outbound calls use UDP.
+    /// Parses `sip:192.0.2.7:5080;transport=udp` or `…;transport=tls`. Host names are
+    /// refused (no DNS lookups on the call path), and so is TCP (the server opens no plain
+    /// TCP connections).
     pub fn parse(s: &str) -> Result<OutboundTarget, String> {
         let uri = Uri::from_str(s.trim())
             .map_err(|e| format!("{s:?} is not a SIP URI such as sip:192.0.2.7:5060 ({e})"))?;
@@ -32,15 +38,22 @@ impl OutboundTarget {
                 ));
             }
         };
-        if let Some(t) = uri.param("transport").flatten()
-            && !t.eq_ignore_ascii_case("udp")
-        {
-            return Err(format!(
-                "{s:?}: transport={t} is not supported for outbound calls (use udp)"
-            ));
-        }
-        let addr = SocketAddr::new(ip, uri.port.unwrap_or(5060));
-        Ok(OutboundTarget { uri, addr })
+        let transport = match uri.param("transport").flatten() {
+            None => Transport::Udp,
+            Some(t) if t.eq_ignore_ascii_case("udp") => Transport::Udp,
+            Some(t) if t.eq_ignore_ascii_case("tls") => Transport::Tls,
+            Some(t) => {
+                return Err(format!(
+                    "{s:?}: transport={t} is not supported for outbound calls (use udp or tls)"
+                ));
+            }
+        };
+        let addr = SocketAddr::new(ip, uri.port.unwrap_or(transport.default_port()));
+        Ok(OutboundTarget {
+            uri,
+            addr,
+            transport,
+        })
     }
 
     /// The Request-URI for dialing `number` through this trunk.
@@ -69,6 +82,9 @@ mod tests {
         );
         assert!(OutboundTarget::parse("sip:pbx.example.com").is_err());
         assert!(OutboundTarget::parse("sip:10.0.0.1;transport=tcp").is_err());
+        let tls = OutboundTarget::parse("sip:10.0.0.1;transport=TLS").unwrap();
+        assert_eq!(tls.transport, Transport::Tls);
+        assert_eq!(tls.addr.port(), 5061);
         assert!(OutboundTarget::parse("not a uri").is_err());
     }
 }

@@ -6,14 +6,16 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::Deserialize;
+use switchboard_engine::default_chain;
+pub use switchboard_engine::{Class, Purpose, Step, Strategy};
 
 use super::DEMO_API_TOKEN;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SipConfig {
-    /// `udp:IP:PORT`, `tcp:IP:PORT`; `ws:`, `wss:` and `tls:` are accepted and reported as not
-    /// served yet.
+    /// `udp:IP:PORT`, `tcp:IP:PORT`, `tls:IP:PORT` (needs `[tls]`); `ws:` and `wss:` are
+    /// accepted and reported as not served yet.
     pub listen: Vec<String>,
     /// Registrar domain and digest realm.
     pub domain: String,
@@ -241,17 +243,16 @@ pub struct AgentConfig {
     pub substitute: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Strategy {
-    #[default]
-    LongestIdle,
-    RoundRobin,
-    RingAll,
-    FewestCalls,
-    LeastTalkTime,
-    Random,
-    Linear,
+/// A queue strategy in the engine's spelling (the engine defines the vocabulary).
+fn strategy<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Strategy, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map_err(|_| {
+        let names: Vec<_> = Strategy::ALL.iter().map(|s| s.as_str()).collect();
+        serde::de::Error::custom(format!(
+            "unknown strategy {text:?}, expected one of {}",
+            names.join(", ")
+        ))
+    })
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -259,7 +260,9 @@ pub enum Strategy {
 pub struct QueueConfig {
     pub name: String,
     pub skill: String,
-    #[serde(default)]
+    /// `longest_idle` (default), `round_robin`, `ring_all`, `fewest_calls`,
+    /// `least_talk_time`, `random`, `linear`.
+    #[serde(default, deserialize_with = "strategy")]
     pub strategy: Strategy,
     #[serde(default = "default_ring_timeout")]
     pub ring_timeout_s: u32,
@@ -380,24 +383,6 @@ impl Default for RoutingConfig {
     }
 }
 
-/// Client classes in classification order, with their built-in chains (PRODUCT.md §3).
-pub const DEFAULT_CHAINS: [(&str, &[&str]); 7] = [
-    ("debt", &["assigned_manager", "role:finance"]),
-    (
-        "key",
-        &[
-            "assigned_manager",
-            "role:key_account_manager",
-            "role:head_of_wholesale",
-        ],
-    ),
-    ("new", &["role:department_head"]),
-    ("regional", &["queue:regional"]),
-    ("other", &["assigned_manager", "role:head_of_sales"]),
-    ("complaint", &["role:quality"]),
-    ("standard", &["queue:orders"]),
-];
-
 impl RoutingConfig {
     /// The configured override for a class, if any.
     pub fn override_for(&self, class: &str) -> Option<&Vec<String>> {
@@ -413,16 +398,22 @@ impl RoutingConfig {
         }
     }
 
-    /// The effective chain of every class: the override or the built-in default.
+    /// The effective chain of every class, in classification order: the override or the
+    /// engine's built-in chain.
     pub fn chains(&self) -> Vec<(&'static str, Vec<String>)> {
-        DEFAULT_CHAINS
+        Class::ALL
             .iter()
-            .map(|(class, default)| {
+            .map(|class| {
                 let chain = self
-                    .override_for(class)
+                    .override_for(class.as_str())
                     .cloned()
-                    .unwrap_or_else(|| default.iter().map(|s| (*s).to_owned()).collect());
-                (*class, chain)
+                    .unwrap_or_else(|| {
+                        default_chain(*class)
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect()
+                    });
+                (class.as_str(), chain)
             })
             .collect()
     }
@@ -532,48 +523,3 @@ impl ListenAddr {
         Ok(ListenAddr { transport, addr })
     }
 }
-
-/// One step of a route chain.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
-    AssignedManager,
-    Agent(String),
-    Role(String),
-    Queue(String),
-}
-
-impl Step {
-    pub fn parse(s: &str) -> Result<Step, String> {
-        if s == "assigned_manager" {
-            return Ok(Step::AssignedManager);
-        }
-        let (kind, name) = s.split_once(':').ok_or_else(|| {
-            format!("{s:?} is not a route step (assigned_manager, agent:<id>, role:<role>, queue:<name>)")
-        })?;
-        if name.is_empty() {
-            return Err(format!("{s:?} names no {kind}"));
-        }
-        match kind {
-            "agent" => Ok(Step::Agent(name.to_owned())),
-            "role" => Ok(Step::Role(name.to_owned())),
-            "queue" => Ok(Step::Queue(name.to_owned())),
-            _ => Err(format!(
-                "{s:?} is not a route step (assigned_manager, agent:<id>, role:<role>, queue:<name>)"
-            )),
-        }
-    }
-}
-
-/// Purposes a call can have (PRODUCT.md §3).
-pub const PURPOSES: [&str; 4] = ["order", "information", "other", "complaint"];
-
-/// Client classes (PRODUCT.md §3), in classification order.
-pub const CLASSES: [&str; 7] = [
-    "debt",
-    "key",
-    "new",
-    "regional",
-    "other",
-    "complaint",
-    "standard",
-];

@@ -4,6 +4,8 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
+use switchboard_sip::Transport;
+
 use super::*;
 
 impl Config {
@@ -22,6 +24,7 @@ impl Config {
         self.wallboard.validate(&mut errors);
         let queues: Vec<&str> = self.queues.iter().map(|q| q.name.as_str()).collect();
         self.callbacks.validate(&queues, &mut errors);
+        self.validate_tls(&mut errors);
         errors
     }
 
@@ -186,14 +189,8 @@ impl Config {
                 }
             }
             for (did, purpose) in &trunk.dids {
-                if !PURPOSES.contains(&purpose.as_str()) {
-                    errors.push(err(
-                        format!("{at}.dids.{did}"),
-                        format!(
-                            "unknown purpose {purpose:?} (expected one of {})",
-                            PURPOSES.join(", ")
-                        ),
-                    ));
+                if purpose.parse::<Purpose>().is_err() {
+                    errors.push(err(format!("{at}.dids.{did}"), unknown_purpose(purpose)));
                 }
             }
             if trunk.username.is_some() != trunk.password.is_some() {
@@ -208,10 +205,19 @@ impl Config {
                     "outbound_username and outbound_password must be given together",
                 ));
             }
-            if let Some(uri) = &trunk.outbound
-                && let Err(e) = super::outbound::OutboundTarget::parse(uri)
+            match trunk
+                .outbound
+                .as_deref()
+                .map(super::outbound::OutboundTarget::parse)
             {
-                errors.push(err(format!("{at}.outbound"), e));
+                Some(Err(e)) => errors.push(err(format!("{at}.outbound"), e)),
+                Some(Ok(t)) if t.transport == Transport::Tls && self.tls.is_none() => {
+                    errors.push(err(
+                        format!("{at}.outbound"),
+                        "transport=tls needs a [tls] section (its ca verifies the trunk)",
+                    ));
+                }
+                _ => {}
             }
             if trunk.outbound.is_none()
                 && (trunk.outbound_username.is_some() || trunk.caller_id.is_some())
@@ -335,12 +341,13 @@ impl Config {
                 errors.push(err(format!("{at}.max_length"), "must be positive"));
             }
             for class in queue.priority.keys() {
-                if !CLASSES.contains(&class.as_str()) {
+                if class.parse::<Class>().is_err() {
+                    let names: Vec<_> = Class::ALL.iter().map(|c| c.as_str()).collect();
                     errors.push(err(
                         format!("{at}.priority.{class}"),
                         format!(
                             "unknown client class (expected one of {})",
-                            CLASSES.join(", ")
+                            names.join(", ")
                         ),
                     ));
                 }
@@ -350,7 +357,7 @@ impl Config {
         for (i, queue) in self.queues.iter().enumerate() {
             if let Some(step) = &queue.overflow {
                 let path = format!("queues[{i}].overflow");
-                match Step::parse(step) {
+                match parse_step(step) {
                     Ok(Step::Queue(name)) if name == queue.name => {
                         errors.push(err(path, "a queue cannot overflow into itself"));
                     }
@@ -383,7 +390,7 @@ impl Config {
                 } else {
                     format!("routing.{class}")
                 };
-                match Step::parse(step) {
+                match parse_step(step) {
                     Ok(Step::Queue(name)) if !queue_names.contains(name.as_str()) => {
                         let hint = if overridden {
                             String::new()
@@ -445,13 +452,10 @@ impl Config {
                     "the key must be one DTMF digit (0-9, * or #)",
                 ));
             }
-            if !PURPOSES.contains(&purpose.as_str()) {
+            if purpose.parse::<Purpose>().is_err() {
                 errors.push(err(
                     format!("ivr.options.{digit}"),
-                    format!(
-                        "unknown purpose {purpose:?} (expected one of {})",
-                        PURPOSES.join(", ")
-                    ),
+                    unknown_purpose(purpose),
                 ));
             }
         }
@@ -465,6 +469,23 @@ impl Config {
             errors.push(err("ivr.timeout_s", "must be positive"));
         }
     }
+}
+
+/// A route step in the engine's spelling, or the message that says what is expected.
+fn parse_step(step: &str) -> Result<Step, String> {
+    step.parse().map_err(|_| {
+        format!(
+            "{step:?} is not a route step (assigned_manager, agent:<id>, role:<role>, queue:<name>)"
+        )
+    })
+}
+
+fn unknown_purpose(purpose: &str) -> String {
+    let names: Vec<_> = Purpose::ALL.iter().map(|p| p.as_str()).collect();
+    format!(
+        "unknown purpose {purpose:?} (expected one of {})",
+        names.join(", ")
+    )
 }
 
 fn check_step(

@@ -6,5 +6,6 @@
 mod endpoint;
 mod fuzz;
 mod registrar;
+mod sips;
 mod transactions;
 mod util;

@@ -1,5 +1,10 @@
 //! Test harness: runs the real `switchboard` binary on free loopback ports with a config
-//! written to a temporary directory, and real peers (SIPp) against it.
+//! written to a temporary directory, and real peers (SIPp; baresip in `baresip.rs`) against
+//! it.
+
+mod baresip;
+
+pub use baresip::*;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -536,7 +541,8 @@ pub fn trunk_calls(
     trunk_calls_to(server.sip_addr(), caller, dialed, talk_ms, extra, timeout)
 }
 
-/// [`trunk_calls`] sent to `target` (a proxy in front of the server).
+/// [`trunk_calls`] sent to `target` (a proxy in front of the server, or the server from
+/// another thread).
 pub fn trunk_calls_to(
     target: SocketAddr,
     caller: &str,
@@ -545,23 +551,36 @@ pub fn trunk_calls_to(
     extra: &[&str],
     timeout: Duration,
 ) -> (ExitStatus, String, String) {
-    let media_port = free_port().to_string();
     let talk_ms = talk_ms.to_string();
+    let mut args = vec!["-d", talk_ms.as_str()];
+    args.extend_from_slice(extra);
+    trunk_scenario("trunk_call.xml", target, caller, dialed, &args, timeout)
+}
+
+/// A trunk call from `caller` to DID `dialed` played by the SIPp `scenario` (a file under
+/// tests/data/sipp) against `target`, with its own RTP port and more SIPp arguments.
+pub fn trunk_scenario(
+    scenario: &str,
+    target: SocketAddr,
+    caller: &str,
+    dialed: &str,
+    extra: &[&str],
+    timeout: Duration,
+) -> (ExitStatus, String, String) {
+    let media_port = free_port().to_string();
     let mut args = vec![
         "-key",
         "caller",
         caller,
         "-s",
         dialed,
-        "-d",
-        &talk_ms,
         "-mi",
         "127.0.0.1",
         "-mp",
         &media_port,
     ];
     args.extend_from_slice(extra);
-    sipp_at("trunk_call.xml", target, free_port(), &args, timeout)
+    sipp_at(scenario, target, free_port(), &args, timeout)
 }
 
 /// Writes a client directory CSV and loads it with `switchboard clients import` into the
@@ -647,169 +666,101 @@ fn dechunk(mut body: &str) -> String {
     out
 }
 
-/// Is baresip installed? Tests that need it call [`without_baresip`].
-pub fn have_baresip() -> bool {
-    Path::new("/usr/bin/baresip").exists() && Path::new("/usr/lib/baresip/modules/g711.so").exists()
+/// The end of a call placed with [`new_client_call_answered_by`]: the trunk's SIPp run
+/// succeeded; returns the server's `call ended` fields of the first call that ended.
+pub fn call_ended(
+    server: &Server,
+    caller: std::thread::JoinHandle<(ExitStatus, String, String)>,
+) -> std::collections::HashMap<String, String> {
+    let (status, out, messages) = caller.join().expect("trunk thread");
+    assert!(
+        status.success(),
+        "trunk call failed ({status:?}):\n{out}\n{messages}\n--- server ---\n{}",
+        server.log()
+    );
+    wait_until(server, "the call record", Duration::from_secs(5), || {
+        !ended_calls(&server.log()).is_empty()
+    });
+    ended_calls(&server.log()).remove(0)
 }
 
-/// An agent softphone played by baresip (headless): registers with digest, answers calls
-/// automatically, sends a prompt WAV as its voice and records what it hears (sndfile).
-pub struct Baresip {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Baresip {
-    pub fn start(server: &Server, id: &str) -> Baresip {
-        Baresip::start_via(server, server.ports.sip, id, 600)
-    }
-
-    /// Registers `id` every `regint` seconds at 127.0.0.1:`registrar` (the server, or a
-    /// proxy in front of it) and waits until `server` logs the registration.
-    pub fn start_via(server: &Server, registrar: u16, id: &str, regint: u32) -> Baresip {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sip_port = free_port();
-        let ctrl_port = free_port();
-        let rtp_first = 28_400 + (sip_port % 50) * 20;
-        std::fs::create_dir_all(dir.path().join("snd")).expect("snd dir");
-        let config = format!(
-            "sip_listen 127.0.0.1:{sip_port}\n\
-             net_interface 127.0.0.1\n\
-             audio_player aubridge,sink\n\
-             audio_source aufile,{voice}\n\
-             audio_alert aubridge,sink\n\
-             rtp_ports {rtp_first}-{rtp_last}\n\
-             module_path /usr/lib/baresip/modules\n\
-             module g711.so\n\
-             module aufile.so\n\
-             module aubridge.so\n\
-             module sndfile.so\n\
-             module ctrl_tcp.so\n\
-             module_tmp uuid.so\n\
-             module_tmp account.so\n\
-             module_app menu.so\n\
-             ctrl_tcp_listen 127.0.0.1:{ctrl_port}\n\
-             snd_path {snd}\n",
-            voice = repo_root().join("sounds/welcome.wav").display(),
-            rtp_last = rtp_first + 19,
-            snd = dir.path().join("snd").display(),
-        );
-        std::fs::write(dir.path().join("config"), config).expect("baresip config");
-        std::fs::write(
-            dir.path().join("accounts"),
-            format!(
-                "<sip:{id}@127.0.0.1:{registrar}>;auth_pass={id}-secret;answermode=auto;regint={regint}\n"
-            ),
+/// A new client's call (an unknown number to DID 100, which the department heads take)
+/// placed by a SIPp trunk in the background, talking `talk_ms` once answered; returns when
+/// `agent` has answered it, with the trunk's thread (its SIPp result).
+pub fn new_client_call_answered_by(
+    server: &Server,
+    agent: &str,
+    talk_ms: u64,
+) -> std::thread::JoinHandle<(ExitStatus, String, String)> {
+    let sip = server.sip_addr();
+    let caller = std::thread::spawn(move || {
+        trunk_calls_to(
+            sip,
+            "+38599999999",
+            "100",
+            talk_ms,
+            &[],
+            Duration::from_secs(30),
         )
-        .expect("baresip accounts");
-        let log = std::fs::File::create(dir.path().join("baresip.log")).expect("log");
-        let child = Command::new("timeout")
-            .args(["60", "baresip", "-f"])
-            .arg(dir.path())
-            .args(["-t", "55"])
-            .env("HOME", dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn baresip");
-        let agent = Baresip { child, dir };
-        wait_until(
-            server,
-            &format!("baresip {id} registered"),
-            Duration::from_secs(10),
-            || {
-                server
-                    .log()
-                    .lines()
-                    .any(|l| l.contains("agent registered") && l.contains(&format!("agent={id} ")))
-            },
-        );
-        agent
-    }
-
-    /// baresip's own output.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("baresip.log")).unwrap_or_default()
-    }
-
-    /// The audio this softphone heard (sndfile's `*-dec.wav`), as samples.
-    pub fn heard(&self) -> Vec<i16> {
-        let Ok(entries) = std::fs::read_dir(self.dir.path().join("snd")) else {
-            return Vec::new();
-        };
-        let mut samples = Vec::new();
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.ends_with("-dec.wav") {
-                let bytes = std::fs::read(entry.path()).unwrap_or_default();
-                samples.extend(
-                    bytes
-                        .get(44..)
-                        .unwrap_or_default()
-                        .chunks_exact(2)
-                        .map(|b| i16::from_le_bytes([b[0], b[1]])),
-                );
-            }
-        }
-        samples
-    }
+    });
+    let agent_field = format!("agent={agent}");
+    wait_until(
+        server,
+        &format!("{agent} answers"),
+        Duration::from_secs(10),
+        || {
+            server
+                .log()
+                .lines()
+                .any(|l| l.contains("answered") && l.contains(&agent_field))
+        },
+    );
+    caller
 }
 
-impl Drop for Baresip {
-    fn drop(&mut self) {
-        stop_wrapped(&mut self.child);
-    }
+/// Waits until `agent` is available (registered and idle) according to the API.
+pub fn wait_available(server: &Server, agent: &str) {
+    wait_until(
+        server,
+        "the agent available",
+        Duration::from_secs(10),
+        || {
+            api_get(server.ports.http, &format!("/api/v1/agents/{agent}"))
+                .is_ok_and(|(_, b)| b.contains("\"state\":\"available\""))
+        },
+    );
 }
 
-impl Baresip {
-    /// Calls this softphone auto-answered.
-    pub fn answered(&self) -> usize {
-        self.log().matches("call: answering call").count()
-    }
+/// The `call ended` fields of the first outbound call that ended (waits up to 10 s).
+pub fn outbound_record(server: &Server) -> std::collections::HashMap<String, String> {
+    wait_until(
+        server,
+        "the outbound record",
+        Duration::from_secs(10),
+        || {
+            ended_calls(&server.log())
+                .iter()
+                .any(|r| r.get("direction").is_some_and(|d| d == "outbound"))
+        },
+    );
+    ended_calls(&server.log())
+        .into_iter()
+        .find(|r| r.get("direction").is_some_and(|d| d == "outbound"))
+        .expect("an outbound record")
 }
 
-/// An agent's softphone for the routing tests: baresip when installed (a real softphone),
-/// else a SIPp UAS.
-pub enum Phone {
-    Baresip(Baresip),
-    Sipp(SippAgent),
-}
-
-impl Phone {
-    pub fn start(server: &Server, id: &str) -> Phone {
-        if have_baresip() {
-            Phone::Baresip(Baresip::start(server, id))
-        } else {
-            if in_ci() {
-                panic!("baresip is not installed and CI=true: tests/run.sh installs it");
-            }
-            eprintln!("baresip is not installed: agent {id} is played by SIPp");
-            Phone::Sipp(SippAgent::start(server, id, None))
-        }
-    }
-
-    /// Calls that reached this phone.
-    pub fn rang(&self) -> usize {
-        match self {
-            Phone::Baresip(b) => b.answered(),
-            Phone::Sipp(s) => s.invites(),
-        }
-    }
-
-    /// The phone's user heard the caller: baresip's recording of what it played holds
-    /// audio (SIPp echoes, which the relay's per-leg counts already show).
-    pub fn assert_heard_the_caller(&self) {
-        if let Phone::Baresip(b) = self {
-            let heard = b.heard();
-            // G.711 silence decodes to within a few steps of zero; speech swings far wider.
-            let loud = heard.iter().filter(|s| s.unsigned_abs() > 500).count();
-            assert!(
-                loud > 200,
-                "the agent heard only silence ({loud} loud samples of {})\n{}",
-                heard.len(),
-                b.log()
-            );
-        }
-    }
+/// Runs `sql` on the server's SQLite database (the demo's `switchboard.db`) with the
+/// `sqlite3` client: one line per row, columns separated by `|`.
+pub fn sqlite(server: &Server, sql: &str) -> String {
+    let out = Command::new("sqlite3")
+        .arg(server.dir.path().join("switchboard.db"))
+        .arg(sql)
+        .output()
+        .expect("run sqlite3 (package sqlite3; tests/run.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
