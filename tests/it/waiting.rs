@@ -122,21 +122,38 @@ fn debtor_with_nobody_to_take_the_call_ends_as_no_agent() {
         return;
     }
     // Rule 5: the debt chain is the assigned manager (Petra), then finance (Fina); nobody is
-    // logged in, so the chain reaches nobody and the call is not left waiting.
+    // logged in, so the chain reaches nobody and the call is not left waiting: it is answered,
+    // hears a short message, and Switchboard hangs up.
     let server = company(|c| c);
     let started = Instant::now();
-    let (_status, out, messages) = trunk(&server, "trunk_call.xml", "+38511000002", "100", &[]);
+    let (status, out, messages) = trunk(
+        &server,
+        "trunk_call_wait_bye.xml",
+        "+38511000002",
+        "100",
+        &[],
+    );
+    assert!(status.success(), "{out}\n{messages}\n{}", server.log());
+    let held = started.elapsed();
+    assert!(messages.contains("BYE sip:"), "{out}\n{messages}");
+    assert!(
+        held >= Duration::from_secs(4),
+        "the message plays first ({held:?})"
+    );
+    assert!(held < Duration::from_secs(15), "not held ({held:?})");
     let cdr = nth_cdr(&server, 1);
     assert_eq!(cdr["outcome"], "no_agent", "{cdr}\n{}", server.log());
     assert_eq!(cdr["client_class"], "debt", "{cdr}");
     assert_eq!(cdr["hangup_side"], "system", "{cdr}");
     assert!(cdr["agent_id"].is_null(), "{cdr}");
-    // The trunk was answered with a refusal (or, after a message, a BYE): never left hanging.
+    // The message reached the caller: about 250 packets in 5 s.
+    let ended = ended_calls(&server.log());
+    let to_caller: u64 = ended[0]["caller_rtp_out"].parse().unwrap_or(0);
     assert!(
-        messages.contains("SIP/2.0 480") || messages.contains("BYE sip:"),
-        "{out}\n{messages}"
+        to_caller > 150,
+        "{to_caller} RTP packets of the message\n{:?}",
+        ended[0]
     );
-    assert!(started.elapsed() < Duration::from_secs(15), "not held");
 }
 
 #[test]

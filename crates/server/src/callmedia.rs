@@ -223,6 +223,15 @@ impl CallMedia {
         }
     }
 
+    /// Prompts (files under the sounds directory) one after the other, then hold music.
+    pub fn play_prompts(&self, files: &[&str]) {
+        let Some(s) = &self.session else { return };
+        let paths = files.iter().map(|f| self.sounds_dir.join(f)).collect();
+        if let Err(e) = s.play_prompts(paths) {
+            warn!(call_id = s.call_id(), "prompts {files:?}: {e}");
+        }
+    }
+
     /// The caller's DTMF digits (once per call).
     pub fn take_dtmf(&mut self) -> Option<tokio::sync::mpsc::Receiver<char>> {
         self.session.as_mut().and_then(Session::dtmf_events)

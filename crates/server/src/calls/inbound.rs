@@ -2,6 +2,8 @@
 //! (100rel, session timers), media (offer or late offer), the answer into the queue or the
 //! voice menu; CANCEL and ACK of that INVITE.
 
+use std::time::Duration;
+
 use switchboard_engine::ClientDirectory as _;
 use switchboard_engine::{CallRequest, EngineError, Outcome, Purpose};
 use switchboard_sip::dialog::Dialog;
@@ -23,6 +25,12 @@ struct Refusal<'a> {
     headers: Vec<(HeaderName, String)>,
     trunk: Option<&'a Trunk>,
 }
+
+/// What a caller no agent can serve hears before Switchboard hangs up (PRODUCT §3).
+const NO_AGENT_MESSAGE: &[&str] = &["all_agents_busy.wav", "goodbye.wav"];
+
+/// How long [`NO_AGENT_MESSAGE`] plays (the two shipped prompts are 2.4 s each).
+const NO_AGENT_MESSAGE_LEN: Duration = Duration::from_millis(5_000);
 
 impl Calls {
     pub(super) fn new_call(
@@ -124,6 +132,9 @@ impl Calls {
         };
         // The purpose comes from the DID, else from the voice menu when one is configured.
         let menu = did_purpose.is_none() && self.ivr.as_ref().is_some_and(|m| m.enabled);
+        // A chain that reaches nobody (PRODUCT §3): the call is answered, hears a short
+        // message ("all agents are busy", "goodbye") and ends as `no_agent`.
+        let mut no_route = false;
         let engine_call = if menu {
             None
         } else {
@@ -138,12 +149,13 @@ impl Calls {
                 },
             ) {
                 Ok(c) => Some(c),
+                Err(EngineError::NoRoute(_)) => {
+                    info!(call_id = %sip_call_id, caller = %caller, class = class.as_str(), "no agent can serve this call: short message, then no_agent");
+                    no_route = true;
+                    None
+                }
                 Err(e) => {
-                    let why = match e {
-                        EngineError::NoRoute(_) => "no agent can serve this call",
-                        _ => "routing failed",
-                    };
-                    info!(call_id = %sip_call_id, caller = %caller, class = class.as_str(), "call refused: {why}");
+                    info!(call_id = %sip_call_id, caller = %caller, class = class.as_str(), "call refused: routing failed: {e}");
                     let tag = ep.new_tag();
                     respond(ep, now, txn, &req, 480, "No Agent Available", Some(&tag));
                     self.write_refused(
@@ -221,7 +233,9 @@ impl Calls {
         let key = self.next_key;
         self.next_key = self.next_key.wrapping_add(1);
         let mut media = media;
-        if menu {
+        if no_route {
+            media.play_prompts(NO_AGENT_MESSAGE);
+        } else if menu {
             self.start_menu(now, key, &mut media);
             info!(call = key, call_id = %sip_call_id, trunk = %trunk.name, caller = %caller, dialed = %dialed, "call in the voice menu");
         } else {
@@ -269,7 +283,11 @@ impl Calls {
             } else {
                 Phase::Queued(Default::default())
             },
-            route: String::new(),
+            route: if no_route {
+                "no route: no step of the chain has an agent".to_owned()
+            } else {
+                String::new()
+            },
             queue: None,
             started_at: now,
             queued_at: now,
@@ -284,7 +302,10 @@ impl Calls {
         self.by_sip_call_id.insert(sip_call_id, (key, Side::Caller));
         self.calls.insert(key, call);
         self.journal(now, key);
-        if !menu {
+        if no_route {
+            self.timers
+                .insert((now + NO_AGENT_MESSAGE_LEN, Timer::NoAgentGoodbye { key }));
+        } else if !menu {
             self.schedule_announcement(now, key);
         }
         if let Some(timeout) = self.rtp_timeout {

@@ -343,6 +343,7 @@ impl Calls {
                 Timer::RingTimeout { key, agent } => self.ring_timeout(ep, now, key, agent),
                 Timer::Announce { key } => self.announce(now, key),
                 Timer::MenuTimeout { key } => self.menu_timeout(ep, now, key),
+                Timer::NoAgentGoodbye { key } => self.end_call(ep, now, key, Ended::NoAgent),
                 Timer::ForgetLeg { txn } => self.forget_leg(txn),
                 Timer::RtpCheck { key } => self.check_rtp(ep, now, key),
                 Timer::SessionRefresh { key } => self.refresh_session(ep, now, key),

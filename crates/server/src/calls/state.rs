@@ -194,6 +194,8 @@ pub(super) enum Timer {
     OutboundAgentRing { key: u64 },
     /// The customer of outbound call `key` did not answer in time.
     OutboundNoAnswer { key: u64 },
+    /// Call `key`, which no agent can serve, has heard its short message: hang up.
+    NoAgentGoodbye { key: u64 },
 }
 
 impl Timer {
@@ -207,7 +209,8 @@ impl Timer {
             | Timer::SessionRefresh { key }
             | Timer::SessionExpired { key }
             | Timer::OutboundAgentRing { key }
-            | Timer::OutboundNoAnswer { key } => Some(key),
+            | Timer::OutboundNoAnswer { key }
+            | Timer::NoAgentGoodbye { key } => Some(key),
             Timer::ForgetLeg { .. } => None,
         }
     }
