@@ -40,6 +40,7 @@ fn record(run: &str, i: usize) -> CallRecord {
         hangup_side: HangupSide::Caller,
         recording: None,
         journal: None,
+        callback_id: None,
     }
 }
 

@@ -474,17 +474,57 @@ fn call_history_active_calls_and_callbacks() {
         "/api/v1/callbacks",
         &json!({"number": "+385 91 555 0100", "at": "2026-03-02T14:30:00+01:00", "queue": "orders"}),
     );
-    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(r.status, 201, "{}", r.body);
     let cb = r.json();
     assert_eq!(cb["number"], "+385915550100");
     assert_eq!(cb["at"], "2026-03-02T13:30:00.000Z");
     assert_eq!(cb["queue"], "orders");
     assert_eq!(cb["status"], "pending");
-    assert_eq!(cb["dialing"], false);
-    assert!(cb["note"].as_str().unwrap().contains("not dial"), "{cb}");
-    assert!(!cb["id"].as_str().unwrap().is_empty());
+    assert_eq!(cb["attempts"], 0);
+    assert_eq!(cb["call_ids"], json!([]));
+    let id = cb["id"].as_str().unwrap().to_owned();
+    assert!(!id.is_empty());
+    // No trunk dials out in this configuration, so the call-back stays pending: read it,
+    // list it, cancel it; a second cancel is a conflict, an unknown id 404.
+    let r = api.get(&format!("/api/v1/callbacks/{id}"));
+    assert_eq!(
+        (r.status, r.json()["id"].as_str()),
+        (200, Some(id.as_str()))
+    );
+    let r = api.get("/api/v1/callbacks?status=pending");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["id"] == id.as_str())
+    );
+    let r = api.call(
+        "DELETE",
+        &format!("/api/v1/callbacks/{id}"),
+        Some(TOKEN),
+        None,
+    );
+    assert_eq!(
+        (r.status, r.json()["status"].as_str()),
+        (200, Some("cancelled")),
+        "{}",
+        r.body
+    );
+    let r = api.call(
+        "DELETE",
+        &format!("/api/v1/callbacks/{id}"),
+        Some(TOKEN),
+        None,
+    );
+    assert_eq!(r.status, 409, "{}", r.body);
+    let r = api.get("/api/v1/callbacks/nope");
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = api.get("/api/v1/callbacks?status=sleeping");
+    assert_eq!(r.status, 422, "{}", r.body);
     let r = api.post("/api/v1/callbacks", &json!({"number": "0911234567"}));
-    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.json()["at"], Value::Null);
 
     for (body, needle) in [
@@ -503,7 +543,7 @@ fn call_history_active_calls_and_callbacks() {
 // ---- OpenAPI -----------------------------------------------------------------------------
 
 /// Every path of PRODUCT.md §4 with its method.
-const PRODUCT_PATHS: [(&str, &str); 24] = [
+const PRODUCT_PATHS: [(&str, &str); 31] = [
     ("/healthz", "get"),
     ("/readyz", "get"),
     ("/metrics", "get"),
@@ -516,6 +556,13 @@ const PRODUCT_PATHS: [(&str, &str); 24] = [
     ("/api/v1/calls", "get"),
     ("/api/v1/calls/active", "get"),
     ("/api/v1/callbacks", "post"),
+    ("/api/v1/callbacks", "get"),
+    ("/api/v1/callbacks/{id}", "get"),
+    ("/api/v1/callbacks/{id}", "delete"),
+    ("/api/v1/calls/{id}/disposition", "post"),
+    ("/api/v1/dnc", "get"),
+    ("/api/v1/dnc/{number}", "put"),
+    ("/api/v1/dnc/{number}", "delete"),
     ("/api/v1/events", "get"),
     ("/api/v1/agents/{id}", "get"),
     ("/api/v1/calls/{id}/quality", "put"),

@@ -11,6 +11,11 @@ use crate::harness::*;
 
 /// The demo company with its trunk's outbound side at `pbx_port`.
 fn company(pbx_port: u16) -> Server {
+    company_with(pbx_port, "")
+}
+
+/// As [`company`], with `extra` appended to the configuration (e.g. a `[callbacks]` table).
+pub(crate) fn company_with(pbx_port: u16, extra: &str) -> Server {
     let ports = Ports::new();
     let config = demo_config(&ports).replacen(
         "name = \"pbx-main\"\n",
@@ -20,12 +25,23 @@ fn company(pbx_port: u16) -> Server {
              caller_id = \"+38512345678\"\n"
         ),
         1,
-    );
+    ) + extra;
     Server::start(&config, ports)
 }
 
 /// SIPp as the PBX, answering one INVITE with `scenario` on `port`; `talk_ms` before its BYE.
 fn pbx(scenario: &str, port: u16, talk_ms: u64, dir: &std::path::Path) -> Child {
+    pbx_calls(scenario, port, talk_ms, 1, dir)
+}
+
+/// As [`pbx`], for `calls` calls one after the other.
+pub(crate) fn pbx_calls(
+    scenario: &str,
+    port: u16,
+    talk_ms: u64,
+    calls: u32,
+    dir: &std::path::Path,
+) -> Child {
     let media_port = free_port();
     Command::new("timeout")
         .arg("40")
@@ -40,7 +56,13 @@ fn pbx(scenario: &str, port: u16, talk_ms: u64, dir: &std::path::Path) -> Child 
             &media_port.to_string(),
             "-rtp_echo",
         ])
-        .args(["-m", "1", "-d", &talk_ms.to_string(), "-nostdin"])
+        .args([
+            "-m",
+            &calls.to_string(),
+            "-d",
+            &talk_ms.to_string(),
+            "-nostdin",
+        ])
         .args([
             "-timeout",
             "35s",
@@ -55,6 +77,43 @@ fn pbx(scenario: &str, port: u16, talk_ms: u64, dir: &std::path::Path) -> Child 
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn sipp pbx")
+}
+
+/// Waits for the PBX's scenario to pass; its message trace.
+pub(crate) fn pbx_finished(pbx: &mut Child, dir: &std::path::Path, server: &Server) -> String {
+    let done = wait_with_timeout(pbx, Duration::from_secs(35));
+    let pbx_log = std::fs::read_to_string(dir.join("pbx.log")).unwrap_or_default();
+    assert!(
+        done.is_some_and(|s| s.success()),
+        "the PBX scenario failed\n{pbx_log}\n{}",
+        server.log()
+    );
+    pbx_log
+}
+
+/// The ended-call log line shows RTP relayed both ways on both legs.
+pub(crate) fn assert_rtp_both_ways(rec: &std::collections::HashMap<String, String>) {
+    for key in [
+        "caller_rtp_in",
+        "caller_rtp_out",
+        "agent_rtp_in",
+        "agent_rtp_out",
+    ] {
+        assert!(num(rec, key) > 20, "too few RTP packets for {key}: {rec:?}");
+    }
+}
+
+/// The stored record `id` (`GET /api/v1/calls`).
+pub(crate) fn stored_call(port: u16, id: &str) -> serde_json::Value {
+    let (_, calls) = api_get(port, "/api/v1/calls").unwrap();
+    let calls: serde_json::Value = serde_json::from_str(&calls).unwrap();
+    calls
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("no record {id} in {calls}"))
 }
 
 fn num(rec: &std::collections::HashMap<String, String>, key: &str) -> u64 {
@@ -84,13 +143,7 @@ fn click_to_call_rings_the_agent_then_dials_the_trunk_with_digest() {
     assert_eq!(order["number"], "+385915550100");
     let id = order["id"].as_str().unwrap().to_owned();
 
-    let done = wait_with_timeout(&mut pbx, Duration::from_secs(30));
-    let pbx_log = std::fs::read_to_string(dir.path().join("pbx.log")).unwrap_or_default();
-    assert!(
-        done.is_some_and(|s| s.success()),
-        "the PBX scenario failed\n{pbx_log}\n{}",
-        server.log()
-    );
+    let pbx_log = pbx_finished(&mut pbx, dir.path(), &server);
     // The PBX saw our INVITE twice: bare, then with the digest answer, From = caller_id.
     assert!(
         pbx_log.contains("INVITE sip:+385915550100@127.0.0.1:"),
@@ -109,31 +162,14 @@ fn click_to_call_rings_the_agent_then_dials_the_trunk_with_digest() {
     let rec = outbound_record(&server);
     assert_eq!(rec["result"], "answered", "{rec:?}");
     assert_eq!(rec["hangup"], "caller", "{rec:?}");
-    for key in [
-        "caller_rtp_in",
-        "caller_rtp_out",
-        "agent_rtp_in",
-        "agent_rtp_out",
-    ] {
-        assert!(
-            num(&rec, key) > 20,
-            "too few RTP packets for {key}: {rec:?}"
-        );
-    }
+    assert_rtp_both_ways(&rec);
     wait_until(
         &server,
         "the stored record",
         Duration::from_secs(10),
         || api_get(server.ports.http, "/api/v1/calls").is_ok_and(|(_, b)| b.contains(&id)),
     );
-    let (_, calls) = api_get(server.ports.http, "/api/v1/calls").unwrap();
-    let calls: serde_json::Value = serde_json::from_str(&calls).unwrap();
-    let call = calls
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == id.as_str())
-        .unwrap();
+    let call = stored_call(server.ports.http, &id);
     assert_eq!(call["direction"], "outbound", "{call}");
     assert_eq!(call["outcome"], "answered", "{call}");
     assert_eq!(call["agent_id"], "ana", "{call}");

@@ -6,6 +6,7 @@
 //! SQL in `switchboard-store`.
 
 pub mod api;
+pub mod callbacks;
 pub mod callmedia;
 pub mod calls;
 pub mod cli;

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub calls_total: IntCounterVec,
     /// Outbound calls ended, by kind (callback, campaign, click) and outcome.
     pub outbound_calls_total: IntCounterVec,
+    /// Call-backs by status (from the table, refreshed by the dialer).
+    pub callbacks: IntGaugeVec,
     pub wait_seconds: HistogramVec,
     pub talk_seconds: HistogramVec,
     pub queue_waiting: IntGaugeVec,
@@ -132,6 +134,14 @@ impl Metrics {
                  (answered, no_answer, busy, failed, agent_no_answer).",
             ),
             &["kind", "outcome"],
+        )
+        .unwrap_or_else(|e| unreachable_metric(&e));
+        let callbacks = IntGaugeVec::new(
+            Opts::new(
+                "switchboard_callbacks",
+                "Call-backs by status (pending, dialing, done, failed, cancelled, expired).",
+            ),
+            &["status"],
         )
         .unwrap_or_else(|e| unreachable_metric(&e));
         let wait_seconds = HistogramVec::new(
@@ -253,6 +263,7 @@ impl Metrics {
             Box::new(cdr_write_errors_total.clone()),
             Box::new(calls_total.clone()),
             Box::new(outbound_calls_total.clone()),
+            Box::new(callbacks.clone()),
             Box::new(wait_seconds.clone()),
             Box::new(talk_seconds.clone()),
             Box::new(queue_waiting.clone()),
@@ -290,6 +301,7 @@ impl Metrics {
             cdr_write_errors_total,
             calls_total,
             outbound_calls_total,
+            callbacks,
             wait_seconds,
             talk_seconds,
             queue_waiting,

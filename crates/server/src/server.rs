@@ -223,7 +223,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
         store: store.clone(),
         shared: Arc::clone(&shared),
         events: events.clone(),
-        call_inputs: inputs_tx,
+        call_inputs: inputs_tx.clone(),
         api_token: Arc::from(config.api_token()),
         config: Arc::new(config.clone()),
         logins: Arc::default(),
@@ -245,6 +245,16 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
         serving.clone(),
         stop.clone(),
     ));
+
+    // Call-backs: due ones are dialed agent first through call control.
+    let dialer = crate::callbacks::Dialer::new(
+        store.clone(),
+        Arc::clone(&engine),
+        Arc::new(config.clone()),
+        inputs_tx,
+        metrics.clone(),
+    );
+    tokio::spawn(dialer.run(drain.clone()));
 
     info!("switchboard running");
     loop {

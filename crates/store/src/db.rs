@@ -16,9 +16,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, Postgres, Row, SqlSafeStr, Sqlite};
 
-use crate::model::{
-    AgentSessionEvent, CallRecord, Callback, Client, Money, QueueEvent, Record, Timestamp,
-};
+use crate::model::{AgentSessionEvent, CallRecord, Client, Money, QueueEvent, Record, Timestamp};
 use crate::{StoreError, StoreOptions};
 
 /// Most rows in one INSERT statement. Batches are cut into power-of-two pieces up to this size
@@ -100,6 +98,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "supervision",
         include_str!("../migrations/postgres/0003_supervision.sql"),
         include_str!("../migrations/sqlite/0003_supervision.sql"),
+    ),
+    (
+        4,
+        "callbacks",
+        include_str!("../migrations/postgres/0004_callbacks.sql"),
+        include_str!("../migrations/sqlite/0004_callbacks.sql"),
     ),
     (
         6,
@@ -284,6 +288,7 @@ const CALL_COLS: &[&str] = &[
     "hangup_side",
     "recording",
     "journal",
+    "callback_id",
 ];
 const QUEUE_EVENT_COLS: &[&str] = &["id", "at", "call_id", "queue", "agent_id", "event", "data"];
 const AGENT_SESSION_COLS: &[&str] = &["id", "at", "agent_id", "event", "state", "reason", "node"];
@@ -312,6 +317,7 @@ fn call_vals<'a>(c: &'a CallRecord, out: &mut Vec<Val<'a>>) {
         Val::Text(Some(c.hangup_side.as_str())),
         Val::Text(c.recording.as_deref()),
         Val::Text(c.journal.as_deref()),
+        Val::Text(c.callback_id.as_deref()),
     ]);
 }
 
@@ -426,7 +432,7 @@ macro_rules! insert_rows {
 /// The column list of `SELECT … FROM calls`.
 pub(crate) const CALL_SELECT: &str = "id, sip_call_id, direction, trunk, caller, dialed, client_number, \
      client_class, purpose, queue, agent_id, route, started_at, queued_at, answered_at, ended_at, \
-     wait_ms, talk_ms, outcome, hangup_side, recording, journal";
+     wait_ms, talk_ms, outcome, hangup_side, recording, journal, callback_id";
 
 pub(crate) fn call_from_row<R: RowExt>(r: &R) -> Result<CallRecord, sqlx::Error> {
     Ok(CallRecord {
@@ -452,6 +458,7 @@ pub(crate) fn call_from_row<R: RowExt>(r: &R) -> Result<CallRecord, sqlx::Error>
         hangup_side: r.parsed("hangup_side")?,
         recording: r.opt_text("recording")?,
         journal: r.opt_text("journal")?,
+        callback_id: r.opt_text("callback_id")?,
     })
 }
 
@@ -463,17 +470,6 @@ fn client_from_row<R: RowExt>(r: &R) -> Result<Client, sqlx::Error> {
         manager: r.opt_text("manager")?,
         region: r.opt_text("region")?,
         overdue_debt: r.parsed::<Money>("overdue_debt")?,
-    })
-}
-
-fn callback_from_row<R: RowExt>(r: &R) -> Result<Callback, sqlx::Error> {
-    Ok(Callback {
-        id: r.text("id")?,
-        number: r.text("number")?,
-        at: r.opt_ts("at")?,
-        queue: r.opt_text("queue")?,
-        created_at: r.ts("created_at")?,
-        status: r.parsed("status")?,
     })
 }
 
@@ -720,59 +716,6 @@ impl Db {
             tx.commit().await?;
             Ok(Some(version))
         })
-    }
-
-    pub(crate) async fn insert_callback(&self, cb: &Callback) -> Result<(), sqlx::Error> {
-        let vals = [
-            Val::Text(Some(&cb.id)),
-            Val::Text(Some(&cb.number)),
-            Val::Ts(cb.at),
-            Val::Text(cb.queue.as_deref()),
-            Val::Ts(Some(cb.created_at)),
-            Val::Text(Some(cb.status.as_str())),
-        ];
-        on_db!(self, pool => sqlx::query(
-            "INSERT INTO callbacks (id, number, at, queue, created_at, status) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind_vals(&vals)
-        .execute(pool)
-        .await
-        .map(drop))
-    }
-
-    /// Pending call-backs due at `now` (or without a time), oldest first.
-    pub(crate) async fn due_callbacks(
-        &self,
-        now: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<Callback>, sqlx::Error> {
-        let vals = [Val::Ts(Some(now)), Val::Int(i64::from(limit))];
-        on_db!(self, pool => {
-            let rows = sqlx::query(
-                "SELECT id, number, at, queue, created_at, status FROM callbacks \
-                 WHERE status = 'pending' AND (at IS NULL OR at <= $1) \
-                 ORDER BY COALESCE(at, created_at), created_at LIMIT $2",
-            )
-            .bind_vals(&vals)
-            .fetch_all(pool)
-            .await?;
-            rows.iter().map(callback_from_row).collect()
-        })
-    }
-
-    /// Sets a call-back's status; returns whether it exists.
-    pub(crate) async fn set_callback_status(
-        &self,
-        id: &str,
-        status: &str,
-    ) -> Result<bool, sqlx::Error> {
-        let vals = [Val::Text(Some(status)), Val::Text(Some(id))];
-        on_db!(self, pool => sqlx::query("UPDATE callbacks SET status = $1 WHERE id = $2")
-            .bind_vals(&vals)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected() > 0))
     }
 }
 

@@ -46,9 +46,11 @@
 //!
 //! Times come from the caller; this crate reads the clock only in its `clock` module.
 
+mod callbacks;
 mod clients;
 mod clock;
 mod db;
+mod dnc;
 mod model;
 pub mod reports;
 mod spool;
@@ -62,15 +64,17 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+pub use callbacks::{AttemptEnd, CancelRefused};
 pub use chrono;
 pub use clients::{CSV_HEADER, Directory, ImportReport};
 pub use clock::now_utc;
+pub use dnc::DncEntry;
 pub use model::{
     AgentEventKind, AgentSessionEvent, CallRecord, Callback, CallbackStatus, Client, ClientType,
     Direction, HangupSide, Money, Outcome, QueueEvent, QueueEventKind, Record, Timestamp,
     new_record_id, normalize_number,
 };
-pub use supervision::{Escalation, Quality, StoredCall};
+pub use supervision::{Disposition, Escalation, Quality, StoredCall};
 pub use writer::{RecordSink, WriterStats};
 
 use clients::DirectoryCache;
@@ -436,35 +440,6 @@ impl Store {
             .ready_db()
             .await?
             .recent_calls(since, limit, true)
-            .await?)
-    }
-
-    /// Stores a "call me back" request (its number is normalised).
-    pub async fn insert_callback(&self, callback: &Callback) -> Result<(), StoreError> {
-        let mut cb = callback.clone();
-        cb.number = normalize_number(&cb.number)?;
-        Ok(self.ready_db().await?.insert_callback(&cb).await?)
-    }
-
-    /// Pending call-backs due at `now` (or with no time), oldest first.
-    pub async fn due_callbacks(
-        &self,
-        now: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<Callback>, StoreError> {
-        Ok(self.ready_db().await?.due_callbacks(now, limit).await?)
-    }
-
-    /// Sets a call-back's status; returns false when there is no such call-back.
-    pub async fn set_callback_status(
-        &self,
-        id: &str,
-        status: CallbackStatus,
-    ) -> Result<bool, StoreError> {
-        Ok(self
-            .ready_db()
-            .await?
-            .set_callback_status(id, status.as_str())
             .await?)
     }
 }

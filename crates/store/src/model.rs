@@ -172,6 +172,8 @@ text_enum!(
         Failed = "failed",
         /// Cancelled before it was dialled.
         Cancelled = "cancelled",
+        /// Never dialled: its time passed while it could not be dialled.
+        Expired = "expired",
     }
 );
 
@@ -233,6 +235,9 @@ pub struct CallRecord {
     /// keep the final state.
     #[serde(default)]
     pub journal: Option<String>,
+    /// The call-back this outbound call was made for.
+    #[serde(default)]
+    pub callback_id: Option<String>,
 }
 
 /// One queue event (table `queue_events`), like a line of Asterisk's `queue_log`.
@@ -470,6 +475,18 @@ pub struct Callback {
     pub created_at: Timestamp,
     /// Where it stands.
     pub status: CallbackStatus,
+    /// Attempts made so far (calls to the number; an agent who did not take the call does
+    /// not count).
+    pub attempts: u32,
+    /// When the next attempt is due; `None` means as soon as possible.
+    pub next_at: Option<Timestamp>,
+    /// How the last attempt ended (`answered`, `busy`, `no_answer`, `failed`, …).
+    pub last_result: Option<String>,
+    /// When the status last changed.
+    pub updated_at: Option<Timestamp>,
+    /// The records of the calls it produced (filled when read; ignored on insert).
+    #[serde(default)]
+    pub call_ids: Vec<String>,
 }
 
 #[cfg(test)]

@@ -23,13 +23,26 @@ pub struct Quality {
     pub at: Timestamp,
 }
 
-/// A call-detail record with its quality evaluation, if any.
+/// The agent's disposition of a call (columns `disposition*` of `calls`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disposition {
+    /// `sale`, `order`, `info_given`, `no_interest`, `callback`, `wrong_number`, `dnc`,
+    /// `no_answer`, `busy` or `voicemail` (checked by the API).
+    pub code: String,
+    pub note: Option<String>,
+    /// When it was stored.
+    pub at: Timestamp,
+}
+
+/// A call-detail record with its quality evaluation and disposition, if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredCall {
     /// The record as call control wrote it.
     pub record: CallRecord,
     /// The evaluation, once a supervisor gave one.
     pub quality: Option<Quality>,
+    /// The disposition, once the agent gave one.
+    pub disposition: Option<Disposition>,
 }
 
 /// An escalation (table `escalations`).
@@ -52,7 +65,7 @@ pub struct Escalation {
 }
 
 const STORED_CALL_SELECT: &str = "CAST(quality_score AS BIGINT) AS quality_score, \
-     quality_reviewer, quality_note, quality_at";
+     quality_reviewer, quality_note, quality_at, disposition, disposition_note, disposition_at";
 
 fn stored_call_row<R: RowExt>(r: &R) -> Result<StoredCall, sqlx::Error> {
     let quality = match r.opt_int("quality_score")? {
@@ -64,9 +77,18 @@ fn stored_call_row<R: RowExt>(r: &R) -> Result<StoredCall, sqlx::Error> {
         }),
         None => None,
     };
+    let disposition = match r.opt_text("disposition")? {
+        Some(code) => Some(Disposition {
+            code,
+            note: r.opt_text("disposition_note")?,
+            at: r.ts("disposition_at")?,
+        }),
+        None => None,
+    };
     Ok(StoredCall {
         record: call_from_row(r)?,
         quality,
+        disposition,
     })
 }
 
@@ -133,6 +155,28 @@ impl Db {
         on_db!(self, pool => sqlx::query(
             "UPDATE calls SET quality_score = CAST($1 AS INTEGER), quality_reviewer = $2, \
              quality_note = $3, quality_at = $4 WHERE id = $5",
+        )
+        .bind_vals(&vals)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected() > 0))
+    }
+
+    /// Stores a disposition on a call; false when no such call is stored.
+    pub(crate) async fn set_disposition(
+        &self,
+        id: &str,
+        d: &Disposition,
+    ) -> Result<bool, sqlx::Error> {
+        let vals = [
+            Val::Text(Some(&d.code)),
+            Val::Text(d.note.as_deref()),
+            Val::Ts(Some(d.at)),
+            Val::Text(Some(id)),
+        ];
+        on_db!(self, pool => sqlx::query(
+            "UPDATE calls SET disposition = $1, disposition_note = $2, disposition_at = $3 \
+             WHERE id = $4",
         )
         .bind_vals(&vals)
         .execute(pool)
@@ -270,6 +314,15 @@ impl crate::Store {
     /// One stored call-detail record.
     pub async fn stored_call(&self, id: &str) -> Result<Option<StoredCall>, crate::StoreError> {
         Ok(self.ready_db().await?.stored_call(id).await?)
+    }
+
+    /// Stores (or replaces) the disposition of a call; false when the call is not (yet) stored.
+    pub async fn set_disposition(
+        &self,
+        id: &str,
+        d: &Disposition,
+    ) -> Result<bool, crate::StoreError> {
+        Ok(self.ready_db().await?.set_disposition(id, d).await?)
     }
 
     /// Stores a quality evaluation on a call; false when the call is not (yet) stored.

@@ -44,6 +44,7 @@ fn row(id: &str, node: Option<&str>, last: i64, outcome: Outcome) -> CallRecord 
         hangup_side: HangupSide::System,
         recording: None,
         journal: node.map(str::to_owned),
+        callback_id: None,
     }
 }
 

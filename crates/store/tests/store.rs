@@ -138,6 +138,7 @@ fn call(id: &str, started: i64) -> CallRecord {
         hangup_side: HangupSide::Caller,
         recording: None,
         journal: None,
+        callback_id: None,
     }
 }
 
@@ -202,8 +203,11 @@ macro_rules! suite {
     };
 }
 
+#[path = "store/callbacks.rs"]
+mod callbacks;
 #[path = "store/reports.rs"]
 mod reports;
+use callbacks::{callbacks_round_trip, dnc_round_trip};
 use reports::{reports_give_exact_figures, tokens_and_escalations_round_trip};
 
 suite!(
@@ -215,6 +219,7 @@ suite!(
     client_directory_upsert_get_delete_and_refresh,
     csv_import_keeps_good_rows_and_reports_bad_ones,
     callbacks_round_trip,
+    dnc_round_trip,
     migrate_is_idempotent,
 );
 
@@ -423,44 +428,6 @@ async fn csv_import_keeps_good_rows_and_reports_bad_ones(kind: Kind) {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("missing.csv"), "{err}");
-}
-
-async fn callbacks_round_trip(kind: Kind) {
-    let env = Env::new(kind, "callbacks");
-    let store = env.open().await;
-    let cb = |id: &str, at: Option<i64>| Callback {
-        id: id.into(),
-        number: "+1 555 0100".into(),
-        at: at.map(t),
-        queue: Some("orders".into()),
-        created_at: t(0),
-        status: CallbackStatus::Pending,
-    };
-    store.insert_callback(&cb("soon", Some(10))).await.unwrap();
-    store
-        .insert_callback(&cb("later", Some(1_000_000)))
-        .await
-        .unwrap();
-    store.insert_callback(&cb("asap", None)).await.unwrap();
-    let due = store.due_callbacks(t(500), 10).await.unwrap();
-    let ids: Vec<&str> = due.iter().map(|c| c.id.as_str()).collect();
-    assert_eq!(ids, ["asap", "soon"]);
-    assert_eq!(due[0].number, "+15550100");
-    assert!(
-        store
-            .set_callback_status("soon", CallbackStatus::Done)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .set_callback_status("nope", CallbackStatus::Done)
-            .await
-            .unwrap()
-    );
-    let due = store.due_callbacks(t(2_000_000), 10).await.unwrap();
-    let ids: Vec<&str> = due.iter().map(|c| c.id.as_str()).collect();
-    assert_eq!(ids, ["asap", "later"]);
 }
 
 async fn migrate_is_idempotent(kind: Kind) {

@@ -1,23 +1,23 @@
-//! `POST /api/v1/callbacks`: "call me back" requests from the web site or the CRM.
+//! Call-backs: `POST /api/v1/callbacks` ("call me back" from the web site or the CRM),
+//! `GET /api/v1/callbacks?status=`, `GET`/`DELETE /api/v1/callbacks/{id}`.
 //!
-//! The request is validated and stored (table `callbacks`, status `pending`). This version
-//! does not dial call-backs yet; the answer says so, and the stored requests are what the
-//! dialer will work through.
+//! A request is validated and stored as `pending`; the dialer (`crate::callbacks`) calls it
+//! at its time, inside the calling window, agent first. `DELETE` cancels a pending one, which
+//! is then never dialed.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use switchboard_store::chrono::{DateTime, SecondsFormat, Utc};
-use switchboard_store::{Callback, CallbackStatus, new_record_id, normalize_number, now_utc};
+use switchboard_store::{
+    Callback, CallbackStatus, CancelRefused, new_record_id, normalize_number, now_utc,
+};
 use tracing::info;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
-use super::error::{ApiError, ApiJson, ErrorBody};
+use super::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
 use crate::http::AppState;
-
-/// What the answer says about dialing.
-pub const NOT_DIALED_YET: &str = "stored; this version of Switchboard does not dial call-backs yet (dialing comes in a later release)";
 
 /// Body of `POST /api/v1/callbacks`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -35,33 +35,58 @@ pub struct CallbackRequest {
     pub queue: Option<String>,
 }
 
-/// A stored call-back request.
+/// A call-back and where it stands.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CallbackView {
     pub id: String,
     /// Normalised number.
     pub number: String,
+    /// The time the client asked for; null: as soon as possible.
     #[schema(format = DateTime)]
     pub at: Option<String>,
     pub queue: Option<String>,
     #[schema(format = DateTime)]
     pub created_at: String,
-    /// `pending` for a new request.
+    /// `pending`, `dialing`, `done`, `failed`, `cancelled` or `expired`.
     #[schema(example = "pending")]
     pub status: String,
-    /// Whether this server dials call-backs (false in this version).
-    pub dialing: bool,
-    #[schema(
-        example = "stored; this version of Switchboard does not dial call-backs yet (dialing comes in a later release)"
-    )]
-    pub note: String,
+    /// Calls made to the number so far.
+    pub attempts: u32,
+    /// When the next attempt is due (pending only; null: as soon as possible).
+    #[schema(format = DateTime)]
+    pub next_at: Option<String>,
+    /// How the last attempt ended: `answered`, `busy`, `no_answer`, `failed`,
+    /// `agent_no_answer`.
+    pub last_result: Option<String>,
+    /// The records of the calls it produced (`GET /api/v1/calls`).
+    pub call_ids: Vec<String>,
+}
+
+impl From<Callback> for CallbackView {
+    fn from(c: Callback) -> Self {
+        CallbackView {
+            id: c.id,
+            number: c.number,
+            at: c.at.map(time),
+            queue: c.queue,
+            created_at: time(c.created_at),
+            status: c.status.as_str().to_owned(),
+            attempts: c.attempts,
+            next_at: c
+                .next_at
+                .filter(|_| c.status == CallbackStatus::Pending)
+                .map(time),
+            last_result: c.last_result,
+            call_ids: c.call_ids,
+        }
+    }
 }
 
 fn time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// Stores a call-back request (202: accepted, not dialed by this version).
+/// Schedules a call-back.
 #[utoipa::path(
     post,
     path = "/api/v1/callbacks",
@@ -70,10 +95,10 @@ fn time(t: DateTime<Utc>) -> String {
     security(("bearer" = [])),
     request_body = CallbackRequest,
     responses(
-        (status = 202, description = "Stored as pending; not dialed by this version", body = CallbackView),
+        (status = 201, description = "Stored as pending; dialed at its time", body = CallbackView),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "Missing or wrong API token", body = ErrorBody),
-        (status = 422, description = "Bad number, time or queue", body = ErrorBody),
+        (status = 422, description = "Bad number, time or queue, or the number is on the do-not-call list", body = ErrorBody),
         (status = 503, description = "The database is unreachable", body = ErrorBody),
     )
 )]
@@ -113,6 +138,7 @@ pub async fn create(
             known.join(", ")
         )));
     }
+    super::dnc::refuse_listed(&state, &number).await?;
     let callback = Callback {
         id: new_record_id(),
         number,
@@ -120,24 +146,133 @@ pub async fn create(
         queue,
         created_at: now_utc(),
         status: CallbackStatus::Pending,
+        attempts: 0,
+        next_at: at,
+        last_result: None,
+        updated_at: None,
+        call_ids: Vec::new(),
     };
     state
         .store
         .insert_callback(&callback)
         .await
         .map_err(ApiError::from_store)?;
-    info!(id = %callback.id, number = %callback.number, "call-back request stored");
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(CallbackView {
-            id: callback.id,
-            number: callback.number,
-            at: callback.at.map(time),
-            queue: callback.queue,
-            created_at: time(callback.created_at),
-            status: callback.status.as_str().to_owned(),
-            dialing: false,
-            note: NOT_DIALED_YET.to_owned(),
-        }),
-    ))
+    info!(id = %callback.id, number = %callback.number, at = ?callback.at, "call-back scheduled");
+    Ok((StatusCode::CREATED, Json(CallbackView::from(callback))))
+}
+
+/// Query of `GET /api/v1/callbacks`.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only call-backs in this status.
+    pub status: Option<String>,
+    /// At most this many, newest first (1..=1000, default 100).
+    pub limit: Option<u32>,
+}
+
+/// Lists call-backs, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/callbacks",
+    operation_id = "listCallbacks",
+    tag = "callbacks",
+    security(("bearer" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "Call-backs, newest first", body = [CallbackView]),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 422, description = "Unknown status or bad limit", body = ErrorBody),
+        (status = 503, description = "The database is unreachable", body = ErrorBody),
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<Vec<CallbackView>>, ApiError> {
+    let status = match q.status.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(s.parse::<CallbackStatus>().map_err(|_| {
+            ApiError::unprocessable(format!(
+                "status: {s:?} is not one of pending, dialing, done, failed, cancelled, expired"
+            ))
+        })?),
+    };
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::unprocessable("limit: must be between 1 and 1000"));
+    }
+    let list = state
+        .store
+        .list_callbacks(status, limit)
+        .await
+        .map_err(ApiError::from_store)?;
+    Ok(Json(list.into_iter().map(CallbackView::from).collect()))
+}
+
+/// One call-back with its attempts and the calls it produced.
+#[utoipa::path(
+    get,
+    path = "/api/v1/callbacks/{id}",
+    operation_id = "getCallback",
+    tag = "callbacks",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Call-back id")),
+    responses(
+        (status = 200, description = "The call-back", body = CallbackView),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 404, description = "No such call-back", body = ErrorBody),
+        (status = 503, description = "The database is unreachable", body = ErrorBody),
+    )
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<CallbackView>, ApiError> {
+    let cb = state
+        .store
+        .callback(&id)
+        .await
+        .map_err(ApiError::from_store)?
+        .ok_or_else(|| ApiError::not_found(format!("no call-back {id:?}")))?;
+    Ok(Json(cb.into()))
+}
+
+/// Cancels a pending call-back: it is never dialed.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/callbacks/{id}",
+    operation_id = "cancelCallback",
+    tag = "callbacks",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Call-back id")),
+    responses(
+        (status = 200, description = "Cancelled", body = CallbackView),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 404, description = "No such call-back", body = ErrorBody),
+        (status = 409, description = "Being dialed or finished already", body = ErrorBody),
+        (status = 503, description = "The database is unreachable", body = ErrorBody),
+    )
+)]
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<CallbackView>, ApiError> {
+    match state
+        .store
+        .cancel_callback(&id, now_utc())
+        .await
+        .map_err(ApiError::from_store)?
+    {
+        Ok(cb) => {
+            info!(%id, number = %cb.number, "call-back cancelled");
+            Ok(Json(cb.into()))
+        }
+        Err(CancelRefused::NotFound) => Err(ApiError::not_found(format!("no call-back {id:?}"))),
+        Err(CancelRefused::NotPending(status)) => Err(ApiError::conflict(format!(
+            "call-back {id:?} is {}: only a pending call-back can be cancelled",
+            status.as_str()
+        ))),
+    }
 }

@@ -65,6 +65,11 @@ pub struct CallView {
     #[schema(example = "caller")]
     pub hangup_side: String,
     pub recording: Option<String>,
+    /// The call-back this outbound call was made for.
+    pub callback_id: Option<String>,
+    /// The agent's disposition code (`POST /api/v1/calls/{id}/disposition`) and note.
+    pub disposition: Option<String>,
+    pub disposition_note: Option<String>,
     /// Quality evaluation (0..100), once a supervisor gave one.
     pub quality_score: Option<i64>,
     pub quality_reviewer: Option<String>,
@@ -102,6 +107,7 @@ impl From<CallRecord> for CallView {
             recording,
             // Internal: set only while a call is in progress (its journal row).
             journal: _,
+            callback_id,
         } = r;
         CallView {
             id,
@@ -125,6 +131,9 @@ impl From<CallRecord> for CallView {
             outcome: outcome.as_str().to_owned(),
             hangup_side: hangup_side.as_str().to_owned(),
             recording,
+            callback_id,
+            disposition: None,
+            disposition_note: None,
             quality_score: None,
             quality_reviewer: None,
             quality_note: None,
@@ -139,6 +148,10 @@ impl From<StoredCall> for CallView {
             view.quality_score = Some(q.score);
             view.quality_reviewer = Some(q.reviewer);
             view.quality_note = q.note;
+        }
+        if let Some(d) = c.disposition {
+            view.disposition = Some(d.code);
+            view.disposition_note = d.note;
         }
         view
     }

@@ -95,7 +95,7 @@ pub struct ClientBody {
     pub overdue_debt: Money,
 }
 
-fn path_number(raw: &str) -> Result<String, ApiError> {
+pub(super) fn path_number(raw: &str) -> Result<String, ApiError> {
     normalize_number(raw).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 

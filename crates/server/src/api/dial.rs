@@ -57,7 +57,7 @@ pub struct DialView {
         (status = 401, description = "Missing or wrong API token", body = ErrorBody),
         (status = 404, description = "No such agent", body = ErrorBody),
         (status = 409, description = "The agent is not available", body = ErrorBody),
-        (status = 422, description = "Bad number or queue, or no trunk has an outbound URI", body = ErrorBody),
+        (status = 422, description = "Bad number or queue, the number is on the do-not-call list, or no trunk has an outbound URI", body = ErrorBody),
         (status = 503, description = "The server is shutting down", body = ErrorBody),
     )
 )]
@@ -80,6 +80,7 @@ pub async fn create(
     {
         return Err(ApiError::unprocessable(format!("queue: no queue {q:?}")));
     }
+    super::dnc::refuse_listed(&state, &number).await?;
     if !state.config.trunks.iter().any(|t| t.outbound.is_some()) {
         return Err(ApiError::unprocessable(
             "no trunk has an outbound URI ([[trunks]] outbound): nowhere to dial",
@@ -100,6 +101,9 @@ pub async fn create(
         number: number.clone(),
         queue: queue.clone(),
         kind: OutboundKind::Click,
+        callback_id: None,
+        label: None,
+        report: None,
     };
     state
         .call_inputs

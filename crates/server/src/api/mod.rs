@@ -20,6 +20,8 @@ mod callbacks;
 mod calls;
 mod clients;
 mod dial;
+mod dispositions;
+mod dnc;
 mod error;
 mod escalations;
 mod events;
@@ -70,13 +72,20 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/calls/{id}/quality", put(quality::put))
         .route("/calls/{id}/recording", get(recordings::get))
         .route("/calls/{id}/escalate", post(escalations::escalate))
+        .route("/calls/{id}/disposition", post(dispositions::post))
         .route("/escalations", get(escalations::list))
         .route("/escalations/{id}/ack", post(escalations::ack))
         .route("/reports/agents", get(reports::agents))
         .route("/reports/queues", get(reports::queues))
         .route("/reports/abandoned", get(reports::abandoned))
         .route("/sessions", delete(sessions::delete))
-        .route("/callbacks", post(callbacks::create))
+        .route("/callbacks", post(callbacks::create).get(callbacks::list))
+        .route(
+            "/callbacks/{id}",
+            get(callbacks::get).delete(callbacks::cancel),
+        )
+        .route("/dnc", get(dnc::list))
+        .route("/dnc/{number}", put(dnc::put).delete(dnc::delete))
         .layer(middleware::from_fn(timeout));
     let authenticated = timed
         .route("/events", get(events::stream))

@@ -7,8 +7,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    agents, callbacks, calls, clients, dial, error, escalations, events, quality, queues,
-    recordings, reports, sessions,
+    agents, callbacks, calls, clients, dial, dispositions, dnc, error, escalations, events,
+    quality, queues, recordings, reports, sessions,
 };
 
 /// The whole API.
@@ -48,6 +48,13 @@ use super::{
         sessions::create,
         sessions::delete,
         callbacks::create,
+        callbacks::list,
+        callbacks::get,
+        callbacks::cancel,
+        dispositions::post,
+        dnc::list,
+        dnc::put,
+        dnc::delete,
         events::stream,
         document,
     ),
@@ -64,7 +71,8 @@ use super::{
         (name = "queues", description = "Live queue figures"),
         (name = "clients", description = "The client directory used for routing"),
         (name = "calls", description = "Call history and calls in progress"),
-        (name = "callbacks", description = "Call-back requests (stored; not dialed by this version)"),
+        (name = "callbacks", description = "Scheduled call-backs: dialed at their time, agent first, with retries"),
+        (name = "dnc", description = "The do-not-call list: numbers never dialed"),
         (name = "events", description = "Live events (Server-Sent Events)"),
         (name = "reports", description = "Agent, queue and abandoned-call reports (JSON or CSV)"),
         (name = "escalations", description = "Agents asking a supervisor for help on a call"),
@@ -129,6 +137,13 @@ mod tests {
             ("/api/v1/calls/active", "get"),
             ("/api/v1/calls", "post"),
             ("/api/v1/callbacks", "post"),
+            ("/api/v1/callbacks", "get"),
+            ("/api/v1/callbacks/{id}", "get"),
+            ("/api/v1/callbacks/{id}", "delete"),
+            ("/api/v1/calls/{id}/disposition", "post"),
+            ("/api/v1/dnc", "get"),
+            ("/api/v1/dnc/{number}", "put"),
+            ("/api/v1/dnc/{number}", "delete"),
             ("/api/v1/events", "get"),
         ] {
             assert!(

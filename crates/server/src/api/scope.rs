@@ -63,6 +63,7 @@ const AGENT_ROUTES: &[(Method, &str)] = &[
     (Method::GET, "/calls"),
     (Method::GET, "/calls/active"),
     (Method::POST, "/calls/{id}/escalate"),
+    (Method::POST, "/calls/{id}/disposition"),
     (Method::GET, "/events"),
     (Method::DELETE, "/sessions"),
 ];

@@ -19,6 +19,8 @@ use tracing::{debug, info, warn};
 use super::legs::ack_and_bye;
 use super::state::{AgentLeg, Side, Timer};
 use super::{Calls, engine_time, millis_between, respond, timestamp};
+use crate::callbacks::AttemptReport;
+use crate::callbacks::plan::AttemptResult;
 use crate::callmedia::CallMedia;
 
 /// How long the customer's phone may ring before the attempt ends as `no_answer`.
@@ -52,6 +54,12 @@ pub struct DialRequest {
     pub number: String,
     pub queue: Option<String>,
     pub kind: OutboundKind,
+    /// The call-back this call is made for (its records name it).
+    pub callback_id: Option<String>,
+    /// What the agent's phone shows; absent: the kind and the number.
+    pub label: Option<String>,
+    /// Where the attempt's result goes (the call-back dialer).
+    pub report: Option<tokio::sync::mpsc::UnboundedSender<AttemptReport>>,
 }
 
 /// How an outbound attempt ended (the `outcome` label of the metric).
@@ -73,6 +81,16 @@ impl OutResult {
             OutResult::Busy => "busy",
             OutResult::Failed => "failed",
             OutResult::AgentNoAnswer => "agent_no_answer",
+        }
+    }
+
+    const fn attempt(self) -> AttemptResult {
+        match self {
+            OutResult::Answered => AttemptResult::Answered,
+            OutResult::NoAnswer => AttemptResult::NoAnswer,
+            OutResult::Busy => AttemptResult::Busy,
+            OutResult::Failed => AttemptResult::Failed,
+            OutResult::AgentNoAnswer => AttemptResult::AgentNoAnswer,
         }
     }
 
@@ -125,6 +143,9 @@ pub(super) struct Outbound {
     pub customer: Option<CustomerLeg>,
     /// The customer answered.
     pub answered_at: Option<Instant>,
+    pub callback_id: Option<String>,
+    pub label: Option<String>,
+    pub report: Option<tokio::sync::mpsc::UnboundedSender<AttemptReport>>,
 }
 
 impl Calls {
@@ -182,6 +203,9 @@ impl Calls {
                 agent: None,
                 customer: None,
                 answered_at: None,
+                callback_id: req.callback_id,
+                label: req.label,
+                report: req.report,
             },
         );
     }
@@ -189,6 +213,11 @@ impl Calls {
     /// An outbound call that never started: one `failed` record.
     fn dial_refused(&self, now: Instant, req: &DialRequest, why: &str) {
         self.count_outbound(req.kind, OutResult::Failed);
+        report_attempt(
+            req.report.as_ref(),
+            req.callback_id.as_deref(),
+            OutResult::Failed,
+        );
         let record = CallRecord {
             id: req.record_id.clone(),
             sip_call_id: String::new(),
@@ -212,6 +241,7 @@ impl Calls {
             hangup_side: CdrHangup::System,
             recording: None,
             journal: None,
+            callback_id: req.callback_id.clone(),
         };
         if let Err(e) = self.records.send(record) {
             warn!("outbound call record not accepted: {e}");
@@ -245,7 +275,10 @@ impl Calls {
         let Some(out) = self.outbound.get_mut(&key) else {
             return;
         };
-        let display = format!("{} {}", out.kind.as_str(), out.number);
+        let display = out
+            .label
+            .clone()
+            .unwrap_or_else(|| format!("{} {}", out.kind.as_str(), out.number));
         let mut legs = Vec::new();
         for &agent in &offer.agents {
             let Some(agent_id) = self.engine.agent_id(agent).map(str::to_owned) else {
@@ -768,9 +801,32 @@ impl Calls {
             hangup_side: side,
             recording: stats.recording.as_ref().map(|p| p.display().to_string()),
             journal: None,
+            callback_id: out.callback_id.clone(),
         };
+        report_attempt(out.report.as_ref(), out.callback_id.as_deref(), result);
         if let Err(e) = self.records.send(record) {
             warn!(call = key, "outbound call record not accepted: {e}");
         }
+    }
+}
+
+/// Tells the call-back dialer how an attempt ended.
+fn report_attempt(
+    to: Option<&tokio::sync::mpsc::UnboundedSender<AttemptReport>>,
+    callback_id: Option<&str>,
+    result: OutResult,
+) {
+    if let (Some(to), Some(id)) = (to, callback_id)
+        && to
+            .send(AttemptReport {
+                callback_id: id.to_owned(),
+                result: result.attempt(),
+            })
+            .is_err()
+    {
+        warn!(
+            callback = id,
+            "call-back result not delivered: the dialer has stopped"
+        );
     }
 }

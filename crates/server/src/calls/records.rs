@@ -129,6 +129,7 @@ impl Calls {
             hangup_side: end.side,
             recording: stats.recording.as_ref().map(|p| p.display().to_string()),
             journal: None,
+            callback_id: None,
         }
     }
 
@@ -230,6 +231,7 @@ impl Calls {
             hangup_side: CdrHangup::System,
             recording: None,
             journal: None,
+            callback_id: None,
         };
         if let Err(e) = self.records.send(record) {
             warn!("call record not accepted: {e}");

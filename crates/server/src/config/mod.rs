@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+mod callbacks;
 mod numbers;
 mod outbound;
 mod paths;
@@ -18,6 +19,7 @@ mod tls;
 mod validate;
 mod wallboard;
 
+pub use callbacks::CallbacksConfig;
 pub use numbers::NumbersConfig;
 pub use outbound::OutboundTarget;
 pub use paths::StateDirSource;
@@ -88,6 +90,7 @@ pub struct Config {
     #[serde(default)]
     pub wallboard: WallboardConfig,
     #[serde(default)]
+    pub callbacks: CallbacksConfig,
     pub tls: Option<TlsConfig>,
 }
 

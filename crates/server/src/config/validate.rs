@@ -22,6 +22,8 @@ impl Config {
         self.validate_security(&mut errors);
         errors.extend(self.numbers.validate());
         self.wallboard.validate(&mut errors);
+        let queues: Vec<&str> = self.queues.iter().map(|q| q.name.as_str()).collect();
+        self.callbacks.validate(&queues, &mut errors);
         self.validate_tls(&mut errors);
         errors
     }

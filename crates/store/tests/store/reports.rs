@@ -165,6 +165,23 @@ pub(super) async fn reports_give_exact_figures(kind: Kind) {
             .await
             .unwrap()
     );
+    // A disposition lands on the record, next to the evaluation; a second replaces it.
+    for code in ["callback", "sale"] {
+        let d = Disposition {
+            code: code.into(),
+            note: Some("two pallets".into()),
+            at: at(6_100),
+        };
+        assert!(store.set_disposition("c1", &d).await.unwrap());
+    }
+    let c1 = store.stored_call("c1").await.unwrap().unwrap();
+    assert_eq!(
+        c1.disposition.as_ref().map(|d| d.code.as_str()),
+        Some("sale")
+    );
+    assert_eq!(c1.quality.as_ref().map(|q| q.score), Some(80));
+    let d = c1.disposition.unwrap();
+    assert!(!store.set_disposition("nope", &d).await.unwrap());
     store
         .insert_escalation(&Escalation {
             id: "e1".into(),

@@ -1,0 +1,305 @@
+//! The call-back dialer: works through the stored call-backs (table `callbacks`) and carries
+//! out the schedule's decisions ([`plan`]): when one is due and an agent of its queue is free,
+//! it is taken (`dialing`) and handed to call control as an agent-first outbound call; the
+//! attempt's result comes back on a channel and the schedule decides what follows (done, a
+//! retry, failed). Call-backs left `dialing` by a server that stopped are put back to
+//! `pending` at start, so nothing is lost over a restart.
+
+pub mod plan;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_engine::{AgentStateKind, Engine};
+use switchboard_store::{
+    AttemptEnd, Callback, CallbackStatus, Store, Timestamp, new_record_id, now_utc,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::calls::{CallInput, DialRequest, OutboundKind};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use plan::{AttemptResult, Due, Policy};
+
+/// How often the dialer looks for due call-backs.
+pub const TICK: Duration = Duration::from_secs(1);
+
+/// How many due call-backs one look takes at most.
+const BATCH: u32 = 50;
+
+/// The result of one call-back attempt, reported by call control.
+#[derive(Debug, Clone)]
+pub struct AttemptReport {
+    pub callback_id: String,
+    pub result: AttemptResult,
+}
+
+/// The dialer task's state.
+#[derive(Debug)]
+pub struct Dialer {
+    store: Store,
+    engine: Arc<Engine>,
+    config: Arc<Config>,
+    policy: Policy,
+    inputs: mpsc::UnboundedSender<CallInput>,
+    metrics: Metrics,
+    reports_tx: mpsc::UnboundedSender<AttemptReport>,
+    reports_rx: mpsc::UnboundedReceiver<AttemptReport>,
+    /// Attempts made before the one in flight, by call-back id.
+    in_flight: HashMap<String, u32>,
+    /// Results not yet stored (the database was unreachable); retried every tick.
+    unsaved: Vec<(String, AttemptEnd)>,
+    requeued: bool,
+    /// This server's name: the rows it takes carry it, so that a restart puts back only its
+    /// own attempts (nodes sharing one database).
+    node: String,
+}
+
+impl Dialer {
+    pub fn new(
+        store: Store,
+        engine: Arc<Engine>,
+        config: Arc<Config>,
+        inputs: mpsc::UnboundedSender<CallInput>,
+        metrics: Metrics,
+    ) -> Dialer {
+        let (reports_tx, reports_rx) = mpsc::unbounded_channel();
+        Dialer {
+            node: crate::journal::node_name(&config),
+            policy: config.callbacks.policy(&config.routing.timezone),
+            store,
+            engine,
+            config,
+            inputs,
+            metrics,
+            reports_tx,
+            reports_rx,
+            in_flight: HashMap::new(),
+            unsaved: Vec::new(),
+            requeued: false,
+        }
+    }
+
+    /// Runs until `stop`.
+    pub async fn run(mut self, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                Some(report) = self.reports_rx.recv() => self.on_report(report).await,
+                _ = tick.tick() => self.tick().await,
+            }
+        }
+    }
+
+    async fn tick(&mut self) {
+        let now = now_utc();
+        if !self.requeued {
+            match self.store.requeue_dialing_callbacks(&self.node, now).await {
+                Ok(n) => {
+                    self.requeued = true;
+                    if n > 0 {
+                        info!(
+                            count = n,
+                            "call-backs left dialing by the last run are pending again"
+                        );
+                    }
+                }
+                Err(e) => return debug!("call-backs not picked up yet: {e}"),
+            }
+        }
+        self.save_unsaved(now).await;
+        if !self.config.trunks.iter().any(|t| t.outbound.is_some()) {
+            // Nowhere to dial: call-backs stay pending (stored, listed, cancellable).
+            return self.publish_counts().await;
+        }
+        match self.store.due_callbacks(now, BATCH).await {
+            Ok(due) => self.dial_due(now, due).await,
+            Err(e) => debug!("call-backs not read: {e}"),
+        }
+        self.publish_counts().await;
+    }
+
+    async fn dial_due(&mut self, now: Timestamp, due: Vec<Callback>) {
+        let mut reserved = HashSet::new();
+        for cb in due {
+            if self.policy.due(cb.next_at, now) != Due::Now {
+                continue; // Outside the calling window: stays pending.
+            }
+            if self.on_dnc_list(&cb, now).await {
+                continue;
+            }
+            let Some(queue) = self.queue_of(&cb) else {
+                continue;
+            };
+            let Some(agent) = self.free_agent(&queue, &reserved) else {
+                continue; // Nobody free: it waits for the next look.
+            };
+            match self.store.claim_callback(&cb.id, &self.node, now).await {
+                Ok(true) => {}
+                Ok(false) => continue, // Cancelled meanwhile.
+                Err(e) => {
+                    warn!(id = %cb.id, "call-back not taken for dialing: {e}");
+                    continue;
+                }
+            }
+            let client = self.store.clients().get(&cb.number).map(|c| c.name);
+            let label = match &client {
+                Some(name) => format!("call-back to {}, client {name}", cb.number),
+                None => format!("call-back to {}", cb.number),
+            };
+            info!(id = %cb.id, number = %cb.number, %agent, %queue, attempt = cb.attempts + 1, "call-back due: offering it to the agent");
+            reserved.insert(agent.clone());
+            self.in_flight.insert(cb.id.clone(), cb.attempts);
+            let req = DialRequest {
+                record_id: new_record_id(),
+                agent,
+                number: cb.number.clone(),
+                queue: Some(queue),
+                kind: OutboundKind::Callback,
+                callback_id: Some(cb.id.clone()),
+                label: Some(label),
+                report: Some(self.reports_tx.clone()),
+            };
+            if self.inputs.send(CallInput::Dial(Box::new(req))).is_err() {
+                // Call control has stopped (shutdown): the row stays `dialing` and is put back
+                // to `pending` at the next start.
+                return;
+            }
+        }
+    }
+
+    /// A call-back whose number went on the do-not-call list after it was scheduled is
+    /// cancelled (`last_result` `dnc`), never dialed. True when it is listed (or the list
+    /// cannot be read: nothing is dialed unchecked).
+    async fn on_dnc_list(&mut self, cb: &Callback, now: Timestamp) -> bool {
+        match self.store.dnc(&cb.number).await {
+            Ok(None) => false,
+            Ok(Some(_)) => {
+                let end = AttemptEnd {
+                    status: CallbackStatus::Cancelled,
+                    attempts: cb.attempts,
+                    next_at: None,
+                    last_result: "dnc".to_owned(),
+                };
+                match self.store.claim_callback(&cb.id, &self.node, now).await {
+                    Ok(true) => match self.store.end_callback_attempt(&cb.id, &end, now).await {
+                        Ok(_) => {
+                            info!(id = %cb.id, number = %cb.number, "call-back cancelled: the number is on the do-not-call list");
+                        }
+                        Err(e) => {
+                            warn!(id = %cb.id, "call-back on the do-not-call list not cancelled yet: {e}")
+                        }
+                    },
+                    Ok(false) => {}
+                    Err(e) => {
+                        warn!(id = %cb.id, "call-back on the do-not-call list not taken: {e}")
+                    }
+                }
+                true
+            }
+            Err(e) => {
+                warn!(id = %cb.id, "do-not-call list not read; the call-back waits: {e}");
+                true
+            }
+        }
+    }
+
+    /// The call-back's queue, the `[callbacks] queue`, or the first queue.
+    fn queue_of(&self, cb: &Callback) -> Option<String> {
+        cb.queue
+            .clone()
+            .or_else(|| self.config.callbacks.queue.clone())
+            .or_else(|| self.config.queues.first().map(|q| q.name.clone()))
+    }
+
+    /// The free agent of `queue` idle longest (with the queue's skill, `available`).
+    fn free_agent(&self, queue: &str, reserved: &HashSet<String>) -> Option<String> {
+        let skill = &self.config.queues.iter().find(|q| q.name == queue)?.skill;
+        let skilled: HashSet<&str> = self
+            .config
+            .agents
+            .iter()
+            .filter(|a| a.skills.contains_key(skill))
+            .map(|a| a.id.as_str())
+            .collect();
+        self.engine
+            .agents()
+            .into_iter()
+            .filter(|a| a.state.kind() == AgentStateKind::Available)
+            .filter(|a| skilled.contains(a.id.as_str()) && !reserved.contains(&a.id))
+            .min_by_key(|a| a.state_since)
+            .map(|a| a.id)
+    }
+
+    async fn on_report(&mut self, report: AttemptReport) {
+        let now = now_utc();
+        let before = match self.in_flight.remove(&report.callback_id) {
+            Some(n) => n,
+            None => match self.store.callback(&report.callback_id).await {
+                Ok(Some(cb)) => cb.attempts,
+                _ => 0,
+            },
+        };
+        let next = self.policy.after(before, report.result, now);
+        info!(
+            id = %report.callback_id,
+            result = report.result.as_str(),
+            status = next.status.as_str(),
+            attempts = next.attempts,
+            next_at = ?next.next_at,
+            "call-back attempt ended"
+        );
+        let end = AttemptEnd {
+            status: next.status,
+            attempts: next.attempts,
+            next_at: next.next_at,
+            last_result: report.result.as_str().to_owned(),
+        };
+        self.unsaved.push((report.callback_id, end));
+        self.save_unsaved(now).await;
+        self.publish_counts().await;
+    }
+
+    async fn save_unsaved(&mut self, now: Timestamp) {
+        let mut left = Vec::new();
+        for (id, end) in std::mem::take(&mut self.unsaved) {
+            match self.store.end_callback_attempt(&id, &end, now).await {
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(%id, "call-back result not stored yet (retried): {e}");
+                    left.push((id, end));
+                }
+            }
+        }
+        self.unsaved = left;
+    }
+
+    /// `switchboard_callbacks{status}` from the table.
+    async fn publish_counts(&self) {
+        let Ok(counts) = self.store.callback_counts().await else {
+            return;
+        };
+        for status in [
+            CallbackStatus::Pending,
+            CallbackStatus::Dialing,
+            CallbackStatus::Done,
+            CallbackStatus::Failed,
+            CallbackStatus::Cancelled,
+            CallbackStatus::Expired,
+        ] {
+            let n = counts
+                .iter()
+                .find(|(s, _)| s == status.as_str())
+                .map_or(0, |(_, n)| *n);
+            self.metrics
+                .callbacks
+                .with_label_values(&[status.as_str()])
+                .set(n);
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! `[callbacks]`: how scheduled call-backs are dialed (queue, attempts, retry delay, calling
+//! window and its time zone).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, err};
+use crate::callbacks::plan::{Policy, parse_hhmm};
+
+/// `[callbacks]` (all keys optional).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbacksConfig {
+    /// The queue whose agents make call-backs that name none; absent: the first queue.
+    pub queue: Option<String>,
+    /// Calls to the number before a call-back is `failed`.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// After busy, no answer or a failure, the next attempt waits this long.
+    #[serde(default = "default_retry_after")]
+    pub retry_after_s: u32,
+    /// `["08:00", "21:00"]`: local opening and closing time; nobody is dialed outside it.
+    /// Absent: any time.
+    pub window: Option<Vec<String>>,
+    /// The time zone of `window` (IANA name); absent: `[routing] timezone`.
+    pub timezone: Option<String>,
+}
+
+fn default_max_attempts() -> u32 {
+    3
+}
+fn default_retry_after() -> u32 {
+    300
+}
+
+impl Default for CallbacksConfig {
+    fn default() -> Self {
+        CallbacksConfig {
+            queue: None,
+            max_attempts: default_max_attempts(),
+            retry_after_s: default_retry_after(),
+            window: None,
+            timezone: None,
+        }
+    }
+}
+
+impl CallbacksConfig {
+    /// Checks every key; `queues` are the configured queue names.
+    pub fn validate(&self, queues: &[&str], errors: &mut Vec<ConfigError>) {
+        if let Some(q) = &self.queue
+            && !queues.contains(&q.as_str())
+        {
+            errors.push(err(
+                "callbacks.queue",
+                format!("no queue {q:?} (configured: {})", queues.join(", ")),
+            ));
+        }
+        if self.max_attempts == 0 {
+            errors.push(err("callbacks.max_attempts", "must be at least 1"));
+        }
+        if self.retry_after_s == 0 {
+            errors.push(err("callbacks.retry_after_s", "must be positive"));
+        }
+        if let Some(w) = &self.window {
+            let ok = w.len() == 2 && w.iter().all(|t| parse_hhmm(t).is_some()) && w[0] != w[1];
+            if !ok {
+                errors.push(err(
+                    "callbacks.window",
+                    format!(
+                        "{w:?} is not an opening and a closing time such as [\"08:00\", \"21:00\"]"
+                    ),
+                ));
+            }
+        }
+        if let Some(tz) = &self.timezone
+            && tz.parse::<chrono_tz::Tz>().is_err()
+        {
+            errors.push(err(
+                "callbacks.timezone",
+                format!("{tz:?} is not an IANA time zone (e.g. \"Europe/Zagreb\")"),
+            ));
+        }
+    }
+
+    /// The schedule's policy (the configuration is validated; `routing_tz` is the fallback).
+    pub fn policy(&self, routing_tz: &str) -> Policy {
+        let zone = self
+            .timezone
+            .as_deref()
+            .unwrap_or(routing_tz)
+            .parse()
+            .unwrap_or(chrono_tz::UTC);
+        let window = self.window.as_ref().and_then(|w| match w.as_slice() {
+            [a, b] => Some((parse_hhmm(a)?, parse_hhmm(b)?)),
+            _ => None,
+        });
+        Policy {
+            max_attempts: self.max_attempts.max(1),
+            retry_after: Duration::from_secs(u64::from(self.retry_after_s.max(1))),
+            window,
+            zone,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_keys_are_named_and_good_ones_make_a_policy() {
+        let bad = CallbacksConfig {
+            queue: Some("nowhere".into()),
+            max_attempts: 0,
+            retry_after_s: 0,
+            window: Some(vec!["8am".into(), "21:00".into()]),
+            timezone: Some("Mars/Olympus".into()),
+        };
+        let mut errors = Vec::new();
+        bad.validate(&["orders"], &mut errors);
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "callbacks.queue",
+                "callbacks.max_attempts",
+                "callbacks.retry_after_s",
+                "callbacks.window",
+                "callbacks.timezone"
+            ]
+        );
+        let good = CallbacksConfig {
+            queue: Some("orders".into()),
+            window: Some(vec!["08:00".into(), "21:00".into()]),
+            ..CallbacksConfig::default()
+        };
+        let mut errors = Vec::new();
+        good.validate(&["orders"], &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        let p = good.policy("Europe/Zagreb");
+        assert_eq!(p.zone, chrono_tz::Europe::Zagreb);
+        assert_eq!((p.max_attempts, p.retry_after.as_secs()), (3, 300));
+        assert!(p.window.is_some());
+    }
+}
