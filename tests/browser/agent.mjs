@@ -3,7 +3,9 @@
 // READY once registered, waits for the incoming call's screen pop (says POP with the route
 // shown), answers with the fake microphone, waits until WebRTC audio arrives (inbound-rtp
 // bytes from getStats, says AUDIO bytes=N), then either hangs up from the page (HANGUP=page,
-// says HUNGUP) or waits for the caller to hang up (says ENDED). Exit code 0 only if all held.
+// says HUNGUP) or waits for the caller to hang up (says ENDED); on the call it escalates to a
+// supervisor (says ESCALATED), after it saves a disposition (says DISPOSITION). Exit code 0
+// only if all held.
 //
 //   BASE=http://127.0.0.1:8080 AGENT=petra PASSWORD=petra-secret HANGUP=page node agent.mjs
 import { chromium } from "playwright-core";
@@ -56,6 +58,12 @@ try {
   const bytes = await until("WebRTC audio (inbound-rtp bytes)", 10000,
     async () => { const b = await page.evaluate(() => window.switchboardAudioBytes()); return b > 0 && b; });
   console.log("AUDIO bytes=" + bytes);
+  // Rule 11: the agent escalates the call to a supervisor from the page.
+  await page.fill("#escalate-note", "caller asks for a manager");
+  await page.click("#escalate");
+  await until("the escalation", 5000,
+    async () => (await page.locator("#escalate-status").textContent()).trim() === "supervisor notified");
+  console.log("ESCALATED");
   if (HANGUP === "page") {
     await sleep(1500);
     await page.click("#hangup");
@@ -65,6 +73,14 @@ try {
     await page.locator("#call").waitFor({ state: "hidden", timeout: 30000 });
     console.log("ENDED");
   }
+  // Wrap-up: the disposition of the call, on its record.
+  await page.locator("#wrap").waitFor({ state: "visible", timeout: 5000 });
+  await page.selectOption("#disposition", "order");
+  await page.fill("#disposition-note", "two pallets");
+  await page.click("#save-disposition");
+  await until("the disposition saved", 10000,
+    async () => (await page.locator("#disposition-status").textContent()).trim() === "saved");
+  console.log("DISPOSITION code=order");
   const foreign = requests.filter((u) => !u.startsWith(BASE));
   if (foreign.length) fail("requests outside the server: " + foreign.join(" "));
 } catch (e) {

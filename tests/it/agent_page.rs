@@ -118,6 +118,22 @@ fn assert_talked(said: &str, server: &Server) {
         agent_in > 20 && caller_out > 20 && agent_out > 20,
         "{rec:?}"
     );
+    // The escalation raised from the page is the supervisors' to see, with the agent's note.
+    assert!(said.contains("ESCALATED"), "{said}");
+    let (status, escalations) = api_get(server.ports.http, "/api/v1/escalations").unwrap();
+    assert_eq!(status, 200, "{escalations}");
+    assert!(
+        escalations.contains("petra") && escalations.contains("caller asks for a manager"),
+        "{escalations}"
+    );
+    // The disposition saved at wrap-up is on the call's record.
+    assert!(said.contains("DISPOSITION code=order"), "{said}");
+    let (status, calls) = api_get(server.ports.http, "/api/v1/calls?limit=1").unwrap();
+    assert_eq!(status, 200, "{calls}");
+    assert!(
+        calls.contains(r#""disposition":"order""#) && calls.contains("two pallets"),
+        "{calls}"
+    );
 }
 
 #[test]
