@@ -116,7 +116,9 @@ fn unknown_user_and_wrong_password_look_the_same() {
 }
 
 /// A REGISTER over raw UDP from `port`, with optional Authorization.
-fn register_request(user: &str, port: u16, cseq: u32, auth: Option<&str>) -> String {
+/// A REGISTER for `user` from 127.0.0.1:`port` (CSeq `cseq`, a branch of its own), with an
+/// optional Authorization value.
+pub fn register_request(user: &str, port: u16, cseq: u32, auth: Option<&str>) -> String {
     format!(
         "REGISTER sip:callcenter.local SIP/2.0\r\n\
          Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-sha-{cseq};rport\r\n\

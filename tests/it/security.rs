@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::harness::*;
+use crate::register::register_request;
 
 fn metrics(server: &Server) -> String {
     let (status, text) = http_get(server.ports.http, "/metrics").expect("scrape");
@@ -85,24 +86,6 @@ fn a_guesser_is_banned_by_address_and_the_real_agent_is_not_locked_out() {
     );
 }
 
-/// A REGISTER from `port` on 127.0.0.1 with an optional Authorization value.
-fn register(port: u16, branch: &str, cseq: u32, auth: Option<&str>) -> String {
-    format!(
-        "REGISTER sip:callcenter.local SIP/2.0\r\n\
-         Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-{branch};rport\r\n\
-         From: <sip:ana@callcenter.local>;tag=r{port}\r\n\
-         To: <sip:ana@callcenter.local>\r\n\
-         Call-ID: replay-{port}@127.0.0.1\r\n\
-         CSeq: {cseq} REGISTER\r\n\
-         Contact: <sip:ana@127.0.0.1:{port}>\r\n\
-         Expires: 300\r\n\
-         {}Max-Forwards: 70\r\n\
-         Content-Length: 0\r\n\r\n",
-        auth.map(|a| format!("Authorization: {a}\r\n"))
-            .unwrap_or_default()
-    )
-}
-
 #[test]
 fn a_replayed_digest_answer_and_one_for_another_uri_are_refused() {
     use switchboard_sip::digest::{Challenge, answer_challenge};
@@ -117,7 +100,7 @@ fn a_replayed_digest_answer_and_one_for_another_uri_are_refused() {
         let (n, _) = sock.recv_from(&mut buf).unwrap();
         String::from_utf8_lossy(&buf[..n]).into_owned()
     };
-    let challenge = exchange(register(port, "1", 1, None));
+    let challenge = exchange(register_request("ana", port, 1, None));
     assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
     let offered = challenge
         .lines()
@@ -129,18 +112,18 @@ fn a_replayed_digest_answer_and_one_for_another_uri_are_refused() {
             .to_header_value()
     };
     // Right password, but computed for another URI: refused.
-    let other = exchange(register(
+    let other = exchange(register_request(
+        "ana",
         port,
-        "2",
         2,
         Some(&answer("sip:elsewhere.example")),
     ));
     assert!(other.starts_with("SIP/2.0 401"), "{other}");
     let good = answer("sip:callcenter.local");
-    let ok = exchange(register(port, "3", 3, Some(&good)));
+    let ok = exchange(register_request("ana", port, 3, Some(&good)));
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
     // The same answer again (as captured on the wire), in a new transaction: refused.
-    let replay = exchange(register(port, "4", 4, Some(&good)));
+    let replay = exchange(register_request("ana", port, 4, Some(&good)));
     assert!(replay.starts_with("SIP/2.0 401"), "{replay}");
     let text = metrics(&server);
     assert_eq!(
