@@ -116,6 +116,32 @@ fn unknown_user_and_wrong_password_look_the_same() {
 }
 
 /// A REGISTER over raw UDP from `port`, with optional Authorization.
+/// A SIP user agent on a UDP socket of its own that sends one request and reads the answer.
+pub struct UdpUa {
+    sock: std::net::UdpSocket,
+    /// The local port (for Via and Contact).
+    pub port: u16,
+}
+
+impl UdpUa {
+    pub fn new() -> UdpUa {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let port = sock.local_addr().unwrap().port();
+        UdpUa { sock, port }
+    }
+
+    /// Sends `request` to the server and returns its first answer.
+    pub fn exchange(&self, server: &Server, request: &str) -> String {
+        let mut buf = [0u8; 8192];
+        self.sock
+            .send_to(request.as_bytes(), server.sip_addr())
+            .unwrap();
+        let (n, _) = self.sock.recv_from(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+}
+
 /// A REGISTER for `user` from 127.0.0.1:`port` (CSeq `cseq`, a branch of its own), with an
 /// optional Authorization value.
 pub fn register_request(user: &str, port: u16, cseq: u32, auth: Option<&str>) -> String {
@@ -144,17 +170,9 @@ fn sha256_digest_registers_when_offered_first() {
         "advertised_address = \"127.0.0.1\"\ndigest_algorithms = [\"SHA-256\", \"MD5\"]",
     );
     let server = Server::start(&config, ports);
-    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    let port = sock.local_addr().unwrap().port();
-    let mut buf = [0u8; 8192];
-    sock.send_to(
-        register_request("rita", port, 1, None).as_bytes(),
-        server.sip_addr(),
-    )
-    .unwrap();
-    let (n, _) = sock.recv_from(&mut buf).unwrap();
-    let challenge = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let ua = UdpUa::new();
+    let port = ua.port;
+    let challenge = ua.exchange(&server, &register_request("rita", port, 1, None));
     assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
     let offered: Vec<Challenge> = challenge
         .lines()
@@ -178,13 +196,7 @@ fn sha256_digest_registers_when_offered_first() {
     );
     let auth = creds.to_header_value();
     assert!(auth.contains("algorithm=SHA-256"), "{auth}");
-    sock.send_to(
-        register_request("rita", port, 2, Some(&auth)).as_bytes(),
-        server.sip_addr(),
-    )
-    .unwrap();
-    let (n, _) = sock.recv_from(&mut buf).unwrap();
-    let ok = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let ok = ua.exchange(&server, &register_request("rita", port, 2, Some(&auth)));
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
     assert!(
         ok.contains(&format!("<sip:rita@127.0.0.1:{port}>;expires=")),
@@ -196,15 +208,9 @@ fn sha256_digest_registers_when_offered_first() {
 fn responses_the_server_sends_are_counted_by_class() {
     let ports = Ports::new();
     let server = Server::start(&demo_config(&ports), ports);
-    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    let port = sock.local_addr().unwrap().port();
-    let mut buf = [0u8; 8192];
-    let mut exchange = |request: String| {
-        sock.send_to(request.as_bytes(), server.sip_addr()).unwrap();
-        let (n, _) = sock.recv_from(&mut buf).unwrap();
-        String::from_utf8_lossy(&buf[..n]).into_owned()
-    };
+    let ua = UdpUa::new();
+    let port = ua.port;
+    let exchange = |request: String| ua.exchange(&server, &request);
     let challenge = exchange(register_request("ana", port, 1, None));
     assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
     let options = register_request("ana", port, 2, None)

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::harness::*;
-use crate::register::register_request;
+use crate::register::{UdpUa, register_request};
 
 fn metrics(server: &Server) -> String {
     let (status, text) = http_get(server.ports.http, "/metrics").expect("scrape");
@@ -91,15 +91,9 @@ fn a_replayed_digest_answer_and_one_for_another_uri_are_refused() {
     use switchboard_sip::digest::{Challenge, answer_challenge};
     let ports = Ports::new();
     let server = Server::start(&demo_config(&ports), ports);
-    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    let port = sock.local_addr().unwrap().port();
-    let exchange = |text: String| {
-        let mut buf = [0u8; 8192];
-        sock.send_to(text.as_bytes(), server.sip_addr()).unwrap();
-        let (n, _) = sock.recv_from(&mut buf).unwrap();
-        String::from_utf8_lossy(&buf[..n]).into_owned()
-    };
+    let ua = UdpUa::new();
+    let port = ua.port;
+    let exchange = |request: String| ua.exchange(&server, &request);
     let challenge = exchange(register_request("ana", port, 1, None));
     assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
     let offered = challenge
