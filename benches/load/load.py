@@ -89,8 +89,29 @@ _taken = set()
 COOLDOWN_CAP_S = 60.0
 
 
-def free_port(span=1, lo=40000, hi=60000):
+def probe_range():
+    """Where the harness picks its ports: outside the kernel's ephemeral range (outgoing
+    connections and unbound sends take ports from there at any moment, and a port seen free
+    now could be taken before the process that needs it binds) and above the server's RTP
+    range (10000-31999 unless LOAD_RTP_PORTS says otherwise)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            eph_lo, eph_hi = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        eph_lo, eph_hi = 32768, 60999
+    rtp_hi = int(os.environ.get("LOAD_RTP_PORTS", "10000, 31999").split(",")[1])
+    above = (eph_hi + 1, 65535)
+    below = (rtp_hi + 1, eph_lo - 1)
+    # The wider of the two gaps (on Linux defaults: 61000-65535 against 32000-32767).
+    return max((above, below), key=lambda r: r[1] - r[0])
+
+
+PORT_LO, PORT_HI = probe_range()
+
+
+def free_port(span=1, lo=None, hi=None):
     """A UDP+TCP port p such that p..p+span-1 are free now (SIPp binds media p and p+2)."""
+    lo, hi = lo or PORT_LO, hi or PORT_HI - span
     for _ in range(2000):
         p = int.from_bytes(os.urandom(2), "big") % (hi - lo) + lo
         p -= p % 2
@@ -163,6 +184,16 @@ class Proc:
                 return f.read()[-n:].decode(errors="replace")
         except OSError:
             return ""
+
+
+def agent_failed(uas):
+    """Calls the agents' SIPp counted as failed so far (its statistics file, dumped every
+    second); None when there is no agent side to read."""
+    try:
+        st = read_stat(uas.stat) if uas is not None else None
+    except OSError:
+        st = None
+    return st["failed"] if st else None
 
 
 def children(pid):
@@ -243,6 +274,24 @@ def elapsed_seconds(v):
     return h * 3600 + m * 60 + s + int(frac) / (10 ** len(frac))
 
 
+def read_rtt(path):
+    """Times (ms since SIPp started, millisecond resolution) at which calls were answered, from
+    -trace_rtt: the achieved rate comes from these, not from ElapsedTime, which SIPp prints
+    in whole seconds (a step 10 % slow would read as on time)."""
+    try:
+        with open(path) as f:
+            return [float(line.split(";")[0]) for line in f.readlines()[1:] if line.strip()]
+    except (OSError, ValueError):
+        return []
+
+
+def achieved_rate(answered_ms, successful, fallback_s):
+    """Calls per second between the first and the last answer: n answers span n-1 intervals."""
+    if len(answered_ms) >= 2 and answered_ms[-1] > answered_ms[0]:
+        return (len(answered_ms) - 1) / ((answered_ms[-1] - answered_ms[0]) / 1000)
+    return successful / max(fallback_s, 0.001)
+
+
 def read_stat(path):
     with open(path, newline="") as f:
         rows = [r for r in csv.reader(f, delimiter=";") if r]
@@ -271,7 +320,11 @@ def sipp_uas(work, port, media_key_port, rtp_echo=False, limit_s=3600):
     ]
     if rtp_echo:
         argv.append("-rtp_echo")
+    # Statistics every second: a step is clean only if the agents' side failed nothing either.
+    stat = os.path.join(work, f"uas-{port}.csv")
+    argv += ["-trace_stat", "-stf", stat, "-fd", "1"]
     p = Proc(argv, limit_s, work, f"uas-{port}")
+    p.stat = stat
     time.sleep(0.3)
     if not p.alive():
         raise RuntimeError(f"agent SIPp did not start:\n{p.tail()}")
@@ -293,6 +346,7 @@ def sipp_trunk(work, target_port, tag, rate, calls, hold_ms, trunk_media=None, r
         "-d", str(hold_ms), "-recv_timeout", "8000", "-timeout", f"{int(budget)}s",
         "-buff_size", BUFF, "-nostdin", "-max_socket", "60000",
         "-trace_stat", "-stf", stat, "-fd", "1",
+        "-trace_rtt", "-rtt_freq", "1",
         "-trace_err", "-error_file", os.path.join(work, f"trunk-{tag}-err.log"),
     ]
     p = Proc(argv, budget + 20, work, f"trunk-{tag}")
@@ -302,6 +356,8 @@ def sipp_trunk(work, target_port, tag, rate, calls, hold_ms, trunk_media=None, r
     if st is None:
         raise RuntimeError(f"trunk SIPp wrote no statistics:\n{p.tail()}")
     st["exit"] = p.popen.returncode
+    # SIPp names the file after the scenario and its pid, in its working directory.
+    st["answered_ms"] = sorted(read_rtt(os.path.join(work, f"trunk_{p.pid}_rtt.csv")))
     return st
 
 
@@ -500,9 +556,10 @@ class Kamailio:
         return {}
 
     def drain(self, before, expect, limit_s=30):
-        # Kamailio keeps no call count; wait for its transactions to go quiet instead.
+        # Kamailio keeps no call count (None: not measured); wait for its transactions to go
+        # quiet instead.
         time.sleep(1.0)
-        return expect
+        return None
 
     def stop(self):
         self.uas.stop()
@@ -519,7 +576,9 @@ def run_step(sut, work, series, db, rate, step_s, hold_ms):
     out0 = sut.outcomes()
     cpu0 = cpu_seconds(pids)
     peak = [memory_mb(pids)]
-    la = loadavg()
+    la0 = loadavg()
+    loads = [la0]
+    agent_failed0 = agent_failed(getattr(sut, "uas", None))
     tag = f"{sut.name}-{db}-{series}-{rate}"
 
     # Sample memory while SIPp runs (a thread would add nothing: SIPp runs as a child).
@@ -534,17 +593,21 @@ def run_step(sut, work, series, db, rate, step_s, hold_ms):
     t.start()
     while t.is_alive():
         peak.append(memory_mb(pids))
+        loads.append(loadavg())
         t.join(0.25)
     st = result["st"]
     done = sut.drain(before_ended, st["successful"])
     time.sleep(0.5)
     cpu1 = cpu_seconds(sut.pids())
+    time.sleep(0.7)  # the agents' SIPp dumps its statistics every second
+    agent_failed1 = agent_failed(getattr(sut, "uas", None))
+    agents_failed = "" if agent_failed0 is None or agent_failed1 is None else agent_failed1 - agent_failed0
     rss_drained = memory_mb(sut.pids())
     peak.append(rss_drained)
     out1 = sut.outcomes()
     answered = out1.get("answered", 0) - out0.get("answered", 0)
     active = max(st["elapsed"] - hold_ms / 1000, 0.001)
-    achieved = st["successful"] / active
+    achieved = achieved_rate(st["answered_ms"], st["successful"], active)
     cpu = cpu1 - cpu0
     row = {
         "system": sut.name,
@@ -561,9 +624,12 @@ def run_step(sut, work, series, db, rate, step_s, hold_ms):
         "cpu_s_per_1k": round(cpu / max(st["successful"] + st["failed"], 1) * 1000, 3),
         "peak_rss_mb": round(max(peak), 1),
         "rss_drained_mb": round(rss_drained, 1),
-        "server_ended": int(done),
-        "server_answered": int(answered),
-        "loadavg": la,
+        "server_ended": "" if done is None else int(done),
+        "server_answered": "" if done is None else int(answered),
+        "agents_failed": agents_failed,
+        # The 1-minute load average at the start and the highest seen while the step ran.
+        "loadavg_start": la0,
+        "loadavg": max(loads),
         "lat_p50_ms": "",
         "lat_p99_ms": "",
     }
@@ -571,7 +637,7 @@ def run_step(sut, work, series, db, rate, step_s, hold_ms):
         f"{sut.name:22} {db:8} {series:5} {rate:5}/s: ok {row['successful']:6} failed {row['failed']:4} "
         f"retrans {row['retransmissions']:5} achieved {row['achieved_cps']:7.1f}/s cpu {row['cpu_s']:6.2f}s "
         f"({row['cpu_s_per_1k']:.3f}/1k) peak {row['peak_rss_mb']:.0f} MB drained {row['rss_drained_mb']:.0f} MB "
-        f"load {la:.2f}"
+        f"agents failed {agents_failed if agents_failed != '' else '-'} load {la0:.2f}->{max(loads):.2f}"
     )
     return row
 
@@ -848,6 +914,8 @@ def relay_series(binary, probe, work, cfg, rows_out):
                 "window_s": round(t1 - t0, 2),
                 "core_pct_per_call": round(per_call_pct, 4),
                 "sent": sent,
+                "received_one_way": ow["received"],
+                "received_round_trip": rt["received"],
                 "loss_one_way_pct": round(loss_ow, 3),
                 "loss_round_trip_pct": round(loss_rt, 3),
                 "transit_p50_ms": ow["transit_p50_ms"],
@@ -914,7 +982,9 @@ class Postgres:
 
 
 def clean(row):
-    return row and row["failed"] == 0 and row["achieved_cps"] >= 0.95 * row["offered_cps"]
+    """No call failed on either side and the rate was held (within 5 %)."""
+    return (row and row["failed"] == 0 and row.get("agents_failed") in ("", 0, None)
+            and row["achieved_cps"] >= 0.95 * row["offered_cps"])
 
 
 def svg_chart(rows, path):
@@ -976,9 +1046,9 @@ def markdown(rows, relay, memory, latency, summary, meta):
     out = [f"Run: {meta['date']}, {meta['mode']} mode, {meta['cores']} cores, load average at start "
            f"{meta['load_start']:.2f}, at end {meta['load_end']:.2f}; {meta['agents']} agents; "
            f"Switchboard `RUST_LOG={meta['rust_log']}`; Kamailio {meta['kamailio']}; SIPp {meta['sipp']}.", ""]
-    out.append("| system | CDRs | call length | offered/s | achieved/s | ok | failed | agent answered | retrans | CPU s/1k calls | "
-               "peak RSS MB | RSS drained MB | INVITE→INVITE p50/p99 ms | SB/Kam CPS | SB/Kam CPU | load |")
-    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    out.append("| system | CDRs | call length | offered/s | achieved/s | ok | failed | failed at the agents | server answered | retrans | CPU s/1k calls | "
+               "peak RSS MB | RSS drained MB | INVITE→INVITE p50/p99 ms | SB/Kam CPS | SB/Kam CPU | load (max in step) |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     kam = {(r["series"], r["offered_cps"]): r for r in rows if r["system"] == "kamailio"}
     for r in rows:
         k = kam.get((r["series"], r["offered_cps"]))
@@ -992,17 +1062,18 @@ def markdown(rows, relay, memory, latency, summary, meta):
         kind = "0 s" if r["series"] == "zero" else f"{r['hold_ms'] / 1000:g} s"
         out.append(
             f"| {r['system']} | {r['db']} | {kind} | {r['offered_cps']} | {r['achieved_cps']:.0f} | {r['successful']} | "
-            f"{r['failed']} | {r.get('server_answered', '—') if r['system'].startswith('switchboard') else '—'} | {r['retransmissions']} | {r['cpu_s_per_1k']:.3f} | {r['peak_rss_mb']:.0f} | "
+            f"{r['failed']} | {fmt(r.get('agents_failed'))} | {fmt(r.get('server_answered'))} | {r['retransmissions']} | {r['cpu_s_per_1k']:.3f} | {r['peak_rss_mb']:.0f} | "
             f"{r['rss_drained_mb']:.0f} | {lat} | {ratio_cps} | {ratio_cpu} | {r['loadavg']:.1f} |"
         )
     if relay:
         out += ["", "| relayed calls | bridged in window | relayed pkt/s | CPU s (window) | % of a core per call | "
-                "loss one-way | loss round trip | probe's own socket drops | transit p50/p99 ms | jitter mean/max ms | load |",
+                "loss one-way (received / sent) | loss round trip (received) | probe's own socket drops | transit p50/p99 ms | jitter mean/max ms | load |",
                 "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in relay:
             out.append(
                 f"| {r['calls']} | {r['bridged_in_window']} | {r['pkts_per_s']} | {r['cpu_s']:.2f} / {r['window_s']:.1f} s | "
-                f"{r['core_pct_per_call']:.4f} % | {r['loss_one_way_pct']:.3f} % | {r['loss_round_trip_pct']:.3f} % | "
+                f"{r['core_pct_per_call']:.4f} % | {r['loss_one_way_pct']:.3f} % ({r['received_one_way']:,} / {r['sent']:,}) | "
+                f"{r['loss_round_trip_pct']:.3f} % ({r['received_round_trip']:,}) | "
                 f"{r['probe_socket_drops']} | "
                 f"{r['transit_p50_ms']:.3f} / {r['transit_p99_ms']:.3f} | {r['jitter_mean_ms']:.3f} / {r['jitter_max_ms']:.3f} | "
                 f"{r['loadavg']:.1f} |")
@@ -1029,90 +1100,9 @@ def tool_version(argv, pattern):
         return "?"
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true", help="small figures, under 3 minutes; proves the harness works")
-    ap.add_argument("--binary", required=True)
-    ap.add_argument("--probe", required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, SIPp statistics)")
-    ap.add_argument("--only", default="sb,tuned,kam,pg,mem,relay,lat,perf", help="comma list of phases")
-    args = ap.parse_args()
-    args.binary, args.probe = os.path.abspath(args.binary), os.path.abspath(args.probe)
-    cfg = QUICK if args.quick else FULL
-    global COOLDOWN_CAP_S
-    COOLDOWN_CAP_S = cfg["cooldown_cap_s"]
-    phases = set(args.only.split(","))
-    if args.quick:
-        phases.discard("perf")
-    os.makedirs(args.out, exist_ok=True)
-    work = tempfile.mkdtemp(prefix="sb-load-")
-    meta = {
-        "date": time.strftime("%Y-%m-%d %H:%M"), "mode": "quick" if args.quick else "full",
-        "cores": os.cpu_count(), "load_start": loadavg(), "agents": cfg["agents"],
-        "rust_log": os.environ.get("LOAD_RUST_LOG", "warn"),
-        "kamailio": tool_version(["kamailio", "-v"], r"version:\s*kamailio\s+(\S+)"),
-        "sipp": tool_version(["sipp", "-v"], r"SIPp\s+v?(\S+)"),
-    }
-    log(f"work dir {work}; load average {meta['load_start']:.2f}; mode {meta['mode']}")
-    rows, relay, memory, lat = [], [], None, {}
-    tuned = cfg["tuned_t1_ms"]
-    t_start = time.time()
-    try:
-        # Switchboard as shipped (RFC 3261 T1 = 500 ms), then with a loopback-sized T1 so that
-        # finished transactions leave the transaction table 20x sooner (what the rest of the
-        # server sustains). Each series runs on a fresh server: calls left behind by a collapsed
-        # step (a BYE refused with 503 leaves its call up) would poison the next series.
-        for phase, t1, lat_rates in (("sb", None, cfg["latency_rates_default"]), ("tuned", tuned, cfg["latency_rates"])):
-            if phase not in phases:
-                continue
-            for series in ("zero", "hold"):
-                sb = Switchboard(args.binary, work, cfg["agents"], tag=f"{phase}-{series}", t1_ms=t1)
-                try:
-                    sb.register()
-                    sb.start_agents()
-                    if series == "zero" and "lat" in phases:
-                        lat[sb.name] = latency_pass(sb, sb.work, lat_rates, cfg["latency_s"])
-                    cps_series(sb, sb.work, "sqlite", cfg, rows, only=(series,))
-                finally:
-                    sb.stop()
-        if "kam" in phases:
-            kam = Kamailio(work)
-            try:
-                if "lat" in phases:
-                    lat[kam.name] = latency_pass(kam, kam.work, cfg["latency_rates"], cfg["latency_s"])
-                cps_series(kam, kam.work, "-", cfg, rows)
-            finally:
-                kam.stop()
-        if "pg" in phases:
-            pg = Postgres(work)
-            try:
-                sb = Switchboard(args.binary, work, cfg["agents"], db_url=pg.url, tag="sb-pg", t1_ms=tuned)
-                try:
-                    sb.register()
-                    sb.start_agents()
-                    for rate in cfg["pg_rates"]:
-                        pg_cpu0 = cpu_seconds(pg.pids())
-                        row = run_step(sb, sb.work, "zero", "postgres", rate, cfg["step_s"], 0)
-                        row["postgres_cpu_s"] = round(cpu_seconds(pg.pids()) - pg_cpu0, 2)
-                        rows.append(row)
-                        time.sleep(sb.cooldown_s)
-                        if row["failed"] > 0.1 * row["calls"]:
-                            break
-                finally:
-                    sb.stop()
-            finally:
-                pg.stop()
-        if "mem" in phases:
-            memory = memory_check(args.binary, work, cfg, tuned)
-        if "relay" in phases:
-            relay_series(args.binary, args.probe, work, cfg, relay)
-        if "perf" in phases:
-            perf_profile(args.binary, work, cfg, tuned, args.out)
-    except Exception:
-        log(f"FAILED; logs kept in {work}")
-        raise
-
+def write_results(out_dir, rows, relay, memory, lat, meta, tuned):
+    """Writes load.csv, relay.csv, memory.json, load.svg and results.md from what has been
+    measured so far: called after every phase, so a crash or a kill keeps the finished ones."""
     for r in rows:
         by_rate = lat.get(r["system"], {}) if r["db"] in ("sqlite", "-") and r["series"] == "zero" else {}
         if r["offered_cps"] in by_rate:
@@ -1151,23 +1141,124 @@ def main():
     meta["load_end"] = loadavg()
     fields = ["system", "db", "series", "hold_ms", "offered_cps", "calls", "successful", "failed", "retransmissions",
               "achieved_cps", "cpu_s", "cpu_s_per_1k", "peak_rss_mb", "rss_drained_mb", "server_ended", "server_answered",
-              "lat_p50_ms", "lat_p99_ms", "postgres_cpu_s", "loadavg"]
-    with open(os.path.join(args.out, "load.csv"), "w", newline="") as f:
+              "agents_failed", "lat_p50_ms", "lat_p99_ms", "postgres_cpu_s", "loadavg_start", "loadavg"]
+    with open(os.path.join(out_dir, "load.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
     if relay:
-        with open(os.path.join(args.out, "relay.csv"), "w", newline="") as f:
+        with open(os.path.join(out_dir, "relay.csv"), "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(relay[0].keys()))
             w.writeheader()
             w.writerows(relay)
     if memory:
-        with open(os.path.join(args.out, "memory.json"), "w") as f:
+        with open(os.path.join(out_dir, "memory.json"), "w") as f:
             json.dump(memory, f, indent=1)
-    svg_chart(rows, os.path.join(args.out, "load.svg"))
+    svg_chart(rows, os.path.join(out_dir, "load.svg"))
     md = markdown(rows, relay, memory, lat, "\n".join(l for l, _ in lines), meta)
-    with open(os.path.join(args.out, "results.md"), "w") as f:
+    with open(os.path.join(out_dir, "results.md"), "w") as f:
         f.write(md + "\n" + summary_note + "\n")
+    return md, lines, summary_note
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="small figures, under 3 minutes; proves the harness works")
+    ap.add_argument("--binary", required=True)
+    ap.add_argument("--probe", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, SIPp statistics)")
+    ap.add_argument("--only", default="sb,tuned,kam,pg,mem,relay,lat,perf", help="comma list of phases")
+    args = ap.parse_args()
+    args.binary, args.probe = os.path.abspath(args.binary), os.path.abspath(args.probe)
+    cfg = QUICK if args.quick else FULL
+    global COOLDOWN_CAP_S
+    COOLDOWN_CAP_S = cfg["cooldown_cap_s"]
+    phases = set(args.only.split(","))
+    if args.quick:
+        phases.discard("perf")
+    os.makedirs(args.out, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="sb-load-")
+    meta = {
+        "date": time.strftime("%Y-%m-%d %H:%M"), "mode": "quick" if args.quick else "full",
+        "cores": os.cpu_count(), "load_start": loadavg(), "agents": cfg["agents"],
+        "rust_log": os.environ.get("LOAD_RUST_LOG", "warn"),
+        "kamailio": tool_version(["kamailio", "-v"], r"version:\s*kamailio\s+(\S+)"),
+        "sipp": tool_version(["sipp", "-v"], r"SIPp\s+v?(\S+)"),
+    }
+    log(f"work dir {work}; load average {meta['load_start']:.2f}; mode {meta['mode']}")
+    rows, relay, memory, lat = [], [], None, {}
+    tuned = cfg["tuned_t1_ms"]
+    t_start = time.time()
+
+    def checkpoint():
+        # `memory` is assigned later in this function: read it from the enclosing scope.
+        write_results(args.out, rows, relay, memory, lat, meta, tuned)
+        log(f"results so far written to {args.out}")
+
+    try:
+        # Switchboard as shipped (RFC 3261 T1 = 500 ms), then with a loopback-sized T1 so that
+        # finished transactions leave the transaction table 20x sooner (what the rest of the
+        # server sustains). Each series runs on a fresh server: calls left behind by a collapsed
+        # step (a BYE refused with 503 leaves its call up) would poison the next series.
+        for phase, t1, lat_rates in (("sb", None, cfg["latency_rates_default"]), ("tuned", tuned, cfg["latency_rates"])):
+            if phase not in phases:
+                continue
+            for series in ("zero", "hold"):
+                sb = Switchboard(args.binary, work, cfg["agents"], tag=f"{phase}-{series}", t1_ms=t1)
+                try:
+                    sb.register()
+                    sb.start_agents()
+                    if series == "zero" and "lat" in phases:
+                        lat[sb.name] = latency_pass(sb, sb.work, lat_rates, cfg["latency_s"])
+                    cps_series(sb, sb.work, "sqlite", cfg, rows, only=(series,))
+                finally:
+                    sb.stop()
+                    checkpoint()
+        if "kam" in phases:
+            kam = Kamailio(work)
+            try:
+                if "lat" in phases:
+                    lat[kam.name] = latency_pass(kam, kam.work, cfg["latency_rates"], cfg["latency_s"])
+                cps_series(kam, kam.work, "-", cfg, rows)
+            finally:
+                kam.stop()
+                checkpoint()
+        if "pg" in phases:
+            pg = Postgres(work)
+            try:
+                sb = Switchboard(args.binary, work, cfg["agents"], db_url=pg.url, tag="sb-pg", t1_ms=tuned)
+                try:
+                    sb.register()
+                    sb.start_agents()
+                    for rate in cfg["pg_rates"]:
+                        pg_cpu0 = cpu_seconds(pg.pids())
+                        row = run_step(sb, sb.work, "zero", "postgres", rate, cfg["step_s"], 0)
+                        row["postgres_cpu_s"] = round(cpu_seconds(pg.pids()) - pg_cpu0, 2)
+                        rows.append(row)
+                        time.sleep(sb.cooldown_s)
+                        if row["failed"] > 0.1 * row["calls"]:
+                            break
+                finally:
+                    sb.stop()
+            finally:
+                pg.stop()
+                checkpoint()
+        if "mem" in phases:
+            memory = memory_check(args.binary, work, cfg, tuned)
+            checkpoint()
+        if "relay" in phases:
+            try:
+                relay_series(args.binary, args.probe, work, cfg, relay)
+            finally:
+                checkpoint()
+        if "perf" in phases:
+            perf_profile(args.binary, work, cfg, tuned, args.out)
+    except Exception:
+        log(f"FAILED; logs kept in {work}")
+        raise
+
+    md, lines, summary_note = write_results(args.out, rows, relay, memory, lat, meta, tuned)
     print()
     print(md)
     log(f"wrote {args.out}/load.csv, load.svg, results.md in {time.time() - t_start:.0f} s {summary_note}")

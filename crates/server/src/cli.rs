@@ -107,6 +107,7 @@ pub fn run(path: Option<&Path>) -> ExitCode {
         return ExitCode::from(EXIT_CONFIG);
     }
     crate::logging::init();
+    crate::os_limits::raise_open_files();
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {

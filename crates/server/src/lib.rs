@@ -18,6 +18,7 @@ pub mod http;
 pub mod journal;
 pub mod logging;
 pub mod metrics;
+pub mod os_limits;
 pub mod routing;
 pub mod security;
 pub mod server;

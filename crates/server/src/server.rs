@@ -104,6 +104,10 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
     let listeners = Listeners::bind(&udp_addrs, &streams_at)
         .await
         .map_err(|(what, e)| anyhow::anyhow!("cannot bind SIP listener {what}: {e}"))?;
+    for socket in &listeners.udp {
+        crate::os_limits::size_udp_buffers(socket, config.sip.udp_buffer_kb)
+            .context("cannot size the SIP socket buffers")?;
+    }
     let http_addr: SocketAddr = config
         .http
         .listen

@@ -60,6 +60,15 @@ pub struct SipConfig {
     /// Idle TCP connections are closed after this long without traffic.
     #[serde(default = "default_tcp_idle")]
     pub tcp_idle_timeout_s: u64,
+    /// Receive and send buffer asked of the kernel for each UDP SIP socket, KiB. Linux's
+    /// default (208 KiB) overflows at about 2,000 calls a second and the kernel drops the
+    /// excess silently; the grant is capped by `net.core.rmem_max`/`wmem_max` (logged).
+    #[serde(default = "default_udp_buffer_kb")]
+    pub udp_buffer_kb: usize,
+}
+
+fn default_udp_buffer_kb() -> usize {
+    4096
 }
 
 fn default_t1_ms() -> u64 {
