@@ -106,7 +106,7 @@ pub fn run(path: Option<&Path>) -> ExitCode {
         );
         return ExitCode::from(EXIT_CONFIG);
     }
-    crate::logging::init();
+    crate::ops::logging::init();
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
@@ -133,7 +133,7 @@ pub fn migrate(path: Option<&Path>) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    crate::logging::init();
+    crate::ops::logging::init();
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
@@ -166,7 +166,7 @@ pub fn import_clients(path: Option<&Path>, file: &Path) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    crate::logging::init();
+    crate::ops::logging::init();
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {

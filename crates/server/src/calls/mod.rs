@@ -25,6 +25,7 @@ mod dialogs;
 mod ending;
 mod inbound;
 mod legs;
+pub mod media;
 mod menu;
 mod outbound;
 mod queued;
@@ -54,12 +55,12 @@ use switchboard_sipmsg::{HeaderName, Method, Request, Response};
 use switchboard_store::RecordSink;
 use tracing::debug;
 
-use crate::callmedia::MediaSetup;
+use crate::calls::media::MediaSetup;
 use crate::config::{self, Config};
-use crate::events::EventBus;
-use crate::metrics::Metrics;
+use crate::http::events::EventBus;
+use crate::http::shared::{ActiveCall, Shared};
+use crate::ops::metrics::Metrics;
 use crate::routing::StoreDirectory;
-use crate::shared::{ActiveCall, Shared};
 
 pub use outbound::{DialRequest, OutboundKind};
 use state::{Call, Ended, Side, Timer};
@@ -288,7 +289,7 @@ impl Calls {
                 .timezone
                 .parse()
                 .unwrap_or(chrono_tz::Tz::UTC),
-            journal_node: crate::journal::node_name(config),
+            journal_node: crate::ops::journal::node_name(config),
         }
     }
 
