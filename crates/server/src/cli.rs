@@ -106,8 +106,8 @@ pub fn run(path: Option<&Path>) -> ExitCode {
         );
         return ExitCode::from(EXIT_CONFIG);
     }
-    crate::logging::init();
-    crate::os_limits::raise_open_files();
+    crate::ops::logging::init();
+    crate::ops::os_limits::raise_open_files();
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
@@ -134,7 +134,7 @@ pub fn migrate(path: Option<&Path>) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    crate::logging::init();
+    crate::ops::logging::init();
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
@@ -167,7 +167,7 @@ pub fn import_clients(path: Option<&Path>, file: &Path) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    crate::logging::init();
+    crate::ops::logging::init();
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {

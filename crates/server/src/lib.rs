@@ -5,26 +5,13 @@
 //! Protocol decisions live in `switchboard-sip`, routing decisions in `switchboard-engine`,
 //! SQL in `switchboard-store`.
 
-pub mod api;
 pub mod callbacks;
-pub mod callmedia;
 pub mod calls;
 pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod daily;
-pub mod events;
 pub mod http;
-pub mod journal;
-pub mod logging;
-pub mod metrics;
-pub mod os_limits;
+pub mod ops;
 pub mod routing;
-pub mod security;
 pub mod server;
-pub mod service;
-pub mod shared;
-pub mod tls;
-pub mod transport;
-pub mod web;
-pub mod ws;
+pub mod sip_edge;

@@ -18,19 +18,19 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::callmedia::MediaSetup;
+use crate::calls::media::MediaSetup;
 use crate::calls::{self, CallDeps, CallInput, Calls};
 use crate::clock;
 use crate::config::{Config, DEMO_API_TOKEN, ListenTransport};
-use crate::events::EventBus;
+use crate::http::events::EventBus;
+use crate::http::shared::Shared;
 use crate::http::{AppState, Readiness};
-use crate::metrics::{Metrics, SentResponses, StateGauges};
+use crate::ops::metrics::{Metrics, SentResponses, StateGauges};
+use crate::ops::service::{Notifier, Request, Signals};
 use crate::routing;
-use crate::security::{self, Security};
-use crate::service::{Notifier, Request, Signals};
-use crate::shared::Shared;
-use crate::tls::{Dialer, Tls};
-use crate::transport::{
+use crate::sip_edge::security::{self, Security};
+use crate::sip_edge::tls::{Dialer, Tls};
+use crate::sip_edge::transport::{
     self, Connections, Inbound, Limits, Listeners, StreamContext, TransportStats,
 };
 
@@ -87,7 +87,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
 
     // 1. Bind everything before starting anything.
     let mut udp_addrs = Vec::new();
-    let mut streams_at = crate::transport::StreamAddrs::default();
+    let mut streams_at = crate::sip_edge::transport::StreamAddrs::default();
     for listen in config.listen_addrs() {
         match listen.transport {
             ListenTransport::Udp => udp_addrs.push(listen.addr),
@@ -105,7 +105,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
         .await
         .map_err(|(what, e)| anyhow::anyhow!("cannot bind SIP listener {what}: {e}"))?;
     for socket in &listeners.udp {
-        crate::os_limits::size_udp_buffers(socket, config.sip.udp_buffer_kb)
+        crate::ops::os_limits::size_udp_buffers(socket, config.sip.udp_buffer_kb)
             .context("cannot size the SIP socket buffers")?;
     }
     let http_addr: SocketAddr = config
@@ -178,7 +178,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
         .timezone
         .parse()
         .unwrap_or(chrono_tz::Tz::UTC);
-    crate::daily::schedule_next_reset(
+    crate::routing::daily::schedule_next_reset(
         &engine,
         calls::engine_time(switchboard_sip::Instant::from_duration(wall_start)),
         day_zone,
@@ -284,7 +284,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
     if let Err(e) = http.await {
         warn!("HTTP task failed: {e}");
     }
-    crate::journal::log_out_at_stop(&engine, &store.writer());
+    crate::ops::journal::log_out_at_stop(&engine, &store.writer());
     if let Err(e) = store.flush(SHUTDOWN_GRACE).await {
         warn!("records not flushed to the database before exit: {e} (they stay in the spool)");
     }
@@ -298,7 +298,7 @@ async fn open_store(config: &Config) -> anyhow::Result<switchboard_store::Store>
         url,
         &config.database.spool_dir,
         switchboard_store::StoreOptions {
-            journal_node: Some(crate::journal::node_name(config)),
+            journal_node: Some(crate::ops::journal::node_name(config)),
             ..switchboard_store::StoreOptions::default()
         },
     )
@@ -311,7 +311,7 @@ async fn open_store(config: &Config) -> anyhow::Result<switchboard_store::Store>
 fn endpoint_config(
     config: &Config,
     udp: &[SocketAddr],
-    streams: &crate::transport::StreamAddrs,
+    streams: &crate::sip_edge::transport::StreamAddrs,
 ) -> anyhow::Result<EndpointConfig> {
     let mut cfg = EndpointConfig::new(
         config.sip.domain.clone(),
@@ -640,7 +640,13 @@ impl Driver {
                 if self
                     .security
                     .refuse_over_rate(&mut self.endpoint, now, *txn, req, src)
-                    || crate::tls::refuse_insecure_sips(&mut self.endpoint, now, *txn, req, src)
+                    || crate::sip_edge::tls::refuse_insecure_sips(
+                        &mut self.endpoint,
+                        now,
+                        *txn,
+                        req,
+                        src,
+                    )
                 {
                     return;
                 }
@@ -754,7 +760,7 @@ fn send(
                     "no open connection for this message; dropped");
             }
         }
-        Transport::Tls => crate::tls::send(dest, bytes, conns, dialer),
+        Transport::Tls => crate::sip_edge::tls::send(dest, bytes, conns, dialer),
     }
 }
 

@@ -186,26 +186,6 @@ impl Engine {
         }
     }
 
-    /// [`Engine::route_call`] with the client looked up in `directory`.
-    pub fn route_call_with(
-        &self,
-        now: Time,
-        caller: &str,
-        purpose: Purpose,
-        directory: &dyn ClientDirectory,
-    ) -> Result<CallId, EngineError> {
-        self.route_call(
-            now,
-            CallRequest {
-                caller: caller.to_owned(),
-                purpose,
-                client: directory.lookup(caller),
-                priority: None,
-                queue: None,
-            },
-        )
-    }
-
     /// Reports what became of an offer (or that the caller left).
     pub fn report(&self, now: Time, call: CallId, outcome: Outcome) -> Result<(), EngineError> {
         let _batch = self.events.batch();

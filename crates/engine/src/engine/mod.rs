@@ -11,8 +11,8 @@ use crate::config::{EngineConfig, QueueConfig, classify, default_chain};
 use crate::error::EngineError;
 use crate::model::{
     AgentIdx, AgentSnapshot, AgentState, AgentStateChange, AgentStateKind, CallId, CallRequest,
-    Class, Client, ClientDirectory, Event, HangupSide, Offer, Outcome, Purpose, QueueIdx,
-    QueueStats, Step, Strategy, Time,
+    Class, Client, Event, HangupSide, Offer, Outcome, Purpose, QueueIdx, QueueStats, Step,
+    Strategy, Time,
 };
 use crate::sync::{
     AtomicU32, AtomicU64, EventLog, Fifo, OrderedMap,

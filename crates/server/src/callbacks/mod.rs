@@ -21,7 +21,7 @@ use tracing::{debug, info, warn};
 
 use crate::calls::{CallInput, DialRequest, OutboundKind};
 use crate::config::Config;
-use crate::metrics::Metrics;
+use crate::ops::metrics::Metrics;
 use plan::{AttemptResult, Due, Policy};
 
 /// How often the dialer looks for due call-backs.
@@ -68,7 +68,7 @@ impl Dialer {
     ) -> Dialer {
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
         Dialer {
-            node: crate::journal::node_name(&config),
+            node: crate::ops::journal::node_name(&config),
             policy: config.callbacks.policy(&config.routing.timezone),
             store,
             engine,

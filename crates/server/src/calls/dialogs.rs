@@ -340,7 +340,7 @@ fn caller_offer(
     if req.body.is_empty() {
         return Ok((req.method == Method::Invite).then(|| call.media.caller_new_offer()));
     }
-    let hold = crate::callmedia::is_hold_offer(&req.body);
+    let hold = crate::calls::media::is_hold_offer(&req.body);
     let answer = call.media.caller_reoffer(&req.body)?;
     let mut held = call.caller_leg.held;
     if !set_hold(
@@ -368,7 +368,7 @@ fn agent_offer(
     if req.body.is_empty() {
         return Ok((req.method == Method::Invite).then(|| call.media.agent_offer_sdp()));
     }
-    let hold = crate::callmedia::is_hold_offer(&req.body);
+    let hold = crate::calls::media::is_hold_offer(&req.body);
     if let Phase::Talking(b) = &mut call.phase
         && set_hold(
             &mut b.held,

@@ -17,7 +17,7 @@ use super::admission::Admission;
 use super::records::Refused;
 use super::state::{Call, CallerLeg, Ended, Phase, SessionTimer, Side, Timer};
 use super::{Calls, Trunk, engine_time, respond};
-use crate::events::LiveEvent;
+use crate::http::events::LiveEvent;
 
 /// What a refused INVITE is answered with, besides status and reason.
 #[derive(Debug, Default)]

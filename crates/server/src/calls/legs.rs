@@ -13,7 +13,7 @@ use tracing::{debug, info, warn};
 
 use super::state::{AgentLeg, Bridged, LegState, Phase, RingingLeg, Side, Timer};
 use super::{Calls, FORGET_LEG_AFTER_T1, engine_time, take, timestamp};
-use crate::events::LiveEvent;
+use crate::http::events::LiveEvent;
 
 impl Calls {
     pub(super) fn ring(&mut self, ep: &mut Endpoint, now: Instant, offer: Offer) {

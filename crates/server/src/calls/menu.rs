@@ -10,8 +10,8 @@ use tracing::{debug, info};
 
 use super::state::{Ended, Phase, Ringing, Timer};
 use super::{CallInput, Calls, engine_time};
-use crate::callmedia::CallMedia;
-use crate::events::LiveEvent;
+use crate::calls::media::CallMedia;
+use crate::http::events::LiveEvent;
 use switchboard_engine::ClientDirectory as _;
 
 impl Calls {

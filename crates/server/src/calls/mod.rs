@@ -2,18 +2,19 @@
 //! agent softphones.
 //!
 //! A trunk INVITE is admitted (source ACL), classified and handed to the engine; the caller
-//! is answered into the queue (music), and every [`Offer`] of the engine becomes INVITEs to
-//! the offered agents' registered contacts. The first 2xx wins and is bridged; the rest are
-//! cancelled. BYE on either side ends the other; a caller who leaves while waiting is an
-//! abandoned call. Every call ends in exactly one call-detail record.
+//! is answered into the queue (music), and every [`Offer`](switchboard_engine::Offer) of the
+//! engine becomes INVITEs to the offered agents' registered contacts. The first 2xx wins and
+//! is bridged; the rest are cancelled. BYE on either side ends the other; a caller who leaves
+//! while waiting is an abandoned call. Every call ends in exactly one call-detail record.
 //!
 //! One file per phase of a call: `admission` (trunk ACL and digest), `inbound` (the caller's
-//! INVITE, extensions, CANCEL, ACK),
-//! `menu` (the voice menu), `queued` (announcements), `legs` (INVITEs to agents and their
-//! answers), `transfer` (REFER), `dialogs` (in-dialog requests: BYE, re-INVITE/UPDATE, REFER, session timers,
-//! RTP inactivity), `ending` (tearing a call down) and `records` (CDRs, queue events, agent
-//! sessions). A call's state is a [`state::Phase`] whose variants own what exists in that
-//! phase.
+//! INVITE, extensions, CANCEL, ACK), `menu` (the voice menu), `queued` (announcements),
+//! `legs` (INVITEs to agents and their answers), `transfer` (REFER), `outbound` (agent-first
+//! outbound calls: call-backs, click-to-call), `dialogs` (in-dialog requests: BYE,
+//! re-INVITE/UPDATE, PRACK, INFO, session timers), `ending` (tearing a call down, the RTP
+//! inactivity check) and `records` (CDRs, queue events, agent sessions). `media` is call
+//! control's view of the call's media session, `state` what is kept per call: a call's state
+//! is a `state::Phase` whose variants own what exists in that phase.
 //!
 //! Like the endpoint, this state is owned by the endpoint task alone: no locks. The engine
 //! is shared (it is lock-free) so the HTTP API can read and change agent states. Nothing here
@@ -25,6 +26,7 @@ mod dialogs;
 mod ending;
 mod inbound;
 mod legs;
+pub mod media;
 mod menu;
 mod outbound;
 mod queued;
@@ -54,12 +56,12 @@ use switchboard_sipmsg::{HeaderName, Method, Request, Response};
 use switchboard_store::RecordSink;
 use tracing::debug;
 
-use crate::callmedia::MediaSetup;
+use crate::calls::media::MediaSetup;
 use crate::config::{self, Config};
-use crate::events::EventBus;
-use crate::metrics::Metrics;
+use crate::http::events::EventBus;
+use crate::http::shared::{ActiveCall, Shared};
+use crate::ops::metrics::Metrics;
 use crate::routing::StoreDirectory;
-use crate::shared::{ActiveCall, Shared};
 
 pub use outbound::{DialRequest, OutboundKind};
 use state::{Call, Ended, Side, Timer};
@@ -288,7 +290,7 @@ impl Calls {
                 .timezone
                 .parse()
                 .unwrap_or(chrono_tz::Tz::UTC),
-            journal_node: crate::journal::node_name(config),
+            journal_node: crate::ops::journal::node_name(config),
         }
     }
 

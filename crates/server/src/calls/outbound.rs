@@ -21,7 +21,7 @@ use super::state::{AgentLeg, Side, Timer};
 use super::{Calls, engine_time, millis_between, respond, timestamp};
 use crate::callbacks::AttemptReport;
 use crate::callbacks::plan::AttemptResult;
-use crate::callmedia::CallMedia;
+use crate::calls::media::CallMedia;
 
 /// How long the customer's phone may ring before the attempt ends as `no_answer`.
 pub const CUSTOMER_RING_TIMEOUT: Duration = Duration::from_secs(45);

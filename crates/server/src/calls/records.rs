@@ -13,8 +13,8 @@ use tracing::{debug, info, warn};
 
 use super::state::{Call, Ended, Phase, SegmentEnd};
 use super::{Calls, millis_between, state_name, timestamp};
-use crate::callmedia::CallMediaStats;
-use crate::events::LiveEvent;
+use crate::calls::media::CallMediaStats;
+use crate::http::events::LiveEvent;
 
 /// A call that ended where it began, before any dialog or queue: refused (`rejected`) or
 /// routed nowhere (`no_agent`). One record, started and ended at the same instant.
@@ -149,7 +149,7 @@ impl Calls {
             side: CdrHangup::System,
         };
         let record = self.call_record(now, call, &end, &call.media.stats());
-        let row = crate::journal::journal_row(record, &self.journal_node);
+        let row = crate::ops::journal::journal_row(record, &self.journal_node);
         if let Err(e) = self.records.send(row) {
             warn!(call = key, "call journal not accepted: {e}");
         }
@@ -317,7 +317,7 @@ impl Calls {
                 Some(format!("timeout {wait_ms}")),
             ),
             E::DailyCountersReset { at } => {
-                crate::daily::schedule_next_reset(&self.engine, *at, self.day_zone);
+                crate::routing::daily::schedule_next_reset(&self.engine, *at, self.day_zone);
                 return;
             }
             E::AgentStateChanged {

@@ -15,12 +15,12 @@ use switchboard_sipmsg::{HeaderName, Message, Method, Request, Response};
 use switchboard_store::{CallRecord, Store};
 
 use super::{CallDeps, Calls};
-use crate::callmedia::MediaSetup;
+use crate::calls::media::MediaSetup;
 use crate::config::Config;
-use crate::events::EventBus;
-use crate::metrics::Metrics;
+use crate::http::events::EventBus;
+use crate::http::shared::Shared;
+use crate::ops::metrics::Metrics;
 use crate::routing::{self, StoreDirectory};
-use crate::shared::Shared;
 
 /// Where the simulated server listens.
 pub const SERVER: &str = "127.0.0.1:5060";

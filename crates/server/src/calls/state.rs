@@ -6,7 +6,7 @@ use switchboard_sip::dialog::Dialog;
 use switchboard_sip::{ClientTxnKey, Instant, Peer, ServerTxnKey};
 use switchboard_store::{HangupSide as CdrHangup, Outcome as CdrOutcome};
 
-use crate::callmedia::CallMedia;
+use crate::calls::media::CallMedia;
 
 /// Which side of a call a SIP dialog belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -56,11 +56,11 @@ impl Config {
             }
         }
         let mut errors = Vec::new();
-        if let Err(e) = crate::tls::load_certified_key(&tls.cert, &tls.key) {
+        if let Err(e) = crate::sip_edge::tls::load_certified_key(&tls.cert, &tls.key) {
             errors.push(err(e.key_path(), e.to_string()));
         }
         if let Some(ca) = &tls.ca
-            && let Err(e) = crate::tls::load_roots(Some(ca))
+            && let Err(e) = crate::sip_edge::tls::load_roots(Some(ca))
         {
             errors.push(err("tls.ca", e.to_string()));
         }

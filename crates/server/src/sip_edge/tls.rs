@@ -35,7 +35,9 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::TlsConfig;
-use crate::transport::{self, ConnId, ConnSlot, Connections, Inbound, StreamContext, StreamId};
+use crate::sip_edge::transport::{
+    self, ConnId, ConnSlot, Connections, Inbound, StreamContext, StreamId,
+};
 
 /// Longest a TLS handshake (or an outbound TCP connect) may take before the connection is
 /// dropped: a client that opens a connection and says nothing holds a slot at most this long.
@@ -513,7 +515,7 @@ pub fn send(dest: &Peer, bytes: Vec<u8>, conns: &mut Connections, dialer: Option
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::Limits;
+    use crate::sip_edge::transport::Limits;
     use std::path::Path;
     use tokio_util::sync::CancellationToken;
 

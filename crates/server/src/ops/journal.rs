@@ -1,5 +1,5 @@
 //! Crash-safe call records (PRODUCT §4: "a call is journaled when it starts"). Call control
-//! sends a journal row of each call when it starts and at each phase change; the row carries
+//! sends a journal row of each call when it starts and when it is answered; the row carries
 //! this server's name and reads as `interrupted`, ended at the time it was written, until the
 //! call's final record replaces it. At the next start the store closes the rows this name left
 //! open (a `kill -9` with calls up) — see `switchboard_store::StoreOptions::journal_node`.

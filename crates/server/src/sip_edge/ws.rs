@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tracing::{Instrument, debug, info_span, warn};
 
-use crate::transport::{self, Inbound, StreamContext, StreamId};
+use crate::sip_edge::transport::{self, Inbound, StreamContext, StreamId};
 
 /// Messages queued for one connection's writer before it counts as saturated.
 const WRITER_QUEUE: usize = 256;
@@ -96,7 +96,9 @@ pub async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, ctx: S
                 match tls {
                     None => connection(id, stream, ctx).await,
                     Some(acceptor) => {
-                        if let Some(stream) = crate::tls::handshake(&acceptor, stream, &ctx).await {
+                        if let Some(stream) =
+                            crate::sip_edge::tls::handshake(&acceptor, stream, &ctx).await
+                        {
                             connection(id, stream, ctx).await;
                         }
                     }

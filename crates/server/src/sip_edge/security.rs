@@ -9,7 +9,7 @@ use switchboard_sipmsg::{HeaderName, Method, Request, Response};
 use tracing::{debug, warn};
 
 use crate::config::SecurityConfig;
-use crate::metrics::Metrics;
+use crate::ops::metrics::Metrics;
 
 /// The registrar's guard limits from `[security]`.
 pub fn guard_config(cfg: &SecurityConfig) -> GuardConfig {

@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{ApiError, ApiQuery, ErrorBody};
 use super::scope::Scope;
 use crate::http::AppState;
-use crate::shared::ActiveCall;
+use crate::http::shared::ActiveCall;
 
 /// Default and largest `limit` of `GET /api/v1/calls`.
 const DEFAULT_LIMIT: u32 = 100;

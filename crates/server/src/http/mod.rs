@@ -1,5 +1,10 @@
 //! The HTTP surface on `[http] listen`: liveness, readiness, Prometheus metrics, the
-//! operations API under `/api/v1` (see [`crate::api`]) and the web pages ([`crate::web`]).
+//! operations API under `/api/v1` (see [`api`]) and the web pages ([`web`]).
+
+pub mod api;
+pub mod events;
+pub mod shared;
+pub mod web;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +18,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
-use crate::metrics::Metrics;
+use crate::ops::metrics::Metrics;
 
 /// What `/readyz` looks at.
 #[derive(Debug, Default)]
@@ -48,9 +53,9 @@ pub struct AppState {
     /// Records, client directory, call history, callbacks.
     pub store: switchboard_store::Store,
     /// Snapshots published by the endpoint task (registrations, active calls) and its wake-up.
-    pub shared: Arc<crate::shared::Shared>,
+    pub shared: Arc<crate::http::shared::Shared>,
     /// The live event stream.
-    pub events: crate::events::EventBus,
+    pub events: crate::http::events::EventBus,
     /// Input for call control in the endpoint task (click-to-call).
     pub call_inputs: tokio::sync::mpsc::UnboundedSender<crate::calls::CallInput>,
     /// The bearer token of `/api/v1` (config or `SWITCHBOARD_API_TOKEN`).
@@ -58,7 +63,7 @@ pub struct AppState {
     /// The configuration in force.
     pub config: Arc<crate::config::Config>,
     /// Failed agent logins (`POST /api/v1/sessions`), for the lock-out.
-    pub logins: Arc<crate::api::LoginThrottle>,
+    pub logins: Arc<crate::http::api::LoginThrottle>,
     /// Cancelled when the HTTP server stops: long-lived responses (the event stream) end.
     pub stop: CancellationToken,
 }
@@ -76,8 +81,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .nest("/api/v1", crate::api::routes(state.clone()))
-        .merge(crate::web::routes())
+        .nest("/api/v1", crate::http::api::routes(state.clone()))
+        .merge(crate::http::web::routes())
         .with_state(state)
 }
 

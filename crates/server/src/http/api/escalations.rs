@@ -14,8 +14,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
 use super::scope::Scope;
-use crate::events::LiveEvent;
 use crate::http::AppState;
+use crate::http::events::LiveEvent;
 
 const MAX_NOTE_CHARS: usize = 500;
 const LIST_LIMIT: u32 = 500;

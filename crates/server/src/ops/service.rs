@@ -6,7 +6,8 @@
 //! shows. Without `$NOTIFY_SOCKET` (not started by systemd with `Type=notify`) they do nothing.
 //!
 //! Signals: SIGTERM and SIGINT stop the server gracefully; SIGHUP reloads what can change
-//! under a running server (the client directory today) and never stops it.
+//! under a running server (the client directory and the `[tls]` certificate) and never stops
+//! it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

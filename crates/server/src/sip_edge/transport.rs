@@ -215,7 +215,7 @@ impl StreamContext {
 pub fn spawn(
     listeners: Listeners,
     ctx: &StreamContext,
-    tls: Option<&crate::tls::Tls>,
+    tls: Option<&crate::sip_edge::tls::Tls>,
 ) -> Vec<Arc<UdpSocket>> {
     let (limits, inbound, stats, stop) = (
         ctx.limits,
@@ -236,7 +236,7 @@ pub fn spawn(
     for listener in listeners.tls {
         match tls {
             Some(tls) => {
-                tokio::spawn(crate::tls::accept_loop(
+                tokio::spawn(crate::sip_edge::tls::accept_loop(
                     listener,
                     tls.acceptor(),
                     ctx.clone(),
@@ -246,12 +246,16 @@ pub fn spawn(
         }
     }
     for listener in listeners.ws {
-        tokio::spawn(crate::ws::accept_loop(listener, None, ctx.clone()));
+        tokio::spawn(crate::sip_edge::ws::accept_loop(
+            listener,
+            None,
+            ctx.clone(),
+        ));
     }
     for listener in listeners.wss {
         match tls {
             Some(tls) => {
-                tokio::spawn(crate::ws::accept_loop(
+                tokio::spawn(crate::sip_edge::ws::accept_loop(
                     listener,
                     Some(tls.acceptor()),
                     ctx.clone(),

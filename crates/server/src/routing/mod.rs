@@ -1,5 +1,7 @@
 //! From the configuration file to the queue engine: agents, queues, route chains and the
-//! client directory the engine reads.
+//! client directory the engine reads; its day (`daily`: when the daily counters reset).
+
+pub mod daily;
 
 use std::collections::BTreeMap;
 use std::str::FromStr;

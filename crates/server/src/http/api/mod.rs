@@ -2,7 +2,7 @@
 //! call history and calls in progress, quality evaluations, recordings, escalations,
 //! reports, agent sessions, call-back requests and the live event stream.
 //!
-//! Every route needs `Authorization: Bearer <token>` (see [`scope`]: the operations token,
+//! Every route needs `Authorization: Bearer <token>` (see [`Scope`]: the operations token,
 //! compared in constant time, or an agent token limited to that agent's own records), except
 //! `POST /api/v1/sessions` (which issues agent tokens) and `/api/v1/openapi.json` (the
 //! machine-readable description of this API, generated from the handlers below by `utoipa`,

@@ -32,8 +32,8 @@ use super::engine_now;
 use super::error::ErrorBody;
 use super::queues::{self, QueueView};
 use super::scope::Scope;
-use crate::events::LiveEvent;
 use crate::http::AppState;
+use crate::http::events::LiveEvent;
 
 /// How often queue figures are compared with what the subscriber last got.
 const FIGURES_EVERY: Duration = Duration::from_secs(1);

@@ -1,4 +1,5 @@
-//! Structured logs on stderr through `tracing`. `RUST_LOG` filters (default `info`);
+//! Structured logs on stderr through `tracing`. `RUST_LOG` filters (default `info`, the DTLS
+//! library's notices only from `error`);
 //! `SWITCHBOARD_LOG_FORMAT=json` is not offered yet: the text format carries the fields.
 
 use std::io::IsTerminal as _;
