@@ -9,6 +9,7 @@ pub mod api;
 pub mod callbacks;
 pub mod callmedia;
 pub mod calls;
+pub mod campaigns;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -139,6 +139,7 @@ fn call(id: &str, started: i64) -> CallRecord {
         recording: None,
         journal: None,
         callback_id: None,
+        campaign: None,
     }
 }
 

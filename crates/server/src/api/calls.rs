@@ -67,6 +67,8 @@ pub struct CallView {
     pub recording: Option<String>,
     /// The call-back this outbound call was made for.
     pub callback_id: Option<String>,
+    /// The campaign this outbound call was made for (`GET /api/v1/campaigns/{id}`).
+    pub campaign: Option<String>,
     /// The agent's disposition code (`POST /api/v1/calls/{id}/disposition`) and note.
     pub disposition: Option<String>,
     pub disposition_note: Option<String>,
@@ -108,6 +110,7 @@ impl From<CallRecord> for CallView {
             // Internal: set only while a call is in progress (its journal row).
             journal: _,
             callback_id,
+            campaign,
         } = r;
         CallView {
             id,
@@ -132,6 +135,7 @@ impl From<CallRecord> for CallView {
             hangup_side: hangup_side.as_str().to_owned(),
             recording,
             callback_id,
+            campaign,
             disposition: None,
             disposition_note: None,
             quality_score: None,

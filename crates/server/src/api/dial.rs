@@ -104,6 +104,7 @@ pub async fn create(
         callback_id: None,
         label: None,
         report: None,
+        campaign: None,
     };
     state
         .call_inputs
