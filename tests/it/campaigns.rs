@@ -75,6 +75,20 @@ fn campaign_calls(port: u16, id: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The campaign's calls in progress now (`GET /api/v1/calls/active`).
+fn active_campaign_calls(port: u16, id: &str) -> Vec<Value> {
+    let (status, body) = api_get(port, "/api/v1/calls/active").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let calls: Value = serde_json::from_str(&body).unwrap();
+    calls
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["campaign"] == id)
+        .cloned()
+        .collect()
+}
+
 /// The most calls of `calls` that were in progress at one time (from their records).
 fn peak_in_flight(calls: &[Value]) -> usize {
     let time = |c: &Value, f: &str| {
@@ -215,15 +229,34 @@ fn a_dormant_client_campaign_dials_progressively_pauses_and_survives_a_restart()
     let (status, started) = post(port, &format!("/api/v1/campaigns/{id}/start"), "");
     assert_eq!(status, 200, "{started}");
     assert_eq!(started["status"], "running", "{started}");
+    // Watched live: never more campaign calls in progress than the two agents.
+    let mut peak = 0;
+    let mut sample = || {
+        let active = active_campaign_calls(port, &id);
+        assert!(active.len() <= AGENTS.len(), "{active:?}");
+        for call in &active {
+            assert_eq!(call["direction"], "outbound", "{call}");
+            assert_eq!(call["kind"], "campaign", "{call}");
+        }
+        peak = peak.max(active.len());
+    };
     wait_until(
         &server,
         "two campaign calls",
         Duration::from_secs(10),
-        || agents.invites() >= 2,
+        || {
+            sample();
+            agents.invites() >= 2
+        },
     );
     let (status, paused) = post(port, &format!("/api/v1/campaigns/{id}/pause"), "");
     assert_eq!(status, 200, "{paused}");
     assert_eq!(paused["status"], "paused", "{paused}");
+    while matches!(pbx.try_wait(), Ok(None)) {
+        sample();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(peak, 2, "both agents called at once");
     let pbx_log = pbx_finished(&mut pbx, dir.path(), &server);
     wait_until(
         &server,

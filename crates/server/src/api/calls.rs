@@ -232,7 +232,7 @@ pub struct ActiveCallView {
     pub dialed: String,
     pub client_class: String,
     pub purpose: String,
-    /// `queued`, `ringing` or `talking`.
+    /// `queued`, `ringing` or `talking` (outbound calls: `ringing`, `dialing`, `talking`).
     #[schema(example = "talking")]
     pub state: String,
     pub queue: Option<String>,
@@ -251,6 +251,14 @@ pub struct ActiveCallView {
     /// through the call's WebRTC leg), `rtp` for a SIP phone.
     #[schema(example = "webrtc")]
     pub agent_media: Option<String>,
+    /// `inbound` (from a trunk) or `outbound` (agent first: `ringing` the agent, `dialing`
+    /// the number, `talking`).
+    #[schema(example = "inbound")]
+    pub direction: String,
+    /// Outbound calls: `click`, `callback` or `campaign`.
+    pub kind: Option<String>,
+    /// The campaign an outbound call is made for.
+    pub campaign: Option<String>,
 }
 
 impl From<ActiveCall> for ActiveCallView {
@@ -274,6 +282,9 @@ impl From<ActiveCall> for ActiveCallView {
             answered_at,
             on_hold,
             agent_media,
+            direction,
+            kind,
+            campaign,
         } = c;
         ActiveCallView {
             call,
@@ -293,6 +304,9 @@ impl From<ActiveCall> for ActiveCallView {
             answered_at,
             on_hold,
             agent_media,
+            direction,
+            kind,
+            campaign,
         }
     }
 }

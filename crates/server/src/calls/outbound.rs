@@ -266,7 +266,7 @@ impl Calls {
     }
 
     /// The From number of outbound calls through `trunk` (its `caller_id`).
-    fn caller_id(&self, trunk: Option<usize>) -> String {
+    pub(super) fn caller_id(&self, trunk: Option<usize>) -> String {
         trunk
             .and_then(|t| self.trunks.get(t))
             .or_else(|| self.trunks.iter().find(|t| t.outbound.is_some()))
