@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::db::{BindVals, Db, RowExt, Val, on_db};
+use crate::db::{BindVals, RowExt, Val, on_db};
 use crate::model::{ClientType, Timestamp, text_enum};
 use crate::reports::fetch_all;
 use crate::{Store, StoreError};
@@ -141,16 +141,6 @@ fn number_row<R: RowExt>(r: &R) -> Result<String, sqlx::Error> {
     r.text("number")
 }
 
-impl Db {
-    async fn campaign_update(&self, sql: &str, vals: &[Val<'_>]) -> Result<u64, sqlx::Error> {
-        on_db!(self, pool => sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-            .bind_vals(vals)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))
-    }
-}
-
 impl Store {
     /// Stores a campaign and its contacts in one transaction (numbers already normalised
     /// and unique).
@@ -255,7 +245,7 @@ impl Store {
             vals.push(Val::Text(Some(s.as_str())));
         }
         sql.push(')');
-        let n = self.ready_db().await?.campaign_update(&sql, &vals).await?;
+        let n = self.ready_db().await?.execute(&sql, &vals).await?;
         Ok(n > 0)
     }
 
@@ -336,7 +326,7 @@ impl Store {
             Val::Ts(Some(now)),
             Val::Text(Some(id)),
         ];
-        let n = self.ready_db().await?.campaign_update(sql, &vals).await?;
+        let n = self.ready_db().await?.execute(sql, &vals).await?;
         Ok(n > 0)
     }
 
@@ -358,7 +348,7 @@ impl Store {
         let n = self
             .ready_db()
             .await?
-            .campaign_update(
+            .execute(
                 "UPDATE campaign_contacts SET status = $1, attempts = CAST($2 AS INTEGER), \
                  next_at = $3, last_result = $4, updated_at = $5 \
                  WHERE id = $6 AND status = 'dialing'",
@@ -379,7 +369,7 @@ impl Store {
         Ok(self
             .ready_db()
             .await?
-            .campaign_update(
+            .execute(
                 "UPDATE campaign_contacts SET status = 'pending', node = NULL, updated_at = $1 \
                  WHERE status = 'dialing' AND node = $2",
                 &vals,

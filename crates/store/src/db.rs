@@ -500,6 +500,16 @@ pub(crate) fn is_data_error(e: &sqlx::Error) -> bool {
 }
 
 impl Db {
+    /// Runs one statement with `vals` bound; the number of rows it changed. For the
+    /// conditional status moves of call-backs and campaign contacts.
+    pub(crate) async fn execute(&self, sql: &str, vals: &[Val<'_>]) -> Result<u64, sqlx::Error> {
+        on_db!(self, pool => sqlx::query(AssertSqlSafe(sql.to_owned()))
+            .bind_vals(vals)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))
+    }
+
     /// A pool that connects on first use, so a down database does not stop start-up.
     pub(crate) fn connect_lazy(target: &Target, opts: &StoreOptions) -> Db {
         match target {

@@ -3,12 +3,13 @@
 use axum::extract::State;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
-use switchboard_store::chrono::{DateTime, SecondsFormat, Utc};
+use switchboard_store::chrono::{DateTime, Utc};
 use switchboard_store::{CallRecord, StoredCall};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ApiQuery, ErrorBody};
 use super::scope::Scope;
+use super::time_text;
 use crate::http::AppState;
 use crate::shared::ActiveCall;
 
@@ -78,10 +79,6 @@ pub struct CallView {
     pub quality_note: Option<String>,
 }
 
-fn time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
 impl From<CallRecord> for CallView {
     fn from(r: CallRecord) -> Self {
         // Destructured in full: a new CDR column fails to compile here until the API shows it.
@@ -125,10 +122,10 @@ impl From<CallRecord> for CallView {
             queue,
             agent_id,
             route,
-            started_at: time(started_at),
-            queued_at: queued_at.map(time),
-            answered_at: answered_at.map(time),
-            ended_at: time(ended_at),
+            started_at: time_text(started_at),
+            queued_at: queued_at.map(time_text),
+            answered_at: answered_at.map(time_text),
+            ended_at: time_text(ended_at),
             wait_ms,
             talk_ms,
             outcome: outcome.as_str().to_owned(),

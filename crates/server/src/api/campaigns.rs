@@ -13,7 +13,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use switchboard_store::chrono::{DateTime, SecondsFormat, Utc};
 use switchboard_store::{
     Campaign, CampaignCounts, CampaignStatus, ClientType, Contact, ContactStatus, new_record_id,
     normalize_number, now_utc,
@@ -22,6 +21,7 @@ use tracing::info;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ApiJson, ErrorBody};
+use super::time_text;
 use crate::callbacks::plan::parse_hhmm;
 use crate::http::AppState;
 
@@ -121,10 +121,6 @@ pub struct CampaignView {
     pub contacts: Option<Vec<ContactView>>,
 }
 
-fn time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
 fn view(c: Campaign, counts: CampaignCounts, contacts: Option<Vec<Contact>>) -> CampaignView {
     let mut by_status = StatusCounts::default();
     for (status, n) in counts.by_status {
@@ -146,8 +142,8 @@ fn view(c: Campaign, counts: CampaignCounts, contacts: Option<Vec<Contact>>) -> 
         window: c.window.map(|(a, b)| vec![a, b]),
         max_attempts: c.max_attempts,
         retry_after_s: c.retry_after_s,
-        created_at: time(c.created_at),
-        updated_at: time(c.updated_at),
+        created_at: time_text(c.created_at),
+        updated_at: time_text(c.updated_at),
         counts: by_status,
         dispositions: counts.by_disposition.into_iter().collect(),
         contacts: contacts.map(|list| {
@@ -156,7 +152,7 @@ fn view(c: Campaign, counts: CampaignCounts, contacts: Option<Vec<Contact>>) -> 
                     next_at: k
                         .next_at
                         .filter(|_| k.status == ContactStatus::Pending)
-                        .map(time),
+                        .map(time_text),
                     number: k.number,
                     status: k.status.as_str().to_owned(),
                     attempts: k.attempts,
@@ -249,18 +245,7 @@ pub async fn create(
         return Err(ApiError::unprocessable("name: 1 to 200 characters"));
     }
     let queue = body.queue.trim().to_owned();
-    if state.engine.queue_idx(&queue).is_none() {
-        let known: Vec<&str> = state
-            .config
-            .queues
-            .iter()
-            .map(|q| q.name.as_str())
-            .collect();
-        return Err(ApiError::unprocessable(format!(
-            "queue: no queue {queue:?} (configured: {})",
-            known.join(", ")
-        )));
-    }
+    super::require_queue(&state, &queue)?;
     let window = match &body.window {
         None => None,
         Some(w) => match w.as_slice() {

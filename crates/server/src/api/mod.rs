@@ -131,6 +131,28 @@ fn engine_now() -> switchboard_engine::Time {
     crate::calls::engine_time(switchboard_sip::Instant::from_duration(since_epoch))
 }
 
+/// RFC 3339 text (UTC, milliseconds) of a stored time.
+fn time_text(t: switchboard_store::Timestamp) -> String {
+    t.to_rfc3339_opts(switchboard_store::chrono::SecondsFormat::Millis, true)
+}
+
+/// 422 unless `name` is a configured queue (the message lists them).
+fn require_queue(state: &crate::http::AppState, name: &str) -> Result<(), ApiError> {
+    if state.engine.queue_idx(name).is_some() {
+        return Ok(());
+    }
+    let known: Vec<&str> = state
+        .config
+        .queues
+        .iter()
+        .map(|q| q.name.as_str())
+        .collect();
+    Err(ApiError::unprocessable(format!(
+        "queue: no queue {name:?} (configured: {})",
+        known.join(", ")
+    )))
+}
+
 /// RFC 3339 text of an engine time.
 fn rfc3339(t: switchboard_engine::Time) -> String {
     let millis = i64::try_from(t.as_millis()).unwrap_or(i64::MAX);
