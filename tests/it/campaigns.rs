@@ -379,3 +379,120 @@ fn a_dormant_client_campaign_dials_progressively_pauses_and_survives_a_restart()
     let (status, body) = post(port, &format!("/api/v1/campaigns/{id}/start"), "");
     assert_eq!(status, 409, "{body}");
 }
+
+#[test]
+fn a_busy_contact_is_retried_then_failed_and_the_campaign_finishes() {
+    if without_sipp() {
+        return;
+    }
+    let pbx_port = free_port();
+    let server = company_with(pbx_port, "");
+    let port = server.ports.http;
+    // One key client; the explicit list names the same client in another spelling and a
+    // number on the do-not-call list.
+    let body = r#"{"name": "Kljuc d.o.o.", "type": "key"}"#;
+    let (status, body) = http_request(
+        port,
+        "PUT",
+        "/api/v1/clients/+385915550701",
+        Some(DEMO_TOKEN),
+        Some(body),
+    )
+    .unwrap();
+    assert!(status == 200 || status == 201, "{status} {body}");
+    put_client(port, "+385915550702", "Retail d.o.o.");
+    let (status, body) = http_request(
+        port,
+        "PUT",
+        "/api/v1/dnc/+385915550703",
+        Some(DEMO_TOKEN),
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+
+    let (status, created) = post(
+        port,
+        "/api/v1/campaigns",
+        r#"{"name": "Key accounts", "queue": "orders",
+            "target": {"types": ["key"], "numbers": ["+385 (91) 555-0701", "+385 91 555 0703"]},
+            "max_attempts": 2, "retry_after_s": 2}"#,
+    );
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let contacts = created["contacts"].as_array().unwrap();
+    assert_eq!(contacts.len(), 2, "{created}");
+    assert_eq!(contacts[0]["number"], "+385915550701", "{created}");
+    assert_eq!(contacts[1]["status"], "dnc", "{created}");
+    assert_eq!(created["max_attempts"], 2, "{created}");
+    assert_eq!(created["target"]["types"][0], "key", "{created}");
+
+    // An agent token reaches no campaign.
+    let (status, body) = http_request(
+        port,
+        "POST",
+        "/api/v1/sessions",
+        None,
+        Some(r#"{"agent": "petra", "password": "petra-secret"}"#),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let token: Value = serde_json::from_str(&body).unwrap();
+    let token = token["token"].as_str().unwrap();
+    let (status, _) = http_request(port, "GET", "/api/v1/campaigns", Some(token), None).unwrap();
+    assert_eq!(status, 403);
+
+    // Busy twice (max_attempts 2): failed, and with nothing left the campaign finishes.
+    let dir = tempfile::tempdir().unwrap();
+    let mut pbx = pbx_calls("pbx_busy.xml", pbx_port, 0, 2, dir.path());
+    let agent = SippAgent::start(&server, "petra", None);
+    wait_available(&server, "petra");
+    let (status, _) = post(port, &format!("/api/v1/campaigns/{id}/start"), "");
+    assert_eq!(status, 200);
+    let pbx_log = pbx_finished(&mut pbx, dir.path(), &server);
+    assert!(!pbx_log.contains("+385915550703"), "{pbx_log}");
+    wait_until(
+        &server,
+        "the campaign finished",
+        Duration::from_secs(15),
+        || campaign(port, &id)["status"] == "finished",
+    );
+    let c = campaign(port, &id);
+    let contact = &c["contacts"][0];
+    assert_eq!(
+        (
+            contact["status"].as_str(),
+            contact["attempts"].as_u64(),
+            contact["last_result"].as_str()
+        ),
+        (Some("failed"), Some(2), Some("busy")),
+        "{c}"
+    );
+    assert_eq!(c["counts"]["failed"], 1, "{c}");
+    assert_eq!(c["counts"]["dnc"], 1, "{c}");
+    assert_eq!(agent.invites(), 2, "{}", agent.messages());
+    wait_until(&server, "both records", Duration::from_secs(10), || {
+        campaign_calls(port, &id).len() == 2
+    });
+    let calls = campaign_calls(port, &id);
+    assert!(calls.iter().all(|c| c["outcome"] == "failed"), "{calls:?}");
+    // The retry waited retry_after_s after the first attempt ended.
+    let time = |c: &Value, f: &str| DateTime::parse_from_rfc3339(c[f].as_str().unwrap()).unwrap();
+    let (first, second) = if time(&calls[0], "started_at") < time(&calls[1], "started_at") {
+        (&calls[0], &calls[1])
+    } else {
+        (&calls[1], &calls[0])
+    };
+    let gap = time(second, "started_at") - time(first, "ended_at");
+    assert!(gap >= chrono::Duration::seconds(2), "retried after {gap}");
+    let (_, metrics) = http_get(port, "/metrics").unwrap();
+    assert_eq!(
+        metric_sum(
+            &metrics,
+            "switchboard_outbound_calls_total",
+            &["kind=\"campaign\"", "outcome=\"busy\""]
+        ),
+        2.0,
+        "{metrics}"
+    );
+}

@@ -212,7 +212,8 @@ async fn select(state: &AppState, target: &TargetBody) -> Result<Vec<String>, Ap
             )));
         }
         for (i, n) in list.iter().enumerate() {
-            let number = normalize_number(n)
+            // As the directory stores numbers: `[numbers]` rules first (national format).
+            let number = normalize_number(&state.config.numbers.normalize(n))
                 .map_err(|e| ApiError::unprocessable(format!("target.numbers[{i}]: {e}")))?;
             numbers.insert(number);
         }
