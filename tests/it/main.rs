@@ -13,6 +13,7 @@ mod agent_page;
 mod api;
 mod callbacks;
 mod calls;
+mod campaigns;
 mod cli;
 mod crash;
 mod deploy;

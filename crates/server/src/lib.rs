@@ -7,6 +7,7 @@
 
 pub mod callbacks;
 pub mod calls;
+pub mod campaigns;
 pub mod cli;
 pub mod clock;
 pub mod config;

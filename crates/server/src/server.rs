@@ -255,10 +255,18 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
         store.clone(),
         Arc::clone(&engine),
         Arc::new(config.clone()),
-        inputs_tx,
+        inputs_tx.clone(),
         metrics.clone(),
     );
     tokio::spawn(dialer.run(drain.clone()));
+    // Campaigns: contacts of running campaigns are dialed as agents of the queue are free.
+    let campaigns = crate::campaigns::Dialer::new(
+        store.clone(),
+        Arc::clone(&engine),
+        Arc::new(config.clone()),
+        inputs_tx,
+    );
+    tokio::spawn(campaigns.run(drain.clone()));
 
     info!("switchboard running");
     loop {

@@ -4,7 +4,7 @@
 //! retry); `cancelled` only from `pending`. Each move is one conditional `UPDATE`, so a
 //! cancel and the dialer never both win.
 
-use crate::db::{BindVals, Db, RowExt, Val, on_db};
+use crate::db::{BindVals, Db, RowExt, Val};
 use crate::model::{Callback, CallbackStatus, Timestamp, normalize_number};
 use crate::reports::fetch_all;
 use crate::{Store, StoreError};
@@ -55,16 +55,6 @@ pub struct AttemptEnd {
     pub last_result: String,
 }
 
-impl Db {
-    async fn callback_update(&self, sql: &str, vals: &[Val<'_>]) -> Result<u64, sqlx::Error> {
-        on_db!(self, pool => sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-            .bind_vals(vals)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))
-    }
-}
-
 impl Store {
     /// Stores a "call me back" request (its number is normalised; due at its `at`).
     pub async fn insert_callback(&self, callback: &Callback) -> Result<(), StoreError> {
@@ -80,7 +70,7 @@ impl Store {
         ];
         self.ready_db()
             .await?
-            .callback_update(
+            .execute(
                 "INSERT INTO callbacks (id, number, at, queue, created_at, status, next_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 &vals,
@@ -156,7 +146,7 @@ impl Store {
         let n = self
             .ready_db()
             .await?
-            .callback_update("UPDATE callbacks SET status = $1 WHERE id = $2", &vals)
+            .execute("UPDATE callbacks SET status = $1 WHERE id = $2", &vals)
             .await?;
         Ok(n > 0)
     }
@@ -194,7 +184,7 @@ impl Store {
         let n = self
             .ready_db()
             .await?
-            .callback_update(
+            .execute(
                 "UPDATE callbacks SET status = 'dialing', node = $1, updated_at = $2 \
                  WHERE id = $3 AND status = 'pending'",
                 &vals,
@@ -218,7 +208,7 @@ impl Store {
         let n = self
             .ready_db()
             .await?
-            .callback_update(
+            .execute(
                 "UPDATE callbacks SET status = $1, updated_at = $2 \
                  WHERE id = $3 AND status = 'pending'",
                 &vals,
@@ -245,7 +235,7 @@ impl Store {
         let n = self
             .ready_db()
             .await?
-            .callback_update(
+            .execute(
                 "UPDATE callbacks SET status = $1, attempts = CAST($2 AS INTEGER), next_at = $3, \
                  last_result = $4, updated_at = $5 WHERE id = $6 AND status = 'dialing'",
                 &vals,
@@ -265,7 +255,7 @@ impl Store {
         Ok(self
             .ready_db()
             .await?
-            .callback_update(
+            .execute(
                 "UPDATE callbacks SET status = 'pending', node = NULL, updated_at = $1 \
                  WHERE status = 'dialing' AND node = $2",
                 &vals,

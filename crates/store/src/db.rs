@@ -111,6 +111,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/postgres/0006_session_node.sql"),
         include_str!("../migrations/sqlite/0006_session_node.sql"),
     ),
+    (
+        9,
+        "campaigns",
+        include_str!("../migrations/postgres/0009_campaigns.sql"),
+        include_str!("../migrations/sqlite/0009_campaigns.sql"),
+    ),
 ];
 
 fn migrator(target: &Target) -> Migrator {
@@ -289,6 +295,7 @@ const CALL_COLS: &[&str] = &[
     "recording",
     "journal",
     "callback_id",
+    "campaign",
 ];
 const QUEUE_EVENT_COLS: &[&str] = &["id", "at", "call_id", "queue", "agent_id", "event", "data"];
 const AGENT_SESSION_COLS: &[&str] = &["id", "at", "agent_id", "event", "state", "reason", "node"];
@@ -318,6 +325,7 @@ fn call_vals<'a>(c: &'a CallRecord, out: &mut Vec<Val<'a>>) {
         Val::Text(c.recording.as_deref()),
         Val::Text(c.journal.as_deref()),
         Val::Text(c.callback_id.as_deref()),
+        Val::Text(c.campaign.as_deref()),
     ]);
 }
 
@@ -432,7 +440,7 @@ macro_rules! insert_rows {
 /// The column list of `SELECT … FROM calls`.
 pub(crate) const CALL_SELECT: &str = "id, sip_call_id, direction, trunk, caller, dialed, client_number, \
      client_class, purpose, queue, agent_id, route, started_at, queued_at, answered_at, ended_at, \
-     wait_ms, talk_ms, outcome, hangup_side, recording, journal, callback_id";
+     wait_ms, talk_ms, outcome, hangup_side, recording, journal, callback_id, campaign";
 
 pub(crate) fn call_from_row<R: RowExt>(r: &R) -> Result<CallRecord, sqlx::Error> {
     Ok(CallRecord {
@@ -459,6 +467,7 @@ pub(crate) fn call_from_row<R: RowExt>(r: &R) -> Result<CallRecord, sqlx::Error>
         recording: r.opt_text("recording")?,
         journal: r.opt_text("journal")?,
         callback_id: r.opt_text("callback_id")?,
+        campaign: r.opt_text("campaign")?,
     })
 }
 
@@ -491,6 +500,16 @@ pub(crate) fn is_data_error(e: &sqlx::Error) -> bool {
 }
 
 impl Db {
+    /// Runs one statement with `vals` bound; the number of rows it changed. For the
+    /// conditional status moves of call-backs and campaign contacts.
+    pub(crate) async fn execute(&self, sql: &str, vals: &[Val<'_>]) -> Result<u64, sqlx::Error> {
+        on_db!(self, pool => sqlx::query(AssertSqlSafe(sql.to_owned()))
+            .bind_vals(vals)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))
+    }
+
     /// A pool that connects on first use, so a down database does not stop start-up.
     pub(crate) fn connect_lazy(target: &Target, opts: &StoreOptions) -> Db {
         match target {

@@ -47,6 +47,7 @@
 //! Times come from the caller; this crate reads the clock only in its `clock` module.
 
 mod callbacks;
+mod campaigns;
 mod clients;
 mod clock;
 mod db;
@@ -65,6 +66,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 pub use callbacks::{AttemptEnd, CancelRefused};
+pub use campaigns::{Campaign, CampaignCounts, CampaignStatus, Contact, ContactEnd, ContactStatus};
 pub use chrono;
 pub use clients::{CSV_HEADER, Directory, ImportReport};
 pub use clock::now_utc;

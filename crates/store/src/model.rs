@@ -58,6 +58,8 @@ macro_rules! text_enum {
     };
 }
 
+pub(crate) use text_enum;
+
 text_enum!(
     /// Which way a call went.
     Direction, "call direction" {
@@ -238,6 +240,9 @@ pub struct CallRecord {
     /// The call-back this outbound call was made for.
     #[serde(default)]
     pub callback_id: Option<String>,
+    /// The campaign this outbound call was made for.
+    #[serde(default)]
+    pub campaign: Option<String>,
 }
 
 /// One queue event (table `queue_events`), like a line of Asterisk's `queue_log`.

@@ -45,6 +45,7 @@ fn row(id: &str, node: Option<&str>, last: i64, outcome: Outcome) -> CallRecord 
         recording: None,
         journal: node.map(str::to_owned),
         callback_id: None,
+        campaign: None,
     }
 }
 

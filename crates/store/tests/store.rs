@@ -139,6 +139,7 @@ fn call(id: &str, started: i64) -> CallRecord {
         recording: None,
         journal: None,
         callback_id: None,
+        campaign: None,
     }
 }
 
@@ -205,9 +206,12 @@ macro_rules! suite {
 
 #[path = "store/callbacks.rs"]
 mod callbacks;
+#[path = "store/campaigns.rs"]
+mod campaigns;
 #[path = "store/reports.rs"]
 mod reports;
 use callbacks::{callbacks_round_trip, dnc_round_trip};
+use campaigns::campaigns_round_trip;
 use reports::{reports_give_exact_figures, tokens_and_escalations_round_trip};
 
 suite!(
@@ -220,6 +224,7 @@ suite!(
     csv_import_keeps_good_rows_and_reports_bad_ones,
     callbacks_round_trip,
     dnc_round_trip,
+    campaigns_round_trip,
     migrate_is_idempotent,
 );
 

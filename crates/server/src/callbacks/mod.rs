@@ -164,6 +164,7 @@ impl Dialer {
                 callback_id: Some(cb.id.clone()),
                 label: Some(label),
                 report: Some(self.reports_tx.clone()),
+                campaign: None,
             };
             if self.inputs.send(CallInput::Dial(Box::new(req))).is_err() {
                 // Call control has stopped (shutdown): the row stays `dialing` and is put back
@@ -219,21 +220,9 @@ impl Dialer {
 
     /// The free agent of `queue` idle longest (with the queue's skill, `available`).
     fn free_agent(&self, queue: &str, reserved: &HashSet<String>) -> Option<String> {
-        let skill = &self.config.queues.iter().find(|q| q.name == queue)?.skill;
-        let skilled: HashSet<&str> = self
-            .config
-            .agents
-            .iter()
-            .filter(|a| a.skills.contains_key(skill))
-            .map(|a| a.id.as_str())
-            .collect();
-        self.engine
-            .agents()
+        free_agents(&self.config, &self.engine, queue)
             .into_iter()
-            .filter(|a| a.state.kind() == AgentStateKind::Available)
-            .filter(|a| skilled.contains(a.id.as_str()) && !reserved.contains(&a.id))
-            .min_by_key(|a| a.state_since)
-            .map(|a| a.id)
+            .find(|a| !reserved.contains(a))
     }
 
     async fn on_report(&mut self, report: AttemptReport) {
@@ -302,4 +291,31 @@ impl Dialer {
                 .set(n);
         }
     }
+}
+
+/// The free agents of `queue` (with the queue's skill, `available`), idle longest first: whom
+/// the outbound dialers (call-backs, campaigns) may reserve for their next call.
+pub(crate) fn free_agents(config: &Config, engine: &Engine, queue: &str) -> Vec<String> {
+    let Some(skill) = config
+        .queues
+        .iter()
+        .find(|q| q.name == queue)
+        .map(|q| &q.skill)
+    else {
+        return Vec::new();
+    };
+    let skilled: HashSet<&str> = config
+        .agents
+        .iter()
+        .filter(|a| a.skills.contains_key(skill))
+        .map(|a| a.id.as_str())
+        .collect();
+    let mut free: Vec<_> = engine
+        .agents()
+        .into_iter()
+        .filter(|a| a.state.kind() == AgentStateKind::Available)
+        .filter(|a| skilled.contains(a.id.as_str()))
+        .collect();
+    free.sort_by_key(|a| a.state_since);
+    free.into_iter().map(|a| a.id).collect()
 }

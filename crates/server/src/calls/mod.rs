@@ -29,6 +29,7 @@ mod legs;
 pub mod media;
 mod menu;
 mod outbound;
+mod outbound_view;
 mod queued;
 mod records;
 mod state;
@@ -398,7 +399,11 @@ impl Calls {
                 answered_at: c.answered_at.map(|a| timestamp(a).to_rfc3339()),
                 on_hold: c.phase.bridged().is_some_and(|b| b.held),
                 agent_media: c.phase.bridged().map(|_| c.media.agent_media().to_owned()),
+                direction: "inbound".to_owned(),
+                kind: None,
+                campaign: None,
             })
+            .chain(self.outbound_snapshot())
             .collect();
         self.shared.set_active_calls(snapshot);
     }

@@ -22,6 +22,7 @@ use super::{Calls, engine_time, millis_between, respond, timestamp};
 use crate::callbacks::AttemptReport;
 use crate::callbacks::plan::AttemptResult;
 use crate::calls::media::CallMedia;
+use crate::campaigns::CampaignDial;
 
 /// How long the customer's phone may ring before the attempt ends as `no_answer`.
 pub const CUSTOMER_RING_TIMEOUT: Duration = Duration::from_secs(45);
@@ -60,6 +61,9 @@ pub struct DialRequest {
     pub label: Option<String>,
     /// Where the attempt's result goes (the call-back dialer).
     pub report: Option<tokio::sync::mpsc::UnboundedSender<AttemptReport>>,
+    /// The campaign contact this call is made for (its records name the campaign; the
+    /// result goes back to the campaign dialer).
+    pub campaign: Option<CampaignDial>,
 }
 
 /// How an outbound attempt ended (the `outcome` label of the metric).
@@ -146,6 +150,7 @@ pub(super) struct Outbound {
     pub callback_id: Option<String>,
     pub label: Option<String>,
     pub report: Option<tokio::sync::mpsc::UnboundedSender<AttemptReport>>,
+    pub campaign: Option<CampaignDial>,
 }
 
 impl Calls {
@@ -206,6 +211,7 @@ impl Calls {
                 callback_id: req.callback_id,
                 label: req.label,
                 report: req.report,
+                campaign: req.campaign,
             },
         );
     }
@@ -218,6 +224,9 @@ impl Calls {
             req.callback_id.as_deref(),
             OutResult::Failed,
         );
+        if let Some(c) = &req.campaign {
+            c.report(OutResult::Failed.attempt());
+        }
         let record = CallRecord {
             id: req.record_id.clone(),
             sip_call_id: String::new(),
@@ -242,6 +251,7 @@ impl Calls {
             recording: None,
             journal: None,
             callback_id: req.callback_id.clone(),
+            campaign: req.campaign.as_ref().map(|c| c.campaign_id.clone()),
         };
         if let Err(e) = self.records.send(record) {
             warn!("outbound call record not accepted: {e}");
@@ -256,7 +266,7 @@ impl Calls {
     }
 
     /// The From number of outbound calls through `trunk` (its `caller_id`).
-    fn caller_id(&self, trunk: Option<usize>) -> String {
+    pub(super) fn caller_id(&self, trunk: Option<usize>) -> String {
         trunk
             .and_then(|t| self.trunks.get(t))
             .or_else(|| self.trunks.iter().find(|t| t.outbound.is_some()))
@@ -802,8 +812,12 @@ impl Calls {
             recording: stats.recording.as_ref().map(|p| p.display().to_string()),
             journal: None,
             callback_id: out.callback_id.clone(),
+            campaign: out.campaign.as_ref().map(|c| c.campaign_id.clone()),
         };
         report_attempt(out.report.as_ref(), out.callback_id.as_deref(), result);
+        if let Some(c) = &out.campaign {
+            c.report(result.attempt());
+        }
         if let Err(e) = self.records.send(record) {
             warn!(call = key, "outbound call record not accepted: {e}");
         }

@@ -130,6 +130,7 @@ impl Calls {
             recording: stats.recording.as_ref().map(|p| p.display().to_string()),
             journal: None,
             callback_id: None,
+            campaign: None,
         }
     }
 
@@ -232,6 +233,7 @@ impl Calls {
             recording: None,
             journal: None,
             callback_id: None,
+            campaign: None,
         };
         if let Err(e) = self.records.send(record) {
             warn!("call record not accepted: {e}");

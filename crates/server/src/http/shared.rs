@@ -39,6 +39,12 @@ pub struct ActiveCall {
     /// The agent's media while talking: `webrtc` (a browser, through the call's WebRTC leg)
     /// or `rtp` (a SIP phone).
     pub agent_media: Option<String>,
+    /// `inbound` (from a trunk) or `outbound` (agent first, to a number).
+    pub direction: String,
+    /// Outbound calls: `click`, `callback` or `campaign`.
+    pub kind: Option<String>,
+    /// The campaign an outbound call is made for.
+    pub campaign: Option<String>,
 }
 
 /// Everything the endpoint task publishes.

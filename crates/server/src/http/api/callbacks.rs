@@ -9,7 +9,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use switchboard_store::chrono::{DateTime, SecondsFormat, Utc};
+use switchboard_store::chrono::{DateTime, Utc};
 use switchboard_store::{
     Callback, CallbackStatus, CancelRefused, new_record_id, normalize_number, now_utc,
 };
@@ -17,6 +17,7 @@ use tracing::info;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
+use super::time_text;
 use crate::http::AppState;
 
 /// Body of `POST /api/v1/callbacks`.
@@ -67,23 +68,19 @@ impl From<Callback> for CallbackView {
         CallbackView {
             id: c.id,
             number: c.number,
-            at: c.at.map(time),
+            at: c.at.map(time_text),
             queue: c.queue,
-            created_at: time(c.created_at),
+            created_at: time_text(c.created_at),
             status: c.status.as_str().to_owned(),
             attempts: c.attempts,
             next_at: c
                 .next_at
                 .filter(|_| c.status == CallbackStatus::Pending)
-                .map(time),
+                .map(time_text),
             last_result: c.last_result,
             call_ids: c.call_ids,
         }
     }
-}
-
-fn time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// Schedules a call-back.
@@ -124,19 +121,8 @@ pub async fn create(
         .queue
         .map(|q| q.trim().to_owned())
         .filter(|q| !q.is_empty());
-    if let Some(q) = &queue
-        && state.engine.queue_idx(q).is_none()
-    {
-        let known: Vec<&str> = state
-            .config
-            .queues
-            .iter()
-            .map(|q| q.name.as_str())
-            .collect();
-        return Err(ApiError::unprocessable(format!(
-            "queue: no queue {q:?} (configured: {})",
-            known.join(", ")
-        )));
+    if let Some(q) = &queue {
+        super::require_queue(&state, q)?;
     }
     super::dnc::refuse_listed(&state, &number).await?;
     let callback = Callback {

@@ -3,12 +3,13 @@
 use axum::extract::State;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
-use switchboard_store::chrono::{DateTime, SecondsFormat, Utc};
+use switchboard_store::chrono::{DateTime, Utc};
 use switchboard_store::{CallRecord, StoredCall};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ApiQuery, ErrorBody};
 use super::scope::Scope;
+use super::time_text;
 use crate::http::AppState;
 use crate::http::shared::ActiveCall;
 
@@ -67,6 +68,8 @@ pub struct CallView {
     pub recording: Option<String>,
     /// The call-back this outbound call was made for.
     pub callback_id: Option<String>,
+    /// The campaign this outbound call was made for (`GET /api/v1/campaigns/{id}`).
+    pub campaign: Option<String>,
     /// The agent's disposition code (`POST /api/v1/calls/{id}/disposition`) and note.
     pub disposition: Option<String>,
     pub disposition_note: Option<String>,
@@ -74,10 +77,6 @@ pub struct CallView {
     pub quality_score: Option<i64>,
     pub quality_reviewer: Option<String>,
     pub quality_note: Option<String>,
-}
-
-fn time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 impl From<CallRecord> for CallView {
@@ -108,6 +107,7 @@ impl From<CallRecord> for CallView {
             // Internal: set only while a call is in progress (its journal row).
             journal: _,
             callback_id,
+            campaign,
         } = r;
         CallView {
             id,
@@ -122,16 +122,17 @@ impl From<CallRecord> for CallView {
             queue,
             agent_id,
             route,
-            started_at: time(started_at),
-            queued_at: queued_at.map(time),
-            answered_at: answered_at.map(time),
-            ended_at: time(ended_at),
+            started_at: time_text(started_at),
+            queued_at: queued_at.map(time_text),
+            answered_at: answered_at.map(time_text),
+            ended_at: time_text(ended_at),
             wait_ms,
             talk_ms,
             outcome: outcome.as_str().to_owned(),
             hangup_side: hangup_side.as_str().to_owned(),
             recording,
             callback_id,
+            campaign,
             disposition: None,
             disposition_note: None,
             quality_score: None,
@@ -228,7 +229,7 @@ pub struct ActiveCallView {
     pub dialed: String,
     pub client_class: String,
     pub purpose: String,
-    /// `queued`, `ringing` or `talking`.
+    /// `queued`, `ringing` or `talking` (outbound calls: `ringing`, `dialing`, `talking`).
     #[schema(example = "talking")]
     pub state: String,
     pub queue: Option<String>,
@@ -247,6 +248,14 @@ pub struct ActiveCallView {
     /// through the call's WebRTC leg), `rtp` for a SIP phone.
     #[schema(example = "webrtc")]
     pub agent_media: Option<String>,
+    /// `inbound` (from a trunk) or `outbound` (agent first: `ringing` the agent, `dialing`
+    /// the number, `talking`).
+    #[schema(example = "inbound")]
+    pub direction: String,
+    /// Outbound calls: `click`, `callback` or `campaign`.
+    pub kind: Option<String>,
+    /// The campaign an outbound call is made for.
+    pub campaign: Option<String>,
 }
 
 impl From<ActiveCall> for ActiveCallView {
@@ -270,6 +279,9 @@ impl From<ActiveCall> for ActiveCallView {
             answered_at,
             on_hold,
             agent_media,
+            direction,
+            kind,
+            campaign,
         } = c;
         ActiveCallView {
             call,
@@ -289,6 +301,9 @@ impl From<ActiveCall> for ActiveCallView {
             answered_at,
             on_hold,
             agent_media,
+            direction,
+            kind,
+            campaign,
         }
     }
 }

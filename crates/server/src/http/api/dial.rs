@@ -75,10 +75,8 @@ pub async fn create(
         .queue
         .map(|q| q.trim().to_owned())
         .filter(|q| !q.is_empty());
-    if let Some(q) = &queue
-        && state.engine.queue_idx(q).is_none()
-    {
-        return Err(ApiError::unprocessable(format!("queue: no queue {q:?}")));
+    if let Some(q) = &queue {
+        super::require_queue(&state, q)?;
     }
     super::dnc::refuse_listed(&state, &number).await?;
     if !state.config.trunks.iter().any(|t| t.outbound.is_some()) {
@@ -104,6 +102,7 @@ pub async fn create(
         callback_id: None,
         label: None,
         report: None,
+        campaign: None,
     };
     state
         .call_inputs

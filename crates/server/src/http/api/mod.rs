@@ -1,6 +1,6 @@
 //! The operations API under `/api/v1` (PRODUCT §4): agents, queues, the client directory,
 //! call history and calls in progress, quality evaluations, recordings, escalations,
-//! reports, agent sessions, call-back requests and the live event stream.
+//! reports, agent sessions, call-back requests, campaigns and the live event stream.
 //!
 //! Every route needs `Authorization: Bearer <token>` (see [`Scope`]: the operations token,
 //! compared in constant time, or an agent token limited to that agent's own records), except
@@ -18,6 +18,7 @@
 mod agents;
 mod callbacks;
 mod calls;
+mod campaigns;
 mod clients;
 mod dial;
 mod dispositions;
@@ -84,6 +85,10 @@ pub fn routes(state: AppState) -> Router<AppState> {
             "/callbacks/{id}",
             get(callbacks::get).delete(callbacks::cancel),
         )
+        .route("/campaigns", post(campaigns::create).get(campaigns::list))
+        .route("/campaigns/{id}", get(campaigns::get))
+        .route("/campaigns/{id}/start", post(campaigns::start))
+        .route("/campaigns/{id}/pause", post(campaigns::pause))
         .route("/dnc", get(dnc::list))
         .route("/dnc/{number}", put(dnc::put).delete(dnc::delete))
         .layer(middleware::from_fn(timeout));
@@ -124,6 +129,28 @@ fn engine_now() -> switchboard_engine::Time {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     crate::calls::engine_time(switchboard_sip::Instant::from_duration(since_epoch))
+}
+
+/// RFC 3339 text (UTC, milliseconds) of a stored time.
+fn time_text(t: switchboard_store::Timestamp) -> String {
+    t.to_rfc3339_opts(switchboard_store::chrono::SecondsFormat::Millis, true)
+}
+
+/// 422 unless `name` is a configured queue (the message lists them).
+fn require_queue(state: &crate::http::AppState, name: &str) -> Result<(), ApiError> {
+    if state.engine.queue_idx(name).is_some() {
+        return Ok(());
+    }
+    let known: Vec<&str> = state
+        .config
+        .queues
+        .iter()
+        .map(|q| q.name.as_str())
+        .collect();
+    Err(ApiError::unprocessable(format!(
+        "queue: no queue {name:?} (configured: {})",
+        known.join(", ")
+    )))
 }
 
 /// RFC 3339 text of an engine time.

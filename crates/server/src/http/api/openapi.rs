@@ -7,8 +7,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    agents, callbacks, calls, clients, dial, dispositions, dnc, error, escalations, events,
-    quality, queues, recordings, reports, sessions,
+    agents, callbacks, calls, campaigns, clients, dial, dispositions, dnc, error, escalations,
+    events, quality, queues, recordings, reports, sessions,
 };
 
 /// The whole API.
@@ -16,7 +16,7 @@ use super::{
 #[openapi(
     info(
         title = "Switchboard",
-        description = "Operations API of the Switchboard SIP ACD server: health, metrics, agents, queues, the client directory, call history, call-back requests and live events. Every /api/v1 operation except this document and POST /api/v1/sessions needs `Authorization: Bearer <token>`: the operations token, or an agent token (from POST /api/v1/sessions) that reaches only that agent's own state, calls, escalations and events (403 elsewhere). Errors are `{\"error\": \"...\"}`.",
+        description = "Operations API of the Switchboard SIP ACD server: health, metrics, agents, queues, the client directory, call history, call-back requests, campaigns and live events. Every /api/v1 operation except this document and POST /api/v1/sessions needs `Authorization: Bearer <token>`: the operations token, or an agent token (from POST /api/v1/sessions) that reaches only that agent's own state, calls, escalations and events (403 elsewhere). Errors are `{\"error\": \"...\"}`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     paths(
@@ -52,6 +52,11 @@ use super::{
         callbacks::get,
         callbacks::cancel,
         dispositions::post,
+        campaigns::create,
+        campaigns::list,
+        campaigns::get,
+        campaigns::start,
+        campaigns::pause,
         dnc::list,
         dnc::put,
         dnc::delete,
@@ -72,6 +77,7 @@ use super::{
         (name = "clients", description = "The client directory used for routing"),
         (name = "calls", description = "Call history and calls in progress"),
         (name = "callbacks", description = "Scheduled call-backs: dialed at their time, agent first, with retries"),
+        (name = "campaigns", description = "Proactive calling lists worked through by the progressive dialer"),
         (name = "dnc", description = "The do-not-call list: numbers never dialed"),
         (name = "events", description = "Live events (Server-Sent Events)"),
         (name = "reports", description = "Agent, queue and abandoned-call reports (JSON or CSV)"),
@@ -141,6 +147,11 @@ mod tests {
             ("/api/v1/callbacks/{id}", "get"),
             ("/api/v1/callbacks/{id}", "delete"),
             ("/api/v1/calls/{id}/disposition", "post"),
+            ("/api/v1/campaigns", "post"),
+            ("/api/v1/campaigns", "get"),
+            ("/api/v1/campaigns/{id}", "get"),
+            ("/api/v1/campaigns/{id}/start", "post"),
+            ("/api/v1/campaigns/{id}/pause", "post"),
             ("/api/v1/dnc", "get"),
             ("/api/v1/dnc/{number}", "put"),
             ("/api/v1/dnc/{number}", "delete"),
