@@ -19,6 +19,7 @@ mod deploy;
 mod docs;
 mod harness;
 mod outbound;
+mod overload;
 mod per_call_state;
 mod records;
 mod register;

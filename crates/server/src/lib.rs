@@ -15,6 +15,7 @@ pub mod config;
 pub mod daily;
 pub mod events;
 pub mod http;
+pub mod inqueue;
 pub mod journal;
 pub mod logging;
 pub mod metrics;
