@@ -30,6 +30,7 @@ mod scale_out;
 mod security;
 mod service;
 mod sip_basics;
+mod soak;
 mod tls;
 mod trunks;
 mod waiting;
