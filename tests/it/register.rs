@@ -139,17 +139,39 @@ impl UdpUa {
     /// Sends `request` to the server and returns its first answer (requests arriving
     /// meanwhile, such as an INVITE to a contact just registered, are skipped).
     pub fn exchange(&self, server: &Server, request: &str) -> String {
+        self.exchange_retransmitting(server, request, 1)
+    }
+
+    /// As [`UdpUa::exchange`], sending the request again (as a phone retransmits) up to
+    /// `attempts` times while no answer came within the read timeout.
+    pub fn exchange_retransmitting(&self, server: &Server, request: &str, attempts: u32) -> String {
         let mut buf = [0u8; 8192];
-        self.sock
-            .send_to(request.as_bytes(), server.sip_addr())
-            .unwrap();
-        loop {
-            let (n, _) = self.sock.recv_from(&mut buf).unwrap();
-            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if text.starts_with("SIP/2.0 ") {
-                return text;
+        // Answers to earlier requests (a retransmitted 401) are not this one's.
+        let cseq = |text: &str| {
+            text.lines()
+                .find(|l| l.starts_with("CSeq:"))
+                .map(str::to_owned)
+        };
+        let ours = cseq(request);
+        for attempt in 1..=attempts {
+            self.sock
+                .send_to(request.as_bytes(), server.sip_addr())
+                .unwrap();
+            loop {
+                let (n, _) = match self.sock.recv_from(&mut buf) {
+                    Ok(r) => r,
+                    Err(e) if attempt < attempts && e.kind() == std::io::ErrorKind::WouldBlock => {
+                        break;
+                    }
+                    Err(e) => panic!("no answer to {request}: {e}"),
+                };
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if text.starts_with("SIP/2.0 ") && cseq(&text) == ours {
+                    return text;
+                }
             }
         }
+        unreachable!("the last attempt returns or panics")
     }
 }
 

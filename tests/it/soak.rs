@@ -78,7 +78,9 @@ fn soak_config(ports: &Ports, url: &str) -> String {
 /// Registers agent `id` at `ua`'s address for `expires` seconds (the server sends to the
 /// address a registration came from, so the SIPp UAS takes that port afterwards).
 fn register(server: &Server, ua: &UdpUa, id: &str, expires: u32) {
-    let challenge = ua.exchange(server, &register_binding(id, ua.port, expires, 1, None));
+    // Under the soak's load an answer may take a while: retransmit as a phone would.
+    let challenge =
+        ua.exchange_retransmitting(server, &register_binding(id, ua.port, expires, 1, None), 5);
     let offered = challenge
         .lines()
         .find_map(|l| l.strip_prefix("WWW-Authenticate: "))
@@ -95,9 +97,10 @@ fn register(server: &Server, ua: &UdpUa, id: &str, expires: u32) {
         1,
     )
     .to_header_value();
-    let ok = ua.exchange(
+    let ok = ua.exchange_retransmitting(
         server,
         &register_binding(id, ua.port, expires, 2, Some(&auth)),
+        5,
     );
     assert!(ok.starts_with("SIP/2.0 200"), "registering {id}: {ok}");
 }
@@ -180,6 +183,14 @@ fn chaos_soak_leaves_nothing_stuck_and_loses_no_record() {
         }
     };
     let mut pending_peak = 0.0f64;
+    let progress = |what: &str| {
+        println!(
+            "soak {:>5.1} s: {what}; calls active {}, records pending {}",
+            started.elapsed().as_secs_f64(),
+            metric(&server, "switchboard_calls_active"),
+            metric(&server, "switchboard_cdr_pending")
+        );
+    };
     let (status, out, _) = std::thread::scope(|s| {
         let callers = s.spawn(|| {
             let (calls, rate) = (calls.to_string(), rate.to_string());
@@ -210,25 +221,32 @@ fn chaos_soak_leaves_nothing_stuck_and_loses_no_record() {
         });
         // Agents vanish: their phones stop answering with calls in flight.
         wait_for(at(0.15));
+        progress("agents vanish");
         drop(vanishing.take());
         // The database drops.
         wait_for(at(0.30));
+        progress("database stops");
         pg.stop().unwrap();
         // The vanished agents come back on a new phone.
         wait_for(at(0.35));
+        progress("vanished agents return");
         vanishing = Some(agents_on_new_uas(&server, 0..third, 300, lifetime));
         wait_for(at(0.45));
         pending_peak = metric(&server, "switchboard_cdr_pending");
         // The database returns.
         wait_for(at(0.50));
+        progress("database returns");
         pg.start_server().unwrap();
         // The expired registrations (15 s) come back on a new phone; another third vanishes
         // and returns.
         wait_for(at(0.60));
+        progress("expired agents return");
         expiring = Some(agents_on_new_uas(&server, third..2 * third, 300, lifetime));
         wait_for(at(0.70));
+        progress("another third vanishes");
         drop(steady.take());
         wait_for(at(0.80));
+        progress("and returns");
         steady = Some(agents_on_new_uas(&server, 2 * third..AGENTS, 300, lifetime));
         callers.join().unwrap()
     });
@@ -334,13 +352,15 @@ fn chaos_soak_leaves_nothing_stuck_and_loses_no_record() {
          (SELECT 1 FROM queue_events q WHERE q.call_id = c.id AND q.event = 'CONNECT')",
     );
 
-    let outcomes = pg
-        .psql(
-            &db,
-            "SELECT string_agg(outcome || ' ' || n, ', ' ORDER BY n DESC) FROM \
-             (SELECT outcome, count(*) n FROM calls GROUP BY outcome) x",
-        )
-        .unwrap();
+    // "value count, value count…" of one column, most frequent first.
+    let tally = |column: &str, table: &str| {
+        let sql = format!(
+            "SELECT string_agg({column} || ' ' || n, ', ' ORDER BY n DESC) FROM \
+             (SELECT {column}, count(*) n FROM {table} GROUP BY {column}) x"
+        );
+        pg.psql(&db, &sql).unwrap().trim().to_owned()
+    };
+    let outcomes = tally("outcome", "calls");
     let answered: u64 = pg
         .psql(&db, "SELECT count(*) FROM calls WHERE outcome = 'answered'")
         .unwrap()
@@ -351,8 +371,8 @@ fn chaos_soak_leaves_nothing_stuck_and_loses_no_record() {
     assert!(
         answered >= calls / 4,
         "only {answered} of {calls} calls answered ({}); log:\n{}",
-        outcomes.trim(),
-        &log[log.len().saturating_sub(20_000)..]
+        outcomes,
+        log.get(log.len().saturating_sub(20_000)..).unwrap_or(&log)
     );
     let by_system = pg
         .psql(
@@ -360,13 +380,7 @@ fn chaos_soak_leaves_nothing_stuck_and_loses_no_record() {
             "SELECT count(*) FROM calls WHERE hangup_side = 'system'",
         )
         .unwrap();
-    let events = pg
-        .psql(
-            &db,
-            "SELECT string_agg(event || ' ' || n, ', ' ORDER BY n DESC) FROM \
-             (SELECT event, count(*) n FROM queue_events GROUP BY event) x",
-        )
-        .unwrap();
+    let events = tally("event", "queue_events");
     // The agents' phones stay up until everything above was checked.
     drop((vanishing, expiring, steady));
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -375,9 +389,9 @@ fn chaos_soak_leaves_nothing_stuck_and_loses_no_record() {
          server: {}; queue events: {}; records pending at the database's outage: \
          {pending_peak}; load average {}",
         placed_in.as_secs_f64(),
-        outcomes.trim(),
+        outcomes,
         by_system.trim(),
-        events.trim(),
+        events,
         load.split_whitespace()
             .take(3)
             .collect::<Vec<_>>()
