@@ -199,3 +199,91 @@ fn a_flood_from_one_trunk_address_leaves_the_other_trunk_served_and_memory_bound
         "RSS grew from {rss_before} KiB to {rss_after} KiB"
     );
 }
+
+/// A stranger (no trunk) sprays large OPTIONS as fast as it can at a server whose inbound
+/// lanes hold 64 KiB each: the normal lane overflows and its drops are counted, while the
+/// trunk's calls — INVITEs from an `allow` network, responses and in-dialog requests, all in
+/// the priority lane — are answered.
+#[test]
+fn a_spray_fills_the_normal_lane_while_trunk_calls_go_first() {
+    if without_sipp() {
+        return;
+    }
+    let ports = Ports::new();
+    let config = demo_config(&ports).replace(
+        "[sip]\n",
+        "[sip]\ninbound_queue_messages = 16\ninbound_queue_bytes = 65536\n",
+    );
+    let server = Server::start(&config, ports);
+    put_on_break(&server, &["ivan", "petra"]);
+    let pid = server.child.id();
+    let rss_before = rss_kib(pid);
+    let target = server.sip_addr();
+    let socket = UdpSocket::bind(("127.0.0.6", 0)).unwrap();
+    let local = socket.local_addr().unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let padding = "x".repeat(30_000);
+    let (legit, sprayed) = std::thread::scope(|s| {
+        let sprayer = s.spawn(|| {
+            let mut sent = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let options = format!(
+                    "OPTIONS sip:{target} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKspray{sent}\r\n\
+                     From: <sip:spray@{local}>;tag=s\r\nTo: <sip:{target}>\r\nCall-ID: spray-{sent}\r\n\
+                     CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Type: text/plain\r\n\
+                     Content-Length: {}\r\n\r\n{padding}",
+                    padding.len()
+                );
+                if socket.send_to(options.as_bytes(), target).is_ok() {
+                    sent += 1;
+                }
+                // A little under 2,000 datagrams per second: 60 MB/s of SIP.
+                if sent.is_multiple_of(20) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+            sent
+        });
+        std::thread::sleep(Duration::from_secs(1));
+        let legit = trunk_calls(
+            &server,
+            "+38599000002",
+            "100",
+            300,
+            &["-m", "50", "-r", "5", "-l", "10"],
+            Duration::from_secs(60),
+        );
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (legit, sprayer.join().unwrap())
+    });
+    let rss_after = rss_kib(pid);
+    let (status, out, _) = legit;
+    let succeeded = sipp_count(&out, "Successful call");
+    let text = metrics(&server);
+    let dropped = |reason: &str| {
+        metric_sum(
+            &text,
+            "switchboard_sip_dropped_total",
+            &[&format!("reason=\"{reason}\"")],
+        )
+    };
+    println!(
+        "spray: {sprayed} OPTIONS of 30 kB from 127.0.0.6; dropped from the normal lane: {}, \
+         from the priority lane: {}; trunk calls answered: {succeeded} of 50; RSS {rss_before} \
+         KiB before, {rss_after} KiB after",
+        dropped("queue_full"),
+        dropped("priority_queue_full")
+    );
+    assert_eq!(
+        succeeded, 50,
+        "every trunk call completed ({status}):\n{out}"
+    );
+    assert!(
+        dropped("queue_full") > 0.0,
+        "the spray overflowed the normal lane\n{text}"
+    );
+    assert!(
+        rss_after < rss_before + 64 * 1024,
+        "RSS grew from {rss_before} KiB to {rss_after} KiB"
+    );
+}

@@ -585,7 +585,7 @@ impl Endpoint {
         (self.servers.len(), self.clients.len())
     }
 
-    /// The request of a live server transaction.
+    /// The request of a live server transaction, without its body.
     pub fn server_request(&self, txn: ServerTxnKey) -> Option<&Request> {
         self.servers.get(&txn.0).map(|e| &e.request)
     }

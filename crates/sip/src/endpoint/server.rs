@@ -95,14 +95,19 @@ impl Endpoint {
         }
     }
 
+    /// A server transaction for `req`. It keeps the request without its body: responses are
+    /// built from the headers, the TU gets the whole request in its event, and a table full
+    /// of large bodies (a spray of padded OPTIONS held for Timer J) would cost up to
+    /// `max_transactions` × `max_message_size` of memory.
     pub(super) fn new_server(
         &mut self,
         now: Instant,
         key: ServerMatch,
-        req: Request,
+        mut req: Request,
         reply_to: Peer,
     ) -> u64 {
         let _ = now;
+        req.body = Vec::new();
         // A new server transaction arms no timer until it answers (send_response schedules).
         let id = self.alloc_id();
         let txn = ServerTxn::new(
