@@ -3,12 +3,12 @@
 //!
 //! Socket tasks only move bytes: every datagram and every framed stream message goes through
 //! the bounded two-lane [`InboundQueue`] (`inqueue.rs`) to the one task that owns the sans-IO
-//! [`switchboard_sip::Endpoint`] (the `Driver` of `server.rs`). Outbound bytes go to a UDP socket or to the writer channel
-//! of a stream connection, so responses leave over the connection the request arrived on
-//! (RFC 3261 §18.2.2). TCP and TLS connections share one connection loop
-//! ([`stream_connection`]); the TLS handshake and certificates live in `tls.rs`. WebSocket
-//! connections (RFC 7118, `ws.rs`; over TLS for `wss:`) are stream connections too, with
-//! one SIP message per frame instead of Content-Length framing.
+//! [`switchboard_sip::Endpoint`] (the `Driver` of `server.rs`). Outbound bytes go to a UDP
+//! socket or to the writer channel of a stream connection, so responses leave over the
+//! connection the request arrived on (RFC 3261 §18.2.2). TCP and TLS connections share one
+//! connection loop ([`stream_connection`]); the TLS handshake and certificates live in
+//! `tls.rs`. WebSocket connections (RFC 7118, `ws.rs`; over TLS for `wss:`) are stream
+//! connections too, with one SIP message per frame instead of Content-Length framing.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
