@@ -125,35 +125,79 @@ pub struct UdpUa {
 
 impl UdpUa {
     pub fn new() -> UdpUa {
-        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        UdpUa::on_port(0)
+    }
+
+    /// A user agent on 127.0.0.1:`port` (0: any free port).
+    pub fn on_port(port: u16) -> UdpUa {
+        let sock = std::net::UdpSocket::bind(("127.0.0.1", port)).unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
         let port = sock.local_addr().unwrap().port();
         UdpUa { sock, port }
     }
 
-    /// Sends `request` to the server and returns its first answer.
+    /// Sends `request` to the server and returns its first answer (requests arriving
+    /// meanwhile, such as an INVITE to a contact just registered, are skipped).
     pub fn exchange(&self, server: &Server, request: &str) -> String {
+        self.exchange_retransmitting(server, request, 1)
+    }
+
+    /// As [`UdpUa::exchange`], sending the request again (as a phone retransmits) up to
+    /// `attempts` times while no answer came within the read timeout.
+    pub fn exchange_retransmitting(&self, server: &Server, request: &str, attempts: u32) -> String {
         let mut buf = [0u8; 8192];
-        self.sock
-            .send_to(request.as_bytes(), server.sip_addr())
-            .unwrap();
-        let (n, _) = self.sock.recv_from(&mut buf).unwrap();
-        String::from_utf8_lossy(&buf[..n]).into_owned()
+        // Answers to earlier requests (a retransmitted 401) are not this one's.
+        let cseq = |text: &str| {
+            text.lines()
+                .find(|l| l.starts_with("CSeq:"))
+                .map(str::to_owned)
+        };
+        let ours = cseq(request);
+        for attempt in 1..=attempts {
+            self.sock
+                .send_to(request.as_bytes(), server.sip_addr())
+                .unwrap();
+            loop {
+                let (n, _) = match self.sock.recv_from(&mut buf) {
+                    Ok(r) => r,
+                    Err(e) if attempt < attempts && e.kind() == std::io::ErrorKind::WouldBlock => {
+                        break;
+                    }
+                    Err(e) => panic!("no answer to {request}: {e}"),
+                };
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if text.starts_with("SIP/2.0 ") && cseq(&text) == ours {
+                    return text;
+                }
+            }
+        }
+        unreachable!("the last attempt returns or panics")
     }
 }
 
 /// A REGISTER for `user` from 127.0.0.1:`port` (CSeq `cseq`, a branch of its own), with an
 /// optional Authorization value.
 pub fn register_request(user: &str, port: u16, cseq: u32, auth: Option<&str>) -> String {
+    register_binding(user, port, 300, cseq, auth)
+}
+
+/// A REGISTER for `user` from and for the contact 127.0.0.1:`port`, for `expires` seconds.
+pub fn register_binding(
+    user: &str,
+    port: u16,
+    expires: u32,
+    cseq: u32,
+    auth: Option<&str>,
+) -> String {
     format!(
         "REGISTER sip:callcenter.local SIP/2.0\r\n\
-         Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-sha-{cseq};rport\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-sha-{cseq}-{user};rport\r\n\
          From: <sip:{user}@callcenter.local>;tag=sha{port}\r\n\
          To: <sip:{user}@callcenter.local>\r\n\
-         Call-ID: sha256-{port}@127.0.0.1\r\n\
+         Call-ID: sha256-{port}-{user}@127.0.0.1\r\n\
          CSeq: {cseq} REGISTER\r\n\
          Contact: <sip:{user}@127.0.0.1:{port}>\r\n\
-         Expires: 300\r\n\
+         Expires: {expires}\r\n\
          {}Max-Forwards: 70\r\n\
          Content-Length: 0\r\n\r\n",
         auth.map(|a| format!("Authorization: {a}\r\n"))

@@ -25,6 +25,7 @@ use crate::config::{Config, DEMO_API_TOKEN, ListenTransport};
 use crate::http::events::EventBus;
 use crate::http::shared::Shared;
 use crate::http::{AppState, Readiness};
+use crate::sip_edge::inqueue::{InboundQueue, QueueLimits};
 use crate::ops::metrics::{Metrics, SentResponses, StateGauges};
 use crate::ops::service::{Notifier, Request, Signals};
 use crate::routing;
@@ -139,8 +140,24 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
         ),
     };
     let stats = Arc::new(TransportStats::default());
-    let (inbound_tx, inbound_rx) = mpsc::channel(16 * 1024);
-    let streams = StreamContext::new(limits, inbound_tx, Arc::clone(&stats), stop.clone());
+    let inbound = Arc::new(InboundQueue::new(
+        QueueLimits {
+            messages: config.sip.inbound_queue_messages,
+            bytes: config.sip.inbound_queue_bytes,
+        },
+        config
+            .trunks
+            .iter()
+            .flat_map(|t| &t.allow)
+            .filter_map(|n| crate::config::parse_net(n))
+            .collect(),
+    ));
+    let streams = StreamContext::new(
+        limits,
+        Arc::clone(&inbound),
+        Arc::clone(&stats),
+        stop.clone(),
+    );
     let udp = transport::spawn(listeners, &streams, tls.as_ref());
     let dialer = tls.clone().map(|tls| Dialer::new(tls, streams.clone()));
     let endpoint = Endpoint::new(endpoint_config(&config, &udp_addrs, &streams_at)?);
@@ -195,18 +212,24 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
         records: store.writer(),
         registered: HashSet::new(),
         security: Security::new(&config.security, &metrics),
+        dropped: (0, 0),
         shared: Arc::clone(&shared),
         mono_start,
         wall_start,
     };
     let drain = CancellationToken::new();
-    let driver = tokio::spawn(driver.run(inbound_rx, inputs_rx, drain.clone()));
+    let driver = tokio::spawn(driver.run(Arc::clone(&inbound), inputs_rx, drain.clone()));
 
     // 5. HTTP.
     let refresh_store = store.clone();
     let refresh_metrics = metrics.clone();
     let refresh_engine = Arc::clone(&engine);
+    let refresh_inbound = Arc::clone(&inbound);
     let refresh: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+        refresh_metrics.transport_drops(
+            refresh_inbound.dropped(),
+            stats.oversized.load(Ordering::Relaxed),
+        );
         refresh_metrics.refresh(
             &refresh_engine,
             calls::engine_time(switchboard_sip::Instant::from_duration(
@@ -346,6 +369,10 @@ fn endpoint_config(
     };
     cfg.max_message_size = config.sip.max_message_size;
     cfg.max_transactions = config.sip.max_transactions;
+    cfg.max_transactions_per_source = source_share(
+        config.sip.max_transactions,
+        config.sip.max_transactions_source_share,
+    );
     cfg.nonce_lifetime = Duration::from_secs(u64::from(config.sip.nonce_lifetime_s));
     cfg.registrar = RegistrarConfig {
         agents: config
@@ -379,6 +406,19 @@ fn endpoint_config(
         ..RegistrarConfig::default()
     };
     Ok(cfg)
+}
+
+/// `max_transactions × share`, rounded up, at least 1 (validation keeps the share in (0, 1]).
+fn source_share(max_transactions: usize, share: f64) -> usize {
+    let limit = (max_transactions as f64 * share).ceil();
+    if limit >= max_transactions as f64 {
+        max_transactions
+    } else if limit >= 1.0 {
+        // In range: below `max_transactions`, a usize.
+        limit as usize
+    } else {
+        1
+    }
 }
 
 /// 32 bytes from the kernel's CSPRNG, the key of digest nonces.
@@ -476,6 +516,8 @@ struct Driver {
     records: switchboard_store::RecordSink,
     registered: HashSet<String>,
     security: Security,
+    /// The inbound queue's drops (priority, normal) as last read, for the overload log.
+    dropped: (u64, u64),
     shared: Arc<Shared>,
     /// Monotonic and wall-clock readings at start: endpoint time counts from the UNIX epoch
     /// (so it dates the records) but advances monotonically.
@@ -501,7 +543,7 @@ impl Driver {
 
     async fn run(
         mut self,
-        mut inbound: mpsc::Receiver<Inbound>,
+        inbound: Arc<InboundQueue>,
         mut inputs: mpsc::UnboundedReceiver<CallInput>,
         drain: CancellationToken,
     ) {
@@ -529,16 +571,17 @@ impl Driver {
                     break;
                 }
                 msg = inbound.recv() => {
-                    let Some(msg) = msg else { break };
                     let now = self.now();
                     self.handle_inbound(now, msg);
-                    // Take what else is already waiting before flushing: fewer wake-ups under load.
+                    // Take what else is already waiting before flushing: fewer wake-ups under
+                    // load. The queue hands out its priority lane first.
                     for _ in 0..64 {
                         match inbound.try_recv() {
-                            Ok(msg) => self.handle_inbound(now, msg),
-                            Err(_) => break,
+                            Some(msg) => self.handle_inbound(now, msg),
+                            None => break,
                         }
                     }
+                    self.dropped = inbound.dropped();
                     self.flush(now);
                 }
                 Some(input) = inputs.recv() => {
@@ -616,7 +659,8 @@ impl Driver {
         // Counted before they leave: a peer that has its answer never scrapes an older count.
         self.sent_responses
             .advance(&self.endpoint.stats().responses_sent);
-        self.security.after_batch(&mut self.endpoint);
+        self.security
+            .after_batch(&mut self.endpoint, now, self.dropped);
         while let Some(t) = self.endpoint.poll_transmit() {
             send(
                 &t.dest,

@@ -407,10 +407,22 @@ impl SippAgent {
                 "registering {id} failed:\n{out}\n{messages}"
             );
         }
+        SippAgent::answer_on(port, scenario, extra, Duration::from_secs(60))
+    }
+
+    /// A SIPp UAS answering on 127.0.0.1:`port` (whose contacts someone registered) for at
+    /// most `lifetime`. `scenario`: None for SIPp's built-in `uas`, or a file under
+    /// tests/data/sipp.
+    pub fn answer_on(
+        port: u16,
+        scenario: Option<&str>,
+        extra: &[&str],
+        lifetime: Duration,
+    ) -> SippAgent {
         let dir = tempfile::tempdir().expect("tempdir");
         let media_port = free_port();
         let mut cmd = Command::new("timeout");
-        cmd.arg("60").arg("sipp");
+        cmd.arg(lifetime.as_secs().to_string()).arg("sipp");
         match scenario {
             None => {
                 cmd.args(["-sn", "uas"]);

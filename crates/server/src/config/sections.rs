@@ -39,6 +39,19 @@ pub struct SipConfig {
     /// (32 s at the default T1), two per call.
     #[serde(default = "default_max_transactions")]
     pub max_transactions: usize,
+    /// The share of `max_transactions` one source address may hold with requests outside a
+    /// dialog (0 < share ≤ 1); past it that source's new requests get `503` with
+    /// `Retry-After`. 1 where a single SBC in front carries all traffic.
+    #[serde(default = "default_source_share")]
+    pub max_transactions_source_share: f64,
+    /// Most messages waiting in each lane (priority, normal) between the sockets and the
+    /// endpoint task; a full lane drops UDP datagrams (the peer retransmits) and holds back
+    /// stream connections.
+    #[serde(default = "default_queue_messages")]
+    pub inbound_queue_messages: usize,
+    /// Most bytes waiting in each lane, as above.
+    #[serde(default = "default_queue_bytes")]
+    pub inbound_queue_bytes: usize,
     /// Shortest registration accepted (`423 Interval Too Brief` below it).
     #[serde(default = "default_min_expires")]
     pub min_expires_s: u32,
@@ -85,6 +98,15 @@ fn default_max_message_size() -> usize {
 }
 fn default_max_transactions() -> usize {
     switchboard_sip::EndpointConfig::DEFAULT_MAX_TRANSACTIONS
+}
+fn default_source_share() -> f64 {
+    0.5
+}
+fn default_queue_messages() -> usize {
+    16_384
+}
+fn default_queue_bytes() -> usize {
+    16 * 1024 * 1024
 }
 fn default_min_expires() -> u32 {
     60

@@ -82,6 +82,22 @@ impl Config {
         if sip.max_transactions == 0 {
             errors.push(err("sip.max_transactions", "must be positive"));
         }
+        let share = sip.max_transactions_source_share;
+        if !(share > 0.0 && share <= 1.0) {
+            errors.push(err(
+                "sip.max_transactions_source_share",
+                "must be above 0 and at most 1",
+            ));
+        }
+        if sip.inbound_queue_messages < 16 {
+            errors.push(err("sip.inbound_queue_messages", "must be at least 16"));
+        }
+        if sip.inbound_queue_bytes < sip.max_message_size {
+            errors.push(err(
+                "sip.inbound_queue_bytes",
+                "must be at least sip.max_message_size",
+            ));
+        }
         if sip.min_expires_s == 0 {
             errors.push(err("sip.min_expires_s", "must be positive"));
         }

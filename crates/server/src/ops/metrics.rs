@@ -43,7 +43,11 @@ pub struct Metrics {
     pub webrtc_sessions: IntGauge,
     pub auth_failures_total: IntCounterVec,
     pub sip_refused_total: IntCounterVec,
+    pub sip_dropped_total: IntCounterVec,
 }
+
+/// The `reason` labels of `switchboard_sip_dropped_total`.
+const DROP_REASONS: [&str; 3] = ["queue_full", "priority_queue_full", "oversized"];
 
 /// The gauges the endpoint task sets after each batch of work: the size of every table that
 /// holds per-call state. With no call in progress they all fall back to 0 (SIP transactions
@@ -248,6 +252,17 @@ impl Metrics {
             &["reason"],
         )
         .unwrap_or_else(|e| unreachable_metric(&e));
+        let sip_dropped_total = IntCounterVec::new(
+            Opts::new(
+                "switchboard_sip_dropped_total",
+                "SIP messages dropped unread by the transports, by reason (queue_full|priority_queue_full|oversized).",
+            ),
+            &["reason"],
+        )
+        .unwrap_or_else(|e| unreachable_metric(&e));
+        for reason in DROP_REASONS {
+            sip_dropped_total.with_label_values(&[reason]);
+        }
         for kind in ["register", "invite"] {
             auth_failures_total.with_label_values(&[kind]);
         }
@@ -279,6 +294,7 @@ impl Metrics {
             Box::new(webrtc_sessions.clone()),
             Box::new(auth_failures_total.clone()),
             Box::new(sip_refused_total.clone()),
+            Box::new(sip_dropped_total.clone()),
         ] {
             if let Err(e) = registry.register(collector) {
                 unreachable_metric(&e);
@@ -317,6 +333,15 @@ impl Metrics {
             webrtc_sessions,
             auth_failures_total,
             sip_refused_total,
+            sip_dropped_total,
+        }
+    }
+
+    /// Brings `switchboard_sip_dropped_total` up to the transports' counts: datagrams dropped
+    /// by a full lane of the inbound queue (normal, priority) and oversized messages.
+    pub fn transport_drops(&self, (priority, normal): (u64, u64), oversized: u64) {
+        for (reason, total) in DROP_REASONS.into_iter().zip([normal, priority, oversized]) {
+            Metrics::advance_to(&self.sip_dropped_total.with_label_values(&[reason]), total);
         }
     }
 

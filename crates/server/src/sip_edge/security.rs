@@ -19,10 +19,15 @@ pub fn guard_config(cfg: &SecurityConfig) -> GuardConfig {
     }
 }
 
+/// How often the overload notices (share refusals, queue drops) may be logged.
+const OVERLOAD_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Per-source limits and their counters, owned by the endpoint task.
 #[derive(Debug)]
 pub struct Security {
     invites: RateLimiter,
+    /// Share refusals and queue drops at the last overload log line, and when it was.
+    logged: (u64, (u64, u64), Option<switchboard_sip::Instant>),
     register_failures: IntCounter,
     refused_banned: IntCounter,
     refused_rate_limit: IntCounter,
@@ -33,6 +38,7 @@ impl Security {
     pub fn new(cfg: &SecurityConfig, metrics: &Metrics) -> Security {
         Security {
             invites: RateLimiter::new(cfg.invite_rate_per_source),
+            logged: (0, (0, 0), None),
             register_failures: metrics.auth_failures_total.with_label_values(&["register"]),
             refused_banned: metrics.sip_refused_total.with_label_values(&["banned"]),
             refused_rate_limit: metrics.sip_refused_total.with_label_values(&["rate_limit"]),
@@ -70,9 +76,35 @@ impl Security {
         true
     }
 
-    /// After each batch of work: logs the registrar's notices and brings the counters up to
-    /// the endpoint's totals.
-    pub fn after_batch(&mut self, ep: &mut Endpoint) {
+    /// After each batch of work: logs the registrar's notices and, at most every 10 s, what
+    /// overload shed since the last line (`dropped`: the inbound queue's drops, priority and
+    /// normal); brings the counters up to the endpoint's totals.
+    pub fn after_batch(
+        &mut self,
+        ep: &mut Endpoint,
+        now: switchboard_sip::Instant,
+        dropped: (u64, u64),
+    ) {
+        let shared = ep.stats().source_share_rejections;
+        let (logged_share, logged_drops, at) = self.logged;
+        let due = at.is_none_or(|at| now >= at + OVERLOAD_LOG_EVERY);
+        if due && (shared > logged_share || dropped != logged_drops) {
+            if shared > logged_share {
+                warn!(
+                    refused = shared - logged_share,
+                    last_source = ?ep.stats().last_share_refused,
+                    "new requests refused with 503: their source holds its share of the transaction table (sip.max_transactions_source_share)"
+                );
+            }
+            if dropped != logged_drops {
+                warn!(
+                    priority = dropped.0.saturating_sub(logged_drops.0),
+                    normal = dropped.1.saturating_sub(logged_drops.1),
+                    "datagrams dropped: the inbound queue is full (sip.inbound_queue_messages / inbound_queue_bytes)"
+                );
+            }
+            self.logged = (shared, dropped, Some(now));
+        }
         while let Some(notice) = ep.registrar_mut().poll_auth_notice() {
             match notice {
                 AuthNotice::Failed {

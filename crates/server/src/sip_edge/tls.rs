@@ -444,14 +444,13 @@ async fn dial_failed(ctx: &StreamContext, conn: ConnId, addr: SocketAddr, why: &
         .tls_handshake_failures
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     warn!("outbound TLS connection failed: {why}");
-    let _ = ctx
-        .inbound
+    ctx.inbound
         .send(Inbound::Unreachable {
             transport: Transport::Tls,
             addr,
         })
         .await;
-    let _ = ctx.inbound.send(Inbound::Closed { conn }).await;
+    ctx.inbound.send(Inbound::Closed { conn }).await;
 }
 
 /// A request whose Request-URI is `sips:` must have come over TLS (or WSS): one that came
@@ -515,6 +514,7 @@ pub fn send(dest: &Peer, bytes: Vec<u8>, conns: &mut Connections, dialer: Option
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sip_edge::inqueue::{InboundQueue, QueueLimits};
     use crate::sip_edge::transport::Limits;
     use std::path::Path;
     use tokio_util::sync::CancellationToken;
@@ -545,8 +545,14 @@ mod tests {
         files
     }
 
-    fn context() -> (StreamContext, mpsc::Receiver<Inbound>) {
-        let (tx, rx) = mpsc::channel(64);
+    fn context() -> (StreamContext, Arc<InboundQueue>) {
+        let queue = Arc::new(InboundQueue::new(
+            QueueLimits {
+                messages: 64,
+                bytes: 1 << 20,
+            },
+            Vec::new(),
+        ));
         let limits = Limits {
             max_message_size: 65_535,
             max_tcp_connections: 16,
@@ -554,18 +560,17 @@ mod tests {
         };
         let ctx = StreamContext::new(
             limits,
-            tx,
+            Arc::clone(&queue),
             Arc::new(transport::TransportStats::default()),
             CancellationToken::new(),
         );
-        (ctx, rx)
+        (ctx, queue)
     }
 
-    async fn next(rx: &mut mpsc::Receiver<Inbound>) -> Inbound {
+    async fn next(rx: &mut Arc<InboundQueue>) -> Inbound {
         tokio::time::timeout(Duration::from_secs(10), rx.recv())
             .await
             .expect("nothing arrived in time")
-            .expect("channel closed")
     }
 
     fn peer(addr: SocketAddr) -> Peer {

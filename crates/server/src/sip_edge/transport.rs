@@ -1,14 +1,14 @@
 //! SIP transports on tokio: UDP sockets, TCP, TLS, WebSocket and secure WebSocket listeners
 //! of `[sip] listen`.
 //!
-//! Socket tasks only move bytes: every datagram and every framed stream message goes over a
-//! bounded channel to the one task that owns the sans-IO [`switchboard_sip::Endpoint`]
-//! (the `Driver` of `server.rs`). Outbound bytes go to a UDP socket or to the writer channel
-//! of a stream connection, so responses leave over the connection the request arrived on
-//! (RFC 3261 §18.2.2). TCP and TLS connections share one connection loop
-//! ([`stream_connection`]); the TLS handshake and certificates live in `tls.rs`. WebSocket
-//! connections (RFC 7118, `ws.rs`; over TLS for `wss:`) are stream connections too, with
-//! one SIP message per frame instead of Content-Length framing.
+//! Socket tasks only move bytes: every datagram and every framed stream message goes through
+//! the bounded two-lane [`InboundQueue`] (`inqueue.rs`) to the one task that owns the sans-IO
+//! [`switchboard_sip::Endpoint`] (the `Driver` of `server.rs`). Outbound bytes go to a UDP
+//! socket or to the writer channel of a stream connection, so responses leave over the
+//! connection the request arrived on (RFC 3261 §18.2.2). TCP and TLS connections share one
+//! connection loop ([`stream_connection`]); the TLS handshake and certificates live in
+//! `tls.rs`. WebSocket connections (RFC 7118, `ws.rs`; over TLS for `wss:`) are stream
+//! connections too, with one SIP message per frame instead of Content-Length framing.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,6 +23,8 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::sip_edge::inqueue::InboundQueue;
 
 /// Identifies one stream (TCP, TLS, WS or WSS) connection for the life of the process.
 pub type ConnId = u64;
@@ -62,8 +64,6 @@ pub enum Inbound {
 /// Counters of what the transports dropped, for logs and metrics.
 #[derive(Debug, Default)]
 pub struct TransportStats {
-    /// Datagrams dropped because the endpoint task was saturated.
-    pub inbound_dropped: AtomicU64,
     /// Datagrams or stream messages larger than `max_message_size`.
     pub oversized: AtomicU64,
     /// Stream connections refused at `max_tcp_connections`.
@@ -182,7 +182,7 @@ pub struct Limits {
 #[derive(Debug, Clone)]
 pub struct StreamContext {
     pub limits: Limits,
-    pub inbound: mpsc::Sender<Inbound>,
+    pub inbound: Arc<InboundQueue>,
     pub stats: Arc<TransportStats>,
     pub stop: CancellationToken,
     next_conn: Arc<AtomicU64>,
@@ -191,7 +191,7 @@ pub struct StreamContext {
 impl StreamContext {
     pub fn new(
         limits: Limits,
-        inbound: mpsc::Sender<Inbound>,
+        inbound: Arc<InboundQueue>,
         stats: Arc<TransportStats>,
         stop: CancellationToken,
     ) -> StreamContext {
@@ -219,13 +219,13 @@ pub fn spawn(
 ) -> Vec<Arc<UdpSocket>> {
     let (limits, inbound, stats, stop) = (
         ctx.limits,
-        ctx.inbound.clone(),
+        Arc::clone(&ctx.inbound),
         Arc::clone(&ctx.stats),
         ctx.stop.clone(),
     );
     let udp = listeners.udp.clone();
     for (index, socket) in listeners.udp.into_iter().enumerate() {
-        let inbound = inbound.clone();
+        let inbound = Arc::clone(&inbound);
         let stats = Arc::clone(&stats);
         let stop = stop.clone();
         tokio::spawn(udp_loop(index, socket, limits, inbound, stats, stop));
@@ -271,7 +271,7 @@ async fn udp_loop(
     index: usize,
     socket: Arc<UdpSocket>,
     limits: Limits,
-    inbound: mpsc::Sender<Inbound>,
+    inbound: Arc<InboundQueue>,
     stats: Arc<TransportStats>,
     stop: CancellationToken,
 ) {
@@ -310,10 +310,10 @@ async fn udp_loop(
             from,
             bytes: bytes.to_vec(),
         };
-        // Never block the receive loop: a saturated endpoint drops datagrams, like a full
-        // socket buffer would; SIP over UDP retransmits.
-        if inbound.try_send(msg).is_err() {
-            stats.inbound_dropped.fetch_add(1, Ordering::Relaxed);
+        // Never block the receive loop: a full lane drops the datagram (counted there),
+        // like a full socket buffer would; SIP over UDP retransmits.
+        if !inbound.offer(msg) {
+            debug!(%from, "inbound queue full: datagram dropped");
         }
     }
 }
@@ -383,19 +383,14 @@ where
         ..
     } = id;
     let (tx, rx) = mpsc::channel::<Vec<u8>>(256);
-    if ctx
-        .inbound
+    ctx.inbound
         .send(Inbound::Opened {
             conn,
             transport,
             from,
             writer: tx.clone(),
         })
-        .await
-        .is_err()
-    {
-        return;
-    }
+        .await;
     run_stream(id, stream, ctx, (tx, rx)).await;
 }
 
@@ -464,9 +459,8 @@ pub async fn run_stream<S>(
                         from,
                         bytes,
                     };
-                    if inbound.send(msg).await.is_err() {
-                        break 'read;
-                    }
+                    // Waits while the lane is full: the peer feels it as TCP backpressure.
+                    inbound.send(msg).await;
                 }
                 Ok(Some(Frame::KeepAlivePing)) => {
                     // RFC 5626 §4.4.1: answer a double-CRLF ping with a single CRLF pong.
@@ -485,7 +479,7 @@ pub async fn run_stream<S>(
         }
     }
     drop(tx);
-    let _ = inbound.send(Inbound::Closed { conn }).await;
+    inbound.send(Inbound::Closed { conn }).await;
     write_task.abort();
     drop(slot);
     debug!("connection closed");

@@ -154,9 +154,7 @@ where
         from,
         writer: tx,
     };
-    if inbound.send(opened).await.is_err() {
-        return;
-    }
+    inbound.send(opened).await;
     let write_stop = stop.clone();
     let write_task = tokio::spawn(async move {
         loop {
@@ -209,11 +207,9 @@ where
             from,
             bytes,
         };
-        if inbound.send(msg).await.is_err() {
-            break;
-        }
+        inbound.send(msg).await;
     }
-    let _ = inbound.send(Inbound::Closed { conn }).await;
+    inbound.send(Inbound::Closed { conn }).await;
     // The writer ends once the endpoint task drops its sender (on `Closed`) or at shutdown;
     // give it a moment to send the close frame, then stop it.
     let _ = tokio::time::timeout(Duration::from_secs(1), write_task).await;

@@ -309,10 +309,19 @@ impl Endpoint {
     }
 
     pub(super) fn remove_server(&mut self, id: u64) {
-        if let Some(e) = self.servers.remove(&id)
-            && self.server_index.get(&e.index) == Some(&id)
-        {
+        let Some(e) = self.servers.remove(&id) else {
+            return;
+        };
+        if self.server_index.get(&e.index) == Some(&id) {
             self.server_index.remove(&e.index);
+        }
+        if let Some(ip) = e.counted_source
+            && let Some(n) = self.per_source.get_mut(&ip)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_source.remove(&ip);
+            }
         }
     }
 }

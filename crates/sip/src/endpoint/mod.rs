@@ -241,6 +241,11 @@ pub struct EndpointConfig {
     /// a transaction. Over UDP a finished transaction stays 64·T1 (Timers J and L), so
     /// size it for 2 × 64·T1 × the peak call rate (default: 3,125 calls/s at T1 = 500 ms).
     pub max_transactions: usize,
+    /// Most of those `max_transactions` one source address may hold with requests outside a
+    /// dialog; its next new request gets the same `503` with `Retry-After`, so a flood from
+    /// one address (even an allowed trunk's) leaves room for every other source. In-dialog
+    /// requests and CANCEL are not limited per source.
+    pub max_transactions_per_source: usize,
     /// Agents and expiry limits.
     pub registrar: RegistrarConfig,
     /// Key for nonces and generated ids (random bytes chosen by the driver).
@@ -259,6 +264,10 @@ impl std::fmt::Debug for EndpointConfig {
             .field("user_agent", &self.user_agent)
             .field("max_message_size", &self.max_message_size)
             .field("max_transactions", &self.max_transactions)
+            .field(
+                "max_transactions_per_source",
+                &self.max_transactions_per_source,
+            )
             .field("registrar", &self.registrar)
             .field("nonce_secret", &"<redacted>")
             .field("nonce_lifetime", &self.nonce_lifetime)
@@ -284,6 +293,7 @@ impl EndpointConfig {
             user_agent: concat!("Switchboard/", env!("CARGO_PKG_VERSION")).to_string(),
             max_message_size: 65_535,
             max_transactions: Self::DEFAULT_MAX_TRANSACTIONS,
+            max_transactions_per_source: Self::DEFAULT_MAX_TRANSACTIONS,
             registrar: RegistrarConfig::default(),
             nonce_secret,
             nonce_lifetime: NonceSource::DEFAULT_LIFETIME,
@@ -320,8 +330,14 @@ pub struct EndpointStats {
     pub retransmissions_absorbed: u64,
     /// Timers B, F, H and 2xx ACK timeouts.
     pub transaction_timeouts: u64,
-    /// Requests refused with `503` because the transaction table was full.
+    /// Requests refused with `503` because the transaction table was full (or the
+    /// source's share of it: those are counted in `source_share_rejections` too).
     pub overload_rejections: u64,
+    /// Requests refused with `503` because their source held
+    /// `max_transactions_per_source` transactions.
+    pub source_share_rejections: u64,
+    /// The source refused last for holding its share (for the log line).
+    pub last_share_refused: Option<IpAddr>,
 }
 
 impl EndpointStats {
@@ -392,6 +408,8 @@ struct ServerEntry {
     reply_to: Peer,
     last_response: Option<Vec<u8>>,
     sched: Scheduled,
+    /// The source address this transaction is counted against (requests outside a dialog).
+    counted_source: Option<IpAddr>,
 }
 
 #[derive(Debug)]
@@ -491,6 +509,8 @@ pub struct Endpoint {
     next_id: u64,
     servers: HashMap<u64, ServerEntry>,
     server_index: HashMap<ServerMatch, u64>,
+    /// Server transactions outside a dialog per source address (only non-zero entries).
+    per_source: HashMap<IpAddr, usize>,
     clients: HashMap<u64, ClientEntry>,
     client_index: HashMap<ClientMatch, u64>,
     next_ack_id: u64,
@@ -517,6 +537,7 @@ impl Endpoint {
             next_id: 0,
             servers: HashMap::new(),
             server_index: HashMap::new(),
+            per_source: HashMap::new(),
             clients: HashMap::new(),
             client_index: HashMap::new(),
             next_ack_id: 0,
@@ -564,7 +585,7 @@ impl Endpoint {
         (self.servers.len(), self.clients.len())
     }
 
-    /// The request of a live server transaction.
+    /// The request of a live server transaction, without its body.
     pub fn server_request(&self, txn: ServerTxnKey) -> Option<&Request> {
         self.servers.get(&txn.0).map(|e| &e.request)
     }
@@ -988,6 +1009,61 @@ mod tests {
         );
         assert_eq!(statuses(&sent), vec![100]);
         assert!(matches!(events.as_slice(), [Event::NewRequest { .. }]));
+    }
+
+    /// One source fills its share of the table and meets `503`; another source is still
+    /// admitted, the flooding source's in-dialog requests still pass, and the share comes
+    /// back as its transactions end.
+    #[test]
+    fn one_source_holds_at_most_its_share_of_the_table() {
+        let mut cfg = EndpointConfig::new("d", "192.0.2.1", b"s".to_vec());
+        cfg.max_transactions = 10;
+        cfg.max_transactions_per_source = 3;
+        let mut ep = Endpoint::new(cfg);
+        let now = Instant::ZERO;
+        let flood = Peer::udp("203.0.113.5:5060".parse().unwrap());
+        let other = Peer::udp("203.0.113.6:5060".parse().unwrap());
+        let feed = |ep: &mut Endpoint, src: &Peer, text: String| {
+            ep.handle_datagram(now, src.clone(), text.as_bytes());
+            let sent: Vec<u16> = std::iter::from_fn(|| ep.poll_transmit())
+                .filter_map(|t| match Message::parse(&t.bytes) {
+                    Ok(Message::Response(r)) => Some(r.status),
+                    _ => None,
+                })
+                .collect();
+            while ep.poll_event().is_some() {}
+            sent
+        };
+        for i in 0..3 {
+            let sent = feed(
+                &mut ep,
+                &flood,
+                udp_request("OPTIONS", &format!("f{i}"), "f", None),
+            );
+            assert_eq!(sent, vec![200]);
+        }
+        for i in 3..6 {
+            let sent = feed(
+                &mut ep,
+                &flood,
+                udp_request("INVITE", &format!("f{i}"), "f", None),
+            );
+            assert_eq!(sent, vec![503], "over the share");
+        }
+        assert_eq!(ep.stats().source_share_rejections, 3);
+        assert_eq!(ep.stats().overload_rejections, 3);
+        // Another source is admitted, and an in-dialog request from the flooding one too.
+        let sent = feed(&mut ep, &other, udp_request("INVITE", "o1", "o", None));
+        assert_eq!(sent, vec![100]);
+        let sent = feed(&mut ep, &flood, udp_request("BYE", "b1", "call", Some("t")));
+        assert!(sent.is_empty(), "the BYE reaches the TU: {sent:?}");
+        assert_eq!(ep.transaction_count(), (5, 0));
+        // Timer J ends the OPTIONS transactions: the share is free again.
+        ep.handle_timeout(now + Duration::from_secs(33));
+        assert!(!ep.per_source.contains_key(&flood.addr.ip()));
+        let sent = feed(&mut ep, &flood, udp_request("OPTIONS", "f9", "f", None));
+        assert_eq!(sent, vec![200]);
+        assert_eq!(ep.stats().source_share_rejections, 3);
     }
 
     /// 50,000 live transactions of every kind: the queue's next deadline always equals the

@@ -35,7 +35,18 @@ impl Endpoint {
             self.refuse_overloaded(&req, reply_to);
             return;
         }
+        let source = src.addr.ip();
+        if !in_dialog && !self.source_has_room(source) {
+            bump(&mut self.stats.source_share_rejections);
+            self.stats.last_share_refused = Some(source);
+            self.refuse_overloaded(&req, reply_to);
+            return;
+        }
         let id = self.new_server(now, key, req.clone(), reply_to);
+        if !in_dialog && let Some(e) = self.servers.get_mut(&id) {
+            e.counted_source = Some(source);
+            *self.per_source.entry(source).or_default() += 1;
+        }
         self.dispatch_new(now, id, req, src);
     }
 
@@ -53,6 +64,12 @@ impl Endpoint {
             cap
         };
         self.servers.len() < limit
+    }
+
+    /// Whether `source` may open one more transaction outside a dialog: it holds fewer than
+    /// `max_transactions_per_source`.
+    pub(super) fn source_has_room(&self, source: IpAddr) -> bool {
+        self.per_source.get(&source).copied().unwrap_or(0) < self.cfg.max_transactions_per_source
     }
 
     /// The stateless `503` of a full transaction table.
@@ -78,14 +95,19 @@ impl Endpoint {
         }
     }
 
+    /// A server transaction for `req`. It keeps the request without its body: responses are
+    /// built from the headers, the TU gets the whole request in its event, and a table full
+    /// of large bodies (a spray of padded OPTIONS held for Timer J) would cost up to
+    /// `max_transactions` × `max_message_size` of memory.
     pub(super) fn new_server(
         &mut self,
         now: Instant,
         key: ServerMatch,
-        req: Request,
+        mut req: Request,
         reply_to: Peer,
     ) -> u64 {
         let _ = now;
+        req.body = Vec::new();
         // A new server transaction arms no timer until it answers (send_response schedules).
         let id = self.alloc_id();
         let txn = ServerTxn::new(
@@ -103,6 +125,7 @@ impl Endpoint {
                 reply_to,
                 last_response: None,
                 sched: None,
+                counted_source: None,
             },
         );
         id
