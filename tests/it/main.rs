@@ -11,6 +11,7 @@
 
 mod agent_page;
 mod api;
+mod callback_nodes;
 mod callbacks;
 mod calls;
 mod cli;
