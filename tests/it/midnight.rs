@@ -2,7 +2,7 @@
 //! today start again from 0 at local midnight in `[routing] timezone`.
 //!
 //! The server runs under libfaketime (Debian package `faketime`) with its wall clock started
-//! at 23:59:20 in Zagreb; `FAKETIME_DONT_FAKE_MONOTONIC=1` keeps the monotonic clock real,
+//! at 23:59:20 in Zagreb, its host's zone UTC; `FAKETIME_DONT_FAKE_MONOTONIC=1` keeps the monotonic clock real,
 //! so tokio's timers and the SIP timers run as always. Nothing else changes: the server reads
 //! the wall clock once at start (`clock::wall_now`), dates the engine's time from it and
 //! schedules the reset at the next local midnight (`daily.rs`) — the production path, on a
@@ -21,8 +21,8 @@ const CLIENTS: &str = "number,name,type,manager,region,overdue_debt
 +38511000004,Retail Corner,retail,oleg,,0
 ";
 const CALLER: &str = "+38511000004";
-/// Local start of the server's clock (Zagreb, UTC+1 in March).
-const FAKE_START: &str = "2026-03-02 23:59:20";
+/// Start of the server's clock in UTC: 23:59:20 in Zagreb (UTC+1 in March).
+const FAKE_START: &str = "2026-03-02 22:59:20";
 const MIDNIGHT: &str = "2026-03-03T00:00:00+01:00";
 const YESTERDAY: &str = "from=2026-03-02T00:00:00%2B01:00&to=2026-03-03T00:00:00%2B01:00";
 
@@ -104,8 +104,9 @@ fn daily_counters_start_again_at_local_midnight() {
         ("LD_PRELOAD", preload.to_string_lossy().into_owned()),
         ("FAKETIME", format!("@{FAKE_START}")),
         ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_owned()),
-        // The report's "today" is cut at the host's local midnight: the host is in Zagreb.
-        ("TZ", "Europe/Zagreb".to_owned()),
+        // The host's zone is UTC (libfaketime reads FAKETIME in it); the server's day is
+        // `[routing] timezone`'s, for the counters and for the reports' "today" alike.
+        ("TZ", "UTC".to_owned()),
     ];
     let env = env.map(|(k, v)| (k.to_owned(), v)).to_vec();
     let server = Server::start_with_env(dir, &config, ports, env);
