@@ -231,15 +231,19 @@ impl Store {
 
     /// Puts back to `pending` every call-back whose node's lease ran out before `now` (the
     /// node stopped renewing: it died or lost the database); the interrupted attempt is not
-    /// counted (`last_result` `interrupted`). Returns each one's id and the node that held it.
+    /// counted (`last_result` `interrupted`). The caller's own rows (`me`) are left alone: it
+    /// is alive, and puts its own back at its next start. Returns each one's id and the node
+    /// that held it.
     pub async fn reclaim_lapsed_callbacks(
         &self,
+        me: &str,
         now: Timestamp,
     ) -> Result<Vec<(String, Option<String>)>, StoreError> {
         // The holders are read first (for the log); each UPDATE re-checks the lease, so a
         // renewal or another node's reclaim meanwhile wins.
-        let sql = "SELECT id, node FROM callbacks WHERE status = 'dialing' AND lease_until < $1";
-        let vals = [Val::Ts(Some(now))];
+        let sql = "SELECT id, node FROM callbacks \
+                   WHERE status = 'dialing' AND lease_until < $1 AND node <> $2";
+        let vals = [Val::Ts(Some(now)), Val::Text(Some(me))];
         let db = self.ready_db().await?;
         let lapsed = fetch_all!(db, sql, &vals, claim_row)?;
         let mut taken = Vec::new();

@@ -5,8 +5,8 @@
 //! retry, failed). A pending call-back whose validity ended is `expired`, never dialed.
 //!
 //! A node holds the call-backs it is dialing under a lease (`[callbacks] lease_s`) that it
-//! renews every third of the lease; every node takes back to `pending` the ones whose lease
-//! ran out (their node died), and a server puts back its own `dialing` rows at start, so
+//! renews every third of the lease; every node takes back to `pending` other nodes' ones
+//! whose lease ran out (their node died), and a server puts back its own `dialing` rows at start, so
 //! nothing is lost over a crash or a dead node. The interrupted attempt is not counted: the
 //! customer's phone may not have rung at all.
 
@@ -135,7 +135,7 @@ impl Dialer {
     }
 
     /// Renews this node's claims every third of the lease, and takes back to `pending` the
-    /// claims of any node whose lease ran out.
+    /// claims of any other node whose lease ran out.
     async fn keep_leases(&mut self, now: Timestamp) {
         let third = chrono::Duration::from_std(self.lease / 3).unwrap_or_default();
         let due = self.renewed_at.is_none_or(|at| now >= at + third);
@@ -156,7 +156,7 @@ impl Dialer {
                 Err(e) => warn!("call-back leases not renewed (retried): {e}"),
             }
         }
-        match self.store.reclaim_lapsed_callbacks(now).await {
+        match self.store.reclaim_lapsed_callbacks(&self.node, now).await {
             Ok(taken) => {
                 for (id, node) in taken {
                     info!(%id, node = node.as_deref().unwrap_or("?"), "call-back dialing on a node whose lease ran out is pending again");

@@ -175,13 +175,24 @@ pub async fn callbacks_round_trip(kind: Kind) {
     );
     assert!(
         store
-            .reclaim_lapsed_callbacks(t(2_000_040))
+            .reclaim_lapsed_callbacks("node-b", t(2_000_040))
             .await
             .unwrap()
             .is_empty()
     );
+    assert!(
+        store
+            .reclaim_lapsed_callbacks("node-a", t(2_000_051))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a live node never takes back its own"
+    );
     assert_eq!(
-        store.reclaim_lapsed_callbacks(t(2_000_051)).await.unwrap(),
+        store
+            .reclaim_lapsed_callbacks("node-b", t(2_000_051))
+            .await
+            .unwrap(),
         [("later".to_owned(), Some("node-a".to_owned()))]
     );
     let later = store.callback("later").await.unwrap().unwrap();
@@ -203,7 +214,7 @@ pub async fn callbacks_round_trip(kind: Kind) {
     );
     assert!(
         store
-            .reclaim_lapsed_callbacks(t(3_000_000))
+            .reclaim_lapsed_callbacks("node-b", t(3_000_000))
             .await
             .unwrap()
             .is_empty()
