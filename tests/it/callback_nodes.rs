@@ -9,16 +9,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use switchboard_testkit::PgCluster;
 
+use crate::callbacks::callback;
 use crate::harness::*;
 use crate::outbound::{company_config, pbx_calls, pbx_finished, stored_call};
 
 const LEASE_S: u64 = 3;
-
-fn callback(port: u16, id: &str) -> Value {
-    let (status, body) = api_get(port, &format!("/api/v1/callbacks/{id}")).unwrap();
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str(&body).unwrap()
-}
 
 #[test]
 fn a_call_back_left_dialing_by_a_dead_node_is_dialed_by_another_once() {

@@ -55,7 +55,7 @@ impl Rig {
     }
 }
 
-fn callback(port: u16, id: &str) -> Value {
+pub(crate) fn callback(port: u16, id: &str) -> Value {
     let (status, body) = api_get(port, &format!("/api/v1/callbacks/{id}")).unwrap();
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).unwrap()

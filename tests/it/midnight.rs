@@ -71,13 +71,7 @@ fn place_call(server: &Server, known: usize) -> Value {
         "trunk call failed:\n{out}\n{messages}\n{}",
         server.log()
     );
-    let mut calls = Value::Null;
-    wait_until(server, "the call record", Duration::from_secs(10), || {
-        calls = serde_json::from_str(&api_get(server.ports.http, "/api/v1/calls").unwrap().1)
-            .unwrap_or(Value::Null);
-        calls.as_array().is_some_and(|a| a.len() > known)
-    });
-    let call = calls[0].clone();
+    let call = newest_call(server, known);
     assert_eq!(call["outcome"], "answered", "{call}");
     assert_eq!(call["agent_id"], "oleg", "{call}");
     call
