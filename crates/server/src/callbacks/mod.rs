@@ -171,7 +171,7 @@ impl Dialer {
         for cb in due {
             match self
                 .policy
-                .due(cb.at.unwrap_or(cb.created_at), cb.next_at, now)
+                .due(plan::due_from(cb.at, cb.created_at), cb.next_at, now)
             {
                 Due::Now if can_dial => {}
                 Due::Now | Due::Later(_) => continue, // Outside the calling window: pending.
@@ -327,7 +327,7 @@ impl Dialer {
             None => stored.as_ref().map_or(0, |cb| cb.attempts),
         };
         // Unknown when the row cannot be read: the attempt's time stands for it.
-        let asked = stored.map_or(now, |cb| cb.at.unwrap_or(cb.created_at));
+        let asked = stored.map_or(now, |cb| plan::due_from(cb.at, cb.created_at));
         let next = self.policy.after(before, report.result, asked, now);
         info!(
             id = %report.callback_id,

@@ -34,6 +34,13 @@ pub fn parse_hhmm(s: &str) -> Option<NaiveTime> {
     NaiveTime::parse_from_str(s, "%H:%M").ok()
 }
 
+/// The time a call-back's validity counts from: the time asked for (`at`), or when it was
+/// requested if that is later (as soon as possible, or a time already past), so a request
+/// always has its whole validity to be dialed in.
+pub fn due_from(at: Option<DateTime<Utc>>, created_at: DateTime<Utc>) -> DateTime<Utc> {
+    at.map_or(created_at, |at| at.max(created_at))
+}
+
 /// How an attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptResult {
@@ -121,8 +128,7 @@ impl Policy {
         now
     }
 
-    /// When a call-back asked for `asked` (its `at`, or its creation when asked for as soon
-    /// as possible) expires; `None`: never.
+    /// When a call-back due from `asked` (see [`due_from`]) expires; `None`: never.
     pub fn expires_at(&self, asked: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let after = chrono::Duration::from_std(self.expire_after?).ok()?;
         asked.checked_add_signed(after)
@@ -351,6 +357,19 @@ mod tests {
         assert_eq!(
             zagreb(Some(("08:00", "21:00"))).due(asked, Some(asked), end),
             Due::Later(utc("2026-03-03T07:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn the_validity_counts_from_the_time_asked_for_or_the_request_if_later() {
+        let created = utc("2026-03-02T10:00:00Z");
+        assert_eq!(due_from(None, created), created);
+        let later = utc("2026-03-02T15:00:00Z");
+        assert_eq!(due_from(Some(later), created), later);
+        // A time already past when requested: as soon as possible, with its whole validity.
+        assert_eq!(
+            due_from(Some(utc("2026-02-01T10:00:00Z")), created),
+            created
         );
     }
 
