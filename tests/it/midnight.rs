@@ -2,12 +2,12 @@
 //! today start again from 0 at local midnight in `[routing] timezone`.
 //!
 //! The server runs under libfaketime (Debian package `faketime`) with its wall clock started
-//! at 23:59:20 in Zagreb, its host's zone UTC; `FAKETIME_DONT_FAKE_MONOTONIC=1` keeps the monotonic clock real,
-//! so tokio's timers and the SIP timers run as always. Nothing else changes: the server reads
-//! the wall clock once at start (`clock::wall_now`), dates the engine's time from it and
-//! schedules the reset at the next local midnight (`daily.rs`) — the production path, on a
-//! clock that reaches midnight 40 s after start. A SIPp trunk call answered by oleg (a SIPp
-//! agent) before midnight, then another one after it.
+//! at 23:59:10 in Zagreb, its host's zone UTC; `FAKETIME_DONT_FAKE_MONOTONIC=1` keeps the
+//! monotonic clock real, so tokio's timers and the SIP timers run as always. Nothing else
+//! changes: the server reads the wall clock once at start (`clock::wall_now`), dates the
+//! engine's time from it and schedules the reset at the next local midnight (`daily.rs`) —
+//! the production path, on a clock that reaches midnight 50 s after start. A SIPp trunk call
+//! answered by oleg (a SIPp agent) before midnight, then another one after it.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,8 +21,9 @@ const CLIENTS: &str = "number,name,type,manager,region,overdue_debt
 +38511000004,Retail Corner,retail,oleg,,0
 ";
 const CALLER: &str = "+38511000004";
-/// Start of the server's clock in UTC: 23:59:20 in Zagreb (UTC+1 in March).
-const FAKE_START: &str = "2026-03-02 22:59:20";
+/// Start of the server's clock in UTC: 23:59:10 in Zagreb (UTC+1 in March), leaving 50 s
+/// for start-up, registration and the first call.
+const FAKE_START: &str = "2026-03-02 22:59:10";
 const MIDNIGHT: &str = "2026-03-03T00:00:00+01:00";
 const YESTERDAY: &str = "from=2026-03-02T00:00:00%2B01:00&to=2026-03-03T00:00:00%2B01:00";
 
