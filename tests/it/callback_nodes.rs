@@ -1,9 +1,15 @@
-//! A call-back whose node dies mid-attempt, with two nodes on one real PostgreSQL: node A
-//! claims it and rings ana (a SIPp phone that rings and is never picked up); A is killed
-//! (`kill -9`) while she rings. Node B, where marko is registered, finds A's claim once its
-//! lease (`[callbacks] lease_s`) has run out, puts it back to `pending` and dials it: the PBX
-//! (SIPp) receives the number once, and the call-back ends `done` with one attempt.
+//! A call-back whose node dies mid-attempt: the node claims it and rings ana (a SIPp phone
+//! that rings and is never picked up) and is killed (`kill -9`) while she rings, leaving the
+//! call-back `dialing`. It must be dialed again, once:
+//! - two nodes on one real PostgreSQL: node B, where marko is registered, finds A's claim
+//!   once its lease (`[callbacks] lease_s`) has run out, puts it back to `pending` and dials;
+//! - one node on SQLite: restarted, it puts its own `dialing` row back at once.
+//!
+//! Either way the PBX (SIPp) receives the number once, and the call-back ends `done` with one
+//! attempt (the interrupted one is not counted).
 
+use std::path::Path;
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -14,6 +20,83 @@ use crate::harness::*;
 use crate::outbound::{company_config, pbx_calls, pbx_finished, stored_call};
 
 const LEASE_S: u64 = 3;
+const NUMBER: &str = "+385915550700";
+
+fn callbacks_config() -> String {
+    format!(
+        "\n[callbacks]\nqueue = \"orders\"\nlease_s = {LEASE_S}\n\
+         window = [\"00:00\", \"24:00\"]\ntimezone = \"Europe/Zagreb\"\n"
+    )
+}
+
+/// Schedules a call-back on `node`, where ana rings and never answers, and kills the node
+/// while she rings: the call-back is left `dialing`. Returns its id.
+fn left_dialing_by_a_killed_node(node: &mut Server) -> String {
+    let ana = SippAgent::start(node, "ana", Some("agent_noanswer.xml"));
+    wait_available(node, "ana");
+    let body = format!(r#"{{"number": "{NUMBER}"}}"#);
+    let (status, body) = api_post(node.ports.http, "/api/v1/callbacks", &body).unwrap();
+    assert_eq!(status, 201, "{body}");
+    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_until(
+        node,
+        "ana rung for the call-back",
+        Duration::from_secs(10),
+        || ana.invites() == 1,
+    );
+    assert_eq!(callback(node.ports.http, &id)["status"], "dialing");
+    node.kill_hard();
+    id
+}
+
+/// Marko logs in on `node`, which must dial call-back `id` once: the PBX answers, the
+/// call-back is `done` after one attempt, and nobody dials it again.
+fn dialed_once_by(node: &Server, id: &str, pbx: &mut Child, dir: &Path) {
+    let port = node.ports.http;
+    let marko = SippAgent::start(node, "marko", None);
+    wait_available(node, "marko");
+    let pbx_log = pbx_finished(pbx, dir, node);
+    assert!(pbx_log.contains(NUMBER), "{pbx_log}");
+    wait_until(node, "the call-back done", Duration::from_secs(10), || {
+        callback(port, id)["status"] == "done"
+    });
+    let cb = callback(port, id);
+    assert_eq!(
+        (cb["attempts"].as_u64(), cb["last_result"].as_str()),
+        (Some(1), Some("answered")),
+        "the interrupted attempt is not counted: {cb}"
+    );
+    wait_until(node, "marko's record", Duration::from_secs(10), || {
+        callback(port, id)["call_ids"]
+            .as_array()
+            .is_some_and(|ids| {
+                ids.iter()
+                    .any(|c| stored_call(port, c.as_str().unwrap())["agent_id"] == "marko")
+            })
+    });
+
+    // Once: a few more looks, and nobody dials it again.
+    std::thread::sleep(Duration::from_secs(LEASE_S + 1));
+    assert_eq!(marko.invites(), 1, "{}", marko.messages());
+    let pbx_log = std::fs::read_to_string(dir.join("pbx.log")).unwrap_or_default();
+    // One call (Call-ID), whose INVITE came twice: before and after the PBX's challenge.
+    let mut calls = std::collections::HashSet::new();
+    let mut lines = pbx_log.lines();
+    while let Some(line) = lines.next() {
+        if line.starts_with(&format!("INVITE sip:{NUMBER}@")) {
+            let call_id = lines
+                .by_ref()
+                .take_while(|l| !l.trim().is_empty())
+                .find(|l| l.to_ascii_lowercase().starts_with("call-id:"));
+            calls.insert(call_id.map(str::to_owned));
+        }
+    }
+    assert_eq!(calls.len(), 1, "{calls:?}\n{pbx_log}");
+    assert_eq!(callback(port, id)["status"], "done");
+}
 
 #[test]
 fn a_call_back_left_dialing_by_a_dead_node_is_dialed_by_another_once() {
@@ -26,50 +109,20 @@ fn a_call_back_left_dialing_by_a_dead_node_is_dialed_by_another_once() {
     };
     let url = pg.fresh_database("cbnodes").unwrap();
     let pbx_port = free_port();
-    let callbacks = format!(
-        "\n[callbacks]\nqueue = \"orders\"\nlease_s = {LEASE_S}\n\
-         window = [\"00:00\", \"24:00\"]\ntimezone = \"Europe/Zagreb\"\n"
-    );
     let node = || {
         let ports = Ports::new();
-        let config =
-            company_config(&ports, pbx_port, &callbacks).replace("sqlite://switchboard.db", &url);
+        let config = company_config(&ports, pbx_port, &callbacks_config())
+            .replace("sqlite://switchboard.db", &url);
         Server::start(&config, ports)
     };
     let mut node_a = node();
     let node_b = node();
-    let (port_a, port_b) = (node_a.ports.http, node_b.ports.http);
     let dir = tempfile::tempdir().unwrap();
     let mut pbx = pbx_calls("pbx_outbound.xml", pbx_port, 1000, 1, dir.path());
 
-    // Ana, on node A, rings and never answers; node B has no agent yet.
-    let ana = SippAgent::start(&node_a, "ana", Some("agent_noanswer.xml"));
-    wait_available(&node_a, "ana");
-    let (status, body) = api_post(
-        port_a,
-        "/api/v1/callbacks",
-        r#"{"number": "+385 91 555 0700"}"#,
-    )
-    .unwrap();
-    assert_eq!(status, 201, "{body}");
-    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    wait_until(
-        &node_a,
-        "ana rung for the call-back",
-        Duration::from_secs(10),
-        || ana.invites() == 1,
-    );
-    let cb = callback(port_b, &id);
-    assert_eq!(cb["status"], "dialing", "{cb}");
-    node_a.kill_hard();
+    // Node B has no agent while node A claims the call-back and dies.
+    let id = left_dialing_by_a_killed_node(&mut node_a);
     let killed = Instant::now();
-
-    // Marko logs in on node B: the call-back is A's until the lease runs out.
-    let marko = SippAgent::start(&node_b, "marko", None);
-    wait_available(&node_b, "marko");
     wait_until(
         &node_b,
         "the lapsed claim taken back",
@@ -85,46 +138,37 @@ fn a_call_back_left_dialing_by_a_dead_node_is_dialed_by_another_once() {
         "taken back {:?} after the kill, before the lease could run out",
         killed.elapsed()
     );
+    dialed_once_by(&node_b, &id, &mut pbx, dir.path());
+}
 
-    let pbx_log = pbx_finished(&mut pbx, dir.path(), &node_b);
-    assert!(pbx_log.contains("+385915550700"), "{pbx_log}");
-    wait_until(
-        &node_b,
-        "the call-back done",
-        Duration::from_secs(10),
-        || callback(port_b, &id)["status"] == "done",
-    );
-    let cb = callback(port_b, &id);
-    assert_eq!(
-        (cb["attempts"].as_u64(), cb["last_result"].as_str()),
-        (Some(1), Some("answered")),
-        "the interrupted attempt is not counted: {cb}"
-    );
-    wait_until(&node_b, "node B's record", Duration::from_secs(10), || {
-        callback(port_b, &id)["call_ids"]
-            .as_array()
-            .is_some_and(|ids| {
-                ids.iter()
-                    .any(|c| stored_call(port_b, c.as_str().unwrap())["agent_id"] == "marko")
-            })
-    });
-
-    // Once: a few more looks, and nobody dials it again.
-    std::thread::sleep(Duration::from_secs(LEASE_S + 1));
-    assert_eq!(marko.invites(), 1, "{}", marko.messages());
-    let pbx_log = std::fs::read_to_string(dir.path().join("pbx.log")).unwrap_or_default();
-    // One call (Call-ID), whose INVITE came twice: before and after the PBX's challenge.
-    let mut calls = std::collections::HashSet::new();
-    let mut lines = pbx_log.lines();
-    while let Some(line) = lines.next() {
-        if line.starts_with("INVITE sip:+385915550700@") {
-            let call_id = lines
-                .by_ref()
-                .take_while(|l| !l.trim().is_empty())
-                .find(|l| l.to_ascii_lowercase().starts_with("call-id:"));
-            calls.insert(call_id.map(str::to_owned));
-        }
+#[test]
+fn a_call_back_left_dialing_by_a_killed_sqlite_node_is_dialed_once_after_its_restart() {
+    if without_sipp() {
+        return;
     }
-    assert_eq!(calls.len(), 1, "{calls:?}\n{pbx_log}");
-    assert_eq!(callback(port_b, &id)["status"], "done");
+    let pbx_port = free_port();
+    let ports = Ports::new();
+    let config = company_config(&ports, pbx_port, &callbacks_config());
+    let mut node = Server::start(&config, ports);
+    let dir = tempfile::tempdir().unwrap();
+    let mut pbx = pbx_calls("pbx_outbound.xml", pbx_port, 1000, 1, dir.path());
+
+    let id = left_dialing_by_a_killed_node(&mut node);
+    node.restart();
+    wait_until(
+        &node,
+        "its own dialing row put back",
+        Duration::from_secs(10),
+        || {
+            node.log()
+                .contains("call-backs left dialing by the last run are pending again")
+        },
+    );
+    let cb = callback(node.ports.http, &id);
+    assert_eq!(
+        (cb["status"].as_str(), cb["last_result"].as_str()),
+        (Some("pending"), Some("interrupted")),
+        "{cb}"
+    );
+    dialed_once_by(&node, &id, &mut pbx, dir.path());
 }
