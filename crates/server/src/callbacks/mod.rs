@@ -6,9 +6,9 @@
 //!
 //! A node holds the call-backs it is dialing under a lease (`[callbacks] lease_s`) that it
 //! renews every third of the lease; every node takes back to `pending` other nodes' ones
-//! whose lease ran out (their node died), and a server puts back its own `dialing` rows at start, so
-//! nothing is lost over a crash or a dead node. The interrupted attempt is not counted: the
-//! customer's phone may not have rung at all.
+//! whose lease ran out (their node died), and a server puts back its own `dialing` rows at
+//! start, so nothing is lost over a crash or a dead node. The interrupted attempt is not
+//! counted: the customer's phone may not have rung at all.
 
 pub mod plan;
 
@@ -174,7 +174,8 @@ impl Dialer {
                 .due(plan::due_from(cb.at, cb.created_at), cb.next_at, now)
             {
                 Due::Now if can_dial => {}
-                Due::Now | Due::Later(_) => continue, // Outside the calling window: pending.
+                // Not yet, outside the calling window, or no trunk to dial: stays pending.
+                Due::Now | Due::Later(_) => continue,
                 Due::Expired => {
                     self.expire(&cb, now).await;
                     continue;
