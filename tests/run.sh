@@ -24,6 +24,9 @@ command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
 # Kamailio also plays the SBC (record_route) in front of Switchboard in tests/it/trunks.rs.
 command -v kamailio >/dev/null 2>&1 || missing+=(kamailio)
 command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
+# The daily-reset test runs the server under libfaketime, its wall clock just before midnight.
+[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] \
+  || [ -e /usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1 ] || missing+=(faketime)
 # The compose file is checked by `docker compose config` (v2) or Debian's docker-compose (v1).
 docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1 \
   || missing+=(docker-compose)

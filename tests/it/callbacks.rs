@@ -3,7 +3,8 @@
 //! dials the number through the trunk, where SIPp plays the PBX's outbound side. The checks:
 //! nothing is dialed before its time, audio flows both ways, the record is `outbound` with
 //! the call-back's id; busy is retried after `retry_after_s` and ends `failed` after
-//! `max_attempts`; a cancelled call-back is never dialed.
+//! `max_attempts`; a cancelled call-back is never dialed; one not dialed within
+//! `expire_after_s` is `expired`, and a retry never waits past that.
 
 use std::time::Duration;
 
@@ -28,8 +29,13 @@ struct Rig {
 
 impl Rig {
     fn start(scenario: &str, talk_ms: u64, calls: u32) -> Rig {
+        Rig::start_with(CALLBACKS, scenario, talk_ms, calls)
+    }
+
+    /// As [`Rig::start`] with another `[callbacks]` section.
+    fn start_with(callbacks: &str, scenario: &str, talk_ms: u64, calls: u32) -> Rig {
         let pbx_port = free_port();
-        let server = company_with(pbx_port, CALLBACKS);
+        let server = company_with(pbx_port, callbacks);
         let dir = tempfile::tempdir().unwrap();
         let pbx = pbx_calls(scenario, pbx_port, talk_ms, calls, dir.path());
         let agent = SippAgent::start(&server, "ana", None);
@@ -49,7 +55,7 @@ impl Rig {
     }
 }
 
-fn callback(port: u16, id: &str) -> Value {
+pub(crate) fn callback(port: u16, id: &str) -> Value {
     let (status, body) = api_get(port, &format!("/api/v1/callbacks/{id}")).unwrap();
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).unwrap()
@@ -416,4 +422,100 @@ fn dispositions(port: u16, call_id: &str) {
     assert_eq!(call["disposition_note"], "asked not to be called", "{call}");
     let (_, list) = api_get(port, "/api/v1/dnc").unwrap();
     assert!(list.contains("+385915550200"), "{list}");
+}
+
+#[test]
+fn a_call_back_not_dialed_within_its_validity_expires_and_a_retry_never_waits_past_it() {
+    if without_sipp() {
+        return;
+    }
+    // Valid 4 s; a retry would come 30 s after a busy attempt, past the validity.
+    let callbacks = "\n[callbacks]\nqueue = \"orders\"\nmax_attempts = 3\nretry_after_s = 30\n\
+         expire_after_s = 4\nwindow = [\"00:00\", \"24:00\"]\ntimezone = \"Europe/Zagreb\"\n";
+    let mut rig = Rig::start_with(callbacks, "pbx_busy.xml", 0, 1);
+    let port = rig.port;
+
+    // Nobody free for the whole validity: expired, and never dialed once ana is back.
+    put_on_break(&rig.server, &["ana"]);
+    let (unserved, _) = schedule(port, "+385 91 555 0600", 0);
+    wait_until(
+        &rig.server,
+        "the unserved call-back expired",
+        Duration::from_secs(10),
+        || callback(port, &unserved)["status"] == "expired",
+    );
+    let cb = callback(port, &unserved);
+    assert_eq!(cb["attempts"], 0, "{cb}");
+    assert!(
+        rig.server
+            .log()
+            .contains("call-back expired: not dialed within its validity"),
+        "{}",
+        rig.server.log()
+    );
+    let (status, body) = api_post(
+        port,
+        "/api/v1/agents/ana/state",
+        r#"{"state": "available"}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    wait_available(&rig.server, "ana");
+
+    // Dialed at once, busy: the retry would be due in 30 s, yet the call-back expires when
+    // its 4 s are over, with the attempt counted.
+    let (busy, asked) = schedule(port, "+385 91 555 0601", 0);
+    let pbx_log = rig.pbx_done();
+    assert!(pbx_log.contains("+385915550601"), "{pbx_log}");
+    wait_until(
+        &rig.server,
+        "the busy call-back expired",
+        Duration::from_secs(10),
+        || callback(port, &busy)["status"] == "expired",
+    );
+    let expired_at = Utc::now();
+    assert!(
+        expired_at < asked + chrono::Duration::seconds(10),
+        "expired at {expired_at}, asked for {asked}: the 30 s retry was waited for"
+    );
+    let cb = callback(port, &busy);
+    assert_eq!(
+        (cb["attempts"].as_u64(), cb["last_result"].as_str()),
+        (Some(1), Some("busy")),
+        "{cb}"
+    );
+
+    // A few more looks: neither is dialed again, nor offered to ana.
+    std::thread::sleep(Duration::from_secs(3));
+    let (server, agent) = (&rig.server, &rig.agent);
+    assert_eq!(agent.invites(), 1, "{}", agent.messages());
+    assert!(!agent.messages().contains("+385915550600"));
+    let pbx_log = std::fs::read_to_string(rig.dir.path().join("pbx.log")).unwrap_or_default();
+    assert!(!pbx_log.contains("+385915550600"), "{pbx_log}");
+    let (status, body) = api_get(port, "/api/v1/callbacks?status=expired").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&unserved) && body.contains(&busy), "{body}");
+    let (_, metrics) = http_get(port, "/metrics").unwrap();
+    for (status, n) in [("expired", 2.0), ("pending", 0.0), ("dialing", 0.0)] {
+        assert_eq!(
+            metric_sum(
+                &metrics,
+                "switchboard_callbacks",
+                &[&format!("status=\"{status}\"")]
+            ),
+            n,
+            "{status}: {metrics}\n{}",
+            server.log()
+        );
+    }
+    // An expired call-back cannot be cancelled any more.
+    let (status, body) = http_request(
+        port,
+        "DELETE",
+        &format!("/api/v1/callbacks/{busy}"),
+        Some(DEMO_TOKEN),
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 409, "{body}");
 }

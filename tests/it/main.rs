@@ -11,6 +11,7 @@
 
 mod agent_page;
 mod api;
+mod callback_nodes;
 mod callbacks;
 mod calls;
 mod campaigns;
@@ -19,6 +20,7 @@ mod crash;
 mod deploy;
 mod docs;
 mod harness;
+mod midnight;
 mod outbound;
 mod overload;
 mod per_call_state;

@@ -165,19 +165,14 @@ fn company(database: Option<&str>) -> Server {
 
 /// Places a call from the test client to the orders DID; returns its stored record once the
 /// database has it.
-fn place_call(server: &Server, http: &Http, stay_ms: u64, known: usize) -> Value {
+fn place_call(server: &Server, stay_ms: u64, known: usize) -> Value {
     let (status, out, messages) = trunk_call(server, CALLER, "100", stay_ms);
     assert!(
         status.success(),
         "trunk call failed:\n{out}\n{messages}\n{}",
         server.log()
     );
-    let mut calls = Value::Null;
-    wait_until(server, "the call record", Duration::from_secs(10), || {
-        calls = http.ops("GET", "/api/v1/calls?limit=100", None).json();
-        calls.as_array().is_some_and(|a| a.len() > known)
-    });
-    calls[0].clone()
+    newest_call(server, known)
 }
 
 /// Rows of the server's SQLite database, for failure messages.
@@ -371,7 +366,7 @@ fn known_day(server: &Server) {
     let reg_end = now_utc();
 
     // Call A: olga (higher skill) rings 2 s without answering, then oleg answers.
-    let a = place_call(server, &http, 5000, 0);
+    let a = place_call(server, 5000, 0);
     assert_eq!(a["agent_id"], "oleg", "{a}\n{}", server.log());
     assert_eq!((olga.invites(), oleg.invites()), (1, 1));
 
@@ -453,7 +448,7 @@ fn known_day(server: &Server) {
     );
 
     // Call B: straight to oleg.
-    let b = place_call(server, &http, 2000, 1);
+    let b = place_call(server, 2000, 1);
     assert_eq!(b["agent_id"], "oleg", "{b}");
     let b_id = b["id"].as_str().unwrap().to_owned();
 
@@ -529,8 +524,8 @@ fn known_day(server: &Server) {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     let oleg_break_start = Instant::now();
-    let c1 = place_call(server, &http, 1000, 2);
-    let c2 = place_call(server, &http, 6000, 3);
+    let c1 = place_call(server, 1000, 2);
+    let c2 = place_call(server, 6000, 3);
     assert_eq!(
         (c1["outcome"].clone(), c2["outcome"].clone()),
         (json!("abandoned"), json!("abandoned"))

@@ -14,9 +14,3 @@ pub fn now() -> Instant {
 pub fn wall_now() -> SystemTime {
     SystemTime::now()
 }
-
-/// The local time zone's current UTC offset (report days start at local midnight).
-pub fn local_offset() -> switchboard_store::chrono::FixedOffset {
-    use switchboard_store::chrono::Offset;
-    switchboard_store::chrono::Local::now().offset().fix()
-}

@@ -1,8 +1,10 @@
 //! Call-backs (table `callbacks`): stored by the API, worked through by the server's dialer.
 //!
 //! A call-back moves `pending` → `dialing` → `done` | `failed` (or back to `pending` for a
-//! retry); `cancelled` only from `pending`. Each move is one conditional `UPDATE`, so a
-//! cancel and the dialer never both win.
+//! retry); `cancelled` and `expired` only from `pending`. Each move is one conditional
+//! `UPDATE`, so a cancel and the dialer never both win. A node holds what it is dialing under
+//! a lease (`node`, `lease_until`) that it renews; a lease that ran out goes back to
+//! `pending`.
 
 use crate::db::{BindVals, Db, RowExt, Val};
 use crate::model::{Callback, CallbackStatus, Timestamp, normalize_number};
@@ -30,6 +32,10 @@ fn callback_row<R: RowExt>(r: &R) -> Result<Callback, sqlx::Error> {
 
 fn text_row<R: RowExt>(r: &R) -> Result<String, sqlx::Error> {
     r.text("id")
+}
+
+fn claim_row<R: RowExt>(r: &R) -> Result<(String, Option<String>), sqlx::Error> {
+    Ok((r.text("id")?, r.opt_text("node")?))
 }
 
 fn count_row<R: RowExt>(r: &R) -> Result<(String, i64), sqlx::Error> {
@@ -168,29 +174,90 @@ impl Store {
     }
 
     /// Takes a pending call-back for dialing by `node` (the server's name, as in
-    /// [`crate::StoreOptions::journal_node`]); false when it is no longer pending (cancelled
-    /// meanwhile, or taken by another node's dialer).
+    /// [`crate::StoreOptions::journal_node`]) under a lease until `lease_until`; false when
+    /// it is no longer pending (cancelled meanwhile, or taken by another node's dialer).
     pub async fn claim_callback(
         &self,
         id: &str,
         node: &str,
         now: Timestamp,
+        lease_until: Timestamp,
     ) -> Result<bool, StoreError> {
         let vals = [
             Val::Text(Some(node)),
             Val::Ts(Some(now)),
+            Val::Ts(Some(lease_until)),
             Val::Text(Some(id)),
         ];
         let n = self
             .ready_db()
             .await?
             .execute(
-                "UPDATE callbacks SET status = 'dialing', node = $1, updated_at = $2 \
-                 WHERE id = $3 AND status = 'pending'",
+                "UPDATE callbacks SET status = 'dialing', node = $1, updated_at = $2, \
+                 lease_until = $3 WHERE id = $4 AND status = 'pending'",
                 &vals,
             )
             .await?;
         Ok(n > 0)
+    }
+
+    /// Renews `node`'s lease on every call-back it is dialing until `until`; returns how
+    /// many it still holds.
+    pub async fn renew_callback_claims(
+        &self,
+        node: &str,
+        until: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let vals = [Val::Ts(Some(until)), Val::Text(Some(node))];
+        Ok(self
+            .ready_db()
+            .await?
+            .execute(
+                "UPDATE callbacks SET lease_until = $1 WHERE status = 'dialing' AND node = $2",
+                &vals,
+            )
+            .await?)
+    }
+
+    /// Puts back to `pending` every call-back whose node's lease ran out before `now` (the
+    /// node stopped renewing: it died or lost the database); the interrupted attempt is not
+    /// counted (`last_result` `interrupted`). The caller's own rows (`me`) are left alone: it
+    /// is alive, and puts its own back at its next start. Returns each one's id and the node
+    /// that held it.
+    pub async fn reclaim_lapsed_callbacks(
+        &self,
+        me: &str,
+        now: Timestamp,
+    ) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        // The holders are read first (for the log); each UPDATE re-checks the lease, so a
+        // renewal or another node's reclaim meanwhile wins.
+        let sql = "SELECT id, node FROM callbacks \
+                   WHERE status = 'dialing' AND lease_until < $1 AND node <> $2";
+        let vals = [Val::Ts(Some(now)), Val::Text(Some(me))];
+        let db = self.ready_db().await?;
+        let lapsed = fetch_all!(db, sql, &vals, claim_row)?;
+        let mut taken = Vec::new();
+        for (id, node) in lapsed {
+            let vals = [Val::Ts(Some(now)), Val::Text(Some(&id))];
+            let n = db
+                .execute(
+                    "UPDATE callbacks SET status = 'pending', node = NULL, lease_until = NULL, \
+                     last_result = 'interrupted', updated_at = $1 \
+                     WHERE id = $2 AND status = 'dialing' AND lease_until < $1",
+                    &vals,
+                )
+                .await?;
+            if n > 0 {
+                taken.push((id, node));
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Moves a pending call-back to `expired` (not dialed within its validity); false when it
+    /// was not pending.
+    pub async fn expire_callback(&self, id: &str, now: Timestamp) -> Result<bool, StoreError> {
+        self.move_pending(id, CallbackStatus::Expired, now).await
     }
 
     /// Moves a call-back from `pending` to `to`; false when it was not pending.
@@ -217,10 +284,12 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Records how an attempt ended.
+    /// Records how `node`'s attempt ended; false when the call-back is no longer that node's
+    /// (its lease ran out and another node took it back).
     pub async fn end_callback_attempt(
         &self,
         id: &str,
+        node: &str,
         end: &AttemptEnd,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
@@ -231,21 +300,24 @@ impl Store {
             Val::Text(Some(&end.last_result)),
             Val::Ts(Some(now)),
             Val::Text(Some(id)),
+            Val::Text(Some(node)),
         ];
         let n = self
             .ready_db()
             .await?
             .execute(
                 "UPDATE callbacks SET status = $1, attempts = CAST($2 AS INTEGER), next_at = $3, \
-                 last_result = $4, updated_at = $5 WHERE id = $6 AND status = 'dialing'",
+                 last_result = $4, updated_at = $5, node = NULL, lease_until = NULL \
+                 WHERE id = $6 AND status = 'dialing' AND node = $7",
                 &vals,
             )
             .await?;
         Ok(n > 0)
     }
 
-    /// Puts call-backs `node` left `dialing` (it stopped mid-attempt) back to `pending`;
-    /// returns how many. Called once at start; other nodes' attempts are left alone.
+    /// Puts call-backs `node` left `dialing` (it stopped mid-attempt) back to `pending`, the
+    /// interrupted attempt not counted; returns how many. Called once at start; other nodes'
+    /// attempts are left alone (their leases say when they are abandoned).
     pub async fn requeue_dialing_callbacks(
         &self,
         node: &str,
@@ -256,7 +328,8 @@ impl Store {
             .ready_db()
             .await?
             .execute(
-                "UPDATE callbacks SET status = 'pending', node = NULL, updated_at = $1 \
+                "UPDATE callbacks SET status = 'pending', node = NULL, lease_until = NULL, \
+                 last_result = 'interrupted', updated_at = $1 \
                  WHERE status = 'dialing' AND node = $2",
                 &vals,
             )

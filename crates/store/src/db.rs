@@ -112,6 +112,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0006_session_node.sql"),
     ),
     (
+        7,
+        "callback lease",
+        include_str!("../migrations/postgres/0007_callback_lease.sql"),
+        include_str!("../migrations/sqlite/0007_callback_lease.sql"),
+    ),
+    (
         9,
         "campaigns",
         include_str!("../migrations/postgres/0009_campaigns.sql"),

@@ -730,6 +730,19 @@ pub fn new_client_call_answered_by(
     caller
 }
 
+/// The newest stored call record (`GET /api/v1/calls`), once more than `known` are stored.
+pub fn newest_call(server: &Server, known: usize) -> serde_json::Value {
+    let mut calls = serde_json::Value::Null;
+    wait_until(server, "the call record", Duration::from_secs(10), || {
+        calls = api_get(server.ports.http, "/api/v1/calls?limit=100")
+            .ok()
+            .and_then(|(_, body)| serde_json::from_str(&body).ok())
+            .unwrap_or(serde_json::Value::Null);
+        calls.as_array().is_some_and(|a| a.len() > known)
+    });
+    calls[0].clone()
+}
+
 /// Waits until `agent` is available (registered and idle) according to the API.
 pub fn wait_available(server: &Server, agent: &str) {
     wait_until(

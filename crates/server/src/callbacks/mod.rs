@@ -2,8 +2,13 @@
 //! out the schedule's decisions ([`plan`]): when one is due and an agent of its queue is free,
 //! it is taken (`dialing`) and handed to call control as an agent-first outbound call; the
 //! attempt's result comes back on a channel and the schedule decides what follows (done, a
-//! retry, failed). Call-backs left `dialing` by a server that stopped are put back to
-//! `pending` at start, so nothing is lost over a restart.
+//! retry, failed). A pending call-back whose validity ended is `expired`, never dialed.
+//!
+//! A node holds the call-backs it is dialing under a lease (`[callbacks] lease_s`) that it
+//! renews every third of the lease; every node takes back to `pending` other nodes' ones
+//! whose lease ran out (their node died), and a server puts back its own `dialing` rows at
+//! start, so nothing is lost over a crash or a dead node. The interrupted attempt is not
+//! counted: the customer's phone may not have rung at all.
 
 pub mod plan;
 
@@ -56,6 +61,9 @@ pub struct Dialer {
     /// This server's name: the rows it takes carry it, so that a restart puts back only its
     /// own attempts (nodes sharing one database).
     node: String,
+    /// How long a claim lasts unless renewed, and when this node last renewed its claims.
+    lease: Duration,
+    renewed_at: Option<Timestamp>,
 }
 
 impl Dialer {
@@ -70,6 +78,8 @@ impl Dialer {
         Dialer {
             node: crate::ops::journal::node_name(&config),
             policy: config.callbacks.policy(&config.routing.timezone),
+            lease: config.callbacks.lease(),
+            renewed_at: None,
             store,
             engine,
             config,
@@ -113,22 +123,63 @@ impl Dialer {
             }
         }
         self.save_unsaved(now).await;
-        if !self.config.trunks.iter().any(|t| t.outbound.is_some()) {
-            // Nowhere to dial: call-backs stay pending (stored, listed, cancellable).
-            return self.publish_counts().await;
-        }
+        self.keep_leases(now).await;
+        // Without a trunk that has `outbound` nothing is dialed: call-backs stay pending
+        // (stored, listed, cancellable) until they expire.
+        let can_dial = self.config.trunks.iter().any(|t| t.outbound.is_some());
         match self.store.due_callbacks(now, BATCH).await {
-            Ok(due) => self.dial_due(now, due).await,
+            Ok(due) => self.dial_due(now, due, can_dial).await,
             Err(e) => debug!("call-backs not read: {e}"),
         }
         self.publish_counts().await;
     }
 
-    async fn dial_due(&mut self, now: Timestamp, due: Vec<Callback>) {
+    /// Renews this node's claims every third of the lease, and takes back to `pending` the
+    /// claims of any other node whose lease ran out.
+    async fn keep_leases(&mut self, now: Timestamp) {
+        let third = chrono::Duration::from_std(self.lease / 3).unwrap_or_default();
+        let due = self.renewed_at.is_none_or(|at| now >= at + third);
+        if !self.in_flight.is_empty() && due {
+            let until = now + self.lease;
+            match self.store.renew_callback_claims(&self.node, until).await {
+                Ok(held) => {
+                    self.renewed_at = Some(now);
+                    let expected = self.in_flight.len() as u64;
+                    if held < expected {
+                        warn!(
+                            held,
+                            expected,
+                            "some call-backs being dialed were taken back by another node (this node's lease ran out)"
+                        );
+                    }
+                }
+                Err(e) => warn!("call-back leases not renewed (retried): {e}"),
+            }
+        }
+        match self.store.reclaim_lapsed_callbacks(&self.node, now).await {
+            Ok(taken) => {
+                for (id, node) in taken {
+                    info!(%id, node = node.as_deref().unwrap_or("?"), "call-back dialing on a node whose lease ran out is pending again");
+                }
+            }
+            Err(e) => debug!("lapsed call-back leases not checked: {e}"),
+        }
+    }
+
+    async fn dial_due(&mut self, now: Timestamp, due: Vec<Callback>, can_dial: bool) {
         let mut reserved = HashSet::new();
         for cb in due {
-            if self.policy.due(cb.next_at, now) != Due::Now {
-                continue; // Outside the calling window: stays pending.
+            match self
+                .policy
+                .due(plan::due_from(cb.at, cb.created_at), cb.next_at, now)
+            {
+                Due::Now if can_dial => {}
+                // Not yet, outside the calling window, or no trunk to dial: stays pending.
+                Due::Now | Due::Later(_) => continue,
+                Due::Expired => {
+                    self.expire(&cb, now).await;
+                    continue;
+                }
             }
             if self.on_dnc_list(&cb, now).await {
                 continue;
@@ -139,7 +190,12 @@ impl Dialer {
             let Some(agent) = self.free_agent(&queue, &reserved) else {
                 continue; // Nobody free: it waits for the next look.
             };
-            match self.store.claim_callback(&cb.id, &self.node, now).await {
+            let lease_until = now + self.lease;
+            match self
+                .store
+                .claim_callback(&cb.id, &self.node, now, lease_until)
+                .await
+            {
                 Ok(true) => {}
                 Ok(false) => continue, // Cancelled meanwhile.
                 Err(e) => {
@@ -154,6 +210,9 @@ impl Dialer {
             };
             info!(id = %cb.id, number = %cb.number, %agent, %queue, attempt = cb.attempts + 1, "call-back due: offering it to the agent");
             reserved.insert(agent.clone());
+            if self.in_flight.is_empty() {
+                self.renewed_at = Some(now);
+            }
             self.in_flight.insert(cb.id.clone(), cb.attempts);
             let req = DialRequest {
                 record_id: new_record_id(),
@@ -187,8 +246,16 @@ impl Dialer {
                     next_at: None,
                     last_result: "dnc".to_owned(),
                 };
-                match self.store.claim_callback(&cb.id, &self.node, now).await {
-                    Ok(true) => match self.store.end_callback_attempt(&cb.id, &end, now).await {
+                match self
+                    .store
+                    .claim_callback(&cb.id, &self.node, now, now)
+                    .await
+                {
+                    Ok(true) => match self
+                        .store
+                        .end_callback_attempt(&cb.id, &self.node, &end, now)
+                        .await
+                    {
                         Ok(_) => {
                             info!(id = %cb.id, number = %cb.number, "call-back cancelled: the number is on the do-not-call list");
                         }
@@ -210,6 +277,17 @@ impl Dialer {
         }
     }
 
+    /// A pending call-back not dialed within its validity (`[callbacks] expire_after_s`).
+    async fn expire(&self, cb: &Callback, now: Timestamp) {
+        match self.store.expire_callback(&cb.id, now).await {
+            Ok(true) => {
+                info!(id = %cb.id, number = %cb.number, attempts = cb.attempts, "call-back expired: not dialed within its validity");
+            }
+            Ok(false) => {} // Cancelled or taken meanwhile.
+            Err(e) => warn!(id = %cb.id, "call-back not expired yet (retried): {e}"),
+        }
+    }
+
     /// The call-back's queue, the `[callbacks] queue`, or the first queue.
     fn queue_of(&self, cb: &Callback) -> Option<String> {
         cb.queue
@@ -227,14 +305,20 @@ impl Dialer {
 
     async fn on_report(&mut self, report: AttemptReport) {
         let now = now_utc();
+        let stored = match self.store.callback(&report.callback_id).await {
+            Ok(cb) => cb,
+            Err(e) => {
+                warn!(id = %report.callback_id, "call-back not read for its result: {e}");
+                None
+            }
+        };
         let before = match self.in_flight.remove(&report.callback_id) {
             Some(n) => n,
-            None => match self.store.callback(&report.callback_id).await {
-                Ok(Some(cb)) => cb.attempts,
-                _ => 0,
-            },
+            None => stored.as_ref().map_or(0, |cb| cb.attempts),
         };
-        let next = self.policy.after(before, report.result, now);
+        // Unknown when the row cannot be read: the attempt's time stands for it.
+        let asked = stored.map_or(now, |cb| plan::due_from(cb.at, cb.created_at));
+        let next = self.policy.after(before, report.result, asked, now);
         info!(
             id = %report.callback_id,
             result = report.result.as_str(),
@@ -257,8 +341,15 @@ impl Dialer {
     async fn save_unsaved(&mut self, now: Timestamp) {
         let mut left = Vec::new();
         for (id, end) in std::mem::take(&mut self.unsaved) {
-            match self.store.end_callback_attempt(&id, &end, now).await {
-                Ok(_) => {}
+            match self
+                .store
+                .end_callback_attempt(&id, &self.node, &end, now)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    warn!(%id, status = end.status.as_str(), "call-back result not stored: the call-back is no longer this node's (its lease ran out, or it was taken back)");
+                }
                 Err(e) => {
                     warn!(%id, "call-back result not stored yet (retried): {e}");
                     left.push((id, end));

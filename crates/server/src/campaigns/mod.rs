@@ -72,6 +72,8 @@ pub fn policy(campaign: &Campaign, base: &Policy) -> Policy {
         retry_after: Duration::from_secs(u64::from(campaign.retry_after_s.max(1))),
         window,
         zone: base.zone,
+        // A campaign's contacts stay in its list until dialed or given up: no expiry.
+        expire_after: None,
     }
 }
 

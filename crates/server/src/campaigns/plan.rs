@@ -78,7 +78,9 @@ impl Pacer {
                     .due
                     .iter()
                     .filter(|d| !self.in_flight.contains_key(&d.id))
-                    .filter(|d| c.policy.due(d.next_at, now) == Due::Now)
+                    // Contacts never expire (`expire_after` is `None`), so the time their
+                    // validity counts from does not matter: `now`.
+                    .filter(|d| c.policy.due(now, d.next_at, now) == Due::Now)
                     .collect();
                 (c, due.into_iter())
             })
@@ -154,7 +156,8 @@ pub fn after(
     result: AttemptResult,
     now: DateTime<Utc>,
 ) -> ContactEnd {
-    let next = policy.after(attempts, result, now);
+    // A campaign's policy has no expiry: the time asked for is not used.
+    let next = policy.after(attempts, result, now, now);
     let status = match next.status {
         CallbackStatus::Done => ContactStatus::Done,
         CallbackStatus::Pending => ContactStatus::Pending,
@@ -181,6 +184,7 @@ mod tests {
             retry_after: Duration::from_secs(60),
             window: window.map(|(a, b)| (parse_hhmm(a).unwrap(), parse_hhmm(b).unwrap())),
             zone: "Europe/Zagreb".parse().unwrap(),
+            expire_after: None,
         }
     }
 

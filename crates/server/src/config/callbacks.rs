@@ -1,5 +1,5 @@
 //! `[callbacks]`: how scheduled call-backs are dialed (queue, attempts, retry delay, calling
-//! window and its time zone).
+//! window and its time zone, validity, the lease of a node's claim).
 
 use std::time::Duration;
 
@@ -25,6 +25,13 @@ pub struct CallbacksConfig {
     pub window: Option<Vec<String>>,
     /// The time zone of `window` (IANA name); absent: `[routing] timezone`.
     pub timezone: Option<String>,
+    /// A call-back not dialed this long after the time asked for is `expired`; 0: never.
+    #[serde(default = "default_expire_after")]
+    pub expire_after_s: u32,
+    /// A node renews its claim on the call-backs it is dialing; a claim not renewed for this
+    /// long (its node died) goes back to `pending` for any node to dial.
+    #[serde(default = "default_lease")]
+    pub lease_s: u32,
 }
 
 fn default_max_attempts() -> u32 {
@@ -33,6 +40,15 @@ fn default_max_attempts() -> u32 {
 fn default_retry_after() -> u32 {
     300
 }
+fn default_expire_after() -> u32 {
+    86_400
+}
+fn default_lease() -> u32 {
+    30
+}
+
+/// The shortest lease: renewals come every third of it, on the dialer's 1 s look.
+const MIN_LEASE_S: u32 = 3;
 
 impl Default for CallbacksConfig {
     fn default() -> Self {
@@ -42,6 +58,8 @@ impl Default for CallbacksConfig {
             retry_after_s: default_retry_after(),
             window: None,
             timezone: None,
+            expire_after_s: default_expire_after(),
+            lease_s: default_lease(),
         }
     }
 }
@@ -62,6 +80,12 @@ impl CallbacksConfig {
         }
         if self.retry_after_s == 0 {
             errors.push(err("callbacks.retry_after_s", "must be positive"));
+        }
+        if self.lease_s < MIN_LEASE_S {
+            errors.push(err(
+                "callbacks.lease_s",
+                format!("must be at least {MIN_LEASE_S}"),
+            ));
         }
         if let Some(w) = &self.window {
             let ok = w.len() == 2 && w.iter().all(|t| parse_hhmm(t).is_some()) && w[0] != w[1];
@@ -101,7 +125,14 @@ impl CallbacksConfig {
             retry_after: Duration::from_secs(u64::from(self.retry_after_s.max(1))),
             window,
             zone,
+            expire_after: (self.expire_after_s > 0)
+                .then(|| Duration::from_secs(u64::from(self.expire_after_s))),
         }
+    }
+
+    /// How long a node's claim on a call-back it is dialing lasts unless renewed.
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(u64::from(self.lease_s.max(MIN_LEASE_S)))
     }
 }
 
@@ -117,6 +148,8 @@ mod tests {
             retry_after_s: 0,
             window: Some(vec!["8am".into(), "21:00".into()]),
             timezone: Some("Mars/Olympus".into()),
+            expire_after_s: 0,
+            lease_s: 1,
         };
         let mut errors = Vec::new();
         bad.validate(&["orders"], &mut errors);
@@ -127,6 +160,7 @@ mod tests {
                 "callbacks.queue",
                 "callbacks.max_attempts",
                 "callbacks.retry_after_s",
+                "callbacks.lease_s",
                 "callbacks.window",
                 "callbacks.timezone"
             ]
@@ -143,5 +177,8 @@ mod tests {
         assert_eq!(p.zone, chrono_tz::Europe::Zagreb);
         assert_eq!((p.max_attempts, p.retry_after.as_secs()), (3, 300));
         assert!(p.window.is_some());
+        assert_eq!(p.expire_after, Some(Duration::from_secs(86_400)));
+        assert_eq!(good.lease(), Duration::from_secs(30));
+        assert_eq!(bad.policy("UTC").expire_after, None);
     }
 }

@@ -1,8 +1,9 @@
 //! The call center's day: "calls today" and talk time today reset at local midnight in
-//! `[routing] timezone`. The engine runs the reset on its own clock
-//! ([`Engine::schedule_daily_reset`]); this module only finds the next midnight.
+//! `[routing] timezone`, and the reports' "today" (the wallboard's totals) is the same day.
+//! The engine runs the reset on its own clock ([`Engine::schedule_daily_reset`]); this
+//! module only finds the midnights.
 
-use chrono::{DateTime, Days, NaiveTime, TimeZone as _};
+use chrono::{DateTime, Days, FixedOffset, NaiveDate, NaiveTime, TimeZone as _, Utc};
 use chrono_tz::Tz;
 use switchboard_engine::{Engine, Time};
 use tracing::info;
@@ -29,6 +30,36 @@ pub fn next_local_midnight(after: Time, zone: Tz) -> Time {
     start
         .and_then(|s| u64::try_from(s.timestamp_millis()).ok())
         .map_or(after.plus_millis(86_400_000), Time::from_millis)
+}
+
+/// The call center's time zone, `[routing] timezone` (validated; UTC if it were not).
+pub fn zone(name: &str) -> Tz {
+    name.parse().unwrap_or(Tz::UTC)
+}
+
+/// The first instant of local day `day` in `zone` (midnight, or the first hour that exists
+/// when a DST change skips it).
+fn day_start(day: NaiveDate, zone: Tz) -> Option<DateTime<FixedOffset>> {
+    let midnight = day.and_time(NaiveTime::MIN);
+    (0..3)
+        .filter_map(|h| {
+            zone.from_local_datetime(&(midnight + chrono::Duration::hours(h)))
+                .earliest()
+        })
+        .next()
+        .map(|t| t.fixed_offset())
+}
+
+/// Today in `zone` at `now`: its local midnight and the next one, each in its own offset
+/// (a DST day is 23 or 25 hours long).
+pub fn today(
+    now: DateTime<Utc>,
+    zone: Tz,
+) -> Option<(DateTime<FixedOffset>, DateTime<FixedOffset>)> {
+    let day = now.with_timezone(&zone).date_naive();
+    let start = day_start(day, zone)?;
+    let end = day_start(day.checked_add_days(Days::new(1))?, zone)?;
+    Some((start, end))
 }
 
 /// Schedules the engine's next daily reset after `now`.
@@ -64,6 +95,21 @@ mod tests {
             next_local_midnight(at("2025-07-10T12:00:00Z"), Tz::UTC),
             at("2025-07-11T00:00:00Z")
         );
+    }
+
+    #[test]
+    fn today_runs_from_local_midnight_to_the_next() {
+        let zagreb: Tz = "Europe/Zagreb".parse().unwrap();
+        let utc = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        // 23:30 UTC on 2 March is 00:30 on 3 March in Zagreb.
+        let (from, to) = today(utc("2026-03-02T23:30:00Z"), zagreb).unwrap();
+        assert_eq!(from.to_rfc3339(), "2026-03-03T00:00:00+01:00");
+        assert_eq!(to.to_rfc3339(), "2026-03-04T00:00:00+01:00");
+        // The day summer time starts has 23 hours.
+        let (from, to) = today(utc("2026-03-29T12:00:00Z"), zagreb).unwrap();
+        assert_eq!(from.to_rfc3339(), "2026-03-29T00:00:00+01:00");
+        assert_eq!(to.to_rfc3339(), "2026-03-30T00:00:00+02:00");
+        assert_eq!((to - from).num_hours(), 23);
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Call-backs: stored, due at their time, taken for dialing, retried, cancelled, put back
-//! after a restart, counted by status.
+//! Call-backs: stored, due at their time, taken for dialing under a lease, retried,
+//! cancelled, put back after a restart or when a lease runs out, expired, counted by status.
 
 use super::*;
 
@@ -48,13 +48,13 @@ pub async fn callbacks_round_trip(kind: Kind) {
     // The dialer takes "asap"; a cancel then is refused, and a second claim fails.
     assert!(
         store
-            .claim_callback("asap", "node-a", t(600))
+            .claim_callback("asap", "node-a", t(600), t(630))
             .await
             .unwrap()
     );
     assert!(
         !store
-            .claim_callback("asap", "node-b", t(600))
+            .claim_callback("asap", "node-b", t(600), t(630))
             .await
             .unwrap()
     );
@@ -69,9 +69,16 @@ pub async fn callbacks_round_trip(kind: Kind) {
         next_at: Some(t(900)),
         last_result: "busy".into(),
     };
+    // Only the node that holds it records the result.
+    assert!(
+        !store
+            .end_callback_attempt("asap", "node-b", &retry, t(650))
+            .await
+            .unwrap()
+    );
     assert!(
         store
-            .end_callback_attempt("asap", &retry, t(650))
+            .end_callback_attempt("asap", "node-a", &retry, t(650))
             .await
             .unwrap()
     );
@@ -100,7 +107,7 @@ pub async fn callbacks_round_trip(kind: Kind) {
     // node's start leaves it alone.
     assert!(
         store
-            .claim_callback("asap", "node-a", t(950))
+            .claim_callback("asap", "node-a", t(950), t(980))
             .await
             .unwrap()
     );
@@ -117,6 +124,11 @@ pub async fn callbacks_round_trip(kind: Kind) {
             .await
             .unwrap(),
         1
+    );
+    let asap = store.callback("asap").await.unwrap().unwrap();
+    assert_eq!(
+        (asap.status, asap.attempts, asap.last_result.as_deref()),
+        (CallbackStatus::Pending, 1, Some("interrupted"))
     );
     // Cancelled: never due again; listed under its status.
     let cancelled = store
@@ -138,6 +150,85 @@ pub async fn callbacks_round_trip(kind: Kind) {
     assert_eq!(listed.len(), 1);
     let counts = store.callback_counts().await.unwrap();
     assert!(counts.contains(&("cancelled".to_owned(), 1)), "{counts:?}");
+
+    // Leases: node-a takes "later" and renews; node-b's reclaim leaves a live lease alone,
+    // takes back one that ran out, and node-a's late result is then refused.
+    assert!(
+        store
+            .claim_callback("later", "node-a", t(2_000_000), t(2_000_030))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .renew_callback_claims("node-a", t(2_000_050))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .renew_callback_claims("node-b", t(2_000_050))
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(
+        store
+            .reclaim_lapsed_callbacks("node-b", t(2_000_040))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .reclaim_lapsed_callbacks("node-a", t(2_000_051))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a live node never takes back its own"
+    );
+    assert_eq!(
+        store
+            .reclaim_lapsed_callbacks("node-b", t(2_000_051))
+            .await
+            .unwrap(),
+        [("later".to_owned(), Some("node-a".to_owned()))]
+    );
+    let later = store.callback("later").await.unwrap().unwrap();
+    assert_eq!(
+        (later.status, later.attempts, later.last_result.as_deref()),
+        (CallbackStatus::Pending, 0, Some("interrupted"))
+    );
+    let done = AttemptEnd {
+        status: CallbackStatus::Done,
+        attempts: 1,
+        next_at: None,
+        last_result: "answered".into(),
+    };
+    assert!(
+        !store
+            .end_callback_attempt("later", "node-a", &done, t(2_000_052))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .reclaim_lapsed_callbacks("node-b", t(3_000_000))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Expired only from pending.
+    assert!(store.expire_callback("later", t(2_000_060)).await.unwrap());
+    assert!(!store.expire_callback("later", t(2_000_061)).await.unwrap());
+    assert!(!store.expire_callback("asap", t(2_000_061)).await.unwrap());
+    let listed = store
+        .list_callbacks(Some(CallbackStatus::Expired), 10)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, "later");
 }
 
 pub async fn dnc_round_trip(kind: Kind) {

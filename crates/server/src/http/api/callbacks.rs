@@ -57,7 +57,8 @@ pub struct CallbackView {
     #[schema(format = DateTime)]
     pub next_at: Option<String>,
     /// How the last attempt ended: `answered`, `busy`, `no_answer`, `failed`,
-    /// `agent_no_answer`.
+    /// `agent_no_answer`; `interrupted` (its node died mid-attempt), `dnc` (cancelled for the
+    /// do-not-call list).
     pub last_result: Option<String>,
     /// The records of the calls it produced (`GET /api/v1/calls`).
     pub call_ids: Vec<String>,

@@ -10,14 +10,15 @@
 //! - an agent's `offered` = `answered` + `no_answers`; times in a state are clipped to the
 //!   period, the state before the period counting from its start.
 //!
-//! Periods are half-open `[from, to)` in RFC 3339; both default to today (local midnight to
-//! midnight); intervals (hour, day) are cut at the UTC offset of `from`.
+//! Periods are half-open `[from, to)` in RFC 3339; both default to today (midnight to
+//! midnight in `[routing] timezone`, the day of "calls today"); intervals (hour, day) are cut
+//! at the UTC offset of `from`.
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use switchboard_store::chrono::{DateTime, Duration, FixedOffset, SecondsFormat, TimeZone, Utc};
+use switchboard_store::chrono::{DateTime, Duration, FixedOffset, SecondsFormat, Utc};
 use switchboard_store::reports::{AgentFigures, Period, QueueFigures, QueueReportQuery};
 use utoipa::{IntoParams, ToSchema};
 
@@ -72,8 +73,9 @@ pub struct ReportQuery {
     pub interval: Option<Interval>,
 }
 
-/// The period of a query, and the UTC offset its days are cut at.
-fn period(q: &ReportQuery) -> Result<(Period, FixedOffset), ApiError> {
+/// The period of a query, and the UTC offset its days are cut at; `zone` is the call
+/// center's (`[routing] timezone`), whose today is the default.
+fn period(q: &ReportQuery, zone: chrono_tz::Tz) -> Result<(Period, FixedOffset), ApiError> {
     let parse =
         |name: &str, v: &Option<String>| -> Result<Option<DateTime<FixedOffset>>, ApiError> {
             match v.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
@@ -90,16 +92,8 @@ fn period(q: &ReportQuery) -> Result<(Period, FixedOffset), ApiError> {
         (Some(f), Some(t)) => (f, t),
         (Some(f), None) => (f, f + day),
         (None, Some(t)) => (t - day, t),
-        (None, None) => {
-            let offset = crate::clock::local_offset();
-            let now = switchboard_store::now_utc().with_timezone(&offset);
-            let midnight = now
-                .date_naive()
-                .and_hms_opt(0, 0, 0)
-                .and_then(|m| offset.from_local_datetime(&m).single())
-                .ok_or_else(|| ApiError::unprocessable("cannot find today's local midnight"))?;
-            (midnight, midnight + day)
-        }
+        (None, None) => crate::routing::daily::today(switchboard_store::now_utc(), zone)
+            .ok_or_else(|| ApiError::unprocessable("cannot find today's local midnight"))?,
     };
     if from >= to {
         return Err(ApiError::unprocessable("from: must be before to"));
@@ -237,7 +231,7 @@ pub async fn agents(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ReportQuery>,
 ) -> Result<Response, ApiError> {
-    let (period, offset) = period(&q)?;
+    let (period, offset) = period(&q, crate::routing::daily::zone(&state.config.routing.timezone))?;
     let mut figures = state
         .store
         .agent_report(period, switchboard_store::now_utc())
@@ -338,7 +332,7 @@ pub async fn queues(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ReportQuery>,
 ) -> Result<Response, ApiError> {
-    let (period, offset) = period(&q)?;
+    let (period, offset) = period(&q, crate::routing::daily::zone(&state.config.routing.timezone))?;
     let interval_ms = q.interval.unwrap_or_default().millis();
     let offset_ms = i64::from(offset.local_minus_utc()) * 1000;
     let threshold_s = state.config.routing.service_level_threshold_s;
@@ -471,7 +465,7 @@ pub async fn abandoned(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ReportQuery>,
 ) -> Result<Response, ApiError> {
-    let (period, offset) = period(&q)?;
+    let (period, offset) = period(&q, crate::routing::daily::zone(&state.config.routing.timezone))?;
     let calls = state
         .store
         .abandoned_report(period)
@@ -602,12 +596,15 @@ mod tests {
             format: None,
             interval: None,
         };
+        let period = |q: &ReportQuery| period(q, chrono_tz::Europe::Zagreb);
         let (p, off) = period(&q(Some("2026-03-02T00:00:00+01:00"), None)).unwrap();
         assert_eq!(off.local_minus_utc(), 3600);
         assert_eq!(p.to - p.from, Duration::days(1));
         assert_eq!(p.from.to_rfc3339(), "2026-03-01T23:00:00+00:00");
-        let (p, _) = period(&q(None, None)).unwrap();
-        assert_eq!(p.to - p.from, Duration::days(1));
+        let (p, off) = period(&q(None, None)).unwrap();
+        assert!((23..=25).contains(&(p.to - p.from).num_hours()));
+        let local = p.from.with_timezone(&off);
+        assert_eq!(local.time(), switchboard_store::chrono::NaiveTime::MIN);
         assert!(period(&q(Some("yesterday"), None)).is_err());
         assert!(
             period(&q(
