@@ -91,6 +91,7 @@ impl Engine {
             stats_queue: AtomicU32::new(NONE),
             answered_at: AtomicU64::new(0),
             unlisted: AtomicU32::new(0),
+            held: AtomicU32::new(0),
         });
         self.call_shard(id).insert(id, cell.clone());
         // Fast path: nobody waits in the first step's list, so no earlier call has a claim on
