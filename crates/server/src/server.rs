@@ -149,6 +149,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
     let events = EventBus::new(1024);
     let shared = Shared::new();
     let (inputs_tx, inputs_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (places_tx, places_rx) = tokio::sync::mpsc::unbounded_channel();
     let media = MediaSetup::new(&config).context("cannot set up media")?;
     let refresh_media = media.clone();
     let calls = Calls::new(
@@ -163,6 +164,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
             shared: Arc::clone(&shared),
             inputs: inputs_tx.clone(),
             nonce_secret: random_secret().context("cannot read random bytes for digest nonces")?,
+            places: Some(places_tx),
         },
     );
     let mono_start = clock::now();
@@ -253,6 +255,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
         Arc::new(config.clone()),
         inputs_tx,
         metrics.clone(),
+        places_rx,
     );
     tokio::spawn(dialer.run(drain.clone()));
 

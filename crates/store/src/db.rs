@@ -111,6 +111,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/postgres/0006_session_node.sql"),
         include_str!("../migrations/sqlite/0006_session_node.sql"),
     ),
+    (
+        8,
+        "exit with key",
+        include_str!("../migrations/postgres/0008_exit_with_key.sql"),
+        include_str!("../migrations/sqlite/0008_exit_with_key.sql"),
+    ),
 ];
 
 fn migrator(target: &Target) -> Migrator {

@@ -104,6 +104,7 @@ pub async fn create(
         callback_id: None,
         label: None,
         report: None,
+        place: None,
     };
     state
         .call_inputs

@@ -3,9 +3,13 @@
 //! it is taken (`dialing`) and handed to call control as an agent-first outbound call; the
 //! attempt's result comes back on a channel and the schedule decides what follows (done, a
 //! retry, failed). Call-backs left `dialing` by a server that stopped are put back to
-//! `pending` at start, so nothing is lost over a restart.
+//! `pending` at start, so nothing is lost over a restart. In-queue call-backs, whose callers
+//! keep their place in the queue, are stored and taken here too ([`places`]).
 
+mod places;
 pub mod plan;
+
+pub use places::PlaceNote;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -56,6 +60,13 @@ pub struct Dialer {
     /// This server's name: the rows it takes carry it, so that a restart puts back only its
     /// own attempts (nodes sharing one database).
     node: String,
+    /// Held places of in-queue call-backs, from call control.
+    places: mpsc::UnboundedReceiver<PlaceNote>,
+    /// Call-backs whose caller's place the engine holds: the engine decides when they are
+    /// dialed, so the schedule leaves them alone.
+    held: HashSet<String>,
+    /// In-queue call-backs not yet stored (the database was unreachable); retried every tick.
+    unstored: Vec<Callback>,
 }
 
 impl Dialer {
@@ -65,6 +76,7 @@ impl Dialer {
         config: Arc<Config>,
         inputs: mpsc::UnboundedSender<CallInput>,
         metrics: Metrics,
+        places: mpsc::UnboundedReceiver<PlaceNote>,
     ) -> Dialer {
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
         Dialer {
@@ -80,6 +92,9 @@ impl Dialer {
             in_flight: HashMap::new(),
             unsaved: Vec::new(),
             requeued: false,
+            places,
+            held: HashSet::new(),
+            unstored: Vec::new(),
         }
     }
 
@@ -91,6 +106,7 @@ impl Dialer {
             tokio::select! {
                 () = stop.cancelled() => break,
                 Some(report) = self.reports_rx.recv() => self.on_report(report).await,
+                Some(note) = self.places.recv() => self.on_place(note).await,
                 _ = tick.tick() => self.tick().await,
             }
         }
@@ -113,6 +129,7 @@ impl Dialer {
             }
         }
         self.save_unsaved(now).await;
+        self.store_held().await;
         if !self.config.trunks.iter().any(|t| t.outbound.is_some()) {
             // Nowhere to dial: call-backs stay pending (stored, listed, cancellable).
             return self.publish_counts().await;
@@ -129,6 +146,9 @@ impl Dialer {
         for cb in due {
             if self.policy.due(cb.next_at, now) != Due::Now {
                 continue; // Outside the calling window: stays pending.
+            }
+            if self.held.contains(&cb.id) {
+                continue; // Its caller's place comes first in the queue: the engine decides.
             }
             if self.on_dnc_list(&cb, now).await {
                 continue;
@@ -147,11 +167,7 @@ impl Dialer {
                     continue;
                 }
             }
-            let client = self.store.clients().get(&cb.number).map(|c| c.name);
-            let label = match &client {
-                Some(name) => format!("call-back to {}, client {name}", cb.number),
-                None => format!("call-back to {}", cb.number),
-            };
+            let label = self.label(&cb.number);
             info!(id = %cb.id, number = %cb.number, %agent, %queue, attempt = cb.attempts + 1, "call-back due: offering it to the agent");
             reserved.insert(agent.clone());
             self.in_flight.insert(cb.id.clone(), cb.attempts);
@@ -164,6 +180,7 @@ impl Dialer {
                 callback_id: Some(cb.id.clone()),
                 label: Some(label),
                 report: Some(self.reports_tx.clone()),
+                place: None,
             };
             if self.inputs.send(CallInput::Dial(Box::new(req))).is_err() {
                 // Call control has stopped (shutdown): the row stays `dialing` and is put back
@@ -206,6 +223,14 @@ impl Dialer {
                 warn!(id = %cb.id, "do-not-call list not read; the call-back waits: {e}");
                 true
             }
+        }
+    }
+
+    /// What the agent's phone shows: "call-back to +385…, client X".
+    fn label(&self, number: &str) -> String {
+        match self.store.clients().get(number).map(|c| c.name) {
+            Some(name) => format!("call-back to {number}, client {name}"),
+            None => format!("call-back to {number}"),
         }
     }
 

@@ -24,6 +24,7 @@ mod admission;
 mod dialogs;
 mod ending;
 mod inbound;
+mod inqueue;
 mod legs;
 mod menu;
 mod outbound;
@@ -107,6 +108,9 @@ pub enum CallInput {
     Digit { key: u64, digit: char },
     /// Start an outbound call (click-to-call, a due call-back).
     Dial(Box<DialRequest>),
+    /// A held place the engine offered is not dialed now (see `PlaceNote::Reached`): free
+    /// its agents.
+    DropPlace { call: CallId },
 }
 
 /// What call control works with, built by the server.
@@ -123,6 +127,9 @@ pub struct CallDeps {
     pub inputs: tokio::sync::mpsc::UnboundedSender<CallInput>,
     /// Random bytes keying the nonces of trunk digest challenges.
     pub nonce_secret: Vec<u8>,
+    /// The call-back dialer's notes of held places (the in-queue call-back is offered only
+    /// with one).
+    pub places: Option<tokio::sync::mpsc::UnboundedSender<crate::callbacks::PlaceNote>>,
 }
 
 /// The call-control state of the endpoint task.
@@ -169,6 +176,10 @@ pub struct Calls {
     day_zone: chrono_tz::Tz,
     /// The name this server journals calls in progress under.
     journal_node: String,
+    /// The in-queue call-back offer (`[callbacks] offer_after_s`), when configured.
+    callback_offer: Option<inqueue::InQueueOffer>,
+    /// Places held in the engine for callers who asked to be called back, by engine call.
+    places: HashMap<CallId, inqueue::HeldPlace>,
 }
 
 /// How often the active-call snapshot for the HTTP API is rebuilt at most.
@@ -214,6 +225,7 @@ impl Calls {
             shared,
             inputs,
             nonce_secret,
+            places,
         } = deps;
         let trunks = config
             .trunks
@@ -289,6 +301,8 @@ impl Calls {
                 .parse()
                 .unwrap_or(chrono_tz::Tz::UTC),
             journal_node: crate::journal::node_name(config),
+            callback_offer: inqueue::InQueueOffer::new(config, places),
+            places: HashMap::new(),
         }
     }
 
@@ -350,6 +364,10 @@ impl Calls {
                 Timer::SessionExpired { key } => self.session_expired(ep, now, key),
                 Timer::OutboundAgentRing { key } => self.outbound_agent_timeout(ep, now, key),
                 Timer::OutboundNoAnswer { key } => self.outbound_customer_timeout(ep, now, key),
+                Timer::CallbackOffer { key } => self.offer_callback(key),
+                Timer::CallbackGoodbye { key } => {
+                    self.end_call(ep, now, key, Ended::CallbackBooked)
+                }
             }
         }
         self.pump(ep, now);
@@ -476,7 +494,8 @@ impl Calls {
     pub fn on_input(&mut self, ep: &mut Endpoint, now: Instant, input: CallInput) {
         match input {
             CallInput::Digit { key, digit } => self.on_digit(ep, now, key, digit),
-            CallInput::Dial(req) => self.dial(now, *req),
+            CallInput::Dial(req) => self.dial(ep, now, *req),
+            CallInput::DropPlace { call } => self.drop_place(now, call),
         }
         self.pump(ep, now);
     }

@@ -109,6 +109,7 @@ impl Sim {
                 shared: Shared::new(),
                 inputs,
                 nonce_secret: b"sim-trunk-secret".to_vec(),
+                places: None,
             },
         );
         Sim {

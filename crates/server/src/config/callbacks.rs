@@ -1,5 +1,5 @@
 //! `[callbacks]`: how scheduled call-backs are dialed (queue, attempts, retry delay, calling
-//! window and its time zone).
+//! window and its time zone) and the in-queue offer (digit, when it is announced).
 
 use std::time::Duration;
 
@@ -25,6 +25,15 @@ pub struct CallbacksConfig {
     pub window: Option<Vec<String>>,
     /// The time zone of `window` (IANA name); absent: `[routing] timezone`.
     pub timezone: Option<String>,
+    /// The DTMF digit a queued caller presses to be called back, keeping their place.
+    #[serde(default = "default_digit")]
+    pub in_queue_digit: String,
+    /// Seconds of waiting after which the in-queue offer is announced; absent: no offer.
+    pub offer_after_s: Option<u32>,
+}
+
+fn default_digit() -> String {
+    "1".to_owned()
 }
 
 fn default_max_attempts() -> u32 {
@@ -42,6 +51,8 @@ impl Default for CallbacksConfig {
             retry_after_s: default_retry_after(),
             window: None,
             timezone: None,
+            in_queue_digit: default_digit(),
+            offer_after_s: None,
         }
     }
 }
@@ -74,6 +85,15 @@ impl CallbacksConfig {
                 ));
             }
         }
+        if self.in_queue_digit_char().is_none() {
+            errors.push(err(
+                "callbacks.in_queue_digit",
+                format!("{:?} is not one digit \"0\" to \"9\"", self.in_queue_digit),
+            ));
+        }
+        if self.offer_after_s.is_some_and(|s| s > 86_400) {
+            errors.push(err("callbacks.offer_after_s", "at most a day (86400)"));
+        }
         if let Some(tz) = &self.timezone
             && tz.parse::<chrono_tz::Tz>().is_err()
         {
@@ -81,6 +101,16 @@ impl CallbacksConfig {
                 "callbacks.timezone",
                 format!("{tz:?} is not an IANA time zone (e.g. \"Europe/Zagreb\")"),
             ));
+        }
+    }
+
+    /// `in_queue_digit` as a DTMF digit (`None` when it is not one digit 0–9: the prompts say
+    /// digits only).
+    pub fn in_queue_digit_char(&self) -> Option<char> {
+        let mut chars = self.in_queue_digit.chars();
+        match (chars.next(), chars.next()) {
+            (Some(c @ '0'..='9'), None) => Some(c),
+            _ => None,
         }
     }
 
@@ -117,6 +147,8 @@ mod tests {
             retry_after_s: 0,
             window: Some(vec!["8am".into(), "21:00".into()]),
             timezone: Some("Mars/Olympus".into()),
+            in_queue_digit: "#1".into(),
+            offer_after_s: Some(100_000),
         };
         let mut errors = Vec::new();
         bad.validate(&["orders"], &mut errors);
@@ -128,6 +160,8 @@ mod tests {
                 "callbacks.max_attempts",
                 "callbacks.retry_after_s",
                 "callbacks.window",
+                "callbacks.in_queue_digit",
+                "callbacks.offer_after_s",
                 "callbacks.timezone"
             ]
         );
@@ -143,5 +177,6 @@ mod tests {
         assert_eq!(p.zone, chrono_tz::Europe::Zagreb);
         assert_eq!((p.max_attempts, p.retry_after.as_secs()), (3, 300));
         assert!(p.window.is_some());
+        assert_eq!(good.in_queue_digit_char(), Some('1'));
     }
 }
