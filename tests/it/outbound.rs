@@ -17,7 +17,14 @@ fn company(pbx_port: u16) -> Server {
 /// As [`company`], with `extra` appended to the configuration (e.g. a `[callbacks]` table).
 pub(crate) fn company_with(pbx_port: u16, extra: &str) -> Server {
     let ports = Ports::new();
-    let config = demo_config(&ports).replacen(
+    let config = outbound_config(&ports, pbx_port) + extra;
+    Server::start(&config, ports)
+}
+
+/// The demo configuration on `ports` with its trunk's outbound side at `pbx_port` (user `sb`,
+/// password `sb-secret`, caller id +38512345678).
+pub(crate) fn outbound_config(ports: &Ports, pbx_port: u16) -> String {
+    demo_config(ports).replacen(
         "name = \"pbx-main\"\n",
         &format!(
             "name = \"pbx-main\"\noutbound = \"sip:127.0.0.1:{pbx_port};transport=udp\"\n\
@@ -25,8 +32,7 @@ pub(crate) fn company_with(pbx_port: u16, extra: &str) -> Server {
              caller_id = \"+38512345678\"\n"
         ),
         1,
-    ) + extra;
-    Server::start(&config, ports)
+    )
 }
 
 /// SIPp as the PBX, answering one INVITE with `scenario` on `port`; `talk_ms` before its BYE.
