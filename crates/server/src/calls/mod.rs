@@ -39,6 +39,8 @@ mod sim;
 mod tests;
 #[cfg(test)]
 mod tests_dialogs;
+#[cfg(test)]
+mod tests_inqueue;
 
 use std::collections::{BTreeSet, HashMap};
 use std::str::FromStr;
