@@ -12,7 +12,7 @@ use chrono::{SecondsFormat, Utc};
 use serde_json::Value;
 
 use crate::harness::*;
-use crate::outbound::{outbound_config, pbx_calls, pbx_finished, stored_call};
+use crate::outbound::{outbound_config, pbx_calls, pbx_finished, stored_call, stored_calls};
 
 const CLIENTS: &str = "number,name,type,manager,region,overdue_debt
 +38511000011,Early Shop,retail,,,0
@@ -47,16 +47,9 @@ fn inbound_record(server: &Server, caller: &str) -> Value {
         "the caller's record",
         Duration::from_secs(15),
         || {
-            let Ok((200, body)) = api_get(server.ports.http, "/api/v1/calls?limit=100") else {
-                return false;
-            };
-            let json: Value = serde_json::from_str(&body).unwrap_or_default();
-            let list = json.get("calls").cloned().unwrap_or(json);
-            let hit = list.as_array().and_then(|l| {
-                l.iter()
-                    .find(|c| c["direction"] == "inbound" && c["client_number"] == caller)
-                    .cloned()
-            });
+            let hit = stored_calls(server.ports.http)
+                .into_iter()
+                .find(|c| c["direction"] == "inbound" && c["client_number"] == caller);
             hit.map(|c| found = c).is_some()
         },
     );

@@ -471,6 +471,13 @@ impl Engine {
 
     // ---- internals: calls ------------------------------------------------------------------
 
+    /// The cell of `call`, or `UnknownCall`.
+    fn cell(&self, call: CallId) -> Result<Arc<CallCell>, EngineError> {
+        self.call_shard(call.0)
+            .get(&call.0)
+            .ok_or(EngineError::UnknownCall(call))
+    }
+
     fn call_shard(&self, id: u64) -> &OrderedMap<u64, Arc<CallCell>> {
         // In range: the array has CALL_SHARDS entries.
         &self.calls[(id % CALL_SHARDS) as usize]

@@ -14,10 +14,7 @@ impl Engine {
     /// (agents ringing) is `Err(WrongCallState)`, as is a place already held.
     pub fn hold_place(&self, now: Time, call: CallId) -> Result<(), EngineError> {
         let _batch = self.events.batch();
-        let cell = self
-            .call_shard(call.0)
-            .get(&call.0)
-            .ok_or(EngineError::UnknownCall(call))?;
+        let cell = self.cell(call)?;
         let st = cell.st();
         if status(st) != CS_WAITING {
             return Err(EngineError::WrongCallState {

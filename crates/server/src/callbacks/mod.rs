@@ -34,6 +34,24 @@ pub const TICK: Duration = Duration::from_secs(1);
 /// How many due call-backs one look takes at most.
 const BATCH: u32 = 50;
 
+/// What the do-not-call check of a call-back needs.
+#[derive(Debug, Clone, Copy)]
+struct DncCheck<'a> {
+    id: &'a str,
+    number: &'a str,
+    attempts: u32,
+}
+
+impl<'a> DncCheck<'a> {
+    fn of(cb: &'a Callback) -> Self {
+        DncCheck {
+            id: &cb.id,
+            number: &cb.number,
+            attempts: cb.attempts,
+        }
+    }
+}
+
 /// The result of one call-back attempt, reported by call control.
 #[derive(Debug, Clone)]
 pub struct AttemptReport {
@@ -150,7 +168,7 @@ impl Dialer {
             if self.held.contains(&cb.id) {
                 continue; // Its caller's place comes first in the queue: the engine decides.
             }
-            if self.on_dnc_list(&cb, now).await {
+            if self.on_dnc_list(DncCheck::of(&cb), now).await {
                 continue;
             }
             let Some(queue) = self.queue_of(&cb) else {
@@ -193,8 +211,8 @@ impl Dialer {
     /// A call-back whose number went on the do-not-call list after it was scheduled is
     /// cancelled (`last_result` `dnc`), never dialed. True when it is listed (or the list
     /// cannot be read: nothing is dialed unchecked).
-    async fn on_dnc_list(&mut self, cb: &Callback, now: Timestamp) -> bool {
-        match self.store.dnc(&cb.number).await {
+    async fn on_dnc_list(&mut self, cb: DncCheck<'_>, now: Timestamp) -> bool {
+        match self.store.dnc(cb.number).await {
             Ok(None) => false,
             Ok(Some(_)) => {
                 let end = AttemptEnd {
@@ -203,8 +221,8 @@ impl Dialer {
                     next_at: None,
                     last_result: "dnc".to_owned(),
                 };
-                match self.store.claim_callback(&cb.id, &self.node, now).await {
-                    Ok(true) => match self.store.end_callback_attempt(&cb.id, &end, now).await {
+                match self.store.claim_callback(cb.id, &self.node, now).await {
+                    Ok(true) => match self.store.end_callback_attempt(cb.id, &end, now).await {
                         Ok(_) => {
                             info!(id = %cb.id, number = %cb.number, "call-back cancelled: the number is on the do-not-call list");
                         }
@@ -236,9 +254,15 @@ impl Dialer {
 
     /// The call-back's queue, the `[callbacks] queue`, or the first queue.
     fn queue_of(&self, cb: &Callback) -> Option<String> {
-        cb.queue
+        cb.queue.clone().or_else(|| self.default_queue())
+    }
+
+    /// The `[callbacks] queue`, or the first queue.
+    fn default_queue(&self) -> Option<String> {
+        self.config
+            .callbacks
+            .queue
             .clone()
-            .or_else(|| self.config.callbacks.queue.clone())
             .or_else(|| self.config.queues.first().map(|q| q.name.clone()))
     }
 

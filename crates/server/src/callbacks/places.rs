@@ -11,11 +11,11 @@
 //! `next_at` is when the caller would have left the queue at the latest.
 
 use switchboard_engine::{CallId, Offer};
-use switchboard_store::{Callback, CallbackStatus, new_record_id, now_utc};
+use switchboard_store::{Callback, new_record_id, now_utc};
 use tracing::{info, warn};
 
-use super::Dialer;
 use super::plan::Due;
+use super::{Dialer, DncCheck};
 use crate::calls::{CallInput, DialRequest, OutboundKind};
 
 /// What call control tells the dialer about held places.
@@ -86,20 +86,12 @@ impl Dialer {
             info!(%id, "held place reached outside the calling window: the call-back waits for the opening");
             return self.give_up_place(call);
         }
-        let cb = Callback {
-            id: id.clone(),
-            number: number.clone(),
-            at: None,
-            queue: queue.clone(),
-            created_at: now,
-            status: CallbackStatus::Pending,
+        let check = DncCheck {
+            id: &id,
+            number: &number,
             attempts: 0,
-            next_at: None,
-            last_result: None,
-            updated_at: None,
-            call_ids: Vec::new(),
         };
-        if self.on_dnc_list(&cb, now).await {
+        if self.on_dnc_list(check, now).await {
             return self.give_up_place(call);
         }
         match self.store.claim_callback(&id, &self.node, now).await {
@@ -128,7 +120,7 @@ impl Dialer {
             agent,
             label: Some(self.label(&number)),
             number,
-            queue: queue.or_else(|| self.queue_of(&cb)),
+            queue: queue.or_else(|| self.default_queue()),
             kind: OutboundKind::Callback,
             callback_id: Some(id),
             report: Some(self.reports_tx.clone()),
