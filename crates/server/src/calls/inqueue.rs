@@ -38,6 +38,11 @@ impl InQueueOffer {
     pub(super) fn new(config: &Config, notes: Option<UnboundedSender<PlaceNote>>) -> Option<Self> {
         let cb = &config.callbacks;
         let dials_out = config.trunks.iter().any(|t| t.outbound.is_some());
+        if cb.offer_after_s.is_some() && !dials_out {
+            warn!(
+                "[callbacks] offer_after_s is set, but no trunk has an outbound URI: callers are not offered call-backs"
+            );
+        }
         Some(InQueueOffer {
             digit: cb.in_queue_digit_char()?,
             after: Duration::from_secs(u64::from(cb.offer_after_s?)),
