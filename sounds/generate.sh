@@ -31,6 +31,8 @@ say minutes "minutes."
 say ivr_menu "For orders, press 1. For information, press 2. For other matters, press 3. For complaints, press 4."
 say goodbye "Thank you for calling. Goodbye."
 say transfer "Please hold while we transfer your call."
+say callback_offer "To be called back, keeping your place in the queue, press"
+say callback_confirm "Thank you. We will call you back when it is your turn. Goodbye."
 
 words=(zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen
        fifteen sixteen seventeen eighteen nineteen twenty)

@@ -20,6 +20,7 @@ mod crash;
 mod deploy;
 mod docs;
 mod harness;
+mod inqueue_callback;
 mod midnight;
 mod outbound;
 mod overload;

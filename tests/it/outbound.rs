@@ -23,6 +23,12 @@ pub(crate) fn company_with(pbx_port: u16, extra: &str) -> Server {
 
 /// The configuration of [`company_with`].
 pub(crate) fn company_config(ports: &Ports, pbx_port: u16, extra: &str) -> String {
+    outbound_config(ports, pbx_port) + extra
+}
+
+/// The demo configuration on `ports` with its trunk's outbound side at `pbx_port` (user `sb`,
+/// password `sb-secret`, caller id +38512345678).
+pub(crate) fn outbound_config(ports: &Ports, pbx_port: u16) -> String {
     demo_config(ports).replacen(
         "name = \"pbx-main\"\n",
         &format!(
@@ -31,7 +37,7 @@ pub(crate) fn company_config(ports: &Ports, pbx_port: u16, extra: &str) -> Strin
              caller_id = \"+38512345678\"\n"
         ),
         1,
-    ) + extra
+    )
 }
 
 /// SIPp as the PBX, answering one INVITE with `scenario` on `port`; `talk_ms` before its BYE.
@@ -110,15 +116,21 @@ pub(crate) fn assert_rtp_both_ways(rec: &std::collections::HashMap<String, Strin
 
 /// The stored record `id` (`GET /api/v1/calls`).
 pub(crate) fn stored_call(port: u16, id: &str) -> serde_json::Value {
-    let (_, calls) = api_get(port, "/api/v1/calls").unwrap();
-    let calls: serde_json::Value = serde_json::from_str(&calls).unwrap();
+    let calls = stored_calls(port);
     calls
-        .as_array()
-        .unwrap()
         .iter()
         .find(|c| c["id"] == id)
         .cloned()
-        .unwrap_or_else(|| panic!("no record {id} in {calls}"))
+        .unwrap_or_else(|| panic!("no record {id} in {calls:?}"))
+}
+
+/// The newest 100 stored records (`GET /api/v1/calls`); none while the API does not answer.
+pub(crate) fn stored_calls(port: u16) -> Vec<serde_json::Value> {
+    let Ok((200, body)) = api_get(port, "/api/v1/calls?limit=100") else {
+        return Vec::new();
+    };
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    json.as_array().cloned().unwrap_or_default()
 }
 
 fn num(rec: &std::collections::HashMap<String, String>, key: &str) -> u64 {

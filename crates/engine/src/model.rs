@@ -650,6 +650,19 @@ pub enum Event {
         /// When.
         at: Time,
     },
+    /// The caller hung up asking to be called back; the call's entry keeps their place in
+    /// every list it reached (see [`crate::Engine::hold_place`]). Its later offer is for the
+    /// call-back (EXITWITHKEY).
+    PlaceHeld {
+        /// The call.
+        call: CallId,
+        /// The queue its statistics count it in, if any.
+        queue: Option<QueueIdx>,
+        /// Time from enqueue to the request.
+        wait_ms: u64,
+        /// When.
+        at: Time,
+    },
     /// The daily counters (calls and talk time today) were zeroed at the time scheduled by
     /// [`crate::Engine::schedule_daily_reset`]; the caller schedules the next one.
     DailyCountersReset {

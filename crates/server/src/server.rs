@@ -170,6 +170,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
     let events = EventBus::new(1024);
     let shared = Shared::new();
     let (inputs_tx, inputs_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (places_tx, places_rx) = tokio::sync::mpsc::unbounded_channel();
     let media = MediaSetup::new(&config).context("cannot set up media")?;
     let refresh_media = media.clone();
     let calls = Calls::new(
@@ -184,6 +185,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
             shared: Arc::clone(&shared),
             inputs: inputs_tx.clone(),
             nonce_secret: random_secret().context("cannot read random bytes for digest nonces")?,
+            places: Some(places_tx),
         },
     );
     let mono_start = clock::now();
@@ -280,6 +282,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
         Arc::new(config.clone()),
         inputs_tx.clone(),
         metrics.clone(),
+        places_rx,
     );
     tokio::spawn(dialer.run(drain.clone()));
     // Campaigns: contacts of running campaigns are dialed as agents of the queue are free.

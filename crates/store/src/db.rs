@@ -118,6 +118,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0007_callback_lease.sql"),
     ),
     (
+        8,
+        "exit with key",
+        include_str!("../migrations/postgres/0008_exit_with_key.sql"),
+        include_str!("../migrations/sqlite/0008_exit_with_key.sql"),
+    ),
+    (
         9,
         "campaigns",
         include_str!("../migrations/postgres/0009_campaigns.sql"),

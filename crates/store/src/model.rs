@@ -124,6 +124,9 @@ text_enum!(
         Abandon = "ABANDON",
         /// The caller left after the queue's maximum wait (`data`: position, wait time).
         ExitWithTimeout = "EXITWITHTIMEOUT",
+        /// The caller left asking to be called back, keeping their place (`data`: the key
+        /// pressed and the position, `1|3`).
+        ExitWithKey = "EXITWITHKEY",
         /// The call was transferred (`data`: target).
         Transfer = "TRANSFER",
     }

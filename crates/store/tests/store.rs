@@ -280,10 +280,24 @@ async fn records_round_trip_with_every_column(kind: Kind) {
             .await,
         ["available", "lunch"]
     );
+    // A caller who asked to be called back keeping their place (migration 0008).
+    let key = QueueEvent {
+        event: QueueEventKind::ExitWithKey,
+        data: Some("1|3".into()),
+        ..event("rt", 2, 0)
+    };
+    sink.send(key).unwrap();
+    wait_written(&store).await;
+    assert_eq!(
+        check
+            .ids("SELECT data FROM queue_events WHERE event = 'EXITWITHKEY'")
+            .await,
+        ["1|3"]
+    );
     let st = store.stats();
     assert_eq!(
         (st.written, st.write_errors, st.dropped, st.spooled),
-        (7, 0, 0, 0)
+        (8, 0, 0, 0)
     );
     store.close(Duration::from_secs(5)).await.unwrap();
 }

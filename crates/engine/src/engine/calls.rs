@@ -91,6 +91,7 @@ impl Engine {
             stats_queue: AtomicU32::new(NONE),
             answered_at: AtomicU64::new(0),
             unlisted: AtomicU32::new(0),
+            held: AtomicU32::new(0),
         });
         self.call_shard(id).insert(id, cell.clone());
         // Fast path: nobody waits in the first step's list, so no earlier call has a claim on
@@ -189,10 +190,7 @@ impl Engine {
     /// Reports what became of an offer (or that the caller left).
     pub fn report(&self, now: Time, call: CallId, outcome: Outcome) -> Result<(), EngineError> {
         let _batch = self.events.batch();
-        let cell = self
-            .call_shard(call.0)
-            .get(&call.0)
-            .ok_or(EngineError::UnknownCall(call))?;
+        let cell = self.cell(call)?;
         match outcome {
             Outcome::Answered(a) => self.answered(now, &cell, a.0),
             // A decline ends the offer at once and, like a ring timeout, counts as a
@@ -229,10 +227,7 @@ impl Engine {
     /// wrap-up time is zero) and their call count and talk time grow.
     pub fn hangup(&self, now: Time, call: CallId, side: HangupSide) -> Result<(), EngineError> {
         let _batch = self.events.batch();
-        let cell = self
-            .call_shard(call.0)
-            .get(&call.0)
-            .ok_or(EngineError::UnknownCall(call))?;
+        let cell = self.cell(call)?;
         let st = cell.st();
         if status(st) != CS_TALKING
             || cell

@@ -120,11 +120,18 @@ pub(super) struct CallCell {
     /// 1 while the call, offered at once on arrival, is in no waiting list (see
     /// [`Engine::route_along`]); counted in its queue's `unlisted`.
     pub(super) unlisted: AtomicU32,
+    /// 1 once the caller hung up asking to be called back: the entry only holds their place
+    /// (see [`Engine::hold_place`]). Set once, never cleared.
+    pub(super) held: AtomicU32,
 }
 
 impl CallCell {
     pub(super) fn st(&self) -> u64 {
         self.status.load(SeqCst)
+    }
+    /// Whether the entry holds the place of a caller who asked to be called back.
+    pub(super) fn is_held(&self) -> bool {
+        self.held.load(SeqCst) == 1
     }
     pub(super) fn is_registered(&self, i: usize) -> bool {
         i < 64 && self.registered.load(SeqCst) & (1u64 << i) != 0

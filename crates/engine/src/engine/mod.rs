@@ -25,6 +25,7 @@ mod build;
 mod calls;
 mod cells;
 mod offer;
+mod place;
 mod route;
 mod waiting;
 mod words;
@@ -358,7 +359,7 @@ impl Engine {
         let mut oldest: Option<Time> = None;
         q.waiting.scan(Bound::Unbounded, |_, cell| {
             let s = status(cell.st());
-            if s == CS_WAITING || s == CS_OFFERED {
+            if (s == CS_WAITING || s == CS_OFFERED) && !cell.is_held() {
                 waiting += 1;
                 oldest = Some(oldest.map_or(cell.enqueued_at, |o| o.min(cell.enqueued_at)));
             }
@@ -469,6 +470,13 @@ impl Engine {
     }
 
     // ---- internals: calls ------------------------------------------------------------------
+
+    /// The cell of `call`, or `UnknownCall`.
+    fn cell(&self, call: CallId) -> Result<Arc<CallCell>, EngineError> {
+        self.call_shard(call.0)
+            .get(&call.0)
+            .ok_or(EngineError::UnknownCall(call))
+    }
 
     fn call_shard(&self, id: u64) -> &OrderedMap<u64, Arc<CallCell>> {
         // In range: the array has CALL_SHARDS entries.

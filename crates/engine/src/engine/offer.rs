@@ -429,7 +429,10 @@ impl Engine {
         slot.no_answer_streak.store(0, SeqCst);
         cell.answered_at.store(now.as_millis(), SeqCst);
         let wait_ms = now.millis_since(cell.enqueued_at);
-        if let Some(q) = self.queues.get(cell.stats_queue.load(SeqCst) as usize) {
+        // A held place is no caller on the line: its answer is no queue answer.
+        if !cell.is_held()
+            && let Some(q) = self.queues.get(cell.stats_queue.load(SeqCst) as usize)
+        {
             q.answered.fetch_add(1, SeqCst);
             q.wait_total.fetch_add(wait_ms, SeqCst);
             if wait_ms <= self.sl_threshold_ms {
@@ -536,7 +539,11 @@ impl Engine {
             }
         }
         let wait_ms = now.millis_since(cell.enqueued_at);
-        if let Some(q) = self.queues.get(cell.stats_queue.load(SeqCst) as usize) {
+        // A held place given up (its call-back cancelled, or dialed and not taken) was
+        // counted as a caller who asked for a call-back, not as an abandon.
+        if !cell.is_held()
+            && let Some(q) = self.queues.get(cell.stats_queue.load(SeqCst) as usize)
+        {
             q.abandoned.fetch_add(1, SeqCst);
         }
         self.listed(cell);

@@ -273,8 +273,13 @@ impl Engine {
     }
 
     /// The waiting call's bound passed: it leaves the engine with outcome `timeout`. A call
-    /// being offered is left alone; the end of its offer brings it back here.
+    /// being offered is left alone; the end of its offer brings it back here. A held place
+    /// (see [`Engine::hold_place`]) never times out: the bound is for callers on the line,
+    /// and the place stays in every list it reached until an agent frees.
     fn expire(&self, now: Time, cell: &Arc<CallCell>) {
+        if cell.is_held() {
+            return;
+        }
         if cell
             .status
             .compare_exchange(

@@ -9,8 +9,14 @@
 //! whose lease ran out (their node died), and a server puts back its own `dialing` rows at
 //! start, so nothing is lost over a crash or a dead node. The interrupted attempt is not
 //! counted: the customer's phone may not have rung at all.
+//!
+//! In-queue call-backs, whose callers keep their place in the queue, are stored and taken
+//! here too ([`places`]).
 
+mod places;
 pub mod plan;
+
+pub use places::PlaceNote;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -34,6 +40,24 @@ pub const TICK: Duration = Duration::from_secs(1);
 
 /// How many due call-backs one look takes at most.
 const BATCH: u32 = 50;
+
+/// What the do-not-call check of a call-back needs.
+#[derive(Debug, Clone, Copy)]
+struct DncCheck<'a> {
+    id: &'a str,
+    number: &'a str,
+    attempts: u32,
+}
+
+impl<'a> DncCheck<'a> {
+    fn of(cb: &'a Callback) -> Self {
+        DncCheck {
+            id: &cb.id,
+            number: &cb.number,
+            attempts: cb.attempts,
+        }
+    }
+}
 
 /// The result of one call-back attempt, reported by call control.
 #[derive(Debug, Clone)]
@@ -64,6 +88,13 @@ pub struct Dialer {
     /// How long a claim lasts unless renewed, and when this node last renewed its claims.
     lease: Duration,
     renewed_at: Option<Timestamp>,
+    /// Held places of in-queue call-backs, from call control.
+    places: mpsc::UnboundedReceiver<PlaceNote>,
+    /// Call-backs whose caller's place the engine holds: the engine decides when they are
+    /// dialed, so the schedule leaves them alone.
+    held: HashSet<String>,
+    /// In-queue call-backs not yet stored (the database was unreachable); retried every tick.
+    unstored: Vec<Callback>,
 }
 
 impl Dialer {
@@ -73,6 +104,7 @@ impl Dialer {
         config: Arc<Config>,
         inputs: mpsc::UnboundedSender<CallInput>,
         metrics: Metrics,
+        places: mpsc::UnboundedReceiver<PlaceNote>,
     ) -> Dialer {
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
         Dialer {
@@ -90,6 +122,9 @@ impl Dialer {
             in_flight: HashMap::new(),
             unsaved: Vec::new(),
             requeued: false,
+            places,
+            held: HashSet::new(),
+            unstored: Vec::new(),
         }
     }
 
@@ -101,6 +136,7 @@ impl Dialer {
             tokio::select! {
                 () = stop.cancelled() => break,
                 Some(report) = self.reports_rx.recv() => self.on_report(report).await,
+                Some(note) = self.places.recv() => self.on_place(note).await,
                 _ = tick.tick() => self.tick().await,
             }
         }
@@ -123,6 +159,7 @@ impl Dialer {
             }
         }
         self.save_unsaved(now).await;
+        self.store_held().await;
         self.keep_leases(now).await;
         // Without a trunk that has `outbound` nothing is dialed: call-backs stay pending
         // (stored, listed, cancellable) until they expire.
@@ -181,7 +218,10 @@ impl Dialer {
                     continue;
                 }
             }
-            if self.on_dnc_list(&cb, now).await {
+            if self.held.contains(&cb.id) {
+                continue; // Its caller's place comes first in the queue: the engine decides.
+            }
+            if self.on_dnc_list(DncCheck::of(&cb), now).await {
                 continue;
             }
             let Some(queue) = self.queue_of(&cb) else {
@@ -203,11 +243,7 @@ impl Dialer {
                     continue;
                 }
             }
-            let client = self.store.clients().get(&cb.number).map(|c| c.name);
-            let label = match &client {
-                Some(name) => format!("call-back to {}, client {name}", cb.number),
-                None => format!("call-back to {}", cb.number),
-            };
+            let label = self.label(&cb.number);
             info!(id = %cb.id, number = %cb.number, %agent, %queue, attempt = cb.attempts + 1, "call-back due: offering it to the agent");
             reserved.insert(agent.clone());
             if self.in_flight.is_empty() {
@@ -224,6 +260,7 @@ impl Dialer {
                 label: Some(label),
                 report: Some(self.reports_tx.clone()),
                 campaign: None,
+                place: None,
             };
             if self.inputs.send(CallInput::Dial(Box::new(req))).is_err() {
                 // Call control has stopped (shutdown): the row stays `dialing` and is put back
@@ -236,8 +273,8 @@ impl Dialer {
     /// A call-back whose number went on the do-not-call list after it was scheduled is
     /// cancelled (`last_result` `dnc`), never dialed. True when it is listed (or the list
     /// cannot be read: nothing is dialed unchecked).
-    async fn on_dnc_list(&mut self, cb: &Callback, now: Timestamp) -> bool {
-        match self.store.dnc(&cb.number).await {
+    async fn on_dnc_list(&mut self, cb: DncCheck<'_>, now: Timestamp) -> bool {
+        match self.store.dnc(cb.number).await {
             Ok(None) => false,
             Ok(Some(_)) => {
                 let end = AttemptEnd {
@@ -248,12 +285,12 @@ impl Dialer {
                 };
                 match self
                     .store
-                    .claim_callback(&cb.id, &self.node, now, now)
+                    .claim_callback(cb.id, &self.node, now, now)
                     .await
                 {
                     Ok(true) => match self
                         .store
-                        .end_callback_attempt(&cb.id, &self.node, &end, now)
+                        .end_callback_attempt(cb.id, &self.node, &end, now)
                         .await
                     {
                         Ok(_) => {
@@ -288,11 +325,25 @@ impl Dialer {
         }
     }
 
+    /// What the agent's phone shows: "call-back to +385…, client X".
+    fn label(&self, number: &str) -> String {
+        match self.store.clients().get(number).map(|c| c.name) {
+            Some(name) => format!("call-back to {number}, client {name}"),
+            None => format!("call-back to {number}"),
+        }
+    }
+
     /// The call-back's queue, the `[callbacks] queue`, or the first queue.
     fn queue_of(&self, cb: &Callback) -> Option<String> {
-        cb.queue
+        cb.queue.clone().or_else(|| self.default_queue())
+    }
+
+    /// The `[callbacks] queue`, or the first queue.
+    fn default_queue(&self) -> Option<String> {
+        self.config
+            .callbacks
+            .queue
             .clone()
-            .or_else(|| self.config.callbacks.queue.clone())
             .or_else(|| self.config.queues.first().map(|q| q.name.clone()))
     }
 

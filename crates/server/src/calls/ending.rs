@@ -34,6 +34,14 @@ impl Calls {
         // Who hangs up whom. The caller gets a BYE unless they hung up themselves.
         let bye_caller = how != Ended::CallerHungUp;
         let (outcome, side) = match (&phase, how) {
+            // The caller booked a call-back keeping their place (their engine entry is the
+            // held place now): whoever hangs up, the call ends as asked.
+            (Phase::Queued(_), Ended::CallerHungUp) if call.callback_id.is_some() => {
+                (CdrOutcome::CallbackRequested, CdrHangup::Caller)
+            }
+            (Phase::Queued(_), _) if call.callback_id.is_some() => {
+                (CdrOutcome::CallbackRequested, CdrHangup::System)
+            }
             (Phase::Talking(_), Ended::CallerHungUp) => (CdrOutcome::Answered, CdrHangup::Caller),
             (Phase::Talking(_), Ended::AgentHungUp) => (CdrOutcome::Answered, CdrHangup::Agent),
             (Phase::Talking(_), _) => (CdrOutcome::Answered, CdrHangup::System),
@@ -43,9 +51,10 @@ impl Calls {
             (_, Ended::RtpTimeout) => (CdrOutcome::Abandoned, CdrHangup::System),
             (_, Ended::NoAgent) => (CdrOutcome::NoAgent, CdrHangup::System),
             (_, Ended::Timeout) => (CdrOutcome::Timeout, CdrHangup::System),
-            (_, Ended::Failed | Ended::Shutdown | Ended::SessionExpired) => {
-                (CdrOutcome::Failed, CdrHangup::System)
-            }
+            (
+                _,
+                Ended::Failed | Ended::Shutdown | Ended::SessionExpired | Ended::CallbackBooked,
+            ) => (CdrOutcome::Failed, CdrHangup::System),
         };
         if bye_caller {
             self.bye_caller(ep, now, &mut call);

@@ -296,6 +296,8 @@ impl Calls {
             answered_at: None,
             media,
             rtp_since: now,
+            callback_offered: false,
+            callback_id: None,
         };
         if let Some(ec) = engine_call {
             self.by_engine.insert(ec, key);
@@ -309,6 +311,7 @@ impl Calls {
                 .insert((now + NO_AGENT_MESSAGE_LEN, Timer::NoAgentGoodbye { key }));
         } else if !menu {
             self.schedule_announcement(now, key);
+            self.schedule_callback_offer(now, key);
         }
         if let Some(timeout) = self.rtp_timeout {
             self.timers.insert((now + timeout, Timer::RtpCheck { key }));

@@ -17,6 +17,9 @@ use crate::http::events::LiveEvent;
 
 impl Calls {
     pub(super) fn ring(&mut self, ep: &mut Endpoint, now: Instant, offer: Offer) {
+        if let Some(place) = self.places.remove(&offer.call) {
+            return self.place_reached(now, offer, place);
+        }
         if let Some(&key) = self.by_engine.get(&offer.call)
             && self.outbound.contains_key(&key)
         {

@@ -223,14 +223,16 @@ impl CallMedia {
         }
     }
 
-    /// "You are number N in the queue; expected waiting time M minutes", then music.
-    pub fn announce_position(&self, position: usize, wait_minutes: u64) {
+    /// "You are number N in the queue; expected waiting time M minutes", then the prompts
+    /// `then` (files under the sounds directory), then music.
+    pub fn announce_position(&self, position: usize, wait_minutes: u64, then: &[&str]) {
         let Some(s) = &self.session else { return };
-        let files = switchboard_media::sounds::announce_position(
+        let mut files = switchboard_media::sounds::announce_position(
             &self.sounds_dir,
             u32::try_from(position).unwrap_or(u32::MAX),
             u32::try_from(wait_minutes).unwrap_or(u32::MAX),
         );
+        files.extend(then.iter().map(|f| self.sounds_dir.join(f)));
         if let Err(e) = s.play_prompts(files) {
             warn!(call_id = s.call_id(), "announcement: {e}");
         }

@@ -20,16 +20,7 @@ impl Calls {
         let Some(menu) = self.ivr.clone() else { return };
         let prompt = menu.prompt.unwrap_or_else(|| "ivr_menu.wav".to_owned());
         media.play_prompt_then_music(&prompt);
-        if let Some(mut digits) = media.take_dtmf() {
-            let inputs = self.inputs.clone();
-            tokio::spawn(async move {
-                while let Some(digit) = digits.recv().await {
-                    if inputs.send(CallInput::Digit { key, digit }).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
+        forward_digits(&self.inputs, key, media);
         self.timers.insert((
             now + Duration::from_secs(u64::from(menu.timeout_s)),
             Timer::MenuTimeout { key },
@@ -40,6 +31,9 @@ impl Calls {
         let Some(call) = self.calls.get(&key) else {
             return;
         };
+        if call.phase.is_queued() {
+            return self.in_queue_digit(now, key, digit);
+        }
         if !matches!(call.phase, Phase::Menu) {
             debug!(call = key, %digit, "DTMF outside the menu ignored");
             return;
@@ -107,6 +101,7 @@ impl Calls {
                 });
                 self.by_engine.insert(ec, key);
                 self.schedule_announcement(now, key);
+                self.schedule_callback_offer(now, key);
             }
             Err(e) => {
                 info!(call = key, "call refused after the menu: {e}");
@@ -120,5 +115,24 @@ impl Calls {
     pub(super) fn menu_timeout(&mut self, ep: &mut Endpoint, now: Instant, key: u64) {
         info!(call = key, "no menu choice: routing as an order");
         self.leave_menu(ep, now, key, Purpose::Order);
+    }
+}
+
+/// Forwards the caller's RFC 4733 digits to the endpoint task (the first call starts it; later
+/// calls find them forwarded already).
+pub(super) fn forward_digits(
+    inputs: &tokio::sync::mpsc::UnboundedSender<CallInput>,
+    key: u64,
+    media: &mut CallMedia,
+) {
+    if let Some(mut digits) = media.take_dtmf() {
+        let inputs = inputs.clone();
+        tokio::spawn(async move {
+            while let Some(digit) = digits.recv().await {
+                if inputs.send(CallInput::Digit { key, digit }).is_err() {
+                    break;
+                }
+            }
+        });
     }
 }

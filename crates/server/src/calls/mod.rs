@@ -25,6 +25,7 @@ mod admission;
 mod dialogs;
 mod ending;
 mod inbound;
+mod inqueue;
 mod legs;
 pub mod media;
 mod menu;
@@ -41,6 +42,8 @@ mod sim;
 mod tests;
 #[cfg(test)]
 mod tests_dialogs;
+#[cfg(test)]
+mod tests_inqueue;
 
 use std::collections::{BTreeSet, HashMap};
 use std::str::FromStr;
@@ -110,6 +113,9 @@ pub enum CallInput {
     Digit { key: u64, digit: char },
     /// Start an outbound call (click-to-call, a due call-back).
     Dial(Box<DialRequest>),
+    /// A held place the engine offered is not dialed now (see `PlaceNote::Reached`): free
+    /// its agents.
+    DropPlace { call: CallId },
 }
 
 /// What call control works with, built by the server.
@@ -126,6 +132,9 @@ pub struct CallDeps {
     pub inputs: tokio::sync::mpsc::UnboundedSender<CallInput>,
     /// Random bytes keying the nonces of trunk digest challenges.
     pub nonce_secret: Vec<u8>,
+    /// The call-back dialer's notes of held places (the in-queue call-back is offered only
+    /// with one).
+    pub places: Option<tokio::sync::mpsc::UnboundedSender<crate::callbacks::PlaceNote>>,
 }
 
 /// The call-control state of the endpoint task.
@@ -172,6 +181,10 @@ pub struct Calls {
     day_zone: chrono_tz::Tz,
     /// The name this server journals calls in progress under.
     journal_node: String,
+    /// The in-queue call-back offer (`[callbacks] offer_after_s`), when configured.
+    callback_offer: Option<inqueue::InQueueOffer>,
+    /// Places held in the engine for callers who asked to be called back, by engine call.
+    places: HashMap<CallId, inqueue::HeldPlace>,
 }
 
 /// How often the active-call snapshot for the HTTP API is rebuilt at most.
@@ -217,6 +230,7 @@ impl Calls {
             shared,
             inputs,
             nonce_secret,
+            places,
         } = deps;
         let trunks = config
             .trunks
@@ -292,6 +306,8 @@ impl Calls {
                 .parse()
                 .unwrap_or(chrono_tz::Tz::UTC),
             journal_node: crate::ops::journal::node_name(config),
+            callback_offer: inqueue::InQueueOffer::new(config, places),
+            places: HashMap::new(),
         }
     }
 
@@ -353,6 +369,10 @@ impl Calls {
                 Timer::SessionExpired { key } => self.session_expired(ep, now, key),
                 Timer::OutboundAgentRing { key } => self.outbound_agent_timeout(ep, now, key),
                 Timer::OutboundNoAnswer { key } => self.outbound_customer_timeout(ep, now, key),
+                Timer::CallbackOffer { key } => self.offer_callback(key),
+                Timer::CallbackGoodbye { key } => {
+                    self.end_call(ep, now, key, Ended::CallbackBooked)
+                }
             }
         }
         self.pump(ep, now);
@@ -483,7 +503,8 @@ impl Calls {
     pub fn on_input(&mut self, ep: &mut Endpoint, now: Instant, input: CallInput) {
         match input {
             CallInput::Digit { key, digit } => self.on_digit(ep, now, key, digit),
-            CallInput::Dial(req) => self.dial(now, *req),
+            CallInput::Dial(req) => self.dial(ep, now, *req),
+            CallInput::DropPlace { call } => self.drop_place(now, call),
         }
         self.pump(ep, now);
     }

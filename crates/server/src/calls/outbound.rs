@@ -64,6 +64,9 @@ pub struct DialRequest {
     /// The campaign contact this call is made for (its records name the campaign; the
     /// result goes back to the campaign dialer).
     pub campaign: Option<CampaignDial>,
+    /// The engine's offer of a held place (an in-queue call-back): its agents are reserved
+    /// already, so the call is not routed again.
+    pub place: Option<switchboard_engine::Offer>,
 }
 
 /// How an outbound attempt ended (the `outcome` label of the metric).
@@ -153,13 +156,50 @@ pub(super) struct Outbound {
     pub campaign: Option<CampaignDial>,
 }
 
+impl Outbound {
+    fn new(
+        req: DialRequest,
+        trunk: usize,
+        engine_call: switchboard_engine::CallId,
+        route: String,
+        media: CallMedia,
+        now: Instant,
+    ) -> Outbound {
+        Outbound {
+            record_id: req.record_id,
+            kind: req.kind,
+            number: req.number,
+            trunk,
+            queue: req.queue,
+            route,
+            agent_id: req.agent,
+            engine_call,
+            media,
+            started_at: now,
+            agent_legs: Vec::new(),
+            agent: None,
+            customer: None,
+            answered_at: None,
+            callback_id: req.callback_id,
+            label: req.label,
+            report: req.report,
+            campaign: req.campaign,
+        }
+    }
+}
+
 impl Calls {
-    /// Starts an outbound call: the engine reserves the agent, whose phone rings first.
-    pub(super) fn dial(&mut self, now: Instant, req: DialRequest) {
+    /// Starts an outbound call: the engine reserves the agent, whose phone rings first (at
+    /// once for a held place, whose offer came with the request).
+    pub(super) fn dial(&mut self, ep: &mut Endpoint, now: Instant, mut req: DialRequest) {
         let key = self.next_key;
         self.next_key += 1;
+        let place = req.place.take();
         let Some(trunk) = self.trunks.iter().position(|t| t.outbound.is_some()) else {
             warn!(number = %req.number, "outbound call refused: no trunk has an outbound URI");
+            if let Some(offer) = &place {
+                self.drop_place(now, offer.call);
+            }
             return self.dial_refused(now, &req, "no trunk has an outbound URI");
         };
         let customer_call_id = format!("{}-out", req.record_id);
@@ -167,9 +207,22 @@ impl Calls {
             Ok(m) => m,
             Err(e) => {
                 warn!(number = %req.number, "outbound call refused: media: {e}");
+                if let Some(offer) = &place {
+                    self.drop_place(now, offer.call);
+                }
                 return self.dial_refused(now, &req, "no media ports");
             }
         };
+        if let Some(offer) = place {
+            info!(call = key, agent = %req.agent, number = %req.number, "call-back of a held place: ringing the agent first");
+            let route = format!("{}: held place > {}", req.kind.as_str(), offer.route);
+            self.by_engine.insert(offer.call, key);
+            self.outbound.insert(
+                key,
+                Outbound::new(req, trunk, offer.call, route, media, now),
+            );
+            return self.ring_outbound(ep, now, key, offer);
+        }
         let queue_idx = req.queue.as_deref().and_then(|q| self.engine.queue_idx(q));
         let routed = self.engine.route_call_to(
             engine_time(now),
@@ -191,28 +244,10 @@ impl Calls {
         };
         info!(call = key, kind = req.kind.as_str(), agent = %req.agent, number = %req.number, "outbound call: ringing the agent first");
         self.by_engine.insert(engine_call, key);
+        let route = format!("{}: agent:{}", req.kind.as_str(), req.agent);
         self.outbound.insert(
             key,
-            Outbound {
-                record_id: req.record_id,
-                kind: req.kind,
-                number: req.number,
-                trunk,
-                queue: req.queue,
-                route: format!("{}: agent:{}", req.kind.as_str(), req.agent),
-                agent_id: req.agent,
-                engine_call,
-                media,
-                started_at: now,
-                agent_legs: Vec::new(),
-                agent: None,
-                customer: None,
-                answered_at: None,
-                callback_id: req.callback_id,
-                label: req.label,
-                report: req.report,
-                campaign: req.campaign,
-            },
+            Outbound::new(req, trunk, engine_call, route, media, now),
         );
     }
 
@@ -535,6 +570,9 @@ impl Calls {
                 call = key,
                 "agent SDP unusable ({e}); bridging to the address we know"
             );
+        }
+        if let Some(id) = self.engine.agent_id(leg.agent) {
+            id.clone_into(&mut out.agent_id);
         }
         out.agent = Some(AgentDialog {
             invite_txn: leg.txn,

@@ -129,7 +129,7 @@ impl Calls {
             hangup_side: end.side,
             recording: stats.recording.as_ref().map(|p| p.display().to_string()),
             journal: None,
-            callback_id: None,
+            callback_id: call.callback_id.clone(),
             campaign: None,
         }
     }
@@ -179,7 +179,7 @@ impl Calls {
     }
 
     /// One `queue_events` row of record `call_id` (queue `none` outside queues).
-    fn send_queue_event(
+    pub(super) fn send_queue_event(
         &self,
         now: Instant,
         call_id: String,
@@ -336,7 +336,8 @@ impl Calls {
                 self.agent_state_changed(*agent, *from, *to, *at);
                 return;
             }
-            E::CallOffered { .. } => return,
+            // Written by call control when the caller asks (EXITWITHKEY with the position).
+            E::CallOffered { .. } | E::PlaceHeld { .. } => return,
         };
         let Some(key) = self.by_engine.get(&call).copied() else {
             // Events after the call ended (COMPLETE*, ABANDON) still belong to its record.

@@ -37,6 +37,8 @@ pub struct Sim {
     pub ep: Endpoint,
     pub calls: Calls,
     pub store: Store,
+    /// What call control told the call-back dialer (in-queue call-backs).
+    pub places: tokio::sync::mpsc::UnboundedReceiver<crate::callbacks::PlaceNote>,
     out: VecDeque<Sent>,
     _dir: tempfile::TempDir,
 }
@@ -97,6 +99,7 @@ impl Sim {
             switchboard_engine::Engine::new(routing::engine_config(&config).unwrap()).unwrap(),
         );
         let (inputs, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let (places_tx, places) = tokio::sync::mpsc::unbounded_channel();
         let calls = Calls::new(
             &config,
             CallDeps {
@@ -109,6 +112,7 @@ impl Sim {
                 shared: Shared::new(),
                 inputs,
                 nonce_secret: b"sim-trunk-secret".to_vec(),
+                places: Some(places_tx),
             },
         );
         Sim {
@@ -116,6 +120,7 @@ impl Sim {
             ep: Endpoint::new(ep_cfg),
             calls,
             store,
+            places,
             out: VecDeque::new(),
             _dir: dir,
         }

@@ -161,6 +161,11 @@ pub(super) struct Call {
     /// RTP silence is counted from here at the earliest: the caller's answer, the bridge to
     /// an agent, the end of a hold.
     pub rtp_since: Instant,
+    /// The caller has heard the in-queue call-back offer (`[callbacks] in_queue_digit`).
+    pub callback_offered: bool,
+    /// The call-back the caller asked for (their place is held; the call ends as
+    /// `callback_requested`).
+    pub callback_id: Option<String>,
 }
 
 impl Call {
@@ -198,6 +203,10 @@ pub(super) enum Timer {
     OutboundNoAnswer { key: u64 },
     /// Call `key`, which no agent can serve, has heard its short message: hang up.
     NoAgentGoodbye { key: u64 },
+    /// Call `key` has waited `[callbacks] offer_after_s`: offer the call-back.
+    CallbackOffer { key: u64 },
+    /// The caller of `key`, whose call-back is booked, has heard the confirmation: hang up.
+    CallbackGoodbye { key: u64 },
 }
 
 impl Timer {
@@ -212,7 +221,9 @@ impl Timer {
             | Timer::SessionExpired { key }
             | Timer::OutboundAgentRing { key }
             | Timer::OutboundNoAnswer { key }
-            | Timer::NoAgentGoodbye { key } => Some(key),
+            | Timer::NoAgentGoodbye { key }
+            | Timer::CallbackOffer { key }
+            | Timer::CallbackGoodbye { key } => Some(key),
             Timer::ForgetLeg { .. } => None,
         }
     }
@@ -241,4 +252,6 @@ pub(super) enum Ended {
     Timeout,
     /// The caller's session timer ran out without a refresh.
     SessionExpired,
+    /// The caller booked a call-back and heard the confirmation.
+    CallbackBooked,
 }

@@ -205,6 +205,7 @@ impl Dialer {
                 callback_id: None,
                 label: Some(label),
                 report: None,
+                place: None,
                 campaign: Some(CampaignDial {
                     campaign_id: dial.campaign,
                     contact_id: dial.contact,

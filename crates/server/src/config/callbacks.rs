@@ -1,5 +1,6 @@
 //! `[callbacks]`: how scheduled call-backs are dialed (queue, attempts, retry delay, calling
-//! window and its time zone, validity, the lease of a node's claim).
+//! window and its time zone, validity, the lease of a node's claim) and the in-queue offer
+//! (digit, when it is announced).
 
 use std::time::Duration;
 
@@ -32,6 +33,15 @@ pub struct CallbacksConfig {
     /// long (its node died) goes back to `pending` for any node to dial.
     #[serde(default = "default_lease")]
     pub lease_s: u32,
+    /// The DTMF digit a queued caller presses to be called back, keeping their place.
+    #[serde(default = "default_digit")]
+    pub in_queue_digit: String,
+    /// Seconds of waiting after which the in-queue offer is announced; absent: no offer.
+    pub offer_after_s: Option<u32>,
+}
+
+fn default_digit() -> String {
+    "1".to_owned()
 }
 
 fn default_max_attempts() -> u32 {
@@ -60,6 +70,8 @@ impl Default for CallbacksConfig {
             timezone: None,
             expire_after_s: default_expire_after(),
             lease_s: default_lease(),
+            in_queue_digit: default_digit(),
+            offer_after_s: None,
         }
     }
 }
@@ -98,6 +110,15 @@ impl CallbacksConfig {
                 ));
             }
         }
+        if self.in_queue_digit_char().is_none() {
+            errors.push(err(
+                "callbacks.in_queue_digit",
+                format!("{:?} is not one digit \"0\" to \"9\"", self.in_queue_digit),
+            ));
+        }
+        if self.offer_after_s.is_some_and(|s| s > 86_400) {
+            errors.push(err("callbacks.offer_after_s", "at most a day (86400)"));
+        }
         if let Some(tz) = &self.timezone
             && tz.parse::<chrono_tz::Tz>().is_err()
         {
@@ -105,6 +126,16 @@ impl CallbacksConfig {
                 "callbacks.timezone",
                 format!("{tz:?} is not an IANA time zone (e.g. \"Europe/Zagreb\")"),
             ));
+        }
+    }
+
+    /// `in_queue_digit` as a DTMF digit (`None` when it is not one digit 0–9: the prompts say
+    /// digits only).
+    pub fn in_queue_digit_char(&self) -> Option<char> {
+        let mut chars = self.in_queue_digit.chars();
+        match (chars.next(), chars.next()) {
+            (Some(c @ '0'..='9'), None) => Some(c),
+            _ => None,
         }
     }
 
@@ -150,6 +181,8 @@ mod tests {
             timezone: Some("Mars/Olympus".into()),
             expire_after_s: 0,
             lease_s: 1,
+            in_queue_digit: "#1".into(),
+            offer_after_s: Some(100_000),
         };
         let mut errors = Vec::new();
         bad.validate(&["orders"], &mut errors);
@@ -162,6 +195,8 @@ mod tests {
                 "callbacks.retry_after_s",
                 "callbacks.lease_s",
                 "callbacks.window",
+                "callbacks.in_queue_digit",
+                "callbacks.offer_after_s",
                 "callbacks.timezone"
             ]
         );
@@ -180,5 +215,6 @@ mod tests {
         assert_eq!(p.expire_after, Some(Duration::from_secs(86_400)));
         assert_eq!(good.lease(), Duration::from_secs(30));
         assert_eq!(bad.policy("UTC").expire_after, None);
+        assert_eq!(good.in_queue_digit_char(), Some('1'));
     }
 }

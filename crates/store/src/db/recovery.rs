@@ -99,6 +99,7 @@ fn closing_events(
             | QueueEventKind::CompleteAgent
             | QueueEventKind::Abandon
             | QueueEventKind::ExitWithTimeout
+            | QueueEventKind::ExitWithKey
             | QueueEventKind::Transfer => *state = None,
         }
     }

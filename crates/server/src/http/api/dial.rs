@@ -103,6 +103,7 @@ pub async fn create(
         label: None,
         report: None,
         campaign: None,
+        place: None,
     };
     state
         .call_inputs
