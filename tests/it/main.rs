@@ -18,6 +18,7 @@ mod crash;
 mod deploy;
 mod docs;
 mod harness;
+mod listeners;
 mod outbound;
 mod per_call_state;
 mod records;

@@ -33,6 +33,7 @@ pub fn load_config(path: Option<&Path>) -> Result<Config, Vec<ConfigError>> {
         std::env::var_os("STATE_DIRECTORY").as_deref(),
     )?;
     config.resolve_tls_paths(path.and_then(Path::parent))?;
+    config.resolve_advertised_address()?;
     Ok(config)
 }
 
@@ -62,6 +63,12 @@ pub fn check_config(path: &Path) -> ExitCode {
                 config.agents.len(),
                 config.queues.len()
             );
+            if let (true, Some(ip)) = (config.advertised_is_name(), config.advertised_ip()) {
+                println!(
+                    "advertised address {} resolves to {ip} (written into SDP)",
+                    config.sip.advertised_address
+                );
+            }
             if let (Some(dir), Some(source)) = (&config.state.dir, config.state.source) {
                 println!("state directory {} (from {source})", dir.display());
             }

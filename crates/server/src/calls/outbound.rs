@@ -552,6 +552,14 @@ impl Calls {
             .unwrap_or_else(|| "switchboard".to_owned());
         let sip_call_id = ep.new_call_id();
         let uri = target.request_uri(&out.number);
+        // The socket it leaves from is fixed now, so Contact names it and the whole dialog
+        // uses it.
+        let dest = ep.with_local(Peer {
+            transport: target.transport,
+            addr: target.addr,
+            conn: None,
+            local: None,
+        });
         let mut invite = Request::new(Method::Invite, uri.clone());
         invite.headers.push(
             HeaderName::From,
@@ -562,7 +570,7 @@ impl Calls {
         invite.headers.push(HeaderName::CSeq, "1 INVITE");
         invite.headers.push(
             HeaderName::Contact,
-            format!("<{}>", ep.local_uri(Some("switchboard"), target.transport)),
+            format!("<{}>", ep.local_uri_for(Some("switchboard"), &dest)),
         );
         invite
             .headers
@@ -571,11 +579,6 @@ impl Calls {
             .headers
             .push(HeaderName::ContentType, "application/sdp");
         invite.body = out.media.caller_sdp();
-        let dest = Peer {
-            transport: target.transport,
-            addr: target.addr,
-            conn: None,
-        };
         let txn = ep.send_request(now, dest.clone(), invite);
         info!(call = key, number = %out.number, trunk = %trunk.name, "outbound call: the agent answered; dialing the customer");
         out.customer = Some(CustomerLeg {

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+mod address;
 mod callbacks;
 mod numbers;
 mod outbound;

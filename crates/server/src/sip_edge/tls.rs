@@ -573,6 +573,7 @@ mod tests {
             transport: Transport::Tls,
             addr,
             conn: None,
+            local: None,
         }
     }
 
