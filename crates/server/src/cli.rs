@@ -131,22 +131,26 @@ pub fn run(path: Option<&Path>) -> ExitCode {
     }
 }
 
+/// What a subcommand that works on the database needs: the loaded configuration (its
+/// errors reported) and a runtime, with logging on; else the exit code.
+fn database_command(path: Option<&Path>) -> Result<(Config, tokio::runtime::Runtime), ExitCode> {
+    let config = load_config(path).map_err(|errors| {
+        report_config_errors(path, &errors);
+        ExitCode::from(EXIT_CONFIG)
+    })?;
+    crate::ops::logging::init();
+    let rt = runtime().map_err(|e| {
+        eprintln!("error: cannot start the async runtime: {e}");
+        ExitCode::FAILURE
+    })?;
+    Ok((config, rt))
+}
+
 /// `switchboard migrate [--config FILE]`.
 pub fn migrate(path: Option<&Path>) -> ExitCode {
-    let config = match load_config(path) {
-        Ok(config) => config,
-        Err(errors) => {
-            report_config_errors(path, &errors);
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    crate::ops::logging::init();
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let (config, rt) = match database_command(path) {
+        Ok(ready) => ready,
+        Err(code) => return code,
     };
     let url = config.database.url.clone();
     match rt.block_on(switchboard_store::Store::migrate(&url)) {
@@ -166,20 +170,9 @@ pub fn migrate(path: Option<&Path>) -> ExitCode {
 
 /// `switchboard clients import <file.csv> [--config FILE]`.
 pub fn import_clients(path: Option<&Path>, file: &Path) -> ExitCode {
-    let config = match load_config(path) {
-        Ok(config) => config,
-        Err(errors) => {
-            report_config_errors(path, &errors);
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    crate::ops::logging::init();
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let (config, rt) = match database_command(path) {
+        Ok(ready) => ready,
+        Err(code) => return code,
     };
     let url = config.database.url.clone();
     let result = rt.block_on(async {

@@ -188,27 +188,38 @@ impl Dialog {
     /// Whether `resp` (to a request of ours) belongs to this dialog: Call-ID, our From tag
     /// and the peer's To tag. A 2xx with another To tag comes from a fork.
     pub fn matches_response(&self, resp: &Response) -> bool {
-        let from_tag = resp
-            .from_hdr()
-            .ok()
-            .and_then(|f| f.tag().map(str::to_string));
-        let to_tag = resp.to_hdr().ok().and_then(|t| t.tag().map(str::to_string));
-        resp.call_id() == Some(self.call_id.as_str())
-            && from_tag.as_deref() == Some(self.local_tag.as_str())
-            && to_tag.as_deref() == Some(self.remote_tag.as_str())
+        self.is_ours(
+            resp.call_id(),
+            (tag(resp.from_hdr()), tag(resp.to_hdr())),
+            (&self.local_tag, &self.remote_tag),
+        )
     }
 
     /// Whether `req` belongs to this dialog (Call-ID and both tags match).
     pub fn matches(&self, req: &Request) -> bool {
-        let from_tag = req
-            .from_hdr()
-            .ok()
-            .and_then(|f| f.tag().map(str::to_string));
-        let to_tag = req.to_hdr().ok().and_then(|t| t.tag().map(str::to_string));
-        req.call_id() == Some(self.call_id.as_str())
-            && from_tag.as_deref() == Some(self.remote_tag.as_str())
-            && to_tag.as_deref() == Some(self.local_tag.as_str())
+        self.is_ours(
+            req.call_id(),
+            (tag(req.from_hdr()), tag(req.to_hdr())),
+            (&self.remote_tag, &self.local_tag),
+        )
     }
+
+    /// A message's Call-ID and (From, To) tags against this dialog's, `want` in that order.
+    fn is_ours(
+        &self,
+        call_id: Option<&str>,
+        (from, to): (Option<String>, Option<String>),
+        want: (&str, &str),
+    ) -> bool {
+        call_id == Some(self.call_id.as_str())
+            && from.as_deref() == Some(want.0)
+            && to.as_deref() == Some(want.1)
+    }
+}
+
+/// The tag of a From or To header, when it parses and has one.
+fn tag(header: Result<NameAddr, switchboard_sipmsg::ParseError>) -> Option<String> {
+    header.ok().and_then(|h| h.tag().map(str::to_string))
 }
 
 fn without_tag(mut addr: NameAddr) -> NameAddr {

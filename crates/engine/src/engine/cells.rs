@@ -126,6 +126,18 @@ impl CallCell {
     pub(super) fn st(&self) -> u64 {
         self.status.load(SeqCst)
     }
+    /// Moves a waiting call (one not being offered) to gone by CAS; false when it was not
+    /// waiting.
+    pub(super) fn leave_waiting(&self) -> bool {
+        self.status
+            .compare_exchange(
+                mk_status(CS_WAITING, NONE),
+                mk_status(CS_GONE, NONE),
+                SeqCst,
+                SeqCst,
+            )
+            .is_ok()
+    }
     pub(super) fn is_registered(&self, i: usize) -> bool {
         i < 64 && self.registered.load(SeqCst) & (1u64 << i) != 0
     }

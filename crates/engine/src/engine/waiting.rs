@@ -275,16 +275,7 @@ impl Engine {
     /// The waiting call's bound passed: it leaves the engine with outcome `timeout`. A call
     /// being offered is left alone; the end of its offer brings it back here.
     fn expire(&self, now: Time, cell: &Arc<CallCell>) {
-        if cell
-            .status
-            .compare_exchange(
-                mk_status(CS_WAITING, NONE),
-                mk_status(CS_GONE, NONE),
-                SeqCst,
-                SeqCst,
-            )
-            .is_err()
-        {
+        if !cell.leave_waiting() {
             return;
         }
         let q = cell.stats_queue.load(SeqCst);

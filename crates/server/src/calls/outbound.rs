@@ -219,29 +219,19 @@ impl Calls {
             OutResult::Failed,
         );
         let record = CallRecord {
-            id: req.record_id.clone(),
-            sip_call_id: String::new(),
-            direction: Direction::Outbound,
-            trunk: None,
-            caller: self.caller_id(None),
-            dialed: req.number.clone(),
-            client_number: Some(req.number.clone()),
-            client_class: None,
-            purpose: None,
             queue: req.queue.clone(),
             agent_id: Some(req.agent.clone()),
-            route: format!("{}: not dialed: {why}", req.kind.as_str()),
-            started_at: timestamp(now),
-            queued_at: None,
-            answered_at: None,
-            ended_at: timestamp(now),
-            wait_ms: 0,
-            talk_ms: 0,
-            outcome: CdrOutcome::Failed,
-            hangup_side: CdrHangup::System,
-            recording: None,
-            journal: None,
             callback_id: req.callback_id.clone(),
+            ..super::records::ended_at_once(
+                now,
+                req.record_id.clone(),
+                Direction::Outbound,
+                (self.caller_id(None), req.number.clone(), req.number.clone()),
+                (
+                    CdrOutcome::Failed,
+                    format!("{}: not dialed: {why}", req.kind.as_str()),
+                ),
+            )
         };
         if let Err(e) = self.records.send(record) {
             warn!("outbound call record not accepted: {e}");

@@ -53,6 +53,15 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// `Ok` when nothing was collected, else every error collected.
+pub(super) fn none_or_all(errors: Vec<ConfigError>) -> Result<(), Vec<ConfigError>> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
 pub(super) fn err(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError {
         path: path.into(),
@@ -110,11 +119,7 @@ impl Config {
             vec![err(if path == "." { String::new() } else { path }, message)]
         })?;
         let errors = config.validate();
-        if errors.is_empty() {
-            Ok(config)
-        } else {
-            Err(errors)
-        }
+        none_or_all(errors).map(|()| config)
     }
 
     /// The built-in demo configuration.
