@@ -113,10 +113,7 @@ impl Dialog {
             .collect();
         route_set.reverse();
         Ok(Dialog {
-            call_id: invite
-                .call_id()
-                .ok_or(Error::MissingHeader("Call-ID"))?
-                .to_string(),
+            call_id: call_id_of(invite)?,
             local_tag,
             remote_tag,
             local: without_tag(from),
@@ -137,10 +134,7 @@ impl Dialog {
         let remote_tag = from.tag().ok_or(Error::MissingTag("From"))?.to_string();
         let local_tag = to.tag().ok_or(Error::MissingTag("To"))?.to_string();
         Ok(Dialog {
-            call_id: invite
-                .call_id()
-                .ok_or(Error::MissingHeader("Call-ID"))?
-                .to_string(),
+            call_id: call_id_of(invite)?,
             local_tag,
             remote_tag,
             local: without_tag(to),
@@ -215,6 +209,14 @@ impl Dialog {
             && from.as_deref() == Some(want.0)
             && to.as_deref() == Some(want.1)
     }
+}
+
+/// The Call-ID of the INVITE that forms a dialog.
+fn call_id_of(invite: &Request) -> Result<String, Error> {
+    invite
+        .call_id()
+        .map(str::to_string)
+        .ok_or(Error::MissingHeader("Call-ID"))
 }
 
 /// The tag of a From or To header, when it parses and has one.

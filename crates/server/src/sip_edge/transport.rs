@@ -78,6 +78,22 @@ pub struct TransportStats {
     pub ws_handshake_failures: AtomicU64,
 }
 
+/// Hands one whole SIP message of a stream connection — `(conn, transport, from)` — to the
+/// endpoint task; false once that task is gone.
+pub async fn deliver(
+    inbound: &mpsc::Sender<Inbound>,
+    (conn, transport, from): (ConnId, Transport, SocketAddr),
+    bytes: Vec<u8>,
+) -> bool {
+    let msg = Inbound::Stream {
+        conn,
+        transport,
+        from,
+        bytes,
+    };
+    inbound.send(msg).await.is_ok()
+}
+
 /// One counted slot of `max_tcp_connections`, given back when the connection ends.
 #[derive(Debug)]
 pub struct ConnSlot(Arc<TransportStats>);
@@ -521,13 +537,7 @@ pub async fn run_stream<S>(
             match framer.next_frame() {
                 Ok(None) => break,
                 Ok(Some(Frame::Message(bytes))) => {
-                    let msg = Inbound::Stream {
-                        conn,
-                        transport,
-                        from,
-                        bytes,
-                    };
-                    if inbound.send(msg).await.is_err() {
+                    if !deliver(inbound, (conn, transport, from), bytes).await {
                         break 'read;
                     }
                 }

@@ -203,13 +203,7 @@ where
         if bytes.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let msg = Inbound::Stream {
-            conn,
-            transport,
-            from,
-            bytes,
-        };
-        if inbound.send(msg).await.is_err() {
+        if !transport::deliver(&inbound, (conn, transport, from), bytes).await {
             break;
         }
     }
