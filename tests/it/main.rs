@@ -21,6 +21,7 @@ mod deploy;
 mod docs;
 mod harness;
 mod inqueue_callback;
+mod listeners;
 mod midnight;
 mod outbound;
 mod overload;

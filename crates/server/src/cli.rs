@@ -33,6 +33,7 @@ pub fn load_config(path: Option<&Path>) -> Result<Config, Vec<ConfigError>> {
         std::env::var_os("STATE_DIRECTORY").as_deref(),
     )?;
     config.resolve_tls_paths(path.and_then(Path::parent))?;
+    config.resolve_advertised_address()?;
     Ok(config)
 }
 
@@ -62,6 +63,12 @@ pub fn check_config(path: &Path) -> ExitCode {
                 config.agents.len(),
                 config.queues.len()
             );
+            if let (true, Some(ip)) = (config.advertised_is_name(), config.advertised_ip()) {
+                println!(
+                    "advertised address {} resolves to {ip} (written into SDP)",
+                    config.sip.advertised_address
+                );
+            }
             if let (Some(dir), Some(source)) = (&config.state.dir, config.state.source) {
                 println!("state directory {} (from {source})", dir.display());
             }
@@ -125,22 +132,26 @@ pub fn run(path: Option<&Path>) -> ExitCode {
     }
 }
 
+/// What a subcommand that works on the database needs: the loaded configuration (its
+/// errors reported) and a runtime, with logging on; else the exit code.
+fn database_command(path: Option<&Path>) -> Result<(Config, tokio::runtime::Runtime), ExitCode> {
+    let config = load_config(path).map_err(|errors| {
+        report_config_errors(path, &errors);
+        ExitCode::from(EXIT_CONFIG)
+    })?;
+    crate::ops::logging::init();
+    let rt = runtime().map_err(|e| {
+        eprintln!("error: cannot start the async runtime: {e}");
+        ExitCode::FAILURE
+    })?;
+    Ok((config, rt))
+}
+
 /// `switchboard migrate [--config FILE]`.
 pub fn migrate(path: Option<&Path>) -> ExitCode {
-    let config = match load_config(path) {
-        Ok(config) => config,
-        Err(errors) => {
-            report_config_errors(path, &errors);
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    crate::ops::logging::init();
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let (config, rt) = match database_command(path) {
+        Ok(ready) => ready,
+        Err(code) => return code,
     };
     let url = config.database.url.clone();
     match rt.block_on(switchboard_store::Store::migrate(&url)) {
@@ -160,20 +171,9 @@ pub fn migrate(path: Option<&Path>) -> ExitCode {
 
 /// `switchboard clients import <file.csv> [--config FILE]`.
 pub fn import_clients(path: Option<&Path>, file: &Path) -> ExitCode {
-    let config = match load_config(path) {
-        Ok(config) => config,
-        Err(errors) => {
-            report_config_errors(path, &errors);
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    crate::ops::logging::init();
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let (config, rt) = match database_command(path) {
+        Ok(ready) => ready,
+        Err(code) => return code,
     };
     let url = config.database.url.clone();
     let result = rt.block_on(async {

@@ -13,7 +13,6 @@ use std::collections::HashSet;
 use switchboard_sip::registrar::{AgentCredentials, RegistrarConfig};
 use switchboard_sip::{ConnId, Endpoint, EndpointConfig, Event, Peer, Transport};
 use switchboard_store::{AgentEventKind, AgentSessionEvent};
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -32,7 +31,7 @@ use crate::routing;
 use crate::sip_edge::security::{self, Security};
 use crate::sip_edge::tls::{Dialer, Tls};
 use crate::sip_edge::transport::{
-    self, Connections, Inbound, Limits, Listeners, StreamContext, TransportStats,
+    self, Connections, Inbound, Limits, Listeners, StreamContext, TransportStats, UdpSockets,
 };
 
 /// How long calls in progress may continue after SIGTERM before the server exits.
@@ -81,6 +80,10 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
         info!(dir = %dir.display(), from = %source, "state directory");
+    }
+    if let (true, Some(ip)) = (config.advertised_is_name(), config.advertised_ip()) {
+        info!(advertised_address = %config.sip.advertised_address, %ip,
+            "advertised address resolved (Via and Contact carry the name, SDP the address)");
     }
     let stop = CancellationToken::new();
     let metrics = Metrics::new();
@@ -158,9 +161,10 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
         Arc::clone(&stats),
         stop.clone(),
     );
-    let udp = transport::spawn(listeners, &streams, tls.as_ref());
+    let udp = transport::spawn(listeners, &streams, tls.as_ref())
+        .context("cannot read the address of a UDP listener")?;
     let dialer = tls.clone().map(|tls| Dialer::new(tls, streams.clone()));
-    let endpoint = Endpoint::new(endpoint_config(&config, &udp_addrs, &streams_at)?);
+    let endpoint = Endpoint::new(endpoint_config(&config, &udp.locals(), &streams_at)?);
 
     // 4. Routing and call control.
     let engine = Arc::new(
@@ -355,6 +359,7 @@ fn endpoint_config(
     if let Some(addr) = udp.first() {
         cfg.advertised_ports.push((Transport::Udp, addr.port()));
     }
+    cfg.udp_listeners = udp.to_vec();
     for (transport, addrs) in [
         (Transport::Tcp, &streams.tcp),
         (Transport::Tls, &streams.tls),
@@ -397,6 +402,7 @@ fn endpoint_config(
             .collect(),
         guard: security::guard_config(&config.security),
         own_hosts: std::iter::once(config.sip.advertised_address.clone())
+            .chain(config.advertised_ip().map(|ip| ip.to_string()))
             .chain(
                 udp.iter()
                     .chain(&streams.tcp)
@@ -508,7 +514,7 @@ struct Driver {
     endpoint: Endpoint,
     calls: Calls,
     conns: Connections,
-    udp: Vec<Arc<UdpSocket>>,
+    udp: UdpSockets,
     /// Opens outbound TLS connections (with `[tls]` only).
     dialer: Option<Dialer>,
     metrics: Metrics,
@@ -616,8 +622,13 @@ impl Driver {
 
     fn handle_inbound(&mut self, now: switchboard_sip::Instant, msg: Inbound) {
         match msg {
-            Inbound::Datagram { from, bytes, .. } => {
-                self.endpoint.handle_datagram(now, Peer::udp(from), &bytes);
+            Inbound::Datagram {
+                socket,
+                from,
+                bytes,
+            } => {
+                let src = self.udp.peer(socket, from);
+                self.endpoint.handle_datagram(now, src, &bytes);
             }
             Inbound::Stream {
                 conn,
@@ -642,6 +653,7 @@ impl Driver {
                     transport,
                     addr,
                     conn: None,
+                    local: None,
                 };
                 self.endpoint.handle_transport_error(now, &dest);
             }
@@ -774,36 +786,12 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 fn send(
     dest: &Peer,
     bytes: Vec<u8>,
-    udp: &[Arc<UdpSocket>],
+    udp: &UdpSockets,
     conns: &mut Connections,
     dialer: Option<&Dialer>,
 ) {
     match dest.transport {
-        Transport::Udp => {
-            // Send from a socket of the destination's address family.
-            let socket = udp
-                .iter()
-                .find(|s| {
-                    s.local_addr()
-                        .is_ok_and(|l| l.is_ipv4() == dest.addr.is_ipv4())
-                })
-                .or_else(|| udp.first());
-            let Some(socket) = socket else {
-                warn!(dest = %dest.addr, "no UDP socket to send from");
-                return;
-            };
-            match socket.try_send_to(&bytes, dest.addr) {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    let socket = Arc::clone(socket);
-                    let addr = dest.addr;
-                    tokio::spawn(async move {
-                        let _ = socket.send_to(&bytes, addr).await;
-                    });
-                }
-                Err(e) => debug!(dest = %dest.addr, "udp send failed: {e}"),
-            }
-        }
+        Transport::Udp => udp.send(dest, bytes),
         Transport::Tcp | Transport::Ws | Transport::Wss => {
             let conn = dest
                 .conn

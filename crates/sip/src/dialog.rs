@@ -113,10 +113,7 @@ impl Dialog {
             .collect();
         route_set.reverse();
         Ok(Dialog {
-            call_id: invite
-                .call_id()
-                .ok_or(Error::MissingHeader("Call-ID"))?
-                .to_string(),
+            call_id: call_id_of(invite)?,
             local_tag,
             remote_tag,
             local: without_tag(from),
@@ -137,10 +134,7 @@ impl Dialog {
         let remote_tag = from.tag().ok_or(Error::MissingTag("From"))?.to_string();
         let local_tag = to.tag().ok_or(Error::MissingTag("To"))?.to_string();
         Ok(Dialog {
-            call_id: invite
-                .call_id()
-                .ok_or(Error::MissingHeader("Call-ID"))?
-                .to_string(),
+            call_id: call_id_of(invite)?,
             local_tag,
             remote_tag,
             local: without_tag(to),
@@ -188,27 +182,46 @@ impl Dialog {
     /// Whether `resp` (to a request of ours) belongs to this dialog: Call-ID, our From tag
     /// and the peer's To tag. A 2xx with another To tag comes from a fork.
     pub fn matches_response(&self, resp: &Response) -> bool {
-        let from_tag = resp
-            .from_hdr()
-            .ok()
-            .and_then(|f| f.tag().map(str::to_string));
-        let to_tag = resp.to_hdr().ok().and_then(|t| t.tag().map(str::to_string));
-        resp.call_id() == Some(self.call_id.as_str())
-            && from_tag.as_deref() == Some(self.local_tag.as_str())
-            && to_tag.as_deref() == Some(self.remote_tag.as_str())
+        self.is_ours(
+            resp.call_id(),
+            (tag(resp.from_hdr()), tag(resp.to_hdr())),
+            (&self.local_tag, &self.remote_tag),
+        )
     }
 
     /// Whether `req` belongs to this dialog (Call-ID and both tags match).
     pub fn matches(&self, req: &Request) -> bool {
-        let from_tag = req
-            .from_hdr()
-            .ok()
-            .and_then(|f| f.tag().map(str::to_string));
-        let to_tag = req.to_hdr().ok().and_then(|t| t.tag().map(str::to_string));
-        req.call_id() == Some(self.call_id.as_str())
-            && from_tag.as_deref() == Some(self.remote_tag.as_str())
-            && to_tag.as_deref() == Some(self.local_tag.as_str())
+        self.is_ours(
+            req.call_id(),
+            (tag(req.from_hdr()), tag(req.to_hdr())),
+            (&self.remote_tag, &self.local_tag),
+        )
     }
+
+    /// A message's Call-ID and (From, To) tags against this dialog's, `want` in that order.
+    fn is_ours(
+        &self,
+        call_id: Option<&str>,
+        (from, to): (Option<String>, Option<String>),
+        want: (&str, &str),
+    ) -> bool {
+        call_id == Some(self.call_id.as_str())
+            && from.as_deref() == Some(want.0)
+            && to.as_deref() == Some(want.1)
+    }
+}
+
+/// The Call-ID of the INVITE that forms a dialog.
+fn call_id_of(invite: &Request) -> Result<String, Error> {
+    invite
+        .call_id()
+        .map(str::to_string)
+        .ok_or(Error::MissingHeader("Call-ID"))
+}
+
+/// The tag of a From or To header, when it parses and has one.
+fn tag(header: Result<NameAddr, switchboard_sipmsg::ParseError>) -> Option<String> {
+    header.ok().and_then(|h| h.tag().map(str::to_string))
 }
 
 fn without_tag(mut addr: NameAddr) -> NameAddr {

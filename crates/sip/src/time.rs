@@ -173,6 +173,14 @@ impl TimerSlots {
         }
     }
 
+    /// Arm `timer` at its initial interval from `now` ([`Timer::initial`]); a timer that
+    /// does not run on this transport stays disarmed.
+    pub fn arm_initial(&mut self, timer: Timer, now: Instant, cfg: &TimerConfig, reliable: bool) {
+        if let Some(d) = timer.initial(cfg, reliable) {
+            self.arm(timer, now + d);
+        }
+    }
+
     /// Disarm `timer`.
     pub fn disarm(&mut self, timer: Timer) {
         if let Some(slot) = self.0.get_mut(timer.slot()) {

@@ -209,9 +209,8 @@ impl ClientTxn {
     }
 
     fn arm(&mut self, now: Instant, timer: Timer) {
-        if let Some(d) = timer.initial(&self.cfg, self.reliable) {
-            self.timers.arm(timer, now + d);
-        }
+        self.timers
+            .arm_initial(timer, now, &self.cfg, self.reliable);
     }
 }
 
@@ -401,9 +400,8 @@ impl ServerTxn {
     }
 
     fn arm(&mut self, now: Instant, timer: Timer) {
-        if let Some(d) = timer.initial(&self.cfg, self.reliable) {
-            self.timers.arm(timer, now + d);
-        }
+        self.timers
+            .arm_initial(timer, now, &self.cfg, self.reliable);
     }
 }
 

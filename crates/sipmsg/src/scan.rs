@@ -188,6 +188,17 @@ pub(crate) fn find_param<'a>(params: &'a [Param], name: &str) -> Option<Option<&
         .map(|p| p.value.as_deref())
 }
 
+/// Sets (replaces or appends) a parameter, matched by case-insensitive name.
+pub(crate) fn set_param(params: &mut Vec<Param>, name: &str, value: Option<&str>) {
+    match params
+        .iter_mut()
+        .find(|p| p.name.eq_ignore_ascii_case(name))
+    {
+        Some(p) => p.value = value.map(str::to_owned),
+        None => params.push(Param::new(name, value)),
+    }
+}
+
 /// Writes `;name[=value]` for each parameter.
 pub(crate) fn fmt_params(f: &mut std::fmt::Formatter<'_>, params: &[Param]) -> std::fmt::Result {
     for p in params {

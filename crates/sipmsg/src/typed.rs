@@ -79,14 +79,7 @@ impl Via {
 
     /// Sets (replaces or appends) a parameter, e.g. `received` and `rport` (RFC 3581).
     pub fn set_param(&mut self, name: &str, value: Option<&str>) {
-        match self
-            .params
-            .iter_mut()
-            .find(|p| p.name.eq_ignore_ascii_case(name))
-        {
-            Some(p) => p.value = value.map(str::to_owned),
-            None => self.params.push(Param::new(name, value)),
-        }
+        crate::scan::set_param(&mut self.params, name, value);
     }
 }
 
@@ -202,14 +195,7 @@ impl NameAddr {
 
     /// Sets (replaces or appends) a parameter.
     pub fn set_param(&mut self, name: &str, value: Option<&str>) {
-        match self
-            .params
-            .iter_mut()
-            .find(|p| p.name.eq_ignore_ascii_case(name))
-        {
-            Some(p) => p.value = value.map(str::to_owned),
-            None => self.params.push(Param::new(name, value)),
-        }
+        crate::scan::set_param(&mut self.params, name, value);
     }
 }
 

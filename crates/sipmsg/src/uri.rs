@@ -162,14 +162,7 @@ impl Uri {
 
     /// Sets (replaces or appends) a URI parameter.
     pub fn set_param(&mut self, name: &str, value: Option<&str>) {
-        match self
-            .params
-            .iter_mut()
-            .find(|p| p.name.eq_ignore_ascii_case(name))
-        {
-            Some(p) => p.value = value.map(str::to_owned),
-            None => self.params.push(Param::new(name, value)),
-        }
+        crate::scan::set_param(&mut self.params, name, value);
     }
 
     /// The user part with `%HH` escapes decoded (RFC 3261 §19.1.4 compares URIs this

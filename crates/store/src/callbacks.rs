@@ -267,20 +267,28 @@ impl Store {
         to: CallbackStatus,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
+        self.update_pending(id, "status = $1", to.as_str(), now)
+            .await
+    }
+
+    /// `UPDATE … SET <set>` (where `$1` is `value`) on a call-back still `pending`, with
+    /// `updated_at = now`; false when it was not pending.
+    async fn update_pending(
+        &self,
+        id: &str,
+        set: &'static str,
+        value: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
         let vals = [
-            Val::Text(Some(to.as_str())),
+            Val::Text(Some(value)),
             Val::Ts(Some(now)),
             Val::Text(Some(id)),
         ];
-        let n = self
-            .ready_db()
-            .await?
-            .execute(
-                "UPDATE callbacks SET status = $1, updated_at = $2 \
-                 WHERE id = $3 AND status = 'pending'",
-                &vals,
-            )
-            .await?;
+        let sql = format!(
+            "UPDATE callbacks SET {set}, updated_at = $2 WHERE id = $3 AND status = 'pending'"
+        );
+        let n = self.ready_db().await?.execute(&sql, &vals).await?;
         Ok(n > 0)
     }
 

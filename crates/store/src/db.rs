@@ -241,37 +241,34 @@ pub(crate) trait RowExt {
     }
 }
 
+/// The accessors both backends decode alike (sqlx's own types); only timestamps differ.
+macro_rules! same_on_both_backends {
+    () => {
+        fn text(&self, col: &str) -> Result<String, sqlx::Error> {
+            self.try_get(col)
+        }
+        fn opt_text(&self, col: &str) -> Result<Option<String>, sqlx::Error> {
+            self.try_get(col)
+        }
+        fn int(&self, col: &str) -> Result<i64, sqlx::Error> {
+            self.try_get(col)
+        }
+        fn opt_int(&self, col: &str) -> Result<Option<i64>, sqlx::Error> {
+            self.try_get(col)
+        }
+    };
+}
+
 impl RowExt for PgRow {
-    fn text(&self, col: &str) -> Result<String, sqlx::Error> {
-        self.try_get(col)
-    }
-    fn opt_text(&self, col: &str) -> Result<Option<String>, sqlx::Error> {
-        self.try_get(col)
-    }
-    fn int(&self, col: &str) -> Result<i64, sqlx::Error> {
-        self.try_get(col)
-    }
-    fn opt_int(&self, col: &str) -> Result<Option<i64>, sqlx::Error> {
-        self.try_get(col)
-    }
+    same_on_both_backends!();
     fn opt_ts(&self, col: &str) -> Result<Option<Timestamp>, sqlx::Error> {
         self.try_get(col)
     }
 }
 
 impl RowExt for SqliteRow {
-    fn text(&self, col: &str) -> Result<String, sqlx::Error> {
-        self.try_get(col)
-    }
-    fn opt_text(&self, col: &str) -> Result<Option<String>, sqlx::Error> {
-        self.try_get(col)
-    }
-    fn int(&self, col: &str) -> Result<i64, sqlx::Error> {
-        self.try_get(col)
-    }
-    fn opt_int(&self, col: &str) -> Result<Option<i64>, sqlx::Error> {
-        self.try_get(col)
-    }
+    same_on_both_backends!();
+    /// SQLite keeps timestamps as RFC 3339 text.
     fn opt_ts(&self, col: &str) -> Result<Option<Timestamp>, sqlx::Error> {
         let text: Option<String> = self.try_get(col)?;
         text.map(|t| {

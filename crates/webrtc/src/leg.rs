@@ -177,17 +177,10 @@ impl WebRtcLeg {
 
     /// A datagram arrived on the leg's socket from `from`.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
-        let read = TaggedBytesMut {
-            now,
-            transport: TransportContext {
-                local_addr: self.local,
-                peer_addr: from,
-                ecn: None,
-                transport_protocol: TransportProtocol::UDP,
-            },
-            message: BytesMut::from(datagram),
-        };
-        if let Err(e) = self.pc.handle_read(read) {
+        if let Err(e) = self
+            .pc
+            .handle_read(udp_datagram(now, self.local, from, datagram))
+        {
             tracing::debug!(%from, "WebRTC datagram not taken: {e}");
         }
     }
@@ -305,6 +298,25 @@ pub(crate) fn answered_payload_type(sdp: &str) -> Option<u8> {
     fields
         .filter_map(|f| f.parse::<u8>().ok())
         .find(|pt| CODECS.iter().any(|(_, p)| p == pt))
+}
+
+/// A UDP datagram from `from` to `local`, as the `rtc` stack reads it.
+pub(crate) fn udp_datagram(
+    now: Instant,
+    local: SocketAddr,
+    from: SocketAddr,
+    datagram: &[u8],
+) -> TaggedBytesMut {
+    TaggedBytesMut {
+        now,
+        transport: TransportContext {
+            local_addr: local,
+            peer_addr: from,
+            ecn: None,
+            transport_protocol: TransportProtocol::UDP,
+        },
+        message: BytesMut::from(datagram),
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_PCMU, MediaEngine};
@@ -16,7 +16,6 @@ use rtc::rtp_transceiver::rtp_sender::{
     RtpCodecKind,
 };
 use rtc::sansio::Protocol;
-use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 
 pub(crate) struct Browser {
     pc: RTCPeerConnection,
@@ -83,16 +82,9 @@ impl Browser {
     }
 
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
-        let _ = self.pc.handle_read(TaggedBytesMut {
-            now,
-            transport: TransportContext {
-                local_addr: self.local,
-                peer_addr: from,
-                ecn: None,
-                transport_protocol: TransportProtocol::UDP,
-            },
-            message: BytesMut::from(bytes),
-        });
+        let _ = self
+            .pc
+            .handle_read(crate::leg::udp_datagram(now, self.local, from, bytes));
         while let Some(TaggedRTCMessage { message, .. }) = self.pc.poll_read() {
             if let RTCMessage::RtpPacket(_, p) = message {
                 self.heard.push((p.header.ssrc, p.header.sequence_number));

@@ -392,12 +392,23 @@ impl SippAgent {
         scenario: Option<&str>,
         extra: &[&str],
     ) -> SippAgent {
+        SippAgent::start_at(server.sip_addr(), ids, scenario, extra)
+    }
+
+    /// As [`SippAgent::start_with`], registering through `registrar` (one of the server's
+    /// SIP listeners).
+    pub fn start_at(
+        registrar: SocketAddr,
+        ids: &[&str],
+        scenario: Option<&str>,
+        extra: &[&str],
+    ) -> SippAgent {
         let port = free_port();
         for id in ids {
             let password = format!("{id}-secret");
             let (status, out, messages) = sipp_at(
                 "register_contact.xml",
-                server.sip_addr(),
+                registrar,
                 port,
                 &["-s", id, "-au", id, "-ap", &password],
                 Duration::from_secs(10),

@@ -238,23 +238,38 @@ impl Engine {
             }
             // Index order: the order itself for `Index`; for keyed kinds the pass that finds
             // an available member whose key moved while the passes above ran.
-            let mut got = None;
-            let _ = index.each_set(start, end, |p| {
-                got = index
-                    .members
-                    .get(p)
-                    .and_then(|&a| self.try_candidate(now, a, cell, avoid, &mut fallback));
-                if got.is_some() {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            });
+            let got = self.claim_in_order(now, index, (start, end), cell, avoid, &mut fallback);
             if got.is_some() {
                 return got;
             }
         }
         fallback.and_then(|a| self.claim(now, a, cell.id.0))
+    }
+
+    /// The first available member at positions `from..to`, in index order, that
+    /// [`Engine::try_candidate`] claims (it notes a fallback on the way).
+    fn claim_in_order(
+        &self,
+        now: Time,
+        index: &AvailIndex,
+        (from, to): (usize, usize),
+        cell: &CallCell,
+        avoid: u32,
+        fallback: &mut Option<u32>,
+    ) -> Option<Claim> {
+        let mut got = None;
+        let _ = index.each_set(from, to, |p| {
+            got = index
+                .members
+                .get(p)
+                .and_then(|&a| self.try_candidate(now, a, cell, avoid, fallback));
+            if got.is_some() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        got
     }
 
     /// The best level with an available member: its range of positions.
@@ -287,19 +302,8 @@ impl Engine {
                     .get(lo..hi)
                     .map_or(0, |m| m.partition_point(|&a| a < s));
             let mut fallback = None;
-            for (from, to) in [(mid, hi), (lo, mid)] {
-                let mut got = None;
-                let _ = index.each_set(from, to, |p| {
-                    got = index
-                        .members
-                        .get(p)
-                        .and_then(|&a| self.try_candidate(now, a, cell, avoid, &mut fallback));
-                    if got.is_some() {
-                        ControlFlow::Break(())
-                    } else {
-                        ControlFlow::Continue(())
-                    }
-                });
+            for range in [(mid, hi), (lo, mid)] {
+                let got = self.claim_in_order(now, index, range, cell, avoid, &mut fallback);
                 if got.is_some() {
                     return got;
                 }

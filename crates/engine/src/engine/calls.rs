@@ -133,17 +133,7 @@ impl Engine {
             self.register_at(&cell, 0, false);
         }
         self.dispatch_call(now, &cell);
-        if cell.registered.load(SeqCst) == 0
-            && cell
-                .status
-                .compare_exchange(
-                    mk_status(CS_WAITING, NONE),
-                    mk_status(CS_GONE, NONE),
-                    SeqCst,
-                    SeqCst,
-                )
-                .is_ok()
-        {
+        if cell.registered.load(SeqCst) == 0 && cell.leave_waiting() {
             self.call_shard(id).remove(&id);
             return Err(EngineError::NoRoute(cell.id));
         }

@@ -133,6 +133,18 @@ impl CallCell {
     pub(super) fn is_held(&self) -> bool {
         self.held.load(SeqCst) == 1
     }
+    /// Moves a waiting call (one not being offered) to gone by CAS; false when it was not
+    /// waiting.
+    pub(super) fn leave_waiting(&self) -> bool {
+        self.status
+            .compare_exchange(
+                mk_status(CS_WAITING, NONE),
+                mk_status(CS_GONE, NONE),
+                SeqCst,
+                SeqCst,
+            )
+            .is_ok()
+    }
     pub(super) fn is_registered(&self, i: usize) -> bool {
         i < 64 && self.registered.load(SeqCst) & (1u64 << i) != 0
     }

@@ -280,16 +280,7 @@ impl Engine {
         if cell.is_held() {
             return;
         }
-        if cell
-            .status
-            .compare_exchange(
-                mk_status(CS_WAITING, NONE),
-                mk_status(CS_GONE, NONE),
-                SeqCst,
-                SeqCst,
-            )
-            .is_err()
-        {
+        if !cell.leave_waiting() {
             return;
         }
         let q = cell.stats_queue.load(SeqCst);

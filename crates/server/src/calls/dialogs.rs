@@ -135,7 +135,7 @@ impl Calls {
             HeaderName::Contact,
             format!(
                 "<{}>",
-                ep.local_uri(Some("switchboard"), call.caller_leg.peer.transport)
+                ep.local_uri_for(Some("switchboard"), &call.caller_leg.peer)
             ),
         );
         ok.headers
@@ -234,10 +234,7 @@ impl Calls {
         let mut req = leg.dialog.request(method.clone());
         req.headers.push(
             HeaderName::Contact,
-            format!(
-                "<{}>",
-                ep.local_uri(Some("switchboard"), leg.peer.transport)
-            ),
+            format!("<{}>", ep.local_uri_for(Some("switchboard"), &leg.peer)),
         );
         req.headers.push(
             extensions::session_expires_header(),
@@ -461,6 +458,8 @@ pub(super) fn next_hop(dialog: &Dialog, fallback: &Peer) -> Peer {
             transport: fallback.transport,
             addr,
             conn: None,
+            // Over UDP, from the socket the dialog's requests came in on.
+            local: fallback.local,
         },
         _ => fallback.clone(),
     }

@@ -188,7 +188,7 @@ impl Calls {
             ringing.headers.push(extensions::rseq_header(), "1");
             ringing.headers.push(
                 HeaderName::Contact,
-                format!("<{}>", ep.local_uri(Some("switchboard"), src.transport)),
+                format!("<{}>", ep.local_uri_for(Some("switchboard"), &src)),
             );
         }
         if let Err(e) = ep.respond(now, txn, ringing) {
@@ -198,7 +198,7 @@ impl Calls {
         copy_record_route(&req, &mut ok);
         ok.headers.push(
             HeaderName::Contact,
-            format!("<{}>", ep.local_uri(Some("switchboard"), src.transport)),
+            format!("<{}>", ep.local_uri_for(Some("switchboard"), &src)),
         );
         ok.headers.push(HeaderName::Allow, switchboard_sip::ALLOW);
         ok.headers

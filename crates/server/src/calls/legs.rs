@@ -435,7 +435,7 @@ pub(super) fn agent_invite(
         HeaderName::Contact,
         format!(
             "<{}>",
-            ep.local_uri(Some("switchboard"), binding.source.transport)
+            ep.local_uri_for(Some("switchboard"), &binding.source)
         ),
     );
     invite

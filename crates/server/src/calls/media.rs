@@ -58,11 +58,13 @@ fn sounds_dir(config: &Config) -> PathBuf {
 
 impl MediaSetup {
     pub fn new(config: &Config) -> anyhow::Result<MediaSetup> {
-        let advertised_ip: IpAddr = config
-            .sip
-            .advertised_address
-            .parse()
-            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        // Never a guess: a host name must have been resolved when the file was loaded.
+        let advertised_ip: IpAddr = config.advertised_ip().with_context(|| {
+            format!(
+                "sip.advertised_address {:?} is not resolved to an IP address",
+                config.sip.advertised_address
+            )
+        })?;
         let bind_ip = config
             .listen_addrs()
             .first()

@@ -263,30 +263,20 @@ impl Calls {
             c.report(OutResult::Failed.attempt());
         }
         let record = CallRecord {
-            id: req.record_id.clone(),
-            sip_call_id: String::new(),
-            direction: Direction::Outbound,
-            trunk: None,
-            caller: self.caller_id(None),
-            dialed: req.number.clone(),
-            client_number: Some(req.number.clone()),
-            client_class: None,
-            purpose: None,
             queue: req.queue.clone(),
             agent_id: Some(req.agent.clone()),
-            route: format!("{}: not dialed: {why}", req.kind.as_str()),
-            started_at: timestamp(now),
-            queued_at: None,
-            answered_at: None,
-            ended_at: timestamp(now),
-            wait_ms: 0,
-            talk_ms: 0,
-            outcome: CdrOutcome::Failed,
-            hangup_side: CdrHangup::System,
-            recording: None,
-            journal: None,
             callback_id: req.callback_id.clone(),
             campaign: req.campaign.as_ref().map(|c| c.campaign_id.clone()),
+            ..super::records::ended_at_once(
+                now,
+                req.record_id.clone(),
+                Direction::Outbound,
+                (self.caller_id(None), req.number.clone(), req.number.clone()),
+                (
+                    CdrOutcome::Failed,
+                    format!("{}: not dialed: {why}", req.kind.as_str()),
+                ),
+            )
         };
         if let Err(e) = self.records.send(record) {
             warn!("outbound call record not accepted: {e}");
@@ -600,6 +590,14 @@ impl Calls {
             .unwrap_or_else(|| "switchboard".to_owned());
         let sip_call_id = ep.new_call_id();
         let uri = target.request_uri(&out.number);
+        // The socket it leaves from is fixed now, so Contact names it and the whole dialog
+        // uses it.
+        let dest = ep.with_local(Peer {
+            transport: target.transport,
+            addr: target.addr,
+            conn: None,
+            local: None,
+        });
         let mut invite = Request::new(Method::Invite, uri.clone());
         invite.headers.push(
             HeaderName::From,
@@ -610,7 +608,7 @@ impl Calls {
         invite.headers.push(HeaderName::CSeq, "1 INVITE");
         invite.headers.push(
             HeaderName::Contact,
-            format!("<{}>", ep.local_uri(Some("switchboard"), target.transport)),
+            format!("<{}>", ep.local_uri_for(Some("switchboard"), &dest)),
         );
         invite
             .headers
@@ -619,11 +617,6 @@ impl Calls {
             .headers
             .push(HeaderName::ContentType, "application/sdp");
         invite.body = out.media.caller_sdp();
-        let dest = Peer {
-            transport: target.transport,
-            addr: target.addr,
-            conn: None,
-        };
         let txn = ep.send_request(now, dest.clone(), invite);
         info!(call = key, number = %out.number, trunk = %trunk.name, "outbound call: the agent answered; dialing the customer");
         out.customer = Some(CustomerLeg {

@@ -210,30 +210,21 @@ impl Calls {
             .inc();
         info!(call_id = %r.sip_call_id, caller = %r.caller, trunk = r.trunk.unwrap_or("-"), outcome = r.outcome.as_str(), route = %r.route, "refused before a dialog: recorded");
         let record = CallRecord {
-            id: switchboard_store::new_record_id(),
             sip_call_id: r.sip_call_id.to_owned(),
-            direction: Direction::Inbound,
             trunk: r.trunk.map(str::to_owned),
-            caller: r.caller.to_owned(),
-            dialed: r.dialed.to_owned(),
-            client_number: Some(r.client_number.to_owned()),
             client_class: r.class.map(str::to_owned),
             purpose: r.purpose.map(|p| p.as_str().to_owned()),
-            queue: None,
-            agent_id: None,
-            route: r.route,
-            started_at: timestamp(now),
-            queued_at: None,
-            answered_at: None,
-            ended_at: timestamp(now),
-            wait_ms: 0,
-            talk_ms: 0,
-            outcome: r.outcome,
-            hangup_side: CdrHangup::System,
-            recording: None,
-            journal: None,
-            callback_id: None,
-            campaign: None,
+            ..ended_at_once(
+                now,
+                switchboard_store::new_record_id(),
+                Direction::Inbound,
+                (
+                    r.caller.to_owned(),
+                    r.dialed.to_owned(),
+                    r.client_number.to_owned(),
+                ),
+                (r.outcome, r.route),
+            )
         };
         if let Err(e) = self.records.send(record) {
             warn!("call record not accepted: {e}");
@@ -452,5 +443,43 @@ impl Calls {
         if let Err(e) = self.records.send(record) {
             warn!("agent session record not accepted: {e}");
         }
+    }
+}
+
+/// A record of a call that ended the instant it began, by the system: nothing queued,
+/// answered or recorded. `party` is (caller, dialed, client number), `end` the outcome and
+/// the route; the caller fills in what else it knows.
+pub(super) fn ended_at_once(
+    now: Instant,
+    id: String,
+    direction: Direction,
+    (caller, dialed, client_number): (String, String, String),
+    (outcome, route): (CdrOutcome, String),
+) -> CallRecord {
+    CallRecord {
+        id,
+        sip_call_id: String::new(),
+        direction,
+        trunk: None,
+        caller,
+        dialed,
+        client_number: Some(client_number),
+        client_class: None,
+        purpose: None,
+        queue: None,
+        agent_id: None,
+        route,
+        started_at: timestamp(now),
+        queued_at: None,
+        answered_at: None,
+        ended_at: timestamp(now),
+        wait_ms: 0,
+        talk_ms: 0,
+        outcome,
+        hangup_side: CdrHangup::System,
+        recording: None,
+        journal: None,
+        callback_id: None,
+        campaign: None,
     }
 }

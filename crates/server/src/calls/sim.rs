@@ -308,10 +308,7 @@ impl Ua {
             self.addr,
             extra.iter().map(|h| format!("{h}\r\n")).collect::<String>(),
         );
-        match Message::parse(text.as_bytes()) {
-            Ok(Message::Request(r)) => r,
-            other => panic!("bad scripted request: {other:?}"),
-        }
+        scripted_request(&text)
     }
 
     /// A trunk INVITE to `did` (with `sdp` as the offer, or none for a late offer).
@@ -355,10 +352,7 @@ impl Ua {
             self.addr,
             extra.iter().map(|h| format!("{h}\r\n")).collect::<String>(),
         );
-        match Message::parse(text.as_bytes()) {
-            Ok(Message::Request(r)) => r,
-            other => panic!("bad scripted request: {other:?}"),
-        }
+        scripted_request(&text)
     }
 
     /// The ACK for the server's 2xx `ok` to our INVITE.
@@ -460,5 +454,13 @@ pub fn contact_uri(contact: Option<&str>) -> String {
     match (c.find('<'), c.find('>')) {
         (Some(a), Some(b)) if a < b => c[a + 1..b].to_owned(),
         _ => c.to_owned(),
+    }
+}
+
+/// A scripted request's text as a parsed request (a test bug if it does not parse).
+fn scripted_request(text: &str) -> Request {
+    match Message::parse(text.as_bytes()) {
+        Ok(Message::Request(r)) => r,
+        other => panic!("bad scripted request: {other:?}"),
     }
 }

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+mod address;
 mod callbacks;
 mod numbers;
 mod outbound;
@@ -49,6 +50,15 @@ impl fmt::Display for ConfigError {
         } else {
             write!(f, "{}: {}", self.path, self.message)
         }
+    }
+}
+
+/// `Ok` when nothing was collected, else every error collected.
+pub(super) fn none_or_all(errors: Vec<ConfigError>) -> Result<(), Vec<ConfigError>> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
     }
 }
 
@@ -109,11 +119,7 @@ impl Config {
             vec![err(if path == "." { String::new() } else { path }, message)]
         })?;
         let errors = config.validate();
-        if errors.is_empty() {
-            Ok(config)
-        } else {
-            Err(errors)
-        }
+        none_or_all(errors).map(|()| config)
     }
 
     /// The built-in demo configuration.

@@ -115,11 +115,7 @@ impl Config {
                 )),
             }
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
+        super::none_or_all(errors)
     }
 }
 

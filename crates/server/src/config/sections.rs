@@ -19,8 +19,11 @@ pub struct SipConfig {
     pub listen: Vec<String>,
     /// Registrar domain and digest realm.
     pub domain: String,
-    /// Written into Via / Contact / SDP.
+    /// Written into Via / Contact / SDP (an IP address, or a host name resolved at start).
     pub advertised_address: String,
+    /// The IP address SDP and ICE carry, once `Config::resolve_advertised_address` ran.
+    #[serde(skip)]
+    pub advertised_ip: Option<std::net::IpAddr>,
     /// RFC 3261 timer T1 (round-trip estimate), milliseconds.
     #[serde(default = "default_t1_ms")]
     pub t1_ms: u64,

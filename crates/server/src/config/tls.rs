@@ -64,11 +64,7 @@ impl Config {
         {
             errors.push(err("tls.ca", e.to_string()));
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
+        super::none_or_all(errors)
     }
 }
 

@@ -11,12 +11,13 @@ use std::sync::{Arc, RwLock};
 use serde::Serialize;
 use tokio::sync::Notify;
 
-/// A call in progress, as `GET /api/v1/calls/active` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A call in progress, as `GET /api/v1/calls/active` shows it (schema `ActiveCallView`).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = ActiveCallView)]
 pub struct ActiveCall {
-    /// Switchboard's call number (also in logs and live events).
+    /// Switchboard's call number (as in logs and the live events).
     pub call: u64,
-    /// The record id its CDR will have.
+    /// The id its call-detail record will have.
     pub id: String,
     pub sip_call_id: String,
     pub trunk: String,
@@ -24,22 +25,29 @@ pub struct ActiveCall {
     pub dialed: String,
     pub client_class: String,
     pub purpose: String,
-    /// `queued`, `ringing` or `talking`.
+    /// `queued`, `ringing` or `talking` (outbound calls: `ringing`, `dialing`, `talking`).
+    #[schema(example = "talking")]
     pub state: String,
     pub queue: Option<String>,
     /// Agents being rung now.
     pub ringing: Vec<String>,
+    /// The agent talking to the caller.
     pub agent: Option<String>,
-    /// The route so far (chain steps tried and why).
+    /// The route so far: chain steps tried and why.
     pub route: String,
     /// RFC 3339.
+    #[schema(format = DateTime)]
     pub started_at: String,
+    #[schema(format = DateTime)]
     pub answered_at: Option<String>,
     pub on_hold: bool,
-    /// The agent's media while talking: `webrtc` (a browser, through the call's WebRTC leg)
-    /// or `rtp` (a SIP phone).
+    /// While talking: `webrtc` when the agent is a browser (SIP over WebSocket, DTLS-SRTP
+    /// through the call's WebRTC leg), `rtp` for a SIP phone.
+    #[schema(example = "webrtc")]
     pub agent_media: Option<String>,
-    /// `inbound` (from a trunk) or `outbound` (agent first, to a number).
+    /// `inbound` (from a trunk) or `outbound` (agent first: `ringing` the agent, `dialing`
+    /// the number, `talking`).
+    #[schema(example = "inbound")]
     pub direction: String,
     /// Outbound calls: `click`, `callback` or `campaign`.
     pub kind: Option<String>,

@@ -578,6 +578,7 @@ mod tests {
             transport: Transport::Tls,
             addr,
             conn: None,
+            local: None,
         }
     }
 

@@ -3,12 +3,14 @@
 //!
 //! Socket tasks only move bytes: every datagram and every framed stream message goes through
 //! the bounded two-lane [`InboundQueue`] (`inqueue.rs`) to the one task that owns the sans-IO
-//! [`switchboard_sip::Endpoint`] (the `Driver` of `server.rs`). Outbound bytes go to a UDP
-//! socket or to the writer channel of a stream connection, so responses leave over the
-//! connection the request arrived on (RFC 3261 §18.2.2). TCP and TLS connections share one
-//! connection loop ([`stream_connection`]); the TLS handshake and certificates live in
-//! `tls.rs`. WebSocket connections (RFC 7118, `ws.rs`; over TLS for `wss:`) are stream
-//! connections too, with one SIP message per frame instead of Content-Length framing.
+//! [`switchboard_sip::Endpoint`] (the `Driver` of `server.rs`). Outbound bytes go to a UDP socket ([`UdpSockets`]) or to
+//! the writer channel of a stream connection, so responses leave over the socket or the
+//! connection the request arrived on (RFC 3261 §18.2.2), and requests to a UDP peer leave
+//! from the listener the endpoint picked for it (the one its REGISTER or requests came in
+//! on, else one of its address family). TCP and TLS connections share one connection loop
+//! ([`stream_connection`]); the TLS handshake and certificates live in `tls.rs`. WebSocket
+//! connections (RFC 7118, `ws.rs`; over TLS for `wss:`) are stream connections too, with
+//! one SIP message per frame instead of Content-Length framing.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use switchboard_sip::Transport;
+use switchboard_sip::{Peer, Transport};
 use switchboard_sipmsg::{Frame, StreamFramer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -74,6 +76,22 @@ pub struct TransportStats {
     pub tls_handshake_failures: AtomicU64,
     /// WebSocket upgrades refused (no `sip` subprotocol, not a WebSocket, timed out).
     pub ws_handshake_failures: AtomicU64,
+}
+
+/// Hands one whole SIP message of a stream connection — `(conn, transport, from)` — to the
+/// endpoint task, waiting while its lane is full (the peer feels it as TCP backpressure).
+pub async fn deliver(
+    inbound: &InboundQueue,
+    (conn, transport, from): (ConnId, Transport, SocketAddr),
+    bytes: Vec<u8>,
+) {
+    let msg = Inbound::Stream {
+        conn,
+        transport,
+        from,
+        bytes,
+    };
+    inbound.send(msg).await;
 }
 
 /// One counted slot of `max_tcp_connections`, given back when the connection ends.
@@ -210,20 +228,81 @@ impl StreamContext {
     }
 }
 
+/// The UDP listeners, in `[sip] listen` order, with the address each is bound to. A
+/// datagram's [`Peer`] names the socket it came in on, and what the endpoint sends to a UDP
+/// peer leaves from the socket its `local` names (the endpoint sets it on every transmit when
+/// it knows its listeners).
+#[derive(Debug, Clone, Default)]
+pub struct UdpSockets(Vec<(SocketAddr, Arc<UdpSocket>)>);
+
+impl UdpSockets {
+    fn new(sockets: &[Arc<UdpSocket>]) -> std::io::Result<UdpSockets> {
+        sockets
+            .iter()
+            .map(|s| Ok((s.local_addr()?, Arc::clone(s))))
+            .collect::<std::io::Result<_>>()
+            .map(UdpSockets)
+    }
+
+    /// The bound address of every socket, in order.
+    pub fn locals(&self) -> Vec<SocketAddr> {
+        self.0.iter().map(|(addr, _)| *addr).collect()
+    }
+
+    /// The peer of a datagram from `from` on socket `index`.
+    pub fn peer(&self, index: usize, from: SocketAddr) -> Peer {
+        match self.0.get(index) {
+            Some((local, _)) => Peer::udp_on(from, *local),
+            None => Peer::udp(from),
+        }
+    }
+
+    /// Sends `bytes` to `dest` from the socket bound to `dest.local`, else from the first
+    /// socket of the destination's address family. Never waits: a full socket buffer hands
+    /// the datagram to a task.
+    pub fn send(&self, dest: &Peer, bytes: Vec<u8>) {
+        let named = dest
+            .local
+            .and_then(|local| self.0.iter().find(|(addr, _)| *addr == local));
+        let socket = named
+            .or_else(|| {
+                self.0
+                    .iter()
+                    .find(|(addr, _)| addr.is_ipv4() == dest.addr.is_ipv4())
+            })
+            .or_else(|| self.0.first());
+        let Some((local, socket)) = socket else {
+            warn!(dest = %dest.addr, "no UDP socket to send from");
+            return;
+        };
+        match socket.try_send_to(&bytes, dest.addr) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let socket = Arc::clone(socket);
+                let addr = dest.addr;
+                tokio::spawn(async move {
+                    let _ = socket.send_to(&bytes, addr).await;
+                });
+            }
+            Err(e) => debug!(dest = %dest.addr, %local, "udp send failed: {e}"),
+        }
+    }
+}
+
 /// Spawns the receive loops. Returns at once; the tasks stop when `stop` is cancelled.
 /// TLS and WSS listeners need `tls` (validation makes sure `[tls]` is set when they exist).
 pub fn spawn(
     listeners: Listeners,
     ctx: &StreamContext,
     tls: Option<&crate::sip_edge::tls::Tls>,
-) -> Vec<Arc<UdpSocket>> {
+) -> std::io::Result<UdpSockets> {
     let (limits, inbound, stats, stop) = (
         ctx.limits,
         Arc::clone(&ctx.inbound),
         Arc::clone(&ctx.stats),
         ctx.stop.clone(),
     );
-    let udp = listeners.udp.clone();
+    let udp = UdpSockets::new(&listeners.udp)?;
     for (index, socket) in listeners.udp.into_iter().enumerate() {
         let inbound = Arc::clone(&inbound);
         let stats = Arc::clone(&stats);
@@ -264,7 +343,7 @@ pub fn spawn(
             None => warn!("wss: listener without [tls]: not served"),
         }
     }
-    udp
+    Ok(udp)
 }
 
 async fn udp_loop(
@@ -453,14 +532,8 @@ pub async fn run_stream<S>(
             match framer.next_frame() {
                 Ok(None) => break,
                 Ok(Some(Frame::Message(bytes))) => {
-                    let msg = Inbound::Stream {
-                        conn,
-                        transport,
-                        from,
-                        bytes,
-                    };
                     // Waits while the lane is full: the peer feels it as TCP backpressure.
-                    inbound.send(msg).await;
+                    deliver(&inbound, (conn, transport, from), bytes).await;
                 }
                 Ok(Some(Frame::KeepAlivePing)) => {
                     // RFC 5626 §4.4.1: answer a double-CRLF ping with a single CRLF pong.

@@ -201,13 +201,7 @@ where
         if bytes.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let msg = Inbound::Stream {
-            conn,
-            transport,
-            from,
-            bytes,
-        };
-        inbound.send(msg).await;
+        transport::deliver(&inbound, (conn, transport, from), bytes).await;
     }
     inbound.send(Inbound::Closed { conn }).await;
     // The writer ends once the endpoint task drops its sender (on `Closed`) or at shutdown;

@@ -41,7 +41,8 @@ impl Endpoint {
 
     pub(super) fn remember_and_send_ack(&mut self, now: Instant, dest: Peer, ack: Request) {
         let mut ack = ack;
-        self.prepare_request(&mut ack, dest.transport);
+        let dest = self.with_local(dest);
+        self.prepare_request(&mut ack, &dest);
         let bytes = ack.to_bytes();
         if let (Some(call_id), Ok(cseq), Ok(to)) = (ack.call_id(), ack.cseq(), ack.to_hdr()) {
             let key = (
@@ -225,13 +226,13 @@ impl Endpoint {
 
     // ----- client transactions -----------------------------------------------------------
 
-    pub(super) fn prepare_request(&mut self, req: &mut Request, transport: Transport) {
+    pub(super) fn prepare_request(&mut self, req: &mut Request, dest: &Peer) {
         if !req.headers.contains(&HeaderName::Via) {
             let branch = self.new_branch();
             let via = format!(
                 "SIP/2.0/{} {};branch={branch};rport",
-                transport.via_token(),
-                self.sent_by(transport)
+                dest.transport.via_token(),
+                self.sent_by(dest)
             );
             req.headers.push_front(HeaderName::Via, via);
         } else if let Ok(mut via) = req.top_via()
@@ -260,7 +261,8 @@ impl Endpoint {
             return;
         }
         let mut req = req;
-        self.prepare_request(&mut req, dest.transport);
+        let dest = self.with_local(dest);
+        self.prepare_request(&mut req, &dest);
         let bytes = req.to_bytes();
         let branch = req
             .top_via()

@@ -105,15 +105,29 @@ pub struct Peer {
     pub addr: SocketAddr,
     /// The connection, for stream transports; `None` lets the driver pick or open one.
     pub conn: Option<ConnId>,
+    /// For UDP, the local socket (its bound address): the listener a datagram came in on,
+    /// from which the replies to it and our requests to that peer leave. `None` lets the
+    /// endpoint pick the listener that matches the destination
+    /// ([`EndpointConfig::udp_listeners`]). Unused on streams, where `conn` decides.
+    pub local: Option<SocketAddr>,
 }
 
 impl Peer {
-    /// A UDP peer.
+    /// A UDP peer; the endpoint picks the local socket.
     pub fn udp(addr: SocketAddr) -> Peer {
         Peer {
             transport: Transport::Udp,
             addr,
             conn: None,
+            local: None,
+        }
+    }
+
+    /// A UDP peer reached through the local socket bound to `local`.
+    pub fn udp_on(addr: SocketAddr, local: SocketAddr) -> Peer {
+        Peer {
+            local: Some(local),
+            ..Peer::udp(addr)
         }
     }
 
@@ -123,6 +137,7 @@ impl Peer {
             transport,
             addr,
             conn: Some(conn),
+            local: None,
         }
     }
 }
@@ -228,6 +243,11 @@ pub struct EndpointConfig {
     pub advertised_host: String,
     /// Advertised port per transport; missing transports use [`Transport::default_port`].
     pub advertised_ports: Vec<(Transport, u16)>,
+    /// The bound addresses of the driver's UDP sockets. A request to a UDP peer without a
+    /// `local` socket leaves from the first listener of the destination's address family
+    /// (a loopback destination prefers a loopback or wildcard listener), and its Via and
+    /// Contact carry that listener's port. Empty: the UDP advertised port, socket unnamed.
+    pub udp_listeners: Vec<SocketAddr>,
     /// T1/T2/T4.
     pub timers: TimerConfig,
     /// `User-Agent` on requests and `Server` on responses.
@@ -260,6 +280,7 @@ impl std::fmt::Debug for EndpointConfig {
             .field("domain", &self.domain)
             .field("advertised_host", &self.advertised_host)
             .field("advertised_ports", &self.advertised_ports)
+            .field("udp_listeners", &self.udp_listeners)
             .field("timers", &self.timers)
             .field("user_agent", &self.user_agent)
             .field("max_message_size", &self.max_message_size)
@@ -289,6 +310,7 @@ impl EndpointConfig {
             domain: domain.into(),
             advertised_host: advertised_host.into(),
             advertised_ports: Vec::new(),
+            udp_listeners: Vec::new(),
             timers: TimerConfig::default(),
             user_agent: concat!("Switchboard/", env!("CARGO_PKG_VERSION")).to_string(),
             max_message_size: 65_535,
@@ -620,11 +642,40 @@ impl Endpoint {
         format!("{BRANCH_MAGIC}{}", self.new_token())
     }
 
-    /// A URI of this endpoint for Contact headers: `sip:[user@]host:port[;transport=..]`.
+    /// A URI of this endpoint for Contact headers: `sip:[user@]host:port[;transport=..]`,
+    /// with the advertised port of `transport`.
     pub fn local_uri(&self, user: Option<&str>, transport: Transport) -> Uri {
+        self.uri_with_port(user, transport, self.cfg.port(transport))
+    }
+
+    /// The Contact URI for messages to `peer`: over UDP it names the port of the socket
+    /// they leave from ([`Endpoint::with_local`]), so the peer's requests come back to it.
+    pub fn local_uri_for(&self, user: Option<&str>, peer: &Peer) -> Uri {
+        self.uri_with_port(user, peer.transport, self.port_towards(peer))
+    }
+
+    /// `dest` with the UDP socket it leaves from: its own `local`, else the listener of
+    /// [`EndpointConfig::udp_listeners`] that matches the destination. Streams unchanged.
+    pub fn with_local(&self, dest: Peer) -> Peer {
+        if dest.transport != Transport::Udp || dest.local.is_some() {
+            return dest;
+        }
+        let local = wire::pick_udp_listener(&self.cfg.udp_listeners, dest.addr);
+        Peer { local, ..dest }
+    }
+
+    /// The port this endpoint advertises to `peer` (Via sent-by, Contact).
+    fn port_towards(&self, peer: &Peer) -> u16 {
+        match self.with_local(peer.clone()).local {
+            Some(local) if peer.transport == Transport::Udp => local.port(),
+            _ => self.cfg.port(peer.transport),
+        }
+    }
+
+    fn uri_with_port(&self, user: Option<&str>, transport: Transport, port: u16) -> Uri {
         let host = Host::parse(&self.cfg.advertised_host)
             .unwrap_or_else(|_| Host::Domain(self.cfg.advertised_host.clone()));
-        let mut uri = Uri::sip(user, host, Some(self.cfg.port(transport)));
+        let mut uri = Uri::sip(user, host, Some(port));
         if transport != Transport::Udp {
             uri.set_param(
                 "transport",
@@ -634,9 +685,9 @@ impl Endpoint {
         uri
     }
 
-    /// `host:port` this endpoint puts in Via for `transport`.
-    pub fn sent_by(&self, transport: Transport) -> String {
-        format!("{}:{}", self.cfg.advertised_host, self.cfg.port(transport))
+    /// `host:port` this endpoint puts in Via of a request to `dest`.
+    pub fn sent_by(&self, dest: &Peer) -> String {
+        format!("{}:{}", self.cfg.advertised_host, self.port_towards(dest))
     }
 
     fn alloc_id(&mut self) -> u64 {
@@ -892,6 +943,61 @@ mod tests {
             ep.local_uri(None, Transport::Tcp).to_string(),
             "sip:192.0.2.1:5060;transport=tcp"
         );
+    }
+
+    #[test]
+    fn udp_listener_is_picked_by_family_and_reach() {
+        let v4: SocketAddr = "192.0.2.1:5060".parse().unwrap();
+        let lo: SocketAddr = "127.0.0.1:5070".parse().unwrap();
+        let any: SocketAddr = "0.0.0.0:5080".parse().unwrap();
+        let v6: SocketAddr = "[2001:db8::1]:5090".parse().unwrap();
+        let pick = |ls: &[SocketAddr], d: &str| pick_udp_listener(ls, d.parse().unwrap());
+        assert_eq!(pick(&[v4, lo, v6], "127.0.0.1:5060"), Some(lo));
+        assert_eq!(pick(&[lo, v4, v6], "198.51.100.7:5060"), Some(v4));
+        assert_eq!(pick(&[lo, any], "198.51.100.7:5060"), Some(any));
+        assert_eq!(pick(&[v4, lo, v6], "[2001:db8::7]:5060"), Some(v6));
+        // Nothing of the family: the first listener (the kernel will say why it fails).
+        assert_eq!(pick(&[v4, lo], "[2001:db8::7]:5060"), Some(v4));
+        assert_eq!(pick(&[], "192.0.2.9:5060"), None);
+    }
+
+    #[test]
+    fn udp_replies_and_requests_leave_from_their_listener() {
+        let a: SocketAddr = "192.0.2.1:5060".parse().unwrap();
+        let b: SocketAddr = "192.0.2.1:5080".parse().unwrap();
+        let mut cfg = EndpointConfig::new("d", "192.0.2.1", b"s".to_vec());
+        cfg.advertised_ports.push((Transport::Udp, a.port()));
+        cfg.udp_listeners = vec![a, b];
+        let mut ep = Endpoint::new(cfg);
+        let now = Instant::ZERO;
+        // A request that came in on the second socket is answered from it.
+        let from: SocketAddr = "203.0.113.5:5060".parse().unwrap();
+        let options = udp_request("OPTIONS", "l1", "l", None);
+        ep.handle_datagram(now, Peer::udp_on(from, b), options.as_bytes());
+        let reply = ep.poll_transmit().unwrap();
+        assert_eq!(reply.dest, Peer::udp_on(from, b));
+        // A request to a peer reached through it names that socket's port in Via and Contact.
+        let peer = Peer::udp_on(from, b);
+        assert_eq!(
+            ep.local_uri_for(Some("q"), &peer).to_string(),
+            "sip:q@192.0.2.1:5080"
+        );
+        let req = Request::new(Method::Options, "sip:x@203.0.113.5".parse::<Uri>().unwrap());
+        ep.send_request(now, peer.clone(), req);
+        let sent = ep.poll_transmit().unwrap();
+        assert_eq!(sent.dest, peer);
+        let Message::Request(r) = Message::parse(&sent.bytes).unwrap() else {
+            panic!("not a request")
+        };
+        assert_eq!(r.top_via().unwrap().port, Some(5080));
+        // Without a socket the endpoint picks the first of the destination's family.
+        let req = Request::new(
+            Method::Options,
+            "sip:x@198.51.100.7".parse::<Uri>().unwrap(),
+        );
+        let dest: SocketAddr = "198.51.100.7:5060".parse().unwrap();
+        ep.send_request(now, Peer::udp(dest), req);
+        assert_eq!(ep.poll_transmit().unwrap().dest, Peer::udp_on(dest, a));
     }
 
     fn udp_request(method: &str, branch: &str, call_id: &str, to_tag: Option<&str>) -> String {

@@ -38,7 +38,27 @@ pub(super) fn reply_target(src: &Peer, via: &Via) -> Peer {
     } else {
         via.port.unwrap_or(Transport::Udp.default_port())
     };
-    Peer::udp(SocketAddr::new(src.addr.ip(), port))
+    Peer {
+        local: src.local,
+        ..Peer::udp(SocketAddr::new(src.addr.ip(), port))
+    }
+}
+
+/// The UDP listener a new request to `dest` leaves from: the first of `dest`'s address
+/// family that can reach it (a listener bound to a loopback address reaches only loopback
+/// destinations; a wildcard one reaches all), else the first of that family, else the first.
+pub(super) fn pick_udp_listener(listeners: &[SocketAddr], dest: SocketAddr) -> Option<SocketAddr> {
+    let family = |l: &&SocketAddr| l.is_ipv4() == dest.is_ipv4();
+    let reaches = |l: &&SocketAddr| {
+        l.ip().is_unspecified() || l.ip().is_loopback() == dest.ip().is_loopback()
+    };
+    listeners
+        .iter()
+        .filter(family)
+        .find(reaches)
+        .or_else(|| listeners.iter().find(family))
+        .or_else(|| listeners.first())
+        .copied()
 }
 
 /// Replaces the first Via element (the first comma-separated value of the first Via line).

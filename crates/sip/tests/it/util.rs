@@ -106,11 +106,13 @@ impl Sim {
                 transport,
                 addr: a_addr,
                 conn,
+                local: None,
             },
             b_peer: Peer {
                 transport,
                 addr: b_addr,
                 conn,
+                local: None,
             },
             wire: Vec::new(),
             a_events: Vec::new(),

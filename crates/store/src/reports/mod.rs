@@ -1,6 +1,6 @@
 //! Supervisors' reports, computed in SQL from the stored records: one module per report,
 //! each a few aggregate statements of the same shape on PostgreSQL and SQLite (only the
-//! "timestamp as epoch milliseconds" expression differs, [`Db::millis`](crate::db::Db::millis)).
+//! "timestamp as epoch milliseconds" expression differs, `Db::millis`).
 //! Reports count ended calls: rows still open in the journal (calls in progress) are left
 //! out, and a call interrupted by a crash counts with what its journal knew.
 //!

@@ -216,98 +216,6 @@ pub(super) async fn stored(state: &AppState, id: &str) -> Result<StoredCall, Api
         .ok_or_else(|| ApiError::not_found(format!("no stored call {id:?}")))
 }
 
-/// A call in progress.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ActiveCallView {
-    /// Switchboard's call number (as in the live events).
-    pub call: u64,
-    /// The id its call-detail record will have.
-    pub id: String,
-    pub sip_call_id: String,
-    pub trunk: String,
-    pub caller: String,
-    pub dialed: String,
-    pub client_class: String,
-    pub purpose: String,
-    /// `queued`, `ringing` or `talking` (outbound calls: `ringing`, `dialing`, `talking`).
-    #[schema(example = "talking")]
-    pub state: String,
-    pub queue: Option<String>,
-    /// Agents being rung now.
-    pub ringing: Vec<String>,
-    /// The agent talking to the caller.
-    pub agent: Option<String>,
-    /// The route so far: chain steps tried and why.
-    pub route: String,
-    #[schema(format = DateTime)]
-    pub started_at: String,
-    #[schema(format = DateTime)]
-    pub answered_at: Option<String>,
-    pub on_hold: bool,
-    /// While talking: `webrtc` when the agent is a browser (SIP over WebSocket, DTLS-SRTP
-    /// through the call's WebRTC leg), `rtp` for a SIP phone.
-    #[schema(example = "webrtc")]
-    pub agent_media: Option<String>,
-    /// `inbound` (from a trunk) or `outbound` (agent first: `ringing` the agent, `dialing`
-    /// the number, `talking`).
-    #[schema(example = "inbound")]
-    pub direction: String,
-    /// Outbound calls: `click`, `callback` or `campaign`.
-    pub kind: Option<String>,
-    /// The campaign an outbound call is made for.
-    pub campaign: Option<String>,
-}
-
-impl From<ActiveCall> for ActiveCallView {
-    fn from(c: ActiveCall) -> Self {
-        // Destructured in full so a new field of the snapshot is not silently left out.
-        let ActiveCall {
-            call,
-            id,
-            sip_call_id,
-            trunk,
-            caller,
-            dialed,
-            client_class,
-            purpose,
-            state,
-            queue,
-            ringing,
-            agent,
-            route,
-            started_at,
-            answered_at,
-            on_hold,
-            agent_media,
-            direction,
-            kind,
-            campaign,
-        } = c;
-        ActiveCallView {
-            call,
-            id,
-            sip_call_id,
-            trunk,
-            caller,
-            dialed,
-            client_class,
-            purpose,
-            state,
-            queue,
-            ringing,
-            agent,
-            route,
-            started_at,
-            answered_at,
-            on_hold,
-            agent_media,
-            direction,
-            kind,
-            campaign,
-        }
-    }
-}
-
 /// Calls in progress, oldest first, with their state and the route so far (an agent token:
 /// the calls ringing or talking to that agent). The snapshot is at most 200 ms old.
 #[utoipa::path(
@@ -317,14 +225,14 @@ impl From<ActiveCall> for ActiveCallView {
     tag = "calls",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Calls in progress", body = [ActiveCallView]),
+        (status = 200, description = "Calls in progress", body = [ActiveCall]),
         (status = 401, description = "Missing or wrong API token", body = ErrorBody),
     )
 )]
 pub async fn active(
     State(state): State<AppState>,
     Extension(scope): Extension<Scope>,
-) -> Json<Vec<ActiveCallView>> {
+) -> Json<Vec<ActiveCall>> {
     let own = |c: &ActiveCall| match scope.agent() {
         None => true,
         Some(a) => c.agent.as_deref() == Some(a) || c.ringing.iter().any(|r| r == a),
@@ -335,7 +243,6 @@ pub async fn active(
             .active_calls()
             .into_iter()
             .filter(own)
-            .map(ActiveCallView::from)
             .collect(),
     )
 }
