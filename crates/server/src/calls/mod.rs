@@ -466,6 +466,9 @@ impl Calls {
                 txn: TxnKey::Client(txn),
             }
             | Event::TransportError { txn } => self.on_client_failure(ep, now, txn),
+            Event::OverloadRefused { req, src } => {
+                self.write_overload_refusal(now, &req, src.addr.ip());
+            }
             other @ Event::RegistrationChanged { .. } => return Some(other),
             other => debug!(event = ?other, "SIP event"),
         }

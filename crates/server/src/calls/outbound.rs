@@ -377,7 +377,7 @@ impl Calls {
             // Early media: the agent hears the customer's ringing (or announcements).
             if !resp.body.is_empty() && out.media.awaits_answer() {
                 match out.media.caller_answered(&resp.body) {
-                    Ok(()) => debug!(call = key, status, "outbound call: early media"),
+                    Ok(_) => debug!(call = key, status, "outbound call: early media"),
                     Err(e) => warn!(call = key, "outbound early media SDP unusable: {e}"),
                 }
             }

@@ -85,6 +85,7 @@ impl Sim {
             b"sim-secret".to_vec(),
         );
         ep_cfg.advertised_ports.push((Transport::Udp, 5060));
+        ep_cfg.max_transactions = config.sip.max_transactions;
         ep_cfg.registrar.agents = config
             .agents
             .iter()
