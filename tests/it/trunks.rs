@@ -2,8 +2,9 @@
 //! as a trunk with session timers and 100rel required that moves its RTP port, holds and
 //! resumes; Kamailio as an SBC with `record_route()` between a SIPp trunk and Switchboard;
 //! SIPp with a late offer and with hold/resume re-INVITEs; PJSUA2 as an agent answering
-//! 486. Every test checks RTP both ways (per media change where the peer can count it) and
-//! the call record.
+//! 486; SIPp as a caller who holds and as an agent whose re-INVITE carries no SDP, with the
+//! test's own RTP probes as their media end points. Every test checks RTP both ways (per
+//! media change where the peer or a probe can count it) and the call record.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -132,7 +133,8 @@ fn retail_trunk(
 
 /// PJSIP as the PBX trunk: `Require: 100rel, timer`, then a re-INVITE that moves its RTP
 /// port, hold and resume, an UPDATE that moves it again. After each change RTP flows both
-/// ways (PJSIP counts what it sent and what came back through the agent's echo).
+/// ways (PJSIP counts what it sent and what came back through the agent's echo), except
+/// to PJSIP while it holds: nothing reaches it then.
 #[test]
 fn pjsua2_trunk_with_timers_and_100rel_moves_its_media_and_is_heard_both_ways() {
     if !pjsua2_ok() {
@@ -172,13 +174,15 @@ fn pjsua2_trunk_with_timers_and_100rel_moves_its_media_and_is_heard_both_ways() 
         report()
     );
     for p in &phases {
-        // 2 s at 50 packets/s each way; the relay answers every change at once.
+        // 2 s at 50 packets/s each way; the relay answers every change at once. While
+        // PJSIP holds (`a=sendonly`) the relay sends it nothing (what was in flight at most).
         let (tx, rx) = (p["tx"].as_u64().unwrap(), p["rx"].as_u64().unwrap());
-        assert!(
-            tx > 60 && rx > 60,
-            "phase {p}: tx {tx} rx {rx}\n{}",
-            report()
-        );
+        let heard = if p["phase"] == "held" {
+            rx <= 3
+        } else {
+            rx > 60
+        };
+        assert!(tx > 60 && heard, "phase {p}: tx {tx} rx {rx}\n{}", report());
     }
     let port = |i: usize| phases[i]["rtp"].as_str().unwrap().to_owned();
     assert_ne!(port(0), port(1), "the re-INVITE moved PJSIP's RTP port");
@@ -376,6 +380,160 @@ fn kamailio_sbc_with_record_route_carries_ack_and_bye_both_ways() {
         kam.contains("KAM in-dialog BYE loose_route"),
         "Switchboard's BYE went through the SBC: {report}"
     );
+    let rec = answered_call(&server, "oleg");
+    assert_eq!(rec["hangup"], "agent", "{rec:?}");
+}
+
+/// Counts at two probes now.
+fn counts(a: &RtpProbe, b: &RtpProbe) -> (u64, u64) {
+    (a.count(), b.count())
+}
+
+/// What reached probes `a` and `b` during `d`, starting once packets sent before now
+/// (`in_flight`) have landed.
+fn phase_counts(a: &RtpProbe, b: &RtpProbe, d: Duration) -> (u64, u64) {
+    std::thread::sleep(Duration::from_millis(150));
+    let (a0, b0) = counts(a, b);
+    std::thread::sleep(d);
+    let (a1, b1) = counts(a, b);
+    (a1 - a0, b1 - b0)
+}
+
+/// The caller's PBX holds (SIPp, re-INVITE `a=sendonly`, answered `a=recvonly`): the relay
+/// sends the caller nothing until it resumes, the agent hears our hold music meanwhile,
+/// and after the resume audio flows both ways again. The caller's and the agent's RTP end
+/// points are the test's probes: the caller's talks, the agent's echoes.
+#[test]
+fn caller_hold_sends_the_caller_nothing_and_the_agent_music_until_resume() {
+    if !sipp_ok() {
+        return;
+    }
+    let server = company();
+    let at_caller = RtpProbe::start(ProbeMode::Talk(8));
+    let at_agent = RtpProbe::start(ProbeMode::Echo);
+    let agent_rtp = at_agent.port().to_string();
+    let _oleg = SippAgent::start_with(
+        &server,
+        &["oleg"],
+        Some("agent_answer_at.xml"),
+        &["-key", "rtp_port", &agent_rtp],
+    );
+    let caller_rtp = at_caller.port().to_string();
+    let target = server.sip_addr();
+    let trunk = std::thread::spawn(move || {
+        sipp_at(
+            "trunk_hold_at.xml",
+            target,
+            free_port(),
+            &[
+                "-key",
+                "caller",
+                "+38511000004",
+                "-s",
+                "100",
+                "-d",
+                "2500",
+                "-key",
+                "rtp_port",
+                &caller_rtp,
+            ],
+            Duration::from_secs(40),
+        )
+    });
+    // The caller talks to its relay port as soon as the call has media.
+    let mut relay = None;
+    wait_until(&server, "the call's media", Duration::from_secs(15), || {
+        relay = relay_ports(&server.log());
+        relay.is_some()
+    });
+    let (caller_port, _) = relay.unwrap();
+    at_caller.talk_to(([127, 0, 0, 1], caller_port).into());
+    wait_until(&server, "the bridge", Duration::from_secs(15), || {
+        server.log().contains(" answered")
+    });
+    let (caller, agent) = phase_counts(&at_caller, &at_agent, Duration::from_millis(800));
+    assert!(
+        caller >= 20 && agent >= 20,
+        "talking: caller {caller}, agent {agent}\n{}",
+        server.log()
+    );
+    wait_until(
+        &server,
+        "the caller's hold",
+        Duration::from_secs(10),
+        || server.log().contains("caller holds the call"),
+    );
+    let (caller, agent) = phase_counts(&at_caller, &at_agent, Duration::from_millis(1500));
+    assert!(
+        caller <= 2,
+        "{caller} packets reached a caller who holds\n{}",
+        server.log()
+    );
+    assert!(
+        agent >= 40,
+        "hold music to the agent: {agent} packets in 1.5 s\n{}",
+        server.log()
+    );
+    wait_until(&server, "the resume", Duration::from_secs(10), || {
+        server.log().contains("caller resumes the call")
+    });
+    let (caller, agent) = phase_counts(&at_caller, &at_agent, Duration::from_millis(1000));
+    assert!(
+        caller >= 25 && agent >= 25,
+        "resumed: caller {caller}, agent {agent}\n{}",
+        server.log()
+    );
+    let (status, out, messages) = trunk.join().unwrap();
+    assert!(status.success(), "{out}\n{messages}\n{}", server.log());
+    answered_call(&server, "oleg");
+}
+
+/// The agent's softphone sends a re-INVITE without SDP (SIPp): our offer comes in the 200
+/// (checked by the scenario) and its answer in the ACK moves the agent's RTP to another
+/// port: from then on the caller's audio reaches the new port and none the old one, and the
+/// agent's audio from the new port reaches the caller.
+#[test]
+fn agent_reinvite_without_sdp_moves_its_audio_to_the_port_in_its_ack() {
+    if !sipp_ok() {
+        return;
+    }
+    let server = company();
+    let old = RtpProbe::start(ProbeMode::Echo);
+    let new = RtpProbe::start(ProbeMode::Echo);
+    let (rtp_a, rtp_b) = (old.port().to_string(), new.port().to_string());
+    let _oleg = SippAgent::start_with(
+        &server,
+        &["oleg"],
+        Some("agent_reinvite_no_sdp.xml"),
+        &["-key", "rtp_a", &rtp_a, "-key", "rtp_b", &rtp_b],
+    );
+    let target = server.sip_addr();
+    let trunk = std::thread::spawn(move || {
+        retail_trunk(
+            target,
+            "trunk_call_wait_bye.xml",
+            0,
+            Duration::from_secs(30),
+        )
+    });
+    wait_until(
+        &server,
+        "audio at the agent",
+        Duration::from_secs(15),
+        || old.count() >= 20,
+    );
+    assert_eq!(new.count(), 0);
+    wait_until(
+        &server,
+        "the answer in the ACK",
+        Duration::from_secs(10),
+        || server.log().contains("agent answered our offer in the ACK"),
+    );
+    let (at_old, at_new) = phase_counts(&old, &new, Duration::from_millis(1000));
+    assert!(at_old <= 2, "{at_old} packets still went to the old port");
+    assert!(at_new >= 25, "{at_new} packets reached the new port in 1 s");
+    let (status, out, messages) = trunk.join().unwrap();
+    assert!(status.success(), "{out}\n{messages}\n{}", server.log());
     let rec = answered_call(&server, "oleg");
     assert_eq!(rec["hangup"], "agent", "{rec:?}");
 }

@@ -3,8 +3,10 @@
 //! it.
 
 mod baresip;
+mod rtp;
 
 pub use baresip::*;
+pub use rtp::*;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
