@@ -537,3 +537,34 @@ fn agent_reinvite_without_sdp_moves_its_audio_to_the_port_in_its_ack() {
     let rec = answered_call(&server, "oleg");
     assert_eq!(rec["hangup"], "agent", "{rec:?}");
 }
+
+/// An agent whose phone registered over UDP with a Contact asking for TCP (SIPp answering
+/// with `-t t1`): Switchboard opens a TCP connection to call it, keeps the call's requests
+/// (INVITE, ACK, BYE) on that one connection, and audio flows both ways.
+#[test]
+fn an_agent_whose_contact_asks_for_tcp_is_called_over_a_connection_we_open() {
+    if !sipp_ok() {
+        return;
+    }
+    let server = company();
+    let oleg = SippAgent::start_tcp_contact(&server, "oleg");
+    let (status, out, messages) = retail_trunk(
+        server.sip_addr(),
+        "trunk_call.xml",
+        3000,
+        Duration::from_secs(30),
+    );
+    assert!(status.success(), "{out}\n{messages}\n{}", server.log());
+    let rec = answered_call(&server, "oleg");
+    assert_eq!(rec["hangup"], "caller", "{rec:?}");
+    let agent = oleg.messages();
+    assert!(agent.contains("INVITE sip:oleg@127.0.0.1:"), "{agent}");
+    assert!(agent.contains("Via: SIP/2.0/TCP"), "{agent}");
+    assert!(agent.contains("BYE sip:"), "{agent}");
+    let log = server.log();
+    assert_eq!(
+        log.matches("outbound TCP connection established").count(),
+        1,
+        "one connection carried the agent's dialog\n{log}"
+    );
+}

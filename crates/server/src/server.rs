@@ -31,7 +31,7 @@ use crate::service::{Notifier, Request, Signals};
 use crate::shared::Shared;
 use crate::tls::{Dialer, Tls};
 use crate::transport::{
-    self, Connections, Inbound, Limits, Listeners, StreamContext, TransportStats,
+    self, Connections, Inbound, Limits, Listeners, StreamContext, TcpDialer, TransportStats,
 };
 
 /// How long calls in progress may continue after SIGTERM before the server exits.
@@ -139,6 +139,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
     let streams = StreamContext::new(limits, inbound_tx, Arc::clone(&stats), stop.clone());
     let udp = transport::spawn(listeners, &streams, tls.as_ref());
     let dialer = tls.clone().map(|tls| Dialer::new(tls, streams.clone()));
+    let tcp_dialer = TcpDialer::new(streams.clone());
     let endpoint = Endpoint::new(endpoint_config(&config, &udp_addrs, &streams_at)?);
 
     // 4. Routing and call control.
@@ -185,6 +186,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
         conns: Connections::default(),
         udp,
         dialer,
+        tcp_dialer,
         metrics: metrics.clone(),
         state_gauges: metrics.state_gauges(),
         sent_responses: metrics.sent_responses(),
@@ -456,6 +458,8 @@ struct Driver {
     udp: Vec<Arc<UdpSocket>>,
     /// Opens outbound TLS connections (with `[tls]` only).
     dialer: Option<Dialer>,
+    /// Opens outbound TCP connections.
+    tcp_dialer: TcpDialer,
     metrics: Metrics,
     state_gauges: StateGauges,
     /// `switchboard_sip_responses_total` counts responses received per event and responses
@@ -611,7 +615,7 @@ impl Driver {
                 t.bytes,
                 &self.udp,
                 &mut self.conns,
-                self.dialer.as_ref(),
+                (self.dialer.as_ref(), &self.tcp_dialer),
             );
         }
         let count = self.endpoint.registrar().binding_count();
@@ -711,7 +715,7 @@ fn send(
     bytes: Vec<u8>,
     udp: &[Arc<UdpSocket>],
     conns: &mut Connections,
-    dialer: Option<&Dialer>,
+    (dialer, tcp_dialer): (Option<&Dialer>, &TcpDialer),
 ) {
     match dest.transport {
         Transport::Udp => {
@@ -739,7 +743,8 @@ fn send(
                 Err(e) => debug!(dest = %dest.addr, "udp send failed: {e}"),
             }
         }
-        Transport::Tcp | Transport::Ws | Transport::Wss => {
+        Transport::Tcp => crate::transport::send_tcp(dest, bytes, conns, tcp_dialer),
+        Transport::Ws | Transport::Wss => {
             let conn = dest
                 .conn
                 .map(|c| c.0)

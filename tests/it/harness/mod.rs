@@ -394,11 +394,34 @@ impl SippAgent {
         scenario: Option<&str>,
         extra: &[&str],
     ) -> SippAgent {
+        SippAgent::launch(server, ids, scenario, extra, "register_contact.xml")
+    }
+
+    /// A phone that registers over UDP with a Contact asking for TCP (`;transport=tcp`) and
+    /// answers (SIPp's `uas`, `-t t1`) on TCP at that address: no connection to it exists
+    /// until Switchboard opens one to call it.
+    pub fn start_tcp_contact(server: &Server, id: &str) -> SippAgent {
+        SippAgent::launch(
+            server,
+            &[id],
+            None,
+            &["-t", "t1"],
+            "register_contact_tcp.xml",
+        )
+    }
+
+    fn launch(
+        server: &Server,
+        ids: &[&str],
+        scenario: Option<&str>,
+        extra: &[&str],
+        register: &str,
+    ) -> SippAgent {
         let port = free_port();
         for id in ids {
             let password = format!("{id}-secret");
             let (status, out, messages) = sipp_at(
-                "register_contact.xml",
+                register,
                 server.sip_addr(),
                 port,
                 &["-s", id, "-au", id, "-ap", &password],

@@ -295,11 +295,12 @@ impl Calls {
                     &out.route,
                     sdp,
                 );
-                let txn = ep.send_request(now, binding.source.clone(), invite);
+                let dest = super::legs::agent_dest(&binding);
+                let txn = ep.send_request(now, dest.clone(), invite);
                 legs.push(AgentLeg {
                     agent,
                     txn,
-                    dest: binding.source.clone(),
+                    dest,
                     sip_call_id,
                 });
             }
