@@ -133,6 +133,18 @@ pub(crate) fn stored_call(port: u16, id: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no record {id} in {calls}"))
 }
 
+/// Orders a click-to-call (`POST /api/v1/calls`): agent ana dials +385 91 555 0100.
+fn click_to_call(server: &Server) -> serde_json::Value {
+    let (status, body) = api_post(
+        server.ports.http,
+        "/api/v1/calls",
+        r#"{"agent": "ana", "number": "+385 91 555 0100", "queue": "orders"}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 202, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
 fn num(rec: &std::collections::HashMap<String, String>, key: &str) -> u64 {
     rec.get(key).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
@@ -149,14 +161,7 @@ fn click_to_call_rings_the_agent_then_dials_the_trunk_with_digest() {
     let agent = SippAgent::start(&server, "ana", None);
     wait_available(&server, "ana");
 
-    let (status, body) = api_post(
-        server.ports.http,
-        "/api/v1/calls",
-        r#"{"agent": "ana", "number": "+385 91 555 0100", "queue": "orders"}"#,
-    )
-    .unwrap();
-    assert_eq!(status, 202, "{body}");
-    let order: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let order = click_to_call(&server);
     assert_eq!(order["number"], "+385915550100");
     let id = order["id"].as_str().unwrap().to_owned();
 
@@ -245,14 +250,7 @@ fn click_to_call_opens_a_tcp_connection_to_the_trunk_and_keeps_the_call_on_it() 
     let mut pbx = pbx_over("pbx_outbound.xml", pbx_port, 3000, 1, dir.path(), "t1");
     let _agent = SippAgent::start(&server, "ana", None);
     wait_available(&server, "ana");
-    let (status, body) = api_post(
-        server.ports.http,
-        "/api/v1/calls",
-        r#"{"agent": "ana", "number": "+385 91 555 0100", "queue": "orders"}"#,
-    )
-    .unwrap();
-    assert_eq!(status, 202, "{body}");
-    let order: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let order = click_to_call(&server);
     let id = order["id"].as_str().unwrap().to_owned();
     let pbx_log = pbx_finished(&mut pbx, dir.path(), &server);
     assert!(

@@ -549,31 +549,10 @@ impl TcpDialer {
     }
 }
 
-/// The endpoint task sends `bytes` over TCP: on the connection `dest` names (dropped when it
-/// has closed: that flow is gone, RFC 5626, as for TLS), else on an open TCP connection to
-/// the address (an outbound one this dialer opened, or the peer's own), else on a new
-/// outbound connection.
+/// The endpoint task sends `bytes` over TCP (see [`Connections::send_or_dial`]): an open
+/// connection to the address is reused, whether this dialer opened it or the peer did.
 pub fn send_tcp(dest: &Peer, bytes: Vec<u8>, conns: &mut Connections, dialer: &TcpDialer) {
-    if let Some(conn) = dest.conn {
-        if !conns.send(conn.0, bytes) {
-            debug!(dest = %dest.addr, conn = conn.0, "TCP connection gone or saturated; message dropped");
-        }
-        return;
-    }
-    if let Some(conn) = conns.to_addr(Transport::Tcp, dest.addr) {
-        if !conns.send(conn, bytes) {
-            debug!(dest = %dest.addr, conn, "TCP connection saturated; message dropped");
-        }
-        return;
-    }
-    match dialer.dial(dest.addr) {
-        Some((conn, writer)) => {
-            // The channel is fresh and holds 256 messages: this first one always fits.
-            let _ = writer.try_send(bytes);
-            conns.opened(conn, Transport::Tcp, dest.addr, writer);
-        }
-        None => debug!(dest = %dest.addr, "no connection slot for outbound TCP; message dropped"),
-    }
+    conns.send_or_dial(dest, bytes, || dialer.dial(dest.addr));
 }
 
 /// The endpoint task's view of open stream connections: owned by that one task, so no lock.
@@ -610,6 +589,39 @@ impl Connections {
         self.writers.contains_key(&conn)
     }
 
+    /// Sends `bytes` to `dest` over its stream transport (TCP or TLS): on the connection
+    /// `dest` names (dropped when it has closed: that flow is gone, RFC 5626), else on an
+    /// open connection of that transport to the address, else on a new outbound one that
+    /// `dial` starts (`None`: none can be made, and the message is dropped).
+    pub fn send_or_dial(
+        &mut self,
+        dest: &Peer,
+        bytes: Vec<u8>,
+        dial: impl FnOnce() -> Option<(ConnId, mpsc::Sender<Vec<u8>>)>,
+    ) {
+        let transport = dest.transport.via_token();
+        if let Some(conn) = dest.conn {
+            if !self.send(conn.0, bytes) {
+                debug!(dest = %dest.addr, conn = conn.0, transport, "connection gone or saturated; message dropped");
+            }
+            return;
+        }
+        if let Some(conn) = self.to_addr(dest.transport, dest.addr) {
+            if !self.send(conn, bytes) {
+                debug!(dest = %dest.addr, conn, transport, "connection saturated; message dropped");
+            }
+            return;
+        }
+        match dial() {
+            Some((conn, writer)) => {
+                // The channel is fresh and holds 256 messages: this first one always fits.
+                let _ = writer.try_send(bytes);
+                self.opened(conn, dest.transport, dest.addr, writer);
+            }
+            None => debug!(dest = %dest.addr, transport, "no outbound connection; message dropped"),
+        }
+    }
+
     /// A connection of `transport` to `addr`, if one is open (requests to a peer reuse its
     /// connection).
     pub fn to_addr(&self, transport: Transport, addr: SocketAddr) -> Option<ConnId> {
@@ -621,13 +633,14 @@ impl Connections {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const PING: &[u8] = b"OPTIONS sip:127.0.0.1 SIP/2.0\r\nContent-Length: 0\r\n\r\n";
     const PONG: &[u8] = b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n";
 
-    fn context(idle: Duration) -> (StreamContext, mpsc::Receiver<Inbound>) {
+    /// A stream context for tests: 64 KB messages, 16 connections, `idle` timeout.
+    pub(crate) fn context(idle: Duration) -> (StreamContext, mpsc::Receiver<Inbound>) {
         let (tx, rx) = mpsc::channel(64);
         let limits = Limits {
             max_message_size: 65_535,
@@ -641,7 +654,8 @@ mod tests {
         )
     }
 
-    async fn next(rx: &mut mpsc::Receiver<Inbound>) -> Inbound {
+    /// The next message for the endpoint task (at most 10 s away).
+    pub(crate) async fn next(rx: &mut mpsc::Receiver<Inbound>) -> Inbound {
         tokio::time::timeout(Duration::from_secs(10), rx.recv())
             .await
             .expect("nothing arrived in time")

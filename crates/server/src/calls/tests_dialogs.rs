@@ -502,15 +502,17 @@ async fn agent_reinvite_without_sdp_takes_its_answer_from_the_ack() {
     let header = |name| inv.headers.get(&name).unwrap_or_default().to_owned();
     let from = format!("{};tag={}", header(HeaderName::To), petra.tag);
     let target = super::sim::contact_uri(Some(&header(HeaderName::Contact)));
-    let reinvite = petra.dialog_request(
-        Method::Invite,
-        &target,
-        inv.call_id().unwrap(),
-        &from,
-        &header(HeaderName::From),
-        &[],
-    );
-    sim.deliver(petra.addr, &Message::Request(reinvite));
+    let reinvite = |petra: &mut Ua| {
+        petra.dialog_request(
+            Method::Invite,
+            &target,
+            inv.call_id().unwrap(),
+            &from,
+            &header(HeaderName::From),
+            &[],
+        )
+    };
+    sim.deliver(petra.addr, &Message::Request(reinvite(&mut petra)));
     let offer = sim.response(petra.addr, 200);
     assert!(
         body(&offer).contains("a=rtpmap:8 PCMA/8000"),
@@ -540,15 +542,7 @@ async fn agent_reinvite_without_sdp_takes_its_answer_from_the_ack() {
     assert_eq!(count_rtp(&old_rtp, Duration::from_millis(50)).await, 0);
 
     // Again, answered with sendonly in the ACK: the agent holds the caller.
-    let reinvite = petra.dialog_request(
-        Method::Invite,
-        &target,
-        inv.call_id().unwrap(),
-        &from,
-        &header(HeaderName::From),
-        &[],
-    );
-    sim.deliver(petra.addr, &Message::Request(reinvite));
+    sim.deliver(petra.addr, &Message::Request(reinvite(&mut petra)));
     let offer = sim.response(petra.addr, 200);
     let hold = petra.sdp(petra.rtp_port + 2, "sendonly");
     sim.deliver(petra.addr, &Message::Request(petra.ack(&offer, Some(hold))));
