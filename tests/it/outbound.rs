@@ -145,6 +145,18 @@ fn click_to_call(server: &Server) -> serde_json::Value {
     serde_json::from_str(&body).unwrap()
 }
 
+/// The stored record `id` once written: an answered outbound call of ana's.
+fn stored_answer(server: &Server, id: &str) -> serde_json::Value {
+    wait_until(server, "the stored record", Duration::from_secs(10), || {
+        api_get(server.ports.http, "/api/v1/calls").is_ok_and(|(_, b)| b.contains(id))
+    });
+    let call = stored_call(server.ports.http, id);
+    assert_eq!(call["direction"], "outbound", "{call}");
+    assert_eq!(call["outcome"], "answered", "{call}");
+    assert_eq!(call["agent_id"], "ana", "{call}");
+    call
+}
+
 fn num(rec: &std::collections::HashMap<String, String>, key: &str) -> u64 {
     rec.get(key).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
@@ -185,16 +197,7 @@ fn click_to_call_rings_the_agent_then_dials_the_trunk_with_digest() {
     assert_eq!(rec["result"], "answered", "{rec:?}");
     assert_eq!(rec["hangup"], "caller", "{rec:?}");
     assert_rtp_both_ways(&rec);
-    wait_until(
-        &server,
-        "the stored record",
-        Duration::from_secs(10),
-        || api_get(server.ports.http, "/api/v1/calls").is_ok_and(|(_, b)| b.contains(&id)),
-    );
-    let call = stored_call(server.ports.http, &id);
-    assert_eq!(call["direction"], "outbound", "{call}");
-    assert_eq!(call["outcome"], "answered", "{call}");
-    assert_eq!(call["agent_id"], "ana", "{call}");
+    let call = stored_answer(&server, &id);
     assert_eq!(call["dialed"], "+385915550100", "{call}");
     assert_eq!(call["caller"], "+38512345678", "{call}");
     assert_eq!(call["trunk"], "pbx-main", "{call}");
@@ -272,16 +275,7 @@ fn click_to_call_opens_a_tcp_connection_to_the_trunk_and_keeps_the_call_on_it() 
         "one connection carried the whole call\n{log}"
     );
     assert!(!log.contains("outbound TCP connection failed"), "{log}");
-    wait_until(
-        &server,
-        "the stored record",
-        Duration::from_secs(10),
-        || api_get(server.ports.http, "/api/v1/calls").is_ok_and(|(_, b)| b.contains(&id)),
-    );
-    let call = stored_call(server.ports.http, &id);
-    assert_eq!(call["direction"], "outbound", "{call}");
-    assert_eq!(call["outcome"], "answered", "{call}");
-    assert_eq!(call["agent_id"], "ana", "{call}");
+    stored_answer(&server, &id);
 }
 
 #[test]
