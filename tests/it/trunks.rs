@@ -2,8 +2,9 @@
 //! as a trunk with session timers and 100rel required that moves its RTP port, holds and
 //! resumes; Kamailio as an SBC with `record_route()` between a SIPp trunk and Switchboard;
 //! SIPp with a late offer and with hold/resume re-INVITEs; PJSUA2 as an agent answering
-//! 486; SIPp as a caller who holds and as an agent whose re-INVITE carries no SDP, with the
-//! test's own RTP probes as their media end points. Every test checks RTP both ways (per
+//! 486; SIPp as a caller who holds, and as a trunk and an agent whose re-INVITEs carry no
+//! SDP, with the test's own RTP probes as their media end points; SIPp as an agent reached
+//! over a TCP connection Switchboard opens. Every test checks RTP both ways (per
 //! media change where the peer or a probe can count it) and the call record.
 
 use std::collections::HashMap;
@@ -384,6 +385,17 @@ fn kamailio_sbc_with_record_route_carries_ack_and_bye_both_ways() {
     assert_eq!(rec["hangup"], "agent", "{rec:?}");
 }
 
+/// The caller leg's relay address of the call in progress, once its media is open.
+fn caller_relay(server: &Server) -> std::net::SocketAddr {
+    let mut relay = None;
+    wait_until(server, "the call's media", Duration::from_secs(15), || {
+        relay = relay_ports(&server.log());
+        relay.is_some()
+    });
+    let (caller_port, _) = relay.unwrap();
+    ([127, 0, 0, 1], caller_port).into()
+}
+
 /// Counts at two probes now.
 fn counts(a: &RtpProbe, b: &RtpProbe) -> (u64, u64) {
     (a.count(), b.count())
@@ -441,13 +453,7 @@ fn caller_hold_sends_the_caller_nothing_and_the_agent_music_until_resume() {
         )
     });
     // The caller talks to its relay port as soon as the call has media.
-    let mut relay = None;
-    wait_until(&server, "the call's media", Duration::from_secs(15), || {
-        relay = relay_ports(&server.log());
-        relay.is_some()
-    });
-    let (caller_port, _) = relay.unwrap();
-    at_caller.talk_to(([127, 0, 0, 1], caller_port).into());
+    at_caller.talk_to(caller_relay(&server));
     wait_until(&server, "the bridge", Duration::from_secs(15), || {
         server.log().contains(" answered")
     });
@@ -567,4 +573,85 @@ fn an_agent_whose_contact_asks_for_tcp_is_called_over_a_connection_we_open() {
         1,
         "one connection carried the agent's dialog\n{log}"
     );
+}
+
+/// The caller's PBX sends a re-INVITE without SDP (SIPp): our offer comes in the 200
+/// (checked by the scenario) and its answer in the ACK moves the caller's RTP to another
+/// port: from then on the agent's audio reaches the caller at the new port and none the
+/// old one. Both caller ports are the test's talking probes, the agent's an echoing one.
+#[test]
+fn trunk_reinvite_without_sdp_moves_its_audio_to_the_port_in_its_ack() {
+    if !sipp_ok() {
+        return;
+    }
+    let server = company();
+    let at_agent = RtpProbe::start(ProbeMode::Echo);
+    let agent_rtp = at_agent.port().to_string();
+    let _oleg = SippAgent::start_with(
+        &server,
+        &["oleg"],
+        Some("agent_answer_at.xml"),
+        &["-key", "rtp_port", &agent_rtp],
+    );
+    let old = RtpProbe::start(ProbeMode::Talk(8));
+    let new = RtpProbe::start(ProbeMode::Talk(8));
+    let (rtp_a, rtp_b) = (old.port().to_string(), new.port().to_string());
+    let target = server.sip_addr();
+    let trunk = std::thread::spawn(move || {
+        sipp_at(
+            "trunk_reinvite_no_sdp.xml",
+            target,
+            free_port(),
+            &[
+                "-key",
+                "caller",
+                "+38511000004",
+                "-s",
+                "100",
+                "-d",
+                "2000",
+                "-key",
+                "rtp_a",
+                &rtp_a,
+                "-key",
+                "rtp_b",
+                &rtp_b,
+            ],
+            Duration::from_secs(40),
+        )
+    });
+    let relay = caller_relay(&server);
+    old.talk_to(relay);
+    new.talk_to(relay);
+    wait_until(
+        &server,
+        "the agent's audio",
+        Duration::from_secs(15),
+        || server.log().contains(" answered") && old.count() >= 40,
+    );
+    wait_until(
+        &server,
+        "the answer in the ACK",
+        Duration::from_secs(10),
+        || {
+            server
+                .log()
+                .contains("caller answered our offer in the ACK")
+        },
+    );
+    let (at_old, at_new) = phase_counts(&old, &new, Duration::from_millis(1000));
+    assert!(
+        at_old <= 2,
+        "{at_old} packets still went to the old port\n{}",
+        server.log()
+    );
+    assert!(
+        at_new >= 25,
+        "{at_new} packets reached the new port in 1 s\n{}",
+        server.log()
+    );
+    let (status, out, messages) = trunk.join().unwrap();
+    assert!(status.success(), "{out}\n{messages}\n{}", server.log());
+    let rec = answered_call(&server, "oleg");
+    assert_eq!(rec["hangup"], "caller", "{rec:?}");
 }

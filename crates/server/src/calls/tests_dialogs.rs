@@ -564,3 +564,33 @@ async fn agent_reinvite_without_sdp_takes_its_answer_from_the_ack() {
     // The caller hears our music meanwhile.
     assert!(count_rtp(&trunk_rtp, Duration::from_millis(300)).await >= 5);
 }
+
+/// The trunk's re-INVITE without SDP gets our offer; the answer in its ACK re-points the
+/// caller leg and its direction is applied: an answer holding the call (`sendonly`) is the
+/// caller's hold, a later `sendrecv` one the resume.
+#[tokio::test]
+async fn trunk_reinvite_without_sdp_takes_its_answer_and_direction_from_the_ack() {
+    let mut sim = Sim::with_config(&demo(0), "", 32200).await;
+    sim.everyone_on_break();
+    let mut trunk = Ua::new("+38599000023", 5223);
+    let ok = answered(&mut sim, &mut trunk, "t23", &[]);
+    for (direction, held) in [("sendonly", true), ("sendrecv", false)] {
+        let reinvite = trunk.in_call(Method::Invite, &ok, &[]);
+        sim.deliver(trunk.addr, &Message::Request(reinvite));
+        let offer = sim.response(trunk.addr, 200);
+        assert!(body(&offer).contains("a=sendrecv"), "{}", body(&offer));
+        assert!(sim.calls.calls.values().all(|c| c.media.awaits_answer()));
+        let answer = trunk.sdp(trunk.rtp_port + 2, direction);
+        sim.deliver(
+            trunk.addr,
+            &Message::Request(trunk.ack(&offer, Some(answer))),
+        );
+        assert!(
+            sim.calls
+                .calls
+                .values()
+                .all(|c| !c.media.awaits_answer() && c.caller_leg.held == held),
+            "{direction}"
+        );
+    }
+}
