@@ -655,3 +655,60 @@ fn trunk_reinvite_without_sdp_moves_its_audio_to_the_port_in_its_ack() {
     let rec = answered_call(&server, "oleg");
     assert_eq!(rec["hangup"], "caller", "{rec:?}");
 }
+
+/// The agent holds the RFC 2543 way (SIPp, re-INVITE with `c=IN IP4 0.0.0.0`): the relay
+/// sends the agent nothing until it resumes (the caller hears our music meanwhile) and the
+/// caller's audio reaches the agent again after the resume. The agent's RTP end point is the
+/// test's echoing probe; the caller is a SIPp trunk playing a recording.
+#[test]
+fn agent_hold_by_null_address_sends_the_agent_nothing_until_resume() {
+    if !sipp_ok() {
+        return;
+    }
+    let server = company();
+    let at_agent = RtpProbe::start(ProbeMode::Echo);
+    let agent_rtp = at_agent.port().to_string();
+    let _oleg = SippAgent::start_with(
+        &server,
+        &["oleg"],
+        Some("agent_hold_at.xml"),
+        &["-key", "rtp_port", &agent_rtp],
+    );
+    let target = server.sip_addr();
+    let trunk = std::thread::spawn(move || {
+        retail_trunk(
+            target,
+            "trunk_call_wait_bye.xml",
+            0,
+            Duration::from_secs(30),
+        )
+    });
+    wait_until(
+        &server,
+        "audio at the agent",
+        Duration::from_secs(15),
+        || at_agent.count() >= 20,
+    );
+    wait_until(&server, "the agent's hold", Duration::from_secs(10), || {
+        server.log().contains("agent holds the caller")
+    });
+    let (held, _) = phase_counts(&at_agent, &at_agent, Duration::from_millis(1500));
+    assert!(
+        held <= 2,
+        "{held} packets reached an agent who holds\n{}",
+        server.log()
+    );
+    wait_until(&server, "the resume", Duration::from_secs(10), || {
+        server.log().contains("agent resumes the caller")
+    });
+    let (resumed, _) = phase_counts(&at_agent, &at_agent, Duration::from_millis(1000));
+    assert!(
+        resumed >= 25,
+        "{resumed} packets at the agent after the resume\n{}",
+        server.log()
+    );
+    let (status, out, messages) = trunk.join().unwrap();
+    assert!(status.success(), "{out}\n{messages}\n{}", server.log());
+    let rec = answered_call(&server, "oleg");
+    assert_eq!(rec["hangup"], "agent", "{rec:?}");
+}
