@@ -35,6 +35,7 @@ pub struct ActiveCall {
     /// RFC 3339.
     pub started_at: String,
     pub answered_at: Option<String>,
+    /// The agent or the caller holds the call.
     pub on_hold: bool,
     /// The agent's media while talking: `webrtc` (a browser, through the call's WebRTC leg)
     /// or `rtp` (a SIP phone).

@@ -394,7 +394,7 @@ impl Calls {
                 route: c.route.clone(),
                 started_at: timestamp(c.started_at).to_rfc3339(),
                 answered_at: c.answered_at.map(|a| timestamp(a).to_rfc3339()),
-                on_hold: c.phase.bridged().is_some_and(|b| b.held),
+                on_hold: c.caller_leg.held || c.phase.bridged().is_some_and(|b| b.held),
                 agent_media: c.phase.bridged().map(|_| c.media.agent_media().to_owned()),
             })
             .collect();
