@@ -169,6 +169,8 @@ pub struct Calls {
     day_zone: chrono_tz::Tz,
     /// The name this server journals calls in progress under.
     journal_node: String,
+    /// Refusals of an overload are recorded (false while the record queue is half full).
+    recording_overload: bool,
 }
 
 /// How often the active-call snapshot for the HTTP API is rebuilt at most.
@@ -289,6 +291,7 @@ impl Calls {
                 .parse()
                 .unwrap_or(chrono_tz::Tz::UTC),
             journal_node: crate::journal::node_name(config),
+            recording_overload: true,
         }
     }
 

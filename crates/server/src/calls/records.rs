@@ -217,7 +217,24 @@ impl Calls {
     /// counted in `switchboard_sip_refused_total{reason="overload"}`), and the record goes
     /// into the sink's queue, which its writer stores in batches. The id derives from the
     /// request, so a retransmission refused again is stored once.
-    pub(super) fn write_overload_refusal(&self, now: Instant, req: &Request, src: IpAddr) {
+    ///
+    /// A flood that fills half the record queue is no longer recorded (only counted, with
+    /// one WARN line), so the records of real calls always find room.
+    pub(super) fn write_overload_refusal(&mut self, now: Instant, req: &Request, src: IpAddr) {
+        let spare = self.records.has_spare_room();
+        if spare != self.recording_overload {
+            self.recording_overload = spare;
+            if spare {
+                info!("refusals of the overload are recorded again");
+            } else {
+                warn!(
+                    "record queue half full: refusals of the overload are counted, no longer recorded, until it drains"
+                );
+            }
+        }
+        if !spare {
+            return;
+        }
         let caller = super::inbound::caller_number(req);
         let trunk = self
             .trunks
