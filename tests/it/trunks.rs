@@ -396,6 +396,94 @@ fn caller_relay(server: &Server) -> std::net::SocketAddr {
     ([127, 0, 0, 1], caller_port).into()
 }
 
+/// SIPp's exit status, output and message trace, from a thread running it.
+type SippRun = std::thread::JoinHandle<(std::process::ExitStatus, String, String)>;
+
+/// The party whose re-INVITE without SDP moved its RTP from probe `old` to probe `new`
+/// (`acked`: the log line of its answer in the ACK): in the next second the old port gets at
+/// most what was in flight and the new one the audio; then the trunk's SIPp passes and the
+/// call is answered by oleg and ended by `hangup`.
+fn assert_moved(
+    server: &Server,
+    (old, new): (&RtpProbe, &RtpProbe),
+    acked: &str,
+    trunk: SippRun,
+    hangup: &str,
+) {
+    wait_until(
+        server,
+        "the answer in the ACK",
+        Duration::from_secs(10),
+        || server.log().contains(acked),
+    );
+    let (at_old, at_new) = phase_counts(old, new, Duration::from_millis(1000));
+    assert!(
+        at_old <= 2,
+        "{at_old} packets still went to the old port\n{}",
+        server.log()
+    );
+    assert!(
+        at_new >= 25,
+        "{at_new} packets reached the new port in 1 s\n{}",
+        server.log()
+    );
+    let (status, out, messages) = trunk.join().unwrap();
+    assert!(status.success(), "{out}\n{messages}\n{}", server.log());
+    let rec = answered_call(server, "oleg");
+    assert_eq!(rec["hangup"], hangup, "{rec:?}");
+}
+
+/// The retail client calls the order line from a SIPp trunk that plays a recording and
+/// waits for Switchboard's BYE (the agent hangs up), in a thread.
+fn playing_trunk(server: &Server) -> SippRun {
+    let target = server.sip_addr();
+    std::thread::spawn(move || {
+        retail_trunk(
+            target,
+            "trunk_call_wait_bye.xml",
+            0,
+            Duration::from_secs(30),
+        )
+    })
+}
+
+/// Agent oleg answering on SIPp (`agent_answer_at.xml`) with its RTP at an echoing probe.
+fn probe_agent(server: &Server) -> (RtpProbe, SippAgent) {
+    let probe = RtpProbe::start(ProbeMode::Echo);
+    let port = probe.port().to_string();
+    let agent = SippAgent::start_with(
+        server,
+        &["oleg"],
+        Some("agent_answer_at.xml"),
+        &["-key", "rtp_port", &port],
+    );
+    (probe, agent)
+}
+
+/// The retail client calls the order line from a SIPp trunk `scenario` whose SDP names the
+/// probe ports `rtp` (`-key NAME PORT`), talking `talk_ms` where it pauses, in a thread.
+fn probe_trunk(server: &Server, scenario: &str, talk_ms: u64, rtp: &[(&str, u16)]) -> SippRun {
+    let target = server.sip_addr();
+    let scenario = scenario.to_owned();
+    let mut args: Vec<String> = ["-key", "caller", "+38511000004", "-s", "100", "-d"]
+        .map(str::to_owned)
+        .into();
+    args.push(talk_ms.to_string());
+    for (key, port) in rtp {
+        args.extend(["-key".to_owned(), (*key).to_owned(), port.to_string()]);
+    }
+    std::thread::spawn(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        sipp_at(
+            &scenario,
+            target,
+            free_port(),
+            &args,
+            Duration::from_secs(40),
+        )
+    })
+}
+
 /// Counts at two probes now.
 fn counts(a: &RtpProbe, b: &RtpProbe) -> (u64, u64) {
     (a.count(), b.count())
@@ -422,36 +510,9 @@ fn caller_hold_sends_the_caller_nothing_and_the_agent_music_until_resume() {
     }
     let server = company();
     let at_caller = RtpProbe::start(ProbeMode::Talk(8));
-    let at_agent = RtpProbe::start(ProbeMode::Echo);
-    let agent_rtp = at_agent.port().to_string();
-    let _oleg = SippAgent::start_with(
-        &server,
-        &["oleg"],
-        Some("agent_answer_at.xml"),
-        &["-key", "rtp_port", &agent_rtp],
-    );
-    let caller_rtp = at_caller.port().to_string();
-    let target = server.sip_addr();
-    let trunk = std::thread::spawn(move || {
-        sipp_at(
-            "trunk_hold_at.xml",
-            target,
-            free_port(),
-            &[
-                "-key",
-                "caller",
-                "+38511000004",
-                "-s",
-                "100",
-                "-d",
-                "2500",
-                "-key",
-                "rtp_port",
-                &caller_rtp,
-            ],
-            Duration::from_secs(40),
-        )
-    });
+    let (at_agent, _oleg) = probe_agent(&server);
+    let rtp = [("rtp_port", at_caller.port())];
+    let trunk = probe_trunk(&server, "trunk_hold_at.xml", 2500, &rtp);
     // The caller talks to its relay port as soon as the call has media.
     at_caller.talk_to(caller_relay(&server));
     wait_until(&server, "the bridge", Duration::from_secs(15), || {
@@ -513,15 +574,7 @@ fn agent_reinvite_without_sdp_moves_its_audio_to_the_port_in_its_ack() {
         Some("agent_reinvite_no_sdp.xml"),
         &["-key", "rtp_a", &rtp_a, "-key", "rtp_b", &rtp_b],
     );
-    let target = server.sip_addr();
-    let trunk = std::thread::spawn(move || {
-        retail_trunk(
-            target,
-            "trunk_call_wait_bye.xml",
-            0,
-            Duration::from_secs(30),
-        )
-    });
+    let trunk = playing_trunk(&server);
     wait_until(
         &server,
         "audio at the agent",
@@ -529,19 +582,8 @@ fn agent_reinvite_without_sdp_moves_its_audio_to_the_port_in_its_ack() {
         || old.count() >= 20,
     );
     assert_eq!(new.count(), 0);
-    wait_until(
-        &server,
-        "the answer in the ACK",
-        Duration::from_secs(10),
-        || server.log().contains("agent answered our offer in the ACK"),
-    );
-    let (at_old, at_new) = phase_counts(&old, &new, Duration::from_millis(1000));
-    assert!(at_old <= 2, "{at_old} packets still went to the old port");
-    assert!(at_new >= 25, "{at_new} packets reached the new port in 1 s");
-    let (status, out, messages) = trunk.join().unwrap();
-    assert!(status.success(), "{out}\n{messages}\n{}", server.log());
-    let rec = answered_call(&server, "oleg");
-    assert_eq!(rec["hangup"], "agent", "{rec:?}");
+    let acked = "agent answered our offer in the ACK";
+    assert_moved(&server, (&old, &new), acked, trunk, "agent");
 }
 
 /// An agent whose phone registered over UDP with a Contact asking for TCP (SIPp answering
@@ -585,41 +627,11 @@ fn trunk_reinvite_without_sdp_moves_its_audio_to_the_port_in_its_ack() {
         return;
     }
     let server = company();
-    let at_agent = RtpProbe::start(ProbeMode::Echo);
-    let agent_rtp = at_agent.port().to_string();
-    let _oleg = SippAgent::start_with(
-        &server,
-        &["oleg"],
-        Some("agent_answer_at.xml"),
-        &["-key", "rtp_port", &agent_rtp],
-    );
+    let (_at_agent, _oleg) = probe_agent(&server);
     let old = RtpProbe::start(ProbeMode::Talk(8));
     let new = RtpProbe::start(ProbeMode::Talk(8));
-    let (rtp_a, rtp_b) = (old.port().to_string(), new.port().to_string());
-    let target = server.sip_addr();
-    let trunk = std::thread::spawn(move || {
-        sipp_at(
-            "trunk_reinvite_no_sdp.xml",
-            target,
-            free_port(),
-            &[
-                "-key",
-                "caller",
-                "+38511000004",
-                "-s",
-                "100",
-                "-d",
-                "2000",
-                "-key",
-                "rtp_a",
-                &rtp_a,
-                "-key",
-                "rtp_b",
-                &rtp_b,
-            ],
-            Duration::from_secs(40),
-        )
-    });
+    let rtp = [("rtp_a", old.port()), ("rtp_b", new.port())];
+    let trunk = probe_trunk(&server, "trunk_reinvite_no_sdp.xml", 2000, &rtp);
     let relay = caller_relay(&server);
     old.talk_to(relay);
     new.talk_to(relay);
@@ -629,31 +641,8 @@ fn trunk_reinvite_without_sdp_moves_its_audio_to_the_port_in_its_ack() {
         Duration::from_secs(15),
         || server.log().contains(" answered") && old.count() >= 40,
     );
-    wait_until(
-        &server,
-        "the answer in the ACK",
-        Duration::from_secs(10),
-        || {
-            server
-                .log()
-                .contains("caller answered our offer in the ACK")
-        },
-    );
-    let (at_old, at_new) = phase_counts(&old, &new, Duration::from_millis(1000));
-    assert!(
-        at_old <= 2,
-        "{at_old} packets still went to the old port\n{}",
-        server.log()
-    );
-    assert!(
-        at_new >= 25,
-        "{at_new} packets reached the new port in 1 s\n{}",
-        server.log()
-    );
-    let (status, out, messages) = trunk.join().unwrap();
-    assert!(status.success(), "{out}\n{messages}\n{}", server.log());
-    let rec = answered_call(&server, "oleg");
-    assert_eq!(rec["hangup"], "caller", "{rec:?}");
+    let acked = "caller answered our offer in the ACK";
+    assert_moved(&server, (&old, &new), acked, trunk, "caller");
 }
 
 /// The agent holds the RFC 2543 way (SIPp, re-INVITE with `c=IN IP4 0.0.0.0`): the relay
@@ -674,15 +663,7 @@ fn agent_hold_by_null_address_sends_the_agent_nothing_until_resume() {
         Some("agent_hold_at.xml"),
         &["-key", "rtp_port", &agent_rtp],
     );
-    let target = server.sip_addr();
-    let trunk = std::thread::spawn(move || {
-        retail_trunk(
-            target,
-            "trunk_call_wait_bye.xml",
-            0,
-            Duration::from_secs(30),
-        )
-    });
+    let trunk = playing_trunk(&server);
     wait_until(
         &server,
         "audio at the agent",
