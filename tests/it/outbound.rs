@@ -16,8 +16,13 @@ fn company(pbx_port: u16) -> Server {
 
 /// As [`company`], with `extra` appended to the configuration (e.g. a `[callbacks]` table).
 pub(crate) fn company_with(pbx_port: u16, extra: &str) -> Server {
+    company_over(pbx_port, "udp", extra)
+}
+
+/// As [`company_with`], the trunk's outbound side reached over `transport`.
+fn company_over(pbx_port: u16, transport: &str, extra: &str) -> Server {
     let ports = Ports::new();
-    let config = company_config(&ports, pbx_port, extra);
+    let config = outbound_config_over(&ports, pbx_port, transport) + extra;
     Server::start(&config, ports)
 }
 
@@ -29,10 +34,15 @@ pub(crate) fn company_config(ports: &Ports, pbx_port: u16, extra: &str) -> Strin
 /// The demo configuration on `ports` with its trunk's outbound side at `pbx_port` (user `sb`,
 /// password `sb-secret`, caller id +38512345678).
 pub(crate) fn outbound_config(ports: &Ports, pbx_port: u16) -> String {
+    outbound_config_over(ports, pbx_port, "udp")
+}
+
+/// As [`outbound_config`], the trunk's outbound side reached over `transport`.
+fn outbound_config_over(ports: &Ports, pbx_port: u16, transport: &str) -> String {
     demo_config(ports).replacen(
         "name = \"pbx-main\"\n",
         &format!(
-            "name = \"pbx-main\"\noutbound = \"sip:127.0.0.1:{pbx_port};transport=udp\"\n\
+            "name = \"pbx-main\"\noutbound = \"sip:127.0.0.1:{pbx_port};transport={transport}\"\n\
              outbound_username = \"sb\"\noutbound_password = \"sb-secret\"\n\
              caller_id = \"+38512345678\"\n"
         ),
@@ -53,13 +63,25 @@ pub(crate) fn pbx_calls(
     calls: u32,
     dir: &std::path::Path,
 ) -> Child {
+    pbx_over(scenario, port, talk_ms, calls, dir, "u1")
+}
+
+/// As [`pbx_calls`], SIPp on `transport` (`u1` UDP, `t1` TCP).
+fn pbx_over(
+    scenario: &str,
+    port: u16,
+    talk_ms: u64,
+    calls: u32,
+    dir: &std::path::Path,
+    transport: &str,
+) -> Child {
     let media_port = free_port();
     Command::new("timeout")
         .arg("40")
         .arg("sipp")
         .arg("-sf")
         .arg(data(&format!("sipp/{scenario}")))
-        .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-t", transport])
         .args([
             "-mi",
             "127.0.0.1",
@@ -133,6 +155,30 @@ pub(crate) fn stored_calls(port: u16) -> Vec<serde_json::Value> {
     json.as_array().cloned().unwrap_or_default()
 }
 
+/// Orders a click-to-call (`POST /api/v1/calls`): agent ana dials +385 91 555 0100.
+fn click_to_call(server: &Server) -> serde_json::Value {
+    let (status, body) = api_post(
+        server.ports.http,
+        "/api/v1/calls",
+        r#"{"agent": "ana", "number": "+385 91 555 0100", "queue": "orders"}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 202, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// The stored record `id` once written: an answered outbound call of ana's.
+fn stored_answer(server: &Server, id: &str) -> serde_json::Value {
+    wait_until(server, "the stored record", Duration::from_secs(10), || {
+        api_get(server.ports.http, "/api/v1/calls").is_ok_and(|(_, b)| b.contains(id))
+    });
+    let call = stored_call(server.ports.http, id);
+    assert_eq!(call["direction"], "outbound", "{call}");
+    assert_eq!(call["outcome"], "answered", "{call}");
+    assert_eq!(call["agent_id"], "ana", "{call}");
+    call
+}
+
 fn num(rec: &std::collections::HashMap<String, String>, key: &str) -> u64 {
     rec.get(key).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
@@ -149,14 +195,7 @@ fn click_to_call_rings_the_agent_then_dials_the_trunk_with_digest() {
     let agent = SippAgent::start(&server, "ana", None);
     wait_available(&server, "ana");
 
-    let (status, body) = api_post(
-        server.ports.http,
-        "/api/v1/calls",
-        r#"{"agent": "ana", "number": "+385 91 555 0100", "queue": "orders"}"#,
-    )
-    .unwrap();
-    assert_eq!(status, 202, "{body}");
-    let order: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let order = click_to_call(&server);
     assert_eq!(order["number"], "+385915550100");
     let id = order["id"].as_str().unwrap().to_owned();
 
@@ -180,16 +219,7 @@ fn click_to_call_rings_the_agent_then_dials_the_trunk_with_digest() {
     assert_eq!(rec["result"], "answered", "{rec:?}");
     assert_eq!(rec["hangup"], "caller", "{rec:?}");
     assert_rtp_both_ways(&rec);
-    wait_until(
-        &server,
-        "the stored record",
-        Duration::from_secs(10),
-        || api_get(server.ports.http, "/api/v1/calls").is_ok_and(|(_, b)| b.contains(&id)),
-    );
-    let call = stored_call(server.ports.http, &id);
-    assert_eq!(call["direction"], "outbound", "{call}");
-    assert_eq!(call["outcome"], "answered", "{call}");
-    assert_eq!(call["agent_id"], "ana", "{call}");
+    let call = stored_answer(&server, &id);
     assert_eq!(call["dialed"], "+385915550100", "{call}");
     assert_eq!(call["caller"], "+38512345678", "{call}");
     assert_eq!(call["trunk"], "pbx-main", "{call}");
@@ -228,6 +258,46 @@ fn click_to_call_rings_the_agent_then_dials_the_trunk_with_digest() {
             })
         },
     );
+}
+
+/// The trunk's outbound side over TCP (SIPp `-t t1` as the PBX): Switchboard opens one TCP
+/// connection for the call and carries every request of it there — the INVITE, the one
+/// with the digest answer, the ACK — and takes the PBX's BYE on it; audio flows both ways
+/// and the record says answered.
+#[test]
+fn click_to_call_opens_a_tcp_connection_to_the_trunk_and_keeps_the_call_on_it() {
+    if without_sipp() {
+        return;
+    }
+    let pbx_port = free_port();
+    let server = company_over(pbx_port, "tcp", "");
+    let dir = tempfile::tempdir().unwrap();
+    let mut pbx = pbx_over("pbx_outbound.xml", pbx_port, 3000, 1, dir.path(), "t1");
+    let _agent = SippAgent::start(&server, "ana", None);
+    wait_available(&server, "ana");
+    let order = click_to_call(&server);
+    let id = order["id"].as_str().unwrap().to_owned();
+    let pbx_log = pbx_finished(&mut pbx, dir.path(), &server);
+    assert!(
+        pbx_log.contains("Via: SIP/2.0/TCP"),
+        "our INVITE came over TCP: {pbx_log}"
+    );
+    assert!(
+        pbx_log.contains("Authorization: Digest username=\"sb\""),
+        "{pbx_log}"
+    );
+    let rec = outbound_record(&server);
+    assert_eq!(rec["result"], "answered", "{rec:?}");
+    assert_eq!(rec["hangup"], "caller", "{rec:?}");
+    assert_rtp_both_ways(&rec);
+    let log = server.log();
+    assert_eq!(
+        log.matches("outbound TCP connection established").count(),
+        1,
+        "one connection carried the whole call\n{log}"
+    );
+    assert!(!log.contains("outbound TCP connection failed"), "{log}");
+    stored_answer(&server, &id);
 }
 
 #[test]

@@ -161,3 +161,74 @@ fn records_pending_when_the_server_is_killed_are_written_exactly_once_after_rest
         .unwrap();
     assert_eq!(completes.trim(), "3");
 }
+
+/// A SIPp trunk floods INVITEs at a server whose transaction table is tiny
+/// (`sip.max_transactions = 4`): the endpoint refuses the overflow with its stateless `503`
+/// and each refused INVITE is one `rejected` call record (trunk known, route naming the
+/// overload) — as many as distinct calls got a 503, however often SIPp retransmitted.
+#[test]
+fn invites_refused_by_overload_are_recorded_as_rejected() {
+    if without_sipp() {
+        return;
+    }
+    let ports = Ports::new();
+    let config = demo_config(&ports).replacen(
+        "advertised_address = \"127.0.0.1\"",
+        "advertised_address = \"127.0.0.1\"\nmax_transactions = 4",
+        1,
+    );
+    let server = Server::start(&config, ports);
+    // 20 calls at 20 per second, below the per-source INVITE rate (not what is tested).
+    let (_, out, messages) = sipp(
+        "trunk_call.xml",
+        server.sip_addr(),
+        &[
+            "-key",
+            "caller",
+            "+38511000004",
+            "-s",
+            "100",
+            "-d",
+            "500",
+            "-m",
+            "20",
+            "-r",
+            "20",
+            "-l",
+            "20",
+        ],
+        Duration::from_secs(20),
+    );
+    // Calls that met a 503, from SIPp's trace of what it received.
+    let refused: std::collections::BTreeSet<&str> = messages
+        .split("message received")
+        .filter(|m| m.contains("SIP/2.0 503 Service Unavailable"))
+        .filter_map(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("Call-ID:").map(str::trim))
+        })
+        .collect();
+    assert!(
+        refused.len() >= 10,
+        "the flood met the full table: {} refused\n{out}",
+        refused.len()
+    );
+    let sql = "SELECT sip_call_id FROM calls WHERE outcome = 'rejected' AND trunk = 'pbx-main' \
+               AND route LIKE '%503%overload%' ORDER BY sip_call_id";
+    wait_until(
+        &server,
+        "the refusals' records",
+        Duration::from_secs(10),
+        || sqlite(&server, sql).lines().count() >= refused.len(),
+    );
+    let stored = sqlite(&server, sql);
+    let stored: std::collections::BTreeSet<&str> = stored.lines().collect();
+    assert_eq!(stored, refused, "one record per refused call");
+    let (_, metrics) = http_get(server.ports.http, "/metrics").unwrap();
+    let counted = metric_sum(
+        &metrics,
+        "switchboard_sip_refused_total",
+        &["reason=\"overload\""],
+    );
+    assert!(counted >= refused.len() as f64, "{counted}\n{metrics}");
+}

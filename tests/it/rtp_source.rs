@@ -8,32 +8,8 @@ use std::time::Duration;
 
 use crate::harness::{
     Baresip, Ports, Server, call_ended, demo_config, http_get, metric_sum,
-    new_client_call_answered_by, without_baresip, without_sipp,
+    new_client_call_answered_by, relay_ports, rtp_packet, without_baresip, without_sipp,
 };
-
-/// The relay ports of the call in progress, from the media task's log span
-/// (`media{call_id=… caller_port=N agent_port=M}`).
-fn relay_ports(log: &str) -> Option<(u16, u16)> {
-    let line = log.lines().find(|l| l.contains("caller_port="))?;
-    let port = |key: &str| -> Option<u16> {
-        let rest = line.split(key).nth(1)?;
-        rest.split(|c: char| !c.is_ascii_digit())
-            .next()?
-            .parse()
-            .ok()
-    };
-    Some((port("caller_port=")?, port("agent_port=")?))
-}
-
-/// One RTP packet (version 2, PCMU) with 160 bytes of loud audio.
-fn rtp(seq: u16) -> Vec<u8> {
-    let mut p = vec![0x80, 0x00];
-    p.extend_from_slice(&seq.to_be_bytes());
-    p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
-    p.extend_from_slice(&0x5EED_5EEDu32.to_be_bytes());
-    p.extend_from_slice(&[0x00; 160]);
-    p
-}
 
 #[test]
 fn a_stranger_spraying_the_relay_ports_reaches_neither_party() {
@@ -57,7 +33,9 @@ fn a_stranger_spraying_the_relay_ports_reaches_neither_party() {
     const SPRAYED: u16 = 100;
     for seq in 0..SPRAYED {
         for port in [caller_port, agent_port] {
-            stranger.send_to(&rtp(seq), ("127.0.0.1", port)).unwrap();
+            stranger
+                .send_to(&rtp_packet(seq, 0), ("127.0.0.1", port))
+                .unwrap();
         }
         while stranger.recv_from(&mut buf).is_ok() {
             received += 1;
@@ -139,7 +117,7 @@ fn a_sprayer_holds_a_leg_only_until_its_party_speaks() {
             let mut seq = 0u16;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 for port in [caller_port, agent_port] {
-                    let _ = stranger.send_to(&rtp(seq), ("127.0.0.1", port));
+                    let _ = stranger.send_to(&rtp_packet(seq, 0), ("127.0.0.1", port));
                 }
                 seq = seq.wrapping_add(1);
                 while stranger.recv_from(&mut buf).is_ok() {

@@ -2,8 +2,10 @@
 //! as a trunk with session timers and 100rel required that moves its RTP port, holds and
 //! resumes; Kamailio as an SBC with `record_route()` between a SIPp trunk and Switchboard;
 //! SIPp with a late offer and with hold/resume re-INVITEs; PJSUA2 as an agent answering
-//! 486. Every test checks RTP both ways (per media change where the peer can count it) and
-//! the call record.
+//! 486; SIPp as a caller who holds, and as a trunk and an agent whose re-INVITEs carry no
+//! SDP, with the test's own RTP probes as their media end points; SIPp as an agent reached
+//! over a TCP connection Switchboard opens. Every test checks RTP both ways (per
+//! media change where the peer or a probe can count it) and the call record.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -132,7 +134,8 @@ fn retail_trunk(
 
 /// PJSIP as the PBX trunk: `Require: 100rel, timer`, then a re-INVITE that moves its RTP
 /// port, hold and resume, an UPDATE that moves it again. After each change RTP flows both
-/// ways (PJSIP counts what it sent and what came back through the agent's echo).
+/// ways (PJSIP counts what it sent and what came back through the agent's echo), except
+/// to PJSIP while it holds: nothing reaches it then.
 #[test]
 fn pjsua2_trunk_with_timers_and_100rel_moves_its_media_and_is_heard_both_ways() {
     if !pjsua2_ok() {
@@ -172,13 +175,15 @@ fn pjsua2_trunk_with_timers_and_100rel_moves_its_media_and_is_heard_both_ways() 
         report()
     );
     for p in &phases {
-        // 2 s at 50 packets/s each way; the relay answers every change at once.
+        // 2 s at 50 packets/s each way; the relay answers every change at once. While
+        // PJSIP holds (`a=sendonly`) the relay sends it nothing (what was in flight at most).
         let (tx, rx) = (p["tx"].as_u64().unwrap(), p["rx"].as_u64().unwrap());
-        assert!(
-            tx > 60 && rx > 60,
-            "phase {p}: tx {tx} rx {rx}\n{}",
-            report()
-        );
+        let heard = if p["phase"] == "held" {
+            rx <= 3
+        } else {
+            rx > 60
+        };
+        assert!(tx > 60 && heard, "phase {p}: tx {tx} rx {rx}\n{}", report());
     }
     let port = |i: usize| phases[i]["rtp"].as_str().unwrap().to_owned();
     assert_ne!(port(0), port(1), "the re-INVITE moved PJSIP's RTP port");
@@ -376,6 +381,315 @@ fn kamailio_sbc_with_record_route_carries_ack_and_bye_both_ways() {
         kam.contains("KAM in-dialog BYE loose_route"),
         "Switchboard's BYE went through the SBC: {report}"
     );
+    let rec = answered_call(&server, "oleg");
+    assert_eq!(rec["hangup"], "agent", "{rec:?}");
+}
+
+/// The caller leg's relay address of the call in progress, once its media is open.
+fn caller_relay(server: &Server) -> std::net::SocketAddr {
+    let mut relay = None;
+    wait_until(server, "the call's media", Duration::from_secs(15), || {
+        relay = relay_ports(&server.log());
+        relay.is_some()
+    });
+    let (caller_port, _) = relay.unwrap();
+    ([127, 0, 0, 1], caller_port).into()
+}
+
+/// SIPp's exit status, output and message trace, from a thread running it.
+type SippRun = std::thread::JoinHandle<(std::process::ExitStatus, String, String)>;
+
+/// The party whose re-INVITE without SDP moved its RTP from probe `old` to probe `new`
+/// (`acked`: the log line of its answer in the ACK): in the next second the old port gets at
+/// most what was in flight and the new one the audio; then the trunk's SIPp passes and the
+/// call is answered by oleg and ended by `hangup`.
+fn assert_moved(
+    server: &Server,
+    (old, new): (&RtpProbe, &RtpProbe),
+    acked: &str,
+    trunk: SippRun,
+    hangup: &str,
+) {
+    wait_until(
+        server,
+        "the answer in the ACK",
+        Duration::from_secs(10),
+        || server.log().contains(acked),
+    );
+    let (at_old, at_new) = phase_counts(old, new, Duration::from_millis(1000));
+    assert!(
+        at_old <= 2,
+        "{at_old} packets still went to the old port\n{}",
+        server.log()
+    );
+    assert!(
+        at_new >= 25,
+        "{at_new} packets reached the new port in 1 s\n{}",
+        server.log()
+    );
+    let (status, out, messages) = trunk.join().unwrap();
+    assert!(status.success(), "{out}\n{messages}\n{}", server.log());
+    let rec = answered_call(server, "oleg");
+    assert_eq!(rec["hangup"], hangup, "{rec:?}");
+}
+
+/// The retail client calls the order line from a SIPp trunk that plays a recording and
+/// waits for Switchboard's BYE (the agent hangs up), in a thread.
+fn playing_trunk(server: &Server) -> SippRun {
+    let target = server.sip_addr();
+    std::thread::spawn(move || {
+        retail_trunk(
+            target,
+            "trunk_call_wait_bye.xml",
+            0,
+            Duration::from_secs(30),
+        )
+    })
+}
+
+/// Agent oleg answering on SIPp (`agent_answer_at.xml`) with its RTP at an echoing probe.
+fn probe_agent(server: &Server) -> (RtpProbe, SippAgent) {
+    let probe = RtpProbe::start(ProbeMode::Echo);
+    let port = probe.port().to_string();
+    let agent = SippAgent::start_with(
+        server,
+        &["oleg"],
+        Some("agent_answer_at.xml"),
+        &["-key", "rtp_port", &port],
+    );
+    (probe, agent)
+}
+
+/// The retail client calls the order line from a SIPp trunk `scenario` whose SDP names the
+/// probe ports `rtp` (`-key NAME PORT`), talking `talk_ms` where it pauses, in a thread.
+fn probe_trunk(server: &Server, scenario: &str, talk_ms: u64, rtp: &[(&str, u16)]) -> SippRun {
+    let target = server.sip_addr();
+    let scenario = scenario.to_owned();
+    let mut args: Vec<String> = ["-key", "caller", "+38511000004", "-s", "100", "-d"]
+        .map(str::to_owned)
+        .into();
+    args.push(talk_ms.to_string());
+    for (key, port) in rtp {
+        args.extend(["-key".to_owned(), (*key).to_owned(), port.to_string()]);
+    }
+    std::thread::spawn(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        sipp_at(
+            &scenario,
+            target,
+            free_port(),
+            &args,
+            Duration::from_secs(40),
+        )
+    })
+}
+
+/// Counts at two probes now.
+fn counts(a: &RtpProbe, b: &RtpProbe) -> (u64, u64) {
+    (a.count(), b.count())
+}
+
+/// What reached probes `a` and `b` during `d`, starting once packets sent before now
+/// (`in_flight`) have landed.
+fn phase_counts(a: &RtpProbe, b: &RtpProbe, d: Duration) -> (u64, u64) {
+    std::thread::sleep(Duration::from_millis(150));
+    let (a0, b0) = counts(a, b);
+    std::thread::sleep(d);
+    let (a1, b1) = counts(a, b);
+    (a1 - a0, b1 - b0)
+}
+
+/// The caller's PBX holds (SIPp, re-INVITE `a=sendonly`, answered `a=recvonly`): the relay
+/// sends the caller nothing until it resumes, the agent hears our hold music meanwhile,
+/// and after the resume audio flows both ways again. The caller's and the agent's RTP end
+/// points are the test's probes: the caller's talks, the agent's echoes.
+#[test]
+fn caller_hold_sends_the_caller_nothing_and_the_agent_music_until_resume() {
+    if !sipp_ok() {
+        return;
+    }
+    let server = company();
+    let at_caller = RtpProbe::start(ProbeMode::Talk(8));
+    let (at_agent, _oleg) = probe_agent(&server);
+    let rtp = [("rtp_port", at_caller.port())];
+    let trunk = probe_trunk(&server, "trunk_hold_at.xml", 2500, &rtp);
+    // The caller talks to its relay port as soon as the call has media.
+    at_caller.talk_to(caller_relay(&server));
+    wait_until(&server, "the bridge", Duration::from_secs(15), || {
+        server.log().contains(" answered")
+    });
+    let (caller, agent) = phase_counts(&at_caller, &at_agent, Duration::from_millis(800));
+    assert!(
+        caller >= 20 && agent >= 20,
+        "talking: caller {caller}, agent {agent}\n{}",
+        server.log()
+    );
+    wait_until(
+        &server,
+        "the caller's hold",
+        Duration::from_secs(10),
+        || server.log().contains("caller holds the call"),
+    );
+    let (caller, agent) = phase_counts(&at_caller, &at_agent, Duration::from_millis(1500));
+    assert!(
+        caller <= 2,
+        "{caller} packets reached a caller who holds\n{}",
+        server.log()
+    );
+    assert!(
+        agent >= 40,
+        "hold music to the agent: {agent} packets in 1.5 s\n{}",
+        server.log()
+    );
+    wait_until(&server, "the resume", Duration::from_secs(10), || {
+        server.log().contains("caller resumes the call")
+    });
+    let (caller, agent) = phase_counts(&at_caller, &at_agent, Duration::from_millis(1000));
+    assert!(
+        caller >= 25 && agent >= 25,
+        "resumed: caller {caller}, agent {agent}\n{}",
+        server.log()
+    );
+    let (status, out, messages) = trunk.join().unwrap();
+    assert!(status.success(), "{out}\n{messages}\n{}", server.log());
+    answered_call(&server, "oleg");
+}
+
+/// The agent's softphone sends a re-INVITE without SDP (SIPp): our offer comes in the 200
+/// (checked by the scenario) and its answer in the ACK moves the agent's RTP to another
+/// port: from then on the caller's audio reaches the new port and none the old one, and the
+/// agent's audio from the new port reaches the caller.
+#[test]
+fn agent_reinvite_without_sdp_moves_its_audio_to_the_port_in_its_ack() {
+    if !sipp_ok() {
+        return;
+    }
+    let server = company();
+    let old = RtpProbe::start(ProbeMode::Echo);
+    let new = RtpProbe::start(ProbeMode::Echo);
+    let (rtp_a, rtp_b) = (old.port().to_string(), new.port().to_string());
+    let _oleg = SippAgent::start_with(
+        &server,
+        &["oleg"],
+        Some("agent_reinvite_no_sdp.xml"),
+        &["-key", "rtp_a", &rtp_a, "-key", "rtp_b", &rtp_b],
+    );
+    let trunk = playing_trunk(&server);
+    wait_until(
+        &server,
+        "audio at the agent",
+        Duration::from_secs(15),
+        || old.count() >= 20,
+    );
+    assert_eq!(new.count(), 0);
+    let acked = "agent answered our offer in the ACK";
+    assert_moved(&server, (&old, &new), acked, trunk, "agent");
+}
+
+/// An agent whose phone registered over UDP with a Contact asking for TCP (SIPp answering
+/// with `-t t1`): Switchboard opens a TCP connection to call it, keeps the call's requests
+/// (INVITE, ACK, BYE) on that one connection, and audio flows both ways.
+#[test]
+fn an_agent_whose_contact_asks_for_tcp_is_called_over_a_connection_we_open() {
+    if !sipp_ok() {
+        return;
+    }
+    let server = company();
+    let oleg = SippAgent::start_tcp_contact(&server, "oleg");
+    let (status, out, messages) = retail_trunk(
+        server.sip_addr(),
+        "trunk_call.xml",
+        3000,
+        Duration::from_secs(30),
+    );
+    assert!(status.success(), "{out}\n{messages}\n{}", server.log());
+    let rec = answered_call(&server, "oleg");
+    assert_eq!(rec["hangup"], "caller", "{rec:?}");
+    let agent = oleg.messages();
+    assert!(agent.contains("INVITE sip:oleg@127.0.0.1:"), "{agent}");
+    assert!(agent.contains("Via: SIP/2.0/TCP"), "{agent}");
+    assert!(agent.contains("BYE sip:"), "{agent}");
+    let log = server.log();
+    assert_eq!(
+        log.matches("outbound TCP connection established").count(),
+        1,
+        "one connection carried the agent's dialog\n{log}"
+    );
+}
+
+/// The caller's PBX sends a re-INVITE without SDP (SIPp): our offer comes in the 200
+/// (checked by the scenario) and its answer in the ACK moves the caller's RTP to another
+/// port: from then on the agent's audio reaches the caller at the new port and none the
+/// old one. Both caller ports are the test's talking probes, the agent's an echoing one.
+#[test]
+fn trunk_reinvite_without_sdp_moves_its_audio_to_the_port_in_its_ack() {
+    if !sipp_ok() {
+        return;
+    }
+    let server = company();
+    let (_at_agent, _oleg) = probe_agent(&server);
+    let old = RtpProbe::start(ProbeMode::Talk(8));
+    let new = RtpProbe::start(ProbeMode::Talk(8));
+    let rtp = [("rtp_a", old.port()), ("rtp_b", new.port())];
+    let trunk = probe_trunk(&server, "trunk_reinvite_no_sdp.xml", 2000, &rtp);
+    let relay = caller_relay(&server);
+    old.talk_to(relay);
+    new.talk_to(relay);
+    wait_until(
+        &server,
+        "the agent's audio",
+        Duration::from_secs(15),
+        || server.log().contains(" answered") && old.count() >= 40,
+    );
+    let acked = "caller answered our offer in the ACK";
+    assert_moved(&server, (&old, &new), acked, trunk, "caller");
+}
+
+/// The agent holds the RFC 2543 way (SIPp, re-INVITE with `c=IN IP4 0.0.0.0`): the relay
+/// sends the agent nothing until it resumes (the caller hears our music meanwhile) and the
+/// caller's audio reaches the agent again after the resume. The agent's RTP end point is the
+/// test's echoing probe; the caller is a SIPp trunk playing a recording.
+#[test]
+fn agent_hold_by_null_address_sends_the_agent_nothing_until_resume() {
+    if !sipp_ok() {
+        return;
+    }
+    let server = company();
+    let at_agent = RtpProbe::start(ProbeMode::Echo);
+    let agent_rtp = at_agent.port().to_string();
+    let _oleg = SippAgent::start_with(
+        &server,
+        &["oleg"],
+        Some("agent_hold_at.xml"),
+        &["-key", "rtp_port", &agent_rtp],
+    );
+    let trunk = playing_trunk(&server);
+    wait_until(
+        &server,
+        "audio at the agent",
+        Duration::from_secs(15),
+        || at_agent.count() >= 20,
+    );
+    wait_until(&server, "the agent's hold", Duration::from_secs(10), || {
+        server.log().contains("agent holds the caller")
+    });
+    let (held, _) = phase_counts(&at_agent, &at_agent, Duration::from_millis(1500));
+    assert!(
+        held <= 2,
+        "{held} packets reached an agent who holds\n{}",
+        server.log()
+    );
+    wait_until(&server, "the resume", Duration::from_secs(10), || {
+        server.log().contains("agent resumes the caller")
+    });
+    let (resumed, _) = phase_counts(&at_agent, &at_agent, Duration::from_millis(1000));
+    assert!(
+        resumed >= 25,
+        "{resumed} packets at the agent after the resume\n{}",
+        server.log()
+    );
+    let (status, out, messages) = trunk.join().unwrap();
+    assert!(status.success(), "{out}\n{messages}\n{}", server.log());
     let rec = answered_call(&server, "oleg");
     assert_eq!(rec["hangup"], "agent", "{rec:?}");
 }

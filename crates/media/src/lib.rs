@@ -12,7 +12,8 @@
 //! bridge or hold and carries the SDP), no jitter buffer or mixing (packets are relayed as
 //! they come), no SRTP/ICE/WebRTC yet, no RTCP generation (RTCP is received, counted and
 //! dropped), no Prometheus (counters are plain numbers: [`Media::totals`],
-//! [`Session::stats`]). Only [`session`] and [`ports`] touch sockets; [`rtp`], [`g711`],
+//! [`Session::stats`]). Only [`relay`] (the task behind a [`Session`]) and [`ports`] touch
+//! sockets; [`rtp`], [`g711`],
 //! [`dtmf`], [`sdp`], [`source`], [`stream`] and the aligner in [`recording`] are pure and
 //! tokio-free.
 //!
@@ -47,6 +48,7 @@ mod error;
 pub mod g711;
 pub mod ports;
 pub mod recording;
+mod relay;
 pub mod rtp;
 pub mod sdp;
 mod session;

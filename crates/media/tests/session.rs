@@ -473,6 +473,77 @@ async fn hold_plays_music_and_drops_agent_audio_until_resume() {
     s.close().await;
 }
 
+/// The caller holds (PRODUCT §5, re-INVITE `sendonly`): nothing at all is sent to the
+/// caller, the agent hears our music (never the caller's audio), and the resume restores
+/// relaying both ways. Queued callers who hold get no music either until they resume.
+#[tokio::test]
+async fn caller_hold_sends_nothing_to_the_caller_and_music_to_the_agent() {
+    let m = media(28_130, 28_139);
+    let (s, mut caller, mut agent) = bridged(&m, "0", "").await;
+    let (cp, ap) = (s.caller_port(), s.agent_port());
+    s.caller_hold(true).unwrap();
+    settle().await;
+    for _ in 0..10 {
+        agent.send(ap, 0, false, &[0x44; 160], 160).await;
+        caller.send(cp, 0, false, &[0x55; 160], 160).await;
+    }
+    let at_agent = agent.recv_for(Duration::from_millis(400)).await;
+    assert!(
+        at_agent.len() >= 10,
+        "music to the agent while the caller holds ({} packets)",
+        at_agent.len()
+    );
+    assert!(
+        at_agent.iter().all(|p| p.payload.as_ref() != [0x55; 160]),
+        "caller audio leaked to the agent"
+    );
+    assert!(
+        caller.recv_for(Duration::from_millis(100)).await.is_empty(),
+        "nothing may reach a caller who holds"
+    );
+    // Both hold: nobody gets anything.
+    s.hold(true).unwrap();
+    settle().await;
+    let _ = agent.recv_for(Duration::from_millis(50)).await; // in flight
+    assert!(agent.recv_for(Duration::from_millis(200)).await.is_empty());
+    assert!(caller.recv_for(Duration::from_millis(50)).await.is_empty());
+    s.hold(false).unwrap();
+    s.caller_hold(false).unwrap();
+    settle().await;
+    let _ = agent.recv_for(Duration::from_millis(50)).await;
+    for _ in 0..10 {
+        agent.send(ap, 0, false, &[0x44; 160], 160).await;
+        caller.send(cp, 0, false, &[0x55; 160], 160).await;
+    }
+    let back = caller.recv(10, Duration::from_secs(2)).await;
+    assert_eq!(
+        back.iter()
+            .filter(|p| p.payload.as_ref() == [0x44; 160])
+            .count(),
+        10
+    );
+    let back = agent.recv(10, Duration::from_secs(2)).await;
+    assert_eq!(
+        back.iter()
+            .filter(|p| p.payload.as_ref() == [0x55; 160])
+            .count(),
+        10
+    );
+
+    // In the queue: a caller who holds gets no music until they resume.
+    s.play_music().unwrap();
+    settle().await;
+    assert!(caller.recv(5, Duration::from_secs(1)).await.len() == 5);
+    s.caller_hold(true).unwrap();
+    settle().await;
+    let _ = caller.recv_for(Duration::from_millis(50)).await;
+    assert!(caller.recv_for(Duration::from_millis(200)).await.is_empty());
+    assert!(agent.recv_for(Duration::from_millis(50)).await.is_empty());
+    s.caller_hold(false).unwrap();
+    assert_eq!(caller.recv(5, Duration::from_secs(1)).await.len(), 5);
+    s.close().await;
+}
+
 fn write_wav(path: &Path, samples: &[i16]) {
     let spec = hound::WavSpec {
         channels: 1,

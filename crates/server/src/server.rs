@@ -31,7 +31,8 @@ use crate::routing;
 use crate::sip_edge::security::{self, Security};
 use crate::sip_edge::tls::{Dialer, Tls};
 use crate::sip_edge::transport::{
-    self, Connections, Inbound, Limits, Listeners, StreamContext, TransportStats, UdpSockets,
+    self, Connections, Inbound, Limits, Listeners, StreamContext, TcpDialer, TransportStats,
+    UdpSockets,
 };
 
 /// How long calls in progress may continue after SIGTERM before the server exits.
@@ -164,6 +165,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
     let udp = transport::spawn(listeners, &streams, tls.as_ref())
         .context("cannot read the address of a UDP listener")?;
     let dialer = tls.clone().map(|tls| Dialer::new(tls, streams.clone()));
+    let tcp_dialer = TcpDialer::new(streams.clone());
     let endpoint = Endpoint::new(endpoint_config(&config, &udp.locals(), &streams_at)?);
 
     // 4. Routing and call control.
@@ -212,6 +214,7 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
         conns: Connections::default(),
         udp,
         dialer,
+        tcp_dialer,
         metrics: metrics.clone(),
         state_gauges: metrics.state_gauges(),
         sent_responses: metrics.sent_responses(),
@@ -517,6 +520,8 @@ struct Driver {
     udp: UdpSockets,
     /// Opens outbound TLS connections (with `[tls]` only).
     dialer: Option<Dialer>,
+    /// Opens outbound TCP connections.
+    tcp_dialer: TcpDialer,
     metrics: Metrics,
     state_gauges: StateGauges,
     /// `switchboard_sip_responses_total` counts responses received per event and responses
@@ -682,7 +687,7 @@ impl Driver {
                 t.bytes,
                 &self.udp,
                 &mut self.conns,
-                self.dialer.as_ref(),
+                (self.dialer.as_ref(), &self.tcp_dialer),
             );
         }
         let count = self.endpoint.registrar().binding_count();
@@ -788,11 +793,12 @@ fn send(
     bytes: Vec<u8>,
     udp: &UdpSockets,
     conns: &mut Connections,
-    dialer: Option<&Dialer>,
+    (dialer, tcp_dialer): (Option<&Dialer>, &TcpDialer),
 ) {
     match dest.transport {
         Transport::Udp => udp.send(dest, bytes),
-        Transport::Tcp | Transport::Ws | Transport::Wss => {
+        Transport::Tcp => crate::sip_edge::transport::send_tcp(dest, bytes, conns, tcp_dialer),
+        Transport::Ws | Transport::Wss => {
             let conn = dest
                 .conn
                 .map(|c| c.0)

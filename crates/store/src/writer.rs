@@ -111,6 +111,13 @@ impl RecordSink {
         RecordSink { tx, counters }
     }
 
+    /// Whether the queue has at least half its places free: a sender of records it can do
+    /// without under load (the refusals of a flood) sends them only then, so the other half
+    /// stays for the records of calls.
+    pub fn has_spare_room(&self) -> bool {
+        self.tx.capacity() >= self.tx.max_capacity() / 2
+    }
+
     /// Queues a record for writing. Returns at once. Fails only when the bounded queue is full
     /// ([`StoreError::Overloaded`]: the database and the spool are both failing or far behind)
     /// or the store is closed; the record is then counted in [`WriterStats::dropped`].
@@ -583,5 +590,35 @@ impl Running {
         {
             self.w.directory.replace(version, clients);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AgentEventKind, AgentSessionEvent};
+
+    /// Half the queue is kept for the records of calls: `has_spare_room` turns false once
+    /// more than half of it is taken, and true again as it drains.
+    #[test]
+    fn spare_room_is_half_the_queue() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let sink = RecordSink::new(tx, Arc::new(Counters::default()));
+        let event = || AgentSessionEvent {
+            id: crate::new_record_id(),
+            at: crate::chrono::DateTime::default(),
+            agent_id: "ana".into(),
+            event: AgentEventKind::Login,
+            state: None,
+            reason: None,
+        };
+        assert!(sink.has_spare_room());
+        sink.send(event()).unwrap();
+        sink.send(event()).unwrap();
+        assert!(sink.has_spare_room(), "two of four taken");
+        sink.send(event()).unwrap();
+        assert!(!sink.has_spare_room(), "three of four taken");
+        assert!(rx.try_recv().is_ok());
+        assert!(sink.has_spare_room(), "drained to two");
     }
 }

@@ -3,8 +3,10 @@
 //! it.
 
 mod baresip;
+mod rtp;
 
 pub use baresip::*;
+pub use rtp::*;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -392,7 +394,7 @@ impl SippAgent {
         scenario: Option<&str>,
         extra: &[&str],
     ) -> SippAgent {
-        SippAgent::start_at(server.sip_addr(), ids, scenario, extra)
+        SippAgent::launch(server.sip_addr(), ids, scenario, extra, "register_contact.xml")
     }
 
     /// As [`SippAgent::start_with`], registering through `registrar` (one of the server's
@@ -403,11 +405,35 @@ impl SippAgent {
         scenario: Option<&str>,
         extra: &[&str],
     ) -> SippAgent {
+        SippAgent::launch(registrar, ids, scenario, extra, "register_contact.xml")
+    }
+
+    /// A phone that registers over UDP with a Contact asking for TCP (`;transport=tcp`) and
+    /// answers (SIPp's `uas`, `-t t1`) on TCP at that address: no connection to it exists
+    /// until Switchboard opens one to call it.
+    pub fn start_tcp_contact(server: &Server, id: &str) -> SippAgent {
+        SippAgent::launch(
+            server.sip_addr(),
+            &[id],
+            None,
+            &["-t", "t1"],
+            "register_contact_tcp.xml",
+        )
+    }
+
+    /// Registers `ids` through `registrar` with the `register` scenario, then answers.
+    fn launch(
+        registrar: SocketAddr,
+        ids: &[&str],
+        scenario: Option<&str>,
+        extra: &[&str],
+        register: &str,
+    ) -> SippAgent {
         let port = free_port();
         for id in ids {
             let password = format!("{id}-secret");
             let (status, out, messages) = sipp_at(
-                "register_contact.xml",
+                register,
                 registrar,
                 port,
                 &["-s", id, "-au", id, "-ap", &password],

@@ -188,6 +188,49 @@ impl Calls {
         }
     }
 
+    /// The ACK of the bridged agent's re-INVITE. After a re-INVITE without SDP (our offer
+    /// in the 200) it carries the agent's answer: the agent leg of the relay is re-pointed
+    /// at it (address, port, codec) and its direction applied (hold or resume). An ACK
+    /// without the answer it owes ends the call, as on the caller's side.
+    pub(super) fn on_agent_ack(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        key: u64,
+        ack: &Request,
+    ) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let Phase::Talking(b) = &call.phase else {
+            return;
+        };
+        if !b.dialog.matches(ack) || !call.media.agent_awaits_answer() {
+            return;
+        }
+        let answered = if ack.body.is_empty() {
+            Err("no SDP".to_owned())
+        } else {
+            call.media.agent_answered(&ack.body)
+        };
+        match answered {
+            Ok(hold) => {
+                info!(
+                    call = key,
+                    "agent answered our offer in the ACK: relay re-pointed"
+                );
+                apply_hold(call, Side::Agent, hold, now, key);
+            }
+            Err(e) => {
+                warn!(
+                    call = key,
+                    "the agent's ACK lacks a usable answer to our offer ({e}): ending the call"
+                );
+                self.end_call(ep, now, key, Ended::Failed);
+            }
+        }
+    }
+
     /// Arms (or re-arms) call `key`'s session timer: a refresh of ours at half the
     /// interval when we are the refresher, and the expiry (RFC 4028 §10: the interval less
     /// a third of it, at most 32 s) either way.
@@ -339,19 +382,9 @@ fn caller_offer(
     }
     let hold = crate::calls::media::is_hold_offer(&req.body);
     let answer = call.media.caller_reoffer(&req.body)?;
-    let mut held = call.caller_leg.held;
-    if !set_hold(
-        &mut held,
-        hold,
-        &mut call.rtp_since,
-        now,
-        key,
-        "caller",
-        "the call",
-    ) {
+    if !apply_hold(call, Side::Caller, hold, now, key) {
         info!(call = key, "caller's media moved: relay re-pointed");
     }
-    call.caller_leg.held = held;
     Ok(Some(answer))
 }
 
@@ -363,23 +396,34 @@ fn agent_offer(
     req: &Request,
 ) -> Result<Option<Vec<u8>>, String> {
     if req.body.is_empty() {
-        return Ok((req.method == Method::Invite).then(|| call.media.agent_offer_sdp()));
+        // A delayed-offer re-INVITE: our offer now, the agent's answer in the ACK.
+        return Ok((req.method == Method::Invite).then(|| call.media.agent_new_offer()));
     }
     let hold = crate::calls::media::is_hold_offer(&req.body);
-    if let Phase::Talking(b) = &mut call.phase
-        && set_hold(
-            &mut b.held,
-            hold,
-            &mut call.rtp_since,
-            now,
-            key,
-            "agent",
-            "the caller",
-        )
-    {
-        call.media.hold(hold);
+    let answer = call.media.agent_sdp_for_reinvite(&req.body);
+    apply_hold(call, Side::Agent, hold, now, key);
+    Ok(Some(answer))
+}
+
+/// `side` holds the call (`hold`) or resumed it: recorded on its leg and applied by the
+/// relay — nothing is sent to a party who holds, the other party hears our music, nothing
+/// is relayed either way meanwhile. Returns whether the hold state changed.
+pub(super) fn apply_hold(call: &mut Call, side: Side, hold: bool, now: Instant, key: u64) -> bool {
+    let (held, who, whom) = match side {
+        Side::Caller => (&mut call.caller_leg.held, "caller", "the call"),
+        Side::Agent => match &mut call.phase {
+            Phase::Talking(b) => (&mut b.held, "agent", "the caller"),
+            _ => return false,
+        },
+    };
+    if !set_hold(held, hold, &mut call.rtp_since, now, key, who, whom) {
+        return false;
     }
-    Ok(Some(call.media.agent_sdp_for_reinvite(&req.body)))
+    match side {
+        Side::Caller => call.media.caller_hold(hold),
+        Side::Agent => call.media.hold(hold),
+    }
+    true
 }
 
 /// Records a hold or resume by `who` (RTP silence counts from a resume at the earliest).

@@ -421,7 +421,8 @@ impl Calls {
             // The ACK of a re-INVITE: found by its dialog.
             None => match ack.call_id().and_then(|c| self.by_sip_call_id.get(c)) {
                 Some(&(key, Side::Caller)) => key,
-                _ => return,
+                Some(&(key, Side::Agent)) => return self.on_agent_ack(ep, now, key, ack),
+                None => return,
             },
         };
         let Some(call) = self.calls.get_mut(&key) else {
@@ -439,7 +440,10 @@ impl Calls {
             return;
         }
         match call.media.caller_answered(&ack.body) {
-            Ok(()) => info!(call = key, "caller answered our offer in the ACK"),
+            Ok(hold) => {
+                info!(call = key, "caller answered our offer in the ACK");
+                super::dialogs::apply_hold(call, Side::Caller, hold, now, key);
+            }
             Err(e) => {
                 warn!(
                     call = key,

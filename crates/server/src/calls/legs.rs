@@ -82,14 +82,15 @@ impl Calls {
                         HeaderName::Other("X-Switchboard-Client".into()),
                         client_card.clone(),
                     );
-                    let txn = ep.send_request(now, binding.source.clone(), invite);
+                    let dest = agent_dest(&binding);
+                    let txn = ep.send_request(now, dest.clone(), invite);
                     debug!(call = key, agent = %agent_id, contact = %binding.contact, "ringing agent");
                     new_legs.push((txn, sip_call_id.clone()));
                     ringing.legs.push(RingingLeg {
                         leg: AgentLeg {
                             agent,
                             txn,
-                            dest: binding.source.clone(),
+                            dest,
                             sip_call_id,
                         },
                         state: LegState::Calling,
@@ -435,7 +436,7 @@ pub(super) fn agent_invite(
         HeaderName::Contact,
         format!(
             "<{}>",
-            ep.local_uri_for(Some("switchboard"), &binding.source)
+            ep.local_uri_for(Some("switchboard"), &agent_dest(binding))
         ),
     );
     invite
@@ -480,5 +481,89 @@ pub(super) fn ack_and_bye(
         ep.send_ack(now, dest.clone(), ack);
         let bye = d.request(Method::Bye);
         let _ = ep.send_request(now, dest, bye);
+    }
+}
+
+/// Where an agent's INVITE goes: the flow its REGISTER came on (RFC 5626: the connection of
+/// a TCP, TLS or WebSocket registration, the source address of a UDP one, which is what
+/// reaches a phone behind NAT) — except for a phone that registered over UDP with a Contact
+/// asking for TCP (`;transport=tcp`) at the very address it registered from (so no NAT is in
+/// between): RFC 3263 sends that one its requests over TCP, on a connection the server opens
+/// for the call when none is open, and reuses for the dialog.
+pub(super) fn agent_dest(binding: &switchboard_sip::Binding) -> Peer {
+    contact_dest(&binding.contact, &binding.source)
+}
+
+/// [`agent_dest`] of a binding of `contact` registered from `source`.
+fn contact_dest(contact: &switchboard_sipmsg::Uri, source: &Peer) -> Peer {
+    use switchboard_sip::Transport;
+    use switchboard_sipmsg::Host;
+    let wants_tcp = contact
+        .param("transport")
+        .flatten()
+        .is_some_and(|t| t.eq_ignore_ascii_case("tcp"));
+    let ip = match contact.host {
+        Host::V4(ip) => std::net::IpAddr::V4(ip),
+        Host::V6(ip) => std::net::IpAddr::V6(ip),
+        Host::Domain(_) => return source.clone(),
+    };
+    if source.transport != Transport::Udp || !wants_tcp || ip != source.addr.ip() {
+        return source.clone();
+    }
+    let port = contact.port.unwrap_or(Transport::Tcp.default_port());
+    Peer {
+        transport: Transport::Tcp,
+        addr: std::net::SocketAddr::new(ip, port),
+        conn: None,
+        local: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_sip::Transport;
+
+    fn dest(contact: &str, transport: Transport, from: &str) -> Peer {
+        let source = Peer {
+            transport,
+            addr: from.parse().unwrap(),
+            conn: None,
+            local: None,
+        };
+        contact_dest(&contact.parse().unwrap(), &source)
+    }
+
+    #[test]
+    fn only_a_udp_binding_asking_for_tcp_at_its_own_address_is_called_over_tcp() {
+        let tcp = dest(
+            "sip:ana@192.0.2.5:5070;transport=tcp",
+            Transport::Udp,
+            "192.0.2.5:40000",
+        );
+        assert_eq!(tcp.transport, Transport::Tcp);
+        assert_eq!(tcp.addr.to_string(), "192.0.2.5:5070");
+        assert_eq!(tcp.conn, None);
+        let default_port = dest(
+            "sip:ana@192.0.2.5;transport=TCP",
+            Transport::Udp,
+            "192.0.2.5:5060",
+        );
+        assert_eq!(default_port.addr.port(), 5060);
+        // Behind NAT (the Contact names a private address), a host name, no transport
+        // parameter, or a stream registration: the flow the REGISTER came on.
+        for (contact, transport) in [
+            ("sip:ana@10.0.0.7:5070;transport=tcp", Transport::Udp),
+            ("sip:ana@phone.example;transport=tcp", Transport::Udp),
+            ("sip:ana@192.0.2.5:5070", Transport::Udp),
+            ("sip:ana@192.0.2.5:5070;transport=tcp", Transport::Tcp),
+        ] {
+            let d = dest(contact, transport, "192.0.2.5:40000");
+            assert_eq!(
+                (d.transport, d.addr.to_string()),
+                (transport, "192.0.2.5:40000".into()),
+                "{contact}"
+            );
+        }
     }
 }

@@ -129,6 +129,7 @@ impl MediaSetup {
             webrtc: None,
             webrtc_live: Arc::clone(&self.webrtc_live),
             agent_webrtc: false,
+            agent_awaits_answer: false,
         })
     }
 }
@@ -167,6 +168,9 @@ pub struct CallMedia {
     webrtc_live: Arc<AtomicUsize>,
     /// The bridged agent answered over WebRTC.
     agent_webrtc: bool,
+    /// Our last SDP to the bridged agent was an offer (its re-INVITE without SDP) whose
+    /// answer is still to come in the ACK.
+    agent_awaits_answer: bool,
 }
 
 impl CallMedia {
@@ -182,15 +186,16 @@ impl CallMedia {
     }
 
     /// The caller's answer to our offer (in the ACK of a late-offer INVITE, or of a
-    /// re-INVITE without SDP): points the caller leg at it.
-    pub fn caller_answered(&mut self, answer: &[u8]) -> Result<(), String> {
+    /// re-INVITE without SDP): points the caller leg at it (address, port, codec). Returns
+    /// whether the answer holds the call (`sendonly`, `inactive`, `c=0.0.0.0`).
+    pub fn caller_answered(&mut self, answer: &[u8]) -> Result<bool, String> {
         let Some(s) = self.session.as_mut() else {
             return Err("media already closed".into());
         };
         let sdp = Sdp::parse_bytes(answer).map_err(|e| e.to_string())?;
         s.set_caller_remote(&sdp).map_err(|e| e.to_string())?;
         self.awaits_answer = false;
-        Ok(())
+        Ok(sdp.is_hold())
     }
 
     /// A new offer from the caller (re-INVITE or UPDATE): the caller leg is re-pointed at
@@ -375,7 +380,8 @@ impl CallMedia {
         applied
     }
 
-    /// The agent put the caller on hold (`true`) or took them back.
+    /// The agent put the caller on hold (`true`) or took them back: while held, nothing is
+    /// sent to the agent and the caller hears music.
     pub fn hold(&self, held: bool) {
         if let Some(s) = &self.session
             && let Err(e) = s.hold(held)
@@ -384,8 +390,43 @@ impl CallMedia {
         }
     }
 
+    /// The caller put the call on hold (`true`) or resumed it: while held, nothing is sent
+    /// to the caller and a bridged agent hears music.
+    pub fn caller_hold(&self, held: bool) {
+        if let Some(s) = &self.session
+            && let Err(e) = s.caller_hold(held)
+        {
+            warn!(call_id = s.call_id(), "caller hold: {e}");
+        }
+    }
+
+    /// A fresh offer of ours to the bridged agent (the agent's re-INVITE without SDP); the
+    /// answer comes in the ACK ([`CallMedia::agent_answered`]).
+    pub fn agent_new_offer(&mut self) -> Vec<u8> {
+        self.agent_awaits_answer = true;
+        self.agent_offer_sdp()
+    }
+
+    /// Our last SDP to the bridged agent was an offer not yet answered.
+    pub fn agent_awaits_answer(&self) -> bool {
+        self.agent_awaits_answer
+    }
+
+    /// The agent's answer to [`CallMedia::agent_new_offer`], from its ACK: points the agent
+    /// leg at it (address, port, codec). Returns whether the answer holds the call.
+    pub fn agent_answered(&mut self, answer: &[u8]) -> Result<bool, String> {
+        let Some(s) = self.session.as_mut() else {
+            return Err("media already closed".into());
+        };
+        let sdp = Sdp::parse_bytes(answer).map_err(|e| e.to_string())?;
+        s.set_agent_remote(&sdp).map_err(|e| e.to_string())?;
+        self.agent_awaits_answer = false;
+        Ok(sdp.is_hold())
+    }
+
     /// Our answer to an agent's re-INVITE offer (hold / resume).
     pub fn agent_sdp_for_reinvite(&mut self, offer: &[u8]) -> Vec<u8> {
+        self.agent_awaits_answer = false;
         let Some(s) = self.session.as_mut() else {
             return Vec::new();
         };

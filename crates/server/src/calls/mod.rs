@@ -185,6 +185,8 @@ pub struct Calls {
     callback_offer: Option<inqueue::InQueueOffer>,
     /// Places held in the engine for callers who asked to be called back, by engine call.
     places: HashMap<CallId, inqueue::HeldPlace>,
+    /// Refusals of an overload are recorded (false while the record queue is half full).
+    recording_overload: bool,
 }
 
 /// How often the active-call snapshot for the HTTP API is rebuilt at most.
@@ -308,6 +310,7 @@ impl Calls {
             journal_node: crate::ops::journal::node_name(config),
             callback_offer: inqueue::InQueueOffer::new(config, places),
             places: HashMap::new(),
+            recording_overload: true,
         }
     }
 
@@ -417,7 +420,7 @@ impl Calls {
                 route: c.route.clone(),
                 started_at: timestamp(c.started_at).to_rfc3339(),
                 answered_at: c.answered_at.map(|a| timestamp(a).to_rfc3339()),
-                on_hold: c.phase.bridged().is_some_and(|b| b.held),
+                on_hold: c.caller_leg.held || c.phase.bridged().is_some_and(|b| b.held),
                 agent_media: c.phase.bridged().map(|_| c.media.agent_media().to_owned()),
                 direction: "inbound".to_owned(),
                 kind: None,
@@ -493,6 +496,9 @@ impl Calls {
                 txn: TxnKey::Client(txn),
             }
             | Event::TransportError { txn } => self.on_client_failure(ep, now, txn),
+            Event::OverloadRefused { req, src } => {
+                self.write_overload_refusal(now, &req, src.addr.ip());
+            }
             other @ Event::RegistrationChanged { .. } => return Some(other),
             other => debug!(event = ?other, "SIP event"),
         }

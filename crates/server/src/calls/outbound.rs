@@ -330,11 +330,12 @@ impl Calls {
                     &out.route,
                     sdp,
                 );
-                let txn = ep.send_request(now, binding.source.clone(), invite);
+                let dest = super::legs::agent_dest(&binding);
+                let txn = ep.send_request(now, dest.clone(), invite);
                 legs.push(AgentLeg {
                     agent,
                     txn,
-                    dest: binding.source.clone(),
+                    dest,
                     sip_call_id,
                 });
             }
@@ -412,7 +413,7 @@ impl Calls {
             // Early media: the agent hears the customer's ringing (or announcements).
             if !resp.body.is_empty() && out.media.awaits_answer() {
                 match out.media.caller_answered(&resp.body) {
-                    Ok(()) => debug!(call = key, status, "outbound call: early media"),
+                    Ok(_) => debug!(call = key, status, "outbound call: early media"),
                     Err(e) => warn!(call = key, "outbound early media SDP unusable: {e}"),
                 }
             }

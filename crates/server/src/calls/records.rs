@@ -3,8 +3,11 @@
 //! non-blocking [`RecordSink`](switchboard_store::RecordSink), plus the matching metrics and
 //! live events.
 
+use std::net::IpAddr;
 use switchboard_engine::{AgentIdx, AgentStateKind, CallId, HangupSide, Purpose, Time};
+
 use switchboard_sip::{Endpoint, Instant};
+use switchboard_sipmsg::Request;
 use switchboard_store::{
     CallRecord, Direction, HangupSide as CdrHangup, Outcome as CdrOutcome, QueueEvent,
     QueueEventKind,
@@ -204,11 +207,62 @@ impl Calls {
 
     /// The record of a call that ended where it began (see [`Refused`]).
     pub(super) fn write_refused(&self, now: Instant, r: Refused<'_>) {
+        info!(call_id = %r.sip_call_id, caller = %r.caller, trunk = r.trunk.unwrap_or("-"), outcome = r.outcome.as_str(), route = %r.route, "refused before a dialog: recorded");
+        self.store_refused(now, r, switchboard_store::new_record_id());
+    }
+
+    /// A new INVITE the endpoint refused with its stateless `503` because the transaction
+    /// table was full (`sip.max_transactions`): recorded as `rejected` like every refusal
+    /// before a dialog (PRODUCT §4). Kept cheap for a flood: the trunk is found by source
+    /// network only (no digest, no directory lookup), the line is DEBUG (the refusals are
+    /// counted in `switchboard_sip_refused_total{reason="overload"}`), and the record goes
+    /// into the sink's queue, which its writer stores in batches. The id derives from the
+    /// request, so a retransmission refused again is stored once.
+    ///
+    /// A flood that fills half the record queue is no longer recorded (only counted, with
+    /// one WARN line), so the records of real calls always find room.
+    pub(super) fn write_overload_refusal(&mut self, now: Instant, req: &Request, src: IpAddr) {
+        let spare = self.records.has_spare_room();
+        if spare != self.recording_overload {
+            self.recording_overload = spare;
+            if spare {
+                info!("refusals of the overload are recorded again");
+            } else {
+                warn!(
+                    "record queue half full: refusals of the overload are counted, no longer recorded, until it drains"
+                );
+            }
+        }
+        if !spare {
+            return;
+        }
+        let caller = super::inbound::caller_number(req);
+        let trunk = self
+            .trunks
+            .iter()
+            .find(|t| t.allow.iter().any(|net| net.contains(&src)));
+        let sip_call_id = req.call_id().unwrap_or_default();
+        debug!(call_id = %sip_call_id, %src, "INVITE refused by overload (503): recorded");
+        let refused = Refused {
+            trunk: trunk.map(|t| t.name.as_str()),
+            caller: &caller,
+            client_number: &self.numbers.normalize(&caller),
+            dialed: req.uri.user.as_deref().unwrap_or_default(),
+            sip_call_id,
+            class: None,
+            purpose: None,
+            outcome: CdrOutcome::Rejected,
+            route: "rejected: 503 Service Unavailable (overload)".to_owned(),
+        };
+        self.store_refused(now, refused, request_record_id(req));
+    }
+
+    /// Counts and stores the record of a refused call under `id`.
+    fn store_refused(&self, now: Instant, r: Refused<'_>, id: String) {
         self.metrics
             .calls_total
             .with_label_values(&["none", r.outcome.as_str()])
             .inc();
-        info!(call_id = %r.sip_call_id, caller = %r.caller, trunk = r.trunk.unwrap_or("-"), outcome = r.outcome.as_str(), route = %r.route, "refused before a dialog: recorded");
         let record = CallRecord {
             sip_call_id: r.sip_call_id.to_owned(),
             trunk: r.trunk.map(str::to_owned),
@@ -216,7 +270,7 @@ impl Calls {
             purpose: r.purpose.map(|p| p.as_str().to_owned()),
             ..ended_at_once(
                 now,
-                switchboard_store::new_record_id(),
+                id,
                 Direction::Inbound,
                 (
                     r.caller.to_owned(),
@@ -482,4 +536,27 @@ pub(super) fn ended_at_once(
         callback_id: None,
         campaign: None,
     }
+}
+
+/// The record id of a refused request, derived from its Call-ID, From tag and CSeq: the
+/// same request refused again (a retransmission) maps to the same row, and record inserts
+/// are idempotent on the id. A version 8 UUID (RFC 9562) of the SHA-256 of those fields, so
+/// it looks like every other record id.
+fn request_record_id(req: &Request) -> String {
+    use sha2::{Digest as _, Sha256};
+    let mut h = Sha256::new();
+    h.update(req.call_id().unwrap_or_default());
+    h.update([0]);
+    let from_tag = req.from_hdr().ok().and_then(|f| f.tag().map(str::to_owned));
+    h.update(from_tag.unwrap_or_default());
+    h.update([0]);
+    h.update(req.cseq().map(|c| c.seq).unwrap_or_default().to_be_bytes());
+    let digest = h.finalize();
+    let mut bytes = [0u8; 16];
+    for (b, d) in bytes.iter_mut().zip(digest.iter()) {
+        *b = *d;
+    }
+    uuid::Builder::from_custom_bytes(bytes)
+        .into_uuid()
+        .to_string()
 }

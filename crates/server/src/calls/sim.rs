@@ -29,6 +29,8 @@ pub const SERVER: &str = "127.0.0.1:5060";
 #[derive(Debug, Clone)]
 pub struct Sent {
     pub to: SocketAddr,
+    /// The transport it went over.
+    pub transport: Transport,
     pub msg: Message,
 }
 
@@ -87,6 +89,7 @@ impl Sim {
             b"sim-secret".to_vec(),
         );
         ep_cfg.advertised_ports.push((Transport::Udp, 5060));
+        ep_cfg.max_transactions = config.sip.max_transactions;
         ep_cfg.registrar.agents = config
             .agents
             .iter()
@@ -166,6 +169,7 @@ impl Sim {
                 let msg = Message::parse(&t.bytes).expect("the server sends valid SIP");
                 self.out.push_back(Sent {
                     to: t.dest.addr,
+                    transport: t.dest.transport,
                     msg,
                 });
             }
@@ -261,6 +265,8 @@ pub struct Ua {
     pub user: String,
     pub tag: String,
     pub rtp_port: u16,
+    /// Parameters after the address in this peer's Contact (e.g. `;transport=tcp`).
+    pub contact_params: String,
     cseq: u32,
     branch: u32,
 }
@@ -272,6 +278,7 @@ impl Ua {
             user: user.to_owned(),
             tag: format!("{user}-tag"),
             rtp_port: port + 1000,
+            contact_params: String::new(),
             cseq: 0,
             branch: 0,
         }
@@ -345,11 +352,12 @@ impl Ua {
     ) -> Request {
         self.cseq += 1;
         let text = format!(
-            "{method} {target} SIP/2.0\r\nVia: {}\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {} {method}\r\nContact: <sip:{}@{}>\r\nMax-Forwards: 70\r\n{}Content-Length: 0\r\n\r\n",
+            "{method} {target} SIP/2.0\r\nVia: {}\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {} {method}\r\nContact: <sip:{}@{}{}>\r\nMax-Forwards: 70\r\n{}Content-Length: 0\r\n\r\n",
             self.via(),
             self.cseq,
             self.user,
             self.addr,
+            self.contact_params,
             extra.iter().map(|h| format!("{h}\r\n")).collect::<String>(),
         );
         scripted_request(&text)

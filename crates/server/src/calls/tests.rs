@@ -265,3 +265,30 @@ async fn missing_ack_ends_the_call_after_64_t1() {
     let records = sim.records().await;
     assert_eq!(records[0].outcome, Outcome::Failed);
 }
+
+/// A phone that registered over UDP with a Contact asking for TCP at its own address is
+/// called over TCP (RFC 3263; the server opens the connection), with a TCP Via.
+#[tokio::test]
+async fn a_contact_asking_for_tcp_is_called_over_tcp() {
+    let mut sim = Sim::new("", 32100).await;
+    let mut petra = Ua::new("petra", 5331);
+    petra.contact_params = ";transport=tcp".to_owned();
+    petra.register(&mut sim, "petra-secret");
+    let mut trunk = Ua::new("+38599000031", 5231);
+    trunk_call(&mut sim, &mut trunk, "c31");
+    let invite = sim
+        .take_sent()
+        .into_iter()
+        .find(|s| matches!(&s.msg, Message::Request(r) if r.method == Method::Invite))
+        .expect("INVITE to petra");
+    assert_eq!(invite.to, petra.addr);
+    assert_eq!(invite.transport, switchboard_sip::Transport::Tcp);
+    let Message::Request(inv) = &invite.msg else {
+        unreachable!()
+    };
+    let via = inv
+        .headers
+        .get(&switchboard_sipmsg::HeaderName::Via)
+        .unwrap();
+    assert!(via.starts_with("SIP/2.0/TCP "), "{via}");
+}

@@ -390,3 +390,207 @@ async fn info_dtmf_chooses_in_the_menu() {
         "{call:?}"
     );
 }
+
+/// A full transaction table (`sip.max_transactions`): the endpoint's stateless 503 to a new
+/// INVITE leaves a `rejected` record with the trunk, once even when the INVITE is
+/// retransmitted and refused again; a BYE in a dialog would still pass (the endpoint's
+/// reserve), and nothing else is recorded.
+#[tokio::test]
+async fn overload_503_to_an_invite_is_recorded_once_as_rejected() {
+    let demo = crate::config::DEMO_CONFIG.replace(
+        "advertised_address = \"127.0.0.1\"",
+        "advertised_address = \"127.0.0.1\"\nmax_transactions = 1",
+    );
+    let mut sim = Sim::with_config(&demo, "", 31900).await;
+    sim.everyone_on_break();
+    let mut trunk = Ua::new("+38599000021", 5221);
+    // One OPTIONS fills the table (its transaction lives on for Timer J).
+    let options = trunk.request(Method::Options, "sip:127.0.0.1:5060", "o1", &[]);
+    sim.deliver(trunk.addr, &Message::Request(options));
+    sim.response(trunk.addr, 200);
+    let offer = trunk.sdp(trunk.rtp_port, "sendrecv");
+    let inv = trunk.invite("100", "flood-1", Some(offer), &[]);
+    for _ in 0..3 {
+        sim.deliver(trunk.addr, &Message::Request(inv.clone()));
+        let refused = sim.response(trunk.addr, 503);
+        assert!(refused.headers.get(&HeaderName::RetryAfter).is_some());
+    }
+    assert_eq!(sim.calls.active(), 0);
+    let records = sim.records().await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    let r = &records[0];
+    assert_eq!(r.outcome, Outcome::Rejected);
+    assert_eq!(r.sip_call_id, "flood-1");
+    assert_eq!(r.trunk.as_deref(), Some("pbx-main"));
+    assert_eq!(r.caller, "+38599000021");
+    assert!(r.route.contains("503"), "{}", r.route);
+}
+
+/// The RTP port of an SDP body's `m=audio` line.
+fn sdp_port(body: &[u8]) -> u16 {
+    let text = String::from_utf8_lossy(body);
+    text.lines()
+        .find_map(|l| l.strip_prefix("m=audio ")?.split(' ').next()?.parse().ok())
+        .expect("m=audio port")
+}
+
+/// Sends `n` PCMA packets from `from` to the server's RTP port `to`, 20 ms apart.
+async fn send_rtp(from: &tokio::net::UdpSocket, to: u16, n: u16) {
+    for i in 0..n {
+        let p = switchboard_media::rtp::RtpPacket {
+            marker: false,
+            payload_type: 8,
+            sequence: i,
+            timestamp: u32::from(i) * 160,
+            ssrc: 0x7777,
+            payload: bytes::Bytes::from_static(&[0xd5; 160]),
+        };
+        from.send_to(&p.to_vec().unwrap(), ("127.0.0.1", to))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// RTP packets `sock` receives within `d`.
+async fn count_rtp(sock: &tokio::net::UdpSocket, d: Duration) -> usize {
+    let mut n = 0;
+    let mut buf = [0u8; 2048];
+    let _ = tokio::time::timeout(d, async {
+        loop {
+            if sock.recv_from(&mut buf).await.is_ok() {
+                n += 1;
+            }
+        }
+    })
+    .await;
+    n
+}
+
+/// The bridged agent's re-INVITE without SDP (a delayed offer): our offer in the 200, the
+/// agent's answer in the ACK re-points the agent leg of the relay (the caller's audio goes
+/// to the agent's new port, none to the old one); an ACK answer that holds (`sendonly`)
+/// is applied as the agent's hold.
+#[tokio::test]
+async fn agent_reinvite_without_sdp_takes_its_answer_from_the_ack() {
+    let mut sim = Sim::with_config(&demo(0), "", 32000).await;
+    let mut petra = Ua::new("petra", 5322);
+    petra.register(&mut sim, "petra-secret");
+    let mut trunk = Ua::new("+38599000022", 5222);
+    let trunk_rtp = tokio::net::UdpSocket::bind(("127.0.0.1", trunk.rtp_port))
+        .await
+        .unwrap();
+    let old_rtp = tokio::net::UdpSocket::bind(("127.0.0.1", petra.rtp_port))
+        .await
+        .unwrap();
+    let new_rtp = tokio::net::UdpSocket::bind(("127.0.0.1", petra.rtp_port + 2))
+        .await
+        .unwrap();
+    let ok = answered(&mut sim, &mut trunk, "t22", &[]);
+    let caller_port = sdp_port(&ok.body);
+    let inv = sim.request(petra.addr, Method::Invite);
+    let answer = petra.sdp(petra.rtp_port, "sendrecv");
+    sim.deliver(
+        petra.addr,
+        &Message::Response(petra.answer(&inv, 200, Some(answer))),
+    );
+    sim.request(petra.addr, Method::Ack);
+    send_rtp(&trunk_rtp, caller_port, 5).await;
+    assert!(count_rtp(&old_rtp, Duration::from_millis(300)).await >= 5);
+
+    // The agent's delayed-offer re-INVITE, From and To as the agent sends them.
+    let header = |name| inv.headers.get(&name).unwrap_or_default().to_owned();
+    let from = format!("{};tag={}", header(HeaderName::To), petra.tag);
+    let target = super::sim::contact_uri(Some(&header(HeaderName::Contact)));
+    let reinvite = |petra: &mut Ua| {
+        petra.dialog_request(
+            Method::Invite,
+            &target,
+            inv.call_id().unwrap(),
+            &from,
+            &header(HeaderName::From),
+            &[],
+        )
+    };
+    sim.deliver(petra.addr, &Message::Request(reinvite(&mut petra)));
+    let offer = sim.response(petra.addr, 200);
+    assert!(
+        body(&offer).contains("a=rtpmap:8 PCMA/8000"),
+        "{}",
+        body(&offer)
+    );
+    assert!(
+        sim.calls
+            .calls
+            .values()
+            .all(|c| c.media.agent_awaits_answer())
+    );
+    let moved = petra.sdp(petra.rtp_port + 2, "sendrecv");
+    sim.deliver(
+        petra.addr,
+        &Message::Request(petra.ack(&offer, Some(moved))),
+    );
+    assert!(
+        sim.calls
+            .calls
+            .values()
+            .all(|c| !c.media.agent_awaits_answer())
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    send_rtp(&trunk_rtp, caller_port, 10).await;
+    assert!(count_rtp(&new_rtp, Duration::from_millis(300)).await >= 10);
+    assert_eq!(count_rtp(&old_rtp, Duration::from_millis(50)).await, 0);
+
+    // Again, answered with sendonly in the ACK: the agent holds the caller.
+    sim.deliver(petra.addr, &Message::Request(reinvite(&mut petra)));
+    let offer = sim.response(petra.addr, 200);
+    let hold = petra.sdp(petra.rtp_port + 2, "sendonly");
+    sim.deliver(petra.addr, &Message::Request(petra.ack(&offer, Some(hold))));
+    let held = |sim: &Sim| {
+        sim.calls
+            .calls
+            .values()
+            .all(|c| c.phase.bridged().is_some_and(|b| b.held))
+    };
+    assert!(held(&sim));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let _ = count_rtp(&new_rtp, Duration::from_millis(50)).await;
+    send_rtp(&trunk_rtp, caller_port, 10).await;
+    assert_eq!(
+        count_rtp(&new_rtp, Duration::from_millis(200)).await,
+        0,
+        "nothing goes to an agent who holds"
+    );
+    // The caller hears our music meanwhile.
+    assert!(count_rtp(&trunk_rtp, Duration::from_millis(300)).await >= 5);
+}
+
+/// The trunk's re-INVITE without SDP gets our offer; the answer in its ACK re-points the
+/// caller leg and its direction is applied: an answer holding the call (`sendonly`) is the
+/// caller's hold, a later `sendrecv` one the resume.
+#[tokio::test]
+async fn trunk_reinvite_without_sdp_takes_its_answer_and_direction_from_the_ack() {
+    let mut sim = Sim::with_config(&demo(0), "", 32200).await;
+    sim.everyone_on_break();
+    let mut trunk = Ua::new("+38599000023", 5223);
+    let ok = answered(&mut sim, &mut trunk, "t23", &[]);
+    for (direction, held) in [("sendonly", true), ("sendrecv", false)] {
+        let reinvite = trunk.in_call(Method::Invite, &ok, &[]);
+        sim.deliver(trunk.addr, &Message::Request(reinvite));
+        let offer = sim.response(trunk.addr, 200);
+        assert!(body(&offer).contains("a=sendrecv"), "{}", body(&offer));
+        assert!(sim.calls.calls.values().all(|c| c.media.awaits_answer()));
+        let answer = trunk.sdp(trunk.rtp_port + 2, direction);
+        sim.deliver(
+            trunk.addr,
+            &Message::Request(trunk.ack(&offer, Some(answer))),
+        );
+        assert!(
+            sim.calls
+                .calls
+                .values()
+                .all(|c| !c.media.awaits_answer() && c.caller_leg.held == held),
+            "{direction}"
+        );
+    }
+}

@@ -6,23 +6,22 @@ use std::str::FromStr;
 use switchboard_sip::Transport;
 use switchboard_sipmsg::{Host, Scheme, Uri};
 
-/// A trunk's outbound URI, checked: a `sip:` URI whose host is an IP address, over UDP or
-/// TLS.
+/// A trunk's outbound URI, checked: a `sip:` URI whose host is an IP address, over UDP,
+/// TCP or TLS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboundTarget {
     /// The URI as configured; the dialed number becomes its user part.
     pub uri: Uri,
     /// Where the INVITE is sent.
     pub addr: SocketAddr,
-    /// How: UDP, or TLS (`;transport=tls`, over a connection the server opens and verifies
-    /// against `[tls] ca`).
+    /// How: UDP, TCP (`;transport=tcp`, over a connection the server opens and reuses for
+    /// the dialog), or TLS (`;transport=tls`, the same, verified against `[tls] ca`).
     pub transport: Transport,
 }
 
 impl OutboundTarget {
-    /// Parses `sip:192.0.2.7:5080;transport=udp` or `…;transport=tls`. Host names are
-    /// refused (no DNS lookups on the call path), and so is TCP (the server opens no plain
-    /// TCP connections).
+    /// Parses `sip:192.0.2.7:5080;transport=udp`, `…;transport=tcp` or `…;transport=tls`.
+    /// Host names are refused (no DNS lookups on the call path).
     pub fn parse(s: &str) -> Result<OutboundTarget, String> {
         let uri = Uri::from_str(s.trim())
             .map_err(|e| format!("{s:?} is not a SIP URI such as sip:192.0.2.7:5060 ({e})"))?;
@@ -41,10 +40,11 @@ impl OutboundTarget {
         let transport = match uri.param("transport").flatten() {
             None => Transport::Udp,
             Some(t) if t.eq_ignore_ascii_case("udp") => Transport::Udp,
+            Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
             Some(t) if t.eq_ignore_ascii_case("tls") => Transport::Tls,
             Some(t) => {
                 return Err(format!(
-                    "{s:?}: transport={t} is not supported for outbound calls (use udp or tls)"
+                    "{s:?}: transport={t} is not supported for outbound calls (use udp, tcp or tls)"
                 ));
             }
         };
@@ -84,7 +84,9 @@ mod tests {
             5060
         );
         assert!(OutboundTarget::parse("sip:pbx.example.com").is_err());
-        assert!(OutboundTarget::parse("sip:10.0.0.1;transport=tcp").is_err());
+        let tcp = OutboundTarget::parse("sip:10.0.0.1;transport=tcp").unwrap();
+        assert_eq!((tcp.transport, tcp.addr.port()), (Transport::Tcp, 5060));
+        assert!(OutboundTarget::parse("sip:10.0.0.1;transport=sctp").is_err());
         let tls = OutboundTarget::parse("sip:10.0.0.1;transport=TLS").unwrap();
         assert_eq!(tls.transport, Transport::Tls);
         assert_eq!(tls.addr.port(), 5061);

@@ -40,6 +40,8 @@ pub struct ActiveCall {
     pub started_at: String,
     #[schema(format = DateTime)]
     pub answered_at: Option<String>,
+    /// The agent or the caller holds the call.
+    /// The agent or the caller (their PBX) holds the call.
     pub on_hold: bool,
     /// While talking: `webrtc` when the agent is a browser (SIP over WebSocket, DTLS-SRTP
     /// through the call's WebRTC leg), `rtp` for a SIP phone.

@@ -480,44 +480,24 @@ pub fn refuse_insecure_sips(
     true
 }
 
-/// The endpoint task sends `bytes` over TLS: on the connection `dest` names (dropped when it
-/// has closed: the flow is gone, RFC 5626), else on an open TLS connection to the address,
-/// else on a new outbound connection verified against the address.
+/// The endpoint task sends `bytes` over TLS (see [`Connections::send_or_dial`]): a new
+/// outbound connection is verified against the address.
 pub fn send(dest: &Peer, bytes: Vec<u8>, conns: &mut Connections, dialer: Option<&Dialer>) {
-    if let Some(conn) = dest.conn {
-        if !conns.send(conn.0, bytes) {
-            debug!(dest = %dest.addr, conn = conn.0, "TLS connection gone or saturated; message dropped");
-        }
-        return;
-    }
-    if let Some(conn) = conns.to_addr(Transport::Tls, dest.addr) {
-        if !conns.send(conn, bytes) {
-            debug!(dest = %dest.addr, conn, "TLS connection saturated; message dropped");
-        }
-        return;
-    }
-    let Some(dialer) = dialer else {
-        debug!(dest = %dest.addr, "no [tls] to connect with; message dropped");
-        return;
-    };
-    let name = ServerName::IpAddress(dest.addr.ip().into());
-    match dialer.dial(dest.addr, name) {
-        Some((conn, writer)) => {
-            // The channel is fresh and holds 256 messages: this first one always fits.
-            let _ = writer.try_send(bytes);
-            conns.opened(conn, Transport::Tls, dest.addr, writer);
-        }
-        None => debug!(dest = %dest.addr, "no connection slot for outbound TLS; message dropped"),
-    }
+    conns.send_or_dial(dest, bytes, || {
+        let Some(dialer) = dialer else {
+            debug!(dest = %dest.addr, "no [tls] to connect with");
+            return None;
+        };
+        dialer.dial(dest.addr, ServerName::IpAddress(dest.addr.ip().into()))
+    });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sip_edge::inqueue::{InboundQueue, QueueLimits};
-    use crate::sip_edge::transport::Limits;
+    use crate::sip_edge::inqueue::InboundQueue;
+    use crate::sip_edge::transport::tests::next;
     use std::path::Path;
-    use tokio_util::sync::CancellationToken;
 
     const PING: &[u8] = b"OPTIONS sip:127.0.0.1 SIP/2.0\r\nContent-Length: 0\r\n\r\n";
     const PONG: &[u8] = b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n";
@@ -546,31 +526,7 @@ mod tests {
     }
 
     fn context() -> (StreamContext, Arc<InboundQueue>) {
-        let queue = Arc::new(InboundQueue::new(
-            QueueLimits {
-                messages: 64,
-                bytes: 1 << 20,
-            },
-            Vec::new(),
-        ));
-        let limits = Limits {
-            max_message_size: 65_535,
-            max_tcp_connections: 16,
-            tcp_idle_timeout: Duration::from_secs(30),
-        };
-        let ctx = StreamContext::new(
-            limits,
-            Arc::clone(&queue),
-            Arc::new(transport::TransportStats::default()),
-            CancellationToken::new(),
-        );
-        (ctx, queue)
-    }
-
-    async fn next(rx: &mut Arc<InboundQueue>) -> Inbound {
-        tokio::time::timeout(Duration::from_secs(10), rx.recv())
-            .await
-            .expect("nothing arrived in time")
+        crate::sip_edge::transport::tests::context(Duration::from_secs(30))
     }
 
     fn peer(addr: SocketAddr) -> Peer {

@@ -558,6 +558,74 @@ pub async fn run_stream<S>(
     debug!("connection closed");
 }
 
+/// How long an outbound TCP connection may take to come up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens outbound TCP connections for the endpoint task: a request to a TCP peer with no
+/// connection open (a trunk's `outbound = "…;transport=tcp"`, an agent whose Contact asks
+/// for TCP) starts one here. Like an accepted connection it holds a [`ConnSlot`], and
+/// [`run_stream`] frames what the peer sends on it (its responses and in-dialog requests
+/// reach the endpoint) and closes it after `tcp_idle_timeout`, which is never below a live
+/// registration. A connection that cannot be made becomes [`Inbound::Unreachable`] then
+/// [`Inbound::Closed`], so the transactions towards the peer fail at once (RFC 3261
+/// §17.1.4).
+#[derive(Debug, Clone)]
+pub struct TcpDialer {
+    ctx: StreamContext,
+}
+
+impl TcpDialer {
+    pub fn new(ctx: StreamContext) -> TcpDialer {
+        TcpDialer { ctx }
+    }
+
+    /// Starts a connection to `addr`; its id and writer channel (messages queued before it
+    /// is up go out first), or `None` when every connection slot is taken.
+    pub fn dial(&self, addr: SocketAddr) -> Option<(ConnId, mpsc::Sender<Vec<u8>>)> {
+        let slot = ConnSlot::take(&self.ctx.stats, &self.ctx.limits, addr)?;
+        let conn = self.ctx.next_conn();
+        let (tx, rx) = mpsc::channel::<Vec<u8>>(256);
+        let writer = tx.clone();
+        let ctx = self.ctx.clone();
+        let span = info_span!("tcp", conn, peer = %addr, outbound = true);
+        tokio::spawn(
+            async move {
+                let why =
+                    match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+                        Ok(Ok(stream)) => {
+                            let _ = stream.set_nodelay(true);
+                            info!("outbound TCP connection established");
+                            let id = StreamId {
+                                conn,
+                                transport: Transport::Tcp,
+                                from: addr,
+                                slot,
+                            };
+                            return run_stream(id, stream, ctx, (tx, rx)).await;
+                        }
+                        Ok(Err(e)) => e.to_string(),
+                        Err(_) => "timed out".to_owned(),
+                    };
+                warn!("outbound TCP connection failed: {why}");
+                let unreachable = Inbound::Unreachable {
+                    transport: Transport::Tcp,
+                    addr,
+                };
+                let _ = ctx.inbound.send(unreachable).await;
+                let _ = ctx.inbound.send(Inbound::Closed { conn }).await;
+            }
+            .instrument(span),
+        );
+        Some((conn, writer))
+    }
+}
+
+/// The endpoint task sends `bytes` over TCP (see [`Connections::send_or_dial`]): an open
+/// connection to the address is reused, whether this dialer opened it or the peer did.
+pub fn send_tcp(dest: &Peer, bytes: Vec<u8>, conns: &mut Connections, dialer: &TcpDialer) {
+    conns.send_or_dial(dest, bytes, || dialer.dial(dest.addr));
+}
+
 /// The endpoint task's view of open stream connections: owned by that one task, so no lock.
 #[derive(Debug, Default)]
 pub struct Connections {
@@ -592,6 +660,39 @@ impl Connections {
         self.writers.contains_key(&conn)
     }
 
+    /// Sends `bytes` to `dest` over its stream transport (TCP or TLS): on the connection
+    /// `dest` names (dropped when it has closed: that flow is gone, RFC 5626), else on an
+    /// open connection of that transport to the address, else on a new outbound one that
+    /// `dial` starts (`None`: none can be made, and the message is dropped).
+    pub fn send_or_dial(
+        &mut self,
+        dest: &Peer,
+        bytes: Vec<u8>,
+        dial: impl FnOnce() -> Option<(ConnId, mpsc::Sender<Vec<u8>>)>,
+    ) {
+        let transport = dest.transport.via_token();
+        if let Some(conn) = dest.conn {
+            if !self.send(conn.0, bytes) {
+                debug!(dest = %dest.addr, conn = conn.0, transport, "connection gone or saturated; message dropped");
+            }
+            return;
+        }
+        if let Some(conn) = self.to_addr(dest.transport, dest.addr) {
+            if !self.send(conn, bytes) {
+                debug!(dest = %dest.addr, conn, transport, "connection saturated; message dropped");
+            }
+            return;
+        }
+        match dial() {
+            Some((conn, writer)) => {
+                // The channel is fresh and holds 256 messages: this first one always fits.
+                let _ = writer.try_send(bytes);
+                self.opened(conn, dest.transport, dest.addr, writer);
+            }
+            None => debug!(dest = %dest.addr, transport, "no outbound connection; message dropped"),
+        }
+    }
+
     /// A connection of `transport` to `addr`, if one is open (requests to a peer reuse its
     /// connection).
     pub fn to_addr(&self, transport: Transport, addr: SocketAddr) -> Option<ConnId> {
@@ -599,5 +700,124 @@ impl Connections {
             .iter()
             .find(|(_, (from, t, _))| *from == addr && *t == transport)
             .map(|(conn, _)| *conn)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    const PING: &[u8] = b"OPTIONS sip:127.0.0.1 SIP/2.0\r\nContent-Length: 0\r\n\r\n";
+    const PONG: &[u8] = b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n";
+
+    /// A stream context for tests: 64 KB messages, 16 connections, `idle` timeout; the
+    /// inbound queue it feeds (64 messages, 1 MiB).
+    pub(crate) fn context(idle: Duration) -> (StreamContext, Arc<InboundQueue>) {
+        let queue = Arc::new(InboundQueue::new(
+            crate::sip_edge::inqueue::QueueLimits {
+                messages: 64,
+                bytes: 1 << 20,
+            },
+            Vec::new(),
+        ));
+        let limits = Limits {
+            max_message_size: 65_535,
+            max_tcp_connections: 16,
+            tcp_idle_timeout: idle,
+        };
+        let stats = Arc::new(TransportStats::default());
+        let ctx = StreamContext::new(limits, Arc::clone(&queue), stats, CancellationToken::new());
+        (ctx, queue)
+    }
+
+    /// The next message for the endpoint task (at most 10 s away).
+    pub(crate) async fn next(rx: &mut Arc<InboundQueue>) -> Inbound {
+        tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("nothing arrived in time")
+    }
+
+    fn tcp(addr: SocketAddr) -> Peer {
+        Peer {
+            transport: Transport::Tcp,
+            addr,
+            conn: None,
+            local: None,
+        }
+    }
+
+    /// A request to a TCP peer without a connection opens one; the next request reuses it,
+    /// the peer's answer on it reaches the endpoint task, and it closes after the idle
+    /// timeout. A peer that cannot be reached is reported at once.
+    #[tokio::test]
+    async fn outbound_tcp_opens_reuses_carries_answers_and_idles_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (ctx, mut rx) = context(Duration::from_millis(400));
+        let dialer = TcpDialer::new(ctx.clone());
+        let mut conns = Connections::default();
+        send_tcp(&tcp(addr), PING.to_vec(), &mut conns, &dialer);
+        let first = conns
+            .to_addr(Transport::Tcp, addr)
+            .expect("connection recorded");
+        send_tcp(&tcp(addr), PING.to_vec(), &mut conns, &dialer);
+        assert_eq!(conns.to_addr(Transport::Tcp, addr), Some(first), "reused");
+
+        let (mut peer, _) = listener.accept().await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while got.len() < 2 * PING.len() {
+            let n = tokio::time::timeout(Duration::from_secs(5), peer.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "closed early");
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(
+            got,
+            [PING, PING].concat(),
+            "both requests on one connection"
+        );
+        peer.write_all(PONG).await.unwrap();
+        match next(&mut rx).await {
+            Inbound::Stream {
+                conn,
+                transport,
+                from,
+                bytes,
+            } => {
+                assert_eq!((conn, transport, from), (first, Transport::Tcp, addr));
+                assert_eq!(bytes, PONG);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Silence past the idle timeout closes it (the peer sees EOF).
+        match next(&mut rx).await {
+            Inbound::Closed { conn } => assert_eq!(conn, first),
+            other => panic!("{other:?}"),
+        }
+        conns.closed(first);
+        let n = tokio::time::timeout(Duration::from_secs(5), peer.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 0);
+        assert_eq!(ctx.stats.connections_open.load(Ordering::Relaxed), 0);
+
+        // Nobody listening: unreachable, then closed; nothing stays recorded as usable.
+        drop(listener);
+        send_tcp(&tcp(addr), PING.to_vec(), &mut conns, &dialer);
+        let dialed = conns.to_addr(Transport::Tcp, addr).expect("dialing");
+        match next(&mut rx).await {
+            Inbound::Unreachable { transport, addr: a } => {
+                assert_eq!((transport, a), (Transport::Tcp, addr));
+            }
+            other => panic!("{other:?}"),
+        }
+        match next(&mut rx).await {
+            Inbound::Closed { conn } => assert_eq!(conn, dialed),
+            other => panic!("{other:?}"),
+        }
     }
 }

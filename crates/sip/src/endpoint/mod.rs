@@ -225,6 +225,15 @@ pub enum Event {
         /// The client transaction.
         txn: ClientTxnKey,
     },
+    /// A new INVITE (no To tag) met a full transaction table and was refused with a
+    /// stateless `503` (already sent). No transaction exists; the TU may record the refused
+    /// call. Each arrival of the request, retransmissions included, raises one.
+    OverloadRefused {
+        /// The refused INVITE, top Via stamped with `received`/`rport`.
+        req: Request,
+        /// Where it came from.
+        src: Peer,
+    },
     /// An agent's set of bindings changed (login, logout, expiry, connection loss).
     RegistrationChanged {
         /// The agent id.
@@ -1050,7 +1059,14 @@ mod tests {
             assert_eq!(statuses(&sent), vec![503], "{method}");
             assert_eq!(sent[0].headers.get(&HeaderName::RetryAfter), Some("5"));
             assert!(sent[0].to_hdr().unwrap().tag().is_some());
-            assert!(events.is_empty(), "{method}: {events:?}");
+            // Only the refused new call is told to the TU (it records it), with the request.
+            match (method, events.as_slice()) {
+                ("INVITE", [Event::OverloadRefused { req, .. }]) => {
+                    assert_eq!(req.call_id(), Some("new"));
+                }
+                ("INVITE", other) => panic!("INVITE: {other:?}"),
+                (_, events) => assert!(events.is_empty(), "{method}: {events:?}"),
+            }
         }
         assert_eq!(ep.stats().overload_rejections, 4);
         assert_eq!(ep.transaction_count(), (2, 0));

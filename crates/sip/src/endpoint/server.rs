@@ -33,6 +33,9 @@ impl Endpoint {
         let in_dialog = req.to_hdr().ok().is_some_and(|to| to.tag().is_some());
         if !self.has_room(in_dialog) {
             self.refuse_overloaded(&req, reply_to);
+            if req.method == Method::Invite && !in_dialog {
+                self.events.push_back(Event::OverloadRefused { req, src });
+            }
             return;
         }
         let source = src.addr.ip();
