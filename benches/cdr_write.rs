@@ -41,6 +41,7 @@ fn record(run: &str, i: usize) -> CallRecord {
         recording: None,
         journal: None,
         callback_id: None,
+        campaign: None,
     }
 }
 

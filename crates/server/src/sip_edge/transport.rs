@@ -533,7 +533,7 @@ pub async fn run_stream<S>(
                 Ok(None) => break,
                 Ok(Some(Frame::Message(bytes))) => {
                     // Waits while the lane is full: the peer feels it as TCP backpressure.
-                    deliver(&inbound, (conn, transport, from), bytes).await;
+                    deliver(inbound, (conn, transport, from), bytes).await;
                 }
                 Ok(Some(Frame::KeepAlivePing)) => {
                     // RFC 5626 §4.4.1: answer a double-CRLF ping with a single CRLF pong.
