@@ -24,10 +24,10 @@ use crate::config::{Config, DEMO_API_TOKEN, ListenTransport};
 use crate::http::events::EventBus;
 use crate::http::shared::Shared;
 use crate::http::{AppState, Readiness};
-use crate::sip_edge::inqueue::{InboundQueue, QueueLimits};
 use crate::ops::metrics::{Metrics, SentResponses, StateGauges};
 use crate::ops::service::{Notifier, Request, Signals};
 use crate::routing;
+use crate::sip_edge::inqueue::{InboundQueue, QueueLimits};
 use crate::sip_edge::security::{self, Security};
 use crate::sip_edge::tls::{Dialer, Tls};
 use crate::sip_edge::transport::{

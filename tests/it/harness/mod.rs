@@ -394,7 +394,13 @@ impl SippAgent {
         scenario: Option<&str>,
         extra: &[&str],
     ) -> SippAgent {
-        SippAgent::launch(server.sip_addr(), ids, scenario, extra, "register_contact.xml")
+        SippAgent::launch(
+            server.sip_addr(),
+            ids,
+            scenario,
+            extra,
+            "register_contact.xml",
+        )
     }
 
     /// As [`SippAgent::start_with`], registering through `registrar` (one of the server's

@@ -283,11 +283,7 @@ impl Dialer {
                     next_at: None,
                     last_result: "dnc".to_owned(),
                 };
-                match self
-                    .store
-                    .claim_callback(cb.id, &self.node, now, now)
-                    .await
-                {
+                match self.store.claim_callback(cb.id, &self.node, now, now).await {
                     Ok(true) => match self
                         .store
                         .end_callback_attempt(cb.id, &self.node, &end, now)

@@ -231,7 +231,10 @@ pub async fn agents(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ReportQuery>,
 ) -> Result<Response, ApiError> {
-    let (period, offset) = period(&q, crate::routing::daily::zone(&state.config.routing.timezone))?;
+    let (period, offset) = period(
+        &q,
+        crate::routing::daily::zone(&state.config.routing.timezone),
+    )?;
     let mut figures = state
         .store
         .agent_report(period, switchboard_store::now_utc())
@@ -332,7 +335,10 @@ pub async fn queues(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ReportQuery>,
 ) -> Result<Response, ApiError> {
-    let (period, offset) = period(&q, crate::routing::daily::zone(&state.config.routing.timezone))?;
+    let (period, offset) = period(
+        &q,
+        crate::routing::daily::zone(&state.config.routing.timezone),
+    )?;
     let interval_ms = q.interval.unwrap_or_default().millis();
     let offset_ms = i64::from(offset.local_minus_utc()) * 1000;
     let threshold_s = state.config.routing.service_level_threshold_s;
@@ -465,7 +471,10 @@ pub async fn abandoned(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ReportQuery>,
 ) -> Result<Response, ApiError> {
-    let (period, offset) = period(&q, crate::routing::daily::zone(&state.config.routing.timezone))?;
+    let (period, offset) = period(
+        &q,
+        crate::routing::daily::zone(&state.config.routing.timezone),
+    )?;
     let calls = state
         .store
         .abandoned_report(period)
