@@ -14,7 +14,7 @@ use std::time::Duration;
 use crate::harness::*;
 
 /// True (after saying so) when SIPp or the Python `websockets` package is missing.
-fn without_peers() -> bool {
+pub(crate) fn without_peers() -> bool {
     if without_sipp() {
         return true;
     }
@@ -26,7 +26,7 @@ fn without_peers() -> bool {
 }
 
 /// The demo company with a `ws:` listener; returns the server and the WebSocket port.
-fn company_with_ws() -> (Server, u16) {
+pub(crate) fn company_with_ws() -> (Server, u16) {
     let ports = Ports::new();
     let ws = free_port();
     let config = demo_config(&ports).replace(
@@ -38,7 +38,7 @@ fn company_with_ws() -> (Server, u16) {
 }
 
 /// Starts the Python WebSocket agent; its stdout lines are read by [`agent_output`].
-fn ws_agent(ws: u16, agent: &str, args: &[&str]) -> Child {
+pub(crate) fn ws_agent(ws: u16, agent: &str, args: &[&str]) -> Child {
     ws_agent_at(&format!("ws://127.0.0.1:{ws}"), agent, args)
 }
 
@@ -60,19 +60,19 @@ fn ws_agent_at(url: &str, agent: &str, args: &[&str]) -> Child {
         .expect("start ws_agent.py")
 }
 
-fn agent_output(child: Child) -> String {
+pub(crate) fn agent_output(child: Child) -> String {
     let out = child.wait_with_output().expect("ws_agent.py output");
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     text
 }
 
-fn registrations(server: &Server) -> f64 {
+pub(crate) fn registrations(server: &Server) -> f64 {
     let (_, text) = http_get(server.ports.http, "/metrics").expect("metrics");
     metric_sum(&text, "switchboard_registrations", &[])
 }
 
-fn wait_registered(server: &Server, count: f64) {
+pub(crate) fn wait_registered(server: &Server, count: f64) {
     wait_until(
         server,
         "the WebSocket registration",
@@ -81,7 +81,7 @@ fn wait_registered(server: &Server, count: f64) {
     );
 }
 
-fn counted(out: &str, what: &str) -> u64 {
+pub(crate) fn counted(out: &str, what: &str) -> u64 {
     out.lines()
         .find_map(|l| l.strip_prefix(what))
         .and_then(|n| n.trim().parse().ok())
@@ -91,7 +91,17 @@ fn counted(out: &str, what: &str) -> u64 {
 /// A SIPp trunk call from an unknown number to DID 100 (a department head takes it), 3 s of
 /// talk after the answer when `scenario` hangs up itself.
 pub(crate) fn trunk(server: &Server, scenario: &str) -> (std::process::ExitStatus, String, String) {
+    trunk_talking(server, scenario, 3000)
+}
+
+/// [`trunk`] with `talk_ms` of talk after the answer.
+pub(crate) fn trunk_talking(
+    server: &Server,
+    scenario: &str,
+    talk_ms: u32,
+) -> (std::process::ExitStatus, String, String) {
     let media_port = free_port().to_string();
+    let talk = talk_ms.to_string();
     sipp_at(
         scenario,
         server.sip_addr(),
@@ -103,7 +113,7 @@ pub(crate) fn trunk(server: &Server, scenario: &str) -> (std::process::ExitStatu
             "-s",
             "100",
             "-d",
-            "3000",
+            &talk,
             "-mi",
             "127.0.0.1",
             "-mp",
@@ -261,6 +271,9 @@ fn closing_the_socket_removes_the_registration_at_once() {
     let (server, ws) = company_with_ws();
     let said = agent_output(ws_agent(ws, "ana", &["--close-after-register"]));
     assert!(said.contains("REGISTERED"), "{said}");
+    // JsSIP's REGISTER (`reg-id`, `+sip.instance`, `Supported: path,gruu,outbound`) is an
+    // RFC 5626 flow: the 200 says so.
+    assert!(said.contains("REQUIRE outbound"), "{said}");
     assert!(said.contains("CLOSED"), "{said}");
     // Registered for 600 s, yet gone with its connection.
     wait_until(&server, "the binding to go", Duration::from_secs(5), || {

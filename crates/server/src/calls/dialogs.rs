@@ -366,8 +366,16 @@ fn agent_offer(
     req: &Request,
 ) -> Result<Option<Vec<u8>>, String> {
     if req.body.is_empty() {
+        if req.method == Method::Invite && call.media.agent_media() == "webrtc" {
+            // Our offer would need the browser's answer in the ACK; browsers (JsSIP, SIP.js)
+            // always offer in a re-INVITE, so this one is refused and the call goes on.
+            return Err("a re-INVITE without SDP from a WebRTC agent".into());
+        }
         return Ok((req.method == Method::Invite).then(|| call.media.agent_offer_sdp()));
     }
+    // A browser's re-offer goes to its WebRTC leg first: an offer it cannot take is refused
+    // before the hold state changes.
+    let answer = call.media.agent_sdp_for_reinvite(&req.body)?;
     let hold = crate::callmedia::is_hold_offer(&req.body);
     if let Phase::Talking(b) = &mut call.phase
         && set_hold(
@@ -382,7 +390,7 @@ fn agent_offer(
     {
         call.media.hold(hold);
     }
-    Ok(Some(call.media.agent_sdp_for_reinvite(&req.body)))
+    Ok(Some(answer))
 }
 
 /// Records a hold or resume by `who` (RTP silence counts from a resume at the earliest).
