@@ -100,26 +100,38 @@ pub(crate) fn trunk_talking(
     scenario: &str,
     talk_ms: u32,
 ) -> (std::process::ExitStatus, String, String) {
+    trunk_with(server, scenario, talk_ms, &[])
+}
+
+/// [`trunk_talking`] with more SIPp arguments (`-rtp_echo`).
+pub(crate) fn trunk_with(
+    server: &Server,
+    scenario: &str,
+    talk_ms: u32,
+    more: &[&str],
+) -> (std::process::ExitStatus, String, String) {
     let media_port = free_port().to_string();
     let talk = talk_ms.to_string();
+    let mut args = vec![
+        "-key",
+        "caller",
+        "+38511000004",
+        "-s",
+        "100",
+        "-d",
+        &talk,
+        "-mi",
+        "127.0.0.1",
+        "-mp",
+        &media_port,
+    ];
+    args.extend_from_slice(more);
     sipp_at(
         scenario,
         server.sip_addr(),
         free_port(),
-        &[
-            "-key",
-            "caller",
-            "+38511000004",
-            "-s",
-            "100",
-            "-d",
-            &talk,
-            "-mi",
-            "127.0.0.1",
-            "-mp",
-            &media_port,
-        ],
-        Duration::from_secs(30),
+        &args,
+        Duration::from_secs(30 + u64::from(talk_ms / 1000)),
     )
 }
 
