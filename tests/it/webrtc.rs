@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use crate::harness::*;
 use crate::websocket::{
-    agent_output, company_with_ws, counted, trunk_talking, wait_registered, without_peers, ws_agent,
+    agent_output, answered_by, company_with_ws, counted, trunk_talking, wait_registered,
+    without_peers, ws_agent,
 };
 
 /// The `key:value` word of the agent's OFFER line (`ufrag`, `port`).
@@ -81,12 +82,7 @@ fn two_browsers_of_one_agent_ring_on_their_own_legs_and_the_loser_is_cancelled()
     assert!(counted(&winner, "RTP-IN ") > 20, "{winner}");
     assert!(loser.contains("CANCELLED"), "{loser}\n{}", server.log());
     assert!(!loser.contains("ANSWERED"), "{loser}");
-    wait_until(&server, "the call record", Duration::from_secs(5), || {
-        !ended_calls(&server.log()).is_empty()
-    });
-    let rec = &ended_calls(&server.log())[0];
-    assert_eq!(rec["outcome"], "answered", "{rec:?}");
-    assert_eq!(rec["agent"], "petra", "{rec:?}");
+    let rec = &answered_by(&server, "petra");
     let agent_in: u64 = rec["agent_rtp_in"].parse().unwrap();
     let agent_out: u64 = rec["agent_rtp_out"].parse().unwrap();
     assert!(agent_in > 20 && agent_out > 20, "{rec:?}");
@@ -137,12 +133,7 @@ fn a_browser_holds_and_resumes_by_re_invite_and_the_media_follows() {
     let log = server.log();
     assert!(log.contains("agent holds the caller"), "{log}");
     assert!(log.contains("agent resumes the caller"), "{log}");
-    wait_until(&server, "the call record", Duration::from_secs(5), || {
-        !ended_calls(&server.log()).is_empty()
-    });
-    let rec = &ended_calls(&server.log())[0];
-    assert_eq!(rec["outcome"], "answered", "{rec:?}");
-    assert_eq!(rec["agent"], "petra", "{rec:?}");
+    answered_by(&server, "petra");
 }
 
 #[test]

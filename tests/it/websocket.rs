@@ -6,6 +6,7 @@
 //! candidate, DTLS-SRTP both ways). Hang-up from either end; the binding goes when the socket
 //! closes.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -88,6 +89,17 @@ pub(crate) fn counted(out: &str, what: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Waits for the call's record and checks it was answered by `agent`; returns it.
+pub(crate) fn answered_by(server: &Server, agent: &str) -> HashMap<String, String> {
+    wait_until(server, "the call record", Duration::from_secs(5), || {
+        !ended_calls(&server.log()).is_empty()
+    });
+    let rec = ended_calls(&server.log()).remove(0);
+    assert_eq!(rec["outcome"], "answered", "{rec:?}");
+    assert_eq!(rec["agent"], agent, "{rec:?}");
+    rec
+}
+
 /// A SIPp trunk call from an unknown number to DID 100 (a department head takes it), 3 s of
 /// talk after the answer when `scenario` hangs up itself.
 pub(crate) fn trunk(server: &Server, scenario: &str) -> (std::process::ExitStatus, String, String) {
@@ -110,28 +122,17 @@ pub(crate) fn trunk_with(
     talk_ms: u32,
     more: &[&str],
 ) -> (std::process::ExitStatus, String, String) {
-    let media_port = free_port().to_string();
     let talk = talk_ms.to_string();
-    let mut args = vec![
-        "-key",
-        "caller",
-        "+38511000004",
-        "-s",
-        "100",
-        "-d",
-        &talk,
-        "-mi",
-        "127.0.0.1",
-        "-mp",
-        &media_port,
-    ];
+    let mut args = vec!["-d", talk.as_str()];
     args.extend_from_slice(more);
-    sipp_at(
+    let timeout = Duration::from_secs(30 + u64::from(talk_ms / 1000));
+    trunk_scenario(
         scenario,
         server.sip_addr(),
-        free_port(),
+        "+38511000004",
+        "100",
         &args,
-        Duration::from_secs(30 + u64::from(talk_ms / 1000)),
+        timeout,
     )
 }
 
@@ -186,12 +187,7 @@ fn an_aiortc_agent_on_websocket_talks_over_dtls_srtp() {
         "{}",
         server.log()
     );
-    wait_until(&server, "the call record", Duration::from_secs(5), || {
-        !ended_calls(&server.log()).is_empty()
-    });
-    let rec = &ended_calls(&server.log())[0];
-    assert_eq!(rec["outcome"], "answered", "{rec:?}");
-    assert_eq!(rec["agent"], "petra", "{rec:?}");
+    let rec = &answered_by(&server, "petra");
     let agent_in: u64 = rec["agent_rtp_in"].parse().unwrap();
     let agent_out: u64 = rec["agent_rtp_out"].parse().unwrap();
     assert!(agent_in > 20 && agent_out > 20, "{rec:?}");
@@ -241,12 +237,7 @@ fn an_aiortc_agent_on_secure_websocket_registers_and_talks() {
         server.log()
     );
     assert!(counted(&said, "INBOUND-RTP ") > 20, "{said}");
-    wait_until(&server, "the call record", Duration::from_secs(5), || {
-        !ended_calls(&server.log()).is_empty()
-    });
-    let rec = &ended_calls(&server.log())[0];
-    assert_eq!(rec["outcome"], "answered", "{rec:?}");
-    assert_eq!(rec["agent"], "petra", "{rec:?}");
+    answered_by(&server, "petra");
     wait_registered(&server, 0.0);
 }
 
@@ -266,13 +257,8 @@ fn a_websocket_agent_hangs_up_and_the_caller_gets_the_bye() {
     assert!(status.success(), "{out}\n{messages}\n{}", server.log());
     let said = agent_output(agent);
     assert!(said.contains("BYE answered 200"), "{said}");
-    wait_until(&server, "the call record", Duration::from_secs(5), || {
-        !ended_calls(&server.log()).is_empty()
-    });
-    let rec = &ended_calls(&server.log())[0];
-    assert_eq!(rec["outcome"], "answered", "{rec:?}");
+    let rec = &answered_by(&server, "petra");
     assert_eq!(rec["hangup"], "agent", "{rec:?}");
-    assert_eq!(rec["agent"], "petra", "{rec:?}");
 }
 
 #[test]
