@@ -1,8 +1,10 @@
 //! WebRTC agents beyond one browser and one offer, through the real server: an agent logged in
 //! from two browsers (two aiortc peers on two WebSocket flows) is rung on both, each with a
-//! WebRTC leg of its own; the browser that answers talks, the other is cancelled. A browser's
-//! own re-INVITEs (hold and resume, negotiated by aiortc) are answered by its leg while the
-//! media stops and flows again; a browser that tries to place a call is refused with a reason.
+//! WebRTC leg of its own; the browser that answers talks, the other is cancelled; when her
+//! desk phone (SIPp on UDP) answers instead, the ringing browser's leg is freed at once. A
+//! browser's own re-INVITEs (hold and resume, negotiated by aiortc) are answered by its leg
+//! while the media stops and flows again; a browser that tries to place a call is refused
+//! with a reason.
 //! The agent is `tests/data/ws/ws_agent.py` (see `websocket.rs`).
 
 use std::time::Duration;
@@ -161,4 +163,43 @@ fn a_browser_placing_a_call_is_told_to_use_click_to_call() {
     );
     // Nothing was opened for it.
     assert_eq!(webrtc_sessions(&server), 0.0);
+}
+
+#[test]
+fn a_desk_phone_answering_frees_the_ringing_browsers_leg_at_once() {
+    if without_peers() {
+        return;
+    }
+    let (server, ws) = company_with_ws();
+    // Petra's UDP desk phone (SIPp) answers at once; her browser only rings.
+    let _phone = SippAgent::start(&server, "petra", None);
+    let browser = ws_agent(ws, "petra", &["--ring-only", "--timeout", "10"]);
+    wait_registered(&server, 2.0);
+    let http = server.ports.http;
+    // While the call talks to the phone, the browser's WebRTC leg is already gone.
+    let watcher = std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            let talking = api_get(http, "/api/v1/calls/active")
+                .is_ok_and(|(_, body)| body.contains("\"agent_media\":\"rtp\""));
+            let legs = http_get(http, "/metrics").map_or(-1.0, |(_, text)| {
+                metric_sum(&text, "switchboard_webrtc_sessions", &[])
+            });
+            if talking && legs == 0.0 {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    });
+    let (status, out, messages) = trunk_talking(&server, "trunk_call.xml", 4000);
+    assert!(status.success(), "{out}\n{messages}\n{}", server.log());
+    let said = agent_output(browser);
+    assert!(said.contains("OFFER webrtc"), "{said}");
+    assert!(said.contains("CANCELLED"), "{said}\n{}", server.log());
+    assert!(
+        watcher.join().unwrap(),
+        "the browser's leg outlived the answer"
+    );
+    answered_by(&server, "petra");
 }
