@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use crate::harness::*;
 use crate::websocket::{
-    agent_output, answered_by, company_with_ws, counted, trunk_talking, wait_registered,
-    without_peers, ws_agent,
+    agent_output, answered_by, company_with_ws, counted, trunk_talking, trunk_with,
+    wait_registered, without_peers, ws_agent,
 };
 
 /// The `key:value` word of the agent's OFFER line (`ufrag`, `port`).
@@ -95,7 +95,7 @@ fn two_browsers_of_one_agent_ring_on_their_own_legs_and_the_loser_is_cancelled()
 }
 
 #[test]
-fn a_browser_holds_and_resumes_by_re_invite_and_the_media_follows() {
+fn a_browser_holds_resumes_and_re_invites_without_sdp_and_the_media_follows() {
     if without_peers() {
         return;
     }
@@ -109,12 +109,15 @@ fn a_browser_holds_and_resumes_by_re_invite_and_the_media_follows() {
             "1.5",
             "--resume-at",
             "3.5",
+            "--reinvite-without-sdp-at",
+            "5",
             "--timeout",
             "15",
         ],
     );
     wait_registered(&server, 1.0);
-    let (status, out, messages) = trunk_talking(&server, "trunk_call.xml", 6500);
+    // The trunk echoes the browser's tone, so audio flows for the whole call.
+    let (status, out, messages) = trunk_with(&server, "trunk_call.xml", 9000, &["-rtp_echo"]);
     assert!(status.success(), "{out}\n{messages}\n{}", server.log());
     let said = agent_output(agent);
     // aiortc's own re-offers, answered by the agent's WebRTC leg: the hold with recvonly,
@@ -132,6 +135,19 @@ fn a_browser_holds_and_resumes_by_re_invite_and_the_media_follows() {
     // Nothing is relayed while held; the caller's audio comes back after the resume.
     assert!(counted(&said, "HELD-IN ") < 10, "{said}");
     assert!(counted(&said, "RESUMED-IN ") > 20, "{said}");
+    // A re-INVITE without SDP gets the leg's offer (same ICE credentials), aiortc's answer
+    // in the ACK is taken, and audio goes on.
+    assert!(
+        said.contains(&format!("REINVITE-NOSDP 200 webrtc ufrag:{ufrag}")),
+        "{said}\n{}",
+        server.log()
+    );
+    assert!(counted(&said, "AFTER-NOSDP-IN ") > 20, "{said}");
+    assert!(
+        server.log().contains("agent answered our offer in the ACK"),
+        "{}",
+        server.log()
+    );
     let log = server.log();
     assert!(log.contains("agent holds the caller"), "{log}");
     assert!(log.contains("agent resumes the caller"), "{log}");

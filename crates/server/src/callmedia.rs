@@ -128,6 +128,7 @@ impl MediaSetup {
             webrtc: None,
             webrtc_live: Arc::clone(&self.webrtc_live),
             agent_webrtc: false,
+            agent_awaits_answer: false,
         })
     }
 }
@@ -169,6 +170,9 @@ pub struct CallMedia {
     webrtc_live: Arc<AtomicUsize>,
     /// The bridged agent answered over WebRTC.
     agent_webrtc: bool,
+    /// Our last SDP to the bridged agent was an offer (a re-INVITE of theirs without SDP)
+    /// whose answer comes in the ACK.
+    agent_awaits_answer: bool,
 }
 
 impl CallMedia {
@@ -329,6 +333,44 @@ impl CallMedia {
     /// ports go back to the pool.
     pub fn drop_fork(&mut self, fork: &str) {
         self.webrtc_forks.retain(|(f, _)| f != fork);
+    }
+
+    /// Our offer for the bridged agent's re-INVITE without SDP: a browser's comes from its
+    /// WebRTC leg. The answer comes in the ACK ([`CallMedia::agent_answered`]).
+    pub fn agent_new_offer(&mut self) -> Result<Vec<u8>, String> {
+        let offer = match &self.webrtc {
+            Some(gateway) if self.agent_webrtc => gateway
+                .new_offer()
+                .map(String::into_bytes)
+                .map_err(|e| e.to_string())?,
+            _ => self.agent_offer_sdp(),
+        };
+        self.agent_awaits_answer = true;
+        Ok(offer)
+    }
+
+    /// Our last SDP to the bridged agent was an offer not yet answered.
+    pub fn agent_awaits_answer(&self) -> bool {
+        self.agent_awaits_answer
+    }
+
+    /// The bridged agent's answer to [`CallMedia::agent_new_offer`] (in the ACK): to the
+    /// browser's WebRTC leg, or the relay's agent leg re-pointed for a plain phone.
+    pub fn agent_answered(&mut self, answer: &[u8]) -> Result<(), String> {
+        self.agent_awaits_answer = false;
+        if let Some(gateway) = self.webrtc.as_ref().filter(|_| self.agent_webrtc) {
+            return gateway
+                .accept_answer(&String::from_utf8_lossy(answer))
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+        }
+        let Some(s) = self.session.as_mut() else {
+            return Err("media already closed".into());
+        };
+        let sdp = Sdp::parse_bytes(answer).map_err(|e| e.to_string())?;
+        s.set_agent_remote(&sdp)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     /// The agent leg's kind for the API: `webrtc` once a browser answered, else `rtp`.

@@ -150,6 +150,18 @@ impl Gateway {
         answer
     }
 
+    /// A new offer of ours during the call (the browser sent a re-INVITE without SDP): the
+    /// same ICE credentials and fingerprint; the browser's answer goes to
+    /// [`Gateway::accept_answer`].
+    pub fn new_offer(&self) -> Result<String> {
+        if self.shared.closed.load(Ordering::Relaxed) {
+            return Err(WebRtcError::Closed);
+        }
+        let offer = self.shared.leg().offer(now());
+        self.shared.wake.notify_one();
+        offer
+    }
+
     /// What the leg counted so far.
     pub fn stats(&self) -> &GatewayStats {
         &self.shared.stats

@@ -161,7 +161,8 @@ impl WebRtcLeg {
         Ok(sdp)
     }
 
-    /// Applies the browser's answer; returns the G.711 payload type it chose.
+    /// Applies the browser's answer (to our first offer, or to a later one of
+    /// [`WebRtcLeg::offer`]); returns the G.711 payload type it chose.
     pub fn accept_answer(&mut self, now: Instant, sdp: &str) -> Result<u8> {
         let chosen = answered_payload_type(sdp).ok_or(WebRtcError::NoCommonCodec)?;
         let answer =
@@ -170,7 +171,7 @@ impl WebRtcLeg {
             .set_remote_description(now, answer)
             .map_err(WebRtcError::rtc("answer"))?;
         self.payload_type = Some(chosen);
-        self.answered_at = Some(now);
+        self.answered_at.get_or_insert(now);
         Ok(chosen)
     }
 

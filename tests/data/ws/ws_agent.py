@@ -19,7 +19,9 @@ the INVITE. The OFFER line names the offer's ICE ufrag and candidate port, so tw
 offers can be told apart. --hold-at S / --resume-at S put the call on hold and take it back
 S seconds after the answer by re-INVITEs that aiortc itself negotiates (a=sendonly, then
 a=sendrecv), printing the answer's direction (REINVITE) and the packets heard while held and
-after the resume (HELD-IN, RESUMED-IN). --call NUMBER places a call instead (an INVITE with
+after the resume (HELD-IN, RESUMED-IN); --reinvite-without-sdp-at S sends a re-INVITE
+without SDP, answers the server's offer in the ACK (REINVITE-NOSDP) and counts the packets
+heard after it (AFTER-NOSDP-IN). --call NUMBER places a call instead (an INVITE with
 an aiortc offer, as JsSIP's `ua.call()` sends it) and prints the final response
 (CALL-RESULT).
 """
@@ -296,6 +298,8 @@ class Agent:
                 await self.hold_and_resume(invite, webrtc[0], answered_at, marks)
         if webrtc and "resume-settled" in marks:
             say("RESUMED-IN", await self.received(webrtc[0]) - marks["resume-settled"])
+        if webrtc and "nosdp-settled" in marks:
+            say("AFTER-NOSDP-IN", await self.received(webrtc[0]) - marks["nosdp-settled"])
         if webrtc:
             pc, frames = webrtc
             stats = await pc.getStats()
@@ -329,12 +333,16 @@ class Agent:
         loop = asyncio.get_running_loop()
         since = loop.time() - answered_at
         for name, at, direction in (("hold", self.args.hold_at, "sendonly"),
-                                    ("resume", self.args.resume_at, "sendrecv")):
+                                    ("resume", self.args.resume_at, "sendrecv"),
+                                    ("nosdp", self.args.reinvite_without_sdp_at, None)):
             if at and since >= at and name not in marks:
                 if name == "resume" and "hold-settled" in marks:
                     say("HELD-IN", await self.received(pc) - marks["hold-settled"])
                 marks[name] = loop.time()
-                await self.reinvite(invite, pc, direction, name)
+                if direction:
+                    await self.reinvite(invite, pc, direction, name)
+                else:
+                    await self.reinvite_without_sdp(invite, pc)
             settled = name + "-settled"
             if name in marks and settled not in marks and loop.time() >= marks[name] + 0.5:
                 marks[settled] = await self.received(pc)
@@ -351,14 +359,7 @@ class Agent:
         contact = f"Contact: <sip:{self.user}@{self.host};transport={self.transport};ob>"
         await self.ws.send(self.in_dialog(invite, "INVITE", cseq,
                                           [contact, "Content-Type: application/sdp"], sdp))
-        while True:
-            start, headers, body = await self.recv(5)
-            if not start.startswith("SIP/2.0"):
-                await self.ws.send(self.response(headers, "200 OK"))
-                continue
-            if f"{cseq} INVITE" in header(headers, "cseq") and int(start.split()[1]) >= 200:
-                break
-        status = int(start.split()[1])
+        status, body = await self.in_dialog_response(cseq)
         direction = re.search(r"a=(sendrecv|sendonly|recvonly|inactive)", body)
         ufrag = re.search(r"a=ice-ufrag:(\S+)", body)
         say("REINVITE", name, status, direction.group(1) if direction else "-",
@@ -366,6 +367,35 @@ class Agent:
         if status == 200:
             await self.ws.send(self.in_dialog(invite, "ACK", cseq, [], ""))
             await pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
+
+    async def in_dialog_response(self, cseq):
+        """Waits for the final response to our in-dialog INVITE `cseq`, answering requests."""
+        while True:
+            start, headers, body = await self.recv(5)
+            if not start.startswith("SIP/2.0"):
+                await self.ws.send(self.response(headers, "200 OK"))
+                continue
+            if f"{cseq} INVITE" in header(headers, "cseq") and int(start.split()[1]) >= 200:
+                return int(start.split()[1]), body
+
+    async def reinvite_without_sdp(self, invite, pc):
+        """A re-INVITE without SDP: the server offers in its 200, aiortc answers in the ACK."""
+        from aiortc import RTCSessionDescription
+        self.dialog_cseq += 1
+        cseq = self.dialog_cseq
+        contact = f"Contact: <sip:{self.user}@{self.host};transport={self.transport};ob>"
+        await self.ws.send(self.in_dialog(invite, "INVITE", cseq, [contact], ""))
+        status, body = await self.in_dialog_response(cseq)
+        kind = "webrtc" if "UDP/TLS/RTP/SAVPF" in body else ("plain" if body else "none")
+        ufrag = re.search(r"a=ice-ufrag:(\S+)", body)
+        say("REINVITE-NOSDP", status, kind, "ufrag:" + (ufrag.group(1) if ufrag else "-"))
+        if status != 200 or kind != "webrtc":
+            return
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        sdp = pc.localDescription.sdp.replace("\n", "\r\n").replace("\r\r\n", "\r\n")
+        await self.ws.send(self.in_dialog(invite, "ACK", cseq,
+                                          ["Content-Type: application/sdp"], sdp))
 
     def in_dialog(self, invite, method, cseq, extra, body):
         # The INVITE's From is the far end; our To tag is self.tag.
@@ -428,6 +458,7 @@ async def main():
     ap.add_argument("--answer-delay", type=float, default=0)
     ap.add_argument("--hold-at", type=float, default=0)
     ap.add_argument("--resume-at", type=float, default=0)
+    ap.add_argument("--reinvite-without-sdp-at", type=float, default=0)
     ap.add_argument("--call", help="place a call to this number instead of answering")
     ap.add_argument("--ca", help="CA certificate (PEM) that signed a wss: server's certificate")
     ap.add_argument("--timeout", type=float, default=30)

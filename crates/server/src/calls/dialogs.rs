@@ -366,12 +366,12 @@ fn agent_offer(
     req: &Request,
 ) -> Result<Option<Vec<u8>>, String> {
     if req.body.is_empty() {
-        if req.method == Method::Invite && call.media.agent_media() == "webrtc" {
-            // Our offer would need the browser's answer in the ACK; browsers (JsSIP, SIP.js)
-            // always offer in a re-INVITE, so this one is refused and the call goes on.
-            return Err("a re-INVITE without SDP from a WebRTC agent".into());
+        // A re-INVITE without SDP gets our offer (a browser's from its WebRTC leg); the
+        // answer comes in the ACK. An UPDATE without SDP is a refresh.
+        if req.method != Method::Invite {
+            return Ok(None);
         }
-        return Ok((req.method == Method::Invite).then(|| call.media.agent_offer_sdp()));
+        return call.media.agent_new_offer().map(Some);
     }
     // A browser's re-offer goes to its WebRTC leg first: an offer it cannot take is refused
     // before the hold state changes.

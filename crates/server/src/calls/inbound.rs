@@ -435,7 +435,8 @@ impl Calls {
             // The ACK of a re-INVITE: found by its dialog.
             None => match ack.call_id().and_then(|c| self.by_sip_call_id.get(c)) {
                 Some(&(key, Side::Caller)) => key,
-                _ => return,
+                Some(&(key, Side::Agent)) => return self.on_agent_ack(key, ack),
+                None => return,
             },
         };
         let Some(call) = self.calls.get_mut(&key) else {
@@ -461,6 +462,29 @@ impl Calls {
                 );
                 self.end_call(ep, now, key, Ended::Failed);
             }
+        }
+    }
+
+    /// The ACK of the bridged agent's re-INVITE: after our offer (their re-INVITE had no
+    /// SDP) it carries their answer, which the agent's media takes.
+    fn on_agent_ack(&mut self, key: u64, ack: &Request) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let ours = call.phase.bridged().is_some_and(|b| b.dialog.matches(ack));
+        if !ours || !call.media.agent_awaits_answer() {
+            return;
+        }
+        if ack.body.is_empty() {
+            warn!(
+                call = key,
+                "agent's ACK without the SDP answer our offer needs"
+            );
+            return;
+        }
+        match call.media.agent_answered(&ack.body) {
+            Ok(()) => info!(call = key, "agent answered our offer in the ACK"),
+            Err(e) => warn!(call = key, "unusable SDP answer in the agent's ACK: {e}"),
         }
     }
 
