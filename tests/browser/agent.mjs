@@ -4,8 +4,11 @@
 // shown), answers with the fake microphone, waits until WebRTC audio arrives (inbound-rtp
 // bytes from getStats, says AUDIO bytes=N), then either hangs up from the page (HANGUP=page,
 // says HUNGUP) or waits for the caller to hang up (says ENDED); on the call it escalates to a
-// supervisor (says ESCALATED), after it saves a disposition (says DISPOSITION). Exit code 0
-// only if all held.
+// supervisor (says ESCALATED), after it saves a disposition (says DISPOSITION). With
+// RENEGOTIATE=1 it first holds, resumes and restarts ICE from the browser (JsSIP re-INVITEs
+// carrying Chromium's own offers) and says how many audio bytes arrived in each phase (HELD,
+// RESUMED, ICE-RESTART with whether the server's ICE credentials changed). Exit code 0 only
+// if all held.
 //
 //   BASE=http://127.0.0.1:8080 AGENT=petra PASSWORD=petra-secret HANGUP=page node agent.mjs
 import { chromium } from "playwright-core";
@@ -14,6 +17,35 @@ const { BASE, AGENT, PASSWORD, HANGUP = "caller" } = process.env;
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const fail = (msg) => { console.log("FAIL " + msg); process.exit(1); };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// Hold, resume and an ICE restart from the browser. `current` is the page's JsSIP session.
+async function renegotiate(page) {
+  const received = () => page.evaluate(() => window.switchboardAudioBytes());
+  const step = (name) => page.evaluate((name) => new Promise((resolve, reject) => {
+    setTimeout(() => reject(new Error(name + " not answered in 5 s")), 5000);
+    const ok = name === "restart"
+      ? current.renegotiate({ rtcOfferConstraints: { iceRestart: true } }, resolve)
+      : current[name]({}, resolve);
+    if (!ok) reject(new Error(name + " refused by JsSIP"));
+  }), name);
+  // Bytes arriving over 1.5 s, once the change has settled for 0.7 s.
+  const delta = async () => {
+    await sleep(700);
+    const before = await received();
+    await sleep(1500);
+    return (await received()) - before;
+  };
+  const ufrag = () => page.evaluate(
+    () => (current.connection.remoteDescription.sdp.match(/a=ice-ufrag:(\S+)/) || [])[1]);
+  await step("hold");
+  console.log("HELD delta=" + await delta());
+  await step("unhold");
+  console.log("RESUMED delta=" + await delta());
+  const before = await ufrag();
+  await step("restart");
+  const changed = before !== await ufrag();
+  console.log("ICE-RESTART changed=" + changed + " delta=" + await delta());
+}
+
 async function until(what, ms, f) {
   const deadline = Date.now() + ms;
   for (;;) {
@@ -58,6 +90,7 @@ try {
   const bytes = await until("WebRTC audio (inbound-rtp bytes)", 10000,
     async () => { const b = await page.evaluate(() => window.switchboardAudioBytes()); return b > 0 && b; });
   console.log("AUDIO bytes=" + bytes);
+  if (process.env.RENEGOTIATE === "1") await renegotiate(page);
   // Rule 11: the agent escalates the call to a supervisor from the page.
   await page.fill("#escalate-note", "caller asks for a manager");
   await page.click("#escalate");

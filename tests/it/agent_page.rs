@@ -27,6 +27,13 @@ fn skip() -> bool {
 /// Runs the page as `petra` until the call ends; the trunk call starts once the page says
 /// READY. Returns the page's lines and the server.
 fn browser_call(hangup: &str, scenario: &str) -> (String, Server) {
+    browser_call_with(hangup, scenario, false)
+}
+
+/// [`browser_call`]; with `renegotiate` the page holds, resumes and restarts ICE during
+/// the call, which then lasts longer and whose trunk echoes the browser's audio back (so
+/// audio flows for as long as the call does).
+fn browser_call_with(hangup: &str, scenario: &str, renegotiate: bool) -> (String, Server) {
     let ports = Ports::new();
     let ws = free_port();
     let config = demo_config(&ports).replace(
@@ -41,6 +48,7 @@ fn browser_call(hangup: &str, scenario: &str) -> (String, Server) {
         .env("AGENT", "petra")
         .env("PASSWORD", "petra-secret")
         .env("HANGUP", hangup)
+        .env("RENEGOTIATE", if renegotiate { "1" } else { "0" })
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -65,7 +73,11 @@ fn browser_call(hangup: &str, scenario: &str) -> (String, Server) {
         }
     }
     // An unknown caller is a `new` client: the department head petra takes it.
-    let (status, out, messages) = crate::websocket::trunk(&server, scenario);
+    let (status, out, messages) = if renegotiate {
+        crate::websocket::trunk_with(&server, scenario, 16_000, &["-rtp_echo"])
+    } else {
+        crate::websocket::trunk(&server, scenario)
+    };
     let status_node = wait_with_timeout(&mut node, Duration::from_secs(30)).expect("node ended");
     while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
         said.push_str(&line);
@@ -156,4 +168,34 @@ fn a_browser_agent_hangs_up_from_the_agent_page() {
     assert!(said.contains("HUNGUP"), "{said}");
     assert_talked(&said, &server);
     assert_eq!(the_record(&server)["hangup"], "agent");
+}
+
+#[test]
+fn a_browser_agent_holds_resumes_and_restarts_ice_from_the_page() {
+    if skip() {
+        return;
+    }
+    let (said, server) = browser_call_with("caller", "trunk_call.xml", true);
+    let delta = |what: &str| -> u64 {
+        said.lines()
+            .find(|l| l.starts_with(what))
+            .and_then(|l| l.rsplit("delta=").next())
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {what} line: {said}\n{}", server.log()))
+    };
+    // Nothing reaches the browser while it holds the caller; audio again once it resumes,
+    // and again after an ICE restart, with new ICE credentials from the server's leg.
+    assert!(delta("HELD") < 1000, "{said}");
+    assert!(delta("RESUMED") > 4000, "{said}\n{}", server.log());
+    assert!(
+        said.contains("ICE-RESTART changed=true"),
+        "{said}\n{}",
+        server.log()
+    );
+    assert!(delta("ICE-RESTART") > 4000, "{said}\n{}", server.log());
+    let log = server.log();
+    assert!(log.contains("agent holds the caller"), "{log}");
+    assert!(log.contains("agent resumes the caller"), "{log}");
+    assert!(said.contains("ENDED"), "{said}");
+    assert_talked(&said, &server);
 }

@@ -40,4 +40,5 @@ mod tls;
 mod trunks;
 mod waiting;
 mod wallboard;
+mod webrtc;
 mod websocket;

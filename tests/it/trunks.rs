@@ -109,27 +109,9 @@ fn retail_trunk(
     talk_ms: u64,
     timeout: Duration,
 ) -> (std::process::ExitStatus, String, String) {
-    let media_port = free_port().to_string();
     let talk_ms = talk_ms.to_string();
-    sipp_at(
-        scenario,
-        target,
-        free_port(),
-        &[
-            "-key",
-            "caller",
-            "+38511000004",
-            "-s",
-            "100",
-            "-d",
-            &talk_ms,
-            "-mi",
-            "127.0.0.1",
-            "-mp",
-            &media_port,
-        ],
-        timeout,
-    )
+    let args = ["-d", talk_ms.as_str()];
+    trunk_scenario(scenario, target, "+38511000004", "100", &args, timeout)
 }
 
 /// PJSIP as the PBX trunk: `Require: 100rel, timer`, then a re-INVITE that moves its RTP

@@ -6,6 +6,7 @@
 //! candidate, DTLS-SRTP both ways). Hang-up from either end; the binding goes when the socket
 //! closes.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -14,7 +15,7 @@ use std::time::Duration;
 use crate::harness::*;
 
 /// True (after saying so) when SIPp or the Python `websockets` package is missing.
-fn without_peers() -> bool {
+pub(crate) fn without_peers() -> bool {
     if without_sipp() {
         return true;
     }
@@ -26,7 +27,7 @@ fn without_peers() -> bool {
 }
 
 /// The demo company with a `ws:` listener; returns the server and the WebSocket port.
-fn company_with_ws() -> (Server, u16) {
+pub(crate) fn company_with_ws() -> (Server, u16) {
     let ports = Ports::new();
     let ws = free_port();
     let config = demo_config(&ports).replace(
@@ -38,7 +39,7 @@ fn company_with_ws() -> (Server, u16) {
 }
 
 /// Starts the Python WebSocket agent; its stdout lines are read by [`agent_output`].
-fn ws_agent(ws: u16, agent: &str, args: &[&str]) -> Child {
+pub(crate) fn ws_agent(ws: u16, agent: &str, args: &[&str]) -> Child {
     ws_agent_at(&format!("ws://127.0.0.1:{ws}"), agent, args)
 }
 
@@ -60,19 +61,19 @@ fn ws_agent_at(url: &str, agent: &str, args: &[&str]) -> Child {
         .expect("start ws_agent.py")
 }
 
-fn agent_output(child: Child) -> String {
+pub(crate) fn agent_output(child: Child) -> String {
     let out = child.wait_with_output().expect("ws_agent.py output");
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     text
 }
 
-fn registrations(server: &Server) -> f64 {
+pub(crate) fn registrations(server: &Server) -> f64 {
     let (_, text) = http_get(server.ports.http, "/metrics").expect("metrics");
     metric_sum(&text, "switchboard_registrations", &[])
 }
 
-fn wait_registered(server: &Server, count: f64) {
+pub(crate) fn wait_registered(server: &Server, count: f64) {
     wait_until(
         server,
         "the WebSocket registration",
@@ -81,35 +82,57 @@ fn wait_registered(server: &Server, count: f64) {
     );
 }
 
-fn counted(out: &str, what: &str) -> u64 {
+pub(crate) fn counted(out: &str, what: &str) -> u64 {
     out.lines()
         .find_map(|l| l.strip_prefix(what))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0)
 }
 
+/// Waits for the call's record and checks it was answered by `agent`; returns it.
+pub(crate) fn answered_by(server: &Server, agent: &str) -> HashMap<String, String> {
+    wait_until(server, "the call record", Duration::from_secs(5), || {
+        !ended_calls(&server.log()).is_empty()
+    });
+    let rec = ended_calls(&server.log()).remove(0);
+    assert_eq!(rec["outcome"], "answered", "{rec:?}");
+    assert_eq!(rec["agent"], agent, "{rec:?}");
+    rec
+}
+
 /// A SIPp trunk call from an unknown number to DID 100 (a department head takes it), 3 s of
 /// talk after the answer when `scenario` hangs up itself.
 pub(crate) fn trunk(server: &Server, scenario: &str) -> (std::process::ExitStatus, String, String) {
-    let media_port = free_port().to_string();
-    sipp_at(
+    trunk_talking(server, scenario, 3000)
+}
+
+/// [`trunk`] with `talk_ms` of talk after the answer.
+pub(crate) fn trunk_talking(
+    server: &Server,
+    scenario: &str,
+    talk_ms: u32,
+) -> (std::process::ExitStatus, String, String) {
+    trunk_with(server, scenario, talk_ms, &[])
+}
+
+/// [`trunk_talking`] with more SIPp arguments (`-rtp_echo`).
+pub(crate) fn trunk_with(
+    server: &Server,
+    scenario: &str,
+    talk_ms: u32,
+    more: &[&str],
+) -> (std::process::ExitStatus, String, String) {
+    let talk = talk_ms.to_string();
+    let mut args = vec!["-d", talk.as_str()];
+    args.extend_from_slice(more);
+    let timeout = Duration::from_secs(30 + u64::from(talk_ms / 1000));
+    trunk_scenario(
         scenario,
         server.sip_addr(),
-        free_port(),
-        &[
-            "-key",
-            "caller",
-            "+38511000004",
-            "-s",
-            "100",
-            "-d",
-            "3000",
-            "-mi",
-            "127.0.0.1",
-            "-mp",
-            &media_port,
-        ],
-        Duration::from_secs(30),
+        "+38511000004",
+        "100",
+        &args,
+        timeout,
     )
 }
 
@@ -164,12 +187,7 @@ fn an_aiortc_agent_on_websocket_talks_over_dtls_srtp() {
         "{}",
         server.log()
     );
-    wait_until(&server, "the call record", Duration::from_secs(5), || {
-        !ended_calls(&server.log()).is_empty()
-    });
-    let rec = &ended_calls(&server.log())[0];
-    assert_eq!(rec["outcome"], "answered", "{rec:?}");
-    assert_eq!(rec["agent"], "petra", "{rec:?}");
+    let rec = &answered_by(&server, "petra");
     let agent_in: u64 = rec["agent_rtp_in"].parse().unwrap();
     let agent_out: u64 = rec["agent_rtp_out"].parse().unwrap();
     assert!(agent_in > 20 && agent_out > 20, "{rec:?}");
@@ -219,12 +237,7 @@ fn an_aiortc_agent_on_secure_websocket_registers_and_talks() {
         server.log()
     );
     assert!(counted(&said, "INBOUND-RTP ") > 20, "{said}");
-    wait_until(&server, "the call record", Duration::from_secs(5), || {
-        !ended_calls(&server.log()).is_empty()
-    });
-    let rec = &ended_calls(&server.log())[0];
-    assert_eq!(rec["outcome"], "answered", "{rec:?}");
-    assert_eq!(rec["agent"], "petra", "{rec:?}");
+    answered_by(&server, "petra");
     wait_registered(&server, 0.0);
 }
 
@@ -244,13 +257,8 @@ fn a_websocket_agent_hangs_up_and_the_caller_gets_the_bye() {
     assert!(status.success(), "{out}\n{messages}\n{}", server.log());
     let said = agent_output(agent);
     assert!(said.contains("BYE answered 200"), "{said}");
-    wait_until(&server, "the call record", Duration::from_secs(5), || {
-        !ended_calls(&server.log()).is_empty()
-    });
-    let rec = &ended_calls(&server.log())[0];
-    assert_eq!(rec["outcome"], "answered", "{rec:?}");
+    let rec = &answered_by(&server, "petra");
     assert_eq!(rec["hangup"], "agent", "{rec:?}");
-    assert_eq!(rec["agent"], "petra", "{rec:?}");
 }
 
 #[test]
@@ -261,6 +269,9 @@ fn closing_the_socket_removes_the_registration_at_once() {
     let (server, ws) = company_with_ws();
     let said = agent_output(ws_agent(ws, "ana", &["--close-after-register"]));
     assert!(said.contains("REGISTERED"), "{said}");
+    // JsSIP's REGISTER (`reg-id`, `+sip.instance`, `Supported: path,gruu,outbound`) is an
+    // RFC 5626 flow: the 200 says so.
+    assert!(said.contains("REQUIRE outbound"), "{said}");
     assert!(said.contains("CLOSED"), "{said}");
     // Registered for 600 s, yet gone with its connection.
     wait_until(&server, "the binding to go", Duration::from_secs(5), || {

@@ -17,12 +17,15 @@ fn header(name: &str) -> HeaderName {
     HeaderName::Other(name.into())
 }
 
-/// The option tags of `Require` that Switchboard does not support (empty: fine).
+/// The option tags of `Require` that Switchboard does not support (empty: fine). A REGISTER
+/// may also require `outbound` (RFC 5626), which the registrar speaks.
 pub fn unsupported(req: &Request) -> Vec<String> {
+    let register = req.method == switchboard_sipmsg::Method::Register;
     req.headers
         .list(&HeaderName::Require)
         .into_iter()
         .filter(|tag| !KNOWN.iter().any(|k| k.eq_ignore_ascii_case(tag)))
+        .filter(|tag| !(register && tag.eq_ignore_ascii_case("outbound")))
         .map(str::to_owned)
         .collect()
 }

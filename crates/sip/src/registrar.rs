@@ -2,7 +2,16 @@
 //!
 //! Agents are the `[[agents]]` of the configuration (id and password); the realm is the
 //! `[sip] domain`. A binding remembers the [`Peer`] the REGISTER came from, so requests to
-//! an agent behind NAT or on a TCP/WebSocket connection go back the same way (RFC 5626-lite).
+//! an agent behind NAT or on a TCP/WebSocket connection go back the same way.
+//!
+//! **RFC 5626 outbound**: a REGISTER whose Contact carries `+sip.instance` and `reg-id` and
+//! that lists `outbound` in `Supported` (as JsSIP and SIP.js send it) registers one flow:
+//! the binding is keyed by instance and reg-id (a second flow of the same instance is a second
+//! binding; a re-REGISTER on a new connection replaces the flow), the `200` carries
+//! `Require: outbound`, and requests to it go down that flow. Switchboard has no Path
+//! support, so it must be the first hop: such a REGISTER through a proxy (more than one
+//! Via) gets `439 First Hop Lacks Outbound Support`, and one that registers more than one
+//! contact with a flow gets `400`. Without `outbound` in `Supported`, `reg-id` is ignored.
 //!
 //! **Unknown users and wrong passwords get the same answer**: a `401` whose headers are
 //! identical apart from the fresh nonce, so the registrar does not reveal which agent ids
@@ -468,6 +477,9 @@ impl Registrar {
             return reject(400, "Bad Request - Malformed Contact");
         };
         let header_expires = req.expires();
+        // RFC 5626: the UA asks for outbound semantics (JsSIP: `Supported: path,gruu,outbound`).
+        let outbound = crate::extensions::offers(req, "outbound").0;
+        let mut flow = false;
 
         let changed = if contacts.iter().any(|c| matches!(c, ContactValue::Star)) {
             // RFC 3261 §10.3 step 6: "*" only alone and only with Expires: 0.
@@ -485,7 +497,7 @@ impl Registrar {
             }
             self.remove_agent_bindings(&user)
         } else {
-            let mut updates = Vec::new();
+            let mut updates: Vec<(NameAddr, u32)> = Vec::new();
             for c in &contacts {
                 let ContactValue::Addr(addr) = c else {
                     continue;
@@ -507,13 +519,29 @@ impl Registrar {
                 }
                 updates.push((addr.clone(), expires.min(self.cfg.max_expires)));
             }
-            match self.apply(&user, updates, &call_id, cseq.seq, src, now) {
+            if updates
+                .iter()
+                .any(|(a, _)| flow_reg_id(a, outbound).is_some())
+            {
+                if updates.iter().filter(|(_, e)| *e != 0).count() > 1 {
+                    return reject(400, "Bad Request - reg-id With Several Contacts");
+                }
+                if req.vias().map_or(0, |v| v.len()) > 1 {
+                    return reject(439, "First Hop Lacks Outbound Support");
+                }
+                flow = true;
+            }
+            match self.apply(&user, updates, outbound, (&call_id, cseq.seq), src, now) {
                 Ok(changed) => changed,
                 Err((status, reason)) => return reject(status, reason),
             }
         };
 
         let mut response = Response::from_request(req, 200, "OK", None);
+        if flow {
+            // RFC 5626 §6: the registration uses the flow it came on.
+            response.headers.push(HeaderName::Require, "outbound");
+        }
         for b in self.contacts_for(&user, now) {
             let mut addr = b.contact_addr.clone();
             addr.params
@@ -534,8 +562,8 @@ impl Registrar {
         &mut self,
         user: &str,
         updates: Vec<(NameAddr, u32)>,
-        call_id: &str,
-        cseq: u32,
+        outbound: bool,
+        (call_id, cseq): (&str, u32),
         src: &Peer,
         now: Instant,
     ) -> Result<bool, (u16, &'static str)> {
@@ -547,8 +575,9 @@ impl Registrar {
                     .param("+sip.instance")
                     .flatten()
                     .map(|s| s.trim_matches('"').to_string());
+                let reg_id = flow_reg_id(&addr, outbound);
                 (
-                    binding_key(&addr.uri, instance.as_deref()),
+                    binding_key(&addr.uri, instance.as_deref(), reg_id),
                     instance,
                     addr,
                     exp,
@@ -626,8 +655,6 @@ impl Registrar {
     }
 }
 
-/// Binding identity: the `+sip.instance` when present, else the contact URI without
-/// parameters, host lower-cased (RFC 3261 §19.1.4 compares hosts case-insensitively).
 /// Why credentials were not accepted.
 enum Refusal {
     /// Right password, expired nonce: challenge again with `stale=true`.
@@ -638,9 +665,26 @@ enum Refusal {
     Wrong(&'static str),
 }
 
-fn binding_key(uri: &Uri, instance: Option<&str>) -> String {
+/// The `reg-id` of a contact that registers an RFC 5626 flow: the UA asked for outbound
+/// and the contact names its instance. A `reg-id` without `+sip.instance` is ignored (§6).
+fn flow_reg_id(addr: &NameAddr, outbound: bool) -> Option<u32> {
+    if !outbound || !matches!(addr.param("+sip.instance"), Some(Some(_))) {
+        return None;
+    }
+    addr.param("reg-id")
+        .flatten()
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Binding identity: the `+sip.instance` (with the `reg-id` of an RFC 5626 flow) when
+/// present, else the contact URI without parameters, host lower-cased (RFC 3261 §19.1.4
+/// compares hosts case-insensitively).
+fn binding_key(uri: &Uri, instance: Option<&str>, reg_id: Option<u32>) -> String {
     if let Some(i) = instance {
-        return format!("instance:{i}");
+        return match reg_id {
+            Some(r) => format!("instance:{i};reg-id:{r}"),
+            None => format!("instance:{i}"),
+        };
     }
     let mut bare = uri.clone();
     bare.params.clear();

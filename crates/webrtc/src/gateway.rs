@@ -4,17 +4,17 @@
 //! an ordinary phone.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use switchboard_media::ports::PortPair;
 use switchboard_media::rtp::RtpPacket;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
-use tracing::{Instrument, debug, info, warn};
+use tokio::sync::Notify;
+use tracing::{Instrument, debug, info};
 
 use crate::error::{Result, WebRtcError};
-use crate::leg::{Audio, LegEvent, WebRtcLeg, answered_payload_type};
+use crate::leg::{Audio, LegEvent, WebRtcLeg};
 
 /// What a gateway counted; read by call control and the metrics.
 #[derive(Debug, Default)]
@@ -43,13 +43,31 @@ fn now() -> std::time::Instant {
     std::time::Instant::now()
 }
 
+/// What the call-control side and the leg's task share: the leg itself (each side locks it
+/// for one step, never across an await), the counters, and the wake-up of the task.
+#[derive(Debug)]
+struct Shared {
+    leg: Mutex<WebRtcLeg>,
+    stats: GatewayStats,
+    /// Call control changed the leg (an answer, a re-offer) or dropped the gateway.
+    wake: Notify,
+    closed: AtomicBool,
+}
+
+impl Shared {
+    fn leg(&self) -> MutexGuard<'_, WebRtcLeg> {
+        // A panic while holding the lock leaves a leg whose state is still consistent
+        // enough to close; never propagate the poison.
+        self.leg.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// A running WebRTC leg. Dropping it closes the connection and frees its ports.
 #[derive(Debug)]
 pub struct Gateway {
     offer: String,
     relay_side: SocketAddr,
-    answers: mpsc::Sender<String>,
-    stats: Arc<GatewayStats>,
+    shared: Arc<Shared>,
 }
 
 impl Gateway {
@@ -72,16 +90,19 @@ impl Gateway {
         let PortPair { rtp, rtcp, lease } = pair;
         let browser = UdpSocket::from_std(rtp)?;
         let relay = UdpSocket::from_std(rtcp)?;
-        let (answers, answer_rx) = mpsc::channel(4);
-        let stats = Arc::new(GatewayStats::default());
+        let shared = Arc::new(Shared {
+            leg: Mutex::new(leg),
+            stats: GatewayStats::default(),
+            wake: Notify::new(),
+            closed: AtomicBool::new(false),
+        });
         live.fetch_add(1, Ordering::Relaxed);
         let guard = LiveGuard(live);
         let task = Task {
-            leg,
+            shared: Arc::clone(&shared),
             browser,
             relay,
             relay_agent,
-            stats: Arc::clone(&stats),
             relay_ssrc: u32::try_from(seed >> 32).unwrap_or(1).max(1),
             relay_sequence: 0,
         };
@@ -90,7 +111,7 @@ impl Gateway {
             async move {
                 let _lease = lease;
                 let _guard = guard;
-                task.run(answer_rx).await;
+                task.run().await;
             }
             .instrument(span),
         );
@@ -98,8 +119,7 @@ impl Gateway {
         Ok(Gateway {
             offer,
             relay_side,
-            answers,
-            stats,
+            shared,
         })
     }
 
@@ -111,16 +131,47 @@ impl Gateway {
     /// Takes the browser's answer; returns the plain RTP/AVP description of the relay-facing
     /// side (with the G.711 payload type the browser chose) for the relay's agent leg.
     pub fn accept_answer(&self, answer: &str) -> Result<String> {
-        let pt = answered_payload_type(answer).ok_or(WebRtcError::NoCommonCodec)?;
-        self.answers
-            .try_send(answer.to_owned())
-            .map_err(|_| WebRtcError::Closed)?;
+        if self.shared.closed.load(Ordering::Relaxed) {
+            return Err(WebRtcError::Closed);
+        }
+        let pt = self.shared.leg().accept_answer(now(), answer)?;
+        self.shared.wake.notify_one();
         Ok(plain_sdp(self.relay_side, pt))
+    }
+
+    /// A new offer from the browser during the call (re-INVITE or UPDATE: hold, resume, ICE
+    /// restart): our WebRTC answer. The relay-facing side does not change.
+    pub fn answer_offer(&self, offer: &str) -> Result<String> {
+        if self.shared.closed.load(Ordering::Relaxed) {
+            return Err(WebRtcError::Closed);
+        }
+        let answer = self.shared.leg().answer_offer(now(), offer);
+        self.shared.wake.notify_one();
+        answer
+    }
+
+    /// A new offer of ours during the call (the browser sent a re-INVITE without SDP): the
+    /// same ICE credentials and fingerprint; the browser's answer goes to
+    /// [`Gateway::accept_answer`].
+    pub fn new_offer(&self) -> Result<String> {
+        if self.shared.closed.load(Ordering::Relaxed) {
+            return Err(WebRtcError::Closed);
+        }
+        let offer = self.shared.leg().offer(now());
+        self.shared.wake.notify_one();
+        offer
     }
 
     /// What the leg counted so far.
     pub fn stats(&self) -> &GatewayStats {
-        &self.stats
+        &self.shared.stats
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Relaxed);
+        self.shared.wake.notify_one();
     }
 }
 
@@ -137,42 +188,38 @@ fn plain_sdp(addr: SocketAddr, pt: u8) -> String {
 }
 
 struct Task {
-    leg: WebRtcLeg,
+    shared: Arc<Shared>,
     browser: UdpSocket,
     relay: UdpSocket,
     relay_agent: SocketAddr,
-    stats: Arc<GatewayStats>,
     relay_ssrc: u32,
     relay_sequence: u16,
 }
 
 impl Task {
-    async fn run(mut self, mut answers: mpsc::Receiver<String>) {
-        // The handshake is timed from the browser's answer.
-        let mut started = now();
+    async fn run(mut self) {
+        let shared = Arc::clone(&self.shared);
         let mut from_browser = vec![0u8; 2048];
         let mut from_relay = vec![0u8; 2048];
         loop {
-            if !self.flush(started).await {
+            if !self.flush().await {
                 break;
             }
-            let deadline = self.leg.poll_timeout().map(tokio::time::Instant::from_std);
+            let deadline = shared
+                .leg()
+                .poll_timeout()
+                .map(tokio::time::Instant::from_std);
             tokio::select! {
-                answer = answers.recv() => match answer {
-                    Some(sdp) => {
-                        started = now();
-                        if let Err(e) = self.leg.accept_answer(now(), &sdp) {
-                            warn!("WebRTC answer refused: {e}");
-                            break;
-                        }
+                () = shared.wake.notified() => {
+                    if shared.closed.load(Ordering::Relaxed) {
+                        break;
                     }
-                    None => break,
-                },
+                }
                 r = self.browser.recv_from(&mut from_browser) => {
                     if let Ok((n, from)) = r
                         && let Some(bytes) = from_browser.get(..n)
                     {
-                        self.leg.handle_datagram(now(), from, bytes);
+                        shared.leg().handle_datagram(now(), from, bytes);
                     }
                 }
                 r = self.relay.recv_from(&mut from_relay) => {
@@ -183,26 +230,48 @@ impl Task {
                         self.send_to_browser(bytes);
                     }
                 }
-                () = sleep_until(deadline) => self.leg.handle_timeout(now()),
+                () = sleep_until(deadline) => shared.leg().handle_timeout(now()),
             }
         }
-        self.leg.close();
-        let _ = self.flush(started).await;
+        shared.leg().close();
+        let _ = self.flush().await;
         debug!("WebRTC leg closed");
     }
 
     /// Sends what the leg queued and passes its audio on; false when the leg failed.
-    async fn flush(&mut self, started: std::time::Instant) -> bool {
-        while let Some((to, bytes)) = self.leg.poll_transmit() {
+    async fn flush(&mut self) -> bool {
+        let mut transmits = Vec::new();
+        let mut events = Vec::new();
+        let mut audio = Vec::new();
+        let answered_at = {
+            let mut leg = self.shared.leg();
+            while let Some(t) = leg.poll_transmit() {
+                transmits.push(t);
+            }
+            while let Some(e) = leg.poll_event() {
+                events.push(e);
+            }
+            while let Some(a) = leg.poll_audio() {
+                audio.push(a);
+            }
+            leg.answered_at()
+        };
+        for (to, bytes) in transmits {
             if let Err(e) = self.browser.send_to(&bytes, to).await {
                 debug!(%to, "WebRTC send failed: {e}");
             }
         }
-        while let Some(event) = self.leg.poll_event() {
+        let stats = &self.shared.stats;
+        for event in events {
             match event {
                 LegEvent::Connected => {
-                    self.stats.connected.store(true, Ordering::Relaxed);
-                    let ms = now().saturating_duration_since(started).as_millis();
+                    // A restarted ICE reports again; count the first connection only.
+                    if stats.connected.swap(true, Ordering::Relaxed) {
+                        debug!("WebRTC agent leg connected again");
+                        continue;
+                    }
+                    let ms =
+                        answered_at.map_or(0, |t| now().saturating_duration_since(t).as_millis());
                     info!(
                         handshake_ms = ms,
                         "WebRTC agent leg connected (ICE, DTLS-SRTP)"
@@ -214,20 +283,20 @@ impl Task {
                 }
             }
         }
-        while let Some(audio) = self.leg.poll_audio() {
+        for a in audio {
             self.relay_sequence = self.relay_sequence.wrapping_add(1);
             let packet = RtpPacket {
-                marker: audio.marker,
-                payload_type: audio.payload_type,
+                marker: a.marker,
+                payload_type: a.payload_type,
                 sequence: self.relay_sequence,
-                timestamp: audio.timestamp,
+                timestamp: a.timestamp,
                 ssrc: self.relay_ssrc,
-                payload: audio.payload,
+                payload: a.payload,
             };
             if let Ok(bytes) = packet.to_vec()
                 && self.relay.try_send_to(&bytes, self.relay_agent).is_ok()
             {
-                self.stats.from_browser.fetch_add(1, Ordering::Relaxed);
+                stats.from_browser.fetch_add(1, Ordering::Relaxed);
             }
         }
         true
@@ -237,7 +306,7 @@ impl Task {
         let Ok(packet) = RtpPacket::parse(datagram) else {
             return;
         };
-        if !self.stats.connected.load(Ordering::Relaxed) {
+        if !self.shared.stats.connected.load(Ordering::Relaxed) {
             return;
         }
         let audio = Audio {
@@ -246,9 +315,10 @@ impl Task {
             marker: packet.marker,
             payload: packet.payload,
         };
-        match self.leg.send_audio(now(), audio) {
+        let sent = self.shared.leg().send_audio(now(), audio);
+        match sent {
             Ok(()) => {
-                self.stats.to_browser.fetch_add(1, Ordering::Relaxed);
+                self.shared.stats.to_browser.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => debug!("audio not sent to the browser: {e}"),
         }

@@ -21,11 +21,11 @@ use rtc::peer_connection::transport::{
     CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate, RTCIceCandidateInit,
 };
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
-use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
     RtpCodecKind,
 };
+use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection};
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 
@@ -61,6 +61,8 @@ pub struct WebRtcLeg {
     ssrc: u32,
     sequence: u16,
     payload_type: Option<u8>,
+    /// When the browser's first answer was applied (the handshake is timed from it).
+    answered_at: Option<Instant>,
 }
 
 impl std::fmt::Debug for WebRtcLeg {
@@ -140,6 +142,7 @@ impl WebRtcLeg {
             ssrc,
             sequence: u16::try_from((seed >> 32) & 0xffff).unwrap_or(0),
             payload_type: None,
+            answered_at: None,
         })
     }
 
@@ -158,7 +161,8 @@ impl WebRtcLeg {
         Ok(sdp)
     }
 
-    /// Applies the browser's answer; returns the G.711 payload type it chose.
+    /// Applies the browser's answer (to our first offer, or to a later one of
+    /// [`WebRtcLeg::offer`]); returns the G.711 payload type it chose.
     pub fn accept_answer(&mut self, now: Instant, sdp: &str) -> Result<u8> {
         let chosen = answered_payload_type(sdp).ok_or(WebRtcError::NoCommonCodec)?;
         let answer =
@@ -167,7 +171,51 @@ impl WebRtcLeg {
             .set_remote_description(now, answer)
             .map_err(WebRtcError::rtc("answer"))?;
         self.payload_type = Some(chosen);
+        self.answered_at.get_or_insert(now);
         Ok(chosen)
+    }
+
+    /// A new offer from the browser once the call is up (a re-INVITE or UPDATE: hold,
+    /// resume, ICE restart with a new ufrag/pwd): applied, and our answer returned, with
+    /// `a=setup:passive` and, after an ICE restart, fresh ICE credentials of ours. The DTLS
+    /// association and the SRTP keys stay; a G.711 payload type must still be offered.
+    pub fn answer_offer(&mut self, now: Instant, sdp: &str) -> Result<String> {
+        if answered_payload_type(sdp).is_none() {
+            return Err(WebRtcError::NoCommonCodec);
+        }
+        let offer =
+            RTCSessionDescription::offer(sdp.to_owned()).map_err(WebRtcError::rtc("re-offer"))?;
+        self.pc
+            .set_remote_description(now, offer)
+            .map_err(WebRtcError::rtc("re-offer"))?;
+        // The answer's direction mirrors the offer's (RFC 3264 §6.1: sendonly is answered
+        // recvonly, inactive inactive); the stack would answer with the track's own.
+        let direction = match offered_direction(sdp) {
+            "sendonly" => RTCRtpTransceiverDirection::Recvonly,
+            "recvonly" => RTCRtpTransceiverDirection::Sendonly,
+            "inactive" => RTCRtpTransceiverDirection::Inactive,
+            _ => RTCRtpTransceiverDirection::Sendrecv,
+        };
+        let transceivers: Vec<_> = self.pc.get_transceivers().collect();
+        for id in transceivers {
+            if let Some(mut t) = self.pc.rtp_transceiver(id) {
+                t.set_direction(direction);
+            }
+        }
+        let answer = self
+            .pc
+            .create_answer(None)
+            .map_err(WebRtcError::rtc("answer to a re-offer"))?;
+        let sdp = answer.sdp.clone();
+        self.pc
+            .set_local_description(now, answer)
+            .map_err(WebRtcError::rtc("answer to a re-offer"))?;
+        Ok(sdp)
+    }
+
+    /// When the browser's first answer was applied.
+    pub fn answered_at(&self) -> Option<Instant> {
+        self.answered_at
     }
 
     /// The payload type agreed with the browser, once it answered.
@@ -284,6 +332,19 @@ pub(crate) fn host_candidate(addr: SocketAddr) -> Result<RTCIceCandidateInit> {
         .map_err(WebRtcError::rtc("host candidate"))
 }
 
+/// The direction attribute of an SDP (`sendrecv` when none is given).
+fn offered_direction(sdp: &str) -> &'static str {
+    sdp.lines()
+        .find_map(|l| match l.trim_end() {
+            "a=sendonly" => Some("sendonly"),
+            "a=recvonly" => Some("recvonly"),
+            "a=inactive" => Some("inactive"),
+            "a=sendrecv" => Some("sendrecv"),
+            _ => None,
+        })
+        .unwrap_or("sendrecv")
+}
+
 /// The first payload type of the answer's audio line when it is PCMU (0) or PCMA (8).
 pub(crate) fn answered_payload_type(sdp: &str) -> Option<u8> {
     let line = sdp
@@ -367,53 +428,139 @@ mod tests {
         assert_eq!(answered_payload_type("v=0\r\n"), None);
     }
 
-    /// Two legs in one process over no sockets: the server-side leg (ICE-lite offerer) and a
-    /// full-ICE `rtc` answerer standing in for the browser complete ICE and DTLS, and audio
-    /// crosses SRTP both ways with the SSRC rewritten.
-    #[test]
-    fn a_full_ice_peer_connects_and_audio_crosses_srtp() {
-        let t0 = Instant::now();
-        let server_addr: SocketAddr = "127.0.0.1:40010".parse().unwrap();
+    /// Runs both sides for up to `steps` × 5 ms, audio both ways once connected; returns
+    /// whether the leg reported `Connected` and the payloads it heard.
+    fn exchange(
+        server: &mut WebRtcLeg,
+        browser: &mut crate::tests_peer::Browser,
+        now: &mut Instant,
+        steps: u32,
+    ) -> (bool, Vec<Audio>) {
+        let server_addr = server.local;
         let browser_addr: SocketAddr = "127.0.0.1:40020".parse().unwrap();
-        let mut server = WebRtcLeg::new(t0, server_addr, 7).unwrap();
-        let mut browser = crate::tests_peer::Browser::new(t0, browser_addr);
-        let offer = server.offer(t0).unwrap();
-        let answer = browser.answer(t0, &offer);
-        assert_eq!(server.accept_answer(t0, &answer).unwrap(), 0);
-        let mut now = t0;
         let mut connected = false;
         let mut heard = Vec::new();
-        for step in 0..2000u32 {
-            now += std::time::Duration::from_millis(5);
+        for step in 0..steps {
+            *now += std::time::Duration::from_millis(5);
             while let Some((to, bytes)) = server.poll_transmit() {
                 assert_eq!(to, browser_addr);
-                browser.handle_datagram(now, server_addr, &bytes);
+                browser.handle_datagram(*now, server_addr, &bytes);
             }
             for bytes in browser.poll_transmit() {
-                server.handle_datagram(now, browser_addr, &bytes);
+                server.handle_datagram(*now, browser_addr, &bytes);
             }
-            server.handle_timeout(now);
-            browser.handle_timeout(now);
-            if let Some(LegEvent::Connected) = server.poll_event() {
-                connected = true;
+            server.handle_timeout(*now);
+            browser.handle_timeout(*now);
+            while let Some(event) = server.poll_event() {
+                connected |= event == LegEvent::Connected;
             }
-            if connected && step % 4 == 0 {
+            if step % 4 == 0 {
                 let audio = Audio {
                     payload_type: 0,
                     timestamp: step * 160,
                     marker: false,
                     payload: Bytes::from(vec![0x55; 160]),
                 };
-                server.send_audio(now, audio).unwrap();
-                browser.send_audio(now, step);
+                let _ = server.send_audio(*now, audio);
+                browser.send_audio(*now, step);
             }
             while let Some(audio) = server.poll_audio() {
                 heard.push(audio);
             }
-            if heard.len() > 20 && browser.heard.len() > 20 {
-                break;
-            }
         }
+        (connected, heard)
+    }
+
+    /// After the call is up the browser re-offers: on hold, back, then with an ICE restart.
+    /// Each answer is passive DTLS with the same fingerprint; the restart's answer has new
+    /// ICE credentials; audio crosses SRTP again after each.
+    #[test]
+    fn browser_re_offers_hold_resume_and_ice_restart_are_answered() {
+        let mut now = Instant::now();
+        let mut server = WebRtcLeg::new(now, "127.0.0.1:40010".parse().unwrap(), 9).unwrap();
+        let mut browser = crate::tests_peer::Browser::new(now, "127.0.0.1:40020".parse().unwrap());
+        let offer = server.offer(now).unwrap();
+        let answer = browser.answer(now, &offer);
+        server.accept_answer(now, &answer).unwrap();
+        let (connected, heard) = exchange(&mut server, &mut browser, &mut now, 400);
+        assert!(connected && heard.len() > 20, "first connection");
+        let line = |sdp: &str, key: &str| {
+            sdp.lines()
+                .find_map(|l| l.strip_prefix(key).map(str::to_owned))
+                .unwrap_or_default()
+        };
+        let ufrag = line(&offer, "a=ice-ufrag:");
+        let fingerprint = line(&offer, "a=fingerprint:");
+
+        let hold = browser.reoffer(now, true, false);
+        assert!(hold.contains("a=sendonly"), "{hold}");
+        let ours = server.answer_offer(now, &hold).unwrap();
+        assert!(ours.contains("a=recvonly"), "{ours}");
+        assert!(ours.contains("a=setup:passive"), "{ours}");
+        assert_eq!(line(&ours, "a=ice-ufrag:"), ufrag);
+        assert_eq!(line(&ours, "a=fingerprint:"), fingerprint);
+        browser.accept_answer(now, &ours);
+        let (_, heard) = exchange(&mut server, &mut browser, &mut now, 200);
+        assert!(
+            heard.len() > 20,
+            "the held browser still sends: {}",
+            heard.len()
+        );
+
+        let resume = browser.reoffer(now, false, false);
+        let ours = server.answer_offer(now, &resume).unwrap();
+        assert!(ours.contains("a=sendrecv"), "{ours}");
+        browser.accept_answer(now, &ours);
+        let before = browser.heard.len();
+        let (_, heard) = exchange(&mut server, &mut browser, &mut now, 200);
+        assert!(heard.len() > 20 && browser.heard.len() > before + 20);
+
+        let restart = browser.reoffer(now, false, true);
+        assert_ne!(
+            line(&restart, "a=ice-ufrag:"),
+            line(&answer, "a=ice-ufrag:")
+        );
+        let ours = server.answer_offer(now, &restart).unwrap();
+        assert_ne!(line(&ours, "a=ice-ufrag:"), ufrag, "{ours}");
+        assert_eq!(line(&ours, "a=fingerprint:"), fingerprint);
+        assert!(ours.contains("a=setup:passive"), "{ours}");
+        browser.accept_answer(now, &ours);
+        let before = browser.heard.len();
+        let (_, heard) = exchange(&mut server, &mut browser, &mut now, 1000);
+        assert!(
+            heard.len() > 20,
+            "after the ICE restart the server heard {}",
+            heard.len()
+        );
+        assert!(
+            browser.heard.len() > before + 20,
+            "after the ICE restart the browser heard {}",
+            browser.heard.len() - before
+        );
+    }
+
+    #[test]
+    fn a_re_offer_without_g711_is_refused() {
+        let now = Instant::now();
+        let mut server = WebRtcLeg::new(now, "127.0.0.1:40030".parse().unwrap(), 3).unwrap();
+        let err = server
+            .answer_offer(now, "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n")
+            .unwrap_err();
+        assert!(matches!(err, WebRtcError::NoCommonCodec), "{err}");
+    }
+
+    /// Two legs in one process over no sockets: the server-side leg (ICE-lite offerer) and a
+    /// full-ICE `rtc` answerer standing in for the browser complete ICE and DTLS, and audio
+    /// crosses SRTP both ways with the SSRC rewritten.
+    #[test]
+    fn a_full_ice_peer_connects_and_audio_crosses_srtp() {
+        let mut now = Instant::now();
+        let mut server = WebRtcLeg::new(now, "127.0.0.1:40010".parse().unwrap(), 7).unwrap();
+        let mut browser = crate::tests_peer::Browser::new(now, "127.0.0.1:40020".parse().unwrap());
+        let offer = server.offer(now).unwrap();
+        let answer = browser.answer(now, &offer);
+        assert_eq!(server.accept_answer(now, &answer).unwrap(), 0);
+        let (connected, heard) = exchange(&mut server, &mut browser, &mut now, 400);
         assert!(connected, "ICE + DTLS never completed");
         assert!(heard.len() > 20, "server heard {}", heard.len());
         assert!(

@@ -6,11 +6,13 @@ use std::time::Instant;
 use bytes::Bytes;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::RTCOfferOptions;
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_PCMU, MediaEngine};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtp_transceiver::RTCRtpSenderId;
+use rtc::rtp_transceiver::RTCRtpTransceiverDirection;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
     RtpCodecKind,
@@ -23,6 +25,8 @@ pub(crate) struct Browser {
     sender: RTCRtpSenderId,
     /// (SSRC, sequence) of every RTP packet heard.
     pub heard: Vec<(u32, u16)>,
+    /// Sequence number of the last packet sent.
+    sequence: u16,
 }
 
 impl Browser {
@@ -68,6 +72,7 @@ impl Browser {
             local,
             sender,
             heard: Vec::new(),
+            sequence: 0,
         }
     }
 
@@ -79,6 +84,37 @@ impl Browser {
         let sdp = answer.sdp.clone();
         self.pc.set_local_description(now, answer).unwrap();
         sdp
+    }
+
+    /// A re-offer as a browser makes it: on hold (`sendonly`) or back (`sendrecv`), with
+    /// fresh ICE credentials when `ice_restart`.
+    pub fn reoffer(&mut self, now: Instant, hold: bool, ice_restart: bool) -> String {
+        let direction = if hold {
+            RTCRtpTransceiverDirection::Sendonly
+        } else {
+            RTCRtpTransceiverDirection::Sendrecv
+        };
+        let ids: Vec<_> = self.pc.get_transceivers().collect();
+        for id in ids {
+            if let Some(mut t) = self.pc.rtp_transceiver(id) {
+                t.set_direction(direction);
+            }
+        }
+        let options = ice_restart.then_some(RTCOfferOptions { ice_restart: true });
+        let offer = self.pc.create_offer(options).unwrap();
+        let sdp = offer.sdp.clone();
+        self.pc.set_local_description(now, offer).unwrap();
+        sdp
+    }
+
+    /// Our answer to the browser's re-offer.
+    pub fn accept_answer(&mut self, now: Instant, answer: &str) {
+        self.pc
+            .set_remote_description(
+                now,
+                RTCSessionDescription::answer(answer.to_owned()).unwrap(),
+            )
+            .unwrap();
     }
 
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
@@ -106,11 +142,12 @@ impl Browser {
     }
 
     pub fn send_audio(&mut self, now: Instant, step: u32) {
+        self.sequence = self.sequence.wrapping_add(1);
         let packet = rtc::rtp::Packet {
             header: rtc::rtp::header::Header {
                 version: 2,
                 payload_type: 0,
-                sequence_number: u16::try_from(step % 65536).unwrap(),
+                sequence_number: self.sequence,
                 timestamp: step * 160,
                 ssrc: 99,
                 ..Default::default()

@@ -12,6 +12,18 @@ ends by the caller's BYE or, with --hangup-after S, by ours. Every step is print
 line on stdout (REGISTERED, INVITE, ANSWERED, DTLS ..., BYE ..., RTP-IN n, RTP-OUT n,
 CLOSED) for the Rust test to check. With --close-after-register it closes the
 socket right after registering, so the test can see the binding go with the connection.
+
+Forking and re-INVITEs: with --ring-only it rings and never answers, so the test sees the
+CANCEL another contact's answer brings (CANCELLED); --answer-delay S answers S seconds after
+the INVITE. The OFFER line names the offer's ICE ufrag and candidate port, so two contacts'
+offers can be told apart. --hold-at S / --resume-at S put the call on hold and take it back
+S seconds after the answer by re-INVITEs that aiortc itself negotiates (a=sendonly, then
+a=sendrecv), printing the answer's direction (REINVITE) and the packets heard while held and
+after the resume (HELD-IN, RESUMED-IN); --reinvite-without-sdp-at S sends a re-INVITE
+without SDP, answers the server's offer in the ACK (REINVITE-NOSDP) and counts the packets
+heard after it (AFTER-NOSDP-IN). --call NUMBER places a call instead (an INVITE with
+an aiortc offer, as JsSIP's `ua.call()` sends it) and prints the final response
+(CALL-RESULT).
 """
 
 import argparse
@@ -66,6 +78,8 @@ class Agent:
         self.call_id = token(20)
         self.tag = token(10)
         self.cseq = 0
+        # CSeq of our last request inside an answered call.
+        self.dialog_cseq = 0
         self.ws = None
         self.transport = "wss" if args.url.startswith("wss:") else "ws"
 
@@ -124,6 +138,8 @@ class Agent:
                 await self.register(self.digest(header(headers, "www-authenticate")))
             elif start.startswith("SIP/2.0 200"):
                 say("REGISTERED", " ".join(all_headers(headers, "contact")))
+                for tags in all_headers(headers, "require"):
+                    say("REQUIRE", tags)
                 return
             elif start.startswith("SIP/2.0 1"):
                 continue
@@ -209,6 +225,9 @@ class Agent:
         hangup_at = None
         seq, ts, ssrc = 1, 0, random.getrandbits(32)
         webrtc = None
+        ringing = None
+        answered_at = None
+        marks = {}
         while asyncio.get_running_loop().time() < deadline:
             try:
                 start, headers, body = await self.recv(0.02)
@@ -219,12 +238,21 @@ class Agent:
                 say("INVITE", start.split()[1])
                 await self.ws.send(self.response(headers, "180 Ringing"))
                 if "UDP/TLS/RTP/SAVPF" in body and not self.args.plain_rtp:
+                    host = re.search(r"a=candidate:\S+ 1 udp \d+ \S+ (\d+) typ host", body)
                     say("OFFER", "webrtc",
                         "ice-lite" if "a=ice-lite" in body else "full-ice",
-                        "setup:" + re.search(r"a=setup:(\w+)", body).group(1))
+                        "setup:" + re.search(r"a=setup:(\w+)", body).group(1),
+                        "ufrag:" + re.search(r"a=ice-ufrag:(\S+)", body).group(1),
+                        "port:" + (host.group(1) if host else "-"))
+                    if self.args.ring_only:
+                        ringing = headers
+                        continue
+                    if self.args.answer_delay:
+                        await asyncio.sleep(self.args.answer_delay)
                     webrtc = await self.serve_webrtc_call(headers, body)
+                    answered_at = asyncio.get_running_loop().time()
                     if self.args.hangup_after:
-                        hangup_at = asyncio.get_running_loop().time() + self.args.hangup_after
+                        hangup_at = answered_at + self.args.hangup_after
                     continue
                 m = re.search(r"m=audio (\d+)", body)
                 c = re.search(r"c=IN IP4 (\S+)", body)
@@ -237,6 +265,11 @@ class Agent:
                 say("ANSWERED")
                 if self.args.hangup_after:
                     hangup_at = asyncio.get_running_loop().time() + self.args.hangup_after
+            elif start and start.startswith("CANCEL ") and ringing:
+                await self.ws.send(self.response(headers, "200 OK"))
+                await self.ws.send(self.response(ringing, "487 Request Terminated"))
+                say("CANCELLED")
+                ringing = None
             elif start and start.startswith("ACK "):
                 say("ACK")
             elif start and start.startswith("BYE "):
@@ -261,6 +294,12 @@ class Agent:
             if hangup_at and asyncio.get_running_loop().time() >= hangup_at:
                 hangup_at = None
                 await self.bye(invite)
+            if webrtc and answered_at:
+                await self.hold_and_resume(invite, webrtc[0], answered_at, marks)
+        if webrtc and "resume-settled" in marks:
+            say("RESUMED-IN", await self.received(webrtc[0]) - marks["resume-settled"])
+        if webrtc and "nosdp-settled" in marks:
+            say("AFTER-NOSDP-IN", await self.received(webrtc[0]) - marks["nosdp-settled"])
         if webrtc:
             pc, frames = webrtc
             stats = await pc.getStats()
@@ -270,13 +309,95 @@ class Agent:
                 if report.type == "outbound-rtp":
                     sent = report.packetsSent
             dtls = pc.getTransceivers()[0].receiver.transport
+            # The server's DTLS close alert races the BYE: give it a moment to arrive.
+            for _ in range(20):
+                if dtls.state == "closed":
+                    break
+                await asyncio.sleep(0.1)
             say("DTLS", dtls.state, "srtp-profile" if dtls._rx_srtp else "no-srtp")
             received = frames["in"]
             await pc.close()
         say("RTP-OUT", sent)
         say("RTP-IN", received)
 
-    async def bye(self, invite):
+    async def received(self, pc):
+        for report in (await pc.getStats()).values():
+            if report.type == "inbound-rtp":
+                return report.packetsReceived
+        return 0
+
+    async def hold_and_resume(self, invite, pc, answered_at, marks):
+        """Holds at --hold-at and resumes at --resume-at (seconds after the answer). The
+        packets heard are read half a second after each re-INVITE (in-flight packets settle),
+        and at the resume: HELD-IN is what arrived while held."""
+        loop = asyncio.get_running_loop()
+        since = loop.time() - answered_at
+        for name, at, direction in (("hold", self.args.hold_at, "sendonly"),
+                                    ("resume", self.args.resume_at, "sendrecv"),
+                                    ("nosdp", self.args.reinvite_without_sdp_at, None)):
+            if at and since >= at and name not in marks:
+                if name == "resume" and "hold-settled" in marks:
+                    say("HELD-IN", await self.received(pc) - marks["hold-settled"])
+                marks[name] = loop.time()
+                if direction:
+                    await self.reinvite(invite, pc, direction, name)
+                else:
+                    await self.reinvite_without_sdp(invite, pc)
+            settled = name + "-settled"
+            if name in marks and settled not in marks and loop.time() >= marks[name] + 0.5:
+                marks[settled] = await self.received(pc)
+
+    async def reinvite(self, invite, pc, direction, name):
+        """A re-INVITE negotiated by aiortc itself, as a browser renegotiates: the
+        transceiver's new direction, aiortc's offer, our answer applied to aiortc."""
+        from aiortc import RTCSessionDescription
+        pc.getTransceivers()[0].direction = direction
+        await pc.setLocalDescription(await pc.createOffer())
+        sdp = pc.localDescription.sdp.replace("\n", "\r\n").replace("\r\r\n", "\r\n")
+        self.dialog_cseq += 1
+        cseq = self.dialog_cseq
+        contact = f"Contact: <sip:{self.user}@{self.host};transport={self.transport};ob>"
+        await self.ws.send(self.in_dialog(invite, "INVITE", cseq,
+                                          [contact, "Content-Type: application/sdp"], sdp))
+        status, body = await self.in_dialog_response(cseq)
+        direction = re.search(r"a=(sendrecv|sendonly|recvonly|inactive)", body)
+        ufrag = re.search(r"a=ice-ufrag:(\S+)", body)
+        say("REINVITE", name, status, direction.group(1) if direction else "-",
+            "ufrag:" + (ufrag.group(1) if ufrag else "-"))
+        if status == 200:
+            await self.ws.send(self.in_dialog(invite, "ACK", cseq, [], ""))
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
+
+    async def in_dialog_response(self, cseq):
+        """Waits for the final response to our in-dialog INVITE `cseq`, answering requests."""
+        while True:
+            start, headers, body = await self.recv(5)
+            if not start.startswith("SIP/2.0"):
+                await self.ws.send(self.response(headers, "200 OK"))
+                continue
+            if f"{cseq} INVITE" in header(headers, "cseq") and int(start.split()[1]) >= 200:
+                return int(start.split()[1]), body
+
+    async def reinvite_without_sdp(self, invite, pc):
+        """A re-INVITE without SDP: the server offers in its 200, aiortc answers in the ACK."""
+        from aiortc import RTCSessionDescription
+        self.dialog_cseq += 1
+        cseq = self.dialog_cseq
+        contact = f"Contact: <sip:{self.user}@{self.host};transport={self.transport};ob>"
+        await self.ws.send(self.in_dialog(invite, "INVITE", cseq, [contact], ""))
+        status, body = await self.in_dialog_response(cseq)
+        kind = "webrtc" if "UDP/TLS/RTP/SAVPF" in body else ("plain" if body else "none")
+        ufrag = re.search(r"a=ice-ufrag:(\S+)", body)
+        say("REINVITE-NOSDP", status, kind, "ufrag:" + (ufrag.group(1) if ufrag else "-"))
+        if status != 200 or kind != "webrtc":
+            return
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        sdp = pc.localDescription.sdp.replace("\n", "\r\n").replace("\r\r\n", "\r\n")
+        await self.ws.send(self.in_dialog(invite, "ACK", cseq,
+                                          ["Content-Type: application/sdp"], sdp))
+
+    def in_dialog(self, invite, method, cseq, extra, body):
         # The INVITE's From is the far end; our To tag is self.tag.
         target = re.search(r"<([^>]+)>", header(invite, "contact")).group(1)
         routes = [f"Route: {v}" for v in all_headers(invite, "record-route")]
@@ -284,10 +405,42 @@ class Agent:
         frm = header(invite, "to")
         if ";tag=" not in frm:
             frm += f";tag={self.tag}"
-        lines = [f"BYE {target} SIP/2.0", f"Via: {self.via()}", "Max-Forwards: 69",
+        lines = [f"{method} {target} SIP/2.0", f"Via: {self.via()}", "Max-Forwards: 69",
                  f"To: {to}", f"From: {frm}", f"Call-ID: {header(invite, 'call-id')}",
-                 "CSeq: 1 BYE", *routes, "Content-Length: 0"]
-        await self.ws.send("\r\n".join(lines) + "\r\n\r\n")
+                 f"CSeq: {cseq} {method}", *routes, *extra,
+                 f"Content-Length: {len(body.encode())}"]
+        return "\r\n".join(lines) + "\r\n\r\n" + body
+
+    async def place_call(self):
+        """An INVITE from the browser with a WebRTC offer, as JsSIP's `ua.call()` sends it."""
+        from aiortc import RTCConfiguration, RTCPeerConnection
+        from aiortc.mediastreams import AudioStreamTrack
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTrack(AudioStreamTrack())
+        await pc.setLocalDescription(await pc.createOffer())
+        sdp = pc.localDescription.sdp.replace("\n", "\r\n").replace("\r\r\n", "\r\n")
+        uri = f"sip:{self.args.call}@{self.args.domain}"
+        lines = [f"INVITE {uri} SIP/2.0", f"Via: {self.via()}", "Max-Forwards: 69",
+                 f"To: <{uri}>",
+                 f"From: <sip:{self.args.agent}@{self.args.domain}>;tag={self.tag}",
+                 f"Call-ID: {token(20)}", "CSeq: 1 INVITE",
+                 f"Contact: <sip:{self.user}@{self.host};transport={self.transport};ob>",
+                 "Supported: ice,replaces,outbound", "Content-Type: application/sdp",
+                 f"Content-Length: {len(sdp.encode())}"]
+        await self.ws.send("\r\n".join(lines) + "\r\n\r\n" + sdp)
+        while True:
+            start, headers, _ = await self.recv(10)
+            if start.startswith("SIP/2.0 1"):
+                continue
+            say("CALL-RESULT", start[len("SIP/2.0 "):])
+            for warning in all_headers(headers, "warning"):
+                say("WARNING", warning)
+            break
+        await pc.close()
+
+    async def bye(self, invite):
+        self.dialog_cseq += 1
+        await self.ws.send(self.in_dialog(invite, "BYE", self.dialog_cseq, [], ""))
         say("BYE", "sent")
 
 
@@ -301,6 +454,12 @@ async def main():
     ap.add_argument("--hangup-after", type=float, default=0)
     ap.add_argument("--close-after-register", action="store_true")
     ap.add_argument("--plain-rtp", action="store_true")
+    ap.add_argument("--ring-only", action="store_true")
+    ap.add_argument("--answer-delay", type=float, default=0)
+    ap.add_argument("--hold-at", type=float, default=0)
+    ap.add_argument("--resume-at", type=float, default=0)
+    ap.add_argument("--reinvite-without-sdp-at", type=float, default=0)
+    ap.add_argument("--call", help="place a call to this number instead of answering")
     ap.add_argument("--ca", help="CA certificate (PEM) that signed a wss: server's certificate")
     ap.add_argument("--timeout", type=float, default=30)
     args = ap.parse_args()
@@ -317,7 +476,9 @@ async def main():
             await ws.close()
             say("CLOSED")
             return
-        if args.answer:
+        if args.call:
+            await agent.place_call()
+        elif args.answer or args.ring_only:
             await agent.serve_call()
     say("CLOSED")
 

@@ -396,11 +396,17 @@ fn agent_offer(
     req: &Request,
 ) -> Result<Option<Vec<u8>>, String> {
     if req.body.is_empty() {
-        // A delayed-offer re-INVITE: our offer now, the agent's answer in the ACK.
-        return Ok((req.method == Method::Invite).then(|| call.media.agent_new_offer()));
+        // A re-INVITE without SDP gets our offer (a browser's from its WebRTC leg); the
+        // answer comes in the ACK. An UPDATE without SDP is a refresh.
+        if req.method != Method::Invite {
+            return Ok(None);
+        }
+        return call.media.agent_new_offer().map(Some);
     }
+    // A browser's re-offer goes to its WebRTC leg first: an offer it cannot take is refused
+    // before the hold state changes.
+    let answer = call.media.agent_sdp_for_reinvite(&req.body)?;
     let hold = crate::calls::media::is_hold_offer(&req.body);
-    let answer = call.media.agent_sdp_for_reinvite(&req.body);
     apply_hold(call, Side::Agent, hold, now, key);
     Ok(Some(answer))
 }

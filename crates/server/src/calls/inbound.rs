@@ -8,7 +8,7 @@ use switchboard_engine::ClientDirectory as _;
 use switchboard_engine::{CallRequest, EngineError, Outcome, Purpose};
 use switchboard_sip::dialog::Dialog;
 use switchboard_sip::extensions::{self, MIN_SE_S, Refresher, SessionExpires};
-use switchboard_sip::{Endpoint, Instant, Peer, ServerTxnKey};
+use switchboard_sip::{Endpoint, Instant, Peer, ServerTxnKey, Transport};
 use switchboard_sipmsg::{HeaderName, Host, NameAddr, Request, Response, Scheme};
 use switchboard_store::Outcome as CdrOutcome;
 use tracing::{info, warn};
@@ -57,6 +57,23 @@ impl Calls {
             info!(call_id = %sip_call_id, "merged INVITE refused (482)");
             let tag = ep.new_tag();
             respond(ep, now, txn, &req, 482, "Loop Detected", Some(&tag));
+            return;
+        }
+        // Calls come from trunks; a browser on SIP over WebSocket is an agent, and agents
+        // place calls through click-to-call (their phone rings first, then the number).
+        if matches!(src.transport, Transport::Ws | Transport::Wss) {
+            info!(peer = %src.addr, call_id = %sip_call_id, dialed = req.uri.user.as_deref().unwrap_or_default(),
+                "INVITE from a browser agent refused: agents place calls with POST /api/v1/calls");
+            let warning = format!(
+                "399 {} \"calls are taken from trunks only; agents place calls with click-to-call (POST /api/v1/calls)\"",
+                self.domain
+            );
+            let r = Refusal {
+                headers: vec![(HeaderName::Other("Warning".into()), warning)],
+                trunk: None,
+            };
+            let status = (403, "Forbidden - Agents Place Calls Through Click-To-Call");
+            self.reject(ep, now, txn, &req, status, r, &caller);
             return;
         }
         let trunk = match self.admit(now, &req, src.addr.ip()) {

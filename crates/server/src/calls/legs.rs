@@ -68,7 +68,6 @@ impl Calls {
                 }
                 ringing.offered.push(agent);
                 for binding in bindings {
-                    let sdp = call.media.agent_offer_for(binding.source.transport);
                     let (mut invite, sip_call_id) = agent_invite(
                         ep,
                         &self.domain,
@@ -76,13 +75,14 @@ impl Calls {
                         (&caller, &caller),
                         &agent_id,
                         &offer.route,
-                        sdp,
                     );
+                    // Each contact gets its own offer: a browser its own WebRTC leg.
+                    let dest = agent_dest(&binding);
+                    invite.body = call.media.agent_offer_for(dest.transport, &sip_call_id);
                     invite.headers.push(
                         HeaderName::Other("X-Switchboard-Client".into()),
                         client_card.clone(),
                     );
-                    let dest = agent_dest(&binding);
                     let txn = ep.send_request(now, dest.clone(), invite);
                     debug!(call = key, agent = %agent_id, contact = %binding.contact, "ringing agent");
                     new_legs.push((txn, sip_call_id.clone()));
@@ -197,6 +197,7 @@ impl Calls {
         self.by_client_txn.remove(&txn);
         // A failure: the agent is done when no other contact of theirs is still ringing.
         self.by_sip_call_id.remove(&leg.sip_call_id);
+        call.media.drop_fork(&leg.sip_call_id);
         let still_ringing = ringing.legs.iter().any(|l| l.leg.agent == leg.agent);
         if still_ringing || state == LegState::Cancelling {
             return;
@@ -263,7 +264,7 @@ impl Calls {
             agent: leg.agent,
             dialog,
             dest: leg.dest,
-            sip_call_id: leg.sip_call_id,
+            sip_call_id: leg.sip_call_id.clone(),
             held: false,
         };
         let Phase::Queued(ringing) =
@@ -278,7 +279,10 @@ impl Calls {
             .is_some_and(|q| q.record);
         let record_as =
             record.then(|| format!("{}/{}", timestamp(now).format("%Y-%m-%d"), call.record_id));
-        if let Err(e) = call.media.bridge_agent(&resp.body, record_as.as_deref()) {
+        if let Err(e) = call
+            .media
+            .bridge_agent(&leg.sip_call_id, &resp.body, record_as.as_deref())
+        {
             warn!(
                 call = key,
                 "agent SDP unusable ({e}); bridging to the address we know"
@@ -410,7 +414,8 @@ impl Calls {
 
 /// An INVITE ringing one registered contact of an agent: From shows `(display, user)`
 /// (the caller, or the number an outbound call will dial), the route is in
-/// `X-Switchboard-Route`. Returns it with its Call-ID.
+/// `X-Switchboard-Route`. Returns it with its Call-ID; the caller puts the SDP offer made
+/// for that Call-ID in the body.
 pub(super) fn agent_invite(
     ep: &mut Endpoint,
     domain: &str,
@@ -418,7 +423,6 @@ pub(super) fn agent_invite(
     (display, user): (&str, &str),
     agent_id: &str,
     route: &str,
-    sdp: Vec<u8>,
 ) -> (Request, String) {
     let sip_call_id = ep.new_call_id();
     let mut invite = Request::new(Method::Invite, binding.contact.clone());
@@ -449,7 +453,6 @@ pub(super) fn agent_invite(
     invite
         .headers
         .push(HeaderName::ContentType, "application/sdp");
-    invite.body = sdp;
     (invite, sip_call_id)
 }
 

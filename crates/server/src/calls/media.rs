@@ -126,6 +126,7 @@ impl MediaSetup {
             sounds_dir: self.sounds_dir.clone(),
             recording_dir: self.recording_dir.clone(),
             media: self.media.clone(),
+            webrtc_forks: Vec::new(),
             webrtc: None,
             webrtc_live: Arc::clone(&self.webrtc_live),
             agent_webrtc: false,
@@ -163,13 +164,16 @@ pub struct CallMedia {
     sounds_dir: PathBuf,
     recording_dir: PathBuf,
     media: Media,
-    /// The WebRTC leg offered to browser agents of this call, made at the first such offer.
+    /// The WebRTC legs ringing browser contacts, one per INVITE (fork), keyed by that
+    /// INVITE's Call-ID: each has its own ports, ICE credentials, DTLS and SRTP.
+    webrtc_forks: Vec<(String, Gateway)>,
+    /// The WebRTC leg of the browser that answered.
     webrtc: Option<Gateway>,
     webrtc_live: Arc<AtomicUsize>,
     /// The bridged agent answered over WebRTC.
     agent_webrtc: bool,
-    /// Our last SDP to the bridged agent was an offer (its re-INVITE without SDP) whose
-    /// answer is still to come in the ACK.
+    /// Our last SDP to the bridged agent was an offer (a re-INVITE of theirs without SDP)
+    /// whose answer comes in the ACK.
     agent_awaits_answer: bool,
 }
 
@@ -275,55 +279,84 @@ impl CallMedia {
             .unwrap_or_default()
     }
 
-    /// Our offer to an agent phone reached over `transport`: phones on SIP over WebSocket are
-    /// browsers and get the WebRTC offer, every other phone the plain one.
-    pub fn agent_offer_for(&mut self, transport: switchboard_sip::Transport) -> Vec<u8> {
+    /// Our offer to an agent phone reached over `transport` by the INVITE whose Call-ID is
+    /// `fork`: phones on SIP over WebSocket are browsers and get a WebRTC offer of their
+    /// own, every other phone the plain one.
+    pub fn agent_offer_for(
+        &mut self,
+        transport: switchboard_sip::Transport,
+        fork: &str,
+    ) -> Vec<u8> {
         use switchboard_sip::Transport;
         if matches!(transport, Transport::Ws | Transport::Wss) {
-            self.webrtc_offer_sdp()
+            self.webrtc_offer_sdp(fork)
         } else {
             self.agent_offer_sdp()
         }
     }
 
-    /// Our offer to a browser agent (WebRTC: ICE-lite, DTLS-SRTP), made by the call's WebRTC
-    /// leg, which feeds the relay's agent leg; the plain offer when that leg cannot start.
-    pub fn webrtc_offer_sdp(&mut self) -> Vec<u8> {
-        if self.webrtc.is_none() {
-            let Some(session) = self.session.as_ref() else {
-                return Vec::new();
-            };
-            let cfg = self.media.config();
-            let relay_agent = SocketAddr::new(cfg.bind_ip, session.agent_port());
-            let started = self
-                .media
-                .allocate_ports()
+    /// Our offer to a browser agent (WebRTC: ICE-lite, DTLS-SRTP) rung by the INVITE `fork`:
+    /// a WebRTC leg of its own, which feeds the relay's agent leg once that browser answers;
+    /// the plain offer when no leg can start.
+    fn webrtc_offer_sdp(&mut self, fork: &str) -> Vec<u8> {
+        let Some(session) = self.session.as_ref() else {
+            return Vec::new();
+        };
+        let cfg = self.media.config();
+        let relay_agent = SocketAddr::new(cfg.bind_ip, session.agent_port());
+        let started = self
+            .media
+            .allocate_ports()
+            .map_err(|e| e.to_string())
+            .and_then(|pair| {
+                Gateway::spawn(
+                    pair,
+                    cfg.advertised_ip,
+                    relay_agent,
+                    Arc::clone(&self.webrtc_live),
+                    webrtc_seed(fork),
+                )
                 .map_err(|e| e.to_string())
-                .and_then(|pair| {
-                    Gateway::spawn(
-                        pair,
-                        cfg.advertised_ip,
-                        relay_agent,
-                        Arc::clone(&self.webrtc_live),
-                        webrtc_seed(session.call_id()),
-                    )
-                    .map_err(|e| e.to_string())
-                });
-            match started {
-                Ok(gateway) => self.webrtc = Some(gateway),
-                Err(e) => {
-                    warn!(
-                        call_id = session.call_id(),
-                        "WebRTC leg not started ({e}); plain RTP offered"
-                    );
-                    return self.agent_offer_sdp();
-                }
+            });
+        match started {
+            Ok(gateway) => {
+                let offer = gateway.offer().as_bytes().to_vec();
+                self.webrtc_forks.push((fork.to_owned(), gateway));
+                offer
+            }
+            Err(e) => {
+                warn!(
+                    call_id = session.call_id(),
+                    "WebRTC leg not started ({e}); plain RTP offered"
+                );
+                self.agent_offer_sdp()
             }
         }
-        self.webrtc
-            .as_ref()
-            .map(|g| g.offer().as_bytes().to_vec())
-            .unwrap_or_default()
+    }
+
+    /// The INVITE `fork` failed or was cancelled: its WebRTC leg (if any) closes and its
+    /// ports go back to the pool.
+    pub fn drop_fork(&mut self, fork: &str) {
+        self.webrtc_forks.retain(|(f, _)| f != fork);
+    }
+
+    /// Our offer for the bridged agent's re-INVITE without SDP: a browser's comes from its
+    /// WebRTC leg. The answer comes in the ACK ([`CallMedia::agent_answered`]).
+    pub fn agent_new_offer(&mut self) -> Result<Vec<u8>, String> {
+        let offer = match &self.webrtc {
+            Some(gateway) if self.agent_webrtc => gateway
+                .new_offer()
+                .map(String::into_bytes)
+                .map_err(|e| e.to_string())?,
+            _ => self.agent_offer_sdp(),
+        };
+        self.agent_awaits_answer = true;
+        Ok(offer)
+    }
+
+    /// Our last SDP to the bridged agent was an offer not yet answered.
+    pub fn agent_awaits_answer(&self) -> bool {
+        self.agent_awaits_answer
     }
 
     /// The agent leg's kind for the API: `webrtc` once a browser answered, else `rtp`.
@@ -331,12 +364,28 @@ impl CallMedia {
         if self.agent_webrtc { "webrtc" } else { "rtp" }
     }
 
-    /// The agent answered with `answer`: point the agent leg at it, bridge, and start the
-    /// recording when `record_as` names the call (queue with `record = true`).
-    pub fn bridge_agent(&mut self, answer: &[u8], record_as: Option<&str>) -> Result<(), String> {
+    /// The agent answered the INVITE `fork` with `answer`: point the agent leg at it,
+    /// bridge, and start the recording when `record_as` names the call (queue with
+    /// `record = true`). The WebRTC legs of the other forks close.
+    pub fn bridge_agent(
+        &mut self,
+        fork: &str,
+        answer: &[u8],
+        record_as: Option<&str>,
+    ) -> Result<(), String> {
         let Some(s) = self.session.as_mut() else {
             return Err("media already closed".into());
         };
+        let winner = self
+            .webrtc_forks
+            .iter()
+            .position(|(f, _)| f == fork)
+            .map(|i| self.webrtc_forks.swap_remove(i).1);
+        // The losing forks' legs close now (DTLS close, ports back).
+        self.webrtc_forks.clear();
+        // A plain answer on a browser's flow (a SIP phone on WebSocket) needs no leg.
+        self.webrtc = winner.filter(|_| is_webrtc_sdp(answer));
+        self.agent_webrtc = false;
         // A browser's answer goes to the WebRTC leg; the relay sees the leg as a plain phone.
         let webrtc_plain;
         let answer = match &self.webrtc {
@@ -400,47 +449,53 @@ impl CallMedia {
         }
     }
 
-    /// A fresh offer of ours to the bridged agent (the agent's re-INVITE without SDP); the
-    /// answer comes in the ACK ([`CallMedia::agent_answered`]).
-    pub fn agent_new_offer(&mut self) -> Vec<u8> {
-        self.agent_awaits_answer = true;
-        self.agent_offer_sdp()
-    }
-
-    /// Our last SDP to the bridged agent was an offer not yet answered.
-    pub fn agent_awaits_answer(&self) -> bool {
-        self.agent_awaits_answer
-    }
-
-    /// The agent's answer to [`CallMedia::agent_new_offer`], from its ACK: points the agent
-    /// leg at it (address, port, codec). Returns whether the answer holds the call.
+    /// The bridged agent's answer to [`CallMedia::agent_new_offer`] (in the ACK): to the
+    /// browser's WebRTC leg, or the relay's agent leg re-pointed for a plain phone (address,
+    /// port, codec). Returns whether the answer holds the call.
     pub fn agent_answered(&mut self, answer: &[u8]) -> Result<bool, String> {
+        self.agent_awaits_answer = false;
+        if let Some(gateway) = self.webrtc.as_ref().filter(|_| self.agent_webrtc) {
+            gateway
+                .accept_answer(&String::from_utf8_lossy(answer))
+                .map_err(|e| e.to_string())?;
+            return Ok(is_hold_offer(answer));
+        }
         let Some(s) = self.session.as_mut() else {
             return Err("media already closed".into());
         };
         let sdp = Sdp::parse_bytes(answer).map_err(|e| e.to_string())?;
         s.set_agent_remote(&sdp).map_err(|e| e.to_string())?;
-        self.agent_awaits_answer = false;
         Ok(sdp.is_hold())
     }
 
-    /// Our answer to an agent's re-INVITE offer (hold / resume).
-    pub fn agent_sdp_for_reinvite(&mut self, offer: &[u8]) -> Vec<u8> {
+    /// Our answer to an agent's re-INVITE offer (hold / resume / a new address). A browser's
+    /// WebRTC offer (hold, resume, ICE restart) is answered by its WebRTC leg, which keeps
+    /// feeding the relay; an error means the offer cannot be taken (488).
+    pub fn agent_sdp_for_reinvite(&mut self, offer: &[u8]) -> Result<Vec<u8>, String> {
         self.agent_awaits_answer = false;
+        if is_webrtc_sdp(offer) {
+            let Some(gateway) = &self.webrtc else {
+                return Err("a WebRTC offer from an agent who answered with plain RTP".into());
+            };
+            return gateway
+                .answer_offer(&String::from_utf8_lossy(offer))
+                .map(String::into_bytes)
+                .map_err(|e| e.to_string());
+        }
         let Some(s) = self.session.as_mut() else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
         match Sdp::parse_bytes(offer)
             .map_err(|e| e.to_string())
             .and_then(|sdp| s.agent_answer(&sdp).map_err(|e| e.to_string()))
         {
-            Ok(answer) => answer.into_bytes(),
+            Ok(answer) => Ok(answer.into_bytes()),
             Err(e) => {
                 warn!(
                     call_id = s.call_id(),
                     "re-INVITE offer unusable ({e}); answering with our offer"
                 );
-                s.agent_offer().into_bytes()
+                Ok(s.agent_offer().into_bytes())
             }
         }
     }
@@ -480,7 +535,8 @@ impl CallMedia {
 
     /// Ends the media: counters now, ports freed and the recording finished in the background.
     pub fn close(&mut self) -> CallMediaStats {
-        // Dropping the WebRTC leg sends the DTLS close and frees its ports.
+        // Dropping the WebRTC legs sends the DTLS close and frees their ports.
+        self.webrtc_forks.clear();
         self.webrtc = None;
         let Some(session) = self.session.take() else {
             return CallMediaStats::default();

@@ -320,17 +320,16 @@ impl Calls {
                 continue;
             };
             for binding in ep.registrar().contacts_for(&agent_id, now) {
-                let sdp = out.media.agent_offer_for(binding.source.transport);
-                let (invite, sip_call_id) = super::legs::agent_invite(
+                let (mut invite, sip_call_id) = super::legs::agent_invite(
                     ep,
                     &self.domain,
                     &binding,
                     (&display, &out.number),
                     &agent_id,
                     &out.route,
-                    sdp,
                 );
                 let dest = super::legs::agent_dest(&binding);
+                invite.body = out.media.agent_offer_for(dest.transport, &sip_call_id);
                 let txn = ep.send_request(now, dest.clone(), invite);
                 legs.push(AgentLeg {
                     agent,
@@ -388,6 +387,7 @@ impl Calls {
             }
             self.by_client_txn.remove(&txn);
             self.by_sip_call_id.remove(&leg.sip_call_id);
+            out.media.drop_fork(&leg.sip_call_id);
             if out.agent_legs.is_empty() && out.agent.is_none() {
                 info!(
                     call = key,
@@ -556,7 +556,7 @@ impl Calls {
         let Some(out) = self.outbound.get_mut(&key) else {
             return;
         };
-        if let Err(e) = out.media.bridge_agent(&resp.body, None) {
+        if let Err(e) = out.media.bridge_agent(&leg.sip_call_id, &resp.body, None) {
             warn!(
                 call = key,
                 "agent SDP unusable ({e}); bridging to the address we know"
@@ -677,7 +677,7 @@ impl Calls {
                 // Hold, resume or a new media address: re-point that leg, answer.
                 let answer = match side {
                     Side::Caller => out.media.caller_reoffer(&req.body),
-                    Side::Agent => Ok(out.media.agent_sdp_for_reinvite(&req.body)),
+                    Side::Agent => out.media.agent_sdp_for_reinvite(&req.body),
                 };
                 match answer {
                     Ok(sdp) => {

@@ -5,6 +5,7 @@
 
 mod endpoint;
 mod fuzz;
+mod outbound;
 mod registrar;
 mod sips;
 mod transactions;

@@ -16,6 +16,8 @@ pub struct Ua {
     pub src: Peer,
     branch: u32,
     nc: u32,
+    /// Header lines added to every REGISTER (`Supported: outbound`, a proxy's Via).
+    pub extra: Vec<String>,
 }
 
 impl Ua {
@@ -37,6 +39,7 @@ impl Ua {
             src: Peer::udp("198.51.100.7:5062".parse().unwrap()),
             branch: 0,
             nc: 0,
+            extra: Vec::new(),
         }
     }
 
@@ -101,6 +104,9 @@ impl Ua {
         if let Some(a) = auth {
             s.push_str(&format!("Authorization: {a}\r\n"));
         }
+        for line in &self.extra {
+            s.push_str(&format!("{line}\r\n"));
+        }
         s.push_str("Content-Length: 0\r\n\r\n");
         s
     }
@@ -156,7 +162,7 @@ pub fn challenges(resp: &Response) -> Vec<Challenge> {
         .collect()
 }
 
-fn contact_values(resp: &Response) -> Vec<String> {
+pub fn contact_values(resp: &Response) -> Vec<String> {
     resp.headers
         .list(&HeaderName::Contact)
         .into_iter()
