@@ -225,8 +225,8 @@ pub enum Event {
         /// The client transaction.
         txn: ClientTxnKey,
     },
-    /// A new INVITE (no To tag) met a full transaction table and was refused with a
-    /// stateless `503` (already sent). No transaction exists; the TU may record the refused
+    /// A new INVITE (no To tag) met a full transaction table, or its source's full share of
+    /// it, and was refused with a stateless `503` (already sent). No transaction exists; the TU may record the refused
     /// call. Each arrival of the request, retransmissions included, raises one.
     OverloadRefused {
         /// The refused INVITE, top Via stamped with `received`/`rport`.

@@ -43,6 +43,10 @@ impl Endpoint {
             bump(&mut self.stats.source_share_rejections);
             self.stats.last_share_refused = Some(source);
             self.refuse_overloaded(&req, reply_to);
+            // As much an overload `503` as a full table's: the TU records the call.
+            if req.method == Method::Invite {
+                self.events.push_back(Event::OverloadRefused { req, src });
+            }
             return;
         }
         let id = self.new_server(now, key, req.clone(), reply_to);
