@@ -51,34 +51,35 @@ pub enum CancelRefused {
     NotPending(CallbackStatus),
 }
 
-/// The end of one attempt, as the dialer decided it.
+/// The end of one attempt, as the dialer decided it (on a call-back; on a campaign contact,
+/// [`crate::ContactEnd`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AttemptEnd {
+pub struct AttemptEnd<S = CallbackStatus> {
     /// `pending` (retry at `next_at`), `done` or `failed`.
-    pub status: CallbackStatus,
+    pub status: S,
     pub attempts: u32,
     pub next_at: Option<Timestamp>,
     pub last_result: String,
 }
 
-/// `$1` to `$6` of the UPDATE that ends an attempt (on a call-back or a campaign contact):
-/// status, attempts, next_at, last_result, updated_at, id.
-pub(crate) fn end_vals<'a>(
-    status: &'a str,
-    attempts: u32,
-    next_at: Option<Timestamp>,
-    last_result: &'a str,
-    now: Timestamp,
-    id: &'a str,
-) -> Vec<Val<'a>> {
-    vec![
-        Val::Text(Some(status)),
-        Val::Int(i64::from(attempts)),
-        Val::Ts(next_at),
-        Val::Text(Some(last_result)),
-        Val::Ts(Some(now)),
-        Val::Text(Some(id)),
-    ]
+impl<S> AttemptEnd<S> {
+    /// `$1` to `$6` of the UPDATE that records it: `status` (the stored word for
+    /// `self.status`), attempts, next_at, last_result, updated_at, the row's id.
+    pub(crate) fn binds<'a>(
+        &'a self,
+        status: &'a str,
+        now: Timestamp,
+        id: &'a str,
+    ) -> Vec<Val<'a>> {
+        vec![
+            Val::Text(Some(status)),
+            Val::Int(i64::from(self.attempts)),
+            Val::Ts(self.next_at),
+            Val::Text(Some(&self.last_result)),
+            Val::Ts(Some(now)),
+            Val::Text(Some(id)),
+        ]
+    }
 }
 
 impl Store {
@@ -309,14 +310,7 @@ impl Store {
         end: &AttemptEnd,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let mut vals = end_vals(
-            end.status.as_str(),
-            end.attempts,
-            end.next_at,
-            &end.last_result,
-            now,
-            id,
-        );
+        let mut vals = end.binds(end.status.as_str(), now, id);
         vals.push(Val::Text(Some(node)));
         self.changed(
             "UPDATE callbacks SET status = $1, attempts = CAST($2 AS INTEGER), next_at = $3, \

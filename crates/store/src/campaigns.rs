@@ -78,14 +78,7 @@ pub struct Contact {
 }
 
 /// The end of one attempt on a contact, as the dialer decided it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContactEnd {
-    /// `pending` (retry at `next_at`), `done` or `failed`.
-    pub status: ContactStatus,
-    pub attempts: u32,
-    pub next_at: Option<Timestamp>,
-    pub last_result: String,
-}
+pub type ContactEnd = crate::AttemptEnd<ContactStatus>;
 
 /// A campaign's figures: contacts by status and its calls by disposition code.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -335,14 +328,7 @@ impl Store {
         end: &ContactEnd,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let vals = crate::callbacks::end_vals(
-            end.status.as_str(),
-            end.attempts,
-            end.next_at,
-            &end.last_result,
-            now,
-            id,
-        );
+        let vals = end.binds(end.status.as_str(), now, id);
         self.changed(
             "UPDATE campaign_contacts SET status = $1, attempts = CAST($2 AS INTEGER), \
                  next_at = $3, last_result = $4, updated_at = $5 \
