@@ -51,14 +51,35 @@ pub enum CancelRefused {
     NotPending(CallbackStatus),
 }
 
-/// The end of one attempt, as the dialer decided it.
+/// The end of one attempt, as the dialer decided it (on a call-back; on a campaign contact,
+/// [`crate::ContactEnd`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AttemptEnd {
+pub struct AttemptEnd<S = CallbackStatus> {
     /// `pending` (retry at `next_at`), `done` or `failed`.
-    pub status: CallbackStatus,
+    pub status: S,
     pub attempts: u32,
     pub next_at: Option<Timestamp>,
     pub last_result: String,
+}
+
+impl<S> AttemptEnd<S> {
+    /// `$1` to `$6` of the UPDATE that records it: `status` (the stored word for
+    /// `self.status`), attempts, next_at, last_result, updated_at, the row's id.
+    pub(crate) fn binds<'a>(
+        &'a self,
+        status: &'a str,
+        now: Timestamp,
+        id: &'a str,
+    ) -> Vec<Val<'a>> {
+        vec![
+            Val::Text(Some(status)),
+            Val::Int(i64::from(self.attempts)),
+            Val::Ts(self.next_at),
+            Val::Text(Some(&self.last_result)),
+            Val::Ts(Some(now)),
+            Val::Text(Some(id)),
+        ]
+    }
 }
 
 impl Store {
@@ -149,12 +170,8 @@ impl Store {
         status: CallbackStatus,
     ) -> Result<bool, StoreError> {
         let vals = [Val::Text(Some(status.as_str())), Val::Text(Some(id))];
-        let n = self
-            .ready_db()
-            .await?
-            .execute("UPDATE callbacks SET status = $1 WHERE id = $2", &vals)
-            .await?;
-        Ok(n > 0)
+        self.changed("UPDATE callbacks SET status = $1 WHERE id = $2", &vals)
+            .await
     }
 
     /// Cancels a pending call-back: it is never dialed.
@@ -189,16 +206,12 @@ impl Store {
             Val::Ts(Some(lease_until)),
             Val::Text(Some(id)),
         ];
-        let n = self
-            .ready_db()
-            .await?
-            .execute(
-                "UPDATE callbacks SET status = 'dialing', node = $1, updated_at = $2, \
+        self.changed(
+            "UPDATE callbacks SET status = 'dialing', node = $1, updated_at = $2, \
                  lease_until = $3 WHERE id = $4 AND status = 'pending'",
-                &vals,
-            )
-            .await?;
-        Ok(n > 0)
+            &vals,
+        )
+        .await
     }
 
     /// Renews `node`'s lease on every call-back it is dialing until `until`; returns how
@@ -209,14 +222,11 @@ impl Store {
         until: Timestamp,
     ) -> Result<u64, StoreError> {
         let vals = [Val::Ts(Some(until)), Val::Text(Some(node))];
-        Ok(self
-            .ready_db()
-            .await?
-            .execute(
-                "UPDATE callbacks SET lease_until = $1 WHERE status = 'dialing' AND node = $2",
-                &vals,
-            )
-            .await?)
+        self.execute(
+            "UPDATE callbacks SET lease_until = $1 WHERE status = 'dialing' AND node = $2",
+            &vals,
+        )
+        .await
     }
 
     /// Puts back to `pending` every call-back whose node's lease ran out before `now` (the
@@ -288,8 +298,7 @@ impl Store {
         let sql = format!(
             "UPDATE callbacks SET {set}, updated_at = $2 WHERE id = $3 AND status = 'pending'"
         );
-        let n = self.ready_db().await?.execute(&sql, &vals).await?;
-        Ok(n > 0)
+        self.changed(&sql, &vals).await
     }
 
     /// Records how `node`'s attempt ended; false when the call-back is no longer that node's
@@ -301,26 +310,15 @@ impl Store {
         end: &AttemptEnd,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let vals = [
-            Val::Text(Some(end.status.as_str())),
-            Val::Int(i64::from(end.attempts)),
-            Val::Ts(end.next_at),
-            Val::Text(Some(&end.last_result)),
-            Val::Ts(Some(now)),
-            Val::Text(Some(id)),
-            Val::Text(Some(node)),
-        ];
-        let n = self
-            .ready_db()
-            .await?
-            .execute(
-                "UPDATE callbacks SET status = $1, attempts = CAST($2 AS INTEGER), next_at = $3, \
+        let mut vals = end.binds(end.status.as_str(), now, id);
+        vals.push(Val::Text(Some(node)));
+        self.changed(
+            "UPDATE callbacks SET status = $1, attempts = CAST($2 AS INTEGER), next_at = $3, \
                  last_result = $4, updated_at = $5, node = NULL, lease_until = NULL \
                  WHERE id = $6 AND status = 'dialing' AND node = $7",
-                &vals,
-            )
-            .await?;
-        Ok(n > 0)
+            &vals,
+        )
+        .await
     }
 
     /// Puts call-backs `node` left `dialing` (it stopped mid-attempt) back to `pending`, the
@@ -332,16 +330,13 @@ impl Store {
         now: Timestamp,
     ) -> Result<u64, StoreError> {
         let vals = [Val::Ts(Some(now)), Val::Text(Some(node))];
-        Ok(self
-            .ready_db()
-            .await?
-            .execute(
-                "UPDATE callbacks SET status = 'pending', node = NULL, lease_until = NULL, \
+        self.execute(
+            "UPDATE callbacks SET status = 'pending', node = NULL, lease_until = NULL, \
                  last_result = 'interrupted', updated_at = $1 \
                  WHERE status = 'dialing' AND node = $2",
-                &vals,
-            )
-            .await?)
+            &vals,
+        )
+        .await
     }
 
     /// How many call-backs are in each status.

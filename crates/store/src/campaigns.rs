@@ -78,14 +78,7 @@ pub struct Contact {
 }
 
 /// The end of one attempt on a contact, as the dialer decided it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContactEnd {
-    /// `pending` (retry at `next_at`), `done` or `failed`.
-    pub status: ContactStatus,
-    pub attempts: u32,
-    pub next_at: Option<Timestamp>,
-    pub last_result: String,
-}
+pub type ContactEnd = crate::AttemptEnd<ContactStatus>;
 
 /// A campaign's figures: contacts by status and its calls by disposition code.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -245,8 +238,7 @@ impl Store {
             vals.push(Val::Text(Some(s.as_str())));
         }
         sql.push(')');
-        let n = self.ready_db().await?.execute(&sql, &vals).await?;
-        Ok(n > 0)
+        self.changed(&sql, &vals).await
     }
 
     /// The contacts of a campaign, in the order they are dialed.
@@ -326,8 +318,7 @@ impl Store {
             Val::Ts(Some(now)),
             Val::Text(Some(id)),
         ];
-        let n = self.ready_db().await?.execute(sql, &vals).await?;
-        Ok(n > 0)
+        self.changed(sql, &vals).await
     }
 
     /// Records how an attempt on a contact ended.
@@ -337,25 +328,14 @@ impl Store {
         end: &ContactEnd,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let vals = [
-            Val::Text(Some(end.status.as_str())),
-            Val::Int(i64::from(end.attempts)),
-            Val::Ts(end.next_at),
-            Val::Text(Some(&end.last_result)),
-            Val::Ts(Some(now)),
-            Val::Text(Some(id)),
-        ];
-        let n = self
-            .ready_db()
-            .await?
-            .execute(
-                "UPDATE campaign_contacts SET status = $1, attempts = CAST($2 AS INTEGER), \
+        let vals = end.binds(end.status.as_str(), now, id);
+        self.changed(
+            "UPDATE campaign_contacts SET status = $1, attempts = CAST($2 AS INTEGER), \
                  next_at = $3, last_result = $4, updated_at = $5 \
                  WHERE id = $6 AND status = 'dialing'",
-                &vals,
-            )
-            .await?;
-        Ok(n > 0)
+            &vals,
+        )
+        .await
     }
 
     /// Puts contacts `node` left `dialing` (it stopped mid-attempt) back to `pending`;
@@ -366,15 +346,12 @@ impl Store {
         now: Timestamp,
     ) -> Result<u64, StoreError> {
         let vals = [Val::Ts(Some(now)), Val::Text(Some(node))];
-        Ok(self
-            .ready_db()
-            .await?
-            .execute(
-                "UPDATE campaign_contacts SET status = 'pending', node = NULL, updated_at = $1 \
+        self.execute(
+            "UPDATE campaign_contacts SET status = 'pending', node = NULL, updated_at = $1 \
                  WHERE status = 'dialing' AND node = $2",
-                &vals,
-            )
-            .await?)
+            &vals,
+        )
+        .await
     }
 
     /// Numbers of the client directory to call: of `types` only when given, and with

@@ -80,7 +80,7 @@ pub use supervision::{Disposition, Escalation, Quality, StoredCall};
 pub use writer::{RecordSink, WriterStats};
 
 use clients::DirectoryCache;
-use db::{Db, Target};
+use db::{Db, Target, Val};
 use spool::Spool;
 use writer::{Control, Counters, Writer};
 
@@ -405,6 +405,17 @@ impl Store {
     }
 
     /// Runs the migrations if start-up could not (database down then); for API calls.
+    /// Runs one INSERT, UPDATE or DELETE on the migrated database; how many rows it changed.
+    async fn execute(&self, sql: &str, vals: &[Val<'_>]) -> Result<u64, StoreError> {
+        Ok(self.ready_db().await?.execute(sql, vals).await?)
+    }
+
+    /// As [`Self::execute`], for a conditional UPDATE: whether it found its row (still in the
+    /// state it requires).
+    async fn changed(&self, sql: &str, vals: &[Val<'_>]) -> Result<bool, StoreError> {
+        Ok(self.execute(sql, vals).await? > 0)
+    }
+
     async fn ready_db(&self) -> Result<&Db, StoreError> {
         if !self.inner.counters.migrated.load(Ordering::Relaxed) {
             let _guard = self.inner.migrate_lock.lock().await;

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use switchboard_engine::{AgentStateKind, Engine};
 use switchboard_store::{
-    AttemptEnd, Callback, CallbackStatus, Store, Timestamp, new_record_id, now_utc,
+    AttemptEnd, Callback, CallbackStatus, Store, StoreError, Timestamp, new_record_id, now_utc,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -59,6 +59,41 @@ impl<'a> DncCheck<'a> {
     }
 }
 
+/// Whether the rows this node left `dialing` when it last stopped (call-backs, campaign
+/// contacts) are back to `pending`: a dialer dials nothing before, and tries every tick until
+/// the database answers once.
+#[derive(Debug, Default)]
+pub(crate) struct Requeued(bool);
+
+impl Requeued {
+    /// Awaits `requeue` (the store's put-back of `what`) unless done already; true once done.
+    pub(crate) async fn once(
+        &mut self,
+        what: &str,
+        requeue: impl Future<Output = Result<u64, StoreError>>,
+    ) -> bool {
+        if self.0 {
+            return true;
+        }
+        match requeue.await {
+            Ok(n) => {
+                self.0 = true;
+                if n > 0 {
+                    info!(
+                        count = n,
+                        "{what} left dialing by the last run are pending again"
+                    );
+                }
+                true
+            }
+            Err(e) => {
+                debug!("{what} not picked up yet: {e}");
+                false
+            }
+        }
+    }
+}
+
 /// The result of one call-back attempt, reported by call control.
 #[derive(Debug, Clone)]
 pub struct AttemptReport {
@@ -81,7 +116,7 @@ pub struct Dialer {
     in_flight: HashMap<String, u32>,
     /// Results not yet stored (the database was unreachable); retried every tick.
     unsaved: Vec<(String, AttemptEnd)>,
-    requeued: bool,
+    requeued: Requeued,
     /// This server's name: the rows it takes carry it, so that a restart puts back only its
     /// own attempts (nodes sharing one database).
     node: String,
@@ -121,7 +156,7 @@ impl Dialer {
             reports_rx,
             in_flight: HashMap::new(),
             unsaved: Vec::new(),
-            requeued: false,
+            requeued: Requeued::default(),
             places,
             held: HashSet::new(),
             unstored: Vec::new(),
@@ -144,19 +179,9 @@ impl Dialer {
 
     async fn tick(&mut self) {
         let now = now_utc();
-        if !self.requeued {
-            match self.store.requeue_dialing_callbacks(&self.node, now).await {
-                Ok(n) => {
-                    self.requeued = true;
-                    if n > 0 {
-                        info!(
-                            count = n,
-                            "call-backs left dialing by the last run are pending again"
-                        );
-                    }
-                }
-                Err(e) => return debug!("call-backs not picked up yet: {e}"),
-            }
+        let requeue = self.store.requeue_dialing_callbacks(&self.node, now);
+        if !self.requeued.once("call-backs", requeue).await {
+            return;
         }
         self.save_unsaved(now).await;
         self.store_held().await;

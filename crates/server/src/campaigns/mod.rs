@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::callbacks::Requeued;
 use crate::callbacks::plan::{AttemptResult, Policy, parse_hhmm};
 use crate::calls::{CallInput, DialRequest, OutboundKind};
 use crate::config::Config;
@@ -90,7 +91,7 @@ pub struct Dialer {
     pacer: Pacer,
     /// Results not yet stored (the database was unreachable); retried every tick.
     unsaved: Vec<(String, ContactEnd)>,
-    requeued: bool,
+    requeued: Requeued,
     /// This server's name: the contacts it takes carry it, so that a restart puts back only
     /// its own attempts (nodes sharing one database).
     node: String,
@@ -115,7 +116,7 @@ impl Dialer {
             reports_rx,
             pacer: Pacer::default(),
             unsaved: Vec::new(),
-            requeued: false,
+            requeued: Requeued::default(),
         }
     }
 
@@ -134,19 +135,9 @@ impl Dialer {
 
     async fn tick(&mut self) {
         let now = now_utc();
-        if !self.requeued {
-            match self.store.requeue_dialing_contacts(&self.node, now).await {
-                Ok(n) => {
-                    self.requeued = true;
-                    if n > 0 {
-                        info!(
-                            count = n,
-                            "campaign contacts left dialing by the last run are pending again"
-                        );
-                    }
-                }
-                Err(e) => return debug!("campaigns not picked up yet: {e}"),
-            }
+        let requeue = self.store.requeue_dialing_contacts(&self.node, now);
+        if !self.requeued.once("campaign contacts", requeue).await {
+            return;
         }
         self.save_unsaved(now).await;
         if !self.config.trunks.iter().any(|t| t.outbound.is_some()) {

@@ -10,9 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use switchboard_store::chrono::{DateTime, Utc};
-use switchboard_store::{
-    Callback, CallbackStatus, CancelRefused, new_record_id, normalize_number, now_utc,
-};
+use switchboard_store::{Callback, CallbackStatus, CancelRefused, new_record_id, now_utc};
 use tracing::info;
 use utoipa::{IntoParams, ToSchema};
 
@@ -104,8 +102,7 @@ pub async fn create(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CallbackRequest>,
 ) -> Result<(StatusCode, Json<CallbackView>), ApiError> {
-    let number = normalize_number(&body.number)
-        .map_err(|e| ApiError::unprocessable(format!("number: {e}")))?;
+    let number = super::number_field(&body.number)?;
     let at = match body.at.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => Some(
@@ -118,13 +115,7 @@ pub async fn create(
                 .with_timezone(&Utc),
         ),
     };
-    let queue = body
-        .queue
-        .map(|q| q.trim().to_owned())
-        .filter(|q| !q.is_empty());
-    if let Some(q) = &queue {
-        super::require_queue(&state, q)?;
-    }
+    let queue = super::optional_queue(&state, body.queue)?;
     super::dnc::refuse_listed(&state, &number).await?;
     let callback = Callback {
         id: new_record_id(),

@@ -99,6 +99,24 @@ pub(super) fn path_number(raw: &str) -> Result<String, ApiError> {
     normalize_number(raw).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
+/// 201 when a PUT created the entry, 200 when it replaced one.
+pub(super) fn put_status(created: bool) -> StatusCode {
+    if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    }
+}
+
+/// 204 when a DELETE removed the entry, else 404 with `missing`.
+pub(super) fn delete_status(removed: bool, missing: String) -> Result<StatusCode, ApiError> {
+    if removed {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(missing))
+    }
+}
+
 /// The whole client directory, sorted by number.
 #[utoipa::path(
     get,
@@ -177,8 +195,7 @@ pub async fn put(
 ) -> Result<Response, ApiError> {
     let number = path_number(&number)?;
     if let Some(given) = &body.number {
-        let given =
-            normalize_number(given).map_err(|e| ApiError::unprocessable(format!("number: {e}")))?;
+        let given = super::number_field(given)?;
         if given != number {
             return Err(ApiError::unprocessable(format!(
                 "number: {given} differs from the number of the path, {number}"
@@ -217,12 +234,7 @@ pub async fn put(
         .await
         .map_err(ApiError::from_store)?;
     info!(number = %stored.number, created = !existed, "client stored through the API");
-    let status = if existed {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    Ok((status, Json(ClientView::from(stored))).into_response())
+    Ok((put_status(!existed), Json(ClientView::from(stored))).into_response())
 }
 
 /// Removes a client; its next call is treated as a new client's.
@@ -246,18 +258,16 @@ pub async fn delete(
     Path(number): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let number = path_number(&number)?;
-    if state
+    let removed = state
         .store
         .clients()
         .delete(&number)
         .await
-        .map_err(ApiError::from_store)?
-    {
+        .map_err(ApiError::from_store)?;
+    if removed {
         info!(%number, "client removed through the API");
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found(format!("no client {number}")))
     }
+    delete_status(removed, format!("no client {number}"))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use switchboard_engine::AgentStateKind;
-use switchboard_store::{new_record_id, normalize_number};
+use switchboard_store::new_record_id;
 use tracing::info;
 use utoipa::ToSchema;
 
@@ -65,19 +65,12 @@ pub async fn create(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<DialBody>,
 ) -> Result<(StatusCode, Json<DialView>), ApiError> {
-    let number = normalize_number(&body.number)
-        .map_err(|e| ApiError::unprocessable(format!("number: {e}")))?;
+    let number = super::number_field(&body.number)?;
     let agent = state
         .engine
         .agent_idx(&body.agent)
         .ok_or_else(|| ApiError::not_found(format!("no agent {:?}", body.agent)))?;
-    let queue = body
-        .queue
-        .map(|q| q.trim().to_owned())
-        .filter(|q| !q.is_empty());
-    if let Some(q) = &queue {
-        super::require_queue(&state, q)?;
-    }
+    let queue = super::optional_queue(&state, body.queue)?;
     super::dnc::refuse_listed(&state, &number).await?;
     if !state.config.trunks.iter().any(|t| t.outbound.is_some()) {
         return Err(ApiError::unprocessable(

@@ -11,7 +11,7 @@ use switchboard_store::{DncEntry, now_utc};
 use tracing::info;
 use utoipa::ToSchema;
 
-use super::clients::path_number;
+use super::clients::{delete_status, path_number, put_status};
 use super::error::{ApiError, ErrorBody};
 use crate::http::AppState;
 
@@ -132,12 +132,7 @@ pub async fn put(
         .map_err(ApiError::from_store)?
         .unwrap_or(entry);
     info!(%number, reason = ?stored.reason, added, "do-not-call list: number listed");
-    let status = if added {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(stored.into())))
+    Ok((put_status(added), Json(stored.into())))
 }
 
 /// Takes a number off the list.
@@ -161,17 +156,13 @@ pub async fn delete(
     Path(number): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let number = path_number(&number)?;
-    if state
+    let removed = state
         .store
         .delete_dnc(&number)
         .await
-        .map_err(ApiError::from_store)?
-    {
+        .map_err(ApiError::from_store)?;
+    if removed {
         info!(%number, "do-not-call list: number removed");
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found(format!(
-            "{number} is not on the do-not-call list"
-        )))
     }
+    delete_status(removed, format!("{number} is not on the do-not-call list"))
 }

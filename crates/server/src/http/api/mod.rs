@@ -136,6 +136,25 @@ fn time_text(t: switchboard_store::Timestamp) -> String {
     t.to_rfc3339_opts(switchboard_store::chrono::SecondsFormat::Millis, true)
 }
 
+/// The `number` field of a request, normalised; 422 naming the field when it is no number.
+fn number_field(raw: &str) -> Result<String, ApiError> {
+    switchboard_store::normalize_number(raw)
+        .map_err(|e| ApiError::unprocessable(format!("number: {e}")))
+}
+
+/// The optional `queue` field of a request, trimmed (blank is none); 422 unless it names a
+/// configured queue.
+fn optional_queue(
+    state: &crate::http::AppState,
+    queue: Option<String>,
+) -> Result<Option<String>, ApiError> {
+    let queue = queue.map(|q| q.trim().to_owned()).filter(|q| !q.is_empty());
+    if let Some(q) = &queue {
+        require_queue(state, q)?;
+    }
+    Ok(queue)
+}
+
 /// 422 unless `name` is a configured queue (the message lists them).
 fn require_queue(state: &crate::http::AppState, name: &str) -> Result<(), ApiError> {
     if state.engine.queue_idx(name).is_some() {

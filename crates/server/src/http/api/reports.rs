@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use switchboard_store::chrono::{DateTime, Duration, FixedOffset, SecondsFormat, Utc};
 use switchboard_store::reports::{AgentFigures, Period, QueueFigures, QueueReportQuery};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::{IntoParams, IntoResponses, ToSchema};
 
 use super::error::{ApiError, ApiQuery, ErrorBody};
 use crate::http::AppState;
@@ -110,6 +110,26 @@ fn period(q: &ReportQuery, zone: chrono_tz::Tz) -> Result<(Period, FixedOffset),
         },
         *from.offset(),
     ))
+}
+
+/// The period of `q` in the configured `[routing] timezone`.
+fn configured_period(state: &AppState, q: &ReportQuery) -> Result<(Period, FixedOffset), ApiError> {
+    period(
+        q,
+        crate::routing::daily::zone(&state.config.routing.timezone),
+    )
+}
+
+/// The answers every report shares besides its own 200 and 422.
+#[derive(Debug, IntoResponses)]
+#[allow(dead_code)] // Only its OpenAPI description is used.
+enum ReportRefusals {
+    #[response(status = 401, description = "Missing or wrong token")]
+    Unauthorized(ErrorBody),
+    #[response(status = 403, description = "An agent token")]
+    Forbidden(ErrorBody),
+    #[response(status = 503, description = "The database is unreachable")]
+    Unavailable(ErrorBody),
 }
 
 fn secs(ms: i64) -> i64 {
@@ -221,20 +241,15 @@ fn agent_row(f: AgentFigures, name: String, offset: FixedOffset) -> AgentRow {
     params(ReportQuery),
     responses(
         (status = 200, description = "One row per agent (JSON array, or CSV with a header row)", body = [AgentRow]),
-        (status = 401, description = "Missing or wrong token", body = ErrorBody),
-        (status = 403, description = "An agent token", body = ErrorBody),
         (status = 422, description = "Bad from/to/format", body = ErrorBody),
-        (status = 503, description = "The database is unreachable", body = ErrorBody),
+        ReportRefusals,
     )
 )]
 pub async fn agents(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ReportQuery>,
 ) -> Result<Response, ApiError> {
-    let (period, offset) = period(
-        &q,
-        crate::routing::daily::zone(&state.config.routing.timezone),
-    )?;
+    let (period, offset) = configured_period(&state, &q)?;
     let mut figures = state
         .store
         .agent_report(period, switchboard_store::now_utc())
@@ -325,20 +340,15 @@ const MAX_QUEUE_ROWS: i64 = 100_000;
     params(ReportQuery),
     responses(
         (status = 200, description = "One row per queue and interval (JSON array, or CSV with a header row)", body = [QueueRow]),
-        (status = 401, description = "Missing or wrong token", body = ErrorBody),
-        (status = 403, description = "An agent token", body = ErrorBody),
         (status = 422, description = "Bad from/to/interval/format", body = ErrorBody),
-        (status = 503, description = "The database is unreachable", body = ErrorBody),
+        ReportRefusals,
     )
 )]
 pub async fn queues(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ReportQuery>,
 ) -> Result<Response, ApiError> {
-    let (period, offset) = period(
-        &q,
-        crate::routing::daily::zone(&state.config.routing.timezone),
-    )?;
+    let (period, offset) = configured_period(&state, &q)?;
     let interval_ms = q.interval.unwrap_or_default().millis();
     let offset_ms = i64::from(offset.local_minus_utc()) * 1000;
     let threshold_s = state.config.routing.service_level_threshold_s;
@@ -461,20 +471,15 @@ const ABANDONED_HEADER: &[&str] = &[
     params(ReportQuery),
     responses(
         (status = 200, description = "One row per abandoned call (JSON array, or CSV with a header row)", body = [AbandonedRow]),
-        (status = 401, description = "Missing or wrong token", body = ErrorBody),
-        (status = 403, description = "An agent token", body = ErrorBody),
         (status = 422, description = "Bad from/to/format", body = ErrorBody),
-        (status = 503, description = "The database is unreachable", body = ErrorBody),
+        ReportRefusals,
     )
 )]
 pub async fn abandoned(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ReportQuery>,
 ) -> Result<Response, ApiError> {
-    let (period, offset) = period(
-        &q,
-        crate::routing::daily::zone(&state.config.routing.timezone),
-    )?;
+    let (period, offset) = configured_period(&state, &q)?;
     let calls = state
         .store
         .abandoned_report(period)
@@ -543,6 +548,31 @@ fn respond<T: Serialize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_refusals_document_like_inline_responses() {
+        use utoipa::OpenApi;
+        let doc = serde_json::to_value(super::super::ApiDoc::openapi()).unwrap();
+        let answer = |path: &str, method: &str, status: &str| {
+            doc["paths"][path][method]["responses"][status].clone()
+        };
+        // Written inline on those endpoints, with the same wording.
+        let unauthorized = answer("/api/v1/calls/{id}/disposition", "post", "401");
+        let forbidden = answer("/api/v1/calls/{id}/quality", "put", "403");
+        let unavailable = answer("/api/v1/calls/{id}/disposition", "post", "503");
+        assert!(unauthorized["content"]["application/json"]["schema"]["$ref"].is_string());
+        for path in [
+            "/api/v1/reports/agents",
+            "/api/v1/reports/queues",
+            "/api/v1/reports/abandoned",
+        ] {
+            assert_eq!(answer(path, "get", "401"), unauthorized, "{path}");
+            assert_eq!(answer(path, "get", "403"), forbidden, "{path}");
+            assert_eq!(answer(path, "get", "503"), unavailable, "{path}");
+            assert!(answer(path, "get", "200").is_object(), "{path}");
+            assert!(answer(path, "get", "422").is_object(), "{path}");
+        }
+    }
 
     fn keys<T: Serialize>(row: &T) -> Vec<String> {
         match serde_json::to_value(row).unwrap() {
