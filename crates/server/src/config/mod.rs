@@ -353,6 +353,15 @@ skill = "regional"
     }
 
     #[test]
+    fn socket_buffer_outside_its_range_is_refused() {
+        for kb in [0, 1 << 21] {
+            let text = minimal().replace("[sip]\n", &format!("[sip]\nudp_buffer_kb = {kb}\n"));
+            let errors = Config::from_toml(&text).unwrap_err();
+            assert_eq!(errors[0].path, "sip.udp_buffer_kb", "{errors:?}");
+        }
+    }
+
+    #[test]
     fn default_chain_needs_its_queue() {
         let text = minimal().replace(
             "name = \"regional\"\nskill = \"regional\"",

@@ -14,8 +14,8 @@ use super::DEMO_API_TOKEN;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SipConfig {
-    /// `udp:IP:PORT`, `tcp:IP:PORT`, `tls:IP:PORT` (needs `[tls]`); `ws:` and `wss:` are
-    /// accepted and reported as not served yet.
+    /// `udp:IP:PORT`, `tcp:IP:PORT`, `tls:IP:PORT` (needs `[tls]`), `ws:IP:PORT` and
+    /// `wss:IP:PORT` (SIP over WebSocket for browser agents; `wss:` needs `[tls]`).
     pub listen: Vec<String>,
     /// Registrar domain and digest realm.
     pub domain: String,

@@ -98,6 +98,12 @@ impl Config {
                 "must be at least sip.max_message_size",
             ));
         }
+        if !(64..=1_048_576).contains(&sip.udp_buffer_kb) {
+            errors.push(err(
+                "sip.udp_buffer_kb",
+                "must be between 64 and 1048576 KiB (the kernel caps what it grants; see the log)",
+            ));
+        }
         if sip.min_expires_s == 0 {
             errors.push(err("sip.min_expires_s", "must be positive"));
         }
