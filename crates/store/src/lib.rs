@@ -404,7 +404,6 @@ impl Store {
         Directory::new(self.inner.db.clone(), self.inner.directory.clone())
     }
 
-    /// Runs the migrations if start-up could not (database down then); for API calls.
     /// Runs one INSERT, UPDATE or DELETE on the migrated database; how many rows it changed.
     async fn execute(&self, sql: &str, vals: &[Val<'_>]) -> Result<u64, StoreError> {
         Ok(self.ready_db().await?.execute(sql, vals).await?)
@@ -416,6 +415,7 @@ impl Store {
         Ok(self.execute(sql, vals).await? > 0)
     }
 
+    /// The database, migrated first if start-up could not (database down then).
     async fn ready_db(&self) -> Result<&Db, StoreError> {
         if !self.inner.counters.migrated.load(Ordering::Relaxed) {
             let _guard = self.inner.migrate_lock.lock().await;
@@ -435,24 +435,18 @@ impl Store {
         since: Option<Timestamp>,
         limit: u32,
     ) -> Result<Vec<CallRecord>, StoreError> {
-        Ok(self
-            .ready_db()
-            .await?
-            .recent_calls(since, limit, false)
-            .await?)
+        self.recent_rows(since, limit, false).await
     }
 
-    /// As [`Self::recent_calls`], with the journal rows still open (calls in progress, or
-    /// left by a node that has not restarted yet) included.
+    /// As [`Self::recent_calls`]; with `open_journal`, the journal rows still open (calls in
+    /// progress, or left by a node that has not restarted yet) are included too.
     pub async fn recent_rows(
         &self,
         since: Option<Timestamp>,
         limit: u32,
+        open_journal: bool,
     ) -> Result<Vec<CallRecord>, StoreError> {
-        Ok(self
-            .ready_db()
-            .await?
-            .recent_calls(since, limit, true)
-            .await?)
+        let db = self.ready_db().await?;
+        Ok(db.recent_calls(since, limit, open_journal).await?)
     }
 }

@@ -61,7 +61,7 @@ async fn open(url: &str, spool: &std::path::Path, node: &str) -> Store {
 
 async fn calls_by_id(store: &Store) -> std::collections::BTreeMap<String, Vec<CallRecord>> {
     let mut by_id = std::collections::BTreeMap::<String, Vec<CallRecord>>::new();
-    for c in store.recent_rows(None, 100).await.unwrap() {
+    for c in store.recent_rows(None, 100, true).await.unwrap() {
         by_id.entry(c.id.clone()).or_default().push(c);
     }
     by_id
