@@ -141,11 +141,13 @@ impl Directory {
     /// Inserts or replaces a client (its number is normalised). Returns the stored client.
     pub async fn upsert(&self, client: Client) -> Result<Client, StoreError> {
         let client = validate(client)?;
-        let version = self
+        let stored = self
             .db
             .upsert_clients(std::slice::from_ref(&client), clock::now_utc())
             .await?;
-        self.cache.apply(version, vec![client.clone()], None);
+        if let Some(version) = stored {
+            self.cache.apply(version, vec![client.clone()], None);
+        }
         Ok(client)
     }
 
@@ -185,8 +187,7 @@ impl Directory {
     pub async fn import_csv_text(&self, text: &str) -> Result<ImportReport, StoreError> {
         let (clients, errors) = parse_csv(text);
         let imported = clients.len();
-        if !clients.is_empty() {
-            let version = self.db.upsert_clients(&clients, clock::now_utc()).await?;
+        if let Some(version) = self.db.upsert_clients(&clients, clock::now_utc()).await? {
             self.cache.apply(version, clients, None);
         }
         Ok(ImportReport { imported, errors })

@@ -685,21 +685,22 @@ impl Db {
         })
     }
 
-    /// Inserts or replaces clients in one transaction; returns the new directory version.
+    /// Inserts or replaces clients in one transaction; returns the new directory version
+    /// (`None` when `clients` is empty: nothing changed).
     pub(crate) async fn upsert_clients(
         &self,
         clients: &[Client],
         now: Timestamp,
-    ) -> Result<i64, sqlx::Error> {
+    ) -> Result<Option<i64>, sqlx::Error> {
         const SQL: &str = "INSERT INTO clients (number, name, type, manager, region, overdue_debt, updated_at) \
              VALUES ($1, $2, $3, $4, $5, CAST($6 AS NUMERIC), $7) \
              ON CONFLICT (number) DO UPDATE SET name = excluded.name, type = excluded.type, \
              manager = excluded.manager, region = excluded.region, \
              overdue_debt = excluded.overdue_debt, updated_at = excluded.updated_at";
-        on_db!(self, pool => {
-            let mut tx = pool.begin().await?;
-            for c in clients {
-                let vals = [
+        let rows: Vec<[Val<'_>; 7]> = clients
+            .iter()
+            .map(|c| {
+                [
                     Val::Text(Some(&c.number)),
                     Val::Text(Some(&c.name)),
                     Val::Text(Some(c.client_type.as_str())),
@@ -707,31 +708,42 @@ impl Db {
                     Val::Text(c.region.as_deref()),
                     Val::Owned(c.overdue_debt.to_string()),
                     Val::Ts(Some(now)),
-                ];
-                sqlx::query(SQL).bind_vals(&vals).execute(&mut *tx).await?;
-            }
-            let version = sqlx::query(
-                "UPDATE directory_version SET version = version + 1 WHERE id = 1 RETURNING version",
-            )
-            .fetch_one(&mut *tx)
-            .await?
-            .int("version")?;
-            tx.commit().await?;
-            Ok(version)
-        })
+                ]
+            })
+            .collect();
+        self.change_directory(SQL, &rows).await
     }
 
     /// Removes a client; returns the new directory version, or `None` when it was not there.
     pub(crate) async fn delete_client(&self, number: &str) -> Result<Option<i64>, sqlx::Error> {
-        let vals = [Val::Text(Some(number))];
+        let sql = "DELETE FROM clients WHERE number = $1";
+        self.change_directory(sql, &[[Val::Text(Some(number))]])
+            .await
+    }
+
+    /// Runs `sql` once per row of `binds`, in one transaction that also bumps the directory
+    /// version (the writers reload their caches when it moves). Returns the new version, or
+    /// `None` when no row changed (then nothing is committed and the version stays; with no
+    /// `binds`, the database is not asked at all).
+    async fn change_directory<const N: usize>(
+        &self,
+        sql: &'static str,
+        binds: &[[Val<'_>; N]],
+    ) -> Result<Option<i64>, sqlx::Error> {
+        if binds.is_empty() {
+            return Ok(None);
+        }
         on_db!(self, pool => {
             let mut tx = pool.begin().await?;
-            let gone = sqlx::query("DELETE FROM clients WHERE number = $1")
-                .bind_vals(&vals)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if gone == 0 {
+            let mut changed = 0;
+            for vals in binds {
+                changed += sqlx::query(sql)
+                    .bind_vals(vals)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
+            if changed == 0 {
                 tx.rollback().await?;
                 return Ok(None);
             }
