@@ -329,14 +329,26 @@ impl Store {
         node: &str,
         now: Timestamp,
     ) -> Result<u64, StoreError> {
+        let release = ", lease_until = NULL, last_result = 'interrupted'";
+        self.requeue_dialing("callbacks", release, node, now).await
+    }
+
+    /// Puts the rows of `table` (call-backs or campaign contacts) that `node` left `dialing`
+    /// back to `pending`, no longer held by it; `release` adds `SET` items (each with a
+    /// leading comma). Returns how many.
+    pub(crate) async fn requeue_dialing(
+        &self,
+        table: &'static str,
+        release: &'static str,
+        node: &str,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let sql = format!(
+            "UPDATE {table} SET status = 'pending', node = NULL{release}, updated_at = $1 \
+             WHERE status = 'dialing' AND node = $2"
+        );
         let vals = [Val::Ts(Some(now)), Val::Text(Some(node))];
-        self.execute(
-            "UPDATE callbacks SET status = 'pending', node = NULL, lease_until = NULL, \
-                 last_result = 'interrupted', updated_at = $1 \
-                 WHERE status = 'dialing' AND node = $2",
-            &vals,
-        )
-        .await
+        self.execute(&sql, &vals).await
     }
 
     /// How many call-backs are in each status.

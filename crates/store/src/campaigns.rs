@@ -345,13 +345,8 @@ impl Store {
         node: &str,
         now: Timestamp,
     ) -> Result<u64, StoreError> {
-        let vals = [Val::Ts(Some(now)), Val::Text(Some(node))];
-        self.execute(
-            "UPDATE campaign_contacts SET status = 'pending', node = NULL, updated_at = $1 \
-                 WHERE status = 'dialing' AND node = $2",
-            &vals,
-        )
-        .await
+        self.requeue_dialing("campaign_contacts", "", node, now)
+            .await
     }
 
     /// Numbers of the client directory to call: of `types` only when given, and with
