@@ -11,14 +11,15 @@ use std::time::Duration;
 use switchboard_engine::{CallRequest, HangupSide, Outcome, Purpose, Step};
 use switchboard_sip::dialog::{self, Dialog};
 use switchboard_sip::digest::{Challenge, answer_challenge};
-use switchboard_sip::{ClientTxnKey, Endpoint, Instant, Peer, ServerTxnKey};
+use switchboard_sip::{ClientTxnKey, Endpoint, Instant, Peer};
 use switchboard_sipmsg::{HeaderName, Method, Request, Response};
 use switchboard_store::{CallRecord, Direction, HangupSide as CdrHangup, Outcome as CdrOutcome};
 use tracing::{debug, info, warn};
 
-use super::legs::ack_and_bye;
+use super::dialogs::InDialog;
+use super::legs::{Unconfirmed, ack_and_bye, confirm_answer};
 use super::state::{AgentLeg, Side, Timer};
-use super::{Calls, engine_time, millis_between, respond, timestamp};
+use super::{Calls, engine_time, millis_between, timestamp};
 use crate::callbacks::AttemptReport;
 use crate::callbacks::plan::AttemptResult;
 use crate::calls::media::CallMedia;
@@ -529,20 +530,14 @@ impl Calls {
         leg: AgentLeg,
         resp: &Response,
     ) {
-        let Some(invite) = ep.client_request(leg.txn).cloned() else {
+        let confirmed = confirm_answer(ep, now, &leg, resp);
+        if let Err(Unconfirmed::InviteGone) = confirmed {
             return;
-        };
-        let dialog = match dialog::ack_for_2xx(&invite, resp) {
-            Ok(ack) => {
-                ep.send_ack(now, leg.dest.clone(), ack);
-                Dialog::from_uac(&invite, resp).ok()
-            }
-            Err(_) => None,
-        };
+        }
         let Some(out) = self.outbound.get_mut(&key) else {
             return;
         };
-        let Some(dialog) = dialog else {
+        let Ok(dialog) = confirmed else {
             warn!(call = key, "agent 2xx without a usable dialog");
             return self.end_outbound(ep, now, key, OutResult::AgentNoAnswer, CdrHangup::System);
         };
@@ -638,11 +633,9 @@ impl Calls {
         &mut self,
         ep: &mut Endpoint,
         now: Instant,
-        txn: ServerTxnKey,
-        req: &Request,
-        key: u64,
-        side: Side,
+        rq: InDialog<'_>,
     ) -> bool {
+        let InDialog { req, key, side, .. } = rq;
         let Some(out) = self.outbound.get_mut(&key) else {
             return false;
         };
@@ -658,7 +651,7 @@ impl Calls {
         }
         match req.method {
             Method::Bye => {
-                respond(ep, now, txn, req, 200, "OK", None);
+                rq.respond(ep, now, 200, "OK");
                 let hangup = match side {
                     Side::Caller => CdrHangup::Caller,
                     Side::Agent => CdrHangup::Agent,
@@ -685,17 +678,15 @@ impl Calls {
                         resp.headers
                             .push(HeaderName::ContentType, "application/sdp");
                         resp.body = sdp;
-                        if let Err(e) = ep.respond(now, txn, resp) {
-                            debug!("response not sent: {e}");
-                        }
+                        rq.reply(ep, now, resp);
                     }
                     Err(e) => {
                         info!(call = key, "outbound re-offer refused: {e}");
-                        respond(ep, now, txn, req, 488, "Not Acceptable Here", None);
+                        rq.respond(ep, now, 488, "Not Acceptable Here");
                     }
                 }
             }
-            _ => respond(ep, now, txn, req, 200, "OK", None),
+            _ => rq.respond(ep, now, 200, "OK"),
         }
         true
     }

@@ -15,7 +15,7 @@ use switchboard_store::{
 use tracing::{debug, info, warn};
 
 use super::state::{Call, Ended, Phase, SegmentEnd};
-use super::{Calls, millis_between, state_name, timestamp};
+use super::{Calls, millis_between, timestamp};
 use crate::calls::media::CallMediaStats;
 use crate::http::events::LiveEvent;
 
@@ -484,15 +484,15 @@ impl Calls {
         debug!(agent = %id, from = ?from, to = ?to, "agent state");
         self.events.send(LiveEvent::AgentState {
             agent: id.clone(),
-            state: state_name(to).to_owned(),
+            state: to.as_str().to_owned(),
         });
         let record = switchboard_store::AgentSessionEvent {
             id: switchboard_store::new_record_id(),
             at: switchboard_store::now_utc(),
             agent_id: id,
             event: switchboard_store::AgentEventKind::State,
-            state: Some(state_name(to).to_owned()),
-            reason: Some(format!("from {}", state_name(from))),
+            state: Some(to.as_str().to_owned()),
+            reason: Some(format!("from {}", from.as_str())),
         };
         if let Err(e) = self.records.send(record) {
             warn!("agent session record not accepted: {e}");
