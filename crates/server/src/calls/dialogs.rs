@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use switchboard_sip::dialog::Dialog;
 use switchboard_sip::extensions::{self, MIN_SE_S, SessionExpires};
-use switchboard_sip::{ClientTxnKey, Endpoint, Instant, Peer, ServerTxnKey};
+use switchboard_sip::{Endpoint, Instant, Peer, ServerTxnKey};
 use switchboard_sipmsg::{ContactValue, HeaderName, Host, Method, NameAddr, Request, Response};
 use tracing::{debug, info, warn};
 
+use super::legs::CallResponse;
 use super::state::{Call, Ended, Phase, Side, Timer};
 use super::{Calls, respond};
 
@@ -47,7 +48,7 @@ impl Calls {
         let Some(dialog) = self.calls.get_mut(&key).and_then(|c| dialog_of(c, side)) else {
             return false;
         };
-        if !dialog.matches(req) {
+        if !rq.enter(dialog) {
             info!(call = key, method = %req.method, peer = %src.addr, "in-dialog request with foreign tags: 481");
             return false;
         }
@@ -57,17 +58,10 @@ impl Calls {
         {
             dialog.remote_target = target;
         }
-        if let Ok(cseq) = req.cseq() {
-            dialog.remote_seq = Some(cseq.seq);
-        }
         match req.method {
             Method::Bye => {
                 rq.respond(ep, now, 200, "OK");
-                let how = match side {
-                    Side::Caller => Ended::CallerHungUp,
-                    Side::Agent => Ended::AgentHungUp,
-                };
-                self.end_call(ep, now, key, how);
+                self.end_call(ep, now, key, side.hung_up());
             }
             Method::Invite | Method::Update => self.offer_in_dialog(ep, now, rq),
             Method::Prack => {
@@ -128,8 +122,8 @@ impl Calls {
         ok.headers
             .push(HeaderName::Supported, extensions::SUPPORTED);
         let sdp = match side {
-            Side::Caller => caller_offer(call, key, now, req),
-            Side::Agent => agent_offer(call, key, now, req),
+            Side::Caller => caller_offer(call, now, rq),
+            Side::Agent => agent_offer(call, now, rq),
         };
         let sdp = match sdp {
             Ok(sdp) => sdp,
@@ -298,18 +292,16 @@ impl Calls {
         self.end_call_warning(ep, now, key, Ended::SessionExpired, why);
     }
 
-    /// A response to a request of ours that is not an agent leg's INVITE: the session
-    /// refresh (2xx re-arms the timer; a 2xx to a re-INVITE is ACKed), BYE, NOTIFY.
+    /// A response to a request of ours in call `key` that is not an agent leg's INVITE: the
+    /// session refresh (2xx re-arms the timer; a 2xx to a re-INVITE is ACKed), BYE, NOTIFY.
     pub(super) fn on_other_response(
         &mut self,
         ep: &mut Endpoint,
         now: Instant,
-        txn: ClientTxnKey,
-        resp: &Response,
+        r: CallResponse<'_>,
     ) {
-        let Some(key) = self.by_client_txn.remove(&txn) else {
-            return;
-        };
+        let CallResponse { key, txn, resp } = r;
+        self.by_client_txn.remove(&txn);
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
@@ -353,6 +345,18 @@ pub(super) struct InDialog<'a> {
 }
 
 impl InDialog<'_> {
+    /// Takes the request into `dialog` when it is that dialog's (RFC 3261 §12.2.2: Call-ID
+    /// and both tags match): its CSeq becomes the remote sequence number. False: it is not.
+    pub fn enter(&self, dialog: &mut Dialog) -> bool {
+        if !dialog.matches(self.req) {
+            return false;
+        }
+        if let Ok(cseq) = self.req.cseq() {
+            dialog.remote_seq = Some(cseq.seq);
+        }
+        true
+    }
+
     /// Answers the request with a bare `status` and `reason`.
     pub fn respond(&self, ep: &mut Endpoint, now: Instant, status: u16, reason: &str) {
         respond(ep, now, self.txn, self.req, status, reason, None);
@@ -387,10 +391,10 @@ fn dialog_of(call: &mut Call, side: Side) -> Option<&mut Dialog> {
 /// re-INVITE; an UPDATE without SDP is a refresh and gets none). `Ok(None)`: no SDP.
 fn caller_offer(
     call: &mut Call,
-    key: u64,
     now: Instant,
-    req: &Request,
+    rq: InDialog<'_>,
 ) -> Result<Option<Vec<u8>>, String> {
+    let InDialog { req, key, .. } = rq;
     if req.body.is_empty() {
         return Ok((req.method == Method::Invite).then(|| call.media.caller_new_offer()));
     }
@@ -403,12 +407,8 @@ fn caller_offer(
 }
 
 /// Our answer to the agent's offer (hold / resume / a new address).
-fn agent_offer(
-    call: &mut Call,
-    key: u64,
-    now: Instant,
-    req: &Request,
-) -> Result<Option<Vec<u8>>, String> {
+fn agent_offer(call: &mut Call, now: Instant, rq: InDialog<'_>) -> Result<Option<Vec<u8>>, String> {
+    let InDialog { req, key, .. } = rq;
     if req.body.is_empty() {
         // A re-INVITE without SDP gets our offer (a browser's from its WebRTC leg); the
         // answer comes in the ACK. An UPDATE without SDP is a refresh.

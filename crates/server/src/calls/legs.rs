@@ -143,7 +143,12 @@ impl Calls {
         if let Some(key) = self.outbound_txn(txn)
             && !self.orphans.contains_key(&txn)
         {
-            return self.outbound_response(ep, now, key, txn, &resp);
+            let r = CallResponse {
+                key,
+                txn,
+                resp: &resp,
+            };
+            return self.outbound_response(ep, now, r);
         }
         let status = resp.status;
         if status < 200 {
@@ -185,7 +190,12 @@ impl Calls {
                 return;
             }
             // Not an agent leg: a request of ours inside the caller's dialog.
-            self.on_other_response(ep, now, txn, &resp);
+            let r = CallResponse {
+                key,
+                txn,
+                resp: &resp,
+            };
+            self.on_other_response(ep, now, r);
             return;
         };
         let RingingLeg { leg, state } = ringing.legs.remove(pos);
@@ -463,6 +473,14 @@ fn cancel_legs_of(ep: &mut Endpoint, now: Instant, legs: &mut [RingingLeg], agen
 }
 
 /// A 2xx we do not want (another leg won, or the call is over): ACK it, then BYE it.
+/// A response to a request of ours in call `key`, on client transaction `txn`.
+#[derive(Clone, Copy)]
+pub(super) struct CallResponse<'a> {
+    pub key: u64,
+    pub txn: ClientTxnKey,
+    pub resp: &'a Response,
+}
+
 /// Why a 2xx to an agent leg's INVITE confirmed no dialog.
 pub(super) enum Unconfirmed {
     /// The endpoint no longer knows the INVITE: nothing was ACKed.

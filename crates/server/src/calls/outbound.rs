@@ -17,7 +17,7 @@ use switchboard_store::{CallRecord, Direction, HangupSide as CdrHangup, Outcome 
 use tracing::{debug, info, warn};
 
 use super::dialogs::InDialog;
-use super::legs::{Unconfirmed, ack_and_bye, confirm_answer};
+use super::legs::{CallResponse, Unconfirmed, ack_and_bye, confirm_answer};
 use super::state::{AgentLeg, Side, Timer};
 use super::{Calls, engine_time, millis_between, timestamp};
 use crate::callbacks::AttemptReport;
@@ -370,10 +370,9 @@ impl Calls {
         &mut self,
         ep: &mut Endpoint,
         now: Instant,
-        key: u64,
-        txn: ClientTxnKey,
-        resp: &Response,
+        r: CallResponse<'_>,
     ) {
+        let CallResponse { key, txn, resp } = r;
         let Some(out) = self.outbound.get_mut(&key) else {
             return;
         };
@@ -643,19 +642,12 @@ impl Calls {
             Side::Caller => out.customer.as_mut().and_then(|c| c.dialog.as_mut()),
             Side::Agent => out.agent.as_mut().map(|a| &mut a.dialog),
         };
-        let Some(dialog) = dialog.filter(|d| d.matches(req)) else {
+        if !dialog.is_some_and(|d| rq.enter(d)) {
             return false;
-        };
-        if let Ok(cseq) = req.cseq() {
-            dialog.remote_seq = Some(cseq.seq);
         }
         match req.method {
             Method::Bye => {
                 rq.respond(ep, now, 200, "OK");
-                let hangup = match side {
-                    Side::Caller => CdrHangup::Caller,
-                    Side::Agent => CdrHangup::Agent,
-                };
                 let result = if out.answered_at.is_some() {
                     OutResult::Answered
                 } else if side == Side::Agent {
@@ -664,7 +656,7 @@ impl Calls {
                 } else {
                     OutResult::Failed
                 };
-                self.end_outbound(ep, now, key, result, hangup);
+                self.end_outbound(ep, now, key, result, side.hangup());
             }
             Method::Invite | Method::Update if !req.body.is_empty() => {
                 // Hold, resume or a new media address: re-point that leg, answer.
