@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 use super::dialogs::InDialog;
 use super::legs::{CallResponse, Unconfirmed, ack_and_bye, confirm_answer};
 use super::state::{AgentLeg, Side, Timer};
-use super::{Calls, engine_time, millis_between, timestamp};
+use super::{Calls, engine_time};
 use crate::callbacks::AttemptReport;
 use crate::callbacks::plan::AttemptResult;
 use crate::calls::media::CallMedia;
@@ -804,30 +804,26 @@ impl Calls {
             "call ended"
         );
         let record = CallRecord {
-            id: out.record_id.clone(),
             sip_call_id,
-            direction: Direction::Outbound,
             trunk: self.trunks.get(out.trunk).map(|t| t.name.clone()),
-            caller: self.caller_id(Some(out.trunk)),
-            dialed: out.number.clone(),
-            client_number: Some(out.number.clone()),
-            client_class: None,
-            purpose: None,
             queue: out.queue.clone(),
             agent_id: agent_answered.then(|| out.agent_id.clone()),
-            route,
-            started_at: timestamp(out.started_at),
-            queued_at: Some(timestamp(out.started_at)),
-            answered_at: out.answered_at.map(timestamp),
-            ended_at: timestamp(now),
-            wait_ms: millis_between(out.started_at, out.answered_at.unwrap_or(now)),
-            talk_ms: out.answered_at.map_or(0, |a| millis_between(a, now)),
-            outcome,
             hangup_side: side,
-            recording: stats.recording.as_ref().map(|p| p.display().to_string()),
-            journal: None,
             callback_id: out.callback_id.clone(),
             campaign: out.campaign.as_ref().map(|c| c.campaign_id.clone()),
+            ..super::records::ended_after(
+                now,
+                out.record_id.clone(),
+                Direction::Outbound,
+                (out.started_at, out.started_at, out.answered_at),
+                &stats,
+                (
+                    self.caller_id(Some(out.trunk)),
+                    out.number.clone(),
+                    out.number.clone(),
+                ),
+                (outcome, route),
+            )
         };
         report_attempt(out.report.as_ref(), out.callback_id.as_deref(), result);
         if let Some(c) = &out.campaign {
