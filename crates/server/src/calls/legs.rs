@@ -472,7 +472,6 @@ fn cancel_legs_of(ep: &mut Endpoint, now: Instant, legs: &mut [RingingLeg], agen
     }
 }
 
-/// A 2xx we do not want (another leg won, or the call is over): ACK it, then BYE it.
 /// A response to a request of ours in call `key`, on client transaction `txn`.
 #[derive(Clone, Copy)]
 pub(super) struct CallResponse<'a> {
@@ -506,6 +505,7 @@ pub(super) fn confirm_answer(
     Dialog::from_uac(&invite, resp).map_err(|_| Unconfirmed::NoDialog)
 }
 
+/// A 2xx we do not want (another leg won, or the call is over): ACK it, then BYE it.
 pub(super) fn ack_and_bye(
     ep: &mut Endpoint,
     now: Instant,
