@@ -9,65 +9,61 @@ use std::time::Duration;
 
 use switchboard_sip::dialog::Dialog;
 use switchboard_sip::extensions::{self, MIN_SE_S, SessionExpires};
-use switchboard_sip::{ClientTxnKey, Endpoint, Instant, Peer, ServerTxnKey};
+use switchboard_sip::{Endpoint, Instant, Peer, ServerTxnKey};
 use switchboard_sipmsg::{ContactValue, HeaderName, Host, Method, NameAddr, Request, Response};
 use tracing::{debug, info, warn};
 
+use super::legs::CallResponse;
 use super::state::{Call, Ended, Phase, Side, Timer};
 use super::{Calls, respond};
 
 impl Calls {
-    /// A request that is not the endpoint's business. Returns false when call control has
-    /// nothing to do with it (the caller answers it generically with 481).
+    /// A request that is not the endpoint's business and not a new call's INVITE. Returns
+    /// false when call control has nothing to do with it (the caller answers it generically
+    /// with 481).
     pub(super) fn on_request(
         &mut self,
         ep: &mut Endpoint,
         now: Instant,
         txn: ServerTxnKey,
-        req: Request,
-        src: Peer,
+        req: &Request,
+        src: &Peer,
     ) -> bool {
-        let to_tag = req.to_hdr().ok().and_then(|t| t.tag().map(str::to_owned));
-        if to_tag.is_none() {
-            if req.method == Method::Invite {
-                self.new_call(ep, now, txn, req, src);
-                return true;
-            }
+        if !in_dialog(req) {
             return false;
         }
         let Some(&(key, side)) = req.call_id().and_then(|c| self.by_sip_call_id.get(c)) else {
             return false;
         };
+        let rq = InDialog {
+            txn,
+            req,
+            key,
+            side,
+        };
         if self.outbound.contains_key(&key) {
-            return self.outbound_request(ep, now, txn, &req, key, side);
+            return self.outbound_request(ep, now, rq);
         }
         // RFC 3261 §12.2.2: the Call-ID alone is not a dialog; both tags must match too.
         let Some(dialog) = self.calls.get_mut(&key).and_then(|c| dialog_of(c, side)) else {
             return false;
         };
-        if !dialog.matches(&req) {
+        if !rq.enter(dialog) {
             info!(call = key, method = %req.method, peer = %src.addr, "in-dialog request with foreign tags: 481");
             return false;
         }
         // Target refresh (§12.2.2): a re-INVITE or UPDATE may move the peer's Contact.
         if matches!(req.method, Method::Invite | Method::Update)
-            && let Some(target) = first_contact(&req)
+            && let Some(target) = first_contact(req)
         {
             dialog.remote_target = target;
         }
-        if let Ok(cseq) = req.cseq() {
-            dialog.remote_seq = Some(cseq.seq);
-        }
         match req.method {
             Method::Bye => {
-                respond(ep, now, txn, &req, 200, "OK", None);
-                let how = match side {
-                    Side::Caller => Ended::CallerHungUp,
-                    Side::Agent => Ended::AgentHungUp,
-                };
-                self.end_call(ep, now, key, how);
+                rq.respond(ep, now, 200, "OK");
+                self.end_call(ep, now, key, side.hung_up());
             }
-            Method::Invite | Method::Update => self.offer_in_dialog(ep, now, txn, &req, key, side),
+            Method::Invite | Method::Update => self.offer_in_dialog(ep, now, rq),
             Method::Prack => {
                 // RFC 3262 §3: a PRACK must name the RSeq of a reliable provisional response
                 // we sent; ours (the 180) carries no SDP, so confirming it is all there is.
@@ -77,29 +73,21 @@ impl Calls {
                     .and_then(|v| v.split_whitespace().next()?.parse::<u32>().ok());
                 let sent = self.calls.get(&key).map_or(0, |c| c.caller_leg.rseq);
                 if side == Side::Caller && sent > 0 && rack == Some(sent) {
-                    respond(ep, now, txn, &req, 200, "OK", None);
+                    rq.respond(ep, now, 200, "OK");
                 } else {
-                    respond(
-                        ep,
-                        now,
-                        txn,
-                        &req,
-                        481,
-                        "No Matching Reliable Response",
-                        None,
-                    );
+                    rq.respond(ep, now, 481, "No Matching Reliable Response");
                 }
             }
-            Method::Refer if side == Side::Agent => self.refer(ep, now, txn, &req, key),
+            Method::Refer if side == Side::Agent => self.refer(ep, now, rq),
             Method::Info if side == Side::Caller => {
-                respond(ep, now, txn, &req, 200, "OK", None);
-                if let Some(digit) = info_dtmf(&req) {
+                rq.respond(ep, now, 200, "OK");
+                if let Some(digit) = info_dtmf(req) {
                     self.on_digit(ep, now, key, digit);
                 }
             }
             _ => {
                 // NOTIFY, MESSAGE and the like inside a call: accepted, no action.
-                respond(ep, now, txn, &req, 200, "OK", None);
+                rq.respond(ep, now, 200, "OK");
             }
         }
         true
@@ -108,15 +96,8 @@ impl Calls {
     /// A re-INVITE or UPDATE from either side: the offer (if any) re-points that leg of the
     /// relay and gets our answer; a re-INVITE without SDP gets our offer (the answer comes in
     /// the ACK); a session-timer refresh re-arms the timer.
-    fn offer_in_dialog(
-        &mut self,
-        ep: &mut Endpoint,
-        now: Instant,
-        txn: ServerTxnKey,
-        req: &Request,
-        key: u64,
-        side: Side,
-    ) {
+    fn offer_in_dialog(&mut self, ep: &mut Endpoint, now: Instant, rq: InDialog<'_>) {
+        let InDialog { req, key, side, .. } = rq;
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
@@ -127,7 +108,7 @@ impl Calls {
         {
             let mut resp = Response::from_request(req, 491, "Request Pending", None);
             resp.headers.push(HeaderName::RetryAfter, "1");
-            let _ = ep.respond(now, txn, resp);
+            rq.reply(ep, now, resp);
             return;
         }
         let mut ok = Response::from_request(req, 200, "OK", None);
@@ -141,14 +122,14 @@ impl Calls {
         ok.headers
             .push(HeaderName::Supported, extensions::SUPPORTED);
         let sdp = match side {
-            Side::Caller => caller_offer(call, key, now, req),
-            Side::Agent => agent_offer(call, key, now, req),
+            Side::Caller => caller_offer(call, now, rq),
+            Side::Agent => agent_offer(call, now, rq),
         };
         let sdp = match sdp {
             Ok(sdp) => sdp,
             Err(e) => {
                 warn!(call = key, method = %req.method, "offer refused: {e}");
-                respond(ep, now, txn, req, 488, "Not Acceptable Here", None);
+                rq.respond(ep, now, 488, "Not Acceptable Here");
                 return;
             }
         };
@@ -163,7 +144,7 @@ impl Calls {
                 let mut resp = Response::from_request(req, 422, "Session Interval Too Small", None);
                 resp.headers
                     .push(extensions::min_se_header(), MIN_SE_S.to_string());
-                let _ = ep.respond(now, txn, resp);
+                rq.reply(ep, now, resp);
                 return;
             }
             let timer = super::inbound::negotiate_timer(
@@ -181,7 +162,7 @@ impl Calls {
             ok.headers.push(HeaderName::ContentType, "application/sdp");
             ok.body = body;
         }
-        let _ = ep.respond(now, txn, ok);
+        rq.reply(ep, now, ok);
         if refreshed {
             debug!(call = key, "session refreshed by the caller");
             self.arm_session_timer(now, key);
@@ -307,25 +288,20 @@ impl Calls {
 
     /// Call `key`'s session timer ran out (RFC 4028 §10): BYE both sides.
     pub(super) fn session_expired(&mut self, ep: &mut Endpoint, now: Instant, key: u64) {
-        warn!(
-            call = key,
-            "session timer expired without a refresh: ending the call"
-        );
-        self.end_call(ep, now, key, Ended::SessionExpired);
+        let why = "session timer expired without a refresh: ending the call";
+        self.end_call_warning(ep, now, key, Ended::SessionExpired, why);
     }
 
-    /// A response to a request of ours that is not an agent leg's INVITE: the session
-    /// refresh (2xx re-arms the timer; a 2xx to a re-INVITE is ACKed), BYE, NOTIFY.
+    /// A response to a request of ours in call `key` that is not an agent leg's INVITE: the
+    /// session refresh (2xx re-arms the timer; a 2xx to a re-INVITE is ACKed), BYE, NOTIFY.
     pub(super) fn on_other_response(
         &mut self,
         ep: &mut Endpoint,
         now: Instant,
-        txn: ClientTxnKey,
-        resp: &Response,
+        r: CallResponse<'_>,
     ) {
-        let Some(key) = self.by_client_txn.remove(&txn) else {
-            return;
-        };
+        let CallResponse { key, txn, resp } = r;
+        self.by_client_txn.remove(&txn);
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
@@ -358,6 +334,48 @@ impl Calls {
     }
 }
 
+/// A request inside one of a call's dialogs, with what it is answered on and belongs to:
+/// its server transaction, the call and the side whose dialog it came in.
+#[derive(Clone, Copy)]
+pub(super) struct InDialog<'a> {
+    pub txn: ServerTxnKey,
+    pub req: &'a Request,
+    pub key: u64,
+    pub side: Side,
+}
+
+impl InDialog<'_> {
+    /// Takes the request into `dialog` when it is that dialog's (RFC 3261 §12.2.2: Call-ID
+    /// and both tags match): its CSeq becomes the remote sequence number. False: it is not.
+    pub fn enter(&self, dialog: &mut Dialog) -> bool {
+        if !dialog.matches(self.req) {
+            return false;
+        }
+        if let Ok(cseq) = self.req.cseq() {
+            dialog.remote_seq = Some(cseq.seq);
+        }
+        true
+    }
+
+    /// Answers the request with a bare `status` and `reason`.
+    pub fn respond(&self, ep: &mut Endpoint, now: Instant, status: u16, reason: &str) {
+        respond(ep, now, self.txn, self.req, status, reason, None);
+    }
+
+    /// Answers the request with `resp`, built from it.
+    pub fn reply(&self, ep: &mut Endpoint, now: Instant, resp: Response) {
+        if let Err(e) = ep.respond(now, self.txn, resp) {
+            debug!(call = self.key, "response not sent: {e}");
+        }
+    }
+}
+
+/// Whether `req` names a dialog (its To has a tag, RFC 3261 §12.2): an INVITE without one
+/// starts a new call.
+pub(super) fn in_dialog(req: &Request) -> bool {
+    req.to_hdr().ok().is_some_and(|t| t.tag().is_some())
+}
+
 /// The dialog of `call` on `side`, once it exists (the agent's only while talking).
 fn dialog_of(call: &mut Call, side: Side) -> Option<&mut Dialog> {
     match side {
@@ -373,10 +391,10 @@ fn dialog_of(call: &mut Call, side: Side) -> Option<&mut Dialog> {
 /// re-INVITE; an UPDATE without SDP is a refresh and gets none). `Ok(None)`: no SDP.
 fn caller_offer(
     call: &mut Call,
-    key: u64,
     now: Instant,
-    req: &Request,
+    rq: InDialog<'_>,
 ) -> Result<Option<Vec<u8>>, String> {
+    let InDialog { req, key, .. } = rq;
     if req.body.is_empty() {
         return Ok((req.method == Method::Invite).then(|| call.media.caller_new_offer()));
     }
@@ -389,12 +407,8 @@ fn caller_offer(
 }
 
 /// Our answer to the agent's offer (hold / resume / a new address).
-fn agent_offer(
-    call: &mut Call,
-    key: u64,
-    now: Instant,
-    req: &Request,
-) -> Result<Option<Vec<u8>>, String> {
+fn agent_offer(call: &mut Call, now: Instant, rq: InDialog<'_>) -> Result<Option<Vec<u8>>, String> {
+    let InDialog { req, key, .. } = rq;
     if req.body.is_empty() {
         // A re-INVITE without SDP gets our offer (a browser's from its WebRTC leg); the
         // answer comes in the ACK. An UPDATE without SDP is a refresh.

@@ -13,6 +13,20 @@ use super::state::{Call, Ended, LegState, Phase, SegmentEnd, Timer};
 use super::{Calls, engine_time};
 
 impl Calls {
+    /// Ends call `key` as `how` for a reason an operator should see: `why` is logged as a
+    /// warning first.
+    pub(super) fn end_call_warning(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        key: u64,
+        how: Ended,
+        why: &str,
+    ) {
+        warn!(call = key, "{why}");
+        self.end_call(ep, now, key, how);
+    }
+
     pub(super) fn end_call(&mut self, ep: &mut Endpoint, now: Instant, key: u64, how: Ended) {
         let Some(mut call) = self.calls.remove(&key) else {
             return;

@@ -143,7 +143,12 @@ impl Calls {
         if let Some(key) = self.outbound_txn(txn)
             && !self.orphans.contains_key(&txn)
         {
-            return self.outbound_response(ep, now, key, txn, &resp);
+            let r = CallResponse {
+                key,
+                txn,
+                resp: &resp,
+            };
+            return self.outbound_response(ep, now, r);
         }
         let status = resp.status;
         if status < 200 {
@@ -185,13 +190,30 @@ impl Calls {
                 return;
             }
             // Not an agent leg: a request of ours inside the caller's dialog.
-            self.on_other_response(ep, now, txn, &resp);
+            let r = CallResponse {
+                key,
+                txn,
+                resp: &resp,
+            };
+            self.on_other_response(ep, now, r);
             return;
         };
         let RingingLeg { leg, state } = ringing.legs.remove(pos);
         if (200..300).contains(&status) {
-            // The answered INVITE stays mapped while the call talks: a forked 2xx finds it.
-            self.answered(ep, now, key, leg, &resp);
+            match confirm_answer(ep, now, &leg, &resp) {
+                // The answered INVITE stays mapped while the call talks: a forked 2xx finds it.
+                Ok(dialog) => self.answered(ep, now, key, leg, dialog, &resp),
+                Err(Unconfirmed::InviteGone) => {
+                    warn!(call = key, "answered INVITE no longer known");
+                }
+                Err(Unconfirmed::NoDialog) => {
+                    warn!(
+                        call = key,
+                        "agent 2xx without a usable dialog; treating as a failure"
+                    );
+                    self.by_client_txn.remove(&txn);
+                }
+            }
             return;
         }
         self.by_client_txn.remove(&txn);
@@ -229,33 +251,17 @@ impl Calls {
         self.on_response(ep, now, txn, resp);
     }
 
+    /// Agent leg `leg` answered call `key` and its 2xx confirmed `dialog`: the call is
+    /// bridged to it, every other leg is cancelled.
     fn answered(
         &mut self,
         ep: &mut Endpoint,
         now: Instant,
         key: u64,
         leg: AgentLeg,
+        dialog: Dialog,
         resp: &Response,
     ) {
-        let Some(invite) = ep.client_request(leg.txn).cloned() else {
-            warn!(call = key, "answered INVITE no longer known");
-            return;
-        };
-        let dialog = match dialog::ack_for_2xx(&invite, resp) {
-            Ok(ack) => {
-                ep.send_ack(now, leg.dest.clone(), ack);
-                Dialog::from_uac(&invite, resp)
-            }
-            Err(e) => Err(e),
-        };
-        let Ok(dialog) = dialog else {
-            warn!(
-                call = key,
-                "agent 2xx without a usable dialog; treating as a failure"
-            );
-            self.by_client_txn.remove(&leg.txn);
-            return;
-        };
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
@@ -464,6 +470,39 @@ fn cancel_legs_of(ep: &mut Endpoint, now: Instant, legs: &mut [RingingLeg], agen
             let _ = ep.cancel(now, l.leg.txn);
         }
     }
+}
+
+/// A response to a request of ours in call `key`, on client transaction `txn`.
+#[derive(Clone, Copy)]
+pub(super) struct CallResponse<'a> {
+    pub key: u64,
+    pub txn: ClientTxnKey,
+    pub resp: &'a Response,
+}
+
+/// Why a 2xx to an agent leg's INVITE confirmed no dialog.
+pub(super) enum Unconfirmed {
+    /// The endpoint no longer knows the INVITE: nothing was ACKed.
+    InviteGone,
+    /// The 2xx cannot be ACKed or makes no usable dialog.
+    NoDialog,
+}
+
+/// ACKs the 2xx that answered agent leg `leg` (RFC 3261 §13.2.2.4), where its INVITE went,
+/// and returns the dialog the 2xx confirms.
+pub(super) fn confirm_answer(
+    ep: &mut Endpoint,
+    now: Instant,
+    leg: &AgentLeg,
+    resp: &Response,
+) -> Result<Dialog, Unconfirmed> {
+    let invite = ep
+        .client_request(leg.txn)
+        .cloned()
+        .ok_or(Unconfirmed::InviteGone)?;
+    let ack = dialog::ack_for_2xx(&invite, resp).map_err(|_| Unconfirmed::NoDialog)?;
+    ep.send_ack(now, leg.dest.clone(), ack);
+    Dialog::from_uac(&invite, resp).map_err(|_| Unconfirmed::NoDialog)
 }
 
 /// A 2xx we do not want (another leg won, or the call is over): ACK it, then BYE it.

@@ -222,18 +222,6 @@ fn millis_between(a: Instant, b: Instant) -> i64 {
 
 impl Calls {
     pub fn new(config: &Config, deps: CallDeps) -> Calls {
-        let CallDeps {
-            engine,
-            directory,
-            records,
-            metrics,
-            events,
-            media,
-            shared,
-            inputs,
-            nonce_secret,
-            places,
-        } = deps;
         let trunks = config
             .trunks
             .iter()
@@ -260,16 +248,16 @@ impl Calls {
             })
             .collect();
         Calls {
-            engine,
-            directory,
-            records,
-            metrics,
-            events,
-            media,
+            engine: deps.engine,
+            directory: deps.directory,
+            records: deps.records,
+            metrics: deps.metrics,
+            events: deps.events,
+            media: deps.media,
             trunks,
             trunk_nonce_counts: switchboard_sip::digest::NonceCounts::default(),
             trunk_nonces: NonceSource::new(
-                nonce_secret,
+                deps.nonce_secret,
                 Duration::from_secs(u64::from(config.sip.nonce_lifetime_s)),
             ),
             numbers: config.numbers.clone(),
@@ -290,14 +278,14 @@ impl Calls {
             orphans: HashMap::new(),
             finished: HashMap::new(),
             shutting_down: false,
-            shared,
+            shared: deps.shared,
             ivr: config.ivr.clone(),
             roles: config
                 .agents
                 .iter()
                 .flat_map(|a| a.roles.iter().cloned())
                 .collect(),
-            inputs,
+            inputs: deps.inputs,
             dirty: false,
             last_publish: Instant::ZERO,
             rtp_timeout: (config.media.rtp_timeout_s > 0)
@@ -308,7 +296,7 @@ impl Calls {
                 .parse()
                 .unwrap_or(chrono_tz::Tz::UTC),
             journal_node: crate::ops::journal::node_name(config),
-            callback_offer: inqueue::InQueueOffer::new(config, places),
+            callback_offer: inqueue::InQueueOffer::new(config, deps.places),
             places: HashMap::new(),
             recording_overload: true,
         }
@@ -454,8 +442,13 @@ impl Calls {
     /// (registrations, which the driver handles).
     pub fn on_sip_event(&mut self, ep: &mut Endpoint, now: Instant, event: Event) -> Option<Event> {
         match event {
+            Event::NewRequest { txn, req, src }
+                if req.method == Method::Invite && !dialogs::in_dialog(&req) =>
+            {
+                self.new_call(ep, now, txn, req, src);
+            }
             Event::NewRequest { txn, req, src } => {
-                if !self.on_request(ep, now, txn, req.clone(), src.clone()) {
+                if !self.on_request(ep, now, txn, &req, &src) {
                     let (status, reason) = match req.method {
                         Method::Message => (405, "Method Not Allowed"),
                         _ => (481, "Call/Transaction Does Not Exist"),
@@ -537,20 +530,6 @@ impl Calls {
     fn cancel_timers(&mut self, key: u64, which: impl Fn(&Timer) -> bool) {
         self.timers
             .retain(|(_, t)| t.call() != Some(key) || !which(t));
-    }
-}
-
-/// The PRODUCT spelling of an agent state.
-pub fn state_name(k: AgentStateKind) -> &'static str {
-    match k {
-        AgentStateKind::LoggedOut => "logged_out",
-        AgentStateKind::Available => "available",
-        AgentStateKind::Ringing => "ringing",
-        AgentStateKind::OnCall => "on_call",
-        AgentStateKind::WrapUp => "wrap_up",
-        AgentStateKind::Break => "break",
-        AgentStateKind::Absent => "absent",
-        AgentStateKind::NotReady => "not_ready",
     }
 }
 

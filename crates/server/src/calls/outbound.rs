@@ -11,14 +11,15 @@ use std::time::Duration;
 use switchboard_engine::{CallRequest, HangupSide, Outcome, Purpose, Step};
 use switchboard_sip::dialog::{self, Dialog};
 use switchboard_sip::digest::{Challenge, answer_challenge};
-use switchboard_sip::{ClientTxnKey, Endpoint, Instant, Peer, ServerTxnKey};
+use switchboard_sip::{ClientTxnKey, Endpoint, Instant, Peer};
 use switchboard_sipmsg::{HeaderName, Method, Request, Response};
 use switchboard_store::{CallRecord, Direction, HangupSide as CdrHangup, Outcome as CdrOutcome};
 use tracing::{debug, info, warn};
 
-use super::legs::ack_and_bye;
+use super::dialogs::InDialog;
+use super::legs::{CallResponse, Unconfirmed, ack_and_bye, confirm_answer};
 use super::state::{AgentLeg, Side, Timer};
-use super::{Calls, engine_time, millis_between, respond, timestamp};
+use super::{Calls, engine_time};
 use crate::callbacks::AttemptReport;
 use crate::callbacks::plan::AttemptResult;
 use crate::calls::media::CallMedia;
@@ -369,10 +370,9 @@ impl Calls {
         &mut self,
         ep: &mut Endpoint,
         now: Instant,
-        key: u64,
-        txn: ClientTxnKey,
-        resp: &Response,
+        r: CallResponse<'_>,
     ) {
+        let CallResponse { key, txn, resp } = r;
         let Some(out) = self.outbound.get_mut(&key) else {
             return;
         };
@@ -529,20 +529,14 @@ impl Calls {
         leg: AgentLeg,
         resp: &Response,
     ) {
-        let Some(invite) = ep.client_request(leg.txn).cloned() else {
+        let confirmed = confirm_answer(ep, now, &leg, resp);
+        if let Err(Unconfirmed::InviteGone) = confirmed {
             return;
-        };
-        let dialog = match dialog::ack_for_2xx(&invite, resp) {
-            Ok(ack) => {
-                ep.send_ack(now, leg.dest.clone(), ack);
-                Dialog::from_uac(&invite, resp).ok()
-            }
-            Err(_) => None,
-        };
+        }
         let Some(out) = self.outbound.get_mut(&key) else {
             return;
         };
-        let Some(dialog) = dialog else {
+        let Ok(dialog) = confirmed else {
             warn!(call = key, "agent 2xx without a usable dialog");
             return self.end_outbound(ep, now, key, OutResult::AgentNoAnswer, CdrHangup::System);
         };
@@ -638,11 +632,9 @@ impl Calls {
         &mut self,
         ep: &mut Endpoint,
         now: Instant,
-        txn: ServerTxnKey,
-        req: &Request,
-        key: u64,
-        side: Side,
+        rq: InDialog<'_>,
     ) -> bool {
+        let InDialog { req, key, side, .. } = rq;
         let Some(out) = self.outbound.get_mut(&key) else {
             return false;
         };
@@ -650,19 +642,12 @@ impl Calls {
             Side::Caller => out.customer.as_mut().and_then(|c| c.dialog.as_mut()),
             Side::Agent => out.agent.as_mut().map(|a| &mut a.dialog),
         };
-        let Some(dialog) = dialog.filter(|d| d.matches(req)) else {
+        if !dialog.is_some_and(|d| rq.enter(d)) {
             return false;
-        };
-        if let Ok(cseq) = req.cseq() {
-            dialog.remote_seq = Some(cseq.seq);
         }
         match req.method {
             Method::Bye => {
-                respond(ep, now, txn, req, 200, "OK", None);
-                let hangup = match side {
-                    Side::Caller => CdrHangup::Caller,
-                    Side::Agent => CdrHangup::Agent,
-                };
+                rq.respond(ep, now, 200, "OK");
                 let result = if out.answered_at.is_some() {
                     OutResult::Answered
                 } else if side == Side::Agent {
@@ -671,7 +656,7 @@ impl Calls {
                 } else {
                     OutResult::Failed
                 };
-                self.end_outbound(ep, now, key, result, hangup);
+                self.end_outbound(ep, now, key, result, side.hangup());
             }
             Method::Invite | Method::Update if !req.body.is_empty() => {
                 // Hold, resume or a new media address: re-point that leg, answer.
@@ -685,17 +670,15 @@ impl Calls {
                         resp.headers
                             .push(HeaderName::ContentType, "application/sdp");
                         resp.body = sdp;
-                        if let Err(e) = ep.respond(now, txn, resp) {
-                            debug!("response not sent: {e}");
-                        }
+                        rq.reply(ep, now, resp);
                     }
                     Err(e) => {
                         info!(call = key, "outbound re-offer refused: {e}");
-                        respond(ep, now, txn, req, 488, "Not Acceptable Here", None);
+                        rq.respond(ep, now, 488, "Not Acceptable Here");
                     }
                 }
             }
-            _ => respond(ep, now, txn, req, 200, "OK", None),
+            _ => rq.respond(ep, now, 200, "OK"),
         }
         true
     }
@@ -821,30 +804,26 @@ impl Calls {
             "call ended"
         );
         let record = CallRecord {
-            id: out.record_id.clone(),
             sip_call_id,
-            direction: Direction::Outbound,
             trunk: self.trunks.get(out.trunk).map(|t| t.name.clone()),
-            caller: self.caller_id(Some(out.trunk)),
-            dialed: out.number.clone(),
-            client_number: Some(out.number.clone()),
-            client_class: None,
-            purpose: None,
             queue: out.queue.clone(),
             agent_id: agent_answered.then(|| out.agent_id.clone()),
-            route,
-            started_at: timestamp(out.started_at),
-            queued_at: Some(timestamp(out.started_at)),
-            answered_at: out.answered_at.map(timestamp),
-            ended_at: timestamp(now),
-            wait_ms: millis_between(out.started_at, out.answered_at.unwrap_or(now)),
-            talk_ms: out.answered_at.map_or(0, |a| millis_between(a, now)),
-            outcome,
             hangup_side: side,
-            recording: stats.recording.as_ref().map(|p| p.display().to_string()),
-            journal: None,
             callback_id: out.callback_id.clone(),
             campaign: out.campaign.as_ref().map(|c| c.campaign_id.clone()),
+            ..super::records::ended_after(
+                now,
+                out.record_id.clone(),
+                Direction::Outbound,
+                (out.started_at, out.started_at, out.answered_at),
+                &stats,
+                (
+                    self.caller_id(Some(out.trunk)),
+                    out.number.clone(),
+                    out.number.clone(),
+                ),
+                (outcome, route),
+            )
         };
         report_attempt(out.report.as_ref(), out.callback_id.as_deref(), result);
         if let Some(c) = &out.campaign {

@@ -15,7 +15,7 @@ use switchboard_store::{
 use tracing::{debug, info, warn};
 
 use super::state::{Call, Ended, Phase, SegmentEnd};
-use super::{Calls, millis_between, state_name, timestamp};
+use super::{Calls, millis_between, timestamp};
 use crate::calls::media::CallMediaStats;
 use crate::http::events::LiveEvent;
 
@@ -110,30 +110,27 @@ impl Calls {
         stats: &CallMediaStats,
     ) -> CallRecord {
         CallRecord {
-            id: call.record_id.clone(),
             sip_call_id: call.caller_leg.sip_call_id.clone(),
-            direction: Direction::Inbound,
             trunk: Some(call.trunk.clone()),
-            caller: call.caller.clone(),
-            dialed: call.dialed.clone(),
-            client_number: Some(call.client_number.clone()),
             client_class: Some(call.class.clone()),
             purpose: Some(call.purpose.as_str().to_owned()),
             queue: call.queue.clone(),
             agent_id: end.agent.clone(),
-            route: call.route.clone(),
-            started_at: timestamp(call.started_at),
-            queued_at: Some(timestamp(call.queued_at)),
-            answered_at: call.answered_at.map(timestamp),
-            ended_at: timestamp(now),
-            wait_ms: millis_between(call.queued_at, call.answered_at.unwrap_or(now)),
-            talk_ms: call.answered_at.map_or(0, |a| millis_between(a, now)),
-            outcome: end.outcome,
             hangup_side: end.side,
-            recording: stats.recording.as_ref().map(|p| p.display().to_string()),
-            journal: None,
             callback_id: call.callback_id.clone(),
-            campaign: None,
+            ..ended_after(
+                now,
+                call.record_id.clone(),
+                Direction::Inbound,
+                (call.started_at, call.queued_at, call.answered_at),
+                stats,
+                (
+                    call.caller.clone(),
+                    call.dialed.clone(),
+                    call.client_number.clone(),
+                ),
+                (end.outcome, call.route.clone()),
+            )
         }
     }
 
@@ -484,15 +481,15 @@ impl Calls {
         debug!(agent = %id, from = ?from, to = ?to, "agent state");
         self.events.send(LiveEvent::AgentState {
             agent: id.clone(),
-            state: state_name(to).to_owned(),
+            state: to.as_str().to_owned(),
         });
         let record = switchboard_store::AgentSessionEvent {
             id: switchboard_store::new_record_id(),
             at: switchboard_store::now_utc(),
             agent_id: id,
             event: switchboard_store::AgentEventKind::State,
-            state: Some(state_name(to).to_owned()),
-            reason: Some(format!("from {}", state_name(from))),
+            state: Some(to.as_str().to_owned()),
+            reason: Some(format!("from {}", from.as_str())),
         };
         if let Err(e) = self.records.send(record) {
             warn!("agent session record not accepted: {e}");
@@ -535,6 +532,30 @@ pub(super) fn ended_at_once(
         journal: None,
         callback_id: None,
         campaign: None,
+    }
+}
+
+/// A record of a call that ran: of `times`, it started at the first, queued at the second
+/// and was answered at the third (if ever); it ends at `now`. Its wait and talk time follow
+/// from those, its recording is in `stats`; `party` and `end` are as for [`ended_at_once`].
+/// The caller fills in what else it knows (who hung up, the agent, the queue).
+pub(super) fn ended_after(
+    now: Instant,
+    id: String,
+    direction: Direction,
+    (started, queued, answered): (Instant, Instant, Option<Instant>),
+    stats: &CallMediaStats,
+    party: (String, String, String),
+    end: (CdrOutcome, String),
+) -> CallRecord {
+    CallRecord {
+        started_at: timestamp(started),
+        queued_at: Some(timestamp(queued)),
+        answered_at: answered.map(timestamp),
+        wait_ms: millis_between(queued, answered.unwrap_or(now)),
+        talk_ms: answered.map_or(0, |a| millis_between(a, now)),
+        recording: stats.recording.as_ref().map(|p| p.display().to_string()),
+        ..ended_at_once(now, id, direction, party, end)
     }
 }
 

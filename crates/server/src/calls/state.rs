@@ -15,6 +15,24 @@ pub(super) enum Side {
     Agent,
 }
 
+impl Side {
+    /// How a call ends when this side sends BYE.
+    pub fn hung_up(self) -> Ended {
+        match self {
+            Side::Caller => Ended::CallerHungUp,
+            Side::Agent => Ended::AgentHungUp,
+        }
+    }
+
+    /// Who hung up, as a record says, when this side sends BYE.
+    pub fn hangup(self) -> CdrHangup {
+        match self {
+            Side::Caller => CdrHangup::Caller,
+            Side::Agent => CdrHangup::Agent,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum LegState {
     /// INVITE sent, no final response.

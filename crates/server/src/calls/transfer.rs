@@ -4,13 +4,14 @@
 use switchboard_engine::ClientDirectory as _;
 use switchboard_engine::{CallRequest, HangupSide, Step};
 use switchboard_sip::dialog::Dialog;
-use switchboard_sip::{Endpoint, Instant, Peer, ServerTxnKey};
-use switchboard_sipmsg::{HeaderName, Method, NameAddr, Request};
+use switchboard_sip::{Endpoint, Instant, Peer};
+use switchboard_sipmsg::{HeaderName, Method, NameAddr};
 use switchboard_store::{HangupSide as CdrHangup, Outcome as CdrOutcome, QueueEventKind};
 use tracing::{info, warn};
 
+use super::dialogs::InDialog;
 use super::state::{Ended, Phase, Ringing, SegmentEnd};
-use super::{Calls, engine_time, respond};
+use super::{Calls, engine_time};
 
 /// Sends a NOTIFY of the `refer` event package with a `message/sipfrag` body (RFC 3515).
 fn notify_sipfrag(
@@ -58,50 +59,29 @@ impl Calls {
 
     /// A blind transfer by the talking agent (RFC 3515): the caller goes back through the
     /// engine to the named agent, role or queue, the agent's leg ends.
-    pub(super) fn refer(
-        &mut self,
-        ep: &mut Endpoint,
-        now: Instant,
-        txn: ServerTxnKey,
-        req: &Request,
-        key: u64,
-    ) {
-        let target = req
+    pub(super) fn refer(&mut self, ep: &mut Endpoint, now: Instant, rq: InDialog<'_>) {
+        let key = rq.key;
+        let target = rq
+            .req
             .headers
             .get(&HeaderName::ReferTo)
             .and_then(|v| NameAddr::parse(v).ok())
             .and_then(|n| n.uri.user);
         let Some(user) = target else {
-            respond(
-                ep,
-                now,
-                txn,
-                req,
-                400,
-                "Bad Request - Missing Refer-To",
-                None,
-            );
+            rq.respond(ep, now, 400, "Bad Request - Missing Refer-To");
             return;
         };
         let Some(step) = self.transfer_target(&user) else {
             info!(call = key, target = %user, "transfer to an unknown target refused");
-            respond(ep, now, txn, req, 404, "Unknown Transfer Target", None);
+            rq.respond(ep, now, 404, "Unknown Transfer Target");
             return;
         };
         let Some(call) = self.calls.get_mut(&key) else {
-            respond(
-                ep,
-                now,
-                txn,
-                req,
-                481,
-                "Call/Transaction Does Not Exist",
-                None,
-            );
+            rq.respond(ep, now, 481, "Call/Transaction Does Not Exist");
             return;
         };
         let (Phase::Talking(_), Some(old_engine_call)) = (&call.phase, call.engine_call) else {
-            respond(ep, now, txn, req, 491, "Request Pending", None);
+            rq.respond(ep, now, 491, "Request Pending");
             return;
         };
         let Phase::Talking(bridged) =
@@ -109,7 +89,7 @@ impl Calls {
         else {
             return;
         };
-        respond(ep, now, txn, req, 202, "Accepted", None);
+        rq.respond(ep, now, 202, "Accepted");
         let mut dialog = bridged.dialog;
         let dest = bridged.dest.clone();
         notify_sipfrag(ep, now, &mut dialog, &dest, "SIP/2.0 100 Trying", false);

@@ -79,7 +79,7 @@ pub async fn create(
     }
     let agent_state = state.engine.agent_state(agent).map(|s| s.kind());
     if agent_state != Some(AgentStateKind::Available) {
-        let name = agent_state.map_or("unknown", crate::calls::state_name);
+        let name = agent_state.map_or("unknown", AgentStateKind::as_str);
         return Err(ApiError::conflict(format!(
             "agent {:?} is {name}, not available",
             body.agent
