@@ -28,7 +28,7 @@ use crate::ops::metrics::{Metrics, SentResponses, StateGauges};
 use crate::ops::service::{Notifier, Request, Signals};
 use crate::routing;
 use crate::sip_edge::inqueue::{InboundQueue, QueueLimits};
-use crate::sip_edge::security::{self, Security};
+use crate::sip_edge::security::{self, Arrival, Security};
 use crate::sip_edge::tls::{Dialer, Tls};
 use crate::sip_edge::transport::{
     self, Connections, Inbound, Limits, Listeners, StreamContext, TcpDialer, TransportStats,
@@ -709,16 +709,15 @@ impl Driver {
                     .sip_requests_total
                     .with_label_values(&[req.method.to_string().as_str()])
                     .inc();
+                let arrival = Arrival {
+                    txn: *txn,
+                    req,
+                    src,
+                };
                 if self
                     .security
-                    .refuse_over_rate(&mut self.endpoint, now, *txn, req, src)
-                    || crate::sip_edge::tls::refuse_insecure_sips(
-                        &mut self.endpoint,
-                        now,
-                        *txn,
-                        req,
-                        src,
-                    )
+                    .refuse_over_rate(&mut self.endpoint, now, arrival)
+                    || crate::sip_edge::tls::refuse_insecure_sips(&mut self.endpoint, now, arrival)
                 {
                     return;
                 }

@@ -6,7 +6,9 @@
 //! UAC, are done by the [`Endpoint`](crate::Endpoint) on its timers; this module only builds
 //! messages.
 
-use switchboard_sipmsg::{ContactValue, HeaderName, Method, NameAddr, Request, Response, Uri};
+use switchboard_sipmsg::{
+    ContactValue, HeaderName, Headers, Method, NameAddr, Request, Response, Uri,
+};
 
 use crate::Error;
 
@@ -101,54 +103,53 @@ pub struct Dialog {
 impl Dialog {
     /// The dialog a UAC forms from its INVITE and a 2xx (or tagged 1xx) response.
     pub fn from_uac(invite: &Request, resp: &Response) -> Result<Dialog, Error> {
-        let from = invite.from_hdr().map_err(Error::Message)?;
-        let to = resp.to_hdr().map_err(Error::Message)?;
-        let local_tag = from.tag().ok_or(Error::MissingTag("From"))?.to_string();
-        let remote_tag = to.tag().ok_or(Error::MissingTag("To"))?.to_string();
-        let mut route_set: Vec<String> = resp
-            .headers
-            .list(&HeaderName::RecordRoute)
-            .into_iter()
-            .map(str::to_string)
-            .collect();
-        route_set.reverse();
-        Ok(Dialog {
-            call_id: call_id_of(invite)?,
-            local_tag,
-            remote_tag,
-            local: without_tag(from),
-            remote: without_tag(to),
-            remote_target: first_contact(resp.contacts().ok())
-                .unwrap_or_else(|| invite.uri.clone()),
-            route_set,
-            local_seq: invite.cseq().map_err(Error::Message)?.seq,
-            remote_seq: None,
-        })
+        Dialog::formed(invite, resp, true)
     }
 
     /// The dialog a UAS forms from a received INVITE and the response it sends (which must
     /// carry a To tag).
     pub fn from_uas(invite: &Request, resp: &Response) -> Result<Dialog, Error> {
+        Dialog::formed(invite, resp, false)
+    }
+
+    /// The dialog `invite` and `resp` form, seen by the UAC when `uac`, else by the UAS: the
+    /// INVITE's From names the UAC, the response's To the UAS. The UAC's route set is the
+    /// response's Record-Route reversed and its remote target the response's Contact (else
+    /// the Request-URI); the UAS's are the INVITE's Record-Route and its required Contact.
+    fn formed(invite: &Request, resp: &Response, uac: bool) -> Result<Dialog, Error> {
         let from = invite.from_hdr().map_err(Error::Message)?;
         let to = resp.to_hdr().map_err(Error::Message)?;
-        let remote_tag = from.tag().ok_or(Error::MissingTag("From"))?.to_string();
-        let local_tag = to.tag().ok_or(Error::MissingTag("To"))?.to_string();
+        let from_tag = from.tag().ok_or(Error::MissingTag("From"))?.to_string();
+        let to_tag = to.tag().ok_or(Error::MissingTag("To"))?.to_string();
+        let call_id = call_id_of(invite)?;
+        let (remote_target, route_set) = if uac {
+            let mut route_set = record_route(&resp.headers);
+            route_set.reverse();
+            let target = first_contact(resp.contacts().ok()).unwrap_or_else(|| invite.uri.clone());
+            (target, route_set)
+        } else {
+            let target =
+                first_contact(invite.contacts().ok()).ok_or(Error::MissingHeader("Contact"))?;
+            (target, record_route(&invite.headers))
+        };
+        let seq = invite.cseq().map_err(Error::Message)?.seq;
+        let uac_end = (from_tag, without_tag(from));
+        let uas_end = (to_tag, without_tag(to));
+        let ((local_tag, local), (remote_tag, remote), local_seq, remote_seq) = if uac {
+            (uac_end, uas_end, seq, None)
+        } else {
+            (uas_end, uac_end, 0, Some(seq))
+        };
         Ok(Dialog {
-            call_id: call_id_of(invite)?,
+            call_id,
             local_tag,
             remote_tag,
-            local: without_tag(to),
-            remote: without_tag(from),
-            remote_target: first_contact(invite.contacts().ok())
-                .ok_or(Error::MissingHeader("Contact"))?,
-            route_set: invite
-                .headers
-                .list(&HeaderName::RecordRoute)
-                .into_iter()
-                .map(str::to_string)
-                .collect(),
-            local_seq: 0,
-            remote_seq: Some(invite.cseq().map_err(Error::Message)?.seq),
+            local,
+            remote,
+            remote_target,
+            route_set,
+            local_seq,
+            remote_seq,
         })
     }
 
@@ -224,6 +225,15 @@ fn tag(header: Result<NameAddr, switchboard_sipmsg::ParseError>) -> Option<Strin
     header.ok().and_then(|h| h.tag().map(str::to_string))
 }
 
+/// The Record-Route values of a message, in message order.
+fn record_route(headers: &Headers) -> Vec<String> {
+    headers
+        .list(&HeaderName::RecordRoute)
+        .into_iter()
+        .map(str::to_string)
+        .collect()
+}
+
 fn without_tag(mut addr: NameAddr) -> NameAddr {
     addr.params.retain(|p| !p.name.eq_ignore_ascii_case("tag"));
     addr
@@ -234,4 +244,100 @@ fn first_contact(contacts: Option<Vec<ContactValue>>) -> Option<Uri> {
         ContactValue::Addr(a) => Some(a.uri),
         ContactValue::Star => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use switchboard_sipmsg::Message;
+
+    use super::*;
+
+    fn request(text: &str) -> Request {
+        match Message::parse(text.replace('\n', "\r\n").as_bytes()) {
+            Ok(Message::Request(r)) => r,
+            other => panic!("not a request: {other:?}"),
+        }
+    }
+
+    fn response(text: &str) -> Response {
+        match Message::parse(text.replace('\n', "\r\n").as_bytes()) {
+            Ok(Message::Response(r)) => r,
+            other => panic!("not a response: {other:?}"),
+        }
+    }
+
+    const INVITE: &str = "INVITE sip:agent@10.0.0.2 SIP/2.0
+Via: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1
+Record-Route: <sip:p1.example;lr>
+Record-Route: <sip:p2.example;lr>
+From: \"Trunk\" <sip:trunk@10.0.0.1>;tag=uac
+To: <sip:agent@10.0.0.2>
+Call-ID: c1
+CSeq: 7 INVITE
+Contact: <sip:trunk@10.0.0.1:5060>
+Content-Length: 0
+
+";
+
+    const OK: &str = "SIP/2.0 200 OK
+Via: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1
+Record-Route: <sip:p1.example;lr>
+Record-Route: <sip:p2.example;lr>
+From: \"Trunk\" <sip:trunk@10.0.0.1>;tag=uac
+To: <sip:agent@10.0.0.2>;tag=uas
+Call-ID: c1
+CSeq: 7 INVITE
+Contact: <sip:agent@10.0.0.2:5062>
+Content-Length: 0
+
+";
+
+    #[test]
+    fn uac_and_uas_see_the_same_dialog_from_their_own_ends() {
+        let (invite, ok) = (request(INVITE), response(OK));
+        let uac = Dialog::from_uac(&invite, &ok).unwrap();
+        let uas = Dialog::from_uas(&invite, &ok).unwrap();
+        assert_eq!(
+            (uac.local_tag.as_str(), uac.remote_tag.as_str()),
+            ("uac", "uas")
+        );
+        assert_eq!(
+            (uas.local_tag.as_str(), uas.remote_tag.as_str()),
+            ("uas", "uac")
+        );
+        assert_eq!(uac.local, uas.remote);
+        assert_eq!(uac.remote, uas.local);
+        assert_eq!(uac.local.to_string(), "\"Trunk\" <sip:trunk@10.0.0.1>");
+        assert_eq!(uac.remote_target.to_string(), "sip:agent@10.0.0.2:5062");
+        assert_eq!(uas.remote_target.to_string(), "sip:trunk@10.0.0.1:5060");
+        assert_eq!(
+            uac.route_set,
+            ["<sip:p2.example;lr>", "<sip:p1.example;lr>"]
+        );
+        assert_eq!(
+            uas.route_set,
+            ["<sip:p1.example;lr>", "<sip:p2.example;lr>"]
+        );
+        assert_eq!((uac.local_seq, uac.remote_seq), (7, None));
+        assert_eq!((uas.local_seq, uas.remote_seq), (0, Some(7)));
+        assert_eq!(uac.call_id, "c1");
+        assert!(uas.matches(&uac.clone().request(Method::Bye)));
+    }
+
+    #[test]
+    fn a_missing_contact_is_refused_by_the_uas_and_falls_back_for_the_uac() {
+        let invite = request(&INVITE.replace("Contact: <sip:trunk@10.0.0.1:5060>\n", ""));
+        let ok = response(&OK.replace("Contact: <sip:agent@10.0.0.2:5062>\n", ""));
+        assert_eq!(
+            Dialog::from_uas(&invite, &ok),
+            Err(Error::MissingHeader("Contact"))
+        );
+        let uac = Dialog::from_uac(&invite, &ok).unwrap();
+        assert_eq!(uac.remote_target, invite.uri);
+        let untagged = response(&OK.replace(";tag=uas", ""));
+        assert_eq!(
+            Dialog::from_uac(&invite, &untagged),
+            Err(Error::MissingTag("To"))
+        );
+    }
 }

@@ -4,10 +4,107 @@
 //! for an INVITE, whether the transport is reliable, response status codes, and time. They
 //! hold no messages; they tell the [`Endpoint`](crate::Endpoint) what to do with the messages
 //! it keeps (retransmit the request, send an ACK, pass a response up, report a timeout).
+//!
+//! Both machines are one [`Txn`] over their own state enum: the timer plumbing (arming at
+//! the initial values of the timer table, retransmission back-off, termination) is written
+//! once; the transitions of each side are in its own `impl` block.
 
 use std::time::Duration;
 
 use crate::time::{Instant, Timer, TimerConfig, TimerSlots};
+
+/// The state enum of a transaction machine: [`ClientState`] or [`ServerState`].
+pub trait TxnState: Copy + Eq + std::fmt::Debug {
+    /// The state in which the endpoint forgets the transaction.
+    const TERMINATED: Self;
+}
+
+/// A transaction state machine over the states `S`; use [`ClientTxn`] or [`ServerTxn`].
+#[derive(Debug, Clone)]
+pub struct Txn<S> {
+    invite: bool,
+    reliable: bool,
+    cfg: TimerConfig,
+    state: S,
+    timers: TimerSlots,
+    retransmit_interval: Duration,
+}
+
+impl<S: TxnState> Txn<S> {
+    fn with_state(invite: bool, reliable: bool, cfg: TimerConfig, state: S) -> Txn<S> {
+        let cfg = cfg.sanitized();
+        Txn {
+            invite,
+            reliable,
+            cfg,
+            state,
+            timers: TimerSlots::default(),
+            retransmit_interval: cfg.t1,
+        }
+    }
+
+    /// Current state.
+    pub fn state(&self) -> S {
+        self.state
+    }
+
+    /// Whether this is an INVITE transaction.
+    pub fn is_invite(&self) -> bool {
+        self.invite
+    }
+
+    /// Whether the transaction is over.
+    pub fn is_terminated(&self) -> bool {
+        self.state == S::TERMINATED
+    }
+
+    /// The earliest armed timer.
+    pub fn next_timer(&self) -> Option<(Instant, Timer)> {
+        self.timers.next()
+    }
+
+    /// The transport could not deliver the request (§17.1.4) or a response (§17.2.4): the
+    /// transaction ends.
+    pub fn on_transport_error(&mut self) {
+        self.terminate();
+    }
+
+    fn terminate(&mut self) {
+        self.state = S::TERMINATED;
+        self.timers.clear();
+    }
+
+    /// Moves to `state`, disarming every timer, then arms `timers` at their initial values.
+    fn enter(&mut self, now: Instant, state: S, timers: &[Timer]) {
+        self.state = state;
+        self.timers.clear();
+        for &timer in timers {
+            self.arm(now, timer);
+        }
+    }
+
+    fn arm(&mut self, now: Instant, timer: Timer) {
+        self.timers
+            .arm_initial(timer, now, &self.cfg, self.reliable);
+    }
+
+    /// The last retransmission interval doubled, capped at T2 when `capped`.
+    fn doubled_interval(&self, capped: bool) -> Duration {
+        let doubled = self.retransmit_interval.saturating_mul(2);
+        if capped {
+            doubled.min(self.cfg.t2)
+        } else {
+            doubled
+        }
+    }
+
+    /// Arms the retransmission `timer` to fire `interval` after `now`; the next back-off
+    /// doubles from `interval`.
+    fn retransmit_in(&mut self, now: Instant, timer: Timer, interval: Duration) {
+        self.retransmit_interval = interval;
+        self.timers.arm(timer, now + interval);
+    }
+}
 
 /// State of a client transaction (§17.1.1 for INVITE, §17.1.2 for non-INVITE).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +121,10 @@ pub enum ClientState {
     Accepted,
     /// Done; the endpoint forgets the transaction.
     Terminated,
+}
+
+impl TxnState for ClientState {
+    const TERMINATED: Self = ClientState::Terminated;
 }
 
 /// What the endpoint must do after a client transaction consumed an input.
@@ -45,60 +146,20 @@ pub enum ClientAction {
 }
 
 /// A client transaction state machine.
-#[derive(Debug, Clone)]
-pub struct ClientTxn {
-    invite: bool,
-    reliable: bool,
-    cfg: TimerConfig,
-    state: ClientState,
-    timers: TimerSlots,
-    retransmit_interval: Duration,
-}
+pub type ClientTxn = Txn<ClientState>;
 
-impl ClientTxn {
+impl Txn<ClientState> {
     /// A transaction whose request was handed to the transport at `now`.
     pub fn new(now: Instant, invite: bool, reliable: bool, cfg: TimerConfig) -> ClientTxn {
-        let cfg = cfg.sanitized();
-        let mut txn = ClientTxn {
-            invite,
-            reliable,
-            cfg,
-            state: if invite {
-                ClientState::Calling
-            } else {
-                ClientState::Trying
-            },
-            timers: TimerSlots::default(),
-            retransmit_interval: cfg.t1,
-        };
-        let (retransmit, timeout) = if invite {
-            (Timer::A, Timer::B)
+        let (state, retransmit, timeout) = if invite {
+            (ClientState::Calling, Timer::A, Timer::B)
         } else {
-            (Timer::E, Timer::F)
+            (ClientState::Trying, Timer::E, Timer::F)
         };
+        let mut txn = Txn::with_state(invite, reliable, cfg, state);
         txn.arm(now, retransmit);
         txn.arm(now, timeout);
         txn
-    }
-
-    /// Current state.
-    pub fn state(&self) -> ClientState {
-        self.state
-    }
-
-    /// Whether this is an INVITE transaction.
-    pub fn is_invite(&self) -> bool {
-        self.invite
-    }
-
-    /// Whether the transaction is over.
-    pub fn is_terminated(&self) -> bool {
-        self.state == ClientState::Terminated
-    }
-
-    /// The earliest armed timer.
-    pub fn next_timer(&self) -> Option<(Instant, Timer)> {
-        self.timers.next()
     }
 
     /// A CANCEL for this INVITE was sent (§9.1). If no final response arrives within 64·T1,
@@ -133,15 +194,11 @@ impl ClientTxn {
                 ClientAction::PassToTu
             }
             (Calling | Proceeding, 200..=299) => {
-                self.state = Accepted;
-                self.timers.clear();
-                self.arm(now, Timer::M);
+                self.enter(now, Accepted, &[Timer::M]);
                 ClientAction::PassToTu
             }
             (Calling | Proceeding, 300..=699) => {
-                self.state = Completed;
-                self.timers.clear();
-                self.arm(now, Timer::D);
+                self.enter(now, Completed, &[Timer::D]);
                 ClientAction::AckAndPassToTu
             }
             (Completed, 300..=699) => ClientAction::ResendAck,
@@ -158,9 +215,7 @@ impl ClientTxn {
                 ClientAction::PassToTu
             }
             (Trying | Proceeding, 200..=699) => {
-                self.state = Completed;
-                self.timers.clear();
-                self.arm(now, Timer::K);
+                self.enter(now, Completed, &[Timer::K]);
                 ClientAction::PassToTu
             }
             _ => ClientAction::Nothing,
@@ -173,17 +228,16 @@ impl ClientTxn {
         self.timers.disarm(timer);
         match (self.state, timer) {
             (Calling, Timer::A) => {
-                self.retransmit_interval = self.retransmit_interval.saturating_mul(2);
-                self.timers.arm(Timer::A, now + self.retransmit_interval);
+                self.retransmit_in(now, Timer::A, self.doubled_interval(false));
                 ClientAction::Retransmit
             }
             (Trying | Proceeding, Timer::E) => {
-                self.retransmit_interval = if self.state == Trying {
-                    self.retransmit_interval.saturating_mul(2).min(self.cfg.t2)
+                let interval = if self.state == Trying {
+                    self.doubled_interval(true)
                 } else {
                     self.cfg.t2
                 };
-                self.timers.arm(Timer::E, now + self.retransmit_interval);
+                self.retransmit_in(now, Timer::E, interval);
                 ClientAction::Retransmit
             }
             (Calling | Proceeding, Timer::B) | (Trying | Proceeding, Timer::F) => {
@@ -196,21 +250,6 @@ impl ClientTxn {
             }
             _ => ClientAction::Nothing,
         }
-    }
-
-    /// The transport could not deliver the request (§17.1.4): the transaction ends.
-    pub fn on_transport_error(&mut self) {
-        self.terminate();
-    }
-
-    fn terminate(&mut self) {
-        self.state = ClientState::Terminated;
-        self.timers.clear();
-    }
-
-    fn arm(&mut self, now: Instant, timer: Timer) {
-        self.timers
-            .arm_initial(timer, now, &self.cfg, self.reliable);
     }
 }
 
@@ -230,6 +269,10 @@ pub enum ServerState {
     Accepted,
     /// Done; the endpoint forgets the transaction.
     Terminated,
+}
+
+impl TxnState for ServerState {
+    const TERMINATED: Self = ServerState::Terminated;
 }
 
 /// What the endpoint must do after a server transaction consumed an input.
@@ -255,57 +298,22 @@ pub enum RespondRefusal {
 }
 
 /// A server transaction state machine.
-#[derive(Debug, Clone)]
-pub struct ServerTxn {
-    invite: bool,
-    reliable: bool,
-    cfg: TimerConfig,
-    state: ServerState,
-    timers: TimerSlots,
-    retransmit_interval: Duration,
-}
+pub type ServerTxn = Txn<ServerState>;
 
-impl ServerTxn {
+impl Txn<ServerState> {
     /// A transaction for a request just received.
     pub fn new(invite: bool, reliable: bool, cfg: TimerConfig) -> ServerTxn {
-        let cfg = cfg.sanitized();
-        ServerTxn {
-            invite,
-            reliable,
-            cfg,
-            state: if invite {
-                ServerState::Proceeding
-            } else {
-                ServerState::Trying
-            },
-            timers: TimerSlots::default(),
-            retransmit_interval: cfg.t1,
-        }
-    }
-
-    /// Current state.
-    pub fn state(&self) -> ServerState {
-        self.state
-    }
-
-    /// Whether this is an INVITE transaction.
-    pub fn is_invite(&self) -> bool {
-        self.invite
-    }
-
-    /// Whether the transaction is over.
-    pub fn is_terminated(&self) -> bool {
-        self.state == ServerState::Terminated
+        let state = if invite {
+            ServerState::Proceeding
+        } else {
+            ServerState::Trying
+        };
+        Txn::with_state(invite, reliable, cfg, state)
     }
 
     /// Whether a final response has been sent.
     pub fn has_final(&self) -> bool {
         !matches!(self.state, ServerState::Trying | ServerState::Proceeding)
-    }
-
-    /// The earliest armed timer.
-    pub fn next_timer(&self) -> Option<(Instant, Timer)> {
-        self.timers.next()
     }
 
     /// A retransmission of the request arrived.
@@ -324,9 +332,7 @@ impl ServerTxn {
     /// An ACK matched this (INVITE) transaction.
     pub fn on_ack(&mut self, now: Instant) -> ServerAction {
         if self.invite && self.state == ServerState::Completed {
-            self.state = ServerState::Confirmed;
-            self.timers.clear();
-            self.arm(now, Timer::I);
+            self.enter(now, ServerState::Confirmed, &[Timer::I]);
         }
         ServerAction::Nothing
     }
@@ -347,20 +353,16 @@ impl ServerTxn {
                 Ok(())
             }
             (Trying | Proceeding, 200..=299) if self.invite => {
-                self.state = Accepted;
-                self.timers.clear();
-                self.arm(now, Timer::L);
+                self.enter(now, Accepted, &[Timer::L]);
                 Ok(())
             }
             (Trying | Proceeding, _) => {
-                self.state = Completed;
-                self.timers.clear();
-                if self.invite {
-                    self.arm(now, Timer::G);
-                    self.arm(now, Timer::H);
+                let timers: &[Timer] = if self.invite {
+                    &[Timer::G, Timer::H]
                 } else {
-                    self.arm(now, Timer::J);
-                }
+                    &[Timer::J]
+                };
+                self.enter(now, Completed, timers);
                 Ok(())
             }
         }
@@ -372,9 +374,7 @@ impl ServerTxn {
         self.timers.disarm(timer);
         match (self.state, timer) {
             (Completed, Timer::G) => {
-                self.retransmit_interval =
-                    self.retransmit_interval.saturating_mul(2).min(self.cfg.t2);
-                self.timers.arm(Timer::G, now + self.retransmit_interval);
+                self.retransmit_in(now, Timer::G, self.doubled_interval(true));
                 ServerAction::ResendResponse
             }
             (Completed, Timer::H) => {
@@ -388,21 +388,6 @@ impl ServerTxn {
             _ => ServerAction::Nothing,
         }
     }
-
-    /// The transport could not deliver a response (§17.2.4): the transaction ends.
-    pub fn on_transport_error(&mut self) {
-        self.terminate();
-    }
-
-    fn terminate(&mut self) {
-        self.state = ServerState::Terminated;
-        self.timers.clear();
-    }
-
-    fn arm(&mut self, now: Instant, timer: Timer) {
-        self.timers
-            .arm_initial(timer, now, &self.cfg, self.reliable);
-    }
 }
 
 #[cfg(test)]
@@ -413,13 +398,18 @@ mod tests {
         Instant::from_micros(n * 1000)
     }
 
-    /// Fires timers until none is left before `until`; returns (fire time ms, timer, action).
-    fn run_client(txn: &mut ClientTxn, until: Instant) -> Vec<(u64, Timer, ClientAction)> {
+    /// Fires timers with `fire` until none is left before `until`; returns (fire time ms,
+    /// timer, action).
+    fn run<S: TxnState, A>(
+        txn: &mut Txn<S>,
+        until: Instant,
+        fire: fn(&mut Txn<S>, Instant, Timer) -> A,
+    ) -> Vec<(u64, Timer, A)> {
         let mut out = Vec::new();
         for _ in 0..1000 {
             match txn.next_timer() {
                 Some((at, t)) if at <= until => {
-                    let a = txn.on_timer(at, t);
+                    let a = fire(txn, at, t);
                     out.push((at.as_micros() / 1000, t, a));
                 }
                 _ => break,
@@ -428,18 +418,12 @@ mod tests {
         out
     }
 
+    fn run_client(txn: &mut ClientTxn, until: Instant) -> Vec<(u64, Timer, ClientAction)> {
+        run(txn, until, ClientTxn::on_timer)
+    }
+
     fn run_server(txn: &mut ServerTxn, until: Instant) -> Vec<(u64, Timer, ServerAction)> {
-        let mut out = Vec::new();
-        for _ in 0..1000 {
-            match txn.next_timer() {
-                Some((at, t)) if at <= until => {
-                    let a = txn.on_timer(at, t);
-                    out.push((at.as_micros() / 1000, t, a));
-                }
-                _ => break,
-            }
-        }
-        out
+        run(txn, until, ServerTxn::on_timer)
     }
 
     #[test]

@@ -490,65 +490,58 @@ impl Engine {
 }
 
 /// The API the server drives, implemented by [`Engine`] and by the benchmark baseline
-/// [`crate::baseline::MutexEngine`].
+/// [`crate::baseline::MutexEngine`]. Every method runs the [`Engine`] method of the same name
+/// on the engine [`QueueEngine::with_engine`] reaches; an implementation says only how it
+/// reaches its engine.
 pub trait QueueEngine: Send + Sync {
+    /// Runs `f` on the engine behind this handle, under whatever guards it.
+    fn with_engine<T>(&self, f: impl FnOnce(&Engine) -> T) -> T;
     /// See [`Engine::route_call`].
-    fn route_call(&self, now: Time, req: CallRequest) -> Result<CallId, EngineError>;
+    fn route_call(&self, now: Time, req: CallRequest) -> Result<CallId, EngineError> {
+        self.with_engine(|e| e.route_call(now, req))
+    }
     /// See [`Engine::next_offer`].
-    fn next_offer(&self) -> Option<Offer>;
+    fn next_offer(&self) -> Option<Offer> {
+        self.with_engine(Engine::next_offer)
+    }
     /// See [`Engine::report`].
-    fn report(&self, now: Time, call: CallId, outcome: Outcome) -> Result<(), EngineError>;
+    fn report(&self, now: Time, call: CallId, outcome: Outcome) -> Result<(), EngineError> {
+        self.with_engine(|e| e.report(now, call, outcome))
+    }
     /// See [`Engine::hangup`].
-    fn hangup(&self, now: Time, call: CallId, side: HangupSide) -> Result<(), EngineError>;
+    fn hangup(&self, now: Time, call: CallId, side: HangupSide) -> Result<(), EngineError> {
+        self.with_engine(|e| e.hangup(now, call, side))
+    }
     /// See [`Engine::set_agent_state`].
     fn set_agent_state(
         &self,
         now: Time,
         agent: AgentIdx,
         change: AgentStateChange,
-    ) -> Result<(), EngineError>;
+    ) -> Result<(), EngineError> {
+        self.with_engine(|e| e.set_agent_state(now, agent, change))
+    }
     /// See [`Engine::handle_timeout`].
-    fn handle_timeout(&self, now: Time);
+    fn handle_timeout(&self, now: Time) {
+        self.with_engine(|e| e.handle_timeout(now));
+    }
     /// See [`Engine::poll_event`].
-    fn poll_event(&self) -> Option<Event>;
+    fn poll_event(&self) -> Option<Event> {
+        self.with_engine(Engine::poll_event)
+    }
     /// See [`Engine::poll_offers`].
-    fn poll_offers(&self) -> Vec<Offer>;
+    fn poll_offers(&self) -> Vec<Offer> {
+        self.with_engine(Engine::poll_offers)
+    }
     /// Moves every pending event into `out`.
-    fn drain_events(&self, out: &mut Vec<Event>);
+    fn drain_events(&self, out: &mut Vec<Event>) {
+        self.with_engine(|e| e.events.drain(out));
+    }
 }
 
 impl QueueEngine for Engine {
-    fn route_call(&self, now: Time, req: CallRequest) -> Result<CallId, EngineError> {
-        Engine::route_call(self, now, req)
-    }
-    fn next_offer(&self) -> Option<Offer> {
-        Engine::next_offer(self)
-    }
-    fn report(&self, now: Time, call: CallId, outcome: Outcome) -> Result<(), EngineError> {
-        Engine::report(self, now, call, outcome)
-    }
-    fn hangup(&self, now: Time, call: CallId, side: HangupSide) -> Result<(), EngineError> {
-        Engine::hangup(self, now, call, side)
-    }
-    fn set_agent_state(
-        &self,
-        now: Time,
-        agent: AgentIdx,
-        change: AgentStateChange,
-    ) -> Result<(), EngineError> {
-        Engine::set_agent_state(self, now, agent, change)
-    }
-    fn handle_timeout(&self, now: Time) {
-        Engine::handle_timeout(self, now);
-    }
-    fn poll_event(&self) -> Option<Event> {
-        Engine::poll_event(self)
-    }
-    fn poll_offers(&self) -> Vec<Offer> {
-        Engine::poll_offers(self)
-    }
-    fn drain_events(&self, out: &mut Vec<Event>) {
-        self.events.drain(out);
+    fn with_engine<T>(&self, f: impl FnOnce(&Engine) -> T) -> T {
+        f(self)
     }
 }
 

@@ -15,25 +15,19 @@ impl Engine {
         to: AgentStateKind,
         call: u64,
     ) -> bool {
-        self.move_agent_flagged(now, a, w, to, call, 0).is_some()
+        self.replace_agent_word(now, a, w, successor(w, to, call))
     }
 
-    pub(super) fn move_agent_flagged(
-        &self,
-        now: Time,
-        a: u32,
-        w: u64,
-        to: AgentStateKind,
-        call: u64,
-        flags: u64,
-    ) -> Option<u64> {
-        let slot = self.slots.get(a as usize)?;
-        let g = generation(w).wrapping_add(1) & GEN_MASK;
-        let new = pack(to, g, call) | flags;
+    /// [`Engine::move_agent`] to the word `new`, which [`successor`] made from `w` (and
+    /// which may carry [`PENDING`]).
+    fn replace_agent_word(&self, now: Time, a: u32, w: u64, new: u64) -> bool {
+        let Some(slot) = self.slots.get(a as usize) else {
+            return false;
+        };
         if slot.word.compare_exchange(w, new, SeqCst, SeqCst).is_err() {
-            return None;
+            return false;
         }
-        let from = tag(w);
+        let (from, to) = (tag(w), tag(new));
         slot.state_since.store(now.as_millis(), SeqCst);
         if present(from) != present(to)
             && let Some(info) = self.agents.get(a as usize)
@@ -67,7 +61,7 @@ impl Engine {
         if from == AgentStateKind::Available {
             self.unindex(now, a);
         }
-        Some(new)
+        true
     }
 
     /// Claims an available agent for `call` (available → ringing, pending until
@@ -83,8 +77,9 @@ impl Engine {
     }
 
     pub(super) fn claim_word(&self, now: Time, a: u32, w: u64, call: u64) -> Option<Claim> {
-        self.move_agent_flagged(now, a, w, AgentStateKind::Ringing, call, PENDING)
-            .map(|word| Claim { agent: a, word })
+        let word = successor(w, AgentStateKind::Ringing, call) | PENDING;
+        self.replace_agent_word(now, a, w, word)
+            .then_some(Claim { agent: a, word })
     }
 
     /// Confirms a pending claim once the call is offered: false when the agent was taken out

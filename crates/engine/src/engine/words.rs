@@ -23,6 +23,10 @@ pub(super) const CALL_SHARDS: u64 = 1;
 pub(super) fn pack(kind: AgentStateKind, generation: u64, call: u64) -> u64 {
     ((kind as u64) << TAG_SHIFT) | ((generation & GEN_MASK) << GEN_SHIFT) | (call & CALL_MASK)
 }
+/// The word that replaces agent word `w` for state `kind` with `call`: the next generation.
+pub(super) fn successor(w: u64, kind: AgentStateKind, call: u64) -> u64 {
+    pack(kind, generation(w).wrapping_add(1) & GEN_MASK, call)
+}
 pub(super) fn tag(w: u64) -> AgentStateKind {
     AgentStateKind::from_tag(w >> TAG_SHIFT)
 }

@@ -19,6 +19,36 @@ pub fn guard_config(cfg: &SecurityConfig) -> GuardConfig {
     }
 }
 
+/// A new request as the checks in front of call control see it (the INVITE rate here, the
+/// `sips:` rule in [`crate::sip_edge::tls::refuse_insecure_sips`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival<'a> {
+    pub txn: ServerTxnKey,
+    pub req: &'a Request,
+    pub src: &'a Peer,
+}
+
+impl Arrival<'_> {
+    /// Answers the request with `status` and `reason` (and one more header) on a fresh To
+    /// tag; a response the endpoint cannot send is logged.
+    pub fn refuse(
+        self,
+        ep: &mut Endpoint,
+        now: switchboard_sip::Instant,
+        (status, reason): (u16, &str),
+        header: Option<(HeaderName, String)>,
+    ) {
+        let tag = ep.new_tag();
+        let mut resp = Response::from_request(self.req, status, reason, Some(&tag));
+        if let Some((name, value)) = header {
+            resp.headers.push(name, value);
+        }
+        if let Err(e) = ep.respond(now, self.txn, resp) {
+            debug!("{status} not sent: {e}");
+        }
+    }
+}
+
 /// How often the overload notices (share refusals, queue drops) may be logged.
 const OVERLOAD_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -53,10 +83,9 @@ impl Security {
         &mut self,
         ep: &mut Endpoint,
         now: switchboard_sip::Instant,
-        txn: ServerTxnKey,
-        req: &Request,
-        src: &Peer,
+        arrival: Arrival<'_>,
     ) -> bool {
+        let Arrival { req, src, .. } = arrival;
         let in_dialog = req.to_hdr().ok().is_some_and(|to| to.tag().is_some());
         if req.method != Method::Invite || in_dialog {
             return false;
@@ -66,13 +95,8 @@ impl Security {
         };
         self.refused_rate_limit.inc();
         debug!(peer = %src.addr, "INVITE over invite_rate_per_source: 503");
-        let tag = ep.new_tag();
-        let mut resp = Response::from_request(req, 503, "Service Unavailable", Some(&tag));
-        resp.headers
-            .push(HeaderName::RetryAfter, retry_after.to_string());
-        if let Err(e) = ep.respond(now, txn, resp) {
-            debug!("503 not sent: {e}");
-        }
+        let retry_after = (HeaderName::RetryAfter, retry_after.to_string());
+        arrival.refuse(ep, now, (503, "Service Unavailable"), Some(retry_after));
         true
     }
 

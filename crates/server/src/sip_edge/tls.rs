@@ -27,14 +27,15 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use sha2::{Digest, Sha256};
-use switchboard_sip::{Endpoint, Peer, ServerTxnKey, Transport};
-use switchboard_sipmsg::{Request, Response, Scheme};
+use switchboard_sip::{Endpoint, Peer, Transport};
+use switchboard_sipmsg::Scheme;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::TlsConfig;
+use crate::sip_edge::security::Arrival;
 use crate::sip_edge::transport::{
     self, ConnId, ConnSlot, Connections, Inbound, StreamContext, StreamId,
 };
@@ -459,24 +460,15 @@ async fn dial_failed(ctx: &StreamContext, conn: ConnId, addr: SocketAddr, why: &
 pub fn refuse_insecure_sips(
     ep: &mut Endpoint,
     now: switchboard_sip::Instant,
-    txn: ServerTxnKey,
-    req: &Request,
-    src: &Peer,
+    arrival: Arrival<'_>,
 ) -> bool {
+    let Arrival { req, src, .. } = arrival;
     if req.uri.scheme != Scheme::Sips || matches!(src.transport, Transport::Tls | Transport::Wss) {
         return false;
     }
     info!(peer = %src.addr, method = %req.method, uri = %req.uri, "sips: request over {:?} refused (416)", src.transport);
-    let tag = ep.new_tag();
-    let resp = Response::from_request(
-        req,
-        416,
-        "Unsupported URI Scheme - SIPS Requires TLS",
-        Some(&tag),
-    );
-    if let Err(e) = ep.respond(now, txn, resp) {
-        debug!("416 not sent: {e}");
-    }
+    let reason = "Unsupported URI Scheme - SIPS Requires TLS";
+    arrival.refuse(ep, now, (416, reason), None);
     true
 }
 

@@ -114,12 +114,8 @@ async fn connection<S>(id: StreamId, stream: S, ctx: StreamContext)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let StreamId {
-        conn,
-        transport,
-        from,
-        slot,
-    } = id;
+    // `id` holds the connection's slot of `max_tcp_connections` until the end.
+    let key = (id.conn, id.transport, id.from);
     let StreamContext {
         limits,
         inbound,
@@ -149,9 +145,9 @@ where
     let (mut sink, mut source) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITER_QUEUE);
     let opened = Inbound::Opened {
-        conn,
-        transport,
-        from,
+        conn: id.conn,
+        transport: id.transport,
+        from: id.from,
         writer: tx,
     };
     inbound.send(opened).await;
@@ -201,13 +197,13 @@ where
         if bytes.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        transport::deliver(&inbound, (conn, transport, from), bytes).await;
+        transport::deliver(&inbound, key, bytes).await;
     }
-    inbound.send(Inbound::Closed { conn }).await;
+    inbound.send(Inbound::Closed { conn: id.conn }).await;
     // The writer ends once the endpoint task drops its sender (on `Closed`) or at shutdown;
     // give it a moment to send the close frame, then stop it.
     let _ = tokio::time::timeout(Duration::from_secs(1), write_task).await;
-    drop(slot);
+    drop(id);
     debug!("WebSocket connection closed");
 }
 
