@@ -1,0 +1,299 @@
+//! The core both outbound dialers drive (call-backs, [`crate::callbacks`]; campaign contacts,
+//! [`crate::campaigns`]): one task that looks every [`TICK`] for work, hears each attempt's
+//! result from call control on a channel, and stores it; a [`Work`] says what differs (what is
+//! claimed and how it is placed, what an ended attempt means, other notes it hears).
+//!
+//! At start the rows this node left `dialing` when it last stopped are put back to `pending`
+//! before anything is dialed; a result the database did not take is kept and stored again every
+//! tick, so nothing is lost while the database is away.
+
+use std::collections::HashSet;
+use std::fmt::Display;
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_engine::{AgentStateKind, Engine};
+use switchboard_store::{AttemptEnd, Store, StoreError, Timestamp, new_record_id, now_utc};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::calls::{CallInput, DialRequest, OutboundKind};
+use crate::config::Config;
+
+/// How often a dialer looks for due work.
+pub const TICK: Duration = Duration::from_secs(1);
+
+/// What one dialer does on its own; the [`Dialer`] runs it.
+pub trait Work: Send {
+    /// An attempt's result, as call control reports it.
+    type Report: Send;
+    /// The status an ended attempt leaves its row in.
+    type Status: Display + Send + Sync;
+    /// Anything else the dialer hears (the held places of in-queue call-backs).
+    type Note: Send;
+    /// What the rows are called in logs, one and several: "call-back", "call-backs".
+    const ONE: &'static str;
+    const SEVERAL: &'static str;
+    /// Why a result the database refused (no row matched) is dropped.
+    const NOT_OURS: &'static str;
+
+    /// Puts back to `pending` the rows this node left `dialing` when it last stopped.
+    fn requeue(&self, now: Timestamp) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// One look for due work (the requeue is done and the kept results are stored).
+    fn tick(&mut self, now: Timestamp) -> impl Future<Output = ()> + Send;
+
+    /// What follows the attempt `report` tells of: the row's id and how it ends.
+    fn ended(
+        &mut self,
+        report: Self::Report,
+        now: Timestamp,
+    ) -> impl Future<Output = (String, AttemptEnd<Self::Status>)> + Send;
+
+    /// Stores how the attempt on row `id` ended; false when the row is no longer this
+    /// node's to end.
+    fn store_end(
+        &self,
+        id: &str,
+        end: &AttemptEnd<Self::Status>,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// After a result was handled (stored, or kept to be stored again).
+    fn settled(&mut self) -> impl Future<Output = ()> + Send;
+
+    /// Another note heard.
+    fn on_note(&mut self, note: Self::Note) -> impl Future<Output = ()> + Send;
+}
+
+/// What every dialer holds: where it stores, whom it asks about agents, how it places calls.
+#[derive(Debug)]
+pub struct Core<R> {
+    pub store: Store,
+    pub engine: Arc<Engine>,
+    pub config: Arc<Config>,
+    inputs: mpsc::UnboundedSender<CallInput>,
+    /// Where call control sends the results of this dialer's attempts.
+    pub reports: mpsc::UnboundedSender<R>,
+    /// This server's name: the rows it takes carry it, so that a restart puts back only its
+    /// own attempts (nodes sharing one database).
+    pub node: String,
+}
+
+impl<R> Core<R> {
+    /// The core, and the receiving end of its reports (for [`Dialer::new`]).
+    pub fn new(
+        store: Store,
+        engine: Arc<Engine>,
+        config: Arc<Config>,
+        inputs: mpsc::UnboundedSender<CallInput>,
+    ) -> (Core<R>, mpsc::UnboundedReceiver<R>) {
+        let (reports, reports_rx) = mpsc::unbounded_channel();
+        let core = Core {
+            node: crate::ops::journal::node_name(&config),
+            store,
+            engine,
+            config,
+            inputs,
+            reports,
+        };
+        (core, reports_rx)
+    }
+
+    /// Whether any trunk has `outbound`: without one nothing is dialed.
+    pub fn can_dial(&self) -> bool {
+        self.config.trunks.iter().any(|t| t.outbound.is_some())
+    }
+
+    /// The free agents of `queue` (with the queue's skill, `available`), idle longest first.
+    pub fn free_agents(&self, queue: &str) -> Vec<String> {
+        let Some(skill) = self
+            .config
+            .queues
+            .iter()
+            .find(|q| q.name == queue)
+            .map(|q| &q.skill)
+        else {
+            return Vec::new();
+        };
+        let skilled: HashSet<&str> = self
+            .config
+            .agents
+            .iter()
+            .filter(|a| a.skills.contains_key(skill))
+            .map(|a| a.id.as_str())
+            .collect();
+        let mut free: Vec<_> = self
+            .engine
+            .agents()
+            .into_iter()
+            .filter(|a| a.state.kind() == AgentStateKind::Available)
+            .filter(|a| skilled.contains(a.id.as_str()))
+            .collect();
+        free.sort_by_key(|a| a.state_since);
+        free.into_iter().map(|a| a.id).collect()
+    }
+
+    /// What the agent's phone shows: `head`, and the client's name when the directory knows
+    /// `number`.
+    pub fn label(&self, head: String, number: &str) -> String {
+        match self.store.clients().get(number) {
+            Some(client) => format!("{head}, client {}", client.name),
+            None => head,
+        }
+    }
+
+    /// Hands `req` to call control; false when call control has stopped (shutdown): the row
+    /// stays `dialing` and is put back to `pending` at the next start.
+    pub fn place(&self, req: DialRequest) -> bool {
+        self.inputs.send(CallInput::Dial(Box::new(req))).is_ok()
+    }
+
+    /// Tells call control something other than a dial; false when it has stopped.
+    pub fn tell(&self, input: CallInput) -> bool {
+        self.inputs.send(input).is_ok()
+    }
+}
+
+/// A dialer task: the [`Work`] and what it hears.
+#[derive(Debug)]
+pub struct Dialer<W: Work> {
+    work: W,
+    reports: mpsc::UnboundedReceiver<W::Report>,
+    notes: Option<mpsc::UnboundedReceiver<W::Note>>,
+    /// Results not yet stored (the database was unreachable); stored again every tick.
+    unsaved: Vec<(String, AttemptEnd<W::Status>)>,
+    /// Whether the rows left `dialing` by the last run are back to `pending`: nothing is
+    /// dialed before, and the put-back is tried every tick until the database answers once.
+    requeued: bool,
+}
+
+impl<W: Work> Dialer<W> {
+    /// A dialer of `work`, hearing results on `reports` and other notes on `notes`.
+    pub fn with(
+        work: W,
+        reports: mpsc::UnboundedReceiver<W::Report>,
+        notes: Option<mpsc::UnboundedReceiver<W::Note>>,
+    ) -> Dialer<W> {
+        Dialer {
+            work,
+            reports,
+            notes,
+            unsaved: Vec::new(),
+            requeued: false,
+        }
+    }
+
+    /// Runs until `stop`.
+    pub async fn run(mut self, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                Some(report) = self.reports.recv() => self.on_report(report).await,
+                Some(note) = next_note(&mut self.notes) => self.work.on_note(note).await,
+                _ = tick.tick() => self.tick().await,
+            }
+        }
+    }
+
+    async fn tick(&mut self) {
+        let now = now_utc();
+        if !self.requeue(now).await {
+            return;
+        }
+        self.save_unsaved(now).await;
+        self.work.tick(now).await;
+    }
+
+    /// Puts back the rows this node left `dialing` unless done already; true once done.
+    async fn requeue(&mut self, now: Timestamp) -> bool {
+        if self.requeued {
+            return true;
+        }
+        match self.work.requeue(now).await {
+            Ok(n) => {
+                self.requeued = true;
+                if n > 0 {
+                    info!(
+                        count = n,
+                        "{} left dialing by the last run are pending again",
+                        W::SEVERAL
+                    );
+                }
+                true
+            }
+            Err(e) => {
+                debug!("{} not picked up yet: {e}", W::SEVERAL);
+                false
+            }
+        }
+    }
+
+    async fn on_report(&mut self, report: W::Report) {
+        let now = now_utc();
+        let (id, end) = self.work.ended(report, now).await;
+        info!(
+            %id,
+            result = %end.last_result,
+            status = %end.status,
+            attempts = end.attempts,
+            next_at = ?end.next_at,
+            "{} attempt ended",
+            W::ONE
+        );
+        self.unsaved.push((id, end));
+        self.save_unsaved(now).await;
+        self.work.settled().await;
+    }
+
+    async fn save_unsaved(&mut self, now: Timestamp) {
+        let mut left = Vec::new();
+        for (id, end) in std::mem::take(&mut self.unsaved) {
+            match self.work.store_end(&id, &end, now).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    warn!(%id, status = %end.status, "{} result not stored: {}", W::ONE, W::NOT_OURS);
+                }
+                Err(e) => {
+                    warn!(%id, "{} result not stored yet (retried): {e}", W::ONE);
+                    left.push((id, end));
+                }
+            }
+        }
+        self.unsaved = left;
+    }
+}
+
+/// The next note, or never when the dialer hears none.
+async fn next_note<N>(notes: &mut Option<mpsc::UnboundedReceiver<N>>) -> Option<N> {
+    match notes {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A request to call `number` with `agent` first, for no call-back or campaign yet (the
+/// caller fills in what the call is made for).
+pub fn request(
+    kind: OutboundKind,
+    agent: String,
+    number: String,
+    queue: Option<String>,
+    label: String,
+) -> DialRequest {
+    DialRequest {
+        record_id: new_record_id(),
+        agent,
+        number,
+        queue,
+        kind,
+        callback_id: None,
+        label: Some(label),
+        report: None,
+        campaign: None,
+        place: None,
+    }
+}
