@@ -32,9 +32,8 @@ pub trait Work: Send {
     type Status: Display + Send + Sync;
     /// Anything else the dialer hears (the held places of in-queue call-backs).
     type Note: Send;
-    /// What the rows are called in logs, one and several: "call-back", "call-backs".
+    /// What a row is called in logs ("call-back"; with an "s", several).
     const ONE: &'static str;
-    const SEVERAL: &'static str;
     /// Why a result the database refused (no row matched) is dropped.
     const NOT_OURS: &'static str;
 
@@ -67,6 +66,16 @@ pub trait Work: Send {
     fn on_note(&mut self, note: Self::Note) -> impl Future<Output = ()> + Send;
 }
 
+/// What a dialer is built from: one set for both, cloned.
+#[derive(Debug, Clone)]
+pub struct Parts {
+    pub store: Store,
+    pub engine: Arc<Engine>,
+    pub config: Arc<Config>,
+    /// Call control's input.
+    pub inputs: mpsc::UnboundedSender<CallInput>,
+}
+
 /// What every dialer holds: where it stores, whom it asks about agents, how it places calls.
 #[derive(Debug)]
 pub struct Core<R> {
@@ -83,19 +92,14 @@ pub struct Core<R> {
 
 impl<R> Core<R> {
     /// The core, and the receiving end of its reports (for [`Dialer::new`]).
-    pub fn new(
-        store: Store,
-        engine: Arc<Engine>,
-        config: Arc<Config>,
-        inputs: mpsc::UnboundedSender<CallInput>,
-    ) -> (Core<R>, mpsc::UnboundedReceiver<R>) {
+    pub fn new(parts: Parts) -> (Core<R>, mpsc::UnboundedReceiver<R>) {
         let (reports, reports_rx) = mpsc::unbounded_channel();
         let core = Core {
-            node: crate::ops::journal::node_name(&config),
-            store,
-            engine,
-            config,
-            inputs,
+            node: crate::ops::journal::node_name(&parts.config),
+            store: parts.store,
+            engine: parts.engine,
+            config: parts.config,
+            inputs: parts.inputs,
             reports,
         };
         (core, reports_rx)
@@ -219,14 +223,14 @@ impl<W: Work> Dialer<W> {
                 if n > 0 {
                     info!(
                         count = n,
-                        "{} left dialing by the last run are pending again",
-                        W::SEVERAL
+                        "{}s left dialing by the last run are pending again",
+                        W::ONE
                     );
                 }
                 true
             }
             Err(e) => {
-                debug!("{} not picked up yet: {e}", W::SEVERAL);
+                debug!("{}s not picked up yet: {e}", W::ONE);
                 false
             }
         }

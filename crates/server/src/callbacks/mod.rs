@@ -20,17 +20,14 @@ pub mod plan;
 pub use places::PlaceNote;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::time::Duration;
 
-use switchboard_engine::Engine;
-use switchboard_store::{AttemptEnd, Callback, CallbackStatus, Store, StoreError, Timestamp};
+use switchboard_store::{AttemptEnd, Callback, CallbackStatus, StoreError, Timestamp};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::calls::{CallInput, DialRequest, OutboundKind};
-use crate::config::Config;
-use crate::dialer::{self, Core, Work};
+use crate::calls::{DialRequest, OutboundKind};
+use crate::dialer::{self, Core, Parts, Work};
 use crate::ops::metrics::Metrics;
 use plan::{AttemptResult, Due, Policy};
 
@@ -67,14 +64,11 @@ pub type Dialer = dialer::Dialer<CallbackWork>;
 
 impl Dialer {
     pub fn new(
-        store: Store,
-        engine: Arc<Engine>,
-        config: Arc<Config>,
-        inputs: mpsc::UnboundedSender<CallInput>,
+        parts: Parts,
         metrics: Metrics,
         places: mpsc::UnboundedReceiver<PlaceNote>,
     ) -> Dialer {
-        let (core, reports) = Core::new(store, engine, config, inputs);
+        let (core, reports) = Core::new(parts);
         let work = CallbackWork {
             policy: core.config.callbacks.policy(&core.config.routing.timezone),
             lease: core.config.callbacks.lease(),
@@ -112,7 +106,6 @@ impl Work for CallbackWork {
     type Status = CallbackStatus;
     type Note = PlaceNote;
     const ONE: &'static str = "call-back";
-    const SEVERAL: &'static str = "call-backs";
     const NOT_OURS: &'static str =
         "the call-back is no longer this node's (its lease ran out, or it was taken back)";
 

@@ -12,20 +12,17 @@
 pub mod plan;
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
-use switchboard_engine::Engine;
 use switchboard_store::{
-    Campaign, CampaignStatus, ContactEnd, ContactStatus, Store, StoreError, Timestamp,
+    Campaign, CampaignStatus, ContactEnd, ContactStatus, StoreError, Timestamp,
 };
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::callbacks::plan::{AttemptResult, Policy, parse_hhmm};
-use crate::calls::{CallInput, DialRequest, OutboundKind};
-use crate::config::Config;
-use crate::dialer::{self, Core, Work};
+use crate::calls::{DialRequest, OutboundKind};
+use crate::dialer::{self, Core, Parts, Work};
 use plan::{CampaignLook, Dial, DueContact, Pacer};
 
 /// The campaign contact an outbound call is made for, and where its result goes.
@@ -81,13 +78,8 @@ pub fn policy(campaign: &Campaign, base: &Policy) -> Policy {
 pub type Dialer = dialer::Dialer<CampaignWork>;
 
 impl Dialer {
-    pub fn new(
-        store: Store,
-        engine: Arc<Engine>,
-        config: Arc<Config>,
-        inputs: mpsc::UnboundedSender<CallInput>,
-    ) -> Dialer {
-        let (core, reports) = Core::new(store, engine, config, inputs);
+    pub fn new(parts: Parts) -> Dialer {
+        let (core, reports) = Core::new(parts);
         let work = CampaignWork {
             base: core.config.callbacks.policy(&core.config.routing.timezone),
             core,
@@ -110,7 +102,6 @@ impl Work for CampaignWork {
     type Status = ContactStatus;
     type Note = Infallible;
     const ONE: &'static str = "campaign contact";
-    const SEVERAL: &'static str = "campaign contacts";
     const NOT_OURS: &'static str = "the contact is no longer being dialed";
 
     async fn requeue(&self, now: Timestamp) -> Result<u64, StoreError> {
