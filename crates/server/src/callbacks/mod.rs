@@ -176,16 +176,12 @@ impl CallbackWork {
     /// Renews this node's claims every third of the lease, and takes back to `pending` the
     /// claims of any other node whose lease ran out.
     async fn keep_leases(&mut self, now: Timestamp) {
+        let (store, node) = (&self.core.store, self.core.node.as_str());
         let third = chrono::Duration::from_std(self.lease / 3).unwrap_or_default();
         let due = self.renewed_at.is_none_or(|at| now >= at + third);
         if !self.in_flight.is_empty() && due {
             let until = now + self.lease;
-            match self
-                .core
-                .store
-                .renew_callback_claims(&self.core.node, until)
-                .await
-            {
+            match store.renew_callback_claims(node, until).await {
                 Ok(held) => {
                     self.renewed_at = Some(now);
                     let expected = self.in_flight.len() as u64;
@@ -200,15 +196,10 @@ impl CallbackWork {
                 Err(e) => warn!("call-back leases not renewed (retried): {e}"),
             }
         }
-        match self
-            .core
-            .store
-            .reclaim_lapsed_callbacks(&self.core.node, now)
-            .await
-        {
+        match store.reclaim_lapsed_callbacks(node, now).await {
             Ok(taken) => {
-                for (id, node) in taken {
-                    info!(%id, node = node.as_deref().unwrap_or("?"), "call-back dialing on a node whose lease ran out is pending again");
+                for (id, lapsed) in taken {
+                    info!(%id, node = lapsed.as_deref().unwrap_or("?"), "call-back dialing on a node whose lease ran out is pending again");
                 }
             }
             Err(e) => debug!("lapsed call-back leases not checked: {e}"),
@@ -242,11 +233,9 @@ impl CallbackWork {
             let Some(agent) = self.free_agent(&queue, &reserved) else {
                 continue; // Nobody free: it waits for the next look.
             };
-            let lease_until = now + self.lease;
-            match self
-                .core
-                .store
-                .claim_callback(&cb.id, &self.core.node, now, lease_until)
+            let (store, node) = (&self.core.store, self.core.node.as_str());
+            match store
+                .claim_callback(&cb.id, node, now, now + self.lease)
                 .await
             {
                 Ok(true) => {}
@@ -287,18 +276,9 @@ impl CallbackWork {
                     next_at: None,
                     last_result: "dnc".to_owned(),
                 };
-                match self
-                    .core
-                    .store
-                    .claim_callback(cb.id, &self.core.node, now, now)
-                    .await
-                {
-                    Ok(true) => match self
-                        .core
-                        .store
-                        .end_callback_attempt(cb.id, &self.core.node, &end, now)
-                        .await
-                    {
+                let (store, node) = (&self.core.store, self.core.node.as_str());
+                match store.claim_callback(cb.id, node, now, now).await {
+                    Ok(true) => match store.end_callback_attempt(cb.id, node, &end, now).await {
                         Ok(_) => {
                             info!(id = %cb.id, number = %cb.number, "call-back cancelled: the number is on the do-not-call list");
                         }
