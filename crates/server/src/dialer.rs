@@ -24,7 +24,8 @@ use crate::config::Config;
 /// How often a dialer looks for due work.
 pub const TICK: Duration = Duration::from_secs(1);
 
-/// What one dialer does on its own; the [`Dialer`] runs it.
+/// What one dialer does on its own; the [`Dialer`] runs it. The methods say their futures
+/// are `Send` (an implementation writes them `async fn`), so that a dialer can be spawned.
 pub trait Work: Send {
     /// An attempt's result, as call control reports it.
     type Report: Send;
@@ -299,5 +300,137 @@ pub fn request(
         report: None,
         campaign: None,
         place: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A work that fails its first requeue and its first store, and writes down what the core
+    /// asked of it, in order.
+    struct Script {
+        events: Arc<Mutex<Vec<String>>>,
+        requeue_fails: usize,
+        store_fails: usize,
+    }
+
+    impl Script {
+        fn note(&self, event: String) {
+            self.events.lock().unwrap().push(event);
+        }
+
+        /// How many events start with `prefix`.
+        fn count(&self, prefix: &str) -> usize {
+            let events = self.events.lock().unwrap();
+            events.iter().filter(|e| e.starts_with(prefix)).count()
+        }
+    }
+
+    impl Work for Script {
+        type Report = (String, &'static str);
+        type Status = &'static str;
+        type Note = u8;
+        const ONE: &'static str = "test row";
+        const NOT_OURS: &'static str = "gone";
+
+        async fn requeue(&self, _now: Timestamp) -> Result<u64, StoreError> {
+            if self.count("requeue failed") < self.requeue_fails {
+                self.note("requeue failed".to_owned());
+                return Err(StoreError::Closed);
+            }
+            self.note("requeued".to_owned());
+            Ok(1)
+        }
+
+        async fn tick(&mut self, _now: Timestamp) {
+            self.note("tick".to_owned());
+        }
+
+        async fn ended(
+            &mut self,
+            (id, result): (String, &'static str),
+            _now: Timestamp,
+        ) -> (String, AttemptEnd<&'static str>) {
+            let end = AttemptEnd {
+                status: "done",
+                attempts: 1,
+                next_at: None,
+                last_result: result.to_owned(),
+            };
+            (id, end)
+        }
+
+        async fn store_end(
+            &self,
+            id: &str,
+            end: &AttemptEnd<&'static str>,
+            _now: Timestamp,
+        ) -> Result<bool, StoreError> {
+            if self.count("not stored") < self.store_fails {
+                self.note(format!("not stored {id}"));
+                return Err(StoreError::Closed);
+            }
+            self.note(format!("stored {id} {}", end.last_result));
+            Ok(true)
+        }
+
+        async fn settled(&mut self) {
+            self.note("settled".to_owned());
+        }
+
+        async fn on_note(&mut self, note: u8) {
+            self.note(format!("note {note}"));
+        }
+    }
+
+    #[tokio::test]
+    async fn nothing_is_looked_at_before_the_requeue_and_a_refused_result_is_stored_later() {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let work = Script {
+            events: Arc::clone(&events),
+            requeue_fails: 1,
+            store_fails: 1,
+        };
+        let (reports_tx, reports) = mpsc::unbounded_channel();
+        let (notes_tx, notes) = mpsc::unbounded_channel();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(Dialer::with(work, reports, Some(notes)).run(stop.clone()));
+        reports_tx.send(("a".to_owned(), "busy")).unwrap();
+        notes_tx.send(7).unwrap();
+        let seen = |what: &str| events.lock().unwrap().iter().any(|e| e == what);
+        let deadline = tokio::time::Instant::now() + 3 * TICK + Duration::from_secs(2);
+        while !(seen("stored a busy") && seen("tick")) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{:?}",
+                events.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(2), task)
+            .await
+            .expect("the dialer stops when told")
+            .unwrap();
+
+        let events = events.lock().unwrap().clone();
+        let at = |what: &str| events.iter().position(|e| e == what).unwrap();
+        // The requeue is tried every tick until it succeeds, then never again; no look before.
+        assert_eq!(
+            events.iter().filter(|e| e.starts_with("requeue")).count(),
+            2,
+            "{events:?}"
+        );
+        assert!(at("requeue failed") < at("requeued"), "{events:?}");
+        assert!(at("requeued") < at("tick"), "{events:?}");
+        // The refused result is kept and stored once, by a later tick.
+        assert!(at("not stored a") < at("requeued"), "{events:?}");
+        assert!(at("requeued") < at("stored a busy"), "{events:?}");
+        assert_eq!(events.iter().filter(|e| e.starts_with("stored")).count(), 1);
+        assert!(at("not stored a") < at("settled"), "{events:?}");
+        assert!(events.contains(&"note 7".to_owned()), "{events:?}");
     }
 }
