@@ -11,6 +11,7 @@ pub mod campaigns;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod dialer;
 pub mod http;
 pub mod ops;
 pub mod routing;

@@ -283,22 +283,16 @@ pub async fn run(config: Config, is_demo: bool) -> anyhow::Result<()> {
     ));
 
     // Call-backs: due ones are dialed agent first through call control.
-    let dialer = crate::callbacks::Dialer::new(
-        store.clone(),
-        Arc::clone(&engine),
-        Arc::new(config.clone()),
-        inputs_tx.clone(),
-        metrics.clone(),
-        places_rx,
-    );
+    let parts = crate::dialer::Parts {
+        store: store.clone(),
+        engine: Arc::clone(&engine),
+        config: Arc::new(config.clone()),
+        inputs: inputs_tx,
+    };
+    let dialer = crate::callbacks::Dialer::new(parts.clone(), metrics.clone(), places_rx);
     tokio::spawn(dialer.run(drain.clone()));
     // Campaigns: contacts of running campaigns are dialed as agents of the queue are free.
-    let campaigns = crate::campaigns::Dialer::new(
-        store.clone(),
-        Arc::clone(&engine),
-        Arc::new(config.clone()),
-        inputs_tx,
-    );
+    let campaigns = crate::campaigns::Dialer::new(parts);
     tokio::spawn(campaigns.run(drain.clone()));
 
     info!("switchboard running");

@@ -11,7 +11,8 @@
 //! counted: the customer's phone may not have rung at all.
 //!
 //! In-queue call-backs, whose callers keep their place in the queue, are stored and taken
-//! here too ([`places`]).
+//! here too ([`places`]). The task itself, results and the start-up put-back are the shared
+//! dialer core's ([`crate::dialer`]); this is its [`CallbackWork`].
 
 mod places;
 pub mod plan;
@@ -19,24 +20,16 @@ pub mod plan;
 pub use places::PlaceNote;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::time::Duration;
 
-use switchboard_engine::{AgentStateKind, Engine};
-use switchboard_store::{
-    AttemptEnd, Callback, CallbackStatus, Store, StoreError, Timestamp, new_record_id, now_utc,
-};
+use switchboard_store::{AttemptEnd, Callback, CallbackStatus, StoreError, Timestamp};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::calls::{CallInput, DialRequest, OutboundKind};
-use crate::config::Config;
+use crate::calls::{DialRequest, OutboundKind};
+use crate::dialer::{self, Core, Parts, Work};
 use crate::ops::metrics::Metrics;
 use plan::{AttemptResult, Due, Policy};
-
-/// How often the dialer looks for due call-backs.
-pub const TICK: Duration = Duration::from_secs(1);
 
 /// How many due call-backs one look takes at most.
 const BATCH: u32 = 50;
@@ -59,41 +52,6 @@ impl<'a> DncCheck<'a> {
     }
 }
 
-/// Whether the rows this node left `dialing` when it last stopped (call-backs, campaign
-/// contacts) are back to `pending`: a dialer dials nothing before, and tries every tick until
-/// the database answers once.
-#[derive(Debug, Default)]
-pub(crate) struct Requeued(bool);
-
-impl Requeued {
-    /// Awaits `requeue` (the store's put-back of `what`) unless done already; true once done.
-    pub(crate) async fn once(
-        &mut self,
-        what: &str,
-        requeue: impl Future<Output = Result<u64, StoreError>>,
-    ) -> bool {
-        if self.0 {
-            return true;
-        }
-        match requeue.await {
-            Ok(n) => {
-                self.0 = true;
-                if n > 0 {
-                    info!(
-                        count = n,
-                        "{what} left dialing by the last run are pending again"
-                    );
-                }
-                true
-            }
-            Err(e) => {
-                debug!("{what} not picked up yet: {e}");
-                false
-            }
-        }
-    }
-}
-
 /// The result of one call-back attempt, reported by call control.
 #[derive(Debug, Clone)]
 pub struct AttemptReport {
@@ -101,30 +59,41 @@ pub struct AttemptReport {
     pub result: AttemptResult,
 }
 
-/// The dialer task's state.
+/// The call-back dialer task.
+pub type Dialer = dialer::Dialer<CallbackWork>;
+
+impl Dialer {
+    pub fn new(
+        parts: Parts,
+        metrics: Metrics,
+        places: mpsc::UnboundedReceiver<PlaceNote>,
+    ) -> Dialer {
+        let (core, reports) = Core::new(parts);
+        let work = CallbackWork {
+            policy: core.config.callbacks.policy(&core.config.routing.timezone),
+            lease: core.config.callbacks.lease(),
+            core,
+            metrics,
+            in_flight: HashMap::new(),
+            renewed_at: None,
+            held: HashSet::new(),
+            unstored: Vec::new(),
+        };
+        Dialer::with(work, reports, Some(places))
+    }
+}
+
+/// What the call-back dialer does on its own: the schedule, leases, held places.
 #[derive(Debug)]
-pub struct Dialer {
-    store: Store,
-    engine: Arc<Engine>,
-    config: Arc<Config>,
+pub struct CallbackWork {
+    core: Core<AttemptReport>,
     policy: Policy,
-    inputs: mpsc::UnboundedSender<CallInput>,
     metrics: Metrics,
-    reports_tx: mpsc::UnboundedSender<AttemptReport>,
-    reports_rx: mpsc::UnboundedReceiver<AttemptReport>,
     /// Attempts made before the one in flight, by call-back id.
     in_flight: HashMap<String, u32>,
-    /// Results not yet stored (the database was unreachable); retried every tick.
-    unsaved: Vec<(String, AttemptEnd)>,
-    requeued: Requeued,
-    /// This server's name: the rows it takes carry it, so that a restart puts back only its
-    /// own attempts (nodes sharing one database).
-    node: String,
     /// How long a claim lasts unless renewed, and when this node last renewed its claims.
     lease: Duration,
     renewed_at: Option<Timestamp>,
-    /// Held places of in-queue call-backs, from call control.
-    places: mpsc::UnboundedReceiver<PlaceNote>,
     /// Call-backs whose caller's place the engine holds: the engine decides when they are
     /// dialed, so the schedule leaves them alone.
     held: HashSet<String>,
@@ -132,78 +101,87 @@ pub struct Dialer {
     unstored: Vec<Callback>,
 }
 
-impl Dialer {
-    pub fn new(
-        store: Store,
-        engine: Arc<Engine>,
-        config: Arc<Config>,
-        inputs: mpsc::UnboundedSender<CallInput>,
-        metrics: Metrics,
-        places: mpsc::UnboundedReceiver<PlaceNote>,
-    ) -> Dialer {
-        let (reports_tx, reports_rx) = mpsc::unbounded_channel();
-        Dialer {
-            node: crate::ops::journal::node_name(&config),
-            policy: config.callbacks.policy(&config.routing.timezone),
-            lease: config.callbacks.lease(),
-            renewed_at: None,
-            store,
-            engine,
-            config,
-            inputs,
-            metrics,
-            reports_tx,
-            reports_rx,
-            in_flight: HashMap::new(),
-            unsaved: Vec::new(),
-            requeued: Requeued::default(),
-            places,
-            held: HashSet::new(),
-            unstored: Vec::new(),
-        }
+impl Work for CallbackWork {
+    type Report = AttemptReport;
+    type Status = CallbackStatus;
+    type Note = PlaceNote;
+    const ONE: &'static str = "call-back";
+    const NOT_OURS: &'static str =
+        "the call-back is no longer this node's (its lease ran out, or it was taken back)";
+
+    async fn requeue(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let store = &self.core.store;
+        store.requeue_dialing_callbacks(&self.core.node, now).await
     }
 
-    /// Runs until `stop`.
-    pub async fn run(mut self, stop: CancellationToken) {
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => break,
-                Some(report) = self.reports_rx.recv() => self.on_report(report).await,
-                Some(note) = self.places.recv() => self.on_place(note).await,
-                _ = tick.tick() => self.tick().await,
-            }
-        }
-    }
-
-    async fn tick(&mut self) {
-        let now = now_utc();
-        let requeue = self.store.requeue_dialing_callbacks(&self.node, now);
-        if !self.requeued.once("call-backs", requeue).await {
-            return;
-        }
-        self.save_unsaved(now).await;
+    async fn tick(&mut self, now: Timestamp) {
         self.store_held().await;
         self.keep_leases(now).await;
         // Without a trunk that has `outbound` nothing is dialed: call-backs stay pending
         // (stored, listed, cancellable) until they expire.
-        let can_dial = self.config.trunks.iter().any(|t| t.outbound.is_some());
-        match self.store.due_callbacks(now, BATCH).await {
+        let can_dial = self.core.can_dial();
+        match self.core.store.due_callbacks(now, BATCH).await {
             Ok(due) => self.dial_due(now, due, can_dial).await,
             Err(e) => debug!("call-backs not read: {e}"),
         }
         self.publish_counts().await;
     }
 
+    async fn ended(&mut self, report: AttemptReport, now: Timestamp) -> (String, AttemptEnd) {
+        let stored = match self.core.store.callback(&report.callback_id).await {
+            Ok(cb) => cb,
+            Err(e) => {
+                warn!(id = %report.callback_id, "call-back not read for its result: {e}");
+                None
+            }
+        };
+        let before = match self.in_flight.remove(&report.callback_id) {
+            Some(n) => n,
+            None => stored.as_ref().map_or(0, |cb| cb.attempts),
+        };
+        // Unknown when the row cannot be read: the attempt's time stands for it.
+        let asked = stored.map_or(now, |cb| plan::due_from(cb.at, cb.created_at));
+        let next = self.policy.after(before, report.result, asked, now);
+        let end = AttemptEnd {
+            status: next.status,
+            attempts: next.attempts,
+            next_at: next.next_at,
+            last_result: report.result.as_str().to_owned(),
+        };
+        (report.callback_id, end)
+    }
+
+    async fn store_end(
+        &self,
+        id: &str,
+        end: &AttemptEnd,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let store = &self.core.store;
+        store
+            .end_callback_attempt(id, &self.core.node, end, now)
+            .await
+    }
+
+    async fn settled(&mut self) {
+        self.publish_counts().await;
+    }
+
+    async fn on_note(&mut self, note: PlaceNote) {
+        self.on_place(note).await;
+    }
+}
+
+impl CallbackWork {
     /// Renews this node's claims every third of the lease, and takes back to `pending` the
     /// claims of any other node whose lease ran out.
     async fn keep_leases(&mut self, now: Timestamp) {
+        let (store, node) = (&self.core.store, self.core.node.as_str());
         let third = chrono::Duration::from_std(self.lease / 3).unwrap_or_default();
         let due = self.renewed_at.is_none_or(|at| now >= at + third);
         if !self.in_flight.is_empty() && due {
             let until = now + self.lease;
-            match self.store.renew_callback_claims(&self.node, until).await {
+            match store.renew_callback_claims(node, until).await {
                 Ok(held) => {
                     self.renewed_at = Some(now);
                     let expected = self.in_flight.len() as u64;
@@ -218,10 +196,10 @@ impl Dialer {
                 Err(e) => warn!("call-back leases not renewed (retried): {e}"),
             }
         }
-        match self.store.reclaim_lapsed_callbacks(&self.node, now).await {
+        match store.reclaim_lapsed_callbacks(node, now).await {
             Ok(taken) => {
-                for (id, node) in taken {
-                    info!(%id, node = node.as_deref().unwrap_or("?"), "call-back dialing on a node whose lease ran out is pending again");
+                for (id, lapsed) in taken {
+                    info!(%id, node = lapsed.as_deref().unwrap_or("?"), "call-back dialing on a node whose lease ran out is pending again");
                 }
             }
             Err(e) => debug!("lapsed call-back leases not checked: {e}"),
@@ -255,10 +233,9 @@ impl Dialer {
             let Some(agent) = self.free_agent(&queue, &reserved) else {
                 continue; // Nobody free: it waits for the next look.
             };
-            let lease_until = now + self.lease;
-            match self
-                .store
-                .claim_callback(&cb.id, &self.node, now, lease_until)
+            let (store, node) = (&self.core.store, self.core.node.as_str());
+            match store
+                .claim_callback(&cb.id, node, now, now + self.lease)
                 .await
             {
                 Ok(true) => {}
@@ -276,21 +253,12 @@ impl Dialer {
             }
             self.in_flight.insert(cb.id.clone(), cb.attempts);
             let req = DialRequest {
-                record_id: new_record_id(),
-                agent,
-                number: cb.number.clone(),
-                queue: Some(queue),
-                kind: OutboundKind::Callback,
                 callback_id: Some(cb.id.clone()),
-                label: Some(label),
-                report: Some(self.reports_tx.clone()),
-                campaign: None,
-                place: None,
+                report: Some(self.core.reports.clone()),
+                ..dialer::request(OutboundKind::Callback, agent, cb.number, Some(queue), label)
             };
-            if self.inputs.send(CallInput::Dial(Box::new(req))).is_err() {
-                // Call control has stopped (shutdown): the row stays `dialing` and is put back
-                // to `pending` at the next start.
-                return;
+            if !self.core.place(req) {
+                return; // Call control has stopped (shutdown).
             }
         }
     }
@@ -299,7 +267,7 @@ impl Dialer {
     /// cancelled (`last_result` `dnc`), never dialed. True when it is listed (or the list
     /// cannot be read: nothing is dialed unchecked).
     async fn on_dnc_list(&mut self, cb: DncCheck<'_>, now: Timestamp) -> bool {
-        match self.store.dnc(cb.number).await {
+        match self.core.store.dnc(cb.number).await {
             Ok(None) => false,
             Ok(Some(_)) => {
                 let end = AttemptEnd {
@@ -308,12 +276,9 @@ impl Dialer {
                     next_at: None,
                     last_result: "dnc".to_owned(),
                 };
-                match self.store.claim_callback(cb.id, &self.node, now, now).await {
-                    Ok(true) => match self
-                        .store
-                        .end_callback_attempt(cb.id, &self.node, &end, now)
-                        .await
-                    {
+                let (store, node) = (&self.core.store, self.core.node.as_str());
+                match store.claim_callback(cb.id, node, now, now).await {
+                    Ok(true) => match store.end_callback_attempt(cb.id, node, &end, now).await {
                         Ok(_) => {
                             info!(id = %cb.id, number = %cb.number, "call-back cancelled: the number is on the do-not-call list");
                         }
@@ -337,7 +302,7 @@ impl Dialer {
 
     /// A pending call-back not dialed within its validity (`[callbacks] expire_after_s`).
     async fn expire(&self, cb: &Callback, now: Timestamp) {
-        match self.store.expire_callback(&cb.id, now).await {
+        match self.core.store.expire_callback(&cb.id, now).await {
             Ok(true) => {
                 info!(id = %cb.id, number = %cb.number, attempts = cb.attempts, "call-back expired: not dialed within its validity");
             }
@@ -348,10 +313,7 @@ impl Dialer {
 
     /// What the agent's phone shows: "call-back to +385…, client X".
     fn label(&self, number: &str) -> String {
-        match self.store.clients().get(number).map(|c| c.name) {
-            Some(name) => format!("call-back to {number}, client {name}"),
-            None => format!("call-back to {number}"),
-        }
+        self.core.label(format!("call-back to {number}"), number)
     }
 
     /// The call-back's queue, the `[callbacks] queue`, or the first queue.
@@ -361,79 +323,25 @@ impl Dialer {
 
     /// The `[callbacks] queue`, or the first queue.
     fn default_queue(&self) -> Option<String> {
-        self.config
+        self.core
+            .config
             .callbacks
             .queue
             .clone()
-            .or_else(|| self.config.queues.first().map(|q| q.name.clone()))
+            .or_else(|| self.core.config.queues.first().map(|q| q.name.clone()))
     }
 
     /// The free agent of `queue` idle longest (with the queue's skill, `available`).
     fn free_agent(&self, queue: &str, reserved: &HashSet<String>) -> Option<String> {
-        free_agents(&self.config, &self.engine, queue)
+        self.core
+            .free_agents(queue)
             .into_iter()
             .find(|a| !reserved.contains(a))
     }
 
-    async fn on_report(&mut self, report: AttemptReport) {
-        let now = now_utc();
-        let stored = match self.store.callback(&report.callback_id).await {
-            Ok(cb) => cb,
-            Err(e) => {
-                warn!(id = %report.callback_id, "call-back not read for its result: {e}");
-                None
-            }
-        };
-        let before = match self.in_flight.remove(&report.callback_id) {
-            Some(n) => n,
-            None => stored.as_ref().map_or(0, |cb| cb.attempts),
-        };
-        // Unknown when the row cannot be read: the attempt's time stands for it.
-        let asked = stored.map_or(now, |cb| plan::due_from(cb.at, cb.created_at));
-        let next = self.policy.after(before, report.result, asked, now);
-        info!(
-            id = %report.callback_id,
-            result = report.result.as_str(),
-            status = next.status.as_str(),
-            attempts = next.attempts,
-            next_at = ?next.next_at,
-            "call-back attempt ended"
-        );
-        let end = AttemptEnd {
-            status: next.status,
-            attempts: next.attempts,
-            next_at: next.next_at,
-            last_result: report.result.as_str().to_owned(),
-        };
-        self.unsaved.push((report.callback_id, end));
-        self.save_unsaved(now).await;
-        self.publish_counts().await;
-    }
-
-    async fn save_unsaved(&mut self, now: Timestamp) {
-        let mut left = Vec::new();
-        for (id, end) in std::mem::take(&mut self.unsaved) {
-            match self
-                .store
-                .end_callback_attempt(&id, &self.node, &end, now)
-                .await
-            {
-                Ok(true) => {}
-                Ok(false) => {
-                    warn!(%id, status = end.status.as_str(), "call-back result not stored: the call-back is no longer this node's (its lease ran out, or it was taken back)");
-                }
-                Err(e) => {
-                    warn!(%id, "call-back result not stored yet (retried): {e}");
-                    left.push((id, end));
-                }
-            }
-        }
-        self.unsaved = left;
-    }
-
     /// `switchboard_callbacks{status}` from the table.
     async fn publish_counts(&self) {
-        let Ok(counts) = self.store.callback_counts().await else {
+        let Ok(counts) = self.core.store.callback_counts().await else {
             return;
         };
         for status in [
@@ -454,31 +362,4 @@ impl Dialer {
                 .set(n);
         }
     }
-}
-
-/// The free agents of `queue` (with the queue's skill, `available`), idle longest first: whom
-/// the outbound dialers (call-backs, campaigns) may reserve for their next call.
-pub(crate) fn free_agents(config: &Config, engine: &Engine, queue: &str) -> Vec<String> {
-    let Some(skill) = config
-        .queues
-        .iter()
-        .find(|q| q.name == queue)
-        .map(|q| &q.skill)
-    else {
-        return Vec::new();
-    };
-    let skilled: HashSet<&str> = config
-        .agents
-        .iter()
-        .filter(|a| a.skills.contains_key(skill))
-        .map(|a| a.id.as_str())
-        .collect();
-    let mut free: Vec<_> = engine
-        .agents()
-        .into_iter()
-        .filter(|a| a.state.kind() == AgentStateKind::Available)
-        .filter(|a| skilled.contains(a.id.as_str()))
-        .collect();
-    free.sort_by_key(|a| a.state_since);
-    free.into_iter().map(|a| a.id).collect()
 }

@@ -11,12 +11,13 @@
 //! `next_at` is when the caller would have left the queue at the latest.
 
 use switchboard_engine::{CallId, Offer};
-use switchboard_store::{Callback, new_record_id, now_utc};
+use switchboard_store::{Callback, now_utc};
 use tracing::{info, warn};
 
 use super::plan::Due;
-use super::{Dialer, DncCheck};
+use super::{CallbackWork, DncCheck};
 use crate::calls::{CallInput, DialRequest, OutboundKind};
+use crate::dialer;
 
 /// What call control tells the dialer about held places.
 #[derive(Debug)]
@@ -33,7 +34,7 @@ pub enum PlaceNote {
     },
 }
 
-impl Dialer {
+impl CallbackWork {
     pub(super) async fn on_place(&mut self, note: PlaceNote) {
         match note {
             PlaceNote::Held(cb) => {
@@ -59,7 +60,7 @@ impl Dialer {
     pub(super) async fn store_held(&mut self) {
         let mut left = Vec::new();
         for cb in std::mem::take(&mut self.unstored) {
-            if let Err(e) = self.store.insert_callback(&cb).await {
+            if let Err(e) = self.core.store.insert_callback(&cb).await {
                 warn!(id = %cb.id, "in-queue call-back not stored yet (retried): {e}");
                 left.push(cb);
             }
@@ -96,8 +97,9 @@ impl Dialer {
             return self.give_up_place(call);
         }
         match self
+            .core
             .store
-            .claim_callback(&id, &self.node, now, now + self.lease)
+            .claim_callback(&id, &self.core.node, now, now + self.lease)
             .await
         {
             Ok(true) => {}
@@ -113,33 +115,29 @@ impl Dialer {
         let Some(agent) = offer
             .agents
             .first()
-            .and_then(|&a| self.engine.agent_id(a))
+            .and_then(|&a| self.core.engine.agent_id(a))
             .map(str::to_owned)
         else {
             return self.give_up_place(call);
         };
         info!(%id, %number, %agent, "held place reached: dialing the call-back");
         self.in_flight.insert(id.clone(), 0);
+        let label = self.label(&number);
+        let queue = queue.or_else(|| self.default_queue());
         let req = DialRequest {
-            record_id: new_record_id(),
-            agent,
-            label: Some(self.label(&number)),
-            number,
-            queue: queue.or_else(|| self.default_queue()),
-            kind: OutboundKind::Callback,
             callback_id: Some(id),
-            report: Some(self.reports_tx.clone()),
+            report: Some(self.core.reports.clone()),
             place: Some(offer),
-            campaign: None,
+            ..dialer::request(OutboundKind::Callback, agent, number, queue, label)
         };
-        if self.inputs.send(CallInput::Dial(Box::new(req))).is_err() {
-            // Call control has stopped: the row is put back to `pending` at the next start.
-        }
+        // Unless call control has stopped: the row is then put back to `pending` at the next
+        // start.
+        self.core.place(req);
     }
 
     /// Tells call control to free the agents offered the held place of `call`.
     fn give_up_place(&self, call: CallId) {
-        if self.inputs.send(CallInput::DropPlace { call }).is_err() {
+        if !self.core.tell(CallInput::DropPlace { call }) {
             warn!("held place not given up: call control has stopped");
         }
     }

@@ -5,29 +5,25 @@
 //! of kind `campaign`; each attempt's result comes back on a channel and the contact moves on
 //! (done, a retry, failed). A contact whose number is on the do-not-call list becomes `dnc`
 //! and is never dialed. Contacts left `dialing` by a server that stopped are put back to
-//! `pending` at start, so a campaign survives a restart.
+//! `pending` at start, so a campaign survives a restart. The task itself, results and that
+//! start-up put-back are the shared dialer core's ([`crate::dialer`]); this is its
+//! [`CampaignWork`].
 
 pub mod plan;
 
-use std::sync::Arc;
+use std::convert::Infallible;
 use std::time::Duration;
 
-use switchboard_engine::Engine;
 use switchboard_store::{
-    Campaign, CampaignStatus, ContactEnd, Store, Timestamp, new_record_id, now_utc,
+    Campaign, CampaignStatus, ContactEnd, ContactStatus, StoreError, Timestamp,
 };
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::callbacks::Requeued;
 use crate::callbacks::plan::{AttemptResult, Policy, parse_hhmm};
-use crate::calls::{CallInput, DialRequest, OutboundKind};
-use crate::config::Config;
-use plan::{CampaignLook, DueContact, Pacer};
-
-/// How often the dialer looks at the running campaigns.
-pub const TICK: Duration = Duration::from_secs(1);
+use crate::calls::{DialRequest, OutboundKind};
+use crate::dialer::{self, Core, Parts, Work};
+use plan::{CampaignLook, Dial, DueContact, Pacer};
 
 /// The campaign contact an outbound call is made for, and where its result goes.
 #[derive(Debug, Clone)]
@@ -78,72 +74,46 @@ pub fn policy(campaign: &Campaign, base: &Policy) -> Policy {
     }
 }
 
-/// The dialer task's state.
-#[derive(Debug)]
-pub struct Dialer {
-    store: Store,
-    engine: Arc<Engine>,
-    config: Arc<Config>,
-    base: Policy,
-    inputs: mpsc::UnboundedSender<CallInput>,
-    reports_tx: mpsc::UnboundedSender<ContactReport>,
-    reports_rx: mpsc::UnboundedReceiver<ContactReport>,
-    pacer: Pacer,
-    /// Results not yet stored (the database was unreachable); retried every tick.
-    unsaved: Vec<(String, ContactEnd)>,
-    requeued: Requeued,
-    /// This server's name: the contacts it takes carry it, so that a restart puts back only
-    /// its own attempts (nodes sharing one database).
-    node: String,
-}
+/// The campaign dialer task.
+pub type Dialer = dialer::Dialer<CampaignWork>;
 
 impl Dialer {
-    pub fn new(
-        store: Store,
-        engine: Arc<Engine>,
-        config: Arc<Config>,
-        inputs: mpsc::UnboundedSender<CallInput>,
-    ) -> Dialer {
-        let (reports_tx, reports_rx) = mpsc::unbounded_channel();
-        Dialer {
-            node: crate::ops::journal::node_name(&config),
-            base: config.callbacks.policy(&config.routing.timezone),
-            store,
-            engine,
-            config,
-            inputs,
-            reports_tx,
-            reports_rx,
+    pub fn new(parts: Parts) -> Dialer {
+        let (core, reports) = Core::new(parts);
+        let work = CampaignWork {
+            base: core.config.callbacks.policy(&core.config.routing.timezone),
+            core,
             pacer: Pacer::default(),
-            unsaved: Vec::new(),
-            requeued: Requeued::default(),
-        }
+        };
+        Dialer::with(work, reports, None)
+    }
+}
+
+/// What the campaign dialer does on its own: the pacer over the running campaigns.
+#[derive(Debug)]
+pub struct CampaignWork {
+    core: Core<ContactReport>,
+    base: Policy,
+    pacer: Pacer,
+}
+
+impl Work for CampaignWork {
+    type Report = ContactReport;
+    type Status = ContactStatus;
+    type Note = Infallible;
+    const ONE: &'static str = "campaign contact";
+    const NOT_OURS: &'static str = "the contact is no longer being dialed";
+
+    async fn requeue(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let store = &self.core.store;
+        store.requeue_dialing_contacts(&self.core.node, now).await
     }
 
-    /// Runs until `stop`.
-    pub async fn run(mut self, stop: CancellationToken) {
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => break,
-                Some(report) = self.reports_rx.recv() => self.on_report(report).await,
-                _ = tick.tick() => self.tick().await,
-            }
-        }
-    }
-
-    async fn tick(&mut self) {
-        let now = now_utc();
-        let requeue = self.store.requeue_dialing_contacts(&self.node, now);
-        if !self.requeued.once("campaign contacts", requeue).await {
-            return;
-        }
-        self.save_unsaved(now).await;
-        if !self.config.trunks.iter().any(|t| t.outbound.is_some()) {
+    async fn tick(&mut self, now: Timestamp) {
+        if !self.core.can_dial() {
             return; // Nowhere to dial: campaigns stay as they are.
         }
-        let running = match self.store.running_campaigns().await {
+        let running = match self.core.store.running_campaigns().await {
             Ok(r) => r,
             Err(e) => return debug!("campaigns not read: {e}"),
         };
@@ -157,58 +127,92 @@ impl Dialer {
             let Some(look) = looks.iter().find(|l| l.id == dial.campaign) else {
                 continue;
             };
-            self.pacer.started(&dial, &look.policy);
-            match self
-                .store
-                .claim_contact(&dial.contact, &self.node, false, now)
-                .await
-            {
-                Ok(true) => {}
-                Ok(false) => {
-                    self.pacer.dropped(&dial.contact);
-                    continue;
-                }
-                Err(e) => {
-                    warn!(contact = %dial.contact, "campaign contact not taken for dialing: {e}");
-                    self.pacer.dropped(&dial.contact);
-                    continue;
-                }
-            }
-            let name = running
-                .iter()
-                .find(|c| c.id == dial.campaign)
-                .map_or("", |c| c.name.as_str());
-            let label = match self.store.clients().get(&dial.number) {
-                Some(client) => format!("campaign {name}: {}, client {}", dial.number, client.name),
-                None => format!("campaign {name}: {}", dial.number),
+            let Some(campaign) = running.iter().find(|c| c.id == dial.campaign) else {
+                continue;
             };
-            info!(campaign = %dial.campaign, contact = %dial.contact, number = %dial.number, agent = %dial.agent, attempt = dial.attempts + 1, "campaign call: offering it to the agent");
-            let queue = running
-                .iter()
-                .find(|c| c.id == dial.campaign)
-                .map(|c| c.queue.clone());
-            let req = DialRequest {
-                record_id: new_record_id(),
-                agent: dial.agent,
-                number: dial.number,
-                queue,
-                kind: OutboundKind::Campaign,
-                callback_id: None,
-                label: Some(label),
-                report: None,
-                place: None,
-                campaign: Some(CampaignDial {
-                    campaign_id: dial.campaign,
-                    contact_id: dial.contact,
-                    report: self.reports_tx.clone(),
-                }),
-            };
-            if self.inputs.send(CallInput::Dial(Box::new(req))).is_err() {
-                // Call control has stopped (shutdown): the contact stays `dialing` and is put
-                // back to `pending` at the next start.
-                return;
+            if !self.place(dial, look, campaign, now).await {
+                return; // Call control has stopped (shutdown).
             }
         }
+    }
+
+    async fn ended(&mut self, report: ContactReport, now: Timestamp) -> (String, ContactEnd) {
+        let end = match self.pacer.ended(&report.contact_id, report.result, now) {
+            Some(end) => end,
+            // Not dialed by this run (cannot happen short of a bug): failed, so the contact
+            // is not left dialing forever.
+            None => ContactEnd {
+                status: ContactStatus::Failed,
+                attempts: 1,
+                next_at: None,
+                last_result: report.result.as_str().to_owned(),
+            },
+        };
+        (report.contact_id, end)
+    }
+
+    async fn store_end(
+        &self,
+        id: &str,
+        end: &ContactEnd,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.core.store.end_contact_attempt(id, end, now).await
+    }
+
+    async fn settled(&mut self) {}
+
+    async fn on_note(&mut self, note: Infallible) {
+        match note {}
+    }
+}
+
+impl CampaignWork {
+    /// Takes the contact the pacer planned and hands its call to call control; false when
+    /// call control has stopped.
+    async fn place(
+        &mut self,
+        dial: Dial,
+        look: &CampaignLook,
+        campaign: &Campaign,
+        now: Timestamp,
+    ) -> bool {
+        self.pacer.started(&dial, &look.policy);
+        let store = &self.core.store;
+        match store
+            .claim_contact(&dial.contact, &self.core.node, false, now)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                self.pacer.dropped(&dial.contact);
+                return true;
+            }
+            Err(e) => {
+                warn!(contact = %dial.contact, "campaign contact not taken for dialing: {e}");
+                self.pacer.dropped(&dial.contact);
+                return true;
+            }
+        }
+        let head = format!("campaign {}: {}", campaign.name, dial.number);
+        let label = self.core.label(head, &dial.number);
+        info!(campaign = %dial.campaign, contact = %dial.contact, number = %dial.number, agent = %dial.agent, attempt = dial.attempts + 1, "campaign call: offering it to the agent");
+        let queue = Some(campaign.queue.clone());
+        let req = DialRequest {
+            campaign: Some(CampaignDial {
+                campaign_id: dial.campaign,
+                contact_id: dial.contact,
+                report: self.core.reports.clone(),
+            }),
+            ..dialer::request(
+                OutboundKind::Campaign,
+                dial.agent,
+                dial.number,
+                queue,
+                label,
+            )
+        };
+        self.core.place(req)
     }
 
     /// What the pacer needs of `campaign` now: its free agents and due contacts (numbers on
@@ -219,11 +223,11 @@ impl Dialer {
         if !policy.in_window(now) {
             return None;
         }
-        let free = crate::callbacks::free_agents(&self.config, &self.engine, &campaign.queue);
+        let free = self.core.free_agents(&campaign.queue);
         let limit = u32::try_from(free.len())
             .unwrap_or(u32::MAX)
             .saturating_add(8);
-        let due = match self.store.due_contacts(&campaign.id, now, limit).await {
+        let due = match self.core.store.due_contacts(&campaign.id, now, limit).await {
             Ok(d) => d,
             Err(e) => {
                 debug!(campaign = %campaign.id, "campaign contacts not read: {e}");
@@ -239,14 +243,19 @@ impl Dialer {
         }
         let mut dialable = Vec::new();
         for c in due {
-            match self.store.dnc(&c.number).await {
+            match self.core.store.dnc(&c.number).await {
                 Ok(None) => dialable.push(DueContact {
                     id: c.id,
                     number: c.number,
                     attempts: c.attempts,
                     next_at: c.next_at,
                 }),
-                Ok(Some(_)) => match self.store.claim_contact(&c.id, &self.node, true, now).await {
+                Ok(Some(_)) => match self
+                    .core
+                    .store
+                    .claim_contact(&c.id, &self.core.node, true, now)
+                    .await
+                {
                     Ok(true) => {
                         info!(campaign = %campaign.id, number = %c.number, "campaign contact not dialed: the number is on the do-not-call list")
                     }
@@ -272,9 +281,10 @@ impl Dialer {
 
     /// A running campaign with no contact pending or being dialed is `finished`.
     async fn finish_if_done(&self, campaign: &Campaign, now: Timestamp) {
-        match self.store.open_contacts(&campaign.id).await {
+        match self.core.store.open_contacts(&campaign.id).await {
             Ok(0) => {
                 let moved = self
+                    .core
                     .store
                     .set_campaign_status(
                         &campaign.id,
@@ -294,41 +304,5 @@ impl Dialer {
             Ok(_) => {}
             Err(e) => debug!(campaign = %campaign.id, "campaign contacts not counted: {e}"),
         }
-    }
-
-    async fn on_report(&mut self, report: ContactReport) {
-        let now = now_utc();
-        let end = match self.pacer.ended(&report.contact_id, report.result, now) {
-            Some(end) => end,
-            // Not dialed by this run (cannot happen short of a bug): failed, so the contact
-            // is not left dialing forever.
-            None => ContactEnd {
-                status: switchboard_store::ContactStatus::Failed,
-                attempts: 1,
-                next_at: None,
-                last_result: report.result.as_str().to_owned(),
-            },
-        };
-        info!(
-            contact = %report.contact_id,
-            result = report.result.as_str(),
-            status = end.status.as_str(),
-            attempts = end.attempts,
-            next_at = ?end.next_at,
-            "campaign call ended"
-        );
-        self.unsaved.push((report.contact_id, end));
-        self.save_unsaved(now).await;
-    }
-
-    async fn save_unsaved(&mut self, now: Timestamp) {
-        let mut left = Vec::new();
-        for (id, end) in std::mem::take(&mut self.unsaved) {
-            if let Err(e) = self.store.end_contact_attempt(&id, &end, now).await {
-                warn!(%id, "campaign contact result not stored yet (retried): {e}");
-                left.push((id, end));
-            }
-        }
-        self.unsaved = left;
     }
 }
