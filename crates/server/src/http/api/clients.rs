@@ -10,24 +10,29 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use switchboard_store::{Client, ClientType, Money, normalize_number};
 use tracing::info;
-use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::{PartialSchema, ToSchema};
 
 use super::error::{ApiError, ApiJson, ErrorBody};
 use crate::http::AppState;
 
-/// A client type (PRODUCT §2). Mirrors `switchboard_store::ClientType`; a unit test keeps
-/// the two sets equal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ClientTypeName {
-    Key,
-    Regional,
-    Retail,
-    Marketer,
-    OwnOutlet,
-    New,
-    Wholesale,
+/// The OpenAPI schema of a client type: the directory's spellings (PRODUCT §2), which
+/// request and response bodies carry as `switchboard_store::ClientType` serializes them.
+#[derive(Debug)]
+pub struct ClientTypeName;
+
+impl PartialSchema for ClientTypeName {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("A client type (PRODUCT §2)."))
+            .enum_values(Some(ClientType::ALL.iter().map(|t| t.as_str())))
+            .into()
+    }
 }
+
+impl ToSchema for ClientTypeName {}
 
 /// A client of the directory.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -81,7 +86,8 @@ pub struct ClientBody {
     #[schema(example = "Veletrgovina d.o.o.")]
     pub name: String,
     #[serde(rename = "type")]
-    pub client_type: ClientTypeName,
+    #[schema(value_type = ClientTypeName)]
+    pub client_type: ClientType,
     /// Assigned manager: a configured agent id.
     #[schema(example = "ana")]
     pub manager: Option<String>,
@@ -216,17 +222,13 @@ pub async fn put(
             "manager: no agent {m:?} is configured"
         )));
     }
-    let client_type: ClientType = serde_json::to_value(body.client_type)
-        .ok()
-        .and_then(|v| v.as_str().and_then(|s| s.parse().ok()))
-        .ok_or_else(|| ApiError::unprocessable("type: unknown client type"))?;
     let directory = state.store.clients();
     let existed = directory.get(&number).is_some();
     let stored = directory
         .upsert(Client {
             number,
             name: body.name,
-            client_type,
+            client_type: body.client_type,
             manager,
             region: body.region,
             overdue_debt: body.overdue_debt,
@@ -268,36 +270,4 @@ pub async fn delete(
         info!(%number, "client removed through the API");
     }
     delete_status(removed, format!("no client {number}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn client_type_names_match_the_store() {
-        let ours: Vec<String> = [
-            ClientTypeName::Key,
-            ClientTypeName::Regional,
-            ClientTypeName::Retail,
-            ClientTypeName::Marketer,
-            ClientTypeName::OwnOutlet,
-            ClientTypeName::New,
-            ClientTypeName::Wholesale,
-        ]
-        .iter()
-        .map(|t| {
-            serde_json::to_value(t)
-                .unwrap()
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
-        let store: Vec<String> = ClientType::ALL
-            .iter()
-            .map(|t| t.as_str().to_owned())
-            .collect();
-        assert_eq!(ours, store);
-    }
 }
