@@ -3,7 +3,8 @@
 
 /// Declares a GET handler that needs no token and answers one representation (200 with its
 /// content type), with its `#[utoipa::path]`: the metrics text, the pages and their script,
-/// the OpenAPI document.
+/// the OpenAPI document. Arguments: the path, the operation id, the tag, then the 200
+/// answer's description, content type and body schema; then the handler with its doc comment.
 macro_rules! plain_get {
     (
         $path:tt, $operation_id:tt, $tag:tt, $description:tt, $content_type:tt, $body:tt;

@@ -70,8 +70,7 @@ use super::{
         reports::Format,
         reports::Interval
     )),
-    modifiers(&BearerAuth, &Tags),
-
+    modifiers(&BearerAuth, &Tags)
 )]
 pub struct ApiDoc;
 
