@@ -1,6 +1,28 @@
 //! The HTTP surface on `[http] listen`: liveness, readiness, Prometheus metrics, the
 //! operations API under `/api/v1` (see [`api`]) and the web pages ([`web`]).
 
+/// Declares a GET handler that needs no token and answers one representation (200 with its
+/// content type), with its `#[utoipa::path]`: the metrics text, the pages and their script,
+/// the OpenAPI document. Arguments: the path, the operation id, the tag, then the 200
+/// answer's description, content type and body schema; then the handler with its doc comment.
+macro_rules! plain_get {
+    (
+        $path:tt, $operation_id:tt, $tag:tt, $description:tt, $content_type:tt, $body:tt;
+        $(#[$doc:meta])*
+        pub async fn $name:ident($($params:tt)*) -> $ret:ty $handler:block
+    ) => {
+        #[utoipa::path(
+            get,
+            path = $path,
+            operation_id = $operation_id,
+            tag = $tag,
+            responses((status = 200, description = $description, content_type = $content_type, body = $body))
+        )]
+        $(#[$doc])*
+        pub async fn $name($($params)*) -> $ret $handler
+    };
+}
+
 pub mod api;
 pub mod events;
 pub mod shared;
@@ -143,26 +165,23 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-/// Prometheus metrics (text exposition format 0.0.4): the names of PRODUCT §4 plus the
-/// standard `process_*` metrics.
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    operation_id = "metrics",
-    tag = "health",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain; version=0.0.4", body = String))
-)]
-pub async fn metrics(State(state): State<AppState>) -> Response {
-    (state.refresh)();
-    (
-        StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state.metrics.render(),
-    )
-        .into_response()
+plain_get! {
+    "/metrics", "metrics", "health",
+    "Prometheus text format", "text/plain; version=0.0.4", String;
+    /// Prometheus metrics (text exposition format 0.0.4): the names of PRODUCT §4 plus the
+    /// standard `process_*` metrics.
+    pub async fn metrics(State(state): State<AppState>) -> Response {
+        (state.refresh)();
+        (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            state.metrics.render(),
+        )
+            .into_response()
+    }
 }
 
 /// Most HTTP connections open at once; more are closed at accept.

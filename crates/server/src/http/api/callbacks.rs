@@ -47,8 +47,8 @@ pub struct CallbackView {
     #[schema(format = DateTime)]
     pub created_at: String,
     /// `pending`, `dialing`, `done`, `failed`, `cancelled` or `expired`.
-    #[schema(example = "pending")]
-    pub status: String,
+    #[schema(value_type = String, example = "pending")]
+    pub status: CallbackStatus,
     /// Calls made to the number so far.
     pub attempts: u32,
     /// When the next attempt is due (pending only; null: as soon as possible).
@@ -70,7 +70,7 @@ impl From<Callback> for CallbackView {
             at: c.at.map(time_text),
             queue: c.queue,
             created_at: time_text(c.created_at),
-            status: c.status.as_str().to_owned(),
+            status: c.status,
             attempts: c.attempts,
             next_at: c
                 .next_at

@@ -1,10 +1,12 @@
 //! `GET /api/v1/calls` (call-detail records, newest first) and `GET /api/v1/calls/active`.
 
+use std::convert::identity;
+
 use axum::extract::State;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use switchboard_store::chrono::{DateTime, Utc};
-use switchboard_store::{CallRecord, StoredCall};
+use switchboard_store::{CallRecord, Direction, HangupSide, Outcome, StoredCall, Timestamp};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ApiQuery, ErrorBody};
@@ -28,117 +30,88 @@ pub struct HistoryQuery {
     pub limit: Option<u32>,
 }
 
-/// One call-detail record (table `calls`, PRODUCT §4).
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct CallView {
-    pub id: String,
-    pub sip_call_id: String,
-    /// `inbound` or `outbound`.
-    #[schema(example = "inbound")]
-    pub direction: String,
-    pub trunk: Option<String>,
-    pub caller: String,
-    pub dialed: String,
-    pub client_number: Option<String>,
-    /// `debt`, `key`, `new`, `regional`, `other`, `complaint` or `standard`.
-    pub client_class: Option<String>,
-    /// `order`, `information`, `other` or `complaint`.
-    pub purpose: Option<String>,
-    pub queue: Option<String>,
-    pub agent_id: Option<String>,
-    /// The route chain steps tried and why each was skipped.
-    #[schema(example = "role:department_head(ivan)")]
-    pub route: String,
-    #[schema(format = DateTime)]
-    pub started_at: String,
-    #[schema(format = DateTime)]
-    pub queued_at: Option<String>,
-    #[schema(format = DateTime)]
-    pub answered_at: Option<String>,
-    #[schema(format = DateTime)]
-    pub ended_at: String,
-    pub wait_ms: i64,
-    pub talk_ms: i64,
-    /// `answered`, `abandoned`, `timeout`, `no_agent`, `rejected`, `transferred` or `failed`.
-    #[schema(example = "answered")]
-    pub outcome: String,
-    /// `caller`, `agent` or `system`.
-    #[schema(example = "caller")]
-    pub hangup_side: String,
-    pub recording: Option<String>,
-    /// The call-back this outbound call was made for.
-    pub callback_id: Option<String>,
-    /// The campaign this outbound call was made for (`GET /api/v1/campaigns/{id}`).
-    pub campaign: Option<String>,
-    /// The agent's disposition code (`POST /api/v1/calls/{id}/disposition`) and note.
-    pub disposition: Option<String>,
-    pub disposition_note: Option<String>,
-    /// Quality evaluation (0..100), once a supervisor gave one.
-    pub quality_score: Option<i64>,
-    pub quality_reviewer: Option<String>,
-    pub quality_note: Option<String>,
+/// Declares [`CallView`] from one list of the record's columns, each with how the API shows
+/// it (`identity`: as stored, `time_text`/`opt_time`: RFC 3339), then the fields the API
+/// adds, and `From<CallRecord>`, which destructures the record in full: a new CDR column
+/// fails to compile here until the API shows it.
+macro_rules! call_view {
+    (
+        $(#[$meta:meta])*
+        record { $($(#[$fmeta:meta])* $field:ident: $ty:ty = $show:ident,)+ }
+        added { $($(#[$ameta:meta])* $added:ident: $aty:ty,)+ }
+    ) => {
+        $(#[$meta])*
+        pub struct CallView {
+            $($(#[$fmeta])* pub $field: $ty,)+
+            $($(#[$ameta])* pub $added: $aty,)+
+        }
+
+        impl From<CallRecord> for CallView {
+            fn from(r: CallRecord) -> Self {
+                // `journal` is internal: set only while a call is in progress.
+                let CallRecord { $($field,)+ journal: _ } = r;
+                CallView { $($field: $show($field),)+ $($added: None,)+ }
+            }
+        }
+    };
 }
 
-impl From<CallRecord> for CallView {
-    fn from(r: CallRecord) -> Self {
-        // Destructured in full: a new CDR column fails to compile here until the API shows it.
-        let CallRecord {
-            id,
-            sip_call_id,
-            direction,
-            trunk,
-            caller,
-            dialed,
-            client_number,
-            client_class,
-            purpose,
-            queue,
-            agent_id,
-            route,
-            started_at,
-            queued_at,
-            answered_at,
-            ended_at,
-            wait_ms,
-            talk_ms,
-            outcome,
-            hangup_side,
-            recording,
-            // Internal: set only while a call is in progress (its journal row).
-            journal: _,
-            callback_id,
-            campaign,
-        } = r;
-        CallView {
-            id,
-            sip_call_id,
-            direction: direction.as_str().to_owned(),
-            trunk,
-            caller,
-            dialed,
-            client_number,
-            client_class,
-            purpose,
-            queue,
-            agent_id,
-            route,
-            started_at: time_text(started_at),
-            queued_at: queued_at.map(time_text),
-            answered_at: answered_at.map(time_text),
-            ended_at: time_text(ended_at),
-            wait_ms,
-            talk_ms,
-            outcome: outcome.as_str().to_owned(),
-            hangup_side: hangup_side.as_str().to_owned(),
-            recording,
-            callback_id,
-            campaign,
-            disposition: None,
-            disposition_note: None,
-            quality_score: None,
-            quality_reviewer: None,
-            quality_note: None,
-        }
+fn opt_time(t: Option<Timestamp>) -> Option<String> {
+    t.map(time_text)
+}
+
+call_view! {
+    /// One call-detail record (table `calls`, PRODUCT §4).
+    #[derive(Debug, Clone, Serialize, ToSchema)]
+    record {
+        id: String = identity,
+        sip_call_id: String = identity,
+        /// `inbound` or `outbound`.
+        #[schema(value_type = String, example = "inbound")]
+        direction: Direction = identity,
+        trunk: Option<String> = identity,
+        caller: String = identity,
+        dialed: String = identity,
+        client_number: Option<String> = identity,
+        /// `debt`, `key`, `new`, `regional`, `other`, `complaint` or `standard`.
+        client_class: Option<String> = identity,
+        /// `order`, `information`, `other` or `complaint`.
+        purpose: Option<String> = identity,
+        queue: Option<String> = identity,
+        agent_id: Option<String> = identity,
+        /// The route chain steps tried and why each was skipped.
+        #[schema(example = "role:department_head(ivan)")]
+        route: String = identity,
+        #[schema(format = DateTime)]
+        started_at: String = time_text,
+        #[schema(format = DateTime)]
+        queued_at: Option<String> = opt_time,
+        #[schema(format = DateTime)]
+        answered_at: Option<String> = opt_time,
+        #[schema(format = DateTime)]
+        ended_at: String = time_text,
+        wait_ms: i64 = identity,
+        talk_ms: i64 = identity,
+        /// `answered`, `abandoned`, `timeout`, `no_agent`, `rejected`, `transferred` or `failed`.
+        #[schema(value_type = String, example = "answered")]
+        outcome: Outcome = identity,
+        /// `caller`, `agent` or `system`.
+        #[schema(value_type = String, example = "caller")]
+        hangup_side: HangupSide = identity,
+        recording: Option<String> = identity,
+        /// The call-back this outbound call was made for.
+        callback_id: Option<String> = identity,
+        /// The campaign this outbound call was made for (`GET /api/v1/campaigns/{id}`).
+        campaign: Option<String> = identity,
+    }
+    added {
+        /// The agent's disposition code (`POST /api/v1/calls/{id}/disposition`) and note.
+        disposition: Option<String>,
+        disposition_note: Option<String>,
+        /// Quality evaluation (0..100), once a supervisor gave one.
+        quality_score: Option<i64>,
+        quality_reviewer: Option<String>,
+        quality_note: Option<String>,
     }
 }
 
@@ -213,7 +186,20 @@ pub(super) async fn stored(state: &AppState, id: &str) -> Result<StoredCall, Api
         .stored_call(id)
         .await
         .map_err(ApiError::from_store)?
-        .ok_or_else(|| ApiError::not_found(format!("no stored call {id:?}")))
+        .ok_or_else(|| no_stored_call(id))
+}
+
+/// Ok when an update found call `id`'s stored record, else 404 as [`stored`].
+pub(super) fn updated(found: bool, id: &str) -> Result<(), ApiError> {
+    if found {
+        Ok(())
+    } else {
+        Err(no_stored_call(id))
+    }
+}
+
+fn no_stored_call(id: &str) -> ApiError {
+    ApiError::not_found(format!("no stored call {id:?}"))
 }
 
 /// Calls in progress, oldest first, with their state and the route so far (an agent token:

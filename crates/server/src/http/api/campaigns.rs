@@ -83,8 +83,8 @@ pub struct StatusCounts {
 pub struct ContactView {
     pub number: String,
     /// `pending`, `dialing`, `done`, `failed` or `dnc`.
-    #[schema(example = "pending")]
-    pub status: String,
+    #[schema(value_type = String, example = "pending")]
+    pub status: ContactStatus,
     pub attempts: u32,
     /// When the next attempt is due (pending only; null: as soon as possible).
     #[schema(format = DateTime)]
@@ -154,7 +154,7 @@ fn view(c: Campaign, counts: CampaignCounts, contacts: Option<Vec<Contact>>) -> 
                         .filter(|_| k.status == ContactStatus::Pending)
                         .map(time_text),
                     number: k.number,
-                    status: k.status.as_str().to_owned(),
+                    status: k.status,
                     attempts: k.attempts,
                     last_result: k.last_result,
                 })

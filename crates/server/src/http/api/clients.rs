@@ -4,30 +4,36 @@
 //! in-memory directory, which `upsert`/`delete` update before they answer.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use switchboard_store::{Client, ClientType, Money, normalize_number};
+use switchboard_store::{Client, ClientType, Money, StoreError, normalize_number};
 use tracing::info;
-use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::{IntoParams, IntoResponses, PartialSchema, ToSchema};
 
 use super::error::{ApiError, ApiJson, ErrorBody};
 use crate::http::AppState;
 
-/// A client type (PRODUCT §2). Mirrors `switchboard_store::ClientType`; a unit test keeps
-/// the two sets equal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ClientTypeName {
-    Key,
-    Regional,
-    Retail,
-    Marketer,
-    OwnOutlet,
-    New,
-    Wholesale,
+/// The OpenAPI schema of a client type: the directory's spellings (PRODUCT §2), which
+/// request and response bodies carry as `switchboard_store::ClientType` serializes them.
+#[derive(Debug)]
+pub struct ClientTypeName;
+
+impl PartialSchema for ClientTypeName {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("A client type (PRODUCT §2)."))
+            .enum_values(Some(ClientType::ALL.iter().map(|t| t.as_str())))
+            .into()
+    }
 }
+
+impl ToSchema for ClientTypeName {}
 
 /// A client of the directory.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -81,7 +87,8 @@ pub struct ClientBody {
     #[schema(example = "Veletrgovina d.o.o.")]
     pub name: String,
     #[serde(rename = "type")]
-    pub client_type: ClientTypeName,
+    #[schema(value_type = ClientTypeName)]
+    pub client_type: ClientType,
     /// Assigned manager: a configured agent id.
     #[schema(example = "ana")]
     pub manager: Option<String>,
@@ -108,9 +115,51 @@ pub(super) fn put_status(created: bool) -> StatusCode {
     }
 }
 
-/// 204 when a DELETE removed the entry, else 404 with `missing`.
-pub(super) fn delete_status(removed: bool, missing: String) -> Result<StatusCode, ApiError> {
-    if removed {
+/// The `{number}` of a path, normalised; 400 when it is no telephone number.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(super) struct NumberPath {
+    /// Telephone number
+    pub number: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for NumberPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        Ok(NumberPath {
+            number: path_number(&raw)?,
+        })
+    }
+}
+
+/// What a DELETE by number answers besides its 404 (see [`delete_status`]).
+#[derive(Debug, IntoResponses)]
+#[allow(dead_code)] // Only its OpenAPI description is used.
+pub(super) enum Removal {
+    #[response(status = 204, description = "Removed")]
+    Removed,
+    #[response(status = 400, description = "Not a telephone number")]
+    NotANumber(ErrorBody),
+    #[response(status = 401, description = "Missing or wrong API token")]
+    Unauthorized(ErrorBody),
+    #[response(status = 503, description = "The database is unreachable")]
+    Unavailable(ErrorBody),
+}
+
+/// 204 when a DELETE removed the entry of `number` (logged as `removed_log`), else 404 with
+/// `missing`.
+pub(super) fn delete_status(
+    removed: Result<bool, StoreError>,
+    number: &str,
+    removed_log: &str,
+    missing: String,
+) -> Result<StatusCode, ApiError> {
+    if removed.map_err(ApiError::from_store)? {
+        info!(%number, "{removed_log}");
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(missing))
@@ -216,17 +265,13 @@ pub async fn put(
             "manager: no agent {m:?} is configured"
         )));
     }
-    let client_type: ClientType = serde_json::to_value(body.client_type)
-        .ok()
-        .and_then(|v| v.as_str().and_then(|s| s.parse().ok()))
-        .ok_or_else(|| ApiError::unprocessable("type: unknown client type"))?;
     let directory = state.store.clients();
     let existed = directory.get(&number).is_some();
     let stored = directory
         .upsert(Client {
             number,
             name: body.name,
-            client_type,
+            client_type: body.client_type,
             manager,
             region: body.region,
             overdue_debt: body.overdue_debt,
@@ -244,60 +289,17 @@ pub async fn put(
     operation_id = "deleteClient",
     tag = "clients",
     security(("bearer" = [])),
-    params(("number" = String, Path, description = "Telephone number")),
+    params(NumberPath),
     responses(
-        (status = 204, description = "Removed"),
-        (status = 400, description = "Not a telephone number", body = ErrorBody),
-        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
         (status = 404, description = "No client with this number", body = ErrorBody),
-        (status = 503, description = "The database is unreachable", body = ErrorBody),
+        Removal,
     )
 )]
 pub async fn delete(
     State(state): State<AppState>,
-    Path(number): Path<String>,
+    NumberPath { number }: NumberPath,
 ) -> Result<StatusCode, ApiError> {
-    let number = path_number(&number)?;
-    let removed = state
-        .store
-        .clients()
-        .delete(&number)
-        .await
-        .map_err(ApiError::from_store)?;
-    if removed {
-        info!(%number, "client removed through the API");
-    }
-    delete_status(removed, format!("no client {number}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn client_type_names_match_the_store() {
-        let ours: Vec<String> = [
-            ClientTypeName::Key,
-            ClientTypeName::Regional,
-            ClientTypeName::Retail,
-            ClientTypeName::Marketer,
-            ClientTypeName::OwnOutlet,
-            ClientTypeName::New,
-            ClientTypeName::Wholesale,
-        ]
-        .iter()
-        .map(|t| {
-            serde_json::to_value(t)
-                .unwrap()
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
-        let store: Vec<String> = ClientType::ALL
-            .iter()
-            .map(|t| t.as_str().to_owned())
-            .collect();
-        assert_eq!(ours, store);
-    }
+    let removed = state.store.clients().delete(&number).await;
+    let missing = format!("no client {number}");
+    delete_status(removed, &number, "client removed through the API", missing)
 }

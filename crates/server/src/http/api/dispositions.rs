@@ -31,9 +31,6 @@ pub const CODES: [&str; 10] = [
     "voicemail",
 ];
 
-/// Longest note kept.
-const MAX_NOTE_CHARS: usize = 2000;
-
 /// Body of `POST /api/v1/calls/{id}/disposition`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -91,18 +88,7 @@ pub async fn post(
             CODES.join(", ")
         )));
     }
-    let note = input
-        .note
-        .map(|n| n.trim().to_owned())
-        .filter(|n| !n.is_empty());
-    if note
-        .as_ref()
-        .is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS)
-    {
-        return Err(ApiError::unprocessable(format!(
-            "note: at most {MAX_NOTE_CHARS} characters"
-        )));
-    }
+    let note = super::note_field(input.note)?;
     let callback_at = parse_callback_at(&code, input.callback_at.as_deref())?;
     let call = super::calls::stored(&state, &id).await?;
     if let Some(own) = scope.agent()
@@ -164,14 +150,12 @@ pub async fn post(
         note,
         at: now,
     };
-    if !state
+    let found = state
         .store
         .set_disposition(&id, &d)
         .await
-        .map_err(ApiError::from_store)?
-    {
-        return Err(ApiError::not_found(format!("no stored call {id:?}")));
-    }
+        .map_err(ApiError::from_store)?;
+    super::calls::updated(found, &id)?;
     info!(call_id = %id, code = %d.code, agent = ?call.record.agent_id, "call dispositioned");
     Ok(Json(DispositionView {
         call_id: id,

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use switchboard_store::chrono::SecondsFormat;
@@ -11,7 +11,7 @@ use switchboard_store::{DncEntry, now_utc};
 use tracing::info;
 use utoipa::ToSchema;
 
-use super::clients::{delete_status, path_number, put_status};
+use super::clients::{NumberPath, Removal, delete_status, put_status};
 use super::error::{ApiError, ErrorBody};
 use crate::http::AppState;
 
@@ -84,7 +84,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<DncView>>, A
     operation_id = "putDnc",
     tag = "dnc",
     security(("bearer" = [])),
-    params(("number" = String, Path, description = "Telephone number")),
+    params(NumberPath),
     request_body(content = Option<DncBody>, description = "Optional: the reason"),
     responses(
         (status = 201, description = "Added", body = DncView),
@@ -97,10 +97,9 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<DncView>>, A
 )]
 pub async fn put(
     State(state): State<AppState>,
-    Path(number): Path<String>,
+    NumberPath { number }: NumberPath,
     body: Bytes,
 ) -> Result<(StatusCode, Json<DncView>), ApiError> {
-    let number = path_number(&number)?;
     let body: DncBody = if body.iter().all(u8::is_ascii_whitespace) {
         DncBody::default()
     } else {
@@ -142,27 +141,22 @@ pub async fn put(
     operation_id = "deleteDnc",
     tag = "dnc",
     security(("bearer" = [])),
-    params(("number" = String, Path, description = "Telephone number")),
+    params(NumberPath),
     responses(
-        (status = 204, description = "Removed"),
-        (status = 400, description = "Not a telephone number", body = ErrorBody),
-        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
         (status = 404, description = "Not on the list", body = ErrorBody),
-        (status = 503, description = "The database is unreachable", body = ErrorBody),
+        Removal,
     )
 )]
 pub async fn delete(
     State(state): State<AppState>,
-    Path(number): Path<String>,
+    NumberPath { number }: NumberPath,
 ) -> Result<StatusCode, ApiError> {
-    let number = path_number(&number)?;
-    let removed = state
-        .store
-        .delete_dnc(&number)
-        .await
-        .map_err(ApiError::from_store)?;
-    if removed {
-        info!(%number, "do-not-call list: number removed");
-    }
-    delete_status(removed, format!("{number} is not on the do-not-call list"))
+    let removed = state.store.delete_dnc(&number).await;
+    let missing = format!("{number} is not on the do-not-call list");
+    delete_status(
+        removed,
+        &number,
+        "do-not-call list: number removed",
+        missing,
+    )
 }

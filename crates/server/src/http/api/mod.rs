@@ -142,6 +142,24 @@ fn number_field(raw: &str) -> Result<String, ApiError> {
         .map_err(|e| ApiError::unprocessable(format!("number: {e}")))
 }
 
+/// Longest note kept on a call (disposition, quality evaluation).
+const MAX_NOTE_CHARS: usize = 2000;
+
+/// The optional `note` field of a request, trimmed (blank is none); 422 when it is longer
+/// than [`MAX_NOTE_CHARS`].
+fn note_field(note: Option<String>) -> Result<Option<String>, ApiError> {
+    let note = note.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+    if note
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS)
+    {
+        return Err(ApiError::unprocessable(format!(
+            "note: at most {MAX_NOTE_CHARS} characters"
+        )));
+    }
+    Ok(note)
+}
+
 /// The optional `queue` field of a request, trimmed (blank is none); 422 unless it names a
 /// configured queue.
 fn optional_queue(

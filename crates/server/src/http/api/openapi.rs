@@ -4,6 +4,7 @@
 
 use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::tag::TagBuilder;
 use utoipa::{Modify, OpenApi};
 
 use super::{
@@ -69,24 +70,57 @@ use super::{
         reports::Format,
         reports::Interval
     )),
-    modifiers(&BearerAuth),
-    tags(
-        (name = "health", description = "Liveness, readiness and Prometheus metrics"),
-        (name = "agents", description = "Agents and their states"),
-        (name = "queues", description = "Live queue figures"),
-        (name = "clients", description = "The client directory used for routing"),
-        (name = "calls", description = "Call history and calls in progress"),
-        (name = "callbacks", description = "Scheduled call-backs: dialed at their time, agent first, with retries"),
-        (name = "campaigns", description = "Proactive calling lists worked through by the progressive dialer"),
-        (name = "dnc", description = "The do-not-call list: numbers never dialed"),
-        (name = "events", description = "Live events (Server-Sent Events)"),
-        (name = "reports", description = "Agent, queue and abandoned-call reports (JSON or CSV)"),
-        (name = "escalations", description = "Agents asking a supervisor for help on a call"),
-        (name = "sessions", description = "Tokens scoped to one agent"),
-        (name = "pages", description = "Web pages (HTML, no token in the URL: they ask for it)"),
-    )
+    modifiers(&BearerAuth, &Tags)
 )]
 pub struct ApiDoc;
+
+/// The tags the operations are grouped by, in the document's order, with their descriptions.
+const TAGS: [(&str, &str); 13] = [
+    ("health", "Liveness, readiness and Prometheus metrics"),
+    ("agents", "Agents and their states"),
+    ("queues", "Live queue figures"),
+    ("clients", "The client directory used for routing"),
+    ("calls", "Call history and calls in progress"),
+    (
+        "callbacks",
+        "Scheduled call-backs: dialed at their time, agent first, with retries",
+    ),
+    (
+        "campaigns",
+        "Proactive calling lists worked through by the progressive dialer",
+    ),
+    ("dnc", "The do-not-call list: numbers never dialed"),
+    ("events", "Live events (Server-Sent Events)"),
+    (
+        "reports",
+        "Agent, queue and abandoned-call reports (JSON or CSV)",
+    ),
+    (
+        "escalations",
+        "Agents asking a supervisor for help on a call",
+    ),
+    ("sessions", "Tokens scoped to one agent"),
+    (
+        "pages",
+        "Web pages (HTML, no token in the URL: they ask for it)",
+    ),
+];
+
+/// Lists [`TAGS`].
+#[derive(Debug)]
+struct Tags;
+
+impl Modify for Tags {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let tags = TAGS.iter().map(|(name, description)| {
+            TagBuilder::new()
+                .name(*name)
+                .description(Some(*description))
+                .build()
+        });
+        openapi.tags.get_or_insert_with(Vec::new).extend(tags);
+    }
+}
 
 /// Declares the `bearer` security scheme the /api/v1 operations refer to.
 #[derive(Debug)]
@@ -109,16 +143,13 @@ impl Modify for BearerAuth {
     }
 }
 
-/// This document.
-#[utoipa::path(
-    get,
-    path = "/api/v1/openapi.json",
-    operation_id = "getOpenApi",
-    tag = "health",
-    responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object))
-)]
-pub async fn document() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+plain_get! {
+    "/api/v1/openapi.json", "getOpenApi", "health",
+    "The OpenAPI document", "application/json", Object;
+    /// This document.
+    pub async fn document() -> Json<utoipa::openapi::OpenApi> {
+        Json(ApiDoc::openapi())
+    }
 }
 
 #[cfg(test)]

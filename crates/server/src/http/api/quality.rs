@@ -12,9 +12,8 @@ use utoipa::ToSchema;
 use super::error::{ApiError, ApiJson, ErrorBody};
 use crate::http::AppState;
 
-/// Longest reviewer name and note kept.
+/// Longest reviewer name kept.
 const MAX_REVIEWER_CHARS: usize = 100;
-const MAX_NOTE_CHARS: usize = 2000;
 
 /// Body of `PUT /api/v1/calls/{id}/quality`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -72,18 +71,7 @@ pub async fn put(
             "reviewer: must be 1 to {MAX_REVIEWER_CHARS} characters"
         )));
     }
-    let note = input
-        .note
-        .map(|n| n.trim().to_owned())
-        .filter(|n| !n.is_empty());
-    if note
-        .as_ref()
-        .is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS)
-    {
-        return Err(ApiError::unprocessable(format!(
-            "note: at most {MAX_NOTE_CHARS} characters"
-        )));
-    }
+    let note = super::note_field(input.note)?;
     let call = super::calls::stored(&state, &id).await?;
     if call.record.answered_at.is_none() {
         return Err(ApiError::conflict(format!(
@@ -97,14 +85,12 @@ pub async fn put(
         note,
         at: switchboard_store::now_utc(),
     };
-    if !state
+    let found = state
         .store
         .set_quality(&id, &q)
         .await
-        .map_err(ApiError::from_store)?
-    {
-        return Err(ApiError::not_found(format!("no stored call {id:?}")));
-    }
+        .map_err(ApiError::from_store)?;
+    super::calls::updated(found, &id)?;
     info!(call_id = %id, score = q.score, reviewer = %q.reviewer, agent = ?call.record.agent_id, "call evaluated");
     Ok(Json(QualityView {
         call_id: id,
