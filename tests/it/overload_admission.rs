@@ -70,7 +70,9 @@ fn overload_of_the_rtp_range_refuses_new_calls_before_any_agent_rings() {
         &server,
         "outcome = 'rejected' AND route LIKE '%503%overload%' AND agent_id IS NULL",
     );
-    let answered = count(&server, "outcome = 'answered'");
+    // The two calls the range holds reach an agent (answered; under a heavy machine an agent
+    // may answer after the caller gave up: abandoned), never refused.
+    let carried = count(&server, "outcome IN ('answered', 'abandoned')");
     let metrics = http_get(server.ports.http, "/metrics").unwrap().1;
     let overload = metric_sum(
         &metrics,
@@ -78,11 +80,20 @@ fn overload_of_the_rtp_range_refuses_new_calls_before_any_agent_rings() {
         &["reason=\"overload\""],
     );
     println!(
-        "tiny range: {answered} answered, {rejected} rejected, {overload} counted as overload, \
+        "tiny range: {carried} carried, {rejected} rejected, {overload} counted as overload, \
          agents rung {} times",
         agents.invites()
     );
-    assert_eq!((answered, rejected), (2, 3), "{out}\n{messages}");
+    let outcomes = sqlite(
+        &server,
+        "SELECT outcome, agent_id, route FROM calls ORDER BY started_at",
+    );
+    assert_eq!(
+        (carried, rejected),
+        (2, 3),
+        "records:\n{outcomes}\n{out}\n{}",
+        server.log()
+    );
     assert!(
         messages.contains("SIP/2.0 503 Service Unavailable") && messages.contains("Retry-After: "),
         "{messages}"
