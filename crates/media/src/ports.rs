@@ -108,11 +108,6 @@ impl PortPool {
             .len()
     }
 
-    /// Pairs not allocated now (a port another process holds counts as free here).
-    pub fn free(&self) -> usize {
-        self.capacity().saturating_sub(self.in_use())
-    }
-
     /// Binds the next free even port and its RTCP neighbour.
     pub fn allocate(self: &Arc<Self>) -> Result<PortPair> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
