@@ -87,6 +87,9 @@ def loadavg():
 
 _taken = set()
 COOLDOWN_CAP_S = 60.0
+# --perf-dir: every Switchboard step is recorded with perf into this directory (see main()).
+PERF_DIR = None
+PERF_CALL_GRAPH = "dwarf,16384"
 
 
 def probe_range():
@@ -587,6 +590,14 @@ def run_step(sut, work, series, db, rate, step_s, hold_ms):
     def trunk():
         result["st"] = sipp_trunk(work, sut.target_port, tag, rate, calls, hold_ms)
 
+    # perf record of the server for the offered part of the step (the calls' tails excluded).
+    rec = None
+    if PERF_DIR and isinstance(sut, Switchboard):
+        base = re.sub(r"[^A-Za-z0-9_.-]+", "_", tag)
+        data = os.path.join(PERF_DIR, base + ".data")
+        rec = Proc(["perf", "record", "-F", "499", "-g", "--call-graph", PERF_CALL_GRAPH, "-o", data,
+                    "-p", str(sut.proc.pid), "--", "sleep", str(step_s)], step_s + 120, PERF_DIR, "perf-" + base)
+
     import threading
 
     t = threading.Thread(target=trunk)
@@ -596,6 +607,9 @@ def run_step(sut, work, series, db, rate, step_s, hold_ms):
         loads.append(loadavg())
         t.join(0.25)
     st = result["st"]
+    if rec is not None:
+        rec.popen.wait()
+        rec.log.close()
     done = sut.drain(before_ended, st["successful"])
     time.sleep(0.5)
     cpu1 = cpu_seconds(sut.pids())
@@ -1169,9 +1183,20 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, SIPp statistics)")
     ap.add_argument("--only", default="sb,tuned,kam,pg,mem,relay,lat,perf", help="comma list of phases")
+    ap.add_argument("--rates", help="comma list: the zero-length series' offered rates instead of the mode's")
+    ap.add_argument("--hold-rates", help="comma list: the held-call series' offered rates instead of the mode's")
+    ap.add_argument("--perf-dir", help="perf record -g (dwarf) of Switchboard during every step, one .data file per step here")
     args = ap.parse_args()
     args.binary, args.probe = os.path.abspath(args.binary), os.path.abspath(args.probe)
-    cfg = QUICK if args.quick else FULL
+    cfg = dict(QUICK if args.quick else FULL)
+    if args.rates:
+        cfg["rates"] = [int(r) for r in args.rates.split(",")]
+    if args.hold_rates:
+        cfg["hold_rates"] = [int(r) for r in args.hold_rates.split(",")]
+    global PERF_DIR
+    if args.perf_dir:
+        PERF_DIR = os.path.abspath(args.perf_dir)
+        os.makedirs(PERF_DIR, exist_ok=True)
     global COOLDOWN_CAP_S
     COOLDOWN_CAP_S = cfg["cooldown_cap_s"]
     phases = set(args.only.split(","))

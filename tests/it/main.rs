@@ -25,6 +25,7 @@ mod listeners;
 mod midnight;
 mod outbound;
 mod overload;
+mod overload_admission;
 mod per_call_state;
 mod records;
 mod register;

@@ -134,6 +134,13 @@ impl Media {
         self.pool.allocate()
     }
 
+    /// Port pairs of the RTP range: (free, in use) now. A session takes two; a port another
+    /// process holds counts as free here (allocation skips it).
+    pub fn port_pairs(&self) -> (usize, usize) {
+        let in_use = self.pool.in_use();
+        (self.pool.capacity().saturating_sub(in_use), in_use)
+    }
+
     /// Totals across all sessions since start.
     pub fn totals(&self) -> MediaTotals {
         self.totals.snapshot(self.pool.in_use())

@@ -679,11 +679,13 @@ impl Driver {
             send(
                 &t.dest,
                 t.bytes,
-                &self.udp,
+                &mut self.udp,
                 &mut self.conns,
                 (self.dialer.as_ref(), &self.tcp_dialer),
             );
         }
+        // UDP leaves in batches: one sendmmsg per socket for this round's datagrams.
+        self.udp.flush();
         let count = self.endpoint.registrar().binding_count();
         self.metrics.registrations.set(gauge(count));
         let g = &self.state_gauges;
@@ -784,7 +786,7 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 fn send(
     dest: &Peer,
     bytes: Vec<u8>,
-    udp: &UdpSockets,
+    udp: &mut UdpSockets,
     conns: &mut Connections,
     (dialer, tcp_dialer): (Option<&Dialer>, &TcpDialer),
 ) {

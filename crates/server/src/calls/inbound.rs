@@ -123,6 +123,10 @@ impl Calls {
             self.reject(ep, now, txn, &req, status, r, &caller);
             return;
         }
+        // Before any port is taken or any agent rung: refused while resources run short.
+        if self.refuse_without_headroom(ep, now, txn, &req, &src) {
+            return;
+        }
         let dialed = req.uri.user.clone().unwrap_or_default();
         let client_number = self.numbers.normalize(&caller);
         let client = self.directory.lookup(&client_number);

@@ -90,6 +90,11 @@ impl MediaSetup {
         self.webrtc_live.load(Ordering::Relaxed)
     }
 
+    /// Port pairs of the RTP range: (free, in use) now.
+    pub fn port_pairs(&self) -> (usize, usize) {
+        self.media.port_pairs()
+    }
+
     /// Packet totals since start and the port pairs in use now.
     pub fn totals(&self) -> switchboard_media::MediaTotals {
         self.media.totals()

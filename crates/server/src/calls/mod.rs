@@ -22,6 +22,7 @@
 //! the `sim` harness of the tests drives calls in virtual time.
 
 mod admission;
+mod capacity;
 mod dialogs;
 mod ending;
 mod inbound;
@@ -187,6 +188,8 @@ pub struct Calls {
     places: HashMap<CallId, inqueue::HeldPlace>,
     /// Refusals of an overload are recorded (false while the record queue is half full).
     recording_overload: bool,
+    /// Admission of new calls against the RTP ports and descriptors left.
+    headroom: crate::ops::headroom::Headroom,
 }
 
 /// How often the active-call snapshot for the HTTP API is rebuilt at most.
@@ -247,7 +250,9 @@ impl Calls {
                 caller_id: t.caller_id.clone(),
             })
             .collect();
+        let (free, in_use) = deps.media.port_pairs();
         Calls {
+            headroom: crate::ops::headroom::Headroom::new(free + in_use),
             engine: deps.engine,
             directory: deps.directory,
             records: deps.records,

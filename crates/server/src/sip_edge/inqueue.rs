@@ -111,6 +111,20 @@ struct LaneState {
     bytes: usize,
 }
 
+impl LaneState {
+    /// Queues `msg`, counted as `size` bytes, when the bounds leave room; else gives it back.
+    fn push(&mut self, limits: &QueueLimits, msg: Inbound, size: usize) -> Result<(), Inbound> {
+        let fits =
+            self.items.len() < limits.messages && self.bytes.saturating_add(size) <= limits.bytes;
+        if !fits {
+            return Err(msg);
+        }
+        self.bytes = self.bytes.saturating_add(size);
+        self.items.push_back((msg, size));
+        Ok(())
+    }
+}
+
 /// The two lanes, their bounds and their drop counters. Many producers (the socket tasks),
 /// one consumer (the endpoint task).
 #[derive(Debug)]
@@ -173,6 +187,40 @@ impl InboundQueue {
                 false
             }
         }
+    }
+
+    /// Queues the datagrams of one receive batch, taking them out of `msgs`, under one lock
+    /// and one wake-up of the endpoint task; each goes to its lane as with [`offer`], and
+    /// how many were dropped (counted) because their lane was full is returned.
+    ///
+    /// [`offer`]: InboundQueue::offer
+    pub fn offer_all(&self, msgs: &mut Vec<Inbound>) -> usize {
+        // Classified before the lock: the consumer waits on it meanwhile.
+        let classes: Vec<(Lane, usize)> = msgs.iter().map(|m| self.classify(m)).collect();
+        let mut dropped = [0u64; 2];
+        let mut queued = false;
+        {
+            let mut lanes = self.lock();
+            for (msg, (lane, size)) in msgs.drain(..).zip(classes) {
+                let Some(state) = lanes.get_mut(lane as usize) else {
+                    continue;
+                };
+                if state.push(&self.limits, msg, size).is_ok() {
+                    queued = true;
+                } else if let Some(n) = dropped.get_mut(lane as usize) {
+                    *n += 1;
+                }
+            }
+        }
+        if queued {
+            self.ready.notify_one();
+        }
+        for (counter, n) in self.dropped.iter().zip(dropped) {
+            if n > 0 {
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+        usize::try_from(dropped.iter().sum::<u64>()).unwrap_or(usize::MAX)
     }
 
     /// Queues a message that must not be lost: a stream message waits for room in its lane;
@@ -240,13 +288,7 @@ impl InboundQueue {
             let Some(state) = lanes.get_mut(lane as usize) else {
                 return Err(msg);
             };
-            let fits = state.items.len() < self.limits.messages
-                && state.bytes.saturating_add(size) <= self.limits.bytes;
-            if !fits {
-                return Err(msg);
-            }
-            state.bytes = state.bytes.saturating_add(size);
-            state.items.push_back((msg, size));
+            state.push(&self.limits, msg, size)?;
         }
         self.ready.notify_one();
         Ok(())
@@ -364,6 +406,35 @@ mod tests {
             assert_eq!(from(queue.try_recv().unwrap()), "192.0.2.9");
         }
         assert!(queue.try_recv().is_none());
+    }
+
+    /// A receive batch goes in under the same lanes and bounds as single datagrams.
+    #[test]
+    fn a_batch_takes_its_lanes_and_drops_what_does_not_fit() {
+        let limits = QueueLimits {
+            messages: 2,
+            bytes: 1 << 20,
+        };
+        let queue = InboundQueue::new(limits, vec!["10.0.0.0/8".parse().unwrap()]);
+        let new_invite = request("INVITE", "To: <sip:q@192.0.2.1>");
+        let ack = request("ACK", "To: <sip:q@192.0.2.1>;tag=x");
+        let mut batch = vec![
+            datagram(&new_invite, "192.0.2.9:5060"),
+            datagram(&new_invite, "192.0.2.9:5061"),
+            datagram(&new_invite, "192.0.2.9:5062"),
+            datagram(&ack, "10.0.0.1:5060"),
+        ];
+        assert_eq!(queue.offer_all(&mut batch), 1);
+        assert!(batch.is_empty());
+        assert_eq!(queue.dropped(), (0, 1));
+        let port = |msg: Inbound| match msg {
+            Inbound::Datagram { from, .. } => from.port(),
+            other => panic!("{other:?}"),
+        };
+        // The ACK (priority lane) first, then the normal lane in arrival order.
+        let order: Vec<u16> = std::iter::from_fn(|| queue.try_recv()).map(port).collect();
+        assert_eq!(order, [5060, 5060, 5061]);
+        assert_eq!(queue.offer_all(&mut Vec::new()), 0);
     }
 
     #[test]

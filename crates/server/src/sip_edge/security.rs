@@ -62,6 +62,9 @@ pub struct Security {
     refused_banned: IntCounter,
     refused_rate_limit: IntCounter,
     refused_overload: IntCounter,
+    /// The endpoint's overload refusals already counted (call admission counts its own
+    /// refusals in the same counter).
+    endpoint_overload: u64,
 }
 
 impl Security {
@@ -73,6 +76,7 @@ impl Security {
             refused_banned: metrics.sip_refused_total.with_label_values(&["banned"]),
             refused_rate_limit: metrics.sip_refused_total.with_label_values(&["rate_limit"]),
             refused_overload: metrics.sip_refused_total.with_label_values(&["overload"]),
+            endpoint_overload: 0,
         }
     }
 
@@ -151,6 +155,9 @@ impl Security {
         let guard = ep.registrar().guard_stats();
         Metrics::advance_to(&self.register_failures, guard.failures);
         Metrics::advance_to(&self.refused_banned, guard.refused_banned);
-        Metrics::advance_to(&self.refused_overload, ep.stats().overload_rejections);
+        let overload = ep.stats().overload_rejections;
+        self.refused_overload
+            .inc_by(overload.saturating_sub(self.endpoint_overload));
+        self.endpoint_overload = overload;
     }
 }

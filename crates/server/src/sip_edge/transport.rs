@@ -20,13 +20,14 @@ use std::time::Duration;
 
 use switchboard_sip::{Peer, Transport};
 use switchboard_sipmsg::{Frame, StreamFramer};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::sip_edge::inqueue::InboundQueue;
+use crate::sip_edge::udp_batch::{self, Datagram, RecvBatch};
 
 /// Identifies one stream (TCP, TLS, WS or WSS) connection for the life of the process.
 pub type ConnId = u64;
@@ -231,60 +232,91 @@ impl StreamContext {
 /// The UDP listeners, in `[sip] listen` order, with the address each is bound to. A
 /// datagram's [`Peer`] names the socket it came in on, and what the endpoint sends to a UDP
 /// peer leaves from the socket its `local` names (the endpoint sets it on every transmit when
-/// it knows its listeners).
-#[derive(Debug, Clone, Default)]
-pub struct UdpSockets(Vec<(SocketAddr, Arc<UdpSocket>)>);
+/// it knows its listeners). What the endpoint task sends is queued per socket and leaves in
+/// `sendmmsg` batches at [`UdpSockets::flush`], once per round of the task.
+#[derive(Debug, Default)]
+pub struct UdpSockets {
+    sockets: Vec<(SocketAddr, Arc<UdpSocket>)>,
+    /// Datagrams waiting for the next flush, by socket.
+    outbox: Vec<Vec<(SocketAddr, Vec<u8>)>>,
+}
 
 impl UdpSockets {
     fn new(sockets: &[Arc<UdpSocket>]) -> std::io::Result<UdpSockets> {
-        sockets
+        let sockets = sockets
             .iter()
             .map(|s| Ok((s.local_addr()?, Arc::clone(s))))
-            .collect::<std::io::Result<_>>()
-            .map(UdpSockets)
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Ok(UdpSockets {
+            outbox: vec![Vec::new(); sockets.len()],
+            sockets,
+        })
     }
 
     /// The bound address of every socket, in order.
     pub fn locals(&self) -> Vec<SocketAddr> {
-        self.0.iter().map(|(addr, _)| *addr).collect()
+        self.sockets.iter().map(|(addr, _)| *addr).collect()
     }
 
     /// The peer of a datagram from `from` on socket `index`.
     pub fn peer(&self, index: usize, from: SocketAddr) -> Peer {
-        match self.0.get(index) {
+        match self.sockets.get(index) {
             Some((local, _)) => Peer::udp_on(from, *local),
             None => Peer::udp(from),
         }
     }
 
-    /// Sends `bytes` to `dest` from the socket bound to `dest.local`, else from the first
-    /// socket of the destination's address family. Never waits: a full socket buffer hands
-    /// the datagram to a task.
-    pub fn send(&self, dest: &Peer, bytes: Vec<u8>) {
+    /// Queues `bytes` for `dest` on the socket bound to `dest.local`, else on the first
+    /// socket of the destination's address family; it leaves at the next [`flush`].
+    ///
+    /// [`flush`]: UdpSockets::flush
+    pub fn send(&mut self, dest: &Peer, bytes: Vec<u8>) {
         let named = dest
             .local
-            .and_then(|local| self.0.iter().find(|(addr, _)| *addr == local));
-        let socket = named
+            .and_then(|local| self.sockets.iter().position(|(addr, _)| *addr == local));
+        let index = named
             .or_else(|| {
-                self.0
+                self.sockets
                     .iter()
-                    .find(|(addr, _)| addr.is_ipv4() == dest.addr.is_ipv4())
+                    .position(|(addr, _)| addr.is_ipv4() == dest.addr.is_ipv4())
             })
-            .or_else(|| self.0.first());
-        let Some((local, socket)) = socket else {
-            warn!(dest = %dest.addr, "no UDP socket to send from");
-            return;
-        };
-        match socket.try_send_to(&bytes, dest.addr) {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                let socket = Arc::clone(socket);
-                let addr = dest.addr;
-                tokio::spawn(async move {
-                    let _ = socket.send_to(&bytes, addr).await;
-                });
+            .unwrap_or(0);
+        match self.outbox.get_mut(index) {
+            Some(out) => out.push((dest.addr, bytes)),
+            None => warn!(dest = %dest.addr, "no UDP socket to send from"),
+        }
+    }
+
+    /// Sends what [`send`](UdpSockets::send) queued, in `sendmmsg` batches. Never waits: what
+    /// a full socket buffer does not take is handed to a task.
+    pub fn flush(&mut self) {
+        for ((local, socket), out) in self.sockets.iter().zip(self.outbox.iter_mut()) {
+            let mut sent = 0;
+            while let Some(rest) = out.get(sent..).filter(|r| !r.is_empty()) {
+                match socket.try_io(Interest::WRITABLE, || {
+                    udp_batch::send_batch(socket.as_ref(), rest)
+                }) {
+                    Ok(n) => sent += n.max(1),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        let rest: Vec<_> = out.drain(sent..).collect();
+                        let socket = Arc::clone(socket);
+                        tokio::spawn(async move {
+                            for (addr, bytes) in rest {
+                                let _ = socket.send_to(&bytes, addr).await;
+                            }
+                        });
+                        break;
+                    }
+                    Err(e) => {
+                        // The first datagram of the batch failed (the kernel reports an
+                        // error only for the first); the rest go on in the next call.
+                        let dest = rest.first().map(|(addr, _)| *addr);
+                        debug!(?dest, %local, "udp send failed: {e}");
+                        sent += 1;
+                    }
+                }
             }
-            Err(e) => debug!(dest = %dest.addr, %local, "udp send failed: {e}"),
+            out.clear();
         }
     }
 }
@@ -355,44 +387,59 @@ async fn udp_loop(
     stop: CancellationToken,
 ) {
     // One byte more than allowed tells an oversized datagram from one that fits exactly.
-    let mut buf = vec![0u8; limits.max_message_size.saturating_add(1)];
+    let mut batch = RecvBatch::new(limits.max_message_size.saturating_add(1));
+    let mut msgs = Vec::with_capacity(udp_batch::BATCH);
     loop {
-        let received = tokio::select! {
+        let ready = tokio::select! {
             () = stop.cancelled() => return,
-            r = socket.recv_from(&mut buf) => r,
+            r = socket.readable() => r,
         };
-        let (len, from) = match received {
-            Ok(r) => r,
+        if let Err(e) = ready {
+            debug!(socket = index, "udp socket not readable: {e}");
+            continue;
+        }
+        // One recvmmsg for everything waiting (up to a batch); WouldBlock clears readiness.
+        match socket.try_io(Interest::READABLE, || batch.recv(socket.as_ref())) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(e) => {
                 // ICMP port unreachable surfaces here on Linux as ECONNREFUSED: not fatal.
                 debug!(socket = index, "udp receive error: {e}");
                 continue;
             }
-        };
-        if len > limits.max_message_size {
-            stats.oversized.fetch_add(1, Ordering::Relaxed);
-            debug!(%from, len, "oversized datagram dropped");
-            continue;
         }
-        let Some(bytes) = buf.get(..len) else {
-            continue;
-        };
-        // CRLF keep-alives on UDP (RFC 5626 §4.4.1 uses STUN; plain CRLF is common): ignore.
-        if bytes
-            .iter()
-            .all(|b| matches!(b, b'\r' | b'\n' | b' ' | b'\t' | 0))
-        {
-            continue;
+        for datagram in batch.datagrams() {
+            let (from, bytes) = match datagram {
+                Datagram::Data { from, bytes } if bytes.len() <= limits.max_message_size => {
+                    (from, bytes)
+                }
+                Datagram::Data { from, .. } | Datagram::Oversized { from } => {
+                    stats.oversized.fetch_add(1, Ordering::Relaxed);
+                    debug!(%from, "oversized datagram dropped");
+                    continue;
+                }
+            };
+            // CRLF keep-alives on UDP (RFC 5626 §4.4.1 uses STUN; plain CRLF is common): ignore.
+            if bytes
+                .iter()
+                .all(|b| matches!(b, b'\r' | b'\n' | b' ' | b'\t' | 0))
+            {
+                continue;
+            }
+            msgs.push(Inbound::Datagram {
+                socket: index,
+                from,
+                bytes: bytes.to_vec(),
+            });
         }
-        let msg = Inbound::Datagram {
-            socket: index,
-            from,
-            bytes: bytes.to_vec(),
-        };
         // Never block the receive loop: a full lane drops the datagram (counted there),
         // like a full socket buffer would; SIP over UDP retransmits.
-        if !inbound.offer(msg) {
-            debug!(%from, "inbound queue full: datagram dropped");
+        let dropped = inbound.offer_all(&mut msgs);
+        if dropped > 0 {
+            debug!(
+                socket = index,
+                dropped, "inbound queue full: datagrams dropped"
+            );
         }
     }
 }
