@@ -4,9 +4,11 @@
 //! per call, latch-and-forward, no parsing, no rewriting, no transcoding) on the same
 //! runtime shape.
 //!
-//! The relay runs on a one-worker tokio runtime; the traffic generator on its own thread
-//! (the machine has two cores). CPU is read from `/proc/self/task/<tid>/stat` for the relay
-//! worker thread only, and `/proc/self/stat` for the whole process (relay + generator).
+//! The relay runs on one relay thread (`Media::with_relay_threads(_, 1)`, epoll over every
+//! session's sockets) beside a one-worker tokio runtime that owns the session handles; the
+//! traffic generator on its own thread (the machine has two cores). "Relay CPU" is read from
+//! `/proc/self/task/<tid>/stat` for the relay thread (`sb-relay-*`) and the runtime's worker;
+//! "process CPU" from `/proc/self/stat` (relay + generator).
 //!
 //! `cargo bench --bench rtp_relay` (seconds per scenario: `RTP_BENCH_SECS`, default 4).
 
@@ -60,12 +62,26 @@ fn relay_runtime() -> (tokio::runtime::Runtime, Arc<Mutex<Vec<String>>>) {
     (rt, tids)
 }
 
+/// CPU of the runtime's workers and of the media relay threads (named `sb-relay-N`).
 fn relay_cpu(tids: &Mutex<Vec<String>>) -> f64 {
-    tids.lock()
+    let workers: f64 = tids
+        .lock()
         .expect("tids")
         .iter()
         .map(|t| cpu_of(&format!("/proc/{t}/stat")))
-        .sum()
+        .sum();
+    let relay_threads: f64 = std::fs::read_dir("/proc/self/task")
+        .map(|dir| {
+            dir.flatten()
+                .filter(|t| {
+                    std::fs::read_to_string(t.path().join("comm"))
+                        .is_ok_and(|c| c.starts_with("sb-relay"))
+                })
+                .map(|t| cpu_of(&t.path().join("stat").to_string_lossy()))
+                .sum()
+        })
+        .unwrap_or(0.0);
+    workers + relay_threads
 }
 
 struct Peers {
@@ -196,13 +212,16 @@ fn measure(
 fn run_relay(calls: usize, secs: f64, transcode: bool, base_port: u16) -> Outcome {
     let (rt, tids) = relay_runtime();
     let sounds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sounds");
-    let media = Media::new(MediaConfig {
-        // Below the kernel's ephemeral range, so the far ends' sockets never take pool ports.
-        ports: (base_port, base_port + (calls as u16) * 4 + 100),
-        bind_ip: "127.0.0.1".parse().expect("ip"),
-        advertised_ip: "127.0.0.1".parse().expect("ip"),
-        sounds_dir: sounds,
-    })
+    let media = Media::with_relay_threads(
+        MediaConfig {
+            // Below the kernel's ephemeral range, so the far ends' sockets never take pool ports.
+            ports: (base_port, base_port + (calls as u16) * 4 + 100),
+            bind_ip: "127.0.0.1".parse().expect("ip"),
+            advertised_ip: "127.0.0.1".parse().expect("ip"),
+            sounds_dir: sounds,
+        },
+        1,
+    )
     .expect("media");
     let agent_pt = if transcode { 8 } else { 0 };
     let (sessions, peers): (Vec<Session>, Vec<Peers>) = rt.block_on(async {
@@ -309,9 +328,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4.0);
-    println!(
-        "rtp_relay: {secs} s per scenario, 50 packets/s each way per call, 1 relay worker thread"
-    );
+    println!("rtp_relay: {secs} s per scenario, 50 packets/s each way per call, 1 relay thread");
     let mut rows = Vec::new();
     for &calls in &[50usize, 200, 500] {
         let base = run_forwarder(calls, secs);

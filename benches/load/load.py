@@ -868,6 +868,14 @@ def perf_profile(binary, work, cfg, t1_ms, out_dir):
         sb.stop()
 
 
+def open_fds(pid):
+    """Open file descriptors of a process (sockets included)."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
 def relay_series(binary, probe, work, cfg, rows_out):
     m_max = max(cfg["relay_calls"])
     sb = Switchboard(binary, work, max(cfg["agents"], m_max), tag="sb-relay")
@@ -893,10 +901,12 @@ def relay_series(binary, probe, work, cfg, rows_out):
             t = threading.Thread(target=lambda: result.update(
                 st=sipp_trunk(sb.work, sb.sip_port, f"relay-{m}", setup_rate, m, hold_ms, trunk_media=trunk_media)))
             before = sb.ended()
+            fds_idle = open_fds(sb.proc.pid)
             t.start()
             # CPU over the counting window only.
             time.sleep(warmup_ms / 1000)
             la = loadavg()
+            fds_busy = open_fds(sb.proc.pid)
             cpu0 = cpu_seconds([sb.proc.pid])
             t0 = time.time()
             time.sleep(window_ms / 1000)
@@ -938,6 +948,9 @@ def relay_series(binary, probe, work, cfg, rows_out):
                 "jitter_max_ms": ow["jitter_max_ms"],
                 "rt_jitter_mean_ms": rt["jitter_mean_ms"],
                 "probe_socket_drops": probe_res.get("probe_socket_drops", 0),
+                # Descriptors the calls hold (RTP/RTCP sockets): open fds with m calls up minus
+                # before them, per call.
+                "fds_per_call": round((fds_busy - fds_idle) / max(m, 1), 2),
                 "sipp_failed": st["failed"],
                 "loadavg": la,
                 "rtp_metric": json.dumps(rtp),
@@ -946,7 +959,7 @@ def relay_series(binary, probe, work, cfg, rows_out):
             log(f"relay {m:5} calls ({calls} bridged in window): cpu {cpu:.2f}s over {t1 - t0:.1f}s = "
                 f"{per_call_pct:.4f} % of a core per call; loss one-way {loss_ow:.3f} % round-trip "
                 f"{loss_rt:.3f} % (probe socket drops {probe_res.get('probe_socket_drops', 0)}); jitter mean {ow['jitter_mean_ms']:.3f} ms max {ow['jitter_max_ms']:.3f} ms; "
-                f"transit p99 {ow['transit_p99_ms']:.3f} ms; SIPp failed {st['failed']}; load {la:.2f}")
+                f"transit p99 {ow['transit_p99_ms']:.3f} ms; fds per call {row['fds_per_call']}; SIPp failed {st['failed']}; load {la:.2f}")
     finally:
         sb.stop()
 

@@ -1,9 +1,9 @@
-//! The one place this crate reads the OS clock (the media task's pacing and arrival times).
+//! The one place this crate reads the OS clock (the relay's pacing and arrival times).
 
 /// Current monotonic time.
 #[allow(clippy::disallowed_methods)]
-pub(crate) fn now() -> tokio::time::Instant {
-    tokio::time::Instant::now()
+pub(crate) fn now() -> std::time::Instant {
+    std::time::Instant::now()
 }
 
 /// A seed that differs per call: the process-random hasher keys plus the clock.

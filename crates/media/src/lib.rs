@@ -5,14 +5,15 @@
 //! and relaying between a call's customer (trunk) leg and agent leg, G.711 µ-law/A-law with transcoding
 //! ([`g711`]), RFC 4733 telephone-events passed through and detected ([`dtmf`]), SDP offer /
 //! answer for those codecs ([`sdp`]), music on hold and prompts from 8 kHz WAV files paced
-//! at 20 ms ([`sounds`], [`stream`]), and stereo call recording ([`recording`]). One tokio
-//! task per call ([`Session`]) drives it.
+//! at 20 ms ([`sounds`], [`stream`]), and stereo call recording ([`recording`]). A few relay
+//! threads (one per core, epoll over every call's sockets) drive the calls ([`Session`] is
+//! the handle of one).
 //!
 //! What it is not: no SIP (the call controller in `switchboard` decides when to answer,
 //! bridge or hold and carries the SDP), no jitter buffer or mixing (packets are relayed as
 //! they come), no SRTP/ICE/WebRTC yet, no RTCP generation (RTCP is received, counted and
 //! dropped), no Prometheus (counters are plain numbers: [`Media::totals`],
-//! [`Session::stats`]). Only [`relay`] (the task behind a [`Session`]) and [`ports`] touch
+//! [`Session::stats`]). Only [`relay`] (the threads behind every [`Session`]) and [`ports`] touch
 //! sockets; [`rtp`], [`g711`],
 //! [`dtmf`], [`sdp`], [`source`], [`stream`] and the aligner in [`recording`] are pure and
 //! tokio-free.
@@ -68,6 +69,7 @@ pub use session::{OFFERED_CODECS, PromptEnd, Session, TELEPHONE_EVENT_PT};
 pub use stats::{LegStats, MediaTotals, SessionStats};
 
 use ports::PortPool;
+use relay::Relay;
 use sounds::SoundCache;
 use stats::TotalCounters;
 
@@ -92,34 +94,43 @@ pub struct Media {
     sounds: Arc<SoundCache>,
     music: sounds::Samples,
     totals: Arc<TotalCounters>,
+    relay: Arc<Relay>,
 }
 
 impl Media {
-    /// Validates the port range and loads the hold music (`sounds_dir/music.wav`); binds
-    /// nothing yet.
+    /// Validates the port range, loads the hold music (`sounds_dir/music.wav`) and starts
+    /// one relay thread per core; binds nothing yet.
     pub fn new(cfg: MediaConfig) -> Result<Media> {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        Media::with_relay_threads(cfg, cores)
+    }
+
+    /// As [`Media::new`] with `threads` relay threads (at least one).
+    pub fn with_relay_threads(cfg: MediaConfig, threads: usize) -> Result<Media> {
         let pool = PortPool::new(cfg.ports.0, cfg.ports.1, cfg.bind_ip)?;
         let sounds = Arc::new(SoundCache::default());
         let music = sounds.get(&cfg.sounds_dir.join(sounds::MUSIC))?;
+        let totals = Arc::new(TotalCounters::default());
+        let relay = Arc::new(Relay::new(threads, &totals)?);
         Ok(Media {
             cfg: Arc::new(cfg),
             pool,
             sounds,
             music,
-            totals: Arc::new(TotalCounters::default()),
+            totals,
+            relay,
         })
     }
 
-    /// Allocates the caller and agent port pairs and starts the call's media task. Must be
-    /// called inside a tokio runtime. Fails with [`MediaError::PortsExhausted`] when the
-    /// range is used up.
+    /// Allocates the caller and agent port pairs and hands the call to a relay thread.
+    /// Fails with [`MediaError::PortsExhausted`] when the range is used up.
     pub fn open_session(&self, call_id: &str) -> Result<Session> {
         let caller = self.pool.allocate()?;
         let agent = self.pool.allocate()?;
         let ctx = session::SessionContext {
             advertised_ip: self.cfg.advertised_ip,
             music: self.music.clone(),
-            totals: Arc::clone(&self.totals),
+            relay: Arc::clone(&self.relay),
             sounds: Arc::clone(&self.sounds),
             sounds_dir: self.cfg.sounds_dir.clone(),
         };

@@ -13,7 +13,7 @@
 //! No networking here.
 
 use bytes::Bytes;
-use rtc_shared::marshal::{Marshal, MarshalSize, Unmarshal};
+use rtc_shared::marshal::{Marshal, Unmarshal};
 
 use crate::error::{MediaError, Result};
 
@@ -43,9 +43,28 @@ pub fn looks_like_rtcp(datagram: &[u8]) -> bool {
     matches!(datagram.get(1), Some(b) if (192..=223).contains(b))
 }
 
-impl RtpPacket {
+/// One RTP packet borrowed from a receive buffer: the header fields the relay uses and the
+/// payload without padding. Parsing copies nothing and allocates nothing (the relay's
+/// per-packet path); [`RtpPacket`] is the owned form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtpView<'a> {
+    /// Marker bit.
+    pub marker: bool,
+    /// Payload type (7 bits).
+    pub payload_type: u8,
+    /// Sequence number.
+    pub sequence: u16,
+    /// Media timestamp.
+    pub timestamp: u32,
+    /// Synchronisation source.
+    pub ssrc: u32,
+    /// Payload without padding.
+    pub payload: &'a [u8],
+}
+
+impl<'a> RtpView<'a> {
     /// Parses one datagram. Errors on anything that is not version-2 RTP.
-    pub fn parse(datagram: &[u8]) -> Result<Self> {
+    pub fn parse(datagram: &'a [u8]) -> Result<Self> {
         let first = *datagram
             .first()
             .ok_or_else(|| MediaError::Rtp("empty datagram".into()))?;
@@ -59,21 +78,31 @@ impl RtpPacket {
         if padded && datagram.last() == Some(&0) {
             return Err(MediaError::Rtp("padding count 0".into()));
         }
-        let mut buf = datagram;
-        let packet =
-            rtc_rtp::Packet::unmarshal(&mut buf).map_err(|e| MediaError::Rtp(e.to_string()))?;
-        Ok(RtpPacket {
-            marker: packet.header.marker,
-            payload_type: packet.header.payload_type,
-            sequence: packet.header.sequence_number,
-            timestamp: packet.header.timestamp,
-            ssrc: packet.header.ssrc,
-            payload: packet.payload,
+        // `rtc-rtp` reads the header (CSRCs, extensions); what it leaves is the payload.
+        let mut rest = datagram;
+        let header =
+            rtc_rtp::Header::unmarshal(&mut rest).map_err(|e| MediaError::Rtp(e.to_string()))?;
+        let payload = if header.padding {
+            let pad = rest.last().map_or(usize::MAX, |&n| usize::from(n));
+            rest.len()
+                .checked_sub(pad)
+                .and_then(|end| rest.get(..end))
+                .ok_or_else(|| MediaError::Rtp("padding longer than the payload".into()))?
+        } else {
+            rest
+        };
+        Ok(RtpView {
+            marker: header.marker,
+            payload_type: header.payload_type,
+            sequence: header.sequence_number,
+            timestamp: header.timestamp,
+            ssrc: header.ssrc,
+            payload,
         })
     }
 
     /// Serialises the packet (no CSRCs, no extensions, no padding) into `out`, replacing its
-    /// contents, and returns the length.
+    /// contents, and returns the length. Allocates only if `out` is too small.
     pub fn write_to(&self, out: &mut Vec<u8>) -> Result<usize> {
         if self.payload_type > 127 {
             return Err(MediaError::Rtp(format!(
@@ -81,26 +110,60 @@ impl RtpPacket {
                 self.payload_type
             )));
         }
-        let packet = rtc_rtp::Packet {
-            header: rtc_rtp::Header {
-                version: 2,
-                marker: self.marker,
-                payload_type: self.payload_type,
-                sequence_number: self.sequence,
-                timestamp: self.timestamp,
-                ssrc: self.ssrc,
-                ..Default::default()
-            },
-            payload: self.payload.clone(),
+        let header = rtc_rtp::Header {
+            version: 2,
+            marker: self.marker,
+            payload_type: self.payload_type,
+            sequence_number: self.sequence,
+            timestamp: self.timestamp,
+            ssrc: self.ssrc,
+            ..Default::default()
         };
-        let size = packet.marshal_size();
         out.clear();
-        out.resize(size, 0);
-        let n = packet
+        out.resize(RTP_HEADER_LEN, 0);
+        let n = header
             .marshal_to(out)
             .map_err(|e| MediaError::Rtp(e.to_string()))?;
         out.truncate(n);
-        Ok(n)
+        out.extend_from_slice(self.payload);
+        Ok(out.len())
+    }
+
+    /// The owned form (copies the payload).
+    pub fn to_packet(&self) -> RtpPacket {
+        RtpPacket {
+            marker: self.marker,
+            payload_type: self.payload_type,
+            sequence: self.sequence,
+            timestamp: self.timestamp,
+            ssrc: self.ssrc,
+            payload: Bytes::copy_from_slice(self.payload),
+        }
+    }
+}
+
+impl RtpPacket {
+    /// Parses one datagram. Errors on anything that is not version-2 RTP.
+    pub fn parse(datagram: &[u8]) -> Result<Self> {
+        RtpView::parse(datagram).map(|v| v.to_packet())
+    }
+
+    /// The borrowed form.
+    pub fn view(&self) -> RtpView<'_> {
+        RtpView {
+            marker: self.marker,
+            payload_type: self.payload_type,
+            sequence: self.sequence,
+            timestamp: self.timestamp,
+            ssrc: self.ssrc,
+            payload: &self.payload,
+        }
+    }
+
+    /// Serialises the packet (no CSRCs, no extensions, no padding) into `out`, replacing its
+    /// contents, and returns the length.
+    pub fn write_to(&self, out: &mut Vec<u8>) -> Result<usize> {
+        self.view().write_to(out)
     }
 
     /// Serialises into a fresh buffer.

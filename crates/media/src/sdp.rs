@@ -86,6 +86,8 @@ pub struct AudioMedia {
     pub direction: Option<Direction>,
     /// `a=ptime` in milliseconds.
     pub ptime: Option<u32>,
+    /// `a=rtcp-mux` (RFC 5761): RTCP shares the RTP port.
+    pub rtcp_mux: bool,
 }
 
 /// A parsed session description (what Switchboard needs of it).
@@ -114,6 +116,9 @@ pub struct Negotiated {
     pub remote: Option<SocketAddr>,
     /// The remote side's effective direction.
     pub direction: Direction,
+    /// The remote side multiplexes RTCP on its RTP port (`a=rtcp-mux`, RFC 5761): in an
+    /// offer, it can; in an answer, it agreed to.
+    pub rtcp_mux: bool,
 }
 
 fn err(line: usize, reason: impl Into<String>) -> MediaError {
@@ -236,6 +241,7 @@ impl Sdp {
                             connection: None,
                             direction: None,
                             ptime: None,
+                            rtcp_mux: false,
                         });
                         section = Some(true);
                     } else {
@@ -274,6 +280,7 @@ impl Sdp {
                                 .ok_or_else(|| err(line_no, format!("a=ptime {arg:?}")))?;
                             audio.ptime = Some(ms);
                         }
+                        ("rtcp-mux", _) => audio.rtcp_mux = true,
                         _ => {}
                     }
                 }
@@ -382,6 +389,7 @@ impl Sdp {
             telephone_event,
             remote: self.audio_addr(),
             direction: self.direction(),
+            rtcp_mux: audio.rtcp_mux,
         })
     }
 }
@@ -430,6 +438,10 @@ pub struct LocalSdp {
     pub direction: Direction,
     /// Packetisation time in ms.
     pub ptime: u32,
+    /// `a=rtcp-mux` (RFC 5761): RTCP is taken on the RTP port. Offered always; in an answer
+    /// only when the offer had it. Without it RTCP goes to the RTP port + 1 (no `a=rtcp`
+    /// line, RFC 3605: that is the default).
+    pub rtcp_mux: bool,
 }
 
 impl LocalSdp {
@@ -465,6 +477,9 @@ impl LocalSdp {
             self.ptime,
             self.direction.as_str()
         );
+        if self.rtcp_mux {
+            s.push_str("a=rtcp-mux\r\n");
+        }
         s
     }
 }
@@ -591,6 +606,7 @@ a=sendonly\r\n";
             telephone_event: Some(101),
             direction: Direction::SendRecv,
             ptime: 20,
+            rtcp_mux: false,
         };
         let text = local.render();
         assert!(text.contains("m=audio 20000 RTP/AVP 0 8 101\r\n"));

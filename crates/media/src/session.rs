@@ -1,23 +1,22 @@
 //! The per-call media session handle ([`Session`]): SDP offers and answers for both legs,
 //! and the commands that move the call's media between silence, music, prompts, bridged and
-//! held. The task that owns the sockets and does the relaying is in [`crate::relay`].
+//! held. The relay thread that owns the sockets and does the relaying is in [`crate::relay`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 
 use crate::clock;
 use crate::error::{MediaError, Result};
 use crate::g711::Codec;
 use crate::ports::PortPair;
 use crate::recording::RecordingWriter;
-use crate::relay::{Command, Core, LegKind, LegParams, ModeCmd, Sockets, run};
+use crate::relay::{Command, Core, Entry, LegKind, LegParams, ModeCmd, Relay, Shard, Sockets};
 use crate::sdp::{Direction, LocalSdp, Negotiated, Sdp};
 use crate::sounds::Samples;
-use crate::stats::{SessionCounters, SessionStats, TotalCounters};
+use crate::stats::{SessionCounters, SessionStats};
 
 /// Telephone-event payload type Switchboard offers.
 pub const TELEPHONE_EVENT_PT: u8 = 101;
@@ -38,17 +37,17 @@ pub enum PromptEnd {
 pub(crate) struct SessionContext {
     pub advertised_ip: std::net::IpAddr,
     pub music: Samples,
-    pub totals: Arc<TotalCounters>,
     pub sounds: Arc<crate::sounds::SoundCache>,
     pub sounds_dir: PathBuf,
+    pub relay: Arc<Relay>,
 }
 
 /// One call's media: a caller leg and an agent leg, each with its own RTP/RTCP port pair.
 ///
 /// Create with [`crate::Media::open_session`]. A new session is silent; the call controller
-/// moves it between music, prompts, bridged and held. Dropping it stops the task and frees
-/// both port pairs (a recording in progress is still finalised); [`Session::close`] does the
-/// same and waits for it.
+/// moves it between music, prompts, bridged and held. Dropping it closes its sockets and
+/// frees both port pairs (a recording in progress is still finalised); [`Session::close`]
+/// does the same and waits for it.
 #[derive(Debug)]
 pub struct Session {
     call_id: String,
@@ -60,14 +59,17 @@ pub struct Session {
     cmd: mpsc::Sender<Command>,
     counters: Arc<SessionCounters>,
     dtmf: Option<mpsc::Receiver<char>>,
-    task: Option<JoinHandle<()>>,
+    /// The relay thread that drives this session, and the session's id there.
+    shard: Arc<Shard>,
+    id: u64,
+    closed: bool,
     sdp_session_id: u64,
     caller_sdp_version: u64,
     agent_sdp_version: u64,
     caller_sdp_remote: Option<SocketAddr>,
     agent_sdp_remote: Option<SocketAddr>,
     recording: Option<PathBuf>,
-    opened_at: tokio::time::Instant,
+    opened_at: std::time::Instant,
 }
 
 impl Session {
@@ -77,13 +79,6 @@ impl Session {
         caller: PortPair,
         agent: PortPair,
     ) -> Result<Session> {
-        let handle = tokio::runtime::Handle::try_current().map_err(|e| {
-            MediaError::io(
-                "media session needs a tokio runtime",
-                std::io::Error::other(e),
-            )
-        })?;
-        let _guard = handle.enter();
         let caller_port = caller.port();
         let agent_port = agent.port();
         let sockets = Sockets::new(caller, agent)?;
@@ -92,19 +87,10 @@ impl Session {
         let (dtmf_tx, dtmf_rx) = mpsc::channel(64);
         let seed = clock::seed(call_id);
         let opened_at = clock::now();
-        let core = Core::new(
-            opened_at,
-            seed,
-            ctx.music,
-            Arc::clone(&counters),
-            Arc::clone(&ctx.totals),
-            dtmf_tx,
-        );
+        let core = Core::new(opened_at, seed, ctx.music, Arc::clone(&counters), dtmf_tx);
         let span = tracing::debug_span!("media", call_id, caller_port, agent_port);
-        let task = handle.spawn(tracing::Instrument::instrument(
-            run(core, sockets, cmd_rx),
-            span,
-        ));
+        let (shard, id) = ctx.relay.assign();
+        shard.add(Entry::new(id, core, sockets, cmd_rx, span))?;
         Ok(Session {
             call_id: call_id.to_string(),
             caller_port,
@@ -115,7 +101,9 @@ impl Session {
             cmd: cmd_tx,
             counters,
             dtmf: Some(dtmf_rx),
-            task: Some(task),
+            shard,
+            id,
+            closed: false,
             sdp_session_id: seed >> 12,
             caller_sdp_version: 0,
             agent_sdp_version: 0,
@@ -133,7 +121,7 @@ impl Session {
 
     /// When the session opened: the origin of [`crate::LegStats::last_packet_in`].
     pub fn opened_at(&self) -> std::time::Instant {
-        self.opened_at.into_std()
+        self.opened_at
     }
 
     /// Local RTP port of the caller leg (RTCP is +1).
@@ -150,7 +138,9 @@ impl Session {
         self.cmd.try_send(c).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => MediaError::SessionBusy,
             mpsc::error::TrySendError::Closed(_) => MediaError::SessionClosed,
-        })
+        })?;
+        self.shard.commands(self.id);
+        Ok(())
     }
 
     fn local(
@@ -160,6 +150,7 @@ impl Session {
         codecs: Vec<Codec>,
         te: Option<u8>,
         direction: Direction,
+        rtcp_mux: bool,
     ) -> String {
         LocalSdp {
             session_id: self.sdp_session_id,
@@ -170,6 +161,7 @@ impl Session {
             telephone_event: te,
             direction,
             ptime: 20,
+            rtcp_mux,
         }
         .render()
     }
@@ -193,6 +185,7 @@ impl Session {
                 remote,
                 codec: n.codec,
                 telephone_event: n.telephone_event,
+                rtcp_mux: n.rtcp_mux,
             },
         ))
     }
@@ -206,7 +199,14 @@ impl Session {
         self.caller_sdp_version += 1;
         let direction = answer_direction(offer, &n);
         let (port, version) = (self.caller_port, self.caller_sdp_version);
-        Ok(self.local(port, version, vec![n.codec], n.telephone_event, direction))
+        Ok(self.local(
+            port,
+            version,
+            vec![n.codec],
+            n.telephone_event,
+            direction,
+            n.rtcp_mux,
+        ))
     }
 
     /// Switchboard's offer on the caller leg (an INVITE without SDP, or an outbound call).
@@ -218,6 +218,7 @@ impl Session {
             OFFERED_CODECS.to_vec(),
             Some(TELEPHONE_EVENT_PT),
             Direction::SendRecv,
+            true,
         )
     }
 
@@ -237,6 +238,7 @@ impl Session {
             OFFERED_CODECS.to_vec(),
             Some(TELEPHONE_EVENT_PT),
             Direction::SendRecv,
+            true,
         )
     }
 
@@ -256,7 +258,14 @@ impl Session {
         self.agent_sdp_version += 1;
         let direction = answer_direction(offer, &n);
         let (port, version) = (self.agent_port, self.agent_sdp_version);
-        Ok(self.local(port, version, vec![n.codec], n.telephone_event, direction))
+        Ok(self.local(
+            port,
+            version,
+            vec![n.codec],
+            n.telephone_event,
+            direction,
+            n.rtcp_mux,
+        ))
     }
 
     /// Caller hears the hold-music loop (resuming where it stopped); agent leg idle.
@@ -330,14 +339,12 @@ impl Session {
         }
     }
 
-    /// Stops the media task, finishes the recording, frees the ports; returns final counters.
+    /// Closes the sockets, frees the ports, finishes the recording; returns final counters.
     pub async fn close(mut self) -> SessionStats {
         let (tx, rx) = oneshot::channel();
         if self.send(Command::Close(tx)).is_ok() {
             let _ = rx.await;
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
+            self.closed = true;
         }
         self.stats()
     }
@@ -355,8 +362,8 @@ fn answer_direction(offer: &Sdp, n: &Negotiated) -> Direction {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
+        if !self.closed {
+            self.shard.remove(self.id);
         }
     }
 }

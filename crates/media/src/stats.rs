@@ -105,6 +105,51 @@ pub(crate) struct TotalCounters {
     pub sessions_opened: AtomicU64,
 }
 
+/// Process-wide counts gathered by one relay thread, added to [`TotalCounters`] in one go
+/// (plain numbers: only that thread touches them).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Tally {
+    pub packets_in: u64,
+    pub packets_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub lost: u64,
+    pub invalid: u64,
+    pub rejected: u64,
+}
+
+impl Tally {
+    /// Moves `other`'s counts into this one.
+    pub fn absorb(&mut self, other: &mut Tally) {
+        let o = std::mem::take(other);
+        self.packets_in += o.packets_in;
+        self.packets_out += o.packets_out;
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+        self.lost += o.lost;
+        self.invalid += o.invalid;
+        self.rejected += o.rejected;
+    }
+
+    /// Adds the counts to the shared totals and starts again from zero.
+    pub fn flush(&mut self, to: &TotalCounters) {
+        let t = std::mem::take(self);
+        for (counter, n) in [
+            (&to.packets_in, t.packets_in),
+            (&to.packets_out, t.packets_out),
+            (&to.bytes_in, t.bytes_in),
+            (&to.bytes_out, t.bytes_out),
+            (&to.lost, t.lost),
+            (&to.invalid, t.invalid),
+            (&to.rejected, t.rejected),
+        ] {
+            if n > 0 {
+                bump(counter, n);
+            }
+        }
+    }
+}
+
 /// Process-wide media totals at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MediaTotals {

@@ -819,3 +819,51 @@ fn stop_sipp(child: &mut std::process::Child) {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// RFC 5761: a party that offers `a=rtcp-mux` gets it in the answer and sends its RTCP to
+/// the RTP port (counted as RTCP, not as garbage); its leg's RTCP port is closed, so a muxing
+/// call holds one socket per leg. Our offers carry `a=rtcp-mux`; a leg has no RTCP socket
+/// before its party's SDP, an answer without mux opens it (RTCP counted there), and a later
+/// answer with mux closes it again.
+#[tokio::test]
+async fn rtcp_mux_is_negotiated_and_frees_the_rtcp_port() {
+    let m = media(28_140, 28_149);
+    let mut s = m.open_session("mux").unwrap();
+    let mut caller = Peer::new(0x3333, 1, 1).await;
+    let agent = Peer::new(0x4444, 1, 1).await;
+    let answer = s.caller_answer(&caller.sdp("0", "a=rtcp-mux\r\n")).unwrap();
+    assert!(answer.contains("a=rtcp-mux\r\n"), "{answer}");
+    let offer = s.agent_offer();
+    assert!(offer.contains("a=rtcp-mux\r\n"), "{offer}");
+    settle().await;
+    // No agent yet: the agent leg has no RTCP socket (RTCP on demand).
+    assert!(std::net::UdpSocket::bind(("127.0.0.1", s.agent_port() + 1)).is_ok());
+    // The agent does not multiplex: its RTCP port is bound for it.
+    s.set_agent_remote(&agent.sdp("0", "")).unwrap();
+    s.bridge().unwrap();
+    settle().await;
+    let (cp, ap) = (s.caller_port(), s.agent_port());
+    // The caller's RTCP port is free again (the relay closed it); the agent's is held.
+    assert!(std::net::UdpSocket::bind(("127.0.0.1", cp + 1)).is_ok());
+    assert!(std::net::UdpSocket::bind(("127.0.0.1", ap + 1)).is_err());
+    let rr = [0x80, 201, 0, 1, 0, 0, 0, 1];
+    caller.sock.send_to(&rr, ("127.0.0.1", cp)).await.unwrap();
+    agent
+        .sock
+        .send_to(&rr, ("127.0.0.1", ap + 1))
+        .await
+        .unwrap();
+    agent.sock.send_to(&rr, ("127.0.0.1", ap)).await.unwrap(); // not muxed: garbage
+    caller.send(cp, 0, false, &[0x55; 160], 160).await;
+    assert_eq!(agent.recv(1, Duration::from_secs(2)).await.len(), 1);
+    // The agent's re-INVITE answer now multiplexes: its RTCP port closes too.
+    s.set_agent_remote(&agent.sdp("0", "a=rtcp-mux\r\n"))
+        .unwrap();
+    settle().await;
+    assert!(std::net::UdpSocket::bind(("127.0.0.1", ap + 1)).is_ok());
+    sleep(Duration::from_millis(50)).await;
+    let st = s.close().await;
+    assert_eq!((st.caller.rtcp_in, st.caller.invalid), (1, 0));
+    assert_eq!((st.agent.rtcp_in, st.agent.invalid), (1, 1));
+    assert_eq!(st.caller.packets_in, 1);
+}

@@ -1,101 +1,35 @@
-//! The task behind a [`crate::Session`]: it owns the two legs' sockets and does the
-//! relaying, pacing, DTMF detection and recording, and applies who holds whom.
-//!
-//! The task is a single `select!` loop over: control commands, readiness of the four
-//! sockets (caller RTP/RTCP, agent RTP/RTCP), and the next paced-send deadline. Sockets are
-//! drained with `try_recv_from` and written with `try_send_to`, so the loop never awaits in
-//! the middle of a packet. All decisions are delegated to the pure modules
-//! ([`crate::stream`], [`crate::dtmf`], [`crate::g711`], [`crate::recording`]).
+//! One call's relay state ([`Core`]): what each leg receives and sends, pacing, DTMF
+//! detection, recording, and who holds whom. The relay thread ([`super::reactor`]) feeds it
+//! datagrams, commands and deadlines; it answers by sending on the session's sockets. All
+//! decisions are delegated to the pure modules ([`crate::stream`], [`crate::dtmf`],
+//! [`crate::g711`], [`crate::recording`]). The per-packet path copies the payload once (into
+//! the outgoing datagram) and allocates nothing.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
+use super::{Command, LegKind, ModeCmd, Sockets};
 use crate::clock;
 use crate::dtmf::{DtmfDetector, TelephoneEvent};
-use crate::error::{MediaError, Result};
+use crate::error::Result;
 use crate::g711::Codec;
-use crate::ports::{PortLease, PortPair};
 use crate::recording::{Channel, RecordingWriter, StereoAligner};
-use crate::rtp::RtpPacket;
+use crate::rtp::{RtpView, looks_like_rtcp};
 use crate::session::PromptEnd;
 use crate::sounds::{Player, Samples};
 use crate::source::{SourceLatch, Verdict};
-use crate::stats::{LegCounters, SessionCounters, TotalCounters, bump};
+use crate::stats::{LegCounters, SessionCounters, Tally, bump};
 use crate::stream::{FRAME, FRAME_SAMPLES, LossTracker, OutStream, Pacer};
 
-/// Datagrams drained per socket wake-up before the loop looks at its other inputs.
-const DRAIN_BATCH: usize = 64;
 /// Paced packets sent per deadline at most (catching up after a short stall).
 const MAX_CATCH_UP: usize = 10;
 /// A paced stream further behind than this restarts its schedule instead of bursting.
 const MAX_LATE: Duration = Duration::from_millis(200);
-
-/// Which leg of a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LegKind {
-    Caller,
-    Agent,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct LegParams {
-    pub remote: Option<SocketAddr>,
-    pub codec: Codec,
-    pub telephone_event: Option<u8>,
-}
-
-pub(crate) enum ModeCmd {
-    Music,
-    Prompts(Vec<Samples>, oneshot::Sender<PromptEnd>),
-    Bridge,
-    /// The party of that leg put the call on hold (`true`) or resumed it.
-    Hold(LegKind, bool),
-}
-
-pub(crate) enum Command {
-    SetLeg(LegKind, LegParams),
-    Mode(ModeCmd),
-    StartRecording(RecordingWriter),
-    StopRecording(oneshot::Sender<Result<Option<PathBuf>>>),
-    Close(oneshot::Sender<()>),
-}
-
-pub(crate) struct Sockets {
-    caller_rtp: UdpSocket,
-    caller_rtcp: UdpSocket,
-    agent_rtp: UdpSocket,
-    agent_rtcp: UdpSocket,
-    _leases: (PortLease, PortLease),
-}
-
-impl Sockets {
-    pub(crate) fn new(caller: PortPair, agent: PortPair) -> Result<Self> {
-        let conv = |s: std::net::UdpSocket| {
-            UdpSocket::from_std(s).map_err(|e| MediaError::io("register RTP socket", e))
-        };
-        Ok(Sockets {
-            caller_rtp: conv(caller.rtp)?,
-            caller_rtcp: conv(caller.rtcp)?,
-            agent_rtp: conv(agent.rtp)?,
-            agent_rtcp: conv(agent.rtcp)?,
-            _leases: (caller.lease, agent.lease),
-        })
-    }
-
-    fn rtp(&self, leg: LegKind) -> &UdpSocket {
-        match leg {
-            LegKind::Caller => &self.caller_rtp,
-            LegKind::Agent => &self.agent_rtp,
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -112,6 +46,8 @@ struct Leg {
     out: OutStream,
     loss: LossTracker,
     reported_lost: u64,
+    /// The party multiplexes RTCP on the RTP port (RFC 5761).
+    rtcp_mux: bool,
 }
 
 impl Leg {
@@ -123,18 +59,20 @@ impl Leg {
             out: OutStream::new(seed as u32, (seed >> 32) as u16, (seed >> 16) as u32),
             loss: LossTracker::default(),
             reported_lost: 0,
+            rtcp_mux: false,
         }
     }
 }
 
 struct Recording {
     writer: RecordingWriter,
-    started: tokio::time::Instant,
+    started: Instant,
     aligner: StereoAligner,
 }
 
+/// One call's relay state; see the module documentation.
 pub(crate) struct Core {
-    epoch: tokio::time::Instant,
+    epoch: Instant,
     mode: Mode,
     /// The caller put the call on hold (re-INVITE `sendonly`/`inactive`/`c=0.0.0.0`):
     /// nothing is sent to the caller until they resume.
@@ -151,7 +89,9 @@ pub(crate) struct Core {
     dtmf_tx: mpsc::Sender<char>,
     recording: Option<Recording>,
     counters: Arc<SessionCounters>,
-    totals: Arc<TotalCounters>,
+    /// Process-wide counts not yet added to the shared totals (the relay thread flushes
+    /// them once per wake-up, so threads do not contend on the totals per packet).
+    pub(super) tally: Tally,
     frame: [i16; FRAME_SAMPLES],
     payload: Vec<u8>,
     pcm: Vec<i16>,
@@ -160,11 +100,10 @@ pub(crate) struct Core {
 
 impl Core {
     pub(crate) fn new(
-        epoch: tokio::time::Instant,
+        epoch: Instant,
         seed: u64,
         music: Samples,
         counters: Arc<SessionCounters>,
-        totals: Arc<TotalCounters>,
         dtmf_tx: mpsc::Sender<char>,
     ) -> Self {
         Core {
@@ -182,7 +121,7 @@ impl Core {
             dtmf_tx,
             recording: None,
             counters,
-            totals,
+            tally: Tally::default(),
             frame: [0; FRAME_SAMPLES],
             payload: Vec::with_capacity(512),
             pcm: Vec::with_capacity(512),
@@ -208,7 +147,7 @@ impl Core {
         }
     }
 
-    fn next_deadline(&self) -> Option<tokio::time::Instant> {
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
         self.music_target()?;
         self.epoch.checked_add(self.pacer.next_due())
     }
@@ -287,7 +226,7 @@ impl Core {
         }
     }
 
-    fn apply(&mut self, c: Command) {
+    pub(super) fn apply(&mut self, c: Command) {
         match c {
             Command::SetLeg(k, p) => {
                 let leg = self.leg(k);
@@ -296,11 +235,12 @@ impl Core {
                 }
                 leg.codec = p.codec;
                 leg.telephone_event = p.telephone_event;
+                leg.rtcp_mux = p.rtcp_mux;
             }
             Command::Mode(m) => self.set_mode(m),
             Command::StartRecording(writer) => {
-                if let Some(old) = self.recording.take() {
-                    finish_recording_detached(old);
+                if let Some(old) = self.take_recording() {
+                    finish_recording(old, |_| ());
                 }
                 self.recording = Some(Recording {
                     writer,
@@ -308,7 +248,7 @@ impl Core {
                     aligner: StereoAligner::new(),
                 });
             }
-            // Handled in `run` (needs to await the writer thread).
+            // Handled by the relay thread (they end a recording or the session).
             Command::StopRecording(_) | Command::Close(_) => {}
         }
     }
@@ -318,20 +258,20 @@ impl Core {
             return;
         };
         let n = self.wire.len() as u64;
-        match sockets.rtp(to).try_send_to(&self.wire, remote) {
+        match sockets.rtp(to).send_to(&self.wire, remote) {
             Ok(_) => {
                 let c = self.leg_counters(to);
                 bump(&c.packets_out, 1);
                 bump(&c.bytes_out, n);
-                bump(&self.totals.packets_out, 1);
-                bump(&self.totals.bytes_out, n);
+                self.tally.packets_out += 1;
+                self.tally.bytes_out += n;
             }
             Err(_) => bump(&self.leg_counters(to).send_errors, 1),
         }
     }
 
     /// Sends the paced packets that are due.
-    fn tick(&mut self, sockets: &Sockets) {
+    pub(super) fn tick(&mut self, sockets: &Sockets) {
         let now = self.now();
         if self.pacer.resync_if_late(now, MAX_LATE) {
             tracing::debug!("paced stream restarted after a stall");
@@ -349,13 +289,13 @@ impl Core {
             self.payload.clear();
             codec.encode(&self.frame, &mut self.payload);
             self.pacer.sent_one();
-            let packet = RtpPacket {
+            let packet = RtpView {
                 marker: stamp.marker,
                 payload_type: codec.payload_type(),
                 sequence: stamp.sequence,
                 timestamp: stamp.timestamp,
                 ssrc: stamp.ssrc,
-                payload: Bytes::copy_from_slice(&self.payload),
+                payload: &self.payload,
             };
             if packet.write_to(&mut self.wire).is_ok() {
                 self.transmit(to, sockets);
@@ -377,30 +317,27 @@ impl Core {
         self.music.next_looped(&mut self.frame);
     }
 
-    fn drain_rtp(&mut self, from: LegKind, sockets: &Sockets, buf: &mut [u8]) {
-        for _ in 0..DRAIN_BATCH {
-            match sockets.rtp(from).try_recv_from(buf) {
-                Ok((n, src)) => {
-                    let data = buf.get(..n).unwrap_or_default();
-                    self.on_datagram(from, src, data, sockets);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                // E.g. a queued ICMP error: skip it, the next read returns data or WouldBlock.
-                Err(_) => {}
-            }
+    /// One datagram that arrived on the RTP socket of leg `from`.
+    pub(super) fn on_datagram(
+        &mut self,
+        from: LegKind,
+        src: SocketAddr,
+        data: &[u8],
+        sockets: &Sockets,
+    ) {
+        if self.leg(from).rtcp_mux && looks_like_rtcp(data) {
+            self.on_rtcp(from);
+            return;
         }
-    }
-
-    fn on_datagram(&mut self, from: LegKind, src: SocketAddr, data: &[u8], sockets: &Sockets) {
-        let Ok(pkt) = RtpPacket::parse(data) else {
+        let Ok(pkt) = RtpView::parse(data) else {
             bump(&self.leg_counters(from).invalid, 1);
-            bump(&self.totals.invalid, 1);
+            self.tally.invalid += 1;
             return;
         };
         let leg = self.leg(from);
         let was = leg.source.target();
         if leg.source.on_packet(src) == Verdict::Reject {
-            bump(&self.totals.rejected, 1);
+            self.tally.rejected += 1;
             let first = self.leg_counters(from).foreign.fetch_add(1, Relaxed) == 0;
             if first {
                 tracing::warn!(?from, %src, party = ?was, "RTP from another source dropped");
@@ -418,17 +355,12 @@ impl Core {
         let arrived_us = u64::try_from(self.now().as_micros()).unwrap_or(u64::MAX - 1);
         let c = self.leg_counters(from);
         bump(&c.packets_in, 1);
-        c.last_in_us.store(
-            arrived_us.saturating_add(1),
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        c.last_in_us.store(arrived_us.saturating_add(1), Relaxed);
         bump(&c.bytes_in, data.len() as u64);
-        c.lost.store(lost, std::sync::atomic::Ordering::Relaxed);
-        bump(&self.totals.packets_in, 1);
-        bump(&self.totals.bytes_in, data.len() as u64);
-        if new_lost > 0 {
-            bump(&self.totals.lost, new_lost);
-        }
+        c.lost.store(lost, Relaxed);
+        self.tally.packets_in += 1;
+        self.tally.bytes_in += data.len() as u64;
+        self.tally.lost += new_lost;
 
         let to = match from {
             LegKind::Caller => LegKind::Agent,
@@ -440,7 +372,7 @@ impl Core {
                 self.detect_dtmf(&pkt);
             }
             if let (true, Some(out_pt)) = (relay, self.leg(to).telephone_event) {
-                self.forward(to, &pkt, out_pt, pkt.payload.clone(), sockets);
+                self.forward(to, &pkt, out_pt, pkt.payload, sockets);
             }
             return;
         }
@@ -450,27 +382,30 @@ impl Core {
             _ => return, // comfort noise or anything not negotiated: dropped
         };
         if self.recording.is_some() {
-            self.record(from, in_codec, &pkt.payload);
+            self.record(from, in_codec, pkt.payload);
         }
         if relay {
             let out_codec = self.leg(to).codec;
-            let payload = if in_codec == out_codec {
-                pkt.payload.clone()
+            if in_codec == out_codec {
+                self.forward(to, &pkt, out_codec.payload_type(), pkt.payload, sockets);
             } else {
-                self.payload.clear();
-                in_codec.transcode(out_codec, &pkt.payload, &mut self.payload);
-                Bytes::copy_from_slice(&self.payload)
-            };
-            self.forward(to, &pkt, out_codec.payload_type(), payload, sockets);
+                // The scratch buffer is moved out and back so it can be read while `self`
+                // is borrowed (moving a `Vec` allocates nothing).
+                let mut coded = std::mem::take(&mut self.payload);
+                coded.clear();
+                in_codec.transcode(out_codec, pkt.payload, &mut coded);
+                self.forward(to, &pkt, out_codec.payload_type(), &coded, sockets);
+                self.payload = coded;
+            }
         }
     }
 
     fn forward(
         &mut self,
         to: LegKind,
-        pkt: &RtpPacket,
+        pkt: &RtpView<'_>,
         payload_type: u8,
-        payload: Bytes,
+        payload: &[u8],
         sockets: &Sockets,
     ) {
         let now = self.now();
@@ -478,7 +413,7 @@ impl Core {
             .leg(to)
             .out
             .relay(now, pkt.ssrc, pkt.sequence, pkt.timestamp, pkt.marker);
-        let out = RtpPacket {
+        let out = RtpView {
             marker: stamp.marker,
             payload_type,
             sequence: stamp.sequence,
@@ -491,8 +426,15 @@ impl Core {
         }
     }
 
-    fn detect_dtmf(&mut self, pkt: &RtpPacket) {
-        let Ok(ev) = TelephoneEvent::parse(&pkt.payload) else {
+    /// A datagram on the RTCP port of leg `from`. RTCP is tolerated, counted and dropped:
+    /// relaying it would expose rewritten SSRCs' reports to the wrong party, and the relay
+    /// is not an RTCP end point.
+    pub(super) fn on_rtcp(&self, from: LegKind) {
+        bump(&self.leg_counters(from).rtcp_in, 1);
+    }
+
+    fn detect_dtmf(&mut self, pkt: &RtpView<'_>) {
+        let Ok(ev) = TelephoneEvent::parse(pkt.payload) else {
             return;
         };
         for digit in self.dtmf.on_packet(pkt.timestamp, &ev) {
@@ -520,7 +462,7 @@ impl Core {
         rec.writer.write(ready);
     }
 
-    fn take_recording(&mut self) -> Option<(RecordingWriter, Vec<i16>)> {
+    pub(super) fn take_recording(&mut self) -> Option<(RecordingWriter, Vec<i16>)> {
         let mut rec = self.recording.take()?;
         let slot = slot_of(clock::now().saturating_duration_since(rec.started));
         let tail = rec.aligner.finish(slot);
@@ -532,68 +474,19 @@ fn slot_of(d: Duration) -> u64 {
     u64::try_from(d.as_millis() / 20).unwrap_or(u64::MAX)
 }
 
-fn finish_recording_detached(mut rec: Recording) {
-    let slot = slot_of(clock::now().saturating_duration_since(rec.started));
-    let tail = rec.aligner.finish(slot);
-    rec.writer.write(tail);
-    let writer = rec.writer;
-    tokio::task::spawn_blocking(move || writer.finish());
-}
-
-async fn finish_recording(core: &mut Core) -> Result<Option<PathBuf>> {
-    let Some((mut writer, tail)) = core.take_recording() else {
-        return Ok(None);
-    };
+/// Finishes a recording off the relay thread (the writer joins its file thread); `done`
+/// hears the outcome.
+pub(super) fn finish_recording(
+    (mut writer, tail): (RecordingWriter, Vec<i16>),
+    done: impl FnOnce(Result<PathBuf>) + Send + 'static,
+) {
     writer.write(tail);
-    match tokio::task::spawn_blocking(move || writer.finish()).await {
-        Ok(r) => r.map(Some),
-        Err(_) => Err(MediaError::SessionClosed),
-    }
-}
-
-fn drain_rtcp(socket: &UdpSocket, counters: &LegCounters, buf: &mut [u8]) {
-    // RTCP is tolerated, counted and dropped: relaying it would expose rewritten SSRCs'
-    // reports to the wrong party, and the relay is not an RTCP end point.
-    for _ in 0..DRAIN_BATCH {
-        match socket.try_recv_from(buf) {
-            Ok(_) => bump(&counters.rtcp_in, 1),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-            Err(_) => {}
-        }
-    }
-}
-
-pub(crate) async fn run(mut core: Core, sockets: Sockets, mut cmd_rx: mpsc::Receiver<Command>) {
-    let mut buf = vec![0u8; 2048];
-    loop {
-        let deadline = core.next_deadline();
-        let far = core.epoch + Duration::from_secs(86_400 * 365);
-        tokio::select! {
-            cmd = cmd_rx.recv() => match cmd {
-                None => break,
-                Some(Command::Close(done)) => {
-                    if let Err(e) = finish_recording(&mut core).await {
-                        tracing::warn!(error = %e, "recording");
-                    }
-                    let _ = done.send(());
-                    break;
-                }
-                Some(Command::StopRecording(done)) => {
-                    let _ = done.send(finish_recording(&mut core).await);
-                }
-                Some(c) => core.apply(c),
-            },
-            Ok(()) = sockets.caller_rtp.readable() => core.drain_rtp(LegKind::Caller, &sockets, &mut buf),
-            Ok(()) = sockets.agent_rtp.readable() => core.drain_rtp(LegKind::Agent, &sockets, &mut buf),
-            Ok(()) = sockets.caller_rtcp.readable() => drain_rtcp(&sockets.caller_rtcp, &core.counters.caller, &mut buf),
-            Ok(()) = sockets.agent_rtcp.readable() => drain_rtcp(&sockets.agent_rtcp, &core.counters.agent, &mut buf),
-            () = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => core.tick(&sockets),
-        }
-    }
-    // The session was dropped or closed: a recording still open is finalised in the
-    // background by its writer thread when the writer is dropped here.
-    if let Some((mut writer, tail)) = core.take_recording() {
-        writer.write(tail);
-        tokio::task::spawn_blocking(move || writer.finish());
+    let spawned = std::thread::Builder::new()
+        .name("sb-rec-close".into())
+        .spawn(move || done(writer.finish()));
+    if let Err(e) = spawned {
+        // The closure (and the writer in it) is dropped: the writer's file thread still
+        // completes the WAV when its queue closes.
+        tracing::warn!(error = %e, "could not start the recording finisher");
     }
 }
