@@ -42,7 +42,7 @@ impl Calls {
         }
         self.by_invite.remove(&call.caller_leg.invite_txn);
         self.by_sip_call_id.remove(&call.caller_leg.sip_call_id);
-        self.timers.retain(|(_, t)| t.call() != Some(key));
+        self.timers.cancel_all(key);
         let t = engine_time(now);
         let phase = std::mem::replace(&mut call.phase, Phase::Menu);
         // Who hangs up whom. The caller gets a BYE unless they hung up themselves.

@@ -414,7 +414,7 @@ impl Calls {
 
     fn remove_ring_timer(&mut self, key: u64, agent: AgentIdx) {
         self.timers
-            .retain(|(_, t)| *t != Timer::RingTimeout { key, agent });
+            .cancel(key, |t| *t == Timer::RingTimeout { key, agent });
     }
 }
 

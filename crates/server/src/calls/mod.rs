@@ -12,9 +12,10 @@
 //! `legs` (INVITEs to agents and their answers), `transfer` (REFER), `outbound` (agent-first
 //! outbound calls: call-backs, click-to-call), `dialogs` (in-dialog requests: BYE,
 //! re-INVITE/UPDATE, PRACK, INFO, session timers), `ending` (tearing a call down, the RTP
-//! inactivity check) and `records` (CDRs, queue events, agent sessions). `media` is call
-//! control's view of the call's media session, `state` what is kept per call: a call's state
-//! is a `state::Phase` whose variants own what exists in that phase.
+//! inactivity check), `records` (CDRs, queue events, agent sessions) and `timers` (deadlines
+//! by due time and by call). `media` is call control's view of the call's media session,
+//! `state` what is kept per call: a call's state is a `state::Phase` whose variants own what
+//! exists in that phase.
 //!
 //! Like the endpoint, this state is owned by the endpoint task alone: no locks. The engine
 //! is shared (it is lock-free) so the HTTP API can read and change agent states. Nothing here
@@ -35,6 +36,7 @@ mod outbound_view;
 mod queued;
 mod records;
 mod state;
+mod timers;
 mod transfer;
 
 #[cfg(test)]
@@ -46,7 +48,7 @@ mod tests_dialogs;
 #[cfg(test)]
 mod tests_inqueue;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -161,7 +163,7 @@ pub struct Calls {
     by_invite: HashMap<ServerTxnKey, u64>,
     by_client_txn: HashMap<ClientTxnKey, u64>,
     by_sip_call_id: HashMap<String, (u64, Side)>,
-    timers: BTreeSet<(Instant, Timer)>,
+    timers: timers::Timers,
     /// Agent legs cancelled or left behind by their call: a late 2xx is ACKed and BYEd.
     /// Where the leg's INVITE went, and when the leg is forgotten if it never ends.
     orphans: HashMap<ClientTxnKey, (switchboard_sip::Peer, Instant)>,
@@ -279,7 +281,7 @@ impl Calls {
             by_invite: HashMap::new(),
             by_client_txn: HashMap::new(),
             by_sip_call_id: HashMap::new(),
-            timers: BTreeSet::new(),
+            timers: timers::Timers::default(),
             orphans: HashMap::new(),
             finished: HashMap::new(),
             shutting_down: false,
@@ -334,7 +336,7 @@ impl Calls {
 
     /// The next deadline of call control or the engine.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut own = self.timers.iter().next().map(|(at, _)| *at);
+        let mut own = self.timers.first().map(|(at, _)| at);
         if self.dirty {
             let publish = self.last_publish + PUBLISH_EVERY;
             own = Some(own.map_or(publish, |t| t.min(publish)));
@@ -349,11 +351,7 @@ impl Calls {
     /// Runs due timers (ours and the engine's), then carries out what the engine decided.
     pub fn handle_timeout(&mut self, ep: &mut Endpoint, now: Instant) {
         self.engine.handle_timeout(engine_time(now));
-        while let Some(&(at, timer)) = self.timers.iter().next() {
-            if at > now {
-                break;
-            }
-            self.timers.remove(&(at, timer));
+        while let Some((_, timer)) = self.timers.pop_due(now) {
             match timer {
                 Timer::RingTimeout { key, agent } => self.ring_timeout(ep, now, key, agent),
                 Timer::Announce { key } => self.announce(now, key),
@@ -533,8 +531,7 @@ impl Calls {
 
     /// Removes every timer of call `key` that `which` selects.
     fn cancel_timers(&mut self, key: u64, which: impl Fn(&Timer) -> bool) {
-        self.timers
-            .retain(|(_, t)| t.call() != Some(key) || !which(t));
+        self.timers.cancel(key, which);
     }
 }
 

@@ -727,7 +727,7 @@ impl Calls {
             .as_ref()
             .map_or_else(String::new, |c| c.sip_call_id.clone());
         self.by_engine.remove(&out.engine_call);
-        self.timers.retain(|(_, t)| t.call() != Some(key));
+        self.timers.cancel_all(key);
         for leg in std::mem::take(&mut out.agent_legs) {
             let _ = ep.cancel(now, leg.txn);
             self.by_client_txn.remove(&leg.txn);
