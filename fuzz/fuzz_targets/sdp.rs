@@ -1,7 +1,7 @@
 //! Session descriptions from the network: any bytes parse to a description or an error, never
 //! a panic; a description that parses negotiates or refuses cleanly; the answer Switchboard
-//! would send for it renders to text that parses back with the same codec, port and
-//! direction.
+//! would send for it renders to text that parses back with the same codec, port, direction
+//! and RTCP multiplexing.
 
 #![no_main]
 
@@ -31,6 +31,7 @@ fuzz_target!(|data: &[u8]| {
         telephone_event: negotiated.telephone_event.map(|_| TELEPHONE_EVENT_PT),
         direction: negotiated.direction.answer(),
         ptime: 20,
+        rtcp_mux: negotiated.rtcp_mux,
     };
     let text = answer.render();
     let back = Sdp::parse(&text).expect("our own answer must parse");
@@ -38,6 +39,7 @@ fuzz_target!(|data: &[u8]| {
         .negotiate(&[Codec::Pcmu, Codec::Pcma])
         .expect("our own answer must negotiate");
     assert_eq!(again.codec, negotiated.codec);
+    assert_eq!(again.rtcp_mux, negotiated.rtcp_mux);
     assert_eq!(back.audio_addr().map(|a| a.port()), Some(40000));
     assert_eq!(back.direction(), negotiated.direction.answer());
 });
