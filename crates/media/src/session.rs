@@ -194,32 +194,12 @@ impl Session {
     /// its direction, keeps its telephone-event payload type, and points the caller leg at it.
     /// Also for re-INVITE/UPDATE offers: a new address, port or codec re-points the leg.
     pub fn caller_answer(&mut self, offer: &Sdp) -> Result<String> {
-        let n = offer.negotiate(&OFFERED_CODECS)?;
-        self.configure(LegKind::Caller, &n)?;
-        self.caller_sdp_version += 1;
-        let direction = answer_direction(offer, &n);
-        let (port, version) = (self.caller_port, self.caller_sdp_version);
-        Ok(self.local(
-            port,
-            version,
-            vec![n.codec],
-            n.telephone_event,
-            direction,
-            n.rtcp_mux,
-        ))
+        self.answer(LegKind::Caller, offer)
     }
 
     /// Switchboard's offer on the caller leg (an INVITE without SDP, or an outbound call).
     pub fn caller_offer(&mut self) -> String {
-        self.caller_sdp_version += 1;
-        self.local(
-            self.caller_port,
-            self.caller_sdp_version,
-            OFFERED_CODECS.to_vec(),
-            Some(TELEPHONE_EVENT_PT),
-            Direction::SendRecv,
-            true,
-        )
+        self.offer(LegKind::Caller)
     }
 
     /// Applies the caller's answer to [`Session::caller_offer`].
@@ -231,15 +211,7 @@ impl Session {
 
     /// Switchboard's offer to the agent: PCMU 0, PCMA 8, telephone-event 101, ptime 20.
     pub fn agent_offer(&mut self) -> String {
-        self.agent_sdp_version += 1;
-        self.local(
-            self.agent_port,
-            self.agent_sdp_version,
-            OFFERED_CODECS.to_vec(),
-            Some(TELEPHONE_EVENT_PT),
-            Direction::SendRecv,
-            true,
-        )
+        self.offer(LegKind::Agent)
     }
 
     /// Applies the agent's answer to [`Session::agent_offer`].
@@ -253,11 +225,25 @@ impl Session {
     /// offered direction; the mode is not changed here — call [`Session::hold`] with
     /// [`Sdp::is_hold`] of the offer.
     pub fn agent_answer(&mut self, offer: &Sdp) -> Result<String> {
+        self.answer(LegKind::Agent, offer)
+    }
+
+    /// Our port on `leg` and the next version of the SDP we send there.
+    fn next_version(&mut self, leg: LegKind) -> (u16, u64) {
+        let (port, version) = match leg {
+            LegKind::Caller => (self.caller_port, &mut self.caller_sdp_version),
+            LegKind::Agent => (self.agent_port, &mut self.agent_sdp_version),
+        };
+        *version += 1;
+        (port, *version)
+    }
+
+    /// Answers `offer` on `leg` (see [`Session::caller_answer`]).
+    fn answer(&mut self, leg: LegKind, offer: &Sdp) -> Result<String> {
         let n = offer.negotiate(&OFFERED_CODECS)?;
-        self.configure(LegKind::Agent, &n)?;
-        self.agent_sdp_version += 1;
+        self.configure(leg, &n)?;
         let direction = answer_direction(offer, &n);
-        let (port, version) = (self.agent_port, self.agent_sdp_version);
+        let (port, version) = self.next_version(leg);
         Ok(self.local(
             port,
             version,
@@ -266,6 +252,19 @@ impl Session {
             direction,
             n.rtcp_mux,
         ))
+    }
+
+    /// Our offer on `leg`: PCMU, PCMA, telephone-event, RTCP multiplexing.
+    fn offer(&mut self, leg: LegKind) -> String {
+        let (port, version) = self.next_version(leg);
+        self.local(
+            port,
+            version,
+            OFFERED_CODECS.to_vec(),
+            Some(TELEPHONE_EVENT_PT),
+            Direction::SendRecv,
+            true,
+        )
     }
 
     /// Caller hears the hold-music loop (resuming where it stopped); agent leg idle.
