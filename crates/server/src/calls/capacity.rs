@@ -5,10 +5,10 @@
 //! endpoint's other overload refusals.
 
 use switchboard_sip::{Endpoint, Instant, Peer, ServerTxnKey};
-use switchboard_sipmsg::{HeaderName, Request, Response};
-use tracing::debug;
+use switchboard_sipmsg::{HeaderName, Request};
 
 use super::Calls;
+use crate::sip_edge::security::Arrival;
 
 /// What a refused caller is told to wait before trying again, in seconds.
 const RETRY_AFTER_S: &str = "5";
@@ -31,12 +31,12 @@ impl Calls {
             .sip_refused_total
             .with_label_values(&["overload"])
             .inc();
-        let tag = ep.new_tag();
-        let mut resp = Response::from_request(req, 503, "Service Unavailable", Some(&tag));
-        resp.headers.push(HeaderName::RetryAfter, RETRY_AFTER_S);
-        if let Err(e) = ep.respond(now, txn, resp) {
-            debug!("503 not sent: {e}");
-        }
+        Arrival { txn, req, src }.refuse(
+            ep,
+            now,
+            (503, "Service Unavailable"),
+            Some((HeaderName::RetryAfter, RETRY_AFTER_S.to_owned())),
+        );
         self.write_overload_refusal(now, req, src.addr.ip());
         true
     }
