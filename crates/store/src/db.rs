@@ -1,10 +1,14 @@
 //! All SQL lives here: connecting, migrations, batch inserts and queries, for PostgreSQL and
 //! SQLite. Statements are written once with `$N` placeholders (both drivers accept them) and
-//! run through the runtime query API; timestamps are bound as `timestamptz` for PostgreSQL and
+//! run through the runtime query API, but for the batch INSERTs, which use anonymous `?` on
+//! SQLite (see [`InsertShape`]); timestamps are bound as `timestamptz` for PostgreSQL and
 //! as ISO-8601 text for SQLite.
 
 use std::borrow::Cow;
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -23,12 +27,28 @@ use crate::{StoreError, StoreOptions};
 /// so that each connection prepares at most nine statement shapes per table.
 const MAX_ROWS_PER_STATEMENT: usize = 256;
 
-/// Most rows in one INSERT statement on SQLite. Binding a `$N` parameter makes sqlx ask
-/// SQLite for the parameter's name, which SQLite finds by walking the statement's parameter
-/// list: a statement's binding costs the square of its parameter count. At 256 rows of 24
-/// columns that walk was a quarter of the server's CPU at 2,000 calls/s; at 16 rows it is
-/// 1/256 of it per row, and the statements are still few.
-const SQLITE_MAX_ROWS_PER_STATEMENT: usize = 16;
+/// How a backend's batch INSERTs are cut and written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct InsertShape {
+    /// Most rows in one statement.
+    max_rows: usize,
+    /// `$1, $2, …` (PostgreSQL) or `?, ?, …` (SQLite). sqlx binds a numbered parameter on
+    /// SQLite by asking for its name, which SQLite finds by walking the statement's parameter
+    /// list, so binding a statement costs the square of its parameter count (a fifth of the
+    /// server's CPU at 2,000 calls/s with 256-row statements); an anonymous `?` has no name
+    /// and binds in order.
+    numbered: bool,
+}
+
+const PG_INSERTS: InsertShape = InsertShape {
+    max_rows: MAX_ROWS_PER_STATEMENT,
+    numbered: true,
+};
+
+const SQLITE_INSERTS: InsertShape = InsertShape {
+    max_rows: MAX_ROWS_PER_STATEMENT,
+    numbered: false,
+};
 
 /// Where the records go, parsed from `[database] url`.
 #[derive(Debug, Clone)]
@@ -373,9 +393,25 @@ fn agent_session_vals<'a>(row: &SessionRow<'a>, out: &mut Vec<Val<'a>>) {
     ]);
 }
 
-/// `INSERT INTO table (cols) VALUES ($1, …), (…) ON CONFLICT (id) DO NOTHING` for `rows` rows.
-/// The text holds only our column names and placeholders, never data.
-fn insert_sql(table: &str, cols: &[&str], rows: usize) -> String {
+/// The INSERT of `rows` rows into `table`, built once per shape and kept: the batch writer
+/// runs the same few statements thousands of times a second.
+fn insert_sql(table: &'static str, cols: &[&str], rows: usize, shape: InsertShape) -> Arc<str> {
+    type Key = (&'static str, usize, bool);
+    static BUILT: OnceLock<Mutex<HashMap<Key, Arc<str>>>> = OnceLock::new();
+    let mut built = BUILT
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    built
+        .entry((table, rows, shape.numbered))
+        .or_insert_with(|| build_insert_sql(table, cols, rows, shape.numbered).into())
+        .clone()
+}
+
+/// `INSERT INTO table (cols) VALUES ($1, …), (…) ON CONFLICT (id) DO NOTHING` for `rows` rows
+/// (`?` for every placeholder unless `numbered`). The text holds only our column names and
+/// placeholders, never data.
+fn build_insert_sql(table: &str, cols: &[&str], rows: usize, numbered: bool) -> String {
     let mut sql = format!("INSERT INTO {table} ({}) VALUES ", cols.join(", "));
     let mut n = 0usize;
     for r in 0..rows {
@@ -388,8 +424,12 @@ fn insert_sql(table: &str, cols: &[&str], rows: usize) -> String {
                 sql.push_str(", ");
             }
             n += 1;
-            sql.push('$');
-            sql.push_str(&n.to_string());
+            if numbered {
+                sql.push('$');
+                sql.push_str(&n.to_string());
+            } else {
+                sql.push('?');
+            }
         }
         sql.push(')');
     }
@@ -435,16 +475,16 @@ fn piece_sizes(mut len: usize, max: usize) -> impl Iterator<Item = usize> {
 
 /// Inserts `items` into `table` on the open transaction `$tx`.
 macro_rules! insert_rows {
-    ($tx:expr, $max:expr, $items:expr, $table:expr, $cols:expr, $vals:path) => {{
-        let items = $items;
+    ($tx:expr, $shape:expr, $items:expr, $table:expr, $cols:expr, $vals:path) => {{
+        let (items, shape): (_, InsertShape) = ($items, $shape);
         let mut start = 0usize;
-        for piece in piece_sizes(items.len(), $max) {
+        for piece in piece_sizes(items.len(), shape.max_rows) {
             let end = start + piece;
             let mut vals = Vec::with_capacity(piece * $cols.len());
             for item in items.get(start..end).unwrap_or_default() {
                 $vals(item, &mut vals);
             }
-            sqlx::query(AssertSqlSafe(insert_sql($table, $cols, piece)))
+            sqlx::query(AssertSqlSafe(insert_sql($table, $cols, piece, shape)))
                 .bind_vals(&vals)
                 .execute(&mut *$tx)
                 .await?;
@@ -516,11 +556,11 @@ pub(crate) fn is_data_error(e: &sqlx::Error) -> bool {
 }
 
 impl Db {
-    /// Most rows one INSERT of a batch carries on this backend.
-    pub(crate) fn max_rows_per_statement(&self) -> usize {
+    /// How this backend's batch INSERTs are cut and written.
+    pub(crate) fn insert_shape(&self) -> InsertShape {
         match self {
-            Db::Pg(_) => MAX_ROWS_PER_STATEMENT,
-            Db::Lite(_) => SQLITE_MAX_ROWS_PER_STATEMENT,
+            Db::Pg(_) => PG_INSERTS,
+            Db::Lite(_) => SQLITE_INSERTS,
         }
     }
 
@@ -597,17 +637,25 @@ impl Db {
         records: &[Record],
         node: Option<&str>,
     ) -> Result<(), sqlx::Error> {
-        let mut calls = Vec::new();
+        let mut calls: Vec<&CallRecord> = Vec::new();
+        let mut call_index: HashMap<&str, usize> = HashMap::new();
         let mut queue_events = Vec::new();
         let mut sessions = Vec::new();
         for r in records {
             match r {
                 // One row per call and statement (PostgreSQL refuses to update a row twice
                 // in one INSERT): a later row of the same call supersedes an earlier one.
-                Record::Call(c) => {
-                    calls.retain(|earlier: &&CallRecord| earlier.id != c.id);
-                    calls.push(c.as_ref());
-                }
+                Record::Call(c) => match call_index.entry(c.id.as_str()) {
+                    Entry::Occupied(at) => {
+                        if let Some(slot) = calls.get_mut(*at.get()) {
+                            *slot = c.as_ref();
+                        }
+                    }
+                    Entry::Vacant(v) => {
+                        v.insert(calls.len());
+                        calls.push(c.as_ref());
+                    }
+                },
                 Record::QueueEvent(e) => queue_events.push(e),
                 Record::AgentSession(e) => sessions.push((e, node)),
             }
@@ -618,12 +666,12 @@ impl Db {
         fn qe_ref<'a>(e: &&'a QueueEvent, out: &mut Vec<Val<'a>>) {
             queue_event_vals(e, out);
         }
-        let max = self.max_rows_per_statement();
+        let shape = self.insert_shape();
         on_db!(self, pool => {
             let mut tx = pool.begin().await?;
-            insert_rows!(tx, max, calls.as_slice(), "calls", CALL_COLS, call_ref);
-            insert_rows!(tx, max, queue_events.as_slice(), "queue_events", QUEUE_EVENT_COLS, qe_ref);
-            insert_rows!(tx, max, sessions.as_slice(), "agent_sessions", AGENT_SESSION_COLS, agent_session_vals);
+            insert_rows!(tx, shape, calls.as_slice(), "calls", CALL_COLS, call_ref);
+            insert_rows!(tx, shape, queue_events.as_slice(), "queue_events", QUEUE_EVENT_COLS, qe_ref);
+            insert_rows!(tx, shape, sessions.as_slice(), "agent_sessions", AGENT_SESSION_COLS, agent_session_vals);
             tx.commit().await
         })
     }
@@ -785,8 +833,12 @@ mod tests {
     #[test]
     fn insert_sql_numbers_placeholders_in_order() {
         assert_eq!(
-            insert_sql("t", &["id", "a"], 2),
+            &*insert_sql("t", &["id", "a"], 2, PG_INSERTS),
             "INSERT INTO t (id, a) VALUES ($1, $2), ($3, $4) ON CONFLICT (id) DO NOTHING"
+        );
+        assert_eq!(
+            &*insert_sql("t", &["id", "a"], 2, SQLITE_INSERTS),
+            "INSERT INTO t (id, a) VALUES (?, ?), (?, ?) ON CONFLICT (id) DO NOTHING"
         );
     }
 
@@ -800,10 +852,6 @@ mod tests {
             vec![256, 256, 64, 16, 8]
         );
         assert_eq!(piece_sizes(600, max).sum::<usize>(), 600);
-        assert_eq!(
-            piece_sizes(40, SQLITE_MAX_ROWS_PER_STATEMENT).collect::<Vec<_>>(),
-            vec![16, 16, 8]
-        );
     }
 
     #[test]

@@ -172,10 +172,19 @@ pub(crate) struct Writer {
     pub(crate) directory: Arc<DirectoryCache>,
 }
 
+/// The longest a record waits in memory for more to share its transaction when the database
+/// is keeping up. At 2,000 calls/s a call's records come one by one; written as they come, each
+/// transaction carries two or three rows, and its commit, not the rows, is the cost (SQLite
+/// rewrites the same pages into its log at every commit). A `flush`, a full batch and shutdown
+/// write at once.
+const GATHER: Duration = Duration::from_millis(20);
+
 struct Running {
     w: Writer,
     db: Db,
     pending: VecDeque<Record>,
+    /// When the oldest record in `pending` came in (see [`GATHER`]).
+    pending_since: Option<Instant>,
     db_retry_at: Option<Instant>,
     spool_retry_at: Option<Instant>,
     next_refresh: Instant,
@@ -195,6 +204,7 @@ impl Writer {
             w: self,
             db,
             pending: VecDeque::new(),
+            pending_since: None,
             db_retry_at: None,
             spool_retry_at: None,
             next_refresh: now,
@@ -222,7 +232,9 @@ impl Running {
         let work = (db && (self.w.spool.has_backlog() || !self.pending.is_empty()))
             || (!db && !self.pending.is_empty() && self.spool_allowed(now));
         if work {
-            return Duration::ZERO;
+            return self
+                .gather_until(now)
+                .map_or(Duration::ZERO, |t| t.saturating_duration_since(now));
         }
         let mut until = self.next_refresh;
         for t in [self.db_retry_at, self.spool_retry_at]
@@ -234,6 +246,25 @@ impl Running {
         until
             .saturating_duration_since(now)
             .clamp(Duration::from_millis(1), self.w.opts.retry_interval)
+    }
+
+    /// Until when the records in memory wait for more before they are written (`None`: write
+    /// now).
+    fn gather_until(&self, now: Instant) -> Option<Instant> {
+        let until = self.pending_since? + GATHER;
+        let wait = until > now
+            && self.pending.len() < self.w.opts.batch_size
+            && self.flush_waiters.is_empty()
+            && !self.shutting_down
+            && !self.w.spool.has_backlog();
+        wait.then_some(until)
+    }
+
+    /// Notes that records came into memory.
+    fn took_in(&mut self) {
+        if self.pending_since.is_none() && !self.pending.is_empty() {
+            self.pending_since = Some(clock::monotonic());
+        }
     }
 
     fn room(&self) -> bool {
@@ -248,6 +279,7 @@ impl Running {
                 Err(_) => break,
             }
         }
+        self.took_in();
         self.w.counters.dropping.store(false, Ordering::Relaxed);
     }
 
@@ -271,6 +303,7 @@ impl Running {
                         self.shutting_down = true; // every sink is gone
                     }
                     self.pending.extend(buf.drain(..));
+                    self.took_in();
                     self.w.counters.dropping.store(false, Ordering::Relaxed);
                 }
                 () = tokio::time::sleep(wait) => {}
@@ -331,7 +364,11 @@ impl Running {
         if self.w.spool.has_backlog() && self.db_allowed(now) {
             self.replay_chunk().await;
         }
-        if !self.w.spool.has_backlog() && self.db_allowed(now) && !self.pending.is_empty() {
+        if !self.w.spool.has_backlog()
+            && self.db_allowed(now)
+            && !self.pending.is_empty()
+            && self.gather_until(now).is_none()
+        {
             self.insert_direct().await;
         }
         if self.journal_to_close && !self.w.spool.has_backlog() && self.db_allowed(now) {
@@ -339,6 +376,9 @@ impl Running {
         }
         if !self.db_allowed(clock::monotonic()) {
             self.spool_pending(false);
+        }
+        if self.pending.is_empty() {
+            self.pending_since = None;
         }
     }
 

@@ -175,7 +175,7 @@ impl Db {
             Val::Text(Some(node)),
             Val::Ts(Some(before)),
         ];
-        let max = self.max_rows_per_statement();
+        let shape = self.insert_shape();
         on_db!(self, pool => {
             let mut tx = pool.begin().await?;
             let calls = sqlx::query(JOURNAL_CALLS)
@@ -225,9 +225,9 @@ impl Db {
                 .chain(last.iter().map(|s| s.at))
                 .max();
             let logouts = node_last.map_or_else(Vec::new, |at| closing_logouts(&last, at));
-            insert_rows!(tx, max, queue_close.as_slice(), "queue_events", QUEUE_EVENT_COLS, queue_event_vals);
+            insert_rows!(tx, shape, queue_close.as_slice(), "queue_events", QUEUE_EVENT_COLS, queue_event_vals);
             let stamped: Vec<SessionRow<'_>> = logouts.iter().map(|l| (l, Some(node))).collect();
-            insert_rows!(tx, max, stamped.as_slice(), "agent_sessions", AGENT_SESSION_COLS, agent_session_vals);
+            insert_rows!(tx, shape, stamped.as_slice(), "agent_sessions", AGENT_SESSION_COLS, agent_session_vals);
             let done = sqlx::query(CLOSE_JOURNAL).bind_vals(&journal).execute(&mut *tx).await?;
             tx.commit().await?;
             Ok(Closed {
