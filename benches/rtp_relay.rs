@@ -10,7 +10,8 @@
 //! `/proc/self/task/<tid>/stat` for the relay thread (`sb-relay-*`) and the runtime's worker;
 //! "process CPU" from `/proc/self/stat` (relay + generator).
 //!
-//! `cargo bench --bench rtp_relay` (seconds per scenario: `RTP_BENCH_SECS`, default 4).
+//! `cargo bench --bench rtp_relay` (seconds per scenario: `RTP_BENCH_SECS`, default 4; the relay's
+//! first port: `RTP_BENCH_PORT`, default 24000).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -328,16 +329,20 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4.0);
+    let port: u16 = std::env::var("RTP_BENCH_PORT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(24_000);
     println!("rtp_relay: {secs} s per scenario, 50 packets/s each way per call, 1 relay thread");
     let mut rows = Vec::new();
     for &calls in &[50usize, 200, 500] {
         let base = run_forwarder(calls, secs);
         report("baseline forwarder", calls, secs, &base);
-        let relay = run_relay(calls, secs, false, 24_000);
+        let relay = run_relay(calls, secs, false, port);
         report("switchboard relay (PCMU)", calls, secs, &relay);
         rows.push((calls, base, relay));
     }
-    let transcoding = run_relay(200, secs, true, 24_000);
+    let transcoding = run_relay(200, secs, true, port);
     report("switchboard relay PCMU<->PCMA", 200, secs, &transcoding);
     for (calls, base, relay) in &rows {
         let cpu_ratio = if base.relay_cpu > 0.0 {
