@@ -11,7 +11,8 @@
 //! "process CPU" from `/proc/self/stat` (relay + generator).
 //!
 //! `cargo bench --bench rtp_relay` (seconds per scenario: `RTP_BENCH_SECS`, default 4; the relay's
-//! first port: `RTP_BENCH_PORT`, default 24000).
+//! first port: `RTP_BENCH_PORT`, default 24000; the kernel NAT scenario's: `RTP_BENCH_NAT_PORT`,
+//! default 7000).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -184,15 +185,25 @@ fn measure(
     tids: &Mutex<Vec<String>>,
     peers: Vec<Peers>,
     secs: f64,
-    relayed: impl Fn() -> u64,
+    relayed: impl Fn(&Counts) -> u64,
 ) -> Outcome {
     let counts = Arc::new(Counts::default());
     let warm = 0.3;
     let gen_thread = generate(peers, secs + warm, Arc::clone(&counts));
     std::thread::sleep(Duration::from_secs_f64(warm));
-    let (cpu0, proc0, rel0, t0) = (relay_cpu(tids), cpu_of("/proc/self/stat"), relayed(), now());
+    let (cpu0, proc0, rel0, t0) = (
+        relay_cpu(tids),
+        cpu_of("/proc/self/stat"),
+        relayed(&counts),
+        now(),
+    );
     std::thread::sleep(Duration::from_secs_f64(secs));
-    let (cpu1, proc1, rel1, t1) = (relay_cpu(tids), cpu_of("/proc/self/stat"), relayed(), now());
+    let (cpu1, proc1, rel1, t1) = (
+        relay_cpu(tids),
+        cpu_of("/proc/self/stat"),
+        relayed(&counts),
+        now(),
+    );
     gen_thread.join().expect("generator");
     let _ = rt;
     let sent = counts.sent.load(Relaxed) as f64;
@@ -248,7 +259,7 @@ fn run_relay(calls: usize, secs: f64, transcode: bool, base_port: u16) -> Outcom
         }
         (sessions, peers)
     });
-    let out = measure(&rt, &tids, peers, secs, || media.totals().packets_out);
+    let out = measure(&rt, &tids, peers, secs, |_| media.totals().packets_out);
     rt.block_on(async {
         for s in sessions {
             s.close().await;
@@ -301,9 +312,120 @@ fn run_forwarder(calls: usize, secs: f64) -> Outcome {
         peers
     });
     let f = Arc::clone(&forwarded);
-    let out = measure(&rt, &tids, peers, secs, move || f.load(Relaxed));
+    let out = measure(&rt, &tids, peers, secs, move |_| f.load(Relaxed));
     rt.shutdown_timeout(Duration::from_millis(100));
     out
+}
+
+/// Far-end pairs on loopback for `calls` calls.
+fn far_ends(rt: &tokio::runtime::Runtime, calls: usize) -> Vec<(Arc<UdpSocket>, Arc<UdpSocket>)> {
+    rt.block_on(async {
+        let mut out = Vec::new();
+        for _ in 0..calls {
+            out.push((bind_peer().await, bind_peer().await));
+        }
+        out
+    })
+}
+
+/// The floor: each far end sends straight to the other, no relay at all. What a relay costs is
+/// the CPU it adds to this.
+fn run_direct(calls: usize, secs: f64) -> Outcome {
+    let (rt, tids) = relay_runtime();
+    let peers = far_ends(&rt, calls)
+        .into_iter()
+        .map(|(caller, agent)| Peers {
+            caller_target: agent.local_addr().expect("agent"),
+            agent_target: caller.local_addr().expect("caller"),
+            agent_pt: 0,
+            caller,
+            agent,
+        })
+        .collect();
+    let out = measure(&rt, &tids, peers, secs, |c| c.received.load(Relaxed));
+    rt.shutdown_timeout(Duration::from_millis(100));
+    out
+}
+
+const NFT_TABLE: &str = "sb_rtp_bench";
+
+fn nft(script: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("nft: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(script.as_bytes())
+            .map_err(|e| format!("nft: {e}"))?;
+    }
+    let out = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
+}
+
+/// Kernel-side forwarding, for comparison: no process in the media path. Each call has two
+/// "relay ports" that nothing listens on; nftables NAT rewrites a packet sent to the caller-side
+/// port into one from the agent-side port to the agent (and back), and conntrack carries every
+/// later packet of the flow — what an in-kernel RTP forwarder does, without its RTP checks
+/// (sequence, SSRC, payload type, source latching, counters). Needs `nft` and CAP_NET_ADMIN;
+/// `Err` says why it did not run.
+fn run_kernel_nat(calls: usize, secs: f64, base_port: u16) -> Result<Outcome, String> {
+    let (rt, tids) = relay_runtime();
+    let ends = far_ends(&rt, calls);
+    let port = |i: usize, k: usize| base_port.saturating_add(u16::try_from(i * 2 + k).unwrap_or(0));
+    let (mut to_far, mut from_near, mut peers) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, (caller, agent)) in ends.into_iter().enumerate() {
+        let (a, b) = (port(i, 0), port(i, 1));
+        let (c, g) = (
+            caller.local_addr().expect("caller").port(),
+            agent.local_addr().expect("agent").port(),
+        );
+        to_far.push(format!("{a} : 127.0.0.1 . {g}, {b} : 127.0.0.1 . {c}"));
+        from_near.push(format!("{g} : 127.0.0.1 . {b}, {c} : 127.0.0.1 . {a}"));
+        peers.push(Peers {
+            caller_target: SocketAddr::from(([127, 0, 0, 1], a)),
+            agent_target: SocketAddr::from(([127, 0, 0, 1], b)),
+            agent_pt: 0,
+            caller,
+            agent,
+        });
+    }
+    let last = port(calls, 0);
+    let _ = nft(&format!("delete table ip {NFT_TABLE}\n"));
+    let script = [
+        format!("table ip {NFT_TABLE} {{"),
+        format!(
+            "map to_far {{ type inet_service : ipv4_addr . inet_service; elements = {{ {} }}; }}",
+            to_far.join(", ")
+        ),
+        format!(
+            "map from_near {{ type inet_service : ipv4_addr . inet_service; elements = {{ {} }}; }}",
+            from_near.join(", ")
+        ),
+        "chain out {".to_owned(),
+        "type nat hook output priority -100; policy accept;".to_owned(),
+        format!("ip daddr 127.0.0.1 udp dport {base_port}-{last} dnat ip to udp dport map @to_far"),
+        "}".to_owned(),
+        "chain post {".to_owned(),
+        "type nat hook postrouting priority 100; policy accept;".to_owned(),
+        "ct status dnat snat ip to udp dport map @from_near".to_owned(),
+        "}".to_owned(),
+        "}".to_owned(),
+    ];
+    nft(&(script.join("\n") + "\n"))?;
+    let out = measure(&rt, &tids, peers, secs, |c| c.received.load(Relaxed));
+    if let Err(e) = nft(&format!("delete table ip {NFT_TABLE}\n")) {
+        eprintln!("rtp_relay: could not remove nftables table {NFT_TABLE}: {e}");
+    }
+    rt.shutdown_timeout(Duration::from_millis(100));
+    Ok(out)
 }
 
 fn report(label: &str, calls: usize, secs: f64, o: &Outcome) {
@@ -333,6 +455,12 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(24_000);
+    // Ports nothing listens on and no far end takes (below the servers' RTP ranges and the
+    // kernel's ephemeral range): the NAT rules rewrite whatever loopback traffic goes to them.
+    let nat_port: u16 = std::env::var("RTP_BENCH_NAT_PORT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(7_000);
     println!("rtp_relay: {secs} s per scenario, 50 packets/s each way per call, 1 relay thread");
     let mut rows = Vec::new();
     for &calls in &[50usize, 200, 500] {
@@ -344,6 +472,29 @@ fn main() {
     }
     let transcoding = run_relay(200, secs, true, port);
     report("switchboard relay PCMU<->PCMA", 200, secs, &transcoding);
+    // What relaying adds to the far ends' own cost, user space against the kernel.
+    for &calls in &[200usize, 500] {
+        let direct = run_direct(calls, secs);
+        report("no relay (far ends direct)", calls, secs, &direct);
+        let relay = run_relay(calls, secs, false, port);
+        match run_kernel_nat(calls, secs, nat_port) {
+            Ok(kernel) => {
+                report("kernel NAT (nftables)", calls, secs, &kernel);
+                let added = |o: &Outcome| {
+                    (o.process_cpu - direct.process_cpu) / calls as f64 / secs * 1000.0
+                };
+                println!(
+                    "added CPU per call @{calls}: switchboard relay {:.3} ms/s (relay threads {:.3}), kernel NAT {:.3} ms/s; loss {:.3} % / {:.3} %",
+                    added(&relay),
+                    relay.relay_cpu / calls as f64 / secs * 1000.0,
+                    added(&kernel),
+                    relay.loss * 100.0,
+                    kernel.loss * 100.0
+                );
+            }
+            Err(e) => println!("kernel NAT (nftables) @{calls}: skipped: {e}"),
+        }
+    }
     for (calls, base, relay) in &rows {
         let cpu_ratio = if base.relay_cpu > 0.0 {
             relay.relay_cpu / base.relay_cpu
