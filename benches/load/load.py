@@ -37,7 +37,8 @@ FULL = {
     "hold_ms": 2000,
     "pg_rates": [100, 500, 1000, 2000, 3000],
     "latency_rates": [100, 500, 1000, 2000],
-    "latency_rates_default": [100],
+    # The shipped server's pass includes 500/s: the setup latency of the goals table.
+    "latency_rates_default": [100, 500],
     "tuned_t1_ms": 25,
     "latency_s": 4,
     "mem_first": 1000,
@@ -90,6 +91,18 @@ COOLDOWN_CAP_S = 60.0
 # --perf-dir: every Switchboard step is recorded with perf into this directory (see main()).
 PERF_DIR = None
 PERF_CALL_GRAPH = "dwarf,16384"
+# RTP in the held-call series: a packet each way every RTP_INTERVAL_MS per call (5 per
+# second each way, a tenth of G.711's 50), from RTP_START_MS after the call's hold music began.
+RTP_INTERVAL_MS = 200
+RTP_START_MS = 250
+# The probe learns a call from the first hold-music packet Switchboard sends the caller; an agent
+# answering at once can be bridged before the first one (about 1 % of the calls at 500/s), so in
+# the steps with RTP the agents ring this long before answering.
+RTP_RING_MS = 60
+RTP_FIELDS = ["rtp_calls", "rtp_calls_both_ways", "rtp_calls_every_packet", "rtp_calls_without",
+              "rtp_sent_to_agent", "rtp_received_at_agent", "rtp_sent_to_trunk", "rtp_received_at_trunk",
+              "rtp_loss_to_agent_pct", "rtp_loss_to_trunk_pct", "rtp_relayed_pps", "rtp_probe_drops",
+              "rtp_transit_p99_ms"]
 
 
 def probe_range():
@@ -139,7 +152,7 @@ def free_port(span=1, lo=None, hi=None):
 class Proc:
     """A child under `timeout`; `pid` is the real program (the child of `timeout`)."""
 
-    def __init__(self, argv, limit_s, cwd, name, env=None, stdout=None):
+    def __init__(self, argv, limit_s, cwd, name, env=None, stdout=None, stdin=None):
         self.name = name
         self.log_path = os.path.join(cwd, f"{name}.log")
         self.log = open(self.log_path, "wb")
@@ -147,10 +160,11 @@ class Proc:
             ["timeout", "-s", "TERM", "-k", "5", str(int(limit_s)), *argv],
             cwd=cwd,
             env=env,
-            stdin=subprocess.DEVNULL,
+            stdin=stdin if stdin is not None else subprocess.DEVNULL,
             stdout=stdout if stdout is not None else self.log,
             stderr=self.log,
         )
+        self.cwd = cwd
         self.pid = None
         for _ in range(200):
             kids = children(self.popen.pid)
@@ -187,6 +201,28 @@ class Proc:
                 return f.read()[-n:].decode(errors="replace")
         except OSError:
             return ""
+
+
+def agent_invite_retrans(uas):
+    """INVITE retransmissions from the server that reached the agents' SIPp so far: before its
+    200 (answered with the 180 again) and after it (absorbed by the global INVITE line of
+    agent_uas.xml), from its -trace_counts file; None without an agent side."""
+    if uas is None:
+        return None
+    paths = [os.path.join(uas.cwd, f) for f in os.listdir(uas.cwd)
+             if f.startswith("agent_uas_") and f.endswith("_counts.csv") and f"_{uas.pid}_" in f]
+    try:
+        with open(paths[0], newline="") as f:
+            rows = [r for r in csv.reader(f, delimiter=";") if r]
+    except (OSError, IndexError):
+        return None
+    if len(rows) < 2:
+        return None
+    d = dict(zip(rows[0], rows[-1]))
+    # Columns are "<scenario line>_<message>_<what>": line 0 is the call's INVITE (its
+    # retransmissions are "0_INVITE_Retrans"), the global INVITE line counts those after the 200.
+    keys = [k for k in d if k == "0_INVITE_Retrans" or (k.endswith("_INVITE_Recv") and not k.startswith("0_"))]
+    return sum(int(d[k] or 0) for k in keys) if keys else None
 
 
 def agent_failed(uas):
@@ -241,6 +277,47 @@ def memory_mb(pids):
         except OSError:
             pass
     return total / 1024
+
+
+def socket_inodes(pids):
+    """Inodes of the sockets the processes hold open (`socket:[N]` links in /proc/PID/fd)."""
+    out = set()
+    for p in pids:
+        try:
+            fds = os.listdir(f"/proc/{p}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(f"/proc/{p}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                out.add(link[8:-1])
+    return out
+
+
+def udp_drops(port, inodes=None):
+    """Datagrams the kernel dropped on the UDP socket(s) bound to `port` (the `drops` column of
+    /proc/net/udp and udp6: receive buffer full), only those whose inode is in `inodes` when
+    given (the server's own sockets, not another process's on the same port). None when no such
+    socket exists."""
+    total, seen = 0, False
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(table) as f:
+                lines = f.readlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            if len(cols) < 13 or int(cols[1].rsplit(":", 1)[1], 16) != port:
+                continue
+            if inodes is not None and cols[9] not in inodes:
+                continue
+            total += int(cols[-1])
+            seen = True
+    return total if seen else None
 
 
 def http_get(url, timeout=5):
@@ -312,14 +389,19 @@ def read_stat(path):
     }
 
 
-def sipp_uas(work, port, media_key_port, rtp_echo=False, limit_s=3600):
+def sipp_uas(work, port, media_key_port, rtp_echo=False, limit_s=3600, ring_ms=0):
     mp = free_port(4)
     argv = [
-        "sipp", "-sf", os.path.join(SIPP_DIR, "agent_uas.xml"),
+        "sipp", "-sf", os.path.join(SIPP_DIR, "agent_uas.xml"), "-d", str(ring_ms),
         "-i", "127.0.0.1", "-p", str(port), "-mi", "127.0.0.1", "-mp", str(mp),
         "-key", "agent_media", str(media_key_port or mp),
         "-buff_size", BUFF, "-nostdin", "-max_socket", "60000",
         "-trace_err", "-error_file", os.path.join(work, f"uas-{port}-err.log"),
+        # The messages of every call SIPp aborts (cheap: nothing is written for good calls).
+        "-trace_calldebug", "-calldebug_file", os.path.join(work, f"uas-{port}-calldebug.log"),
+        # Per scenario line counts (agent_uas_PID_counts.csv): how many INVITE retransmissions
+        # the server sent after the agent's 200 (absorbed by the scenario's global INVITE line).
+        "-trace_counts",
     ]
     if rtp_echo:
         argv.append("-rtp_echo")
@@ -334,9 +416,10 @@ def sipp_uas(work, port, media_key_port, rtp_echo=False, limit_s=3600):
     return p
 
 
-def sipp_trunk(work, target_port, tag, rate, calls, hold_ms, trunk_media=None, rate_period_ms=1000):
-    """Runs the trunk scenario to completion; returns SIPp's final statistics."""
-    port = free_port()
+def sipp_trunk(work, target_port, tag, rate, calls, hold_ms, trunk_media=None, rate_period_ms=1000, port=None):
+    """Runs the trunk scenario to completion (from SIP port `port`, a free one if None); returns
+    SIPp's final statistics."""
+    port = port or free_port()
     mp = free_port(4)
     stat = os.path.join(work, f"trunk-{tag}.csv")
     limit = max(200, int(rate * (hold_ms / 1000 + 3)))
@@ -351,6 +434,7 @@ def sipp_trunk(work, target_port, tag, rate, calls, hold_ms, trunk_media=None, r
         "-trace_stat", "-stf", stat, "-fd", "1",
         "-trace_rtt", "-rtt_freq", "1",
         "-trace_err", "-error_file", os.path.join(work, f"trunk-{tag}-err.log"),
+        "-trace_calldebug", "-calldebug_file", os.path.join(work, f"trunk-{tag}-calldebug.log"),
     ]
     p = Proc(argv, budget + 20, work, f"trunk-{tag}")
     p.popen.wait()
@@ -459,6 +543,8 @@ class Switchboard:
             raise RuntimeError(f"switchboard not ready:\n{self.proc.tail()}")
         self.target_port = self.sip_port
         self.uas = None
+        # The RTP probe's binary and ports for the held-call steps (None: no RTP).
+        self.rtp = None
 
     def pids(self):
         return [self.proc.pid]
@@ -500,8 +586,8 @@ class Switchboard:
         log(f"{self.agents} agents registered from 127.0.0.1:{agent_port}; {self.cooldown_s:.0f} s for their transactions to expire")
         time.sleep(self.cooldown_s)
 
-    def start_agents(self, agent_media=None):
-        self.uas = sipp_uas(self.work, self.agent_port, agent_media)
+    def start_agents(self, agent_media=None, ring_ms=0):
+        self.uas = sipp_uas(self.work, self.agent_port, agent_media, ring_ms=ring_ms)
 
     def ended(self):
         return metric_sum(self.metrics(), "switchboard_calls_total")
@@ -572,6 +658,54 @@ class Kamailio:
 # ---- one step -----------------------------------------------------------------------------
 
 
+def rtp_probe_start(sut, work, tag, hold_ms):
+    """The RTP probe in per-call mode for one held-call step (None when the server has no probe
+    ports): each call it learns gets a packet each way every RTP_INTERVAL_MS from RTP_START_MS
+    after its hold music began until three quarters of the hold (the call is still up then)."""
+    rtp = getattr(sut, "rtp", None)
+    if not rtp or hold_ms <= 0:
+        return None
+    call_ms = hold_ms * 3 // 4
+    return Proc(
+        [rtp["probe"], "--trunk-port", str(rtp["trunk"]), "--agent-port", str(rtp["agent"]),
+         "--call-ms", str(call_ms), "--start-ms", str(RTP_START_MS), "--interval-ms", str(RTP_INTERVAL_MS),
+         "--drain-ms", "500"],
+        7200, work, f"probe-{tag}", stdout=subprocess.PIPE, stdin=subprocess.PIPE,
+    )
+
+
+def rtp_probe_finish(pr):
+    """Closes the probe's standard input (the step's calls are over) and reads its totals."""
+    out, _ = pr.popen.communicate(input=b"", timeout=120)
+    pr.log.close()
+    try:
+        return json.loads(out.decode().strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise RuntimeError(f"RTP probe printed nothing:\n{pr.tail()}")
+
+
+def rtp_columns(res, successful, active_s):
+    """The step's RTP columns from the probe's totals."""
+    if res is None:
+        return {k: "" for k in RTP_FIELDS}
+    loss = lambda got, sent: round((1 - got / sent) * 100, 3) if sent else ""
+    return {
+        "rtp_calls": res["calls"],
+        "rtp_calls_both_ways": res["calls_media_both_ways"],
+        "rtp_calls_every_packet": res["calls_every_packet"],
+        "rtp_calls_without": max(successful - res["calls_media_both_ways"], 0),
+        "rtp_sent_to_agent": res["sent_to_agent"],
+        "rtp_received_at_agent": res["received_at_agent"],
+        "rtp_sent_to_trunk": res["sent_to_trunk"],
+        "rtp_received_at_trunk": res["received_at_trunk"],
+        "rtp_loss_to_agent_pct": loss(res["received_at_agent"], res["sent_to_agent"]),
+        "rtp_loss_to_trunk_pct": loss(res["received_at_trunk"], res["sent_to_trunk"]),
+        "rtp_relayed_pps": round((res["received_at_agent"] + res["received_at_trunk"]) / max(active_s, 0.001)),
+        "rtp_probe_drops": res["probe_socket_drops"],
+        "rtp_transit_p99_ms": res["one_way"]["transit_p99_ms"],
+    }
+
+
 def run_step(sut, work, series, db, rate, step_s, hold_ms):
     calls = int(rate * step_s)
     pids = sut.pids()
@@ -582,13 +716,23 @@ def run_step(sut, work, series, db, rate, step_s, hold_ms):
     la0 = loadavg()
     loads = [la0]
     agent_failed0 = agent_failed(getattr(sut, "uas", None))
+    invite_re0 = agent_invite_retrans(getattr(sut, "uas", None))
     tag = f"{sut.name}-{db}-{series}-{rate}"
+    # Kernel drops on the server's SIP socket (only the server's own sockets on its SIP port)
+    # and on the SIP sockets of the two SIPps (the load generator's own drops).
+    sip_inodes = socket_inodes(pids)
+    drops0 = udp_drops(sut.target_port, sip_inodes)
+    trunk_port = free_port()
+    uas_drops0 = udp_drops(sut.agent_port) or 0
+    trunk_drops = [0]
+    probe = rtp_probe_start(sut, work, re.sub(r"[^A-Za-z0-9_.-]+", "_", tag), hold_ms)
 
     # Sample memory while SIPp runs (a thread would add nothing: SIPp runs as a child).
     result = {}
 
     def trunk():
-        result["st"] = sipp_trunk(work, sut.target_port, tag, rate, calls, hold_ms)
+        result["st"] = sipp_trunk(work, sut.target_port, tag, rate, calls, hold_ms,
+                                  trunk_media=sut.rtp["trunk"] if probe else None, port=trunk_port)
 
     # perf record of the server for the offered part of the step (the calls' tails excluded).
     rec = None
@@ -605,8 +749,11 @@ def run_step(sut, work, series, db, rate, step_s, hold_ms):
     while t.is_alive():
         peak.append(memory_mb(pids))
         loads.append(loadavg())
+        # The trunk SIPp's socket lives for the step only: its highest count seen (sampled).
+        trunk_drops.append(udp_drops(trunk_port) or 0)
         t.join(0.25)
     st = result["st"]
+    rtp_res = rtp_probe_finish(probe) if probe else None
     if rec is not None:
         rec.popen.wait()
         rec.log.close()
@@ -616,7 +763,12 @@ def run_step(sut, work, series, db, rate, step_s, hold_ms):
     time.sleep(0.7)  # the agents' SIPp dumps its statistics every second
     agent_failed1 = agent_failed(getattr(sut, "uas", None))
     agents_failed = "" if agent_failed0 is None or agent_failed1 is None else agent_failed1 - agent_failed0
+    invite_re1 = agent_invite_retrans(getattr(sut, "uas", None))
+    invite_re = "" if invite_re0 is None or invite_re1 is None else invite_re1 - invite_re0
     rss_drained = memory_mb(sut.pids())
+    drops1 = udp_drops(sut.target_port, sip_inodes | socket_inodes(sut.pids()))
+    sip_drops = "" if drops0 is None or drops1 is None else drops1 - drops0
+    sipp_drops = (udp_drops(sut.agent_port) or 0) - uas_drops0 + max(trunk_drops)
     peak.append(rss_drained)
     out1 = sut.outcomes()
     answered = out1.get("answered", 0) - out0.get("answered", 0)
@@ -641,18 +793,28 @@ def run_step(sut, work, series, db, rate, step_s, hold_ms):
         "server_ended": "" if done is None else int(done),
         "server_answered": "" if done is None else int(answered),
         "agents_failed": agents_failed,
+        "sip_socket_drops": sip_drops,
+        "sipp_socket_drops": sipp_drops,
+        "agent_invite_retrans": invite_re,
         # The 1-minute load average at the start and the highest seen while the step ran.
         "loadavg_start": la0,
         "loadavg": max(loads),
         "lat_p50_ms": "",
         "lat_p99_ms": "",
+        **rtp_columns(rtp_res, st["successful"], active),
     }
     log(
         f"{sut.name:22} {db:8} {series:5} {rate:5}/s: ok {row['successful']:6} failed {row['failed']:4} "
         f"retrans {row['retransmissions']:5} achieved {row['achieved_cps']:7.1f}/s cpu {row['cpu_s']:6.2f}s "
         f"({row['cpu_s_per_1k']:.3f}/1k) peak {row['peak_rss_mb']:.0f} MB drained {row['rss_drained_mb']:.0f} MB "
-        f"agents failed {agents_failed if agents_failed != '' else '-'} load {la0:.2f}->{max(loads):.2f}"
+        f"agents failed {agents_failed if agents_failed != '' else '-'} SIP socket drops {fmt(sip_drops)} "
+        f"(SIPp's {sipp_drops}) load {la0:.2f}->{max(loads):.2f}"
     )
+    if rtp_res is not None:
+        log(f"{'':22} RTP: {row['rtp_calls']} calls learned, {row['rtp_calls_both_ways']} with media both ways "
+            f"({row['rtp_calls_every_packet']} every packet); to agent {row['rtp_received_at_agent']}/"
+            f"{row['rtp_sent_to_agent']}, back {row['rtp_received_at_trunk']}/{row['rtp_sent_to_trunk']} "
+            f"(~{row['rtp_relayed_pps']} relayed pkt/s); probe socket drops {row['rtp_probe_drops']}")
     return row
 
 
@@ -1009,9 +1171,17 @@ class Postgres:
 
 
 def clean(row):
-    """No call failed on either side and the rate was held (within 5 %)."""
-    return (row and row["failed"] == 0 and row.get("agents_failed") in ("", 0, None)
-            and row["achieved_cps"] >= 0.95 * row["offered_cps"])
+    """No call failed on either side, the rate was held (within 5 %), the kernel dropped nothing
+    on the server's SIP socket and, where the step carried RTP, every packet arrived both ways."""
+    if not row or row["failed"] != 0 or row.get("agents_failed") not in ("", 0, None):
+        return False
+    if row["achieved_cps"] < 0.95 * row["offered_cps"] or row.get("sip_socket_drops") not in ("", 0, None):
+        return False
+    if row.get("rtp_calls", "") != "":
+        return (row["rtp_received_at_agent"] == row["rtp_sent_to_agent"]
+                and row["rtp_received_at_trunk"] == row["rtp_sent_to_trunk"]
+                and row["rtp_sent_to_agent"] > 0)
+    return True
 
 
 def svg_chart(rows, path):
@@ -1073,9 +1243,10 @@ def markdown(rows, relay, memory, latency, summary, meta):
     out = [f"Run: {meta['date']}, {meta['mode']} mode, {meta['cores']} cores, load average at start "
            f"{meta['load_start']:.2f}, at end {meta['load_end']:.2f}; {meta['agents']} agents; "
            f"Switchboard `RUST_LOG={meta['rust_log']}`; Kamailio {meta['kamailio']}; SIPp {meta['sipp']}.", ""]
-    out.append("| system | CDRs | call length | offered/s | achieved/s | ok | failed | failed at the agents | server answered | retrans | CPU s/1k calls | "
+    out.append("| system | CDRs | call length | offered/s | achieved/s | ok | failed | failed at the agents | server answered | retrans | "
+               "INVITE retrans at the agents | SIP socket drops (SIPp's) | CPU s/1k calls | "
                "peak RSS MB | RSS drained MB | INVITE→INVITE p50/p99 ms | SB/Kam CPS | SB/Kam CPU | load (max in step) |")
-    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     kam = {(r["series"], r["offered_cps"]): r for r in rows if r["system"] == "kamailio"}
     for r in rows:
         k = kam.get((r["series"], r["offered_cps"]))
@@ -1089,9 +1260,26 @@ def markdown(rows, relay, memory, latency, summary, meta):
         kind = "0 s" if r["series"] == "zero" else f"{r['hold_ms'] / 1000:g} s"
         out.append(
             f"| {r['system']} | {r['db']} | {kind} | {r['offered_cps']} | {r['achieved_cps']:.0f} | {r['successful']} | "
-            f"{r['failed']} | {fmt(r.get('agents_failed'))} | {fmt(r.get('server_answered'))} | {r['retransmissions']} | {r['cpu_s_per_1k']:.3f} | {r['peak_rss_mb']:.0f} | "
+            f"{r['failed']} | {fmt(r.get('agents_failed'))} | {fmt(r.get('server_answered'))} | {r['retransmissions']} | "
+            f"{fmt(r.get('agent_invite_retrans'))} | {fmt(r.get('sip_socket_drops'))} ({fmt(r.get('sipp_socket_drops'))}) | "
+            f"{r['cpu_s_per_1k']:.3f} | {r['peak_rss_mb']:.0f} | "
             f"{r['rss_drained_mb']:.0f} | {lat} | {ratio_cps} | {ratio_cpu} | {r['loadavg']:.1f} |"
         )
+    with_rtp = [r for r in rows if r.get("rtp_calls", "") != ""]
+    if with_rtp:
+        out += ["", f"RTP in the held-call steps (every call learned from its hold music gets a packet each way every "
+                f"{RTP_INTERVAL_MS} ms from {RTP_START_MS} ms after its music began until three quarters of the hold):", "",
+                "| system | offered/s | ok | calls with RTP | media both ways | every packet both ways | ok calls without media | "
+                "to the agent: received / sent (loss) | back to the trunk: received / sent (loss) | relayed pkt/s | "
+                "transit p99 ms | probe's own socket drops |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in with_rtp:
+            out.append(
+                f"| {r['system']} | {r['offered_cps']} | {r['successful']} | {r['rtp_calls']} | {r['rtp_calls_both_ways']} | "
+                f"{r['rtp_calls_every_packet']} | {r['rtp_calls_without']} | "
+                f"{r['rtp_received_at_agent']:,} / {r['rtp_sent_to_agent']:,} ({fmt(r['rtp_loss_to_agent_pct'], 3)} %) | "
+                f"{r['rtp_received_at_trunk']:,} / {r['rtp_sent_to_trunk']:,} ({fmt(r['rtp_loss_to_trunk_pct'], 3)} %) | "
+                f"{r['rtp_relayed_pps']:,} | {r['rtp_transit_p99_ms']:.3f} | {r['rtp_probe_drops']} |")
     if relay:
         out += ["", "| relayed calls | bridged in window | relayed pkt/s | CPU s (window) | % of a core per call | "
                 "loss one-way (received / sent) | loss round trip (received) | probe's own socket drops | transit p50/p99 ms | jitter mean/max ms | load |",
@@ -1115,7 +1303,92 @@ def markdown(rows, relay, memory, latency, summary, meta):
                 f"full-rate checkpoint to the last); call-control tables afterwards "
                 f"{json.dumps(memory['call_state_entries_after'])}, engine calls {memory['engine_calls_after']:.0f}."]
     out += [""] + ["`" + line + "`  " for line in summary.splitlines()]
+    out += [""] + goals_table(rows, relay, memory, latency)
     return "\n".join(out) + "\n"
+
+
+def goals_table(rows, relay, memory, lat):
+    """The goals of issue #20 against this run, for Switchboard as shipped (sip.t1_ms = 500)
+    and Kamailio in the same run: each goal, the figure, met or not ("—" when the run did not
+    measure it)."""
+    def step(system, series, rate, db=("sqlite", "-")):
+        return next((r for r in rows if r["system"] == system and r["series"] == series
+                     and r["offered_cps"] == rate and r["db"] in db), None)
+
+    def ceiling(system):
+        zero = [r for r in rows if r["system"] == system and r["series"] == "zero" and r["db"] in ("sqlite", "-")]
+        top = max((r for r in zero if clean(r)), key=lambda r: r["offered_cps"], default=None)
+        return top, zero
+
+    def yes(ok):
+        return "yes" if ok else "no"
+
+    out = ["Goals of issue #20 (Switchboard as shipped, `sip.t1_ms` = 500; Kamailio in the same run):", "",
+           "| goal | this run | met |", "|---|---|---|"]
+    sb, sb_zero = ceiling("switchboard")
+    kam, _ = ceiling("kamailio")
+    if sb_zero:
+        top_rate = max(r["offered_cps"] for r in sb_zero)
+        ratio = f"{sb['achieved_cps'] / kam['achieved_cps']:.2f}× Kamailio's {kam['achieved_cps']:,.0f}/s" if sb and kam else "Kamailio not measured"
+        fig = f"{sb['achieved_cps']:,.0f}/s clean (offered {sb['offered_cps']:,}/s); {ratio}" if sb else "no step clean"
+        out.append(f"| zero-length calls clean at 3,000/s (the top step), ratio to Kamailio's clean ceiling | {fig} | "
+                   f"{yes(sb is not None and sb['offered_cps'] >= 3000 and top_rate >= 3000)} |")
+    else:
+        out.append("| zero-length calls clean at 3,000/s | not measured | — |")
+    a, b = step("switchboard", "zero", 2000), step("kamailio", "zero", 2000)
+    if a and b and b["cpu_s_per_1k"]:
+        x = a["cpu_s_per_1k"] / b["cpu_s_per_1k"]
+        out.append(f"| CPU per 1,000 calls at 2,000/s ≤ 1.0× Kamailio | {a['cpu_s_per_1k']:.3f} vs {b['cpu_s_per_1k']:.3f} CPU-s: "
+                   f"{x:.2f}× | {yes(x <= 1.0)} |")
+    else:
+        out.append("| CPU per 1,000 calls at 2,000/s ≤ 1.0× Kamailio | not measured | — |")
+    h = step("switchboard", "hold", 2000)
+    if h:
+        rtp = "no RTP in the step"
+        rtp_ok = False
+        if h.get("rtp_calls", "") != "":
+            rtp = (f"RTP: {h['rtp_calls_both_ways']:,} calls with media both ways, loss {fmt(h['rtp_loss_to_agent_pct'], 3)} % "
+                   f"to the agent and {fmt(h['rtp_loss_to_trunk_pct'], 3)} % back")
+            rtp_ok = (h["rtp_received_at_agent"] == h["rtp_sent_to_agent"] and h["rtp_received_at_trunk"] == h["rtp_sent_to_trunk"]
+                      and h["rtp_sent_to_agent"] > 0)
+        ok = (h["achieved_cps"] >= 1900 and h["failed"] == 0 and h.get("agents_failed") in (0, "")
+              and h["retransmissions"] == 0 and rtp_ok)
+        out.append(f"| 2-s calls at 2,000/s clean with RTP: ≥ 1,900/s, 0 failed, 0 retransmissions, 0 loss | "
+                   f"{h['achieved_cps']:,.1f}/s, {h['successful']:,} ok, {h['failed']} failed "
+                   f"({fmt(h.get('agents_failed'))} at the agents), {h['retransmissions']} retransmissions; {rtp} | {yes(ok)} |")
+    else:
+        out.append("| 2-s calls at 2,000/s clean with RTP | not measured | — |")
+    drops = [r for r in (step("switchboard", "zero", 2000), h) if r and r.get("sip_socket_drops", "") != ""]
+    if drops:
+        fig = ", ".join(f"{r['sip_socket_drops']} ({'0 s' if r['series'] == 'zero' else '2 s'} calls)" for r in drops)
+        out.append(f"| 0 datagrams dropped on the server's SIP socket at 2,000/s | {fig} | "
+                   f"{yes(all(r['sip_socket_drops'] == 0 for r in drops))} |")
+    else:
+        out.append("| 0 datagrams dropped on the server's SIP socket at 2,000/s | not measured | — |")
+    if relay:
+        worst = max(r["core_pct_per_call"] for r in relay)
+        lossless = all(r["received_one_way"] == r["sent"] and r["received_round_trip"] == r["sent"] for r in relay)
+        fig = " / ".join(f"{r['core_pct_per_call']:.4f}" for r in relay)
+        sizes = " / ".join(f"{r['calls']:,}" for r in relay)
+        out.append(f"| relay ≤ 0.05 % of a core per call at every size, 0 loss | {fig} % at {sizes} calls; "
+                   f"{'0 loss' if lossless else 'loss'} | {yes(worst <= 0.05 and lossless)} |")
+    else:
+        out.append("| relay ≤ 0.05 % of a core per call, 0 loss | not measured | — |")
+    if memory:
+        b = memory["bytes_per_call_after_first_chunk"]
+        out.append(f"| RSS growth ≤ 1 KB per call after warm-up | {b:+,.0f} bytes per call over {memory['total']:,} calls | "
+                   f"{yes(b <= 1024)} |")
+    else:
+        out.append("| RSS growth ≤ 1 KB per call after warm-up | not measured | — |")
+    mine, theirs = lat.get("switchboard", {}).get(500), lat.get("kamailio", {}).get(500)
+    if mine:
+        k = f"; Kamailio {theirs[0]:.3f} / {theirs[1]:.3f} ms" if theirs else "; Kamailio not measured"
+        out.append(f"| setup latency (trunk INVITE in → agent INVITE out) p50 / p99 at 500 calls/s, with Kamailio's | "
+                   f"{mine[0]:.3f} / {mine[1]:.3f} ms ({mine[2]:,} of {mine[3]:,} INVITEs paired){k} | "
+                   f"{'measured' if theirs else '—'} |")
+    else:
+        out.append("| setup latency p50 / p99 at 500 calls/s | not measured | — |")
+    return out
 
 
 def tool_version(argv, pattern):
@@ -1168,7 +1441,8 @@ def write_results(out_dir, rows, relay, memory, lat, meta, tuned):
     meta["load_end"] = loadavg()
     fields = ["system", "db", "series", "hold_ms", "offered_cps", "calls", "successful", "failed", "retransmissions",
               "achieved_cps", "cpu_s", "cpu_s_per_1k", "peak_rss_mb", "rss_drained_mb", "server_ended", "server_answered",
-              "agents_failed", "lat_p50_ms", "lat_p99_ms", "postgres_cpu_s", "loadavg_start", "loadavg"]
+              "agents_failed", "agent_invite_retrans", "sip_socket_drops", "sipp_socket_drops", *RTP_FIELDS,
+              "lat_p50_ms", "lat_p99_ms", "postgres_cpu_s", "loadavg_start", "loadavg"]
     with open(os.path.join(out_dir, "load.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
@@ -1196,16 +1470,17 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, SIPp statistics)")
     ap.add_argument("--only", default="sb,tuned,kam,pg,mem,relay,lat,perf", help="comma list of phases")
-    ap.add_argument("--rates", help="comma list: the zero-length series' offered rates instead of the mode's")
-    ap.add_argument("--hold-rates", help="comma list: the held-call series' offered rates instead of the mode's")
+    ap.add_argument("--rates", help="comma list: the zero-length series' offered rates instead of the mode's ('none': no such series)")
+    ap.add_argument("--hold-rates", help="comma list: the held-call series' offered rates instead of the mode's ('none': no such series)")
     ap.add_argument("--perf-dir", help="perf record -g (dwarf) of Switchboard during every step, one .data file per step here")
     args = ap.parse_args()
     args.binary, args.probe = os.path.abspath(args.binary), os.path.abspath(args.probe)
     cfg = dict(QUICK if args.quick else FULL)
+    # "none" leaves a series out (e.g. --hold-rates none for the zero-length steps alone).
     if args.rates:
-        cfg["rates"] = [int(r) for r in args.rates.split(",")]
+        cfg["rates"] = [] if args.rates == "none" else [int(r) for r in args.rates.split(",")]
     if args.hold_rates:
-        cfg["hold_rates"] = [int(r) for r in args.hold_rates.split(",")]
+        cfg["hold_rates"] = [] if args.hold_rates == "none" else [int(r) for r in args.hold_rates.split(",")]
     global PERF_DIR
     if args.perf_dir:
         PERF_DIR = os.path.abspath(args.perf_dir)
@@ -1243,10 +1518,18 @@ def main():
             if phase not in phases:
                 continue
             for series in ("zero", "hold"):
+                if not cfg["rates" if series == "zero" else "hold_rates"]:
+                    continue
                 sb = Switchboard(args.binary, work, cfg["agents"], tag=f"{phase}-{series}", t1_ms=t1)
                 try:
                     sb.register()
-                    sb.start_agents()
+                    if series == "hold":
+                        # RTP both ways through every held call: the probe's two ports are
+                        # the media address of the trunk's offer and of the agents' answer.
+                        sb.rtp = {"probe": args.probe, "trunk": free_port(2), "agent": free_port(2)}
+                        sb.start_agents(agent_media=sb.rtp["agent"], ring_ms=RTP_RING_MS)
+                    else:
+                        sb.start_agents()
                     if series == "zero" and "lat" in phases:
                         lat[sb.name] = latency_pass(sb, sb.work, lat_rates, cfg["latency_s"])
                     cps_series(sb, sb.work, "sqlite", cfg, rows, only=(series,))
