@@ -148,7 +148,8 @@ def run_step(sut, work, series, db, rate, step_s, hold_ms):
     rss_drained = memory_mb(sut.pids())
     drops1 = udp_drops(sut.target_port, sip_inodes | socket_inodes(sut.pids()))
     sip_drops = "" if drops0 is None or drops1 is None else drops1 - drops0
-    sipp_drops = (udp_drops(sut.agent_port) or 0) - uas_drops0 + max(trunk_drops)
+    agent_sipp_drops = (udp_drops(sut.agent_port) or 0) - uas_drops0
+    trunk_sipp_drops = max(trunk_drops)
     queue_drops = "" if queue_drops0 is None else int(sut.sip_dropped() - queue_drops0)
     peak.append(rss_drained)
     out1 = sut.outcomes()
@@ -176,7 +177,8 @@ def run_step(sut, work, series, db, rate, step_s, hold_ms):
         "agents_failed": agents_failed,
         "sip_socket_drops": sip_drops,
         "sip_queue_drops": queue_drops,
-        "sipp_socket_drops": sipp_drops,
+        "sipp_agent_socket_drops": agent_sipp_drops,
+        "sipp_trunk_socket_drops": trunk_sipp_drops,
         "agent_invite_retrans": invite_re,
         # The 1-minute load average at the start and the highest seen while the step ran.
         "loadavg_start": la0,
@@ -190,11 +192,11 @@ def run_step(sut, work, series, db, rate, step_s, hold_ms):
         f"retrans {row['retransmissions']:5} achieved {row['achieved_cps']:7.1f}/s cpu {row['cpu_s']:6.2f}s "
         f"({row['cpu_s_per_1k']:.3f}/1k) peak {row['peak_rss_mb']:.0f} MB drained {row['rss_drained_mb']:.0f} MB "
         f"agents failed {agents_failed if agents_failed != '' else '-'} SIP socket drops {fmt(sip_drops)} "
-        f"(SIPp's {sipp_drops}) queue drops {fmt(queue_drops)} INVITE retrans at agents {fmt(invite_re)} load {la0:.2f}->{max(loads):.2f}"
+        f"(SIPp's: agents {agent_sipp_drops}, trunk {trunk_sipp_drops}) queue drops {fmt(queue_drops)} INVITE retrans at agents {fmt(invite_re)} load {la0:.2f}->{max(loads):.2f}"
     )
     if rtp_res is not None:
         log(f"{'':22} RTP: {row['rtp_calls']} calls learned, {row['rtp_calls_both_ways']} with media both ways "
-            f"({row['rtp_calls_every_packet']} every packet); to agent {row['rtp_received_at_agent']}/"
+            f"({row['rtp_calls_every_packet']} every packet, {row['rtp_calls_first_lost']} lost the first); to agent {row['rtp_received_at_agent']}/"
             f"{row['rtp_sent_to_agent']}, back {row['rtp_received_at_trunk']}/{row['rtp_sent_to_trunk']} "
             f"(~{row['rtp_relayed_pps']} relayed pkt/s); probe socket drops {row['rtp_probe_drops']}")
     return row

@@ -90,7 +90,7 @@ def markdown(rows, relay, memory, latency, summary, meta):
            f"{meta['load_start']:.2f}, at end {meta['load_end']:.2f}; {meta['agents']} agents; "
            f"Switchboard `RUST_LOG={meta['rust_log']}`; Kamailio {meta['kamailio']}; SIPp {meta['sipp']}.", ""]
     out.append("| system | CDRs | call length | offered/s | achieved/s | ok | failed | failed at the agents | server answered | retrans | "
-               "INVITE retrans at the agents | SIP socket drops (SIPp's) | inbound queue drops | CPU s/1k calls | "
+               "INVITE retrans at the agents | SIP socket drops (agents' / trunk's SIPp) | inbound queue drops | CPU s/1k calls | "
                "peak RSS MB | RSS drained MB | INVITE→INVITE p50/p99 ms | SB/Kam CPS | SB/Kam CPU | load (max in step) |")
     out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     kam = {(r["series"], r["offered_cps"]): r for r in rows if r["system"] == "kamailio"}
@@ -107,7 +107,8 @@ def markdown(rows, relay, memory, latency, summary, meta):
         out.append(
             f"| {r['system']} | {r['db']} | {kind} | {r['offered_cps']} | {r['achieved_cps']:.0f} | {r['successful']} | "
             f"{r['failed']} | {fmt(r.get('agents_failed'))} | {fmt(r.get('server_answered'))} | {r['retransmissions']} | "
-            f"{fmt(r.get('agent_invite_retrans'))} | {fmt(r.get('sip_socket_drops'))} ({fmt(r.get('sipp_socket_drops'))}) | "
+            f"{fmt(r.get('agent_invite_retrans'))} | {fmt(r.get('sip_socket_drops'))} "
+            f"({fmt(r.get('sipp_agent_socket_drops'))} / {fmt(r.get('sipp_trunk_socket_drops'))}) | "
             f"{fmt(r.get('sip_queue_drops'))} | "
             f"{r['cpu_s_per_1k']:.3f} | {r['peak_rss_mb']:.0f} | "
             f"{r['rss_drained_mb']:.0f} | {lat} | {ratio_cps} | {ratio_cpu} | {r['loadavg']:.1f} |"
@@ -118,13 +119,14 @@ def markdown(rows, relay, memory, latency, summary, meta):
                 f"{with_rtp[0]['rtp_interval_ms']} ms from {RTP_START_MS} ms after its music began until three quarters "
                 f"of the hold):", "",
                 "| system | offered/s | ok | calls with RTP | media both ways | every packet both ways | ok calls without media | "
+                "calls whose first packet to the agent was lost | "
                 "to the agent: received / sent (loss) | back to the trunk: received / sent (loss) | relayed pkt/s | "
                 "transit p99 ms | probe's own socket drops |",
-                "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in with_rtp:
             out.append(
                 f"| {r['system']} | {r['offered_cps']} | {r['successful']} | {r['rtp_calls']} | {r['rtp_calls_both_ways']} | "
-                f"{r['rtp_calls_every_packet']} | {r['rtp_calls_without']} | "
+                f"{r['rtp_calls_every_packet']} | {r['rtp_calls_without']} | {fmt(r.get('rtp_calls_first_lost'))} | "
                 f"{r['rtp_received_at_agent']:,} / {r['rtp_sent_to_agent']:,} ({fmt(r['rtp_loss_to_agent_pct'], 3)} %) | "
                 f"{r['rtp_received_at_trunk']:,} / {r['rtp_sent_to_trunk']:,} ({fmt(r['rtp_loss_to_trunk_pct'], 3)} %) | "
                 f"{r['rtp_relayed_pps']:,} | {r['rtp_transit_p99_ms']:.3f} | {r['rtp_probe_drops']} |")
@@ -290,7 +292,7 @@ def write_results(out_dir, rows, relay, memory, lat, meta, tuned):
     meta["load_end"] = loadavg()
     fields = ["system", "db", "series", "hold_ms", "offered_cps", "calls", "successful", "failed", "retransmissions",
               "achieved_cps", "cpu_s", "cpu_s_per_1k", "peak_rss_mb", "rss_drained_mb", "server_ended", "server_answered",
-              "agents_failed", "agent_invite_retrans", "sip_socket_drops", "sipp_socket_drops", "sip_queue_drops", *RTP_FIELDS,
+              "agents_failed", "agent_invite_retrans", "sip_socket_drops", "sipp_agent_socket_drops", "sipp_trunk_socket_drops", "sip_queue_drops", *RTP_FIELDS,
               "lat_p50_ms", "lat_p99_ms", "postgres_cpu_s", "loadavg_start", "loadavg"]
     with open(os.path.join(out_dir, "load.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")

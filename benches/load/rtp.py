@@ -6,16 +6,17 @@ import subprocess
 
 from procs import Proc
 
-# RTP in the held-call series: a packet each way every RTP_INTERVAL_MS per call (2 per
-# second each way, a 25th of G.711's 50; --rtp-interval-ms), from RTP_START_MS after the
+# RTP in the held-call series: a packet each way every RTP_INTERVAL_MS per call (2.5 per
+# second each way, a 20th of G.711's 50; --rtp-interval-ms), from RTP_START_MS after the
 # call's hold music began: 3 packets each way in a 2-s call (benches/README.md says why).
-RTP_INTERVAL_MS = 500
-RTP_START_MS = 250
+RTP_INTERVAL_MS = 400
+RTP_START_MS = 500
 # The probe learns a call from the first hold-music packet Switchboard sends the caller; an agent
 # answering at once can be bridged before the first one (1-2.4 % of the calls at 500-1,000/s), so in
 # the steps with RTP the agents ring this long before answering.
 RTP_RING_MS = 60
 RTP_FIELDS = ["rtp_interval_ms", "rtp_calls", "rtp_calls_both_ways", "rtp_calls_every_packet", "rtp_calls_without",
+              "rtp_calls_first_lost",
               "rtp_sent_to_agent", "rtp_received_at_agent", "rtp_sent_to_trunk", "rtp_received_at_trunk",
               "rtp_loss_to_agent_pct", "rtp_loss_to_trunk_pct", "rtp_relayed_pps", "rtp_probe_drops",
               "rtp_transit_p99_ms"]
@@ -58,6 +59,7 @@ def rtp_columns(res, successful, active_s, interval_ms):
         "rtp_calls_both_ways": res["calls_media_both_ways"],
         "rtp_calls_every_packet": res["calls_every_packet"],
         "rtp_calls_without": max(successful - res["calls_media_both_ways"], 0),
+        "rtp_calls_first_lost": res.get("calls_first_packet_lost", ""),
         "rtp_sent_to_agent": res["sent_to_agent"],
         "rtp_received_at_agent": res["received_at_agent"],
         "rtp_sent_to_trunk": res["sent_to_trunk"],

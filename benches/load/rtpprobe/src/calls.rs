@@ -76,7 +76,9 @@ pub fn run(
                     }
                 };
                 match parse_probe(&buf[..n]) {
-                    Some((_, call, sent)) => side.record(call, i128::from(now) - i128::from(sent)),
+                    Some((_, call, seq, sent)) => {
+                        side.record(call, seq, i128::from(now) - i128::from(sent))
+                    }
                     None => {
                         if new_call && !closing.load(Ordering::Relaxed) {
                             streams.insert(from, (now.saturating_add(call_ns), now));
@@ -166,9 +168,17 @@ pub fn run(
             .and_then(|c| side.streams.get(&c))
             .map_or(0, |s| s.received)
     };
-    let (mut both_ways, mut complete, mut none) = (0u64, 0u64, 0u64);
+    let (mut both_ways, mut complete, mut none, mut first_lost) = (0u64, 0u64, 0u64, 0u64);
     for (i, &n) in sent.iter().enumerate() {
         let (to_agent, to_trunk) = (got(&agent_side, i), got(&trunk_side, i));
+        // Media that reached the agent, but not the first packet: sent before the bridge?
+        let first = u32::try_from(i)
+            .ok()
+            .and_then(|c| agent_side.streams.get(&c))
+            .is_some_and(|s| s.got_first);
+        if to_agent > 0 && !first {
+            first_lost += 1;
+        }
         if to_agent > 0 && to_trunk > 0 {
             both_ways += 1;
         }
@@ -181,7 +191,7 @@ pub fn run(
     }
     println!(
         "{{\"mode\":\"calls\",\"calls\":{},\"calls_media_both_ways\":{both_ways},\"calls_every_packet\":{complete},\
-         \"calls_no_media\":{none},\"sent_to_agent\":{},\"received_at_agent\":{},\"sent_to_trunk\":{},\
+         \"calls_no_media\":{none},\"calls_first_packet_lost\":{first_lost},\"sent_to_agent\":{},\"received_at_agent\":{},\"sent_to_trunk\":{},\
          \"received_at_trunk\":{},\"send_errors\":{send_errors},\"probe_socket_drops\":{own_drops},\
          \"one_way\":{},\"round_trip\":{}}}",
         sent.len(),

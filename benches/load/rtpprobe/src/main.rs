@@ -95,6 +95,8 @@ fn parse_args() -> Result<Args, String> {
 #[derive(Default)]
 struct Stream {
     received: u64,
+    /// The stream's first packet (sequence number 1) arrived.
+    got_first: bool,
     last_transit_ns: Option<i128>,
     jitter_ns: f64,
 }
@@ -106,9 +108,10 @@ struct Side {
 }
 
 impl Side {
-    fn record(&mut self, call: u32, transit_ns: i128) {
+    fn record(&mut self, call: u32, seq: u32, transit_ns: i128) {
         let s = self.streams.entry(call).or_default();
         s.received += 1;
+        s.got_first |= seq == 1;
         if let Some(prev) = s.last_transit_ns {
             // RFC 3550 §6.4.1: J += (|D| - J) / 16.
             let d = (transit_ns - prev).abs() as f64;
@@ -184,15 +187,17 @@ fn own_socket_drops(ports: [u16; 2]) -> u64 {
         .sum()
 }
 
-fn parse_probe(buf: &[u8]) -> Option<(bool, u32, u64)> {
+/// A probe packet's (counted, call, sequence number, send time).
+fn parse_probe(buf: &[u8]) -> Option<(bool, u32, u32, u64)> {
     let p = buf.get(12..)?;
     if p.get(..4)? != MAGIC {
         return None;
     }
     let counted = *p.get(4)? == 1;
     let call = u32::from_be_bytes(p.get(5..9)?.try_into().ok()?);
+    let seq = u32::from_be_bytes(p.get(9..13)?.try_into().ok()?);
     let sent_ns = u64::from_be_bytes(p.get(13..21)?.try_into().ok()?);
-    Some((counted, call, sent_ns))
+    Some((counted, call, seq, sent_ns))
 }
 
 /// One probe packet: RTP header (PCMU, SSRC from the call index) then the magic, the counted
@@ -228,9 +233,9 @@ fn spawn_echo(
                 continue;
             };
             let now = now_ns();
-            if let Some((counted, call, sent)) = parse_probe(&buf[..n]) {
+            if let Some((counted, call, seq, sent)) = parse_probe(&buf[..n]) {
                 if counted {
-                    side.record(call, i128::from(now) - i128::from(sent));
+                    side.record(call, seq, i128::from(now) - i128::from(sent));
                 }
                 if sock.send_to(&buf[..n], from).is_ok() {
                     echoed.fetch_add(1, Ordering::Relaxed);
@@ -279,8 +284,8 @@ fn main() {
                 };
                 let now = now_ns();
                 match parse_probe(&buf[..n]) {
-                    Some((true, call, sent)) => {
-                        side.record(call, i128::from(now) - i128::from(sent))
+                    Some((true, call, seq, sent)) => {
+                        side.record(call, seq, i128::from(now) - i128::from(sent))
                     }
                     Some(_) => {}
                     None => {
