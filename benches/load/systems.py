@@ -4,6 +4,7 @@
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -221,7 +222,18 @@ class Kamailio:
 
     def stop(self):
         self.uas.stop()
+        # Kamailio's workers ignore SIGTERM (the main process ends them); one the main process
+        # missed would outlive the run, so whatever is left of the tree afterwards is killed.
+        workers = [p for p in tree(self.proc.pid) if p != self.proc.pid] if self.proc.pid else []
         self.proc.stop(15)
+        for p in workers:
+            try:
+                with open(f"/proc/{p}/cmdline", "rb") as f:
+                    mine = self.work.encode() in f.read()
+                if mine:
+                    os.kill(p, signal.SIGKILL)
+            except (OSError, ProcessLookupError):
+                pass
 
 
 
