@@ -4,30 +4,39 @@ side by side with Kamailio (a stateful tm + record_route relay) in the same run.
 
 Run through benches/load/run.sh, which installs the peers and builds the binaries. Every
 process runs under `timeout`, every SIPp run is bounded by -m, and everything is on 127.0.0.1.
-Standard library only, so it runs on a fresh machine with any Python 3.
+Standard library only, so it runs on a fresh machine with any Python 3. This file runs the
+steps and series; procs.py (ports, processes, /proc, SIPp), systems.py (Switchboard, Kamailio,
+PostgreSQL), rtp.py (the RTP probe in the held-call steps) and report.py (results files and
+the goals table) beside it.
 """
 
 import argparse
-import csv
 import json
 import os
 import re
 import shutil
-import signal
-import socket
 import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-import urllib.request
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
-SIPP_DIR = os.path.join(HERE, "sipp")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
-BUFF = str(8 * 1024 * 1024)  # SIPp socket buffers (capped by net.core.rmem_max/wmem_max)
+# The harness's own modules sit beside this file; leave no bytecode cache in the source tree.
+sys.dont_write_bytecode = True
+import systems  # noqa: E402
+from procs import (  # noqa: E402
+    Proc, achieved_rate, agent_failed, agent_invite_retrans, cpu_seconds, free_port, loadavg, log, memory_mb,
+    metric_by_label, metric_sum, sipp_trunk, socket_inodes, udp_drops,
+)
+from report import fmt, tool_version, write_results  # noqa: E402
+from rtp import RTP_INTERVAL_MS, RTP_RING_MS, rtp_columns, rtp_probe_finish, rtp_probe_start  # noqa: E402
+from systems import Kamailio, Postgres, Switchboard  # noqa: E402
+
+# --perf-dir: every Switchboard step is recorded with perf into this directory (see main()).
+PERF_DIR = None
+PERF_CALL_GRAPH = "dwarf,16384"
+
 
 FULL = {
     "agents": 3000,
@@ -37,7 +46,8 @@ FULL = {
     "hold_ms": 2000,
     "pg_rates": [100, 500, 1000, 2000, 3000],
     "latency_rates": [100, 500, 1000, 2000],
-    "latency_rates_default": [100],
+    # The shipped server's pass includes 500/s: the setup latency of the goals table.
+    "latency_rates_default": [100, 500],
     "tuned_t1_ms": 25,
     "latency_s": 4,
     "mem_first": 1000,
@@ -73,502 +83,6 @@ QUICK = {
     "perf_rate": 100,
 }
 
-
-def log(msg):
-    print(f"[load {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def loadavg():
-    with open("/proc/loadavg") as f:
-        return float(f.read().split()[0])
-
-
-# ---- ports and processes ----------------------------------------------------------------
-
-_taken = set()
-COOLDOWN_CAP_S = 60.0
-# --perf-dir: every Switchboard step is recorded with perf into this directory (see main()).
-PERF_DIR = None
-PERF_CALL_GRAPH = "dwarf,16384"
-
-
-def probe_range():
-    """Where the harness picks its ports: outside the kernel's ephemeral range (outgoing
-    connections and unbound sends take ports from there at any moment, and a port seen free
-    now could be taken before the process that needs it binds) and above the server's RTP
-    range (10000-31999 unless LOAD_RTP_PORTS says otherwise)."""
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            eph_lo, eph_hi = (int(x) for x in f.read().split())
-    except (OSError, ValueError):
-        eph_lo, eph_hi = 32768, 60999
-    rtp_hi = int(os.environ.get("LOAD_RTP_PORTS", "10000, 31999").split(",")[1])
-    above = (eph_hi + 1, 65535)
-    below = (rtp_hi + 1, eph_lo - 1)
-    # The wider of the two gaps (on Linux defaults: 61000-65535 against 32000-32767).
-    return max((above, below), key=lambda r: r[1] - r[0])
-
-
-PORT_LO, PORT_HI = probe_range()
-
-
-def free_port(span=1, lo=None, hi=None):
-    """A UDP+TCP port p such that p..p+span-1 are free now (SIPp binds media p and p+2)."""
-    lo, hi = lo or PORT_LO, hi or PORT_HI - span
-    for _ in range(2000):
-        p = int.from_bytes(os.urandom(2), "big") % (hi - lo) + lo
-        p -= p % 2
-        if any(q in _taken for q in range(p, p + span)):
-            continue
-        ok = True
-        for q in range(p, p + span):
-            for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-                s = socket.socket(socket.AF_INET, kind)
-                try:
-                    s.bind(("127.0.0.1", q))
-                except OSError:
-                    ok = False
-                finally:
-                    s.close()
-        if ok:
-            _taken.update(range(p, p + span))
-            return p
-    raise RuntimeError("no free port")
-
-
-class Proc:
-    """A child under `timeout`; `pid` is the real program (the child of `timeout`)."""
-
-    def __init__(self, argv, limit_s, cwd, name, env=None, stdout=None):
-        self.name = name
-        self.log_path = os.path.join(cwd, f"{name}.log")
-        self.log = open(self.log_path, "wb")
-        self.popen = subprocess.Popen(
-            ["timeout", "-s", "TERM", "-k", "5", str(int(limit_s)), *argv],
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=stdout if stdout is not None else self.log,
-            stderr=self.log,
-        )
-        self.pid = None
-        for _ in range(200):
-            kids = children(self.popen.pid)
-            if kids:
-                self.pid = kids[0]
-                break
-            if self.popen.poll() is not None:
-                break
-            time.sleep(0.01)
-
-    def alive(self):
-        return self.popen.poll() is None
-
-    def stop(self, grace=10):
-        if self.popen.poll() is None and self.pid:
-            try:
-                os.kill(self.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        try:
-            self.popen.wait(grace)
-        except subprocess.TimeoutExpired:
-            if self.pid:
-                try:
-                    os.kill(self.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            self.popen.wait(10)
-        self.log.close()
-
-    def tail(self, n=2000):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read()[-n:].decode(errors="replace")
-        except OSError:
-            return ""
-
-
-def agent_failed(uas):
-    """Calls the agents' SIPp counted as failed so far (its statistics file, dumped every
-    second); None when there is no agent side to read."""
-    try:
-        st = read_stat(uas.stat) if uas is not None else None
-    except OSError:
-        st = None
-    return st["failed"] if st else None
-
-
-def children(pid):
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(x) for x in f.read().split()]
-    except OSError:
-        return []
-
-
-def tree(pid):
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children(p))
-    return out
-
-
-def cpu_seconds(pids):
-    total = 0
-    for p in pids:
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-        except (OSError, IndexError):
-            pass
-    return total / CLK_TCK
-
-
-def memory_mb(pids):
-    """Proportional set size summed over the processes (equals RSS for one process; does not
-    count Kamailio's shared memory once per worker)."""
-    total = 0
-    for p in pids:
-        try:
-            with open(f"/proc/{p}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1])
-        except OSError:
-            pass
-    return total / 1024
-
-
-def http_get(url, timeout=5):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return r.status, r.read().decode()
-
-
-def metric_sum(text, name):
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
-def metric_by_label(text, name, label):
-    out = {}
-    for line in text.splitlines():
-        if line.startswith(name + "{"):
-            m = re.search(label + r'="([^"]*)"', line)
-            if m:
-                out[m.group(1)] = out.get(m.group(1), 0.0) + float(line.rsplit(" ", 1)[1])
-    return out
-
-
-# ---- SIPp ---------------------------------------------------------------------------------
-
-
-def elapsed_seconds(v):
-    # SIPp prints "HH:MM:SS:uuuuuu" (or "HH:MM:SS.uuuuuu" / "HH:MM:SS:mmm" in some versions).
-    parts = re.split(r"[:.]", v.strip())
-    h, m, s = int(parts[0]), int(parts[1]), int(parts[2])
-    frac = parts[3] if len(parts) > 3 else "0"
-    return h * 3600 + m * 60 + s + int(frac) / (10 ** len(frac))
-
-
-def read_rtt(path):
-    """Times (ms since SIPp started, millisecond resolution) at which calls were answered, from
-    -trace_rtt: the achieved rate comes from these, not from ElapsedTime, which SIPp prints
-    in whole seconds (a step 10 % slow would read as on time)."""
-    try:
-        with open(path) as f:
-            return [float(line.split(";")[0]) for line in f.readlines()[1:] if line.strip()]
-    except (OSError, ValueError):
-        return []
-
-
-def achieved_rate(answered_ms, successful, fallback_s):
-    """Calls per second between the first and the last answer: n answers span n-1 intervals."""
-    if len(answered_ms) >= 2 and answered_ms[-1] > answered_ms[0]:
-        return (len(answered_ms) - 1) / ((answered_ms[-1] - answered_ms[0]) / 1000)
-    return successful / max(fallback_s, 0.001)
-
-
-def read_stat(path):
-    with open(path, newline="") as f:
-        rows = [r for r in csv.reader(f, delimiter=";") if r]
-    if len(rows) < 2:
-        return None
-    head, last = rows[0], rows[-1]
-    d = dict(zip(head, last))
-    return {
-        "created": int(d.get("OutgoingCall(C)", "0") or 0) + int(d.get("IncomingCall(C)", "0") or 0),
-        "successful": int(d.get("SuccessfulCall(C)", "0") or 0),
-        "failed": int(d.get("FailedCall(C)", "0") or 0),
-        "retrans": int(d.get("Retransmissions(C)", "0") or 0),
-        "elapsed": elapsed_seconds(d.get("ElapsedTime(C)", "00:00:00:0")),
-        "rtt_ms": d.get("ResponseTime1(C)", ""),
-    }
-
-
-def sipp_uas(work, port, media_key_port, rtp_echo=False, limit_s=3600):
-    mp = free_port(4)
-    argv = [
-        "sipp", "-sf", os.path.join(SIPP_DIR, "agent_uas.xml"),
-        "-i", "127.0.0.1", "-p", str(port), "-mi", "127.0.0.1", "-mp", str(mp),
-        "-key", "agent_media", str(media_key_port or mp),
-        "-buff_size", BUFF, "-nostdin", "-max_socket", "60000",
-        "-trace_err", "-error_file", os.path.join(work, f"uas-{port}-err.log"),
-    ]
-    if rtp_echo:
-        argv.append("-rtp_echo")
-    # Statistics every second: a step is clean only if the agents' side failed nothing either.
-    stat = os.path.join(work, f"uas-{port}.csv")
-    argv += ["-trace_stat", "-stf", stat, "-fd", "1"]
-    p = Proc(argv, limit_s, work, f"uas-{port}")
-    p.stat = stat
-    time.sleep(0.3)
-    if not p.alive():
-        raise RuntimeError(f"agent SIPp did not start:\n{p.tail()}")
-    return p
-
-
-def sipp_trunk(work, target_port, tag, rate, calls, hold_ms, trunk_media=None, rate_period_ms=1000):
-    """Runs the trunk scenario to completion; returns SIPp's final statistics."""
-    port = free_port()
-    mp = free_port(4)
-    stat = os.path.join(work, f"trunk-{tag}.csv")
-    limit = max(200, int(rate * (hold_ms / 1000 + 3)))
-    budget = calls / max(rate, 1) + hold_ms / 1000 + 40
-    argv = [
-        "sipp", f"127.0.0.1:{target_port}", "-sf", os.path.join(SIPP_DIR, "trunk.xml"),
-        "-s", "100", "-i", "127.0.0.1", "-p", str(port), "-mi", "127.0.0.1", "-mp", str(mp),
-        "-key", "trunk_media", str(trunk_media or mp),
-        "-r", str(rate), "-rp", str(rate_period_ms), "-m", str(calls), "-l", str(limit),
-        "-d", str(hold_ms), "-recv_timeout", "8000", "-timeout", f"{int(budget)}s",
-        "-buff_size", BUFF, "-nostdin", "-max_socket", "60000",
-        "-trace_stat", "-stf", stat, "-fd", "1",
-        "-trace_rtt", "-rtt_freq", "1",
-        "-trace_err", "-error_file", os.path.join(work, f"trunk-{tag}-err.log"),
-    ]
-    p = Proc(argv, budget + 20, work, f"trunk-{tag}")
-    p.popen.wait()
-    p.log.close()
-    st = read_stat(stat)
-    if st is None:
-        raise RuntimeError(f"trunk SIPp wrote no statistics:\n{p.tail()}")
-    st["exit"] = p.popen.returncode
-    # SIPp names the file after the scenario and its pid, in its working directory.
-    st["answered_ms"] = sorted(read_rtt(os.path.join(work, f"trunk_{p.pid}_rtt.csv")))
-    return st
-
-
-# ---- systems under test -------------------------------------------------------------------
-
-
-def switchboard_config(sip_port, http_port, agents, db_url, t1_ms=None):
-    lines = [
-        "[sip]",
-        f'listen = ["udp:127.0.0.1:{sip_port}"]',
-        *([f"t1_ms = {t1_ms}"] if t1_ms else []),
-        'domain = "callcenter.local"',
-        'advertised_address = "127.0.0.1"',
-        "max_expires_s = 7200",
-        "",
-        "[media]",
-        "rtp_ports = [%s]" % os.environ.get("LOAD_RTP_PORTS", "10000, 31999"),
-        "",
-        "[http]",
-        f'listen = "127.0.0.1:{http_port}"',
-        'api_token = "load-bench"',
-        "",
-        "[database]",
-        f'url = "{db_url}"',
-        'spool_dir = "spool"',
-        "",
-        "# The run's work directory (beside this file) holds the SQLite file, spool and recordings.",
-        "[state]",
-        'dir = "."',
-        "",
-        "# Every trunk call of the run comes from one SIPp address: the per-source INVITE limit of",
-        "# [security] (50/s by default, an attack guard) would refuse most of them.",
-        "[security]",
-        "invite_rate_per_source = 0",
-        "",
-        "[[trunks]]",
-        'name = "load"',
-        'allow = ["127.0.0.1/32"]',
-        'dids = { "100" = "order" }',
-        "",
-        "[[queues]]",
-        'name = "orders"',
-        'skill = "orders"',
-        'strategy = "longest_idle"',
-        "ring_timeout_s = 15",
-        "wrap_up_s = 0",
-        "max_wait_s = 300",
-        "max_length = 100000",
-        "record = false",
-        "",
-        "[routing]",
-        'new = ["queue:orders"]',
-        'regional = ["queue:orders"]',
-        "",
-    ]
-    for i in range(1, agents + 1):
-        lines += [
-            "[[agents]]",
-            f'id = "a{i:05}"',
-            f'password = "pw{i:05}"',
-            'roles = ["operator"]',
-            "skills = { orders = 5 }",
-            "",
-        ]
-    return "\n".join(lines)
-
-
-class Switchboard:
-    def __init__(self, binary, work, agents, db_url="sqlite://switchboard.db", tag="sb", t1_ms=None):
-        self.name = "switchboard" if not t1_ms else f"switchboard t1={t1_ms}ms"
-        # UDP server transactions live 64*T1 after their final response (Timer J, Timer L) and
-        # count against Switchboard's transaction cap; let them expire between steps.
-        self.cooldown_s = min(64 * (t1_ms or 500) / 1000 + 1, COOLDOWN_CAP_S)
-        self.work = os.path.join(work, tag)
-        os.makedirs(self.work, exist_ok=True)
-        self.sip_port = free_port()
-        self.http_port = free_port()
-        self.agent_port = free_port()
-        self.agents = agents
-        cfg = os.path.join(self.work, "bench.toml")
-        with open(cfg, "w") as f:
-            f.write(switchboard_config(self.sip_port, self.http_port, agents, db_url, t1_ms))
-        env = dict(os.environ, RUST_LOG=os.environ.get("LOAD_RUST_LOG", "warn"))
-        self.proc = Proc([binary, "--config", cfg], 7200, self.work, "switchboard", env=env)
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                if http_get(f"http://127.0.0.1:{self.http_port}/readyz", 1)[0] == 200:
-                    break
-            except OSError:
-                pass
-            if not self.proc.alive():
-                raise RuntimeError(f"switchboard exited:\n{self.proc.tail()}")
-            time.sleep(0.2)
-        else:
-            raise RuntimeError(f"switchboard not ready:\n{self.proc.tail()}")
-        self.target_port = self.sip_port
-        self.uas = None
-
-    def pids(self):
-        return [self.proc.pid]
-
-    def metrics(self):
-        return http_get(f"http://127.0.0.1:{self.http_port}/metrics")[1]
-
-    def register(self, agent_port=None):
-        """Registers every agent from agent_port (one SIPp run, per-agent credentials)."""
-        agent_port = agent_port or self.agent_port
-        inf = os.path.join(self.work, "agents.csv")
-        with open(inf, "w") as f:
-            f.write("SEQUENTIAL\n")
-            for i in range(1, self.agents + 1):
-                f.write(f"a{i:05};[authentication username=a{i:05} password=pw{i:05}]\n")
-        # Concurrent REGISTERs answered in the same instant get the same nonce from Switchboard,
-        # and the second answer using it (nc=00000001 again) is refused as a replay, so a run at
-        # speed leaves some agents unregistered: one REGISTER at a time (-l 1), and the whole run
-        # repeated (a refresh is harmless)
-        # until every agent holds a binding.
-        regs, rc, p = 0.0, None, None
-        for attempt in range(8):
-            argv = [
-                "sipp", f"127.0.0.1:{self.sip_port}", "-sf", os.path.join(SIPP_DIR, "register_agents.xml"),
-                "-inf", inf, "-i", "127.0.0.1", "-p", str(agent_port), "-mp", str(free_port(4)),
-                "-r", "2000", "-m", str(self.agents), "-l", "1", "-nostdin", "-timeout", "120s",
-                "-trace_err", "-error_file", os.path.join(self.work, f"register-{attempt}-err.log"),
-            ]
-            p = Proc(argv, 150, self.work, f"register-{attempt}")
-            p.popen.wait()
-            p.log.close()
-            rc = p.popen.returncode
-            regs = metric_sum(self.metrics(), "switchboard_registrations")
-            if regs >= self.agents:
-                break
-            log(f"registration pass {attempt + 1}: {regs:.0f} of {self.agents} agents hold a binding")
-        if regs < self.agents:
-            raise RuntimeError(f"registration failed (exit {rc}, {regs} bindings):\n{p.tail()}")
-        log(f"{self.agents} agents registered from 127.0.0.1:{agent_port}; {self.cooldown_s:.0f} s for their transactions to expire")
-        time.sleep(self.cooldown_s)
-
-    def start_agents(self, agent_media=None):
-        self.uas = sipp_uas(self.work, self.agent_port, agent_media)
-
-    def ended(self):
-        return metric_sum(self.metrics(), "switchboard_calls_total")
-
-    def drain(self, before, expect, limit_s=30):
-        deadline = time.time() + limit_s
-        n = self.ended()
-        while n - before < expect and time.time() < deadline:
-            time.sleep(0.2)
-            n = self.ended()
-        return n - before
-
-    def outcomes(self):
-        return metric_by_label(self.metrics(), "switchboard_calls_total", "outcome")
-
-    def stop(self):
-        if self.uas:
-            self.uas.stop()
-        self.proc.stop(30)
-
-
-class Kamailio:
-    name = "kamailio"
-    cooldown_s = 3.0
-
-    def __init__(self, work):
-        self.work = os.path.join(work, "kamailio")
-        os.makedirs(os.path.join(self.work, "run"), exist_ok=True)
-        self.target_port = free_port()
-        self.agent_port = free_port()
-        with open(os.path.join(HERE, "kamailio-relay.cfg")) as f:
-            cfg = f.read().replace("@KAM_PORT@", str(self.target_port)).replace("@UAS_PORT@", str(self.agent_port))
-        path = os.path.join(self.work, "kamailio.cfg")
-        with open(path, "w") as f:
-            f.write(cfg)
-        argv = [
-            "kamailio", "-f", path, "-DD", "-E", "-m", "1024", "-M", "16",
-            "-Y", os.path.join(self.work, "run"), "-P", os.path.join(self.work, "run", "kamailio.pid"),
-            "-w", self.work,
-        ]
-        self.proc = Proc(argv, 7200, self.work, "kamailio")
-        time.sleep(1.5)
-        if not self.proc.alive():
-            raise RuntimeError(f"kamailio exited:\n{self.proc.tail()}")
-        self.uas = sipp_uas(self.work, self.agent_port, None)
-        self._calls = 0
-
-    def pids(self):
-        return tree(self.proc.pid)
-
-    def ended(self):
-        return 0.0
-
-    def outcomes(self):
-        return {}
-
-    def drain(self, before, expect, limit_s=30):
-        # Kamailio keeps no call count (None: not measured); wait for its transactions to go
-        # quiet instead.
-        time.sleep(1.0)
-        return None
-
-    def stop(self):
-        self.uas.stop()
-        self.proc.stop(15)
-
-
 # ---- one step -----------------------------------------------------------------------------
 
 
@@ -582,13 +96,25 @@ def run_step(sut, work, series, db, rate, step_s, hold_ms):
     la0 = loadavg()
     loads = [la0]
     agent_failed0 = agent_failed(getattr(sut, "uas", None))
+    invite_re0 = agent_invite_retrans(getattr(sut, "uas", None))
     tag = f"{sut.name}-{db}-{series}-{rate}"
+    # Kernel drops on the server's SIP socket (only the server's own sockets on its SIP port)
+    # and on the SIP sockets of the two SIPps (the load generator's own drops).
+    sip_inodes = socket_inodes(pids)
+    drops0 = udp_drops(sut.target_port, sip_inodes)
+    trunk_port = free_port()
+    uas_drops0 = udp_drops(sut.agent_port) or 0
+    trunk_drops = [0]
+    # Datagrams the server read but dropped itself (a full lane of its inbound queue, oversized).
+    queue_drops0 = sut.sip_dropped() if isinstance(sut, Switchboard) else None
+    probe = rtp_probe_start(sut, work, re.sub(r"[^A-Za-z0-9_.-]+", "_", tag), hold_ms)
 
     # Sample memory while SIPp runs (a thread would add nothing: SIPp runs as a child).
     result = {}
 
     def trunk():
-        result["st"] = sipp_trunk(work, sut.target_port, tag, rate, calls, hold_ms)
+        result["st"] = sipp_trunk(work, sut.target_port, tag, rate, calls, hold_ms,
+                                  trunk_media=sut.rtp["trunk"] if probe else None, port=trunk_port)
 
     # perf record of the server for the offered part of the step (the calls' tails excluded).
     rec = None
@@ -598,15 +124,18 @@ def run_step(sut, work, series, db, rate, step_s, hold_ms):
         rec = Proc(["perf", "record", "-F", "499", "-g", "--call-graph", PERF_CALL_GRAPH, "-o", data,
                     "-p", str(sut.proc.pid), "--", "sleep", str(step_s)], step_s + 120, PERF_DIR, "perf-" + base)
 
-    import threading
-
     t = threading.Thread(target=trunk)
     t.start()
     while t.is_alive():
         peak.append(memory_mb(pids))
         loads.append(loadavg())
+        # The trunk SIPp's socket lives for the step only: its highest count seen, sampled every
+        # 2 s (/proc/net/udp lists every RTP socket of the server: reading it is not free).
+        if len(loads) % 8 == 0:
+            trunk_drops.append(udp_drops(trunk_port) or 0)
         t.join(0.25)
     st = result["st"]
+    rtp_res = rtp_probe_finish(probe) if probe else None
     if rec is not None:
         rec.popen.wait()
         rec.log.close()
@@ -616,7 +145,14 @@ def run_step(sut, work, series, db, rate, step_s, hold_ms):
     time.sleep(0.7)  # the agents' SIPp dumps its statistics every second
     agent_failed1 = agent_failed(getattr(sut, "uas", None))
     agents_failed = "" if agent_failed0 is None or agent_failed1 is None else agent_failed1 - agent_failed0
+    invite_re1 = agent_invite_retrans(getattr(sut, "uas", None))
+    invite_re = "" if invite_re0 is None or invite_re1 is None else invite_re1 - invite_re0
     rss_drained = memory_mb(sut.pids())
+    drops1 = udp_drops(sut.target_port, sip_inodes | socket_inodes(sut.pids()))
+    sip_drops = "" if drops0 is None or drops1 is None else drops1 - drops0
+    agent_sipp_drops = (udp_drops(sut.agent_port) or 0) - uas_drops0
+    trunk_sipp_drops = max(trunk_drops)
+    queue_drops = "" if queue_drops0 is None else int(sut.sip_dropped() - queue_drops0)
     peak.append(rss_drained)
     out1 = sut.outcomes()
     answered = out1.get("answered", 0) - out0.get("answered", 0)
@@ -641,18 +177,30 @@ def run_step(sut, work, series, db, rate, step_s, hold_ms):
         "server_ended": "" if done is None else int(done),
         "server_answered": "" if done is None else int(answered),
         "agents_failed": agents_failed,
+        "sip_socket_drops": sip_drops,
+        "sip_queue_drops": queue_drops,
+        "sipp_agent_socket_drops": agent_sipp_drops,
+        "sipp_trunk_socket_drops": trunk_sipp_drops,
+        "agent_invite_retrans": invite_re,
         # The 1-minute load average at the start and the highest seen while the step ran.
         "loadavg_start": la0,
         "loadavg": max(loads),
         "lat_p50_ms": "",
         "lat_p99_ms": "",
+        **rtp_columns(rtp_res, st["successful"], active, (getattr(sut, "rtp", None) or {}).get("interval_ms")),
     }
     log(
         f"{sut.name:22} {db:8} {series:5} {rate:5}/s: ok {row['successful']:6} failed {row['failed']:4} "
         f"retrans {row['retransmissions']:5} achieved {row['achieved_cps']:7.1f}/s cpu {row['cpu_s']:6.2f}s "
         f"({row['cpu_s_per_1k']:.3f}/1k) peak {row['peak_rss_mb']:.0f} MB drained {row['rss_drained_mb']:.0f} MB "
-        f"agents failed {agents_failed if agents_failed != '' else '-'} load {la0:.2f}->{max(loads):.2f}"
+        f"agents failed {agents_failed if agents_failed != '' else '-'} SIP socket drops {fmt(sip_drops)} "
+        f"(SIPp's: agents {agent_sipp_drops}, trunk {trunk_sipp_drops}) queue drops {fmt(queue_drops)} INVITE retrans at agents {fmt(invite_re)} load {la0:.2f}->{max(loads):.2f}"
     )
+    if rtp_res is not None:
+        log(f"{'':22} RTP: {row['rtp_calls']} calls learned, {row['rtp_calls_both_ways']} with media both ways "
+            f"({row['rtp_calls_every_packet']} every packet, {row['rtp_calls_first_lost']} lost the first); to agent {row['rtp_received_at_agent']}/"
+            f"{row['rtp_sent_to_agent']}, back {row['rtp_received_at_trunk']}/{row['rtp_sent_to_trunk']} "
+            f"(~{row['rtp_relayed_pps']} relayed pkt/s); probe socket drops {row['rtp_probe_drops']}")
     return row
 
 
@@ -895,8 +443,6 @@ def relay_series(binary, probe, work, cfg, rows_out):
                  "--warmup-ms", str(warmup_ms), "--window-ms", str(window_ms), "--drain-ms", "500"],
                 (warmup_ms + window_ms) / 1000 + 30, sb.work, f"probe-{m}", stdout=subprocess.PIPE,
             )
-            import threading
-
             result = {}
             t = threading.Thread(target=lambda: result.update(
                 st=sipp_trunk(sb.work, sb.sip_port, f"relay-{m}", setup_rate, m, hold_ms, trunk_media=trunk_media)))
@@ -964,230 +510,6 @@ def relay_series(binary, probe, work, cfg, rows_out):
         sb.stop()
 
 
-# ---- PostgreSQL ---------------------------------------------------------------------------
-
-
-class Postgres:
-    def __init__(self, work):
-        bins = sorted(
-            (d for d in os.listdir("/usr/lib/postgresql") if os.path.isdir(f"/usr/lib/postgresql/{d}/bin")),
-            key=lambda s: [int(x) for x in re.findall(r"\d+", s)],
-        )
-        self.bin = f"/usr/lib/postgresql/{bins[-1]}/bin"
-        self.dir = tempfile.mkdtemp(prefix="sb-load-pg-")
-        shutil.chown(self.dir, "postgres", "postgres")
-        self.port = free_port()
-        as_pg = ["runuser", "-u", "postgres", "--"]
-        subprocess.run(
-            as_pg + [f"{self.bin}/initdb", "-D", f"{self.dir}/data", "-A", "trust", "-U", "postgres",
-                     "--no-sync", "-E", "UTF8"],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120,
-        )
-        subprocess.run(
-            as_pg + [f"{self.bin}/pg_ctl", "-D", f"{self.dir}/data", "-l", f"{self.dir}/log", "-w", "-o",
-                     f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
-            check=True, stdout=subprocess.DEVNULL, timeout=120,
-        )
-        self.url = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
-
-    def pids(self):
-        try:
-            with open(f"{self.dir}/data/postmaster.pid") as f:
-                return tree(int(f.readline()))
-        except OSError:
-            return []
-
-    def stop(self):
-        subprocess.run(
-            ["runuser", "-u", "postgres", "--", f"{self.bin}/pg_ctl", "-D", f"{self.dir}/data", "-m", "fast",
-             "-w", "stop"], stdout=subprocess.DEVNULL, timeout=120,
-        )
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-# ---- output -------------------------------------------------------------------------------
-
-
-def clean(row):
-    """No call failed on either side and the rate was held (within 5 %)."""
-    return (row and row["failed"] == 0 and row.get("agents_failed") in ("", 0, None)
-            and row["achieved_cps"] >= 0.95 * row["offered_cps"])
-
-
-def svg_chart(rows, path):
-    """Two panels against the offered rate: achieved calls/s, and CPU seconds per 1,000 calls."""
-    zero = [r for r in rows if r["series"] == "zero"]
-    series = {}
-    for r in zero:
-        series.setdefault(f"{r['system']} ({r['db']})", []).append(r)
-    colors = ["#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#ff7f0e"]
-    W, H, pad = 460, 320, 55
-    rates = sorted({r["offered_cps"] for r in zero}) or [1]
-    xmax = max(rates)
-
-    def panel(ox, title, key, ymax):
-        ymax = ymax or 1
-        out = [f'<g transform="translate({ox},0)">',
-               f'<text x="{W / 2}" y="20" text-anchor="middle" font-size="14">{title}</text>',
-               f'<line x1="{pad}" y1="{H - pad}" x2="{W - 10}" y2="{H - pad}" stroke="black"/>',
-               f'<line x1="{pad}" y1="30" x2="{pad}" y2="{H - pad}" stroke="black"/>']
-        sx = lambda x: pad + (W - 10 - pad) * x / xmax
-        sy = lambda y: H - pad - (H - pad - 30) * y / ymax
-        for i in range(5):
-            y = ymax * i / 4
-            out.append(f'<text x="{pad - 5}" y="{sy(y) + 4:.1f}" text-anchor="end" font-size="10">{y:.3g}</text>')
-            out.append(f'<line x1="{pad}" y1="{sy(y):.1f}" x2="{W - 10}" y2="{sy(y):.1f}" stroke="#ddd"/>')
-        for x in rates:
-            out.append(f'<text x="{sx(x):.1f}" y="{H - pad + 15}" text-anchor="middle" font-size="10">{x}</text>')
-        out.append(f'<text x="{W / 2}" y="{H - 15}" text-anchor="middle" font-size="11">offered calls/s (zero-length calls)</text>')
-        for i, (name, rs) in enumerate(sorted(series.items())):
-            c = colors[i % len(colors)]
-            pts = " ".join(f"{sx(r['offered_cps']):.1f},{sy(r[key]):.1f}" for r in sorted(rs, key=lambda r: r["offered_cps"]))
-            out.append(f'<polyline points="{pts}" fill="none" stroke="{c}" stroke-width="2"/>')
-            for r in rs:
-                out.append(f'<circle cx="{sx(r["offered_cps"]):.1f}" cy="{sy(r[key]):.1f}" r="3" fill="{c}"/>')
-            out.append(f'<text x="{pad + 10}" y="{45 + 14 * i}" font-size="11" fill="{c}">{name}</text>')
-        out.append("</g>")
-        return out
-
-    ymax_cps = max([r["achieved_cps"] for r in zero] + [r["offered_cps"] for r in zero] + [1]) * 1.05
-    ymax_cpu = max([r["cpu_s_per_1k"] for r in zero] + [0.5]) * 1.1
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * W}" height="{H}" font-family="sans-serif">',
-             '<rect width="100%" height="100%" fill="white"/>']
-    parts += panel(0, "achieved calls/s", "achieved_cps", ymax_cps)
-    parts += panel(W, "CPU seconds per 1,000 calls", "cpu_s_per_1k", ymax_cpu)
-    parts.append("</svg>")
-    with open(path, "w") as f:
-        f.write("\n".join(parts) + "\n")
-
-
-def fmt(x, nd=2):
-    if x == "" or x is None:
-        return "—"
-    if isinstance(x, float):
-        return f"{x:.{nd}f}"
-    return str(x)
-
-
-def markdown(rows, relay, memory, latency, summary, meta):
-    out = [f"Run: {meta['date']}, {meta['mode']} mode, {meta['cores']} cores, load average at start "
-           f"{meta['load_start']:.2f}, at end {meta['load_end']:.2f}; {meta['agents']} agents; "
-           f"Switchboard `RUST_LOG={meta['rust_log']}`; Kamailio {meta['kamailio']}; SIPp {meta['sipp']}.", ""]
-    out.append("| system | CDRs | call length | offered/s | achieved/s | ok | failed | failed at the agents | server answered | retrans | CPU s/1k calls | "
-               "peak RSS MB | RSS drained MB | INVITE→INVITE p50/p99 ms | SB/Kam CPS | SB/Kam CPU | load (max in step) |")
-    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    kam = {(r["series"], r["offered_cps"]): r for r in rows if r["system"] == "kamailio"}
-    for r in rows:
-        k = kam.get((r["series"], r["offered_cps"]))
-        ratio_cps = ratio_cpu = "—"
-        if r["system"].startswith("switchboard") and k:
-            ratio_cps = f"{r['achieved_cps'] / k['achieved_cps']:.2f}" if k["achieved_cps"] else "—"
-            ratio_cpu = f"{r['cpu_s_per_1k'] / k['cpu_s_per_1k']:.2f}" if k["cpu_s_per_1k"] else "—"
-        lat = "—"
-        if r["lat_p50_ms"] != "":
-            lat = f"{r['lat_p50_ms']:.2f} / {r['lat_p99_ms']:.2f}"
-        kind = "0 s" if r["series"] == "zero" else f"{r['hold_ms'] / 1000:g} s"
-        out.append(
-            f"| {r['system']} | {r['db']} | {kind} | {r['offered_cps']} | {r['achieved_cps']:.0f} | {r['successful']} | "
-            f"{r['failed']} | {fmt(r.get('agents_failed'))} | {fmt(r.get('server_answered'))} | {r['retransmissions']} | {r['cpu_s_per_1k']:.3f} | {r['peak_rss_mb']:.0f} | "
-            f"{r['rss_drained_mb']:.0f} | {lat} | {ratio_cps} | {ratio_cpu} | {r['loadavg']:.1f} |"
-        )
-    if relay:
-        out += ["", "| relayed calls | bridged in window | relayed pkt/s | CPU s (window) | % of a core per call | "
-                "loss one-way (received / sent) | loss round trip (received) | probe's own socket drops | transit p50/p99 ms | jitter mean/max ms | load |",
-                "|---|---|---|---|---|---|---|---|---|---|---|"]
-        for r in relay:
-            out.append(
-                f"| {r['calls']} | {r['bridged_in_window']} | {r['pkts_per_s']} | {r['cpu_s']:.2f} / {r['window_s']:.1f} s | "
-                f"{r['core_pct_per_call']:.4f} % | {r['loss_one_way_pct']:.3f} % ({r['received_one_way']:,} / {r['sent']:,}) | "
-                f"{r['loss_round_trip_pct']:.3f} % ({r['received_round_trip']:,}) | "
-                f"{r['probe_socket_drops']} | "
-                f"{r['transit_p50_ms']:.3f} / {r['transit_p99_ms']:.3f} | {r['jitter_mean_ms']:.3f} / {r['jitter_max_ms']:.3f} | "
-                f"{r['loadavg']:.1f} |")
-    if memory:
-        out += ["", f"Memory growth: RSS {memory['rss_start_mb']} MB at start, {memory['rss_after_first_mb']} MB after "
-                f"the first {memory['first']:,} calls, {memory['rss_after_all_mb']} MB after {memory['total']:,} calls "
-                f"at {memory['rate']}/s ({memory['growth_pct']:+.1f} %; {memory['calls_ok']:,} ok, "
-                f"{memory['calls_failed']:,} failed; outcomes {json.dumps(memory['outcomes'])}). "
-                f"RSS at each checkpoint: "
-                + ", ".join(f"{c['rss_mb']} MB after {c['calls']:,}" for c in memory["checkpoints"])
-                + f" ({memory['bytes_per_call_after_first_chunk']:+.0f} bytes per call from the first "
-                f"full-rate checkpoint to the last); call-control tables afterwards "
-                f"{json.dumps(memory['call_state_entries_after'])}, engine calls {memory['engine_calls_after']:.0f}."]
-    out += [""] + ["`" + line + "`  " for line in summary.splitlines()]
-    return "\n".join(out) + "\n"
-
-
-def tool_version(argv, pattern):
-    try:
-        out = subprocess.run(argv, capture_output=True, timeout=10, text=True)
-        m = re.search(pattern, out.stdout + out.stderr)
-        return m.group(1) if m else "?"
-    except (OSError, subprocess.TimeoutExpired):
-        return "?"
-
-
-def write_results(out_dir, rows, relay, memory, lat, meta, tuned):
-    """Writes load.csv, relay.csv, memory.json, load.svg and results.md from what has been
-    measured so far: called after every phase, so a crash or a kill keeps the finished ones."""
-    for r in rows:
-        by_rate = lat.get(r["system"], {}) if r["db"] in ("sqlite", "-") and r["series"] == "zero" else {}
-        if r["offered_cps"] in by_rate:
-            r["lat_p50_ms"], r["lat_p99_ms"] = by_rate[r["offered_cps"]][0], by_rate[r["offered_cps"]][1]
-
-    def zero_rows(system):
-        return [r for r in rows if r["system"] == system and r["db"] in ("sqlite", "-") and r["series"] == "zero"]
-
-    def compare(system):
-        """(max clean CPS, kamailio's, cpu/1k of both at the highest rate clean for both)."""
-        mine, kams = zero_rows(system), zero_rows("kamailio")
-        x = max((r["achieved_cps"] for r in mine if clean(r)), default=0)
-        y = max((r["achieved_cps"] for r in kams if clean(r)), default=0)
-        kam_clean = {r["offered_cps"]: r for r in kams if clean(r)}
-        both = [r for r in mine if clean(r) and r["offered_cps"] in kam_clean]
-        a = b = 0.0
-        at = None
-        if both:
-            top = max(both, key=lambda r: r["offered_cps"])
-            at, a, b = top["offered_cps"], top["cpu_s_per_1k"], kam_clean[top["offered_cps"]]["cpu_s_per_1k"]
-        return x, y, a, b, at
-
-    lines = []
-    for system in (f"switchboard t1={tuned}ms", "switchboard"):
-        x, y, a, b, at = compare(system)
-        ratio = x / y if y else float("nan")
-        prefix = "load:" if system == "switchboard" else f"load ({system}):"
-        lines.append((f"{prefix} max clean CPS switchboard={x:.0f} kamailio={y:.0f} ratio={ratio:.2f}; "
-                      f"cpu/1k switchboard={a:.3f} kamailio={b:.3f}", at))
-    summary, at = lines[-1]
-    both = at is not None
-    if both:
-        summary_note = f"(CPU compared at {at} calls/s, the highest rate clean for both)"
-    else:
-        summary_note = "(no rate was clean for both systems)"
-    meta["load_end"] = loadavg()
-    fields = ["system", "db", "series", "hold_ms", "offered_cps", "calls", "successful", "failed", "retransmissions",
-              "achieved_cps", "cpu_s", "cpu_s_per_1k", "peak_rss_mb", "rss_drained_mb", "server_ended", "server_answered",
-              "agents_failed", "lat_p50_ms", "lat_p99_ms", "postgres_cpu_s", "loadavg_start", "loadavg"]
-    with open(os.path.join(out_dir, "load.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-    if relay:
-        with open(os.path.join(out_dir, "relay.csv"), "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(relay[0].keys()))
-            w.writeheader()
-            w.writerows(relay)
-    if memory:
-        with open(os.path.join(out_dir, "memory.json"), "w") as f:
-            json.dump(memory, f, indent=1)
-    svg_chart(rows, os.path.join(out_dir, "load.svg"))
-    md = markdown(rows, relay, memory, lat, "\n".join(l for l, _ in lines), meta)
-    with open(os.path.join(out_dir, "results.md"), "w") as f:
-        f.write(md + "\n" + summary_note + "\n")
-    return md, lines, summary_note
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="small figures, under 3 minutes; proves the harness works")
@@ -1196,22 +518,25 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, SIPp statistics)")
     ap.add_argument("--only", default="sb,tuned,kam,pg,mem,relay,lat,perf", help="comma list of phases")
-    ap.add_argument("--rates", help="comma list: the zero-length series' offered rates instead of the mode's")
-    ap.add_argument("--hold-rates", help="comma list: the held-call series' offered rates instead of the mode's")
+    ap.add_argument("--rates", help="comma list: the zero-length series' offered rates instead of the mode's ('none': no such series)")
+    ap.add_argument("--hold-rates", help="comma list: the held-call series' offered rates instead of the mode's ('none': no such series)")
+    ap.add_argument("--rtp-interval-ms", type=int, default=RTP_INTERVAL_MS,
+                    help=f"RTP in the held-call steps: one packet each way per call every N ms (default "
+                         f"{RTP_INTERVAL_MS}; 0: no RTP, the agents answer at once)")
     ap.add_argument("--perf-dir", help="perf record -g (dwarf) of Switchboard during every step, one .data file per step here")
     args = ap.parse_args()
     args.binary, args.probe = os.path.abspath(args.binary), os.path.abspath(args.probe)
     cfg = dict(QUICK if args.quick else FULL)
+    # "none" leaves a series out (e.g. --hold-rates none for the zero-length steps alone).
     if args.rates:
-        cfg["rates"] = [int(r) for r in args.rates.split(",")]
+        cfg["rates"] = [] if args.rates == "none" else [int(r) for r in args.rates.split(",")]
     if args.hold_rates:
-        cfg["hold_rates"] = [int(r) for r in args.hold_rates.split(",")]
+        cfg["hold_rates"] = [] if args.hold_rates == "none" else [int(r) for r in args.hold_rates.split(",")]
     global PERF_DIR
     if args.perf_dir:
         PERF_DIR = os.path.abspath(args.perf_dir)
         os.makedirs(PERF_DIR, exist_ok=True)
-    global COOLDOWN_CAP_S
-    COOLDOWN_CAP_S = cfg["cooldown_cap_s"]
+    systems.COOLDOWN_CAP_S = cfg["cooldown_cap_s"]
     phases = set(args.only.split(","))
     if args.quick:
         phases.discard("perf")
@@ -1243,10 +568,19 @@ def main():
             if phase not in phases:
                 continue
             for series in ("zero", "hold"):
+                if not cfg["rates" if series == "zero" else "hold_rates"]:
+                    continue
                 sb = Switchboard(args.binary, work, cfg["agents"], tag=f"{phase}-{series}", t1_ms=t1)
                 try:
                     sb.register()
-                    sb.start_agents()
+                    if series == "hold" and args.rtp_interval_ms > 0:
+                        # RTP both ways through every held call: the probe's two ports are
+                        # the media address of the trunk's offer and of the agents' answer.
+                        sb.rtp = {"probe": args.probe, "trunk": free_port(2), "agent": free_port(2),
+                                  "interval_ms": args.rtp_interval_ms}
+                        sb.start_agents(agent_media=sb.rtp["agent"], ring_ms=RTP_RING_MS)
+                    else:
+                        sb.start_agents()
                     if series == "zero" and "lat" in phases:
                         lat[sb.name] = latency_pass(sb, sb.work, lat_rates, cfg["latency_s"])
                     cps_series(sb, sb.work, "sqlite", cfg, rows, only=(series,))
@@ -1308,3 +642,4 @@ def main():
 
 if __name__ == "__main__":
     sys.exit(main())
+

@@ -14,6 +14,15 @@
 //! counting window are counted; the streams run before and after it so the window sees steady
 //! state. Prints one JSON object on stdout.
 //!
+//! With `--call-ms` it measures a series of short calls instead (the load bench's 2-s calls):
+//! every source that starts sending hold music is a new call (a port that ends one call and is
+//! handed to a later one is a new call again once its stream has ended and it fell silent); the
+//! call gets a packet every `--interval-ms` from `--start-ms` after it was learned (time for the
+//! agent leg to be bridged) until `--call-ms`, which must end before the call does. Every packet
+//! is counted.
+//! It runs until its standard input closes, lets the streams under way finish, waits
+//! `--drain-ms` and prints the totals each way and the calls that had media both ways.
+//!
 //! Hand-written on std plus `socket2` for the receive buffer size (no tokio, no RTP crate): it
 //! needs two sockets, two threads and a 12-byte header, and must stay cheap next to the server
 //! it measures. Both sockets ask for a 4 MB receive buffer (capped by net.core.rmem_max) and the
@@ -26,6 +35,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+mod calls;
+
 const MAGIC: &[u8; 4] = b"SBLP";
 const PACKET: usize = 172;
 const PTIME: Duration = Duration::from_millis(20);
@@ -36,6 +47,10 @@ struct Args {
     warmup: Duration,
     window: Duration,
     drain: Duration,
+    /// Per-call mode: how long each learned call is streamed (None: the counting-window mode).
+    call: Option<Duration>,
+    start: Duration,
+    interval: Duration,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -45,6 +60,9 @@ fn parse_args() -> Result<Args, String> {
         warmup: Duration::from_secs(2),
         window: Duration::from_secs(5),
         drain: Duration::from_millis(500),
+        call: None,
+        start: Duration::from_millis(250),
+        interval: Duration::from_millis(200),
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -56,11 +74,19 @@ fn parse_args() -> Result<Args, String> {
             "--warmup-ms" => a.warmup = Duration::from_millis(n),
             "--window-ms" => a.window = Duration::from_millis(n),
             "--drain-ms" => a.drain = Duration::from_millis(n),
+            "--call-ms" => a.call = Some(Duration::from_millis(n)),
+            "--start-ms" => a.start = Duration::from_millis(n),
+            "--interval-ms" => a.interval = Duration::from_millis(n.max(1)),
             _ => return Err(format!("unknown option {k}")),
         }
     }
     if a.trunk_port == 0 || a.agent_port == 0 {
-        return Err("usage: rtpprobe --trunk-port P --agent-port P [--warmup-ms N] [--window-ms N] [--drain-ms N]".into());
+        return Err("usage: rtpprobe --trunk-port P --agent-port P [--warmup-ms N] [--window-ms N] [--drain-ms N] \
+             [--call-ms N [--start-ms N] [--interval-ms N]]"
+            .into());
+    }
+    if a.call.is_some_and(|c| c <= a.start) {
+        return Err("--call-ms must be longer than --start-ms".into());
     }
     Ok(a)
 }
@@ -69,6 +95,8 @@ fn parse_args() -> Result<Args, String> {
 #[derive(Default)]
 struct Stream {
     received: u64,
+    /// The stream's first packet (sequence number 1) arrived.
+    got_first: bool,
     last_transit_ns: Option<i128>,
     jitter_ns: f64,
 }
@@ -80,9 +108,10 @@ struct Side {
 }
 
 impl Side {
-    fn record(&mut self, call: u32, transit_ns: i128) {
+    fn record(&mut self, call: u32, seq: u32, transit_ns: i128) {
         let s = self.streams.entry(call).or_default();
         s.received += 1;
+        s.got_first |= seq == 1;
         if let Some(prev) = s.last_transit_ns {
             // RFC 3550 §6.4.1: J += (|D| - J) / 16.
             let d = (transit_ns - prev).abs() as f64;
@@ -158,15 +187,63 @@ fn own_socket_drops(ports: [u16; 2]) -> u64 {
         .sum()
 }
 
-fn parse_probe(buf: &[u8]) -> Option<(bool, u32, u64)> {
+/// A probe packet's (counted, call, sequence number, send time).
+fn parse_probe(buf: &[u8]) -> Option<(bool, u32, u32, u64)> {
     let p = buf.get(12..)?;
     if p.get(..4)? != MAGIC {
         return None;
     }
     let counted = *p.get(4)? == 1;
     let call = u32::from_be_bytes(p.get(5..9)?.try_into().ok()?);
+    let seq = u32::from_be_bytes(p.get(9..13)?.try_into().ok()?);
     let sent_ns = u64::from_be_bytes(p.get(13..21)?.try_into().ok()?);
-    Some((counted, call, sent_ns))
+    Some((counted, call, seq, sent_ns))
+}
+
+/// One probe packet: RTP header (PCMU, SSRC from the call index) then the magic, the counted
+/// flag, the call index, the sequence number and the send time.
+fn write_probe(pkt: &mut [u8; PACKET], call: u32, seq: u16, counted: bool, now_ns: u64) {
+    pkt[0] = 0x80;
+    pkt[1] = 0; // PCMU
+    pkt[2..4].copy_from_slice(&seq.to_be_bytes());
+    pkt[4..8].copy_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    pkt[8..12].copy_from_slice(&(0x5B00_0000 | call).to_be_bytes());
+    pkt[12..16].copy_from_slice(MAGIC);
+    pkt[16] = u8::from(counted);
+    pkt[17..21].copy_from_slice(&call.to_be_bytes());
+    pkt[21..25].copy_from_slice(&u32::from(seq).to_be_bytes());
+    pkt[25..33].copy_from_slice(&now_ns.to_be_bytes());
+}
+
+/// The agent side: records every counted probe packet and echoes each probe packet back to
+/// where it came from (Switchboard's agent-leg port).
+fn spawn_echo(
+    agent: &UdpSocket,
+    stop: &Arc<AtomicBool>,
+    echoed: &Arc<AtomicU64>,
+    now_ns: impl Fn() -> u64 + Send + 'static,
+) -> thread::JoinHandle<Side> {
+    let sock = agent.try_clone().expect("clone");
+    let (stop, echoed) = (Arc::clone(stop), Arc::clone(echoed));
+    thread::spawn(move || {
+        let mut side = Side::default();
+        let mut buf = [0u8; 2048];
+        while !stop.load(Ordering::Relaxed) {
+            let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                continue;
+            };
+            let now = now_ns();
+            if let Some((counted, call, seq, sent)) = parse_probe(&buf[..n]) {
+                if counted {
+                    side.record(call, seq, i128::from(now) - i128::from(sent));
+                }
+                if sock.send_to(&buf[..n], from).is_ok() {
+                    echoed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        side
+    })
 }
 
 fn main() {
@@ -186,6 +263,10 @@ fn main() {
     }
     let epoch = clock::start();
     let now_ns = move || u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    if let Some(call) = args.call {
+        calls::run(&args, call, &trunk, &agent, now_ns);
+        return;
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let peers: Arc<Mutex<Vec<SocketAddr>>> = Arc::default();
     let echoed = Arc::new(AtomicU64::new(0));
@@ -203,8 +284,8 @@ fn main() {
                 };
                 let now = now_ns();
                 match parse_probe(&buf[..n]) {
-                    Some((true, call, sent)) => {
-                        side.record(call, i128::from(now) - i128::from(sent))
+                    Some((true, call, seq, sent)) => {
+                        side.record(call, seq, i128::from(now) - i128::from(sent))
                     }
                     Some(_) => {}
                     None => {
@@ -217,29 +298,7 @@ fn main() {
             side
         })
     };
-    let agent_rx = {
-        let sock = agent.try_clone().expect("clone");
-        let (stop, echoed) = (Arc::clone(&stop), Arc::clone(&echoed));
-        thread::spawn(move || {
-            let mut side = Side::default();
-            let mut buf = [0u8; 2048];
-            while !stop.load(Ordering::Relaxed) {
-                let Ok((n, from)) = sock.recv_from(&mut buf) else {
-                    continue;
-                };
-                let now = now_ns();
-                if let Some((counted, call, sent)) = parse_probe(&buf[..n]) {
-                    if counted {
-                        side.record(call, i128::from(now) - i128::from(sent));
-                    }
-                    if sock.send_to(&buf[..n], from).is_ok() {
-                        echoed.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-            side
-        })
-    };
+    let agent_rx = spawn_echo(&agent, &stop, &echoed, now_ns);
 
     let window_start = args.warmup;
     let window_end = args.warmup + args.window;
@@ -270,16 +329,7 @@ fn main() {
         for (i, peer) in targets.iter().enumerate() {
             let call = u32::try_from(i).unwrap_or(u32::MAX);
             seq[i] = seq[i].wrapping_add(1);
-            pkt[0] = 0x80;
-            pkt[1] = 0; // PCMU
-            pkt[2..4].copy_from_slice(&seq[i].to_be_bytes());
-            pkt[4..8].copy_from_slice(&(u32::from(seq[i]) * 160).to_be_bytes());
-            pkt[8..12].copy_from_slice(&(0x5B00_0000 | call).to_be_bytes());
-            pkt[12..16].copy_from_slice(MAGIC);
-            pkt[16] = u8::from(counted);
-            pkt[17..21].copy_from_slice(&call.to_be_bytes());
-            pkt[21..25].copy_from_slice(&u32::from(seq[i]).to_be_bytes());
-            pkt[25..33].copy_from_slice(&now_ns().to_be_bytes());
+            write_probe(&mut pkt, call, seq[i], counted, now_ns());
             match trunk.send_to(&pkt, peer) {
                 Ok(_) => {
                     sent_total += 1;
