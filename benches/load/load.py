@@ -24,6 +24,7 @@ import time
 
 # The harness's own modules sit beside this file; leave no bytecode cache in the source tree.
 sys.dont_write_bytecode = True
+import procs  # noqa: E402
 import systems  # noqa: E402
 from procs import (  # noqa: E402
     Proc, achieved_rate, agent_failed, agent_invite_retrans, cpu_seconds, free_port, loadavg, log, memory_mb,
@@ -525,6 +526,7 @@ def main():
                          f"{RTP_INTERVAL_MS}; 0: no RTP, the agents answer at once)")
     ap.add_argument("--perf-dir", help="perf record -g (dwarf) of Switchboard during every step, one .data file per step here")
     args = ap.parse_args()
+    procs.CALLDEBUG = args.keep
     args.binary, args.probe = os.path.abspath(args.binary), os.path.abspath(args.probe)
     cfg = dict(QUICK if args.quick else FULL)
     # "none" leaves a series out (e.g. --hold-rates none for the zero-length steps alone).

@@ -14,6 +14,20 @@ SIPP_DIR = os.path.join(HERE, "sipp")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 BUFF = str(8 * 1024 * 1024)  # SIPp socket buffers (capped by net.core.rmem_max/wmem_max)
 
+
+# `--keep` sets this: SIPp then keeps every call's messages in memory and writes those of each
+# call it aborts (`*-calldebug.log`). Not free: SIPp copies every message it sends or receives
+# into the call's buffer, and at 3,000 calls/s that starved the trunk SIPp (its socket dropped
+# 53,000 datagrams, and Kamailio's run failed the same way).
+CALLDEBUG = False
+
+
+def calldebug(work, name):
+    """SIPp's options for the messages of aborted calls, when `--keep` asked for them."""
+    if not CALLDEBUG:
+        return []
+    return ["-trace_calldebug", "-calldebug_file", os.path.join(work, f"{name}-calldebug.log")]
+
 def log(msg):
     print(f"[load {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -332,12 +346,11 @@ def sipp_uas(work, port, media_key_port, rtp_echo=False, limit_s=3600, ring_ms=0
         "-key", "agent_media", str(media_key_port or mp),
         "-buff_size", BUFF, "-nostdin", "-max_socket", "60000",
         "-trace_err", "-error_file", os.path.join(work, f"uas-{port}-err.log"),
-        # The messages of every call SIPp aborts (cheap: nothing is written for good calls).
-        "-trace_calldebug", "-calldebug_file", os.path.join(work, f"uas-{port}-calldebug.log"),
         # Per scenario line counts (agent_uas_PID_counts.csv): how many INVITE retransmissions
         # the server sent after the agent's 200 (absorbed by the scenario's global INVITE line).
         "-trace_counts",
     ]
+    argv += calldebug(work, f"uas-{port}")
     if rtp_echo:
         argv.append("-rtp_echo")
     # Statistics every second: a step is clean only if the agents' side failed nothing either.
@@ -369,8 +382,7 @@ def sipp_trunk(work, target_port, tag, rate, calls, hold_ms, trunk_media=None, r
         "-trace_stat", "-stf", stat, "-fd", "1",
         "-trace_rtt", "-rtt_freq", "1",
         "-trace_err", "-error_file", os.path.join(work, f"trunk-{tag}-err.log"),
-        "-trace_calldebug", "-calldebug_file", os.path.join(work, f"trunk-{tag}-calldebug.log"),
-    ]
+    ] + calldebug(work, f"trunk-{tag}")
     p = Proc(argv, budget + 20, work, f"trunk-{tag}")
     p.popen.wait()
     p.log.close()
