@@ -65,9 +65,12 @@ fn overload_of_the_rtp_range_refuses_new_calls_before_any_agent_rings() {
     );
     // Five final records: a call's journal row (`journal` set) stands until its final row
     // replaces it.
-    wait_until(&server, "five final records", Duration::from_secs(10), || {
-        count(&server, "journal IS NULL") == 5
-    });
+    wait_until(
+        &server,
+        "five final records",
+        Duration::from_secs(10),
+        || count(&server, "journal IS NULL") == 5,
+    );
     let rejected = count(
         &server,
         "outcome = 'rejected' AND route LIKE '%503%overload%' AND agent_id IS NULL",
