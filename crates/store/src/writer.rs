@@ -179,6 +179,13 @@ pub(crate) struct Writer {
 /// write at once.
 const GATHER: Duration = Duration::from_millis(20);
 
+/// Until when records that came into memory at `since` wait for more (`None`: write now, or
+/// nothing in memory). `urgent` (a full batch, a flush, shutdown, a spool backlog) writes now.
+fn gather_deadline(since: Option<Instant>, now: Instant, urgent: bool) -> Option<Instant> {
+    let until = since? + GATHER;
+    (until > now && !urgent).then_some(until)
+}
+
 struct Running {
     w: Writer,
     db: Db,
@@ -251,13 +258,11 @@ impl Running {
     /// Until when the records in memory wait for more before they are written (`None`: write
     /// now).
     fn gather_until(&self, now: Instant) -> Option<Instant> {
-        let until = self.pending_since? + GATHER;
-        let wait = until > now
-            && self.pending.len() < self.w.opts.batch_size
-            && self.flush_waiters.is_empty()
-            && !self.shutting_down
-            && !self.w.spool.has_backlog();
-        wait.then_some(until)
+        let urgent = self.pending.len() >= self.w.opts.batch_size
+            || !self.flush_waiters.is_empty()
+            || self.shutting_down
+            || self.w.spool.has_backlog();
+        gather_deadline(self.pending_since, now, urgent)
     }
 
     /// Notes that records came into memory.
@@ -637,6 +642,24 @@ impl Running {
 mod tests {
     use super::*;
     use crate::{AgentEventKind, AgentSessionEvent};
+
+    /// Records wait at most [`GATHER`] from the first of them, and not at all when something
+    /// needs them written (a full batch, a flush, shutdown, a spool backlog).
+    #[test]
+    fn records_gather_for_twenty_milliseconds_unless_urgent() {
+        let t0 = clock::monotonic();
+        let ms = Duration::from_millis;
+        assert_eq!(gather_deadline(None, t0, false), None, "nothing in memory");
+        assert_eq!(gather_deadline(Some(t0), t0, false), Some(t0 + ms(20)));
+        assert_eq!(
+            gather_deadline(Some(t0), t0 + ms(19), false),
+            Some(t0 + ms(20)),
+            "later records do not push the deadline"
+        );
+        assert_eq!(gather_deadline(Some(t0), t0 + ms(20), false), None);
+        assert_eq!(gather_deadline(Some(t0), t0 + ms(500), false), None);
+        assert_eq!(gather_deadline(Some(t0), t0, true), None, "urgent");
+    }
 
     /// Half the queue is kept for the records of calls: `has_spare_room` turns false once
     /// more than half of it is taken, and true again as it drains.

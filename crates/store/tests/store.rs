@@ -219,6 +219,7 @@ suite!(
     tokens_and_escalations_round_trip,
     records_round_trip_with_every_column,
     duplicate_ids_are_stored_once,
+    records_reach_the_database_without_a_flush,
     recent_calls_filter_and_order,
     client_directory_upsert_get_delete_and_refresh,
     csv_import_keeps_good_rows_and_reports_bad_ones,
@@ -317,6 +318,32 @@ async fn duplicate_ids_are_stored_once(kind: Kind) {
     let check = Check::connect(&env.url).await;
     assert_eq!(check.i64("SELECT COUNT(*) FROM calls").await, 1);
     assert_eq!(check.i64("SELECT COUNT(*) FROM queue_events").await, 1);
+}
+
+/// Nobody flushes: the records still reach the database once their gathering time is over
+/// (the writer wakes for it), a few at a time as they come.
+async fn records_reach_the_database_without_a_flush(kind: Kind) {
+    let env = Env::new(kind, "unflushed");
+    let store = env.open().await;
+    let sink = store.writer();
+    let check = Check::connect(&env.url).await;
+    for n in 0..3 {
+        sink.send(call(&format!("unflushed-{n}"), i64::from(n)))
+            .unwrap();
+        sink.send(event("u", 0, usize::try_from(n).unwrap()))
+            .unwrap();
+        let s = store.clone();
+        let want = 2 * (u64::try_from(n).unwrap() + 1);
+        wait_until("the records written", Duration::from_secs(10), move || {
+            s.stats().written >= want
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert_eq!(check.i64("SELECT COUNT(*) FROM calls").await, 3);
+    assert_eq!(check.i64("SELECT COUNT(*) FROM queue_events").await, 3);
+    assert_eq!(store.stats().pending, 0);
+    store.close(Duration::from_secs(5)).await.unwrap();
 }
 
 async fn recent_calls_filter_and_order(kind: Kind) {
