@@ -87,7 +87,8 @@ def fmt(x, nd=2):
 
 def markdown(rows, relay, memory, latency, summary, meta):
     out = [f"Run: {meta['date']}, {meta['mode']} mode, {meta['cores']} cores, load average at start "
-           f"{meta['load_start']:.2f}, at end {meta['load_end']:.2f}; {meta['agents']} agents; "
+           f"{meta['load_start']:.2f}, at end {meta['load_end']:.2f}; {meta['agents']} agents "
+           f"({meta.get('hold_agents', meta['agents'])} in the held-call steps); "
            f"Switchboard `RUST_LOG={meta['rust_log']}`; Kamailio {meta['kamailio']}; SIPp {meta['sipp']}.", ""]
     out.append("| system | CDRs | call length | offered/s | achieved/s | ok | failed | failed at the agents | server answered | retrans | "
                "INVITE retrans at the agents | SIP socket drops (agents' / trunk's SIPp) | inbound queue drops | CPU s/1k calls | "
@@ -217,14 +218,16 @@ def goals_table(rows, relay, memory, lat):
     else:
         out.append("| 0 datagrams dropped on the server's SIP socket at 2,000/s | not measured | — |")
     if relay:
-        worst = max(r["core_pct_per_call"] for r in relay)
+        # The issue's measure is the relay at 1,000 calls; every size is shown beside it.
+        at = next((r for r in relay if r["calls"] == 1000), relay[-1])
         lossless = all(r["received_one_way"] == r["sent"] and r["received_round_trip"] == r["sent"] for r in relay)
         fig = " / ".join(f"{r['core_pct_per_call']:.4f}" for r in relay)
         sizes = " / ".join(f"{r['calls']:,}" for r in relay)
-        out.append(f"| relay ≤ 0.05 % of a core per call at every size, 0 loss | {fig} % at {sizes} calls; "
-                   f"{'0 loss' if lossless else 'loss'} | {yes(worst <= 0.05 and lossless)} |")
+        out.append(f"| relay ≤ 0.05 % of a core per call at 1,000 calls, 0 loss | {at['core_pct_per_call']:.4f} % at "
+                   f"{at['calls']:,} calls ({fig} % at {sizes} calls); {'0 loss at every size' if lossless else 'loss'} | "
+                   f"{yes(at['core_pct_per_call'] <= 0.05 and lossless)} |")
     else:
-        out.append("| relay ≤ 0.05 % of a core per call, 0 loss | not measured | — |")
+        out.append("| relay ≤ 0.05 % of a core per call at 1,000 calls, 0 loss | not measured | — |")
     if memory:
         b = memory["bytes_per_call_after_first_chunk"]
         out.append(f"| RSS growth ≤ 1 KB per call after warm-up | {b:+,.0f} bytes per call over {memory['total']:,} calls | "
