@@ -10,6 +10,10 @@
 //! `/proc/self/task/<tid>/stat` for the relay thread (`sb-relay-*`) and the runtime's worker;
 //! "process CPU" from `/proc/self/stat` (relay + generator).
 //!
+//! Beside them, the baseline's forwarding on io_uring (`rtp_relay_uring.rs`): one thread, a
+//! receive posted on every socket, the forwards of a wake-up submitted with the next wait in
+//! one system call.
+//!
 //! `cargo bench --bench rtp_relay` (seconds per scenario: `RTP_BENCH_SECS`, default 4; the relay's
 //! first port: `RTP_BENCH_PORT`, default 24000; the kernel NAT scenario's: `RTP_BENCH_NAT_PORT`,
 //! default 7000).
@@ -18,6 +22,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+#[path = "rtp_relay_uring.rs"]
+mod uring;
 
 use switchboard_media::rtp::RtpPacket;
 use switchboard_media::{Media, MediaConfig, Sdp, Session};
@@ -87,8 +94,10 @@ fn relay_cpu(tids: &Mutex<Vec<String>>) -> f64 {
 }
 
 struct Peers {
-    caller: Arc<UdpSocket>,
-    agent: Arc<UdpSocket>,
+    /// The far ends' sockets, registered with the generator's own runtime once it runs: on
+    /// the relay's runtime their readiness would be the relay's CPU.
+    caller: std::net::UdpSocket,
+    agent: std::net::UdpSocket,
     caller_target: SocketAddr,
     agent_target: SocketAddr,
     /// Payload type the agent far end sends (8 = PCMA when the legs' laws differ).
@@ -109,6 +118,7 @@ fn generate(peers: Vec<Peers>, secs: f64, counts: Arc<Counts>) -> std::thread::J
             .build()
             .expect("generator runtime");
         rt.block_on(async move {
+            let peers: Vec<Ends> = peers.into_iter().map(Ends::new).collect();
             for p in &peers {
                 for sock in [&p.caller, &p.agent] {
                     let sock = Arc::clone(sock);
@@ -161,8 +171,33 @@ fn bytes_payload(pt: u8) -> bytes::Bytes {
     bytes::Bytes::from_static(if pt == 0 { &ULAW } else { &ALAW })
 }
 
-async fn bind_peer() -> Arc<UdpSocket> {
-    Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("peer socket"))
+fn bind_peer() -> std::net::UdpSocket {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("peer socket");
+    s.set_nonblocking(true).expect("non-blocking");
+    s
+}
+
+/// [`Peers`] on the generator's runtime.
+struct Ends {
+    caller: Arc<UdpSocket>,
+    agent: Arc<UdpSocket>,
+    caller_target: SocketAddr,
+    agent_target: SocketAddr,
+    agent_pt: u8,
+}
+
+impl Ends {
+    fn new(p: Peers) -> Ends {
+        let tokio =
+            |s| Arc::new(UdpSocket::from_std(s).expect("far end on the generator's runtime"));
+        Ends {
+            caller: tokio(p.caller),
+            agent: tokio(p.agent),
+            caller_target: p.caller_target,
+            agent_target: p.agent_target,
+            agent_pt: p.agent_pt,
+        }
+    }
 }
 
 fn sdp(addr: SocketAddr, pt: u8) -> Sdp {
@@ -241,7 +276,7 @@ fn run_relay(calls: usize, secs: f64, transcode: bool, base_port: u16) -> Outcom
         let mut peers = Vec::new();
         for i in 0..calls {
             let mut s = media.open_session(&format!("bench-{i}")).expect("session");
-            let (caller, agent) = (bind_peer().await, bind_peer().await);
+            let (caller, agent) = (bind_peer(), bind_peer());
             s.caller_answer(&sdp(caller.local_addr().expect("addr"), 0))
                 .expect("answer");
             s.agent_offer();
@@ -278,16 +313,16 @@ fn run_forwarder(calls: usize, secs: f64) -> Outcome {
         for _ in 0..calls {
             let a = UdpSocket::bind("127.0.0.1:0").await.expect("a");
             let b = UdpSocket::bind("127.0.0.1:0").await.expect("b");
-            let (caller, agent) = (bind_peer().await, bind_peer().await);
+            let (caller, agent) = (bind_peer(), bind_peer());
+            let mut remote_a = Some(caller.local_addr().expect("c"));
+            let mut remote_b = Some(agent.local_addr().expect("g"));
             peers.push(Peers {
                 caller_target: a.local_addr().expect("a"),
                 agent_target: b.local_addr().expect("b"),
                 agent_pt: 0,
-                caller: Arc::clone(&caller),
-                agent: Arc::clone(&agent),
+                caller,
+                agent,
             });
-            let mut remote_a = Some(caller.local_addr().expect("c"));
-            let mut remote_b = Some(agent.local_addr().expect("g"));
             let fwd = Arc::clone(&forwarded);
             tokio::spawn(async move {
                 let (mut buf_a, mut buf_b) = ([0u8; 2048], [0u8; 2048]);
@@ -318,21 +353,15 @@ fn run_forwarder(calls: usize, secs: f64) -> Outcome {
 }
 
 /// Far-end pairs on loopback for `calls` calls.
-fn far_ends(rt: &tokio::runtime::Runtime, calls: usize) -> Vec<(Arc<UdpSocket>, Arc<UdpSocket>)> {
-    rt.block_on(async {
-        let mut out = Vec::new();
-        for _ in 0..calls {
-            out.push((bind_peer().await, bind_peer().await));
-        }
-        out
-    })
+fn far_ends(calls: usize) -> Vec<(std::net::UdpSocket, std::net::UdpSocket)> {
+    (0..calls).map(|_| (bind_peer(), bind_peer())).collect()
 }
 
 /// The floor: each far end sends straight to the other, no relay at all. What a relay costs is
 /// the CPU it adds to this.
 fn run_direct(calls: usize, secs: f64) -> Outcome {
     let (rt, tids) = relay_runtime();
-    let peers = far_ends(&rt, calls)
+    let peers = far_ends(calls)
         .into_iter()
         .map(|(caller, agent)| Peers {
             caller_target: agent.local_addr().expect("agent"),
@@ -345,6 +374,42 @@ fn run_direct(calls: usize, secs: f64) -> Outcome {
     let out = measure(&rt, &tids, peers, secs, |c| c.received.load(Relaxed));
     rt.shutdown_timeout(Duration::from_millis(100));
     out
+}
+
+/// The baseline's forwarding on io_uring (`rtp_relay_uring.rs`): what batching the system
+/// calls across sockets would save. `Err` says why it did not run (io_uring unavailable).
+fn run_uring_forwarder(calls: usize, secs: f64) -> Result<Outcome, String> {
+    let (rt, tids) = relay_runtime();
+    let ends = far_ends(calls);
+    let addrs: Vec<(SocketAddr, SocketAddr)> = ends
+        .iter()
+        .map(|(c, a)| {
+            (
+                c.local_addr().expect("caller"),
+                a.local_addr().expect("agent"),
+            )
+        })
+        .collect();
+    let fwd = uring::start(&addrs).map_err(|e| format!("io_uring: {e}"))?;
+    let peers = ends
+        .into_iter()
+        .zip(&fwd.ports)
+        .map(|((caller, agent), &(a, b))| Peers {
+            caller_target: a,
+            agent_target: b,
+            agent_pt: 0,
+            caller,
+            agent,
+        })
+        .collect();
+    let f = Arc::clone(&fwd.forwarded);
+    let out = measure(&rt, &tids, peers, secs, move |_| f.load(Relaxed));
+    fwd.stop.store(true, Relaxed);
+    fwd.thread
+        .join()
+        .map_err(|_| "io_uring forwarder panicked".to_owned())?;
+    rt.shutdown_timeout(Duration::from_millis(100));
+    Ok(out)
 }
 
 const NFT_TABLE: &str = "sb_rtp_bench";
@@ -378,7 +443,7 @@ fn nft(script: &str) -> Result<(), String> {
 /// `Err` says why it did not run.
 fn run_kernel_nat(calls: usize, secs: f64, base_port: u16) -> Result<Outcome, String> {
     let (rt, tids) = relay_runtime();
-    let ends = far_ends(&rt, calls);
+    let ends = far_ends(calls);
     let port = |i: usize, k: usize| base_port.saturating_add(u16::try_from(i * 2 + k).unwrap_or(0));
     let (mut to_far, mut from_near, mut peers) = (Vec::new(), Vec::new(), Vec::new());
     for (i, (caller, agent)) in ends.into_iter().enumerate() {
@@ -468,7 +533,12 @@ fn main() {
         report("baseline forwarder", calls, secs, &base);
         let relay = run_relay(calls, secs, false, port);
         report("switchboard relay (PCMU)", calls, secs, &relay);
-        rows.push((calls, base, relay));
+        let uring = run_uring_forwarder(calls, secs);
+        match &uring {
+            Ok(u) => report("forwarder on io_uring", calls, secs, u),
+            Err(e) => println!("forwarder on io_uring @{calls}: skipped: {e}"),
+        }
+        rows.push((calls, base, relay, uring.ok()));
     }
     let transcoding = run_relay(200, secs, true, port);
     report("switchboard relay PCMU<->PCMA", 200, secs, &transcoding);
@@ -495,14 +565,21 @@ fn main() {
             Err(e) => println!("kernel NAT (nftables) @{calls}: skipped: {e}"),
         }
     }
-    for (calls, base, relay) in &rows {
-        let cpu_ratio = if base.relay_cpu > 0.0 {
-            relay.relay_cpu / base.relay_cpu
+    let ratio = |a: &Outcome, b: &Outcome| {
+        if b.relay_cpu > 0.0 {
+            a.relay_cpu / b.relay_cpu
         } else {
             f64::NAN
-        };
+        }
+    };
+    for (calls, base, relay, uring) in &rows {
+        let uring = uring.as_ref().map_or_else(
+            || "io_uring forwarder not run".to_owned(),
+            |u| format!("io_uring forwarder/baseline CPU {:.2}x", ratio(u, base)),
+        );
         println!(
-            "ratio @{calls} calls: relay/baseline CPU {cpu_ratio:.2}x, throughput {:.3}x",
+            "ratio @{calls} calls: relay/baseline CPU {:.2}x, throughput {:.3}x; {uring}",
+            ratio(relay, base),
             relay.relayed_per_sec / base.relayed_per_sec.max(1.0)
         );
     }
