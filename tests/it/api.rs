@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::harness::{
-    Ports, Server, demo_config, free_port, metric_sum, peer_missing, without_sipp,
+    Ports, Server, demo_config, free_port, import_clients, metric_sum, peer_missing, without_sipp,
 };
 
 const TOKEN: &str = "change-me";
@@ -443,6 +443,52 @@ fn clients_are_created_read_replaced_and_removed() {
     assert_eq!(r.status, 404);
     assert!(r.error().contains("+38591555001"));
     assert_eq!(api.delete("/api/v1/clients/+38591555001").status, 404);
+}
+
+/// A number given to the API or the client import in any spelling the `[numbers]` rules know
+/// is the number calls are looked up by: a client imported as "01 4000 001" is the client of
+/// +38514000001, a do-not-call entry made as "091 555 0001" refuses a call-back to
+/// "00385 91 555 0001".
+#[test]
+fn numbers_given_to_the_api_and_the_import_follow_the_numbers_rules() {
+    let ports = Ports::new();
+    let config = format!(
+        "{}\n[numbers]\ncountry_code = \"385\"\nnational_prefix = \"0\"\ninternational_prefix = \"00\"\n",
+        demo_config(&ports)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    import_clients(
+        dir.path(),
+        &config,
+        "number,name,type,manager,region,overdue_debt\n01 4000 001,Zagreb Shop,retail,,,0\n",
+    );
+    let server = Server::start_in(dir, &config, ports);
+    let api = Api::new(&server);
+
+    let r = api.get("/api/v1/clients/+38514000001");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["name"], "Zagreb Shop");
+    let r = api.get("/api/v1/clients/014000001");
+    assert_eq!(r.json()["number"], "+38514000001", "{}", r.body);
+
+    let r = api.put(
+        "/api/v1/clients/091%20555%200002",
+        &json!({"name": "Split Shop", "type": "retail"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["number"], "+385915550002");
+    assert_eq!(api.get("/api/v1/clients/00385915550002").status, 200);
+
+    let r = api.put("/api/v1/dnc/091%20555%200001", &json!({"reason": "asked"}));
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["number"], "+385915550001");
+    let r = api.post("/api/v1/callbacks", &json!({"number": "00385 91 555 0001"}));
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.error().contains("do-not-call"), "{}", r.body);
+    assert_eq!(api.delete("/api/v1/dnc/0915550001").status, 204);
+    let r = api.post("/api/v1/callbacks", &json!({"number": "091 555 0001"}));
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["number"], "+385915550001");
 }
 
 // ---- calls and call-backs ----------------------------------------------------------------

@@ -185,7 +185,11 @@ pub fn import_clients(path: Option<&Path>, file: &Path) -> ExitCode {
             switchboard_store::StoreOptions::default(),
         )
         .await?;
-        let report = store.clients().import_csv(file).await;
+        let numbers = &config.numbers;
+        let report = store
+            .clients()
+            .import_csv_with(file, &|n: &str| numbers.normalize(n))
+            .await;
         let _ = store.close(std::time::Duration::from_secs(5)).await;
         report
     });

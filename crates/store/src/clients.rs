@@ -172,20 +172,38 @@ impl Directory {
 
     /// Imports a CSV file (see [`Directory::import_csv_text`]).
     pub async fn import_csv(&self, path: &Path) -> Result<ImportReport, StoreError> {
+        self.import_csv_with(path, &|n: &str| n.to_owned()).await
+    }
+
+    /// Imports a CSV file with every number passed through `renumber` (the server's
+    /// `[numbers]` rules, so that "091 555 0001" is stored as calls from it are looked up).
+    pub async fn import_csv_with(
+        &self,
+        path: &Path,
+        renumber: &(dyn Fn(&str) -> String + Sync),
+    ) -> Result<ImportReport, StoreError> {
         let text = tokio::fs::read_to_string(path)
             .await
             .map_err(|source| StoreError::Io {
                 what: format!("read {}", path.display()),
                 source,
             })?;
-        self.import_csv_text(&text).await
+        self.import_text(&text, renumber).await
     }
 
     /// Imports CSV text with the header `number,name,type,manager,region,overdue_debt`.
     /// Good rows are written in one transaction; bad rows are reported with their line
     /// numbers and skipped. A wrong header imports nothing.
     pub async fn import_csv_text(&self, text: &str) -> Result<ImportReport, StoreError> {
-        let (clients, errors) = parse_csv(text);
+        self.import_text(text, &|n: &str| n.to_owned()).await
+    }
+
+    async fn import_text(
+        &self,
+        text: &str,
+        renumber: &(dyn Fn(&str) -> String + Sync),
+    ) -> Result<ImportReport, StoreError> {
+        let (clients, errors) = parse_csv_with(text, renumber);
         let imported = clients.len();
         if let Some(version) = self.db.upsert_clients(&clients, clock::now_utc()).await? {
             self.cache.apply(version, clients, None);
@@ -293,8 +311,18 @@ fn parse_row(fields: &[String]) -> Result<Client, String> {
     .map_err(|e| e.to_string())
 }
 
-/// Parses the whole file: good clients and (line, reason) for bad rows.
+/// [`parse_csv_with`] without renumbering.
+#[cfg(test)]
 pub(crate) fn parse_csv(text: &str) -> (Vec<Client>, Vec<(usize, String)>) {
+    parse_csv_with(text, &|n: &str| n.to_owned())
+}
+
+/// Parses the whole file: good clients and (line, reason) for bad rows. Every number passes
+/// through `renumber` before the duplicate check (two spellings of one number are one client).
+fn parse_csv_with(
+    text: &str,
+    renumber: &(dyn Fn(&str) -> String + Sync),
+) -> (Vec<Client>, Vec<(usize, String)>) {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut rows = split_csv(text).into_iter();
     let mut errors = Vec::new();
@@ -330,7 +358,11 @@ pub(crate) fn parse_csv(text: &str) -> (Vec<Client>, Vec<(usize, String)>) {
     for (line, row) in rows {
         let client = row.and_then(|fields| parse_row(&fields));
         match client {
-            Ok(c) => {
+            Ok(mut c) => {
+                // The rules turn a valid number into another valid one; kept if they do not.
+                if let Ok(n) = normalize_number(&renumber(&c.number)) {
+                    c.number = n;
+                }
                 if let Some(first) = seen.get(&c.number) {
                     errors.push((
                         line,

@@ -102,7 +102,7 @@ pub async fn create(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CallbackRequest>,
 ) -> Result<(StatusCode, Json<CallbackView>), ApiError> {
-    let number = super::number_field(&body.number)?;
+    let number = super::number_field(&state, &body.number)?;
     let at = match body.at.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => Some(

@@ -16,6 +16,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::{IntoParams, IntoResponses, PartialSchema, ToSchema};
 
 use super::error::{ApiError, ApiJson, ErrorBody};
+use crate::config::NumbersConfig;
 use crate::http::AppState;
 
 /// The OpenAPI schema of a client type: the directory's spellings (PRODUCT §2), which
@@ -102,8 +103,10 @@ pub struct ClientBody {
     pub overdue_debt: Money,
 }
 
-pub(super) fn path_number(raw: &str) -> Result<String, ApiError> {
-    normalize_number(raw).map_err(|e| ApiError::bad_request(e.to_string()))
+/// A number of a path as the directory keeps it: `[numbers]` applied, spaces and punctuation
+/// gone (the form calls are looked up by); 400 when it is no telephone number.
+pub(super) fn path_number(numbers: &NumbersConfig, raw: &str) -> Result<String, ApiError> {
+    normalize_number(&numbers.normalize(raw)).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 /// 201 when a PUT created the entry, 200 when it replaced one.
@@ -123,15 +126,15 @@ pub(super) struct NumberPath {
     pub number: String,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for NumberPath {
+impl FromRequestParts<AppState> for NumberPath {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Path(raw) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|e| ApiError::bad_request(e.body_text()))?;
         Ok(NumberPath {
-            number: path_number(&raw)?,
+            number: path_number(&state.config.numbers, &raw)?,
         })
     }
 }
@@ -209,7 +212,7 @@ pub async fn get(
     State(state): State<AppState>,
     Path(number): Path<String>,
 ) -> Result<Json<ClientView>, ApiError> {
-    let number = path_number(&number)?;
+    let number = path_number(&state.config.numbers, &number)?;
     state
         .store
         .clients()
@@ -242,9 +245,9 @@ pub async fn put(
     Path(number): Path<String>,
     ApiJson(body): ApiJson<ClientBody>,
 ) -> Result<Response, ApiError> {
-    let number = path_number(&number)?;
+    let number = path_number(&state.config.numbers, &number)?;
     if let Some(given) = &body.number {
-        let given = super::number_field(given)?;
+        let given = super::number_field(&state, given)?;
         if given != number {
             return Err(ApiError::unprocessable(format!(
                 "number: {given} differs from the number of the path, {number}"

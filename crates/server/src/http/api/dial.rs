@@ -65,7 +65,7 @@ pub async fn create(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<DialBody>,
 ) -> Result<(StatusCode, Json<DialView>), ApiError> {
-    let number = super::number_field(&body.number)?;
+    let number = super::number_field(&state, &body.number)?;
     let agent = state
         .engine
         .agent_idx(&body.agent)

@@ -136,9 +136,10 @@ fn time_text(t: switchboard_store::Timestamp) -> String {
     t.to_rfc3339_opts(switchboard_store::chrono::SecondsFormat::Millis, true)
 }
 
-/// The `number` field of a request, normalised; 422 naming the field when it is no number.
-fn number_field(raw: &str) -> Result<String, ApiError> {
-    switchboard_store::normalize_number(raw)
+/// The `number` field of a request, normalised as the directory keeps numbers (`[numbers]`
+/// applied); 422 naming the field when it is no number.
+fn number_field(state: &AppState, raw: &str) -> Result<String, ApiError> {
+    switchboard_store::normalize_number(&state.config.numbers.normalize(raw))
         .map_err(|e| ApiError::unprocessable(format!("number: {e}")))
 }
 
