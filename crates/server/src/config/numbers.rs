@@ -57,6 +57,12 @@ impl NumbersConfig {
         errors
     }
 
+    /// As [`NumbersConfig::normalize`], for a number someone gives the server (the API, an
+    /// import): an error when it is no telephone number, instead of the text as it came.
+    pub fn given(&self, raw: &str) -> Result<String, switchboard_store::StoreError> {
+        switchboard_store::normalize_number(&self.normalize(raw))
+    }
+
     /// The number as the client directory stores it: E.164 with `+` when the rules tell
     /// the country, else cleaned of spaces and punctuation. Something that is no telephone
     /// number (`anonymous`, a name) is returned as it came.

@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use switchboard_store::{
     Campaign, CampaignCounts, CampaignStatus, ClientType, Contact, ContactStatus, new_record_id,
-    normalize_number, now_utc,
+    now_utc,
 };
 use tracing::info;
 use utoipa::ToSchema;
@@ -212,8 +212,10 @@ async fn select(state: &AppState, target: &TargetBody) -> Result<Vec<String>, Ap
             )));
         }
         for (i, n) in list.iter().enumerate() {
-            // As the directory stores numbers: `[numbers]` rules first (national format).
-            let number = normalize_number(&state.config.numbers.normalize(n))
+            let number = state
+                .config
+                .numbers
+                .given(n)
                 .map_err(|e| ApiError::unprocessable(format!("target.numbers[{i}]: {e}")))?;
             numbers.insert(number);
         }

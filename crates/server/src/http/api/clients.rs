@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use switchboard_store::{Client, ClientType, Money, StoreError, normalize_number};
+use switchboard_store::{Client, ClientType, Money, StoreError};
 use tracing::info;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
@@ -106,7 +106,9 @@ pub struct ClientBody {
 /// A number of a path as the directory keeps it: `[numbers]` applied, spaces and punctuation
 /// gone (the form calls are looked up by); 400 when it is no telephone number.
 pub(super) fn path_number(numbers: &NumbersConfig, raw: &str) -> Result<String, ApiError> {
-    normalize_number(&numbers.normalize(raw)).map_err(|e| ApiError::bad_request(e.to_string()))
+    numbers
+        .given(raw)
+        .map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 /// 201 when a PUT created the entry, 200 when it replaced one.

@@ -139,7 +139,10 @@ fn time_text(t: switchboard_store::Timestamp) -> String {
 /// The `number` field of a request, normalised as the directory keeps numbers (`[numbers]`
 /// applied); 422 naming the field when it is no number.
 fn number_field(state: &AppState, raw: &str) -> Result<String, ApiError> {
-    switchboard_store::normalize_number(&state.config.numbers.normalize(raw))
+    state
+        .config
+        .numbers
+        .given(raw)
         .map_err(|e| ApiError::unprocessable(format!("number: {e}")))
 }
 
