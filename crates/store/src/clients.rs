@@ -170,13 +170,16 @@ impl Directory {
         Ok(())
     }
 
-    /// Imports a CSV file (see [`Directory::import_csv_text`]).
+    /// Imports a CSV file as it is (see [`Directory::import_csv_with`]).
     pub async fn import_csv(&self, path: &Path) -> Result<ImportReport, StoreError> {
         self.import_csv_with(path, &|n: &str| n.to_owned()).await
     }
 
-    /// Imports a CSV file with every number passed through `renumber` (the server's
-    /// `[numbers]` rules, so that "091 555 0001" is stored as calls from it are looked up).
+    /// Imports a CSV file with the header `number,name,type,manager,region,overdue_debt`,
+    /// every number passed through `renumber` (the server's `[numbers]` rules, so that
+    /// "091 555 0001" is stored as calls from it are looked up). Good rows are written in one
+    /// transaction; bad rows are reported with their line numbers and skipped. A wrong header
+    /// imports nothing.
     pub async fn import_csv_with(
         &self,
         path: &Path,
@@ -188,22 +191,7 @@ impl Directory {
                 what: format!("read {}", path.display()),
                 source,
             })?;
-        self.import_text(&text, renumber).await
-    }
-
-    /// Imports CSV text with the header `number,name,type,manager,region,overdue_debt`.
-    /// Good rows are written in one transaction; bad rows are reported with their line
-    /// numbers and skipped. A wrong header imports nothing.
-    pub async fn import_csv_text(&self, text: &str) -> Result<ImportReport, StoreError> {
-        self.import_text(text, &|n: &str| n.to_owned()).await
-    }
-
-    async fn import_text(
-        &self,
-        text: &str,
-        renumber: &(dyn Fn(&str) -> String + Sync),
-    ) -> Result<ImportReport, StoreError> {
-        let (clients, errors) = parse_csv_with(text, renumber);
+        let (clients, errors) = parse_csv_with(&text, renumber);
         let imported = clients.len();
         if let Some(version) = self.db.upsert_clients(&clients, clock::now_utc()).await? {
             self.cache.apply(version, clients, None);
