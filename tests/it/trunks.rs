@@ -367,10 +367,10 @@ fn kamailio_sbc_with_record_route_carries_ack_and_bye_both_ways() {
     assert_eq!(rec["hangup"], "agent", "{rec:?}");
 }
 
-/// The caller leg's relay address of the call in progress, once its media is open.
-fn caller_relay(server: &Server) -> std::net::SocketAddr {
+/// The caller leg's relay address of the call `trunk` placed, once its media is open.
+fn caller_relay(server: &Server, trunk: &mut SippRun) -> std::net::SocketAddr {
     let mut relay = None;
-    wait_until(server, "the call's media", Duration::from_secs(15), || {
+    trunk.wait_until(server, "the call's media", Duration::from_secs(15), || {
         relay = relay_ports(&server.log());
         relay.is_some()
     });
@@ -378,8 +378,47 @@ fn caller_relay(server: &Server) -> std::net::SocketAddr {
     ([127, 0, 0, 1], caller_port).into()
 }
 
-/// SIPp's exit status, output and message trace, from a thread running it.
-type SippRun = std::thread::JoinHandle<(std::process::ExitStatus, String, String)>;
+/// SIPp's exit status, output and message trace.
+type SippOutcome = (std::process::ExitStatus, String, String);
+
+/// A trunk's SIPp running in a thread.
+struct SippRun(Option<std::thread::JoinHandle<SippOutcome>>);
+
+impl SippRun {
+    fn spawn(run: impl FnOnce() -> SippOutcome + Send + 'static) -> SippRun {
+        SippRun(Some(std::thread::spawn(run)))
+    }
+
+    /// Waits for `f` as [`wait_until`] does, while the trunk's call goes on: a SIPp that ends
+    /// first (a scenario error, a port another test took) fails the test with its own exit
+    /// status, output and messages instead of a time-out that says nothing of why.
+    fn wait_until(
+        &mut self,
+        server: &Server,
+        what: &str,
+        timeout: Duration,
+        mut f: impl FnMut() -> bool,
+    ) {
+        let running = self.0.as_ref().expect("the trunk's SIPp was joined");
+        let mut met = false;
+        wait_until(server, what, timeout, || {
+            met = f();
+            met || running.is_finished()
+        });
+        if !met {
+            let (status, out, messages) = self.join();
+            panic!(
+                "the trunk's SIPp ended ({status}) before {what}\n{out}\n{messages}\n{}",
+                server.log()
+            );
+        }
+    }
+
+    fn join(&mut self) -> SippOutcome {
+        let running = self.0.take().expect("the trunk's SIPp was joined");
+        running.join().expect("the trunk's SIPp thread")
+    }
+}
 
 /// The party whose re-INVITE without SDP moved its RTP from probe `old` to probe `new`
 /// (`acked`: the log line of its answer in the ACK): in the next second the old port gets at
@@ -389,10 +428,10 @@ fn assert_moved(
     server: &Server,
     (old, new): (&RtpProbe, &RtpProbe),
     acked: &str,
-    trunk: SippRun,
+    mut trunk: SippRun,
     hangup: &str,
 ) {
-    wait_until(
+    trunk.wait_until(
         server,
         "the answer in the ACK",
         Duration::from_secs(10),
@@ -409,7 +448,7 @@ fn assert_moved(
         "{at_new} packets reached the new port in 1 s\n{}",
         server.log()
     );
-    let (status, out, messages) = trunk.join().unwrap();
+    let (status, out, messages) = trunk.join();
     assert!(status.success(), "{out}\n{messages}\n{}", server.log());
     let rec = answered_call(server, "oleg");
     assert_eq!(rec["hangup"], hangup, "{rec:?}");
@@ -419,7 +458,7 @@ fn assert_moved(
 /// waits for Switchboard's BYE (the agent hangs up), in a thread.
 fn playing_trunk(server: &Server) -> SippRun {
     let target = server.sip_addr();
-    std::thread::spawn(move || {
+    SippRun::spawn(move || {
         retail_trunk(
             target,
             "trunk_call_wait_bye.xml",
@@ -454,7 +493,7 @@ fn probe_trunk(server: &Server, scenario: &str, talk_ms: u64, rtp: &[(&str, u16)
     for (key, port) in rtp {
         args.extend(["-key".to_owned(), (*key).to_owned(), port.to_string()]);
     }
-    std::thread::spawn(move || {
+    SippRun::spawn(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         sipp_at(
             &scenario,
@@ -494,10 +533,10 @@ fn caller_hold_sends_the_caller_nothing_and_the_agent_music_until_resume() {
     let at_caller = RtpProbe::start(ProbeMode::Talk(8));
     let (at_agent, _oleg) = probe_agent(&server);
     let rtp = [("rtp_port", at_caller.port())];
-    let trunk = probe_trunk(&server, "trunk_hold_at.xml", 2500, &rtp);
+    let mut trunk = probe_trunk(&server, "trunk_hold_at.xml", 2500, &rtp);
     // The caller talks to its relay port as soon as the call has media.
-    at_caller.talk_to(caller_relay(&server));
-    wait_until(&server, "the bridge", Duration::from_secs(15), || {
+    at_caller.talk_to(caller_relay(&server, &mut trunk));
+    trunk.wait_until(&server, "the bridge", Duration::from_secs(15), || {
         server.log().contains(" answered")
     });
     let (caller, agent) = phase_counts(&at_caller, &at_agent, Duration::from_millis(800));
@@ -506,7 +545,7 @@ fn caller_hold_sends_the_caller_nothing_and_the_agent_music_until_resume() {
         "talking: caller {caller}, agent {agent}\n{}",
         server.log()
     );
-    wait_until(
+    trunk.wait_until(
         &server,
         "the caller's hold",
         Duration::from_secs(10),
@@ -523,7 +562,7 @@ fn caller_hold_sends_the_caller_nothing_and_the_agent_music_until_resume() {
         "hold music to the agent: {agent} packets in 1.5 s\n{}",
         server.log()
     );
-    wait_until(&server, "the resume", Duration::from_secs(10), || {
+    trunk.wait_until(&server, "the resume", Duration::from_secs(10), || {
         server.log().contains("caller resumes the call")
     });
     let (caller, agent) = phase_counts(&at_caller, &at_agent, Duration::from_millis(1000));
@@ -532,7 +571,7 @@ fn caller_hold_sends_the_caller_nothing_and_the_agent_music_until_resume() {
         "resumed: caller {caller}, agent {agent}\n{}",
         server.log()
     );
-    let (status, out, messages) = trunk.join().unwrap();
+    let (status, out, messages) = trunk.join();
     assert!(status.success(), "{out}\n{messages}\n{}", server.log());
     answered_call(&server, "oleg");
 }
@@ -556,8 +595,8 @@ fn agent_reinvite_without_sdp_moves_its_audio_to_the_port_in_its_ack() {
         Some("agent_reinvite_no_sdp.xml"),
         &["-key", "rtp_a", &rtp_a, "-key", "rtp_b", &rtp_b],
     );
-    let trunk = playing_trunk(&server);
-    wait_until(
+    let mut trunk = playing_trunk(&server);
+    trunk.wait_until(
         &server,
         "audio at the agent",
         Duration::from_secs(15),
@@ -613,11 +652,11 @@ fn trunk_reinvite_without_sdp_moves_its_audio_to_the_port_in_its_ack() {
     let old = RtpProbe::start(ProbeMode::Talk(8));
     let new = RtpProbe::start(ProbeMode::Talk(8));
     let rtp = [("rtp_a", old.port()), ("rtp_b", new.port())];
-    let trunk = probe_trunk(&server, "trunk_reinvite_no_sdp.xml", 2000, &rtp);
-    let relay = caller_relay(&server);
+    let mut trunk = probe_trunk(&server, "trunk_reinvite_no_sdp.xml", 2000, &rtp);
+    let relay = caller_relay(&server, &mut trunk);
     old.talk_to(relay);
     new.talk_to(relay);
-    wait_until(
+    trunk.wait_until(
         &server,
         "the agent's audio",
         Duration::from_secs(15),
@@ -645,14 +684,14 @@ fn agent_hold_by_null_address_sends_the_agent_nothing_until_resume() {
         Some("agent_hold_at.xml"),
         &["-key", "rtp_port", &agent_rtp],
     );
-    let trunk = playing_trunk(&server);
-    wait_until(
+    let mut trunk = playing_trunk(&server);
+    trunk.wait_until(
         &server,
         "audio at the agent",
         Duration::from_secs(15),
         || at_agent.count() >= 20,
     );
-    wait_until(&server, "the agent's hold", Duration::from_secs(10), || {
+    trunk.wait_until(&server, "the agent's hold", Duration::from_secs(10), || {
         server.log().contains("agent holds the caller")
     });
     let (held, _) = phase_counts(&at_agent, &at_agent, Duration::from_millis(1500));
@@ -661,7 +700,7 @@ fn agent_hold_by_null_address_sends_the_agent_nothing_until_resume() {
         "{held} packets reached an agent who holds\n{}",
         server.log()
     );
-    wait_until(&server, "the resume", Duration::from_secs(10), || {
+    trunk.wait_until(&server, "the resume", Duration::from_secs(10), || {
         server.log().contains("agent resumes the caller")
     });
     let (resumed, _) = phase_counts(&at_agent, &at_agent, Duration::from_millis(1000));
@@ -670,7 +709,7 @@ fn agent_hold_by_null_address_sends_the_agent_nothing_until_resume() {
         "{resumed} packets at the agent after the resume\n{}",
         server.log()
     );
-    let (status, out, messages) = trunk.join().unwrap();
+    let (status, out, messages) = trunk.join();
     assert!(status.success(), "{out}\n{messages}\n{}", server.log());
     let rec = answered_call(&server, "oleg");
     assert_eq!(rec["hangup"], "agent", "{rec:?}");
