@@ -13,7 +13,7 @@ const T1_MS: u64 = 50;
 /// The demo company with an RTP range of six port pairs: two calls (two pairs each) and
 /// the reserve of one pair.
 fn tiny_range_config(ports: &Ports) -> String {
-    let first = 20_000 + (ports.sip % 100) * 80;
+    let first = ports.rtp;
     let demo_range = format!("rtp_ports = [{}, {}]", first, first + 79);
     let config = demo_config(ports);
     assert!(config.contains(&demo_range), "the demo's RTP range moved");

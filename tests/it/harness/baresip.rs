@@ -3,9 +3,9 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::{Server, SippAgent, free_port, in_ci, repo_root, stop_wrapped, wait_until};
+use super::{Server, SippAgent, baresip_rtp_range, free_port, in_ci, repo_root, stop_wrapped};
 
 /// Is baresip installed? Tests that need it call [`without_baresip`].
 pub fn have_baresip() -> bool {
@@ -48,7 +48,7 @@ impl Baresip {
         let dir = tempfile::tempdir().expect("tempdir");
         let sip_port = free_port();
         let ctrl_port = free_port();
-        let rtp_first = 28_400 + (sip_port % 50) * 20;
+        let rtp_first = baresip_rtp_range();
         std::fs::create_dir_all(dir.path().join("snd")).expect("snd dir");
         let config = format!(
             "sip_listen 127.0.0.1:{sip_port}\n\
@@ -98,19 +98,37 @@ impl Baresip {
             .stderr(log)
             .spawn()
             .expect("spawn baresip");
-        let agent = Baresip { child, dir };
-        wait_until(
-            server,
-            &format!("baresip {id} registered"),
-            Duration::from_secs(10),
-            || {
-                server
-                    .log()
-                    .lines()
-                    .any(|l| l.contains("agent registered") && l.contains(&format!("agent={id} ")))
-            },
-        );
+        let mut agent = Baresip { child, dir };
+        agent.await_registration(server, id);
         agent
+    }
+
+    /// Waits until `server` logs `id`'s registration; a baresip that exits or never gets
+    /// there fails the test with its own output beside the server's.
+    fn await_registration(&mut self, server: &Server, id: &str) {
+        let registered = |log: &str| {
+            log.lines()
+                .any(|l| l.contains("agent registered") && l.contains(&format!("agent={id} ")))
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if registered(&server.log()) {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "baresip {id} exited ({status}) before it registered; its output:\n{}\nserver log:\n{}",
+                    self.log(),
+                    server.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "timed out waiting for baresip {id} registered; its output:\n{}\nserver log:\n{}",
+            self.log(),
+            server.log()
+        );
     }
 
     /// baresip's own output.

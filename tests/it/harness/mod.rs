@@ -3,13 +3,15 @@
 //! it.
 
 mod baresip;
+mod ports;
 mod rtp;
 
 pub use baresip::*;
+pub use ports::*;
 pub use rtp::*;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -30,22 +32,12 @@ pub fn data(path: &str) -> PathBuf {
     repo_root().join("tests/data").join(path)
 }
 
-/// A loopback port free for both UDP and TCP right now.
-pub fn free_port() -> u16 {
-    for _ in 0..100 {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
-        let port = udp.local_addr().expect("addr").port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free loopback port found")
-}
-
 /// The demo company with all ports replaced by free ones.
 pub struct Ports {
     pub sip: u16,
     pub http: u16,
+    /// The first of the 80 RTP ports of the server's range.
+    pub rtp: u16,
 }
 
 impl Ports {
@@ -53,18 +45,16 @@ impl Ports {
         Ports {
             sip: free_port(),
             http: free_port(),
+            rtp: server_rtp_range(),
         }
     }
 }
 
 /// A config for tests: the demo company on the given ports, with an RTP range of its own
-/// (tests run in parallel processes). Fixed test ports stay below Linux's ephemeral range
-/// (32768+), where sockets bound to port 0 land: 20000–27999 for test servers' RTP,
-/// 28000–28399 for the media crate's tests, 28400–29399 for baresip's RTP, 29400–32767 for
-/// the call-control simulations (`calls/sim.rs`).
+/// (tests run in parallel processes; `ports.rs` says which ranges tests use).
 pub fn demo_config(ports: &Ports) -> String {
     let demo = std::fs::read_to_string(repo_root().join("config/demo.toml")).expect("demo config");
-    let rtp_first = 20_000 + (ports.sip % 100) * 80;
+    let rtp_first = ports.rtp;
     demo.replace("127.0.0.1:5060", &format!("127.0.0.1:{}", ports.sip))
         .replace("127.0.0.1:8080", &format!("127.0.0.1:{}", ports.http))
         .replace(
