@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::harness::{
-    Ports, Server, demo_config, free_port, import_clients, metric_sum, peer_missing, without_sipp,
+    Ports, Server, demo_config, free_media_ports, free_port, import_clients, metric_sum,
+    peer_missing, without_sipp,
 };
 
 const TOKEN: &str = "change-me";
@@ -899,7 +900,7 @@ impl UasAgent {
                 "-mi",
                 "127.0.0.1",
                 "-mp",
-                &free_port().to_string(),
+                &free_media_ports().to_string(),
                 "-rtp_echo",
             ])
             .arg("-nostdin")
@@ -935,7 +936,7 @@ fn place_call(sip: SocketAddr, dialed: &str, hold_ms: u64) -> TrunkCall {
         .arg(sip.to_string())
         .args(["-sn", "uac", "-s", dialed])
         .args(["-i", "127.0.0.1", "-p", &free_port().to_string()])
-        .args(["-mi", "127.0.0.1", "-mp", &free_port().to_string()])
+        .args(["-mi", "127.0.0.1", "-mp", &free_media_ports().to_string()])
         .args(["-m", "1", "-d", &hold_ms.to_string()])
         .args(["-nostdin", "-timeout", "30s", "-timeout_error"])
         .arg("-trace_msg")

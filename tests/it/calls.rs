@@ -351,7 +351,7 @@ fn agent_holds_resumes_and_hangs_up() {
     }
     let server = company();
     let _oleg = SippAgent::start(&server, "oleg", Some("agent_hold_hangup.xml"));
-    let media_port = free_port();
+    let media_port = free_media_ports();
     let (status, out, messages) = sipp_at(
         "trunk_call_wait_bye.xml",
         server.sip_addr(),
@@ -414,7 +414,7 @@ fn dtmf_menu_choice_sets_the_purpose() {
         template.replace("DTMF_PCAP", "/usr/share/sip-tester/dtmf_2833_4.pcap"),
     )
     .unwrap();
-    let media_port = free_port();
+    let media_port = free_media_ports();
     let (status, out, messages) = sipp_at(
         scenario.to_str().unwrap(),
         server.sip_addr(),

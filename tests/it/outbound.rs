@@ -75,7 +75,7 @@ fn pbx_over(
     dir: &std::path::Path,
     transport: &str,
 ) -> Child {
-    let media_port = free_port();
+    let media_port = free_media_ports();
     Command::new("timeout")
         .arg("40")
         .arg("sipp")

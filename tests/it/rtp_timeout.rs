@@ -38,7 +38,7 @@ impl Trunk {
             .arg("-sf")
             .arg(data(&format!("sipp/{scenario}")))
             .args(["-i", "127.0.0.1", "-p", &free_port().to_string()])
-            .args(["-mi", "127.0.0.1", "-mp", &free_port().to_string()])
+            .args(["-mi", "127.0.0.1", "-mp", &free_media_ports().to_string()])
             .args(["-key", "caller", "+38599999999", "-s", "100"])
             .args(["-m", "1", "-nostdin", "-timeout", "25s", "-timeout_error"])
             .current_dir(dir.path())

@@ -195,7 +195,7 @@ fn chaos_soak_leaves_nothing_stuck_and_loses_no_record() {
         let callers = s.spawn(|| {
             let (calls, rate) = (calls.to_string(), rate.to_string());
             let log = call_log.to_string_lossy().into_owned();
-            let media_port = free_port().to_string();
+            let media_port = free_media_ports().to_string();
             sipp(
                 "soak_caller.xml",
                 server.sip_addr(),

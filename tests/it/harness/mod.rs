@@ -453,7 +453,7 @@ impl SippAgent {
         lifetime: Duration,
     ) -> SippAgent {
         let dir = tempfile::tempdir().expect("tempdir");
-        let media_port = free_port();
+        let media_port = free_media_ports();
         let mut cmd = Command::new("timeout");
         cmd.arg(lifetime.as_secs().to_string()).arg("sipp");
         match scenario {
@@ -612,7 +612,7 @@ pub fn trunk_scenario(
     extra: &[&str],
     timeout: Duration,
 ) -> (ExitStatus, String, String) {
-    let media_port = free_port().to_string();
+    let media_port = free_media_ports().to_string();
     let mut args = vec![
         "-key",
         "caller",

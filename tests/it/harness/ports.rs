@@ -9,7 +9,8 @@
 //! itself, and each one is claimed by an exclusive `flock` on a file named after it, held
 //! until this process exits (the kernel drops the lock then, even on a crash):
 //!
-//! - 10000–19999: single ports (SIP, HTTP, TLS listeners, SIPp, baresip's SIP and control);
+//! - 10000–19999: single ports (SIP, HTTP, TLS listeners, SIPp, baresip's SIP and control)
+//!   and SIPp's media ports, four in a row;
 //! - 20000–27999: blocks of 80, a test server's RTP range;
 //! - 28400–29399: blocks of 20, a baresip's RTP range.
 //!
@@ -74,6 +75,17 @@ pub fn free_port() -> u16 {
     claim_slot("port", 10_000, 1, 10_000, |port| {
         UdpSocket::bind(("127.0.0.1", port)).is_ok()
             && TcpListener::bind(("127.0.0.1", port)).is_ok()
+    })
+}
+
+/// The first of four consecutive claimed ports, free for UDP now: SIPp's media from `-mp`
+/// (audio at the port, video two above, each with its RTCP beside it).
+pub fn free_media_ports() -> u16 {
+    claim_slot("port", 10_000, 4, 2_500, |first| {
+        (first..first + 4).all(|port| {
+            (port == first || claim(&format!("port-{port}")))
+                && UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        })
     })
 }
 
