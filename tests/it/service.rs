@@ -240,3 +240,26 @@ fn postgres_node_without_a_state_directory_is_refused_naming_the_key() {
         );
     }
 }
+
+/// The running server has transparent huge pages off for itself (`THP_enabled: 0` in its
+/// `/proc` status) and says so: with them, the first touch of each fresh 2 MB region of the
+/// allocator zeroed the whole page inside the fault and stalled the SIP path for
+/// milliseconds (benches/README.md, "Setup latency").
+#[test]
+fn the_server_runs_without_transparent_huge_pages() {
+    let ports = Ports::new();
+    let server = Server::start(&demo_config(&ports), ports);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id()))
+        .expect("the server's /proc status");
+    assert!(
+        status.lines().any(|l| l == "THP_enabled:\t0"),
+        "transparent huge pages still on:\n{status}"
+    );
+    assert!(
+        server
+            .log()
+            .contains("transparent huge pages off for this process"),
+        "{}",
+        server.log()
+    );
+}

@@ -115,6 +115,7 @@ pub fn run(path: Option<&Path>) -> ExitCode {
     }
     crate::ops::logging::init();
     crate::ops::os_limits::raise_open_files();
+    crate::ops::os_limits::no_huge_pages();
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
