@@ -53,7 +53,10 @@ fn claim(name: &str) -> bool {
 fn spread(count: u32) -> u32 {
     static CALLS: AtomicU32 = AtomicU32::new(0);
     let calls = CALLS.fetch_add(1, Ordering::Relaxed);
-    (std::process::id().wrapping_mul(7919) + calls.wrapping_mul(104_729)) % count
+    std::process::id()
+        .wrapping_mul(7919)
+        .wrapping_add(calls.wrapping_mul(104_729))
+        % count
 }
 
 /// The first of `count` slots (from `first`, `len` ports each) this process could claim
