@@ -315,5 +315,11 @@ fn the_upgrade_needs_the_sip_subprotocol_and_gets_it_echoed() {
             .contains("sec-websocket-protocol: sip\r\n"),
         "{accepted}"
     );
-    assert!(server.log().contains("WebSocket handshake refused"));
+    // The server logs the refusal after sending it; the log reaches the test a little later.
+    wait_until(
+        &server,
+        "the logged refusal",
+        Duration::from_secs(5),
+        || server.log().contains("WebSocket handshake refused"),
+    );
 }
