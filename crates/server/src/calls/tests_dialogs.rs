@@ -457,19 +457,22 @@ async fn send_rtp(from: &tokio::net::UdpSocket, to: u16, n: u16) {
     }
 }
 
-/// RTP packets `sock` receives within `d`.
-async fn count_rtp(sock: &tokio::net::UdpSocket, d: Duration) -> usize {
-    let mut n = 0;
+/// RTP packets `sock` receives within `d`, stopping early once it has `n`.
+async fn receive_rtp(sock: &tokio::net::UdpSocket, n: usize, d: Duration) -> usize {
+    let mut got = 0;
     let mut buf = [0u8; 2048];
     let _ = tokio::time::timeout(d, async {
-        loop {
-            if sock.recv_from(&mut buf).await.is_ok() {
-                n += 1;
-            }
+        while got < n {
+            got += usize::from(sock.recv_from(&mut buf).await.is_ok());
         }
     })
     .await;
-    n
+    got
+}
+
+/// RTP packets `sock` receives within `d`.
+async fn count_rtp(sock: &tokio::net::UdpSocket, d: Duration) -> usize {
+    receive_rtp(sock, usize::MAX, d).await
 }
 
 /// How long a test waits for the relay to apply a change of a call's media.
@@ -505,15 +508,7 @@ async fn audio_reaches(
 
 /// Packets `sock` receives until it has `n` or [`MEDIA_CHANGE`] has passed.
 async fn await_rtp(sock: &tokio::net::UdpSocket, n: usize) -> usize {
-    let mut got = 0;
-    let mut buf = [0u8; 2048];
-    let _ = tokio::time::timeout(MEDIA_CHANGE, async {
-        while got < n {
-            got += usize::from(sock.recv_from(&mut buf).await.is_ok());
-        }
-    })
-    .await;
-    got
+    receive_rtp(sock, n, MEDIA_CHANGE).await
 }
 
 /// The bridged agent's re-INVITE without SDP (a delayed offer): our offer in the 200, the
