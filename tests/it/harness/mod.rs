@@ -54,12 +54,11 @@ impl Ports {
 /// (tests run in parallel processes; `ports.rs` says which ranges tests use).
 pub fn demo_config(ports: &Ports) -> String {
     let demo = std::fs::read_to_string(repo_root().join("config/demo.toml")).expect("demo config");
-    let rtp_first = ports.rtp;
     demo.replace("127.0.0.1:5060", &format!("127.0.0.1:{}", ports.sip))
         .replace("127.0.0.1:8080", &format!("127.0.0.1:{}", ports.http))
         .replace(
             "rtp_ports = [20000, 29999]",
-            &format!("rtp_ports = [{}, {}]", rtp_first, rtp_first + 79),
+            &format!("rtp_ports = [{}, {}]", ports.rtp, ports.rtp + 79),
         )
 }
 
