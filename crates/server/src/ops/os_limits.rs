@@ -2,7 +2,9 @@
 //! on the UDP SIP sockets for bursts. Each outcome is logged, because both fail quietly:
 //! past the open-files limit `accept` and `bind` fail with "Too many open files" (HTTP,
 //! SQLite, RTP ports), and past a full receive buffer the kernel drops datagrams without
-//! anyone seeing (lost ACKs: 200s retransmitted, calls held for 32 s).
+//! anyone seeing (lost ACKs: 200s retransmitted, calls held for 32 s). It also turns
+//! transparent huge pages off for itself ([`no_huge_pages`]): faulting them in stalls the
+//! SIP path.
 
 use std::io;
 
